@@ -1,0 +1,1 @@
+"""ccxctl: the control CLI for the ccxd daemon."""

@@ -1,0 +1,20 @@
+"""The async client library: ``from ccxd.client import connect``.
+
+Example::
+
+    async with await connect() as client:
+        async for event in client.run("make test", timeout=600):
+            ...
+"""
+
+from ccxd.client.connection import (
+    Client,
+    ClientError,
+    DaemonNotRunning,
+    Event,
+    RemoteError,
+    connect,
+    default_socket,
+)
+
+__all__ = ["Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "connect", "default_socket"]

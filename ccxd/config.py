@@ -1,0 +1,224 @@
+"""The daemon's configuration: one typed object, every default in one place.
+
+Values come, lowest precedence first, from the defaults below, the TOML file
+(``$XDG_CONFIG_HOME/ccxd/config.toml`` or ``--config PATH``), the legacy
+cc_executor environment names (:data:`ENV_ALIASES`) and ``CCXD_<KEY>``
+environment variables.  :func:`load` records where each value came from so
+``ccxd --print-config`` can say so.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from ccxd import paths
+
+__all__ = ["ENV_ALIASES", "Config", "ConfigError", "LoadedConfig", "load"]
+
+Positive = Annotated[float, Meta(gt=0)]
+NonNegative = Annotated[float, Meta(ge=0)]
+Bytes = Annotated[int, Meta(ge=0)]
+
+
+class Config(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Every setting of the daemon, with its default."""
+
+    # Jobs
+    shell: str = "zsh"
+    """Shell for ``SHELL -c COMMAND``: zsh, bash, sh, ``default`` (/bin/sh) or a path."""
+    max_concurrent_jobs: Annotated[int, Meta(ge=1, le=100_000)] = 64
+    """Jobs running at once; further jobs wait in a FIFO queue."""
+    max_queued_jobs: Annotated[int, Meta(ge=0)] = 10_000
+    """Jobs waiting at once before ``job.start`` answers "queue full"."""
+    default_timeout: Positive | None = None
+    """Wall-clock limit for jobs that set none (seconds); unset means no limit."""
+    idle_timeout: Positive | None = None
+    """Kill a job that produced no output for this long (cc_executor's STREAM_TIMEOUT)."""
+    kill_grace: NonNegative = 5.0
+    """Seconds between SIGTERM and SIGKILL when a job is stopped."""
+    finished_jobs_kept: Annotated[int, Meta(ge=0)] = 1000
+    """Finished jobs kept in memory for ``job.get`` and ``job.list``."""
+
+    # Output
+    chunk_size: Annotated[int, Meta(ge=1024, le=65536)] = 65536
+    """Largest output chunk, in bytes."""
+    buffer_size: Annotated[int, Meta(ge=65536)] = 8 * 1024 * 1024
+    """Recent output kept in memory per job; older output is read from the spool."""
+    spool_max_bytes: Bytes = 1024**3
+    """Output kept on disk per job; past it the output is cut (with a marker)."""
+
+    # Transports
+    socket_path: str = ""
+    """Unix socket; empty means ``$XDG_RUNTIME_DIR/ccxd/ccxd.sock``."""
+    max_message_bytes: Annotated[int, Meta(ge=1024)] = 1024 * 1024
+    """Largest request a client may send."""
+    max_connections: Annotated[int, Meta(ge=1)] = 4096
+    """Connections accepted at once on each transport."""
+    ws_enabled: bool = False
+    """Serve the WebSocket front-end."""
+    ws_host: str = "127.0.0.1"
+    """Address the WebSocket front-end binds to."""
+    ws_port: Annotated[int, Meta(ge=0, le=65535)] = 8003
+    """Port of the WebSocket front-end."""
+
+    # Store
+    redis_url: str = ""
+    """Redis to keep history in; empty means jobs are kept in memory only."""
+    state_dir: str = ""
+    """Spool and state directory; empty means ``$XDG_STATE_HOME/ccxd``."""
+
+    # Lifecycle
+    drain_timeout: NonNegative = 10.0
+    """On SIGTERM, how long running jobs may finish before they are cancelled."""
+    on_stop: Literal["cancel", "drain"] = "cancel"
+    """What a stop does to running jobs: cancel at once, or drain then cancel."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log threshold."""
+    node_id: str = ""
+    """Name of this daemon in records; empty means the host name."""
+
+    def resolved_socket_path(self) -> Path:
+        """The Unix socket path after defaults are applied."""
+        return Path(self.socket_path) if self.socket_path else paths.runtime_dir() / "ccxd.sock"
+
+    def resolved_state_dir(self) -> Path:
+        """The state directory after defaults are applied."""
+        return Path(self.state_dir) if self.state_dir else paths.state_dir()
+
+    def resolved_node_id(self) -> str:
+        """The node id after defaults are applied."""
+        return self.node_id or os.uname().nodename
+
+
+ENV_PREFIX: Final = "CCXD_"
+
+ENV_ALIASES: Final[dict[str, str]] = {
+    "CC_EXECUTOR_SHELL": "shell",
+    "CC_EXECUTOR_PORT": "ws_port",
+    "CC_EXECUTOR_HOST": "ws_host",
+    "REDIS_URL": "redis_url",
+    "STREAM_TIMEOUT": "idle_timeout",
+    "MAX_BUFFER_SIZE": "buffer_size",
+    "LOG_LEVEL": "log_level",
+}
+"""Environment names from cc_executor's README that still work."""
+
+# Environment variables that are not settings even though they share the prefix.
+_NOT_SETTINGS: Final = frozenset({"CCXD_URL", "CCXD_TOKEN", "CCXD_JOB_ID", "CCXD_DEBUG"})
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message is one line naming key, value and expectation."""
+
+
+class LoadedConfig(Struct):
+    """A config together with where each value came from."""
+
+    config: Config
+    sources: dict[str, str]
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: f.type for f in msgspec.structs.fields(Config)}
+
+
+def _expected(exc: msgspec.ValidationError) -> str:
+    # msgspec says "Expected `int` >= 1, got `str`"; keep the expectation.
+    text = str(exc).split(" - at ", 1)[0]
+    return text[0].lower() + text[1:] if text else "a valid value"
+
+
+def _coerce(key: str, value: object, source: str, from_env: bool) -> object:
+    types = _field_types()
+    if key not in types:
+        known = ", ".join(sorted(types))
+        raise ConfigError(f"{source}: unknown setting {key!r} (known settings: {known})")
+    typ = types[key]
+    raw = value
+    if from_env and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("", "none", "null") and "None" in repr(typ):
+            return None
+        if key == "shell" and lowered == "default":
+            return "/bin/sh"
+        if key == "log_level":
+            value = lowered
+    try:
+        return msgspec.convert(value, type=typ, strict=not from_env)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(
+            f"{source}: {key} = {raw!r}: {_expected(exc)}"
+        ) from None
+
+
+def default_config_path() -> Path:
+    """``$XDG_CONFIG_HOME/ccxd/config.toml``."""
+    return paths.config_dir() / "config.toml"
+
+
+def load(path: Path | None = None, environ: dict[str, str] | None = None) -> LoadedConfig:
+    """Build the effective config from defaults, file and environment.
+
+    An explicit ``path`` must exist; the default path is optional.
+    """
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {f.name: "default" for f in msgspec.structs.fields(Config)}
+
+    file_path = path if path is not None else default_config_path()
+    if path is not None or file_path.exists():
+        try:
+            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{file_path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file_path}: cannot read config file: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file_path}: invalid TOML: {exc}") from None
+        for key, value in data.items():
+            values[key] = _coerce(key, value, str(file_path), from_env=False)
+            sources[key] = str(file_path)
+
+    for alias, key in ENV_ALIASES.items():
+        if alias in env and f"{ENV_PREFIX}{key.upper()}" not in env:
+            values[key] = _coerce(key, env[alias], f"${alias}", from_env=True)
+            sources[key] = f"${alias}"
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        values[key] = _coerce(key, value, f"${name}", from_env=True)
+        sources[key] = f"${name}"
+
+    try:
+        config = msgspec.convert(values, Config)
+    except msgspec.ValidationError as exc:  # pragma: no cover - fields were checked one by one
+        raise ConfigError(str(exc)) from None
+    return LoadedConfig(config=config, sources=sources)
+
+
+def render(loaded: LoadedConfig) -> str:
+    """The effective config as TOML, each line commented with its source."""
+    lines = []
+    for f in msgspec.structs.fields(Config):
+        value = getattr(loaded.config, f.name)
+        source = loaded.sources[f.name]
+        if value is None:
+            lines.append(f"# {f.name} is unset  # {source}")
+        else:
+            lines.append(f"{f.name} = {_toml_value(value)}  # {source}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return msgspec.json.encode(value).decode()

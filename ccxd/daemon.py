@@ -1,0 +1,203 @@
+"""The daemon's lifecycle: wire the parts together, serve, reload, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import msgspec
+
+from ccxd import __version__, config as config_mod, logs, paths
+from ccxd.config import Config, ConfigError, LoadedConfig
+from ccxd.notify import Notifier
+from ccxd.protocol import Listener
+from ccxd.rpc.dispatcher import Dispatcher
+from ccxd.rpc.methods import DaemonInfo, register_methods
+from ccxd.supervision.reaper import Reaper, become_subreaper
+from ccxd.supervision.supervisor import Supervisor
+from ccxd.transports.unix import UnixServer, bind_unix_socket
+
+__all__ = ["AlreadyRunning", "Daemon"]
+
+log = logging.getLogger("ccxd.daemon")
+
+# Settings a SIGHUP can change without a restart.
+_RELOADABLE = (
+    "log_level",
+    "max_concurrent_jobs",
+    "max_queued_jobs",
+    "default_timeout",
+    "idle_timeout",
+    "kill_grace",
+    "finished_jobs_kept",
+    "buffer_size",
+    "spool_max_bytes",
+    "drain_timeout",
+    "on_stop",
+)
+_LAG_INTERVAL = 0.5
+
+
+class AlreadyRunning(Exception):
+    """Another ccxd owns the socket."""
+
+
+class Daemon:
+    """One running ccxd."""
+
+    def __init__(self, loaded: LoadedConfig, config_path: Path | None) -> None:
+        self.loaded = loaded
+        self.config: Config = loaded.config
+        self.config_path = config_path
+        self.notifier = Notifier()
+        self.info = DaemonInfo()
+        self._stop = asyncio.Event()
+        self._lock_fd: int | None = None
+        self._socket_path = self.config.resolved_socket_path()
+
+    # -- start ----------------------------------------------------------------
+
+    def _take_lock(self) -> None:
+        lock_path = self._socket_path.with_name(self._socket_path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(
+                f"another ccxd (pid {holder}) is already serving {self._socket_path}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _open_socket(self) -> socket.socket:
+        path = self._socket_path
+        if path.parent == paths.runtime_dir() or not self.config.socket_path:
+            paths.ensure_private_dir(path.parent)
+        else:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._take_lock()
+        if path.exists() or path.is_symlink():
+            # We hold the lock, so whatever is there was left by a daemon that died.
+            log.info("removing stale socket %s", path)
+            path.unlink()
+        return bind_unix_socket(path)
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; return the exit code."""
+        loop = asyncio.get_running_loop()
+        sock = self._open_socket()
+        state = paths.ensure_private_dir(self.config.resolved_state_dir())
+        spool_dir = paths.ensure_private_dir(state / "spool")
+
+        if not become_subreaper():
+            log.warning("cannot become a child subreaper; orphaned job processes go to init")
+        reaper = Reaper(loop)
+        reaper.start()
+        self.supervisor = Supervisor(self.config, reaper, spool_dir)
+        dispatcher = Dispatcher()
+        register_methods(dispatcher, self.supervisor, self.info)
+        unix = UnixServer(dispatcher, self.config.max_message_bytes)
+        await unix.start(sock)
+        self.unix = unix
+        self.info.listeners.append(Listener(kind="unix", address=str(self._socket_path)))
+
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+        background = [loop.create_task(self._monitor())]
+        interval = self.notifier.watchdog_interval()
+        if interval is not None:
+            background.append(loop.create_task(self.notifier.watchdog(interval)))
+        log.info(
+            "ccxd %s ready on %s (pid %d, shell %s)",
+            __version__,
+            self._socket_path,
+            os.getpid(),
+            self.supervisor.default_shell,
+        )
+        self.notifier.ready(self._status_line())
+
+        await self._stop.wait()
+
+        log.info("stopping (%s running jobs)", self.supervisor.counts()["running"])
+        self.notifier.stopping()
+        await unix.stop()
+        with contextlib.suppress(OSError):
+            self._socket_path.unlink()
+        await self.supervisor.shutdown(self.config.on_stop, self.config.drain_timeout)
+        for task in background:
+            task.cancel()
+        reaper.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")
+        return 0
+
+    # -- running --------------------------------------------------------------
+
+    def _status_line(self) -> str:
+        c = self.supervisor.counts()
+        return f"{c['running'] + c['paused']} running, {c['queued']} queued, {c['finished']} finished"
+
+    async def _monitor(self) -> None:
+        """Measure event-loop lag and keep systemd's STATUS= current."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + _LAG_INTERVAL
+            await asyncio.sleep(_LAG_INTERVAL)
+            self.info.loop_lag_ms = max(0.0, (loop.time() - due) * 1000)
+            self.info.connections = len(self.unix.connections)
+            self.notifier.status(self._status_line())
+            if os.environ.get("CCXD_DEBUG_STALL_FILE") and os.path.exists(
+                os.environ["CCXD_DEBUG_STALL_FILE"]
+            ):
+                # Debug-only switch to prove the watchdog: block the loop for good.
+                log.warning("debug stall switch found: blocking the event loop")
+                time.sleep(10**6)
+
+    def reload(self) -> None:
+        """Re-read the config (SIGHUP) and apply what can change while running."""
+        self.notifier.reloading()
+        try:
+            fresh = config_mod.load(self.config_path)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the old config: %s", exc)
+            self.notifier.ready(self._status_line())
+            return
+        changed = []
+        for key in _RELOADABLE:
+            new = getattr(fresh.config, key)
+            if getattr(self.config, key) != new:
+                setattr(self.config, key, new)
+                changed.append(f"{key}={new!r}")
+        ignored = [
+            f.name
+            for f in _fields()
+            if f.name not in _RELOADABLE
+            and getattr(fresh.config, f.name) != getattr(self.config, f.name)
+        ]
+        logs.set_level(self.config.log_level)
+        self.loaded = LoadedConfig(config=self.config, sources=fresh.sources)
+        log.info("config reloaded: %s", ", ".join(changed) or "no changes")
+        if ignored:
+            log.warning("these settings need a restart to change: %s", ", ".join(ignored))
+        self.notifier.ready(self._status_line())
+
+    def request_stop(self) -> None:
+        """Begin an orderly stop."""
+        self._stop.set()
+
+
+def _fields() -> tuple[msgspec.structs.FieldInfo, ...]:
+    return msgspec.structs.fields(Config)

@@ -1,0 +1,50 @@
+"""Logging to stderr in a form journald understands.
+
+Under systemd (``JOURNAL_STREAM`` set) each line starts with a ``<N>`` syslog
+priority and carries no timestamp, since the journal adds its own; elsewhere
+lines get a timestamp and a level name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+__all__ = ["setup"]
+
+_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+class _JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _PRIORITY.get(record.levelno, 6)
+        text = super().format(record)
+        # One journal entry per line: keep continuation lines at the same priority.
+        return "\n".join(f"<{prio}>{line}" for line in text.splitlines())
+
+
+def setup(level: str = "info") -> None:
+    """Send the ``ccxd`` loggers to stderr at ``level``."""
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        )
+    root = logging.getLogger("ccxd")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def set_level(level: str) -> None:
+    """Change the threshold (on reload)."""
+    logging.getLogger("ccxd").setLevel(level.upper())

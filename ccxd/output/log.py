@@ -1,0 +1,167 @@
+"""A job's output log: recent chunks in memory, everything in the spool (no I/O of its own).
+
+The reader of a job's pipes calls :meth:`OutputLog.append`; any number of
+subscribers read by sequence number at their own pace.  Nobody waits for a
+subscriber: a slow one that falls out of the memory buffer reads from the spool,
+and only output that is in neither is reported to it as a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from ccxd.output.spool import Spool
+
+__all__ = ["STREAMS", "Chunk", "OutputLog"]
+
+STREAMS = ("stdout", "stderr")
+
+
+class Chunk:
+    """One chunk of output; ``wire`` caches its encoded notification for fan-out."""
+
+    __slots__ = ("data", "offset", "seq", "stream", "wire")
+
+    def __init__(self, seq: int, stream: int, offset: int, data: bytes) -> None:
+        self.seq = seq
+        self.stream = stream
+        self.offset = offset
+        self.data = data
+        self.wire: bytes | None = None
+
+    @property
+    def end(self) -> int:
+        """Combined offset just past this chunk."""
+        return self.offset + len(self.data)
+
+
+class OutputLog:
+    """Append-only, sequence-numbered output of one job."""
+
+    def __init__(self, memory_limit: int, spool: Spool | None = None) -> None:
+        self.memory_limit = memory_limit
+        self.spool = spool
+        self._ring: list[Chunk] = []
+        self._head = 0  # index of the oldest live chunk in _ring
+        self._ring_bytes = 0
+        self.next_seq = 0
+        self.size = 0
+        self.stream_bytes = [0, 0]
+        self.closed = False
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- writing ------------------------------------------------------------
+
+    def append(self, stream: int, data: bytes) -> Chunk:
+        """Record ``data`` read from ``stream`` (0 stdout, 1 stderr)."""
+        chunk = Chunk(self.next_seq, stream, self.size, data)
+        if self.spool is not None:
+            self.spool.append(chunk.offset, stream, data)
+        self.next_seq += 1
+        self.size += len(data)
+        self.stream_bytes[stream] += len(data)
+        self._ring.append(chunk)
+        self._ring_bytes += len(data)
+        self._evict()
+        self._notify()
+        return chunk
+
+    def close(self) -> None:
+        """No more output will come."""
+        self.closed = True
+        if self.spool is not None:
+            self.spool.close_writer()
+        self._notify()
+
+    def _evict(self) -> None:
+        ring = self._ring
+        while self._ring_bytes > self.memory_limit and len(ring) - self._head > 1:
+            self._ring_bytes -= len(ring[self._head].data)
+            ring[self._head] = None  # type: ignore[call-overload]
+            self._head += 1
+        if self._head > 1024 and self._head * 2 > len(ring):
+            del ring[: self._head]
+            self._head = 0
+
+    # -- reading ------------------------------------------------------------
+
+    @property
+    def first_memory_seq(self) -> int:
+        """Sequence number of the oldest chunk still in memory."""
+        return self.next_seq - (len(self._ring) - self._head)
+
+    @property
+    def cut(self) -> bool:
+        """True when output stopped being kept on disk."""
+        return self.spool is not None and self.spool.cut
+
+    def get(self, seq: int) -> Chunk | None:
+        """Chunk ``seq`` from memory or spool; None if it is in neither."""
+        first = self.first_memory_seq
+        if seq >= first:
+            if seq >= self.next_seq:
+                return None
+            return self._ring[self._head + seq - first]
+        if self.spool is None:
+            return None
+        found = self.spool.read(seq)
+        if found is None:
+            return None
+        (offset, _length, stream), data = found
+        return Chunk(seq, stream, offset, data)
+
+    def seq_at(self, offset: int) -> int:
+        """The first chunk whose bytes end after ``offset``."""
+        first = self.first_memory_seq
+        if first < self.next_seq and self._ring[self._head].offset <= offset:
+            lo, hi = self._head, len(self._ring)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self._ring[mid].end > offset:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            return first + (lo - self._head)
+        if self.spool is not None and self.spool.records:
+            seq = self.spool.seq_at(offset)
+            if seq < self.spool.records:
+                return seq
+        # The offset lies in a gap (spool cut): continue with memory.
+        return first if offset < self.size else self.next_seq
+
+    def available_offset(self, seq: int) -> int:
+        """Offset of chunk ``seq`` or, when it is lost, of the next available one."""
+        chunk = self.get(seq)
+        return chunk.offset if chunk is not None else self.size
+
+    # -- waiting ------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every append and on close."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        try:
+            self._listeners.remove(callback)
+        except ValueError:
+            pass
+
+    def _notify(self) -> None:
+        for cb in self._listeners:
+            cb()
+
+    async def wait(self) -> None:  # pragma: no cover - convenience for tests
+        """Wait for the next append or close."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        self.add_listener(wake)
+        try:
+            await fut
+        finally:
+            self.remove_listener(wake)

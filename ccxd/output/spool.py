@@ -1,0 +1,123 @@
+"""A job's full output on disk: one data file and one fixed-width index file.
+
+``<job>.out`` holds the output bytes in the order they were read (stdout and
+stderr interleaved), so a combined offset is a file position.  ``<job>.idx``
+holds one 13-byte record per chunk (offset, length, stream), so chunk ``seq`` is
+record ``seq`` and an offset is found by binary search.  Writes go straight to
+the page cache with ``os.write``; a failed write (disk full) cuts the spool
+instead of failing the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from pathlib import Path
+
+__all__ = ["Spool", "SpoolRecord"]
+
+log = logging.getLogger("ccxd.output")
+
+_RECORD = struct.Struct("<QIB")
+SpoolRecord = tuple[int, int, int]
+"""(offset, length, stream) of one chunk; stream 0 is stdout, 1 is stderr."""
+
+
+class Spool:
+    """Append-only output files of one job, capped at ``limit`` bytes."""
+
+    def __init__(self, directory: Path, job_id: str, limit: int) -> None:
+        self.data_path = directory / f"{job_id}.out"
+        self.index_path = directory / f"{job_id}.idx"
+        self.limit = limit
+        self.records = 0
+        self.size = 0
+        self.cut = False
+        self.error: str | None = None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        self._data_w: int | None = os.open(self.data_path, flags, 0o600)
+        self._index_w: int | None = os.open(self.index_path, flags, 0o600)
+        self._data_r = os.open(self.data_path, os.O_RDONLY | os.O_CLOEXEC)
+        self._index_r = os.open(self.index_path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def append(self, offset: int, stream: int, data: bytes) -> bool:
+        """Store one chunk; False once the spool is cut (full or failing)."""
+        if self.cut or self._data_w is None or self._index_w is None:
+            return False
+        if self.size + len(data) > self.limit:
+            self._cut(None)
+            return False
+        try:
+            _write_all(self._data_w, data)
+            _write_all(self._index_w, _RECORD.pack(offset, len(data), stream))
+        except OSError as exc:
+            self._cut(f"{exc.strerror or exc}")
+            return False
+        self.records += 1
+        self.size += len(data)
+        return True
+
+    def _cut(self, error: str | None) -> None:
+        self.cut = True
+        self.error = error
+        if error:
+            log.warning("spool %s cut: %s", self.data_path.name, error)
+        self.close_writer()
+
+    def record(self, seq: int) -> SpoolRecord | None:
+        """The index record of chunk ``seq``, if the spool has it."""
+        if seq < 0 or seq >= self.records:
+            return None
+        raw = os.pread(self._index_r, _RECORD.size, seq * _RECORD.size)
+        if len(raw) < _RECORD.size:
+            return None
+        offset, length, stream = _RECORD.unpack(raw)
+        return offset, length, stream
+
+    def read(self, seq: int) -> tuple[SpoolRecord, bytes] | None:
+        """Chunk ``seq``: its record and its bytes."""
+        rec = self.record(seq)
+        if rec is None:
+            return None
+        data = os.pread(self._data_r, rec[1], rec[0])
+        return (rec, data) if len(data) == rec[1] else None
+
+    def seq_at(self, offset: int) -> int:
+        """The first chunk whose bytes end after ``offset`` (``records`` if none)."""
+        lo, hi = 0, self.records
+        while lo < hi:
+            mid = (lo + hi) // 2
+            rec = self.record(mid)
+            if rec is None or rec[0] + rec[1] > offset:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def close_writer(self) -> None:
+        """Stop writing; readers keep working."""
+        for fd in (self._data_w, self._index_w):
+            if fd is not None:
+                os.close(fd)
+        self._data_w = self._index_w = None
+
+    def close(self) -> None:
+        """Release every file descriptor."""
+        self.close_writer()
+        for fd in (self._data_r, self._index_r):
+            os.close(fd)
+        self._data_r = self._index_r = -1
+
+    def remove(self) -> None:
+        """Close and delete the files."""
+        self.close()
+        for p in (self.data_path, self.index_path):
+            p.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]

@@ -1,0 +1,50 @@
+"""Where ccxd keeps its files, following the XDG base directories."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["config_dir", "ensure_private_dir", "runtime_dir", "state_dir"]
+
+
+def _xdg(var: str, fallback: Path) -> Path:
+    value = os.environ.get(var, "")
+    # The XDG spec says relative paths are invalid and must be ignored.
+    return Path(value) if value and os.path.isabs(value) else fallback
+
+
+def runtime_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/ccxd``, or a private ``/tmp/ccxd-UID`` when that is unset."""
+    base = os.environ.get("XDG_RUNTIME_DIR", "")
+    if base and os.path.isabs(base):
+        return Path(base) / "ccxd"
+    return Path(f"/tmp/ccxd-{os.getuid()}")
+
+
+def state_dir() -> Path:
+    """``$XDG_STATE_HOME/ccxd`` (default ``~/.local/state/ccxd``)."""
+    return _xdg("XDG_STATE_HOME", Path.home() / ".local" / "state") / "ccxd"
+
+
+def config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/ccxd`` (default ``~/.config/ccxd``)."""
+    return _xdg("XDG_CONFIG_HOME", Path.home() / ".config") / "ccxd"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` as a 0700 directory owned by us, refusing anything else.
+
+    A directory under /tmp could have been planted by another user; we never
+    trust one we do not own or that others can write to.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise PermissionError(f"{path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{path} is owned by uid {st.st_uid}, not by us ({os.getuid()})")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path

@@ -1,0 +1,101 @@
+"""JSON-RPC 2.0 decoding and validation (no I/O).
+
+:func:`parse` turns the bytes of one message into calls and immediate error
+replies, following the spec for batches and notifications.  Params are decoded
+straight into the method's Struct; msgspec's own message, with the path of the
+bad field under ``$.params``, becomes the ``-32602`` error text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, Raw, Struct
+
+from ccxd.protocol import METHODS, ErrorCode, ErrorResponse, Request, RequestId, error
+
+__all__ = ["Call", "Parsed", "decode_params", "parse"]
+
+
+class Call(Struct):
+    """One request or notification ready for dispatch."""
+
+    method: str
+    params: Raw | None
+    id: RequestId
+    is_notification: bool
+
+
+class Parsed(Struct):
+    """What one incoming message holds: calls to make and errors to send back."""
+
+    calls: list[Call | ErrorResponse]
+    batch: bool
+
+
+class _IdOnly(Struct):
+    id: Any = None
+
+
+_request_decoder = msgspec.json.Decoder(Request)
+_id_decoder = msgspec.json.Decoder(_IdOnly)
+_batch_decoder = msgspec.json.Decoder(list[Raw])
+_raw_decoder = msgspec.json.Decoder(Raw)
+
+
+def _salvage_id(raw: bytes | Raw) -> RequestId:
+    try:
+        value = _id_decoder.decode(raw).id
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, int | str) and not isinstance(value, bool) else None
+
+
+def _one(raw: bytes | Raw) -> Call | ErrorResponse:
+    try:
+        req = _request_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        return error(_salvage_id(raw), ErrorCode.INVALID_REQUEST, f"invalid request: {exc}")
+    if isinstance(req.id, float):  # pragma: no cover - excluded by the type
+        return error(None, ErrorCode.INVALID_REQUEST, "invalid request: id must not be a float")
+    notification = req.id is UNSET
+    req_id = None if req.id is UNSET else req.id
+    params = None if req.params is UNSET else req.params
+    return Call(method=req.method, params=params, id=req_id, is_notification=notification)
+
+
+def parse(raw: bytes) -> Parsed:
+    """Split one wire message into calls (a batch gives several)."""
+    try:
+        top: Raw | list[Raw] = (
+            _batch_decoder.decode(raw) if raw.lstrip()[:1] == b"[" else _raw_decoder.decode(raw)
+        )
+    except msgspec.DecodeError as exc:
+        return Parsed([error(None, ErrorCode.PARSE_ERROR, f"parse error: {exc}")], batch=False)
+    if isinstance(top, list):
+        if not top:
+            return Parsed(
+                [error(None, ErrorCode.INVALID_REQUEST, "invalid request: empty batch")],
+                batch=False,
+            )
+        return Parsed([_one(item) for item in top], batch=True)
+    return Parsed([_one(top)], batch=False)
+
+
+def decode_params(method: str, params: Raw | None) -> Struct:
+    """Decode ``params`` for ``method``; raise ValueError with a client-facing message."""
+    params_type = METHODS[method][0]
+    if params is None:
+        raw = b"{}"
+    else:
+        raw = bytes(params)
+        if raw.lstrip()[:1] == b"[":
+            raise ValueError("params must be an object (by-name), not an array - at `$.params`")
+    try:
+        return msgspec.json.decode(raw, type=params_type)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        # msgspec reports paths from the params object; say where they are in the request.
+        text = text.replace("`$", "`$.params", 1) if "`$" in text else f"{text} - at `$.params`"
+        raise ValueError(text) from None

@@ -1,0 +1,71 @@
+"""A client connection as the dispatcher sees it, whatever the transport."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+__all__ = ["Connection", "Sink"]
+
+
+class Sink(Protocol):
+    """What a transport offers: send one encoded message, wait for room, close."""
+
+    def write(self, message: bytes) -> None:
+        """Queue one message (the transport adds its framing)."""
+
+    async def drain(self) -> None:
+        """Return when the peer has room for more."""
+
+    @property
+    def closing(self) -> bool:
+        """True once the connection is going away."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+
+class Connection:
+    """Per-connection state: the sink, who the peer is, and its subscriptions."""
+
+    def __init__(self, sink: Sink, peer: str, transport: str) -> None:
+        self.sink = sink
+        self.peer = peer
+        self.transport = transport
+        self.subscriptions: dict[str, asyncio.Task[None]] = {}
+
+    def send(self, message: bytes) -> None:
+        """Send one encoded message unless the connection is closing."""
+        if not self.sink.closing:
+            self.sink.write(message)
+
+    @property
+    def closing(self) -> bool:
+        """True once the peer is gone."""
+        return self.sink.closing
+
+    def add_subscription(self, job_id: str, task: asyncio.Task[None]) -> None:
+        """Track a subscription task; a second subscription to a job replaces the first."""
+        old = self.subscriptions.pop(job_id, None)
+        if old is not None:
+            old.cancel()
+        self.subscriptions[job_id] = task
+        task.add_done_callback(lambda t: self._drop(job_id, t))
+
+    def _drop(self, job_id: str, task: asyncio.Task[None]) -> None:
+        if self.subscriptions.get(job_id) is task:
+            del self.subscriptions[job_id]
+
+    def cancel_subscription(self, job_id: str) -> bool:
+        """Stop following a job; False if it was not followed."""
+        task = self.subscriptions.pop(job_id, None)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    def closed(self) -> None:
+        """The transport lost the peer: stop every subscription (jobs keep running)."""
+        for task in list(self.subscriptions.values()):
+            task.cancel()
+        self.subscriptions.clear()

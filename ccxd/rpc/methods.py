@@ -1,0 +1,158 @@
+"""The handlers behind each protocol method: thin calls into the supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+
+from ccxd import __version__
+from ccxd.output.log import STREAMS
+from ccxd.protocol import (
+    EmptyParams,
+    ErrorCode,
+    JobInfo,
+    JobList,
+    JobRef,
+    Listener,
+    ListParams,
+    Ok,
+    OutputChunk,
+    PingResult,
+    ReadParams,
+    ReadResult,
+    SignalParams,
+    StartParams,
+    StatusResult,
+    SubscribeParams,
+    SubscribeResult,
+)
+from ccxd.rpc.connection import Connection
+from ccxd.rpc.dispatcher import Dispatcher
+from ccxd.rpc.subscription import pump
+from ccxd.supervision.supervisor import Supervisor, parse_signal
+
+__all__ = ["DaemonInfo", "register_methods"]
+
+
+class DaemonInfo:
+    """Facts about the running daemon that ``daemon.status`` reports."""
+
+    def __init__(self) -> None:
+        self.started_mono = time.monotonic()
+        self.listeners: list[Listener] = []
+        self.loop_lag_ms = 0.0
+        self.connections = 0
+        self.store = "memory"
+
+
+def register_methods(dispatcher: Dispatcher, sup: Supervisor, info: DaemonInfo) -> None:
+    """Register every protocol method on ``dispatcher``."""
+
+    def follow(conn: Connection, job_id: str, from_offset: int, output: bool) -> None:
+        job = sup.get(job_id)
+        task = asyncio.get_running_loop().create_task(pump(conn, job, from_offset, output))
+        conn.add_subscription(job_id, task)
+
+    async def start(p: StartParams, conn: Connection) -> JobInfo:
+        job = sup.start(p, peer=conn.peer)
+        if p.subscribe:
+            follow(conn, job.id, 0, True)
+        return job.info()
+
+    async def get(p: JobRef, conn: Connection) -> JobInfo:
+        return sup.get(p.job_id).info()
+
+    async def list_jobs(p: ListParams, conn: Connection) -> JobList:
+        return JobList(jobs=sup.list(p))
+
+    async def subscribe(p: SubscribeParams, conn: Connection) -> SubscribeResult:
+        job = sup.get(p.job_id)
+        follow(conn, p.job_id, p.from_offset, p.output)
+        return SubscribeResult(job=job.info())
+
+    async def unsubscribe(p: JobRef, conn: Connection) -> Ok:
+        return Ok(ok=conn.cancel_subscription(p.job_id))
+
+    async def read(p: ReadParams, conn: Connection) -> ReadResult:
+        job = sup.get(p.job_id)
+        out = job.log
+        seq = out.seq_at(p.offset)
+        offset = p.offset
+        chunks: list[OutputChunk] = []
+        budget = p.max_bytes
+        gap = False
+        while seq < out.next_seq and budget > 0:
+            chunk = out.get(seq)
+            if chunk is None:
+                gap = True
+                seq = out.first_memory_seq
+                offset = max(offset, out.available_offset(seq))
+                continue
+            skip = max(0, offset - chunk.offset)
+            raw = chunk.data[skip : skip + budget]
+            data, enc = OutputChunk.encode_data(raw)
+            chunks.append(
+                OutputChunk(
+                    job_id=job.id,
+                    stream=STREAMS[chunk.stream],  # type: ignore[arg-type]
+                    seq=chunk.seq,
+                    offset=chunk.offset + skip,
+                    data=data,
+                    encoding=enc,
+                )
+            )
+            offset = chunk.offset + skip + len(raw)
+            budget -= len(raw)
+            if skip + len(raw) < len(chunk.data):
+                break
+            seq += 1
+        eof = job.finished and offset >= out.size
+        return ReadResult(chunks=chunks, next_offset=offset, eof=eof, gap=gap)
+
+    async def cancel(p: JobRef, conn: Connection) -> JobInfo:
+        return sup.cancel(p.job_id).info()
+
+    async def send_signal(p: SignalParams, conn: Connection) -> JobInfo:
+        return sup.send_signal(p.job_id, parse_signal(p.signal)).info()
+
+    async def pause(p: JobRef, conn: Connection) -> JobInfo:
+        return sup.pause(p.job_id).info()
+
+    async def resume(p: JobRef, conn: Connection) -> JobInfo:
+        return sup.resume(p.job_id).info()
+
+    async def status(p: EmptyParams, conn: Connection) -> StatusResult:
+        return StatusResult(
+            version=__version__,
+            pid=os.getpid(),
+            node=sup.node,
+            uptime=round(time.monotonic() - info.started_mono, 3),
+            jobs=sup.counts(),
+            listeners=info.listeners,
+            loop_lag_ms=round(info.loop_lag_ms, 3),
+            connections=info.connections,
+            shell=sup.default_shell,
+            store=info.store,
+        )
+
+    async def ping(p: EmptyParams, conn: Connection) -> PingResult:
+        return PingResult(pong=True, time=time.time())
+
+    table: dict[str, Callable[..., object]] = {
+        "job.start": start,
+        "job.get": get,
+        "job.list": list_jobs,
+        "job.subscribe": subscribe,
+        "job.unsubscribe": unsubscribe,
+        "job.read": read,
+        "job.cancel": cancel,
+        "job.signal": send_signal,
+        "job.pause": pause,
+        "job.resume": resume,
+        "daemon.status": status,
+        "daemon.ping": ping,
+    }
+    for name, handler in table.items():
+        dispatcher.register(name, handler)  # type: ignore[arg-type]

@@ -1,0 +1,107 @@
+"""Streaming one job's events to one connection, at that connection's pace.
+
+The job never waits for a subscriber: the pump pulls chunks from the job's
+output log (memory, else spool) only when the connection has room, and sends a
+``job.gap`` only for output that is in neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ccxd.output.log import STREAMS, Chunk
+from ccxd.protocol import (
+    JobFinished,
+    JobQueued,
+    JobStarted,
+    Notification,
+    OutputChunk,
+    OutputCut,
+    OutputGap,
+    encode,
+)
+from ccxd.protocol import JobState
+from ccxd.rpc.connection import Connection
+from ccxd.supervision.job import Job
+
+__all__ = ["encode_chunk", "pump"]
+
+
+def encode_chunk(job_id: str, chunk: Chunk, skip: int = 0) -> bytes:
+    """The ``job.output`` notification for ``chunk`` (minus its first ``skip`` bytes)."""
+    if skip == 0 and chunk.wire is not None:
+        return chunk.wire
+    raw = chunk.data[skip:] if skip else chunk.data
+    data, encoding = OutputChunk.encode_data(raw)
+    params = OutputChunk(
+        job_id=job_id,
+        stream=STREAMS[chunk.stream],  # type: ignore[arg-type]
+        seq=chunk.seq,
+        offset=chunk.offset + skip,
+        data=data,
+        encoding=encoding,
+    )
+    wire = encode(Notification(method="job.output", params=params))
+    if skip == 0:
+        chunk.wire = wire  # every subscriber sends the same bytes
+    return wire
+
+
+async def pump(conn: Connection, job: Job, from_offset: int, with_output: bool) -> None:
+    """Replay ``job`` from ``from_offset`` then follow it until it finishes."""
+    loop = asyncio.get_running_loop()
+    changed: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not changed.done():
+            changed.set_result(None)
+
+    job.add_listener(wake)
+    out = job.log
+    offset = from_offset
+    seq = out.seq_at(offset) if with_output else 0
+    sent_position: int | None = None
+    sent_started = False
+    sent_cut = False
+    try:
+        while not conn.closing:
+            if job.state is JobState.QUEUED and job.queue_position != sent_position:
+                sent_position = job.queue_position
+                conn.send(_note("job.queued", JobQueued(job.id, sent_position or 0)))
+            if job.pid is not None and not sent_started:
+                sent_started = True
+                conn.send(_note("job.started", JobStarted(job.id, job.pid, job.pgid or job.pid)))
+            while with_output and seq < out.next_seq:
+                await conn.sink.drain()
+                if conn.closing:
+                    return
+                chunk = out.get(seq)
+                if chunk is None:
+                    seq = out.first_memory_seq
+                    resume = out.available_offset(seq)
+                    if resume > offset:
+                        conn.send(_note("job.gap", OutputGap(job.id, offset, resume, "evicted")))
+                    offset = resume
+                    continue
+                skip = offset - chunk.offset if offset > chunk.offset else 0
+                if skip < len(chunk.data):
+                    conn.send(encode_chunk(job.id, chunk, skip))
+                offset = chunk.end
+                seq += 1
+            if out.cut and not sent_cut:
+                sent_cut = True
+                spool = out.spool
+                limit = spool.limit if spool is not None else 0
+                size = spool.size if spool is not None else out.size
+                conn.send(_note("job.output_cut", OutputCut(job.id, size, limit)))
+            if job.finished and (not with_output or seq >= out.next_seq):
+                conn.send(_note("job.finished", JobFinished(job.info())))
+                return
+            await changed
+            changed = loop.create_future()
+    finally:
+        job.remove_listener(wake)
+
+
+def _note(method: str, params: object) -> bytes:
+    return encode(Notification(method=method, params=params))

@@ -1,0 +1,167 @@
+"""One job: its request, its state and its output, as the supervisor keeps them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ccxd.output.log import OutputLog
+from ccxd.protocol import JobInfo, JobReason, JobState, StartParams
+from ccxd.redact import redact_env
+from ccxd.supervision.state import check_transition
+from ccxd.supervision.tree import ProcessTree
+
+__all__ = ["Job"]
+
+
+class Job:
+    """A job and everything that changes about it.
+
+    Nothing here assumes the job's process is a child of this daemon: the
+    process is known by pid, pgid and its tree, so a later daemon can adopt it.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        params: StartParams,
+        *,
+        argv: list[str],
+        shell: str | None,
+        cwd: str,
+        log: OutputLog,
+        node: str,
+        peer: str,
+        timeout: float | None,
+        idle_timeout: float | None,
+    ) -> None:
+        self.id = job_id
+        self.params = params
+        self.argv = argv
+        self.shell = shell
+        self.cwd = cwd
+        self.log = log
+        self.node = node
+        self.peer = peer
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout
+        self.state = JobState.QUEUED
+        self.reason: JobReason | None = None
+        self.exit_code: int | None = None
+        self.signal: int | None = None
+        self.error: str | None = None
+        self.pid: int | None = None
+        self.pgid: int | None = None
+        self.tree: ProcessTree | None = None
+        self.queued_at = time.time()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.started_mono: float | None = None
+        self.finished_mono: float | None = None
+        self.last_output_mono = time.monotonic()
+        self.stop_reason: JobReason | None = None  # why *we* are stopping it
+        self.queue_position: int | None = None
+        self._listeners: list[Callable[[], None]] = []
+        log.add_listener(self._on_output)
+
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """True once the job has reached its final state."""
+        return self.state is JobState.FINISHED
+
+    @property
+    def active(self) -> bool:
+        """True while the job has (or may have) processes."""
+        return self.state in (JobState.STARTING, JobState.RUNNING, JobState.PAUSED)
+
+    def move(self, new: JobState) -> None:
+        """Change state (checked against the state machine) and tell listeners."""
+        self.state = check_transition(self.state, new)
+        self._notify()
+
+    def finish(
+        self,
+        reason: JobReason,
+        *,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record the outcome; output must be complete (log closed) first."""
+        self.reason = reason
+        self.exit_code = exit_code
+        self.signal = signal
+        self.error = error
+        self.finished_at = time.time()
+        self.finished_mono = time.monotonic()
+        self.queue_position = None
+        if not self.log.closed:
+            self.log.close()
+        self.move(JobState.FINISHED)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish (or until now while running)."""
+        if self.started_mono is None:
+            return None
+        end = self.finished_mono if self.finished_mono is not None else time.monotonic()
+        return round(end - self.started_mono, 6)
+
+    # -- listeners ------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on every state change and every output chunk."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        try:
+            self._listeners.remove(callback)
+        except ValueError:
+            pass
+
+    def _on_output(self) -> None:
+        self.last_output_mono = time.monotonic()
+        self._notify()
+
+    def _notify(self) -> None:
+        for cb in list(self._listeners):
+            cb()
+
+    # -- views ----------------------------------------------------------------
+
+    def info(self) -> JobInfo:
+        """The job as clients see it."""
+        log = self.log
+        return JobInfo(
+            id=self.id,
+            state=self.state,
+            command=self.params.command,
+            shell=self.shell,
+            argv=self.argv,
+            cwd=self.cwd,
+            env=redact_env(self.params.env),
+            session=self.params.session,
+            tags=self.params.tags,
+            timeout=self.timeout,
+            idle_timeout=self.idle_timeout,
+            reason=self.reason,
+            exit_code=self.exit_code,
+            signal=self.signal,
+            error=self.error,
+            pid=self.pid,
+            pgid=self.pgid,
+            queue_position=self.queue_position,
+            queued_at=self.queued_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            duration=self.duration,
+            stdout_bytes=log.stream_bytes[0],
+            stderr_bytes=log.stream_bytes[1],
+            output_bytes=log.size,
+            output_cut=log.cut,
+            node=self.node,
+            peer=self.peer,
+        )

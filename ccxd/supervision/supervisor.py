@@ -1,0 +1,452 @@
+"""The supervisor: admits, queues, starts, watches, times out and stops jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import secrets
+import signal as signal_mod
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from ccxd.config import Config
+from ccxd.errors import RpcError
+from ccxd.output.chunker import Utf8Chunker
+from ccxd.output.log import OutputLog
+from ccxd.output.spool import Spool
+from ccxd.protocol import ErrorCode, JobInfo, JobReason, JobState, ListParams, StartParams
+from ccxd.supervision.job import Job
+from ccxd.supervision.reaper import ExitStatus, Reaper
+from ccxd.supervision.shell import resolve_shell
+from ccxd.supervision.spawn import SpawnError, spawn, write_input
+from ccxd.supervision.tree import ProcessTree
+
+__all__ = ["Supervisor", "new_job_id", "parse_signal"]
+
+log = logging.getLogger("ccxd.supervision")
+
+# Environment every job gets: unbuffered Python output, and Node never waiting on a TTY.
+_JOB_ENV_DEFAULTS = {"PYTHONUNBUFFERED": "1", "NODE_NO_READLINE": "1"}
+# After the leader exits and the tree is gone, how long to wait for pipes to close.
+_PIPE_LINGER = 2.0
+
+_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_job_id() -> str:
+    """A short id that sorts by creation time (milliseconds) and is unique."""
+    ms = int(time.time() * 1000)
+    stamp = ""
+    for _ in range(9):
+        ms, rem = divmod(ms, 32)
+        stamp = _ID_ALPHABET[rem] + stamp
+    tail = "".join(secrets.choice(_ID_ALPHABET) for _ in range(4))
+    return stamp + tail
+
+
+def parse_signal(value: int | str) -> int:
+    """A signal number from ``9``, ``"9"``, ``"KILL"`` or ``"SIGKILL"``."""
+    if isinstance(value, int) or value.strip().isdigit():
+        num = int(value)
+        try:
+            signal_mod.Signals(num)
+        except ValueError:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"unknown signal number {num}") from None
+        return num
+    name = value.strip().upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal_mod.Signals[name])
+    except KeyError:
+        raise RpcError(ErrorCode.INVALID_PARAMS, f"unknown signal {value!r}") from None
+
+
+class Supervisor:
+    """Owns every job of this daemon."""
+
+    def __init__(self, config: Config, reaper: Reaper, spool_dir: Path) -> None:
+        self.config = config
+        self.reaper = reaper
+        self.spool_dir = spool_dir
+        self.node = config.resolved_node_id()
+        self.jobs: dict[str, Job] = {}
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._queue: collections.deque[Job] = collections.deque()
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = True
+        self._base_env = dict(os.environ)
+        self.default_shell = resolve_shell(config.shell, fallback=True) or "/bin/sh"
+
+    # -- queries --------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id, or a JOB_NOT_FOUND error."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise RpcError.job_not_found(job_id)
+        return job
+
+    def list(self, params: ListParams) -> list[JobInfo]:
+        """Jobs newest first, filtered."""
+        out = []
+        for job in reversed(self.jobs.values()):
+            if params.state is not None and job.state != params.state:
+                continue
+            if params.session is not None and job.params.session != params.session:
+                continue
+            out.append(job.info())
+            if len(out) >= params.limit:
+                break
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs in each state."""
+        counts = dict.fromkeys((s.value for s in JobState), 0)
+        for job in self.jobs.values():
+            counts[job.state.value] += 1
+        return counts
+
+    @property
+    def active_jobs(self) -> Iterable[Job]:
+        """Jobs that are queued or have processes."""
+        return [j for j in self.jobs.values() if not j.finished]
+
+    # -- starting -------------------------------------------------------------
+
+    def start(self, params: StartParams, peer: str = "") -> Job:
+        """Admit a job: start it now or queue it.  Raises :class:`RpcError`."""
+        if not self._accepting:
+            raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
+        job = self._make_job(params, peer)
+        if self._running < self.config.max_concurrent_jobs:
+            self.jobs[job.id] = job
+            self._launch(job)
+        else:
+            if len(self._queue) >= self.config.max_queued_jobs:
+                job.log.close()
+                if job.log.spool is not None:
+                    job.log.spool.remove()
+                raise RpcError(
+                    ErrorCode.QUEUE_FULL,
+                    f"queue full: {len(self._queue)} jobs waiting (max_queued_jobs)",
+                    {"queued": len(self._queue)},
+                )
+            self.jobs[job.id] = job
+            self._queue.append(job)
+            job.queue_position = len(self._queue)
+            log.info("job %s queued at position %d", job.id, job.queue_position)
+        return job
+
+    def _make_job(self, params: StartParams, peer: str) -> Job:
+        _check_text(params)
+        job_id = new_job_id()
+        if isinstance(params.command, str):
+            wanted = params.shell or self.config.shell
+            shell = (
+                self.default_shell
+                if params.shell is None
+                else resolve_shell(_alias_shell(wanted), fallback=False)
+            )
+            if shell is None:
+                raise RpcError(ErrorCode.INVALID_PARAMS, f"shell {wanted!r} not found")
+            argv = [shell, "-c", params.command]
+        else:
+            shell = None
+            argv = list(params.command)
+        cwd = params.cwd or self._base_env.get("HOME", "/")
+        timeout = params.timeout if params.timeout is not None else self.config.default_timeout
+        idle = params.idle_timeout if params.idle_timeout is not None else self.config.idle_timeout
+        spool = None
+        try:
+            spool = Spool(self.spool_dir, job_id, self.config.spool_max_bytes)
+        except OSError as exc:
+            log.warning("job %s: no spool (%s); output kept in memory only", job_id, exc)
+        return Job(
+            job_id,
+            params,
+            argv=argv,
+            shell=shell,
+            cwd=cwd,
+            log=OutputLog(self.config.buffer_size, spool),
+            node=self.node,
+            peer=peer,
+            timeout=timeout,
+            idle_timeout=idle,
+        )
+
+    def _launch(self, job: Job) -> None:
+        self._running += 1
+        task = asyncio.get_running_loop().create_task(self._run(job), name=f"job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _next_from_queue(self) -> None:
+        while self._queue and self._running < self.config.max_concurrent_jobs:
+            job = self._queue.popleft()
+            job.queue_position = None
+            self._launch(job)
+        for pos, waiting in enumerate(self._queue, 1):
+            if waiting.queue_position != pos:
+                waiting.queue_position = pos
+                waiting._notify()
+
+    # -- running --------------------------------------------------------------
+
+    async def _run(self, job: Job) -> None:
+        try:
+            await self._run_inner(job)
+        except Exception:  # a bug must not leave a job "running" forever
+            log.exception("job %s: supervisor error", job.id)
+            if not job.finished:
+                if job.tree is not None:
+                    await job.tree.kill()
+                job.finish(JobReason.KILLED, error="internal supervisor error")
+        finally:
+            self._running -= 1
+            self._retire(job)
+            self._next_from_queue()
+
+    async def _run_inner(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        job.move(JobState.STARTING)
+        if job.stop_reason is not None:
+            job.finish(job.stop_reason)
+            return
+        env = dict(self._base_env)
+        env.update(_JOB_ENV_DEFAULTS)
+        env.update(job.params.env)
+        env["CCXD_JOB_ID"] = job.id
+        stdin_data = job.params.input.encode() if job.params.input is not None else None
+        try:
+            proc = spawn(job.argv, job.cwd, env, with_input=stdin_data is not None)
+        except SpawnError as exc:
+            log.info("job %s failed to start: %s", job.id, exc)
+            job.finish(JobReason.FAILED_TO_START, error=str(exc))
+            return
+        exited = self.reaper.watch(proc.pid)
+        job.pid, job.pgid = proc.pid, proc.pgid
+        job.tree = ProcessTree(job.id, proc.pid, proc.pgid)
+        job.started_at = time.time()
+        job.started_mono = job.last_output_mono = time.monotonic()
+        job.move(JobState.RUNNING)
+        log.info("job %s started: pid %d %s", job.id, proc.pid, _short(job.argv))
+        if stdin_data is not None and proc.stdin is not None:
+            loop.create_task(write_input(proc.stdin, stdin_data))
+
+        eof = [loop.create_future(), loop.create_future()]
+        for stream, fd in enumerate((proc.stdout, proc.stderr)):
+            self._read_pipe(job, stream, fd, eof[stream])
+        timers = self._arm_timers(job)
+        try:
+            status = await exited
+            # The leader is gone; anything it left behind goes too.
+            if job.tree.members():
+                await job.tree.terminate(self.config.kill_grace)
+            _, pending = await asyncio.wait(eof, timeout=_PIPE_LINGER)
+            for fut in pending:
+                fut.cancel()  # a process we could not find still holds the pipe
+        finally:
+            for t in timers:
+                t.cancel()
+        self._finish_exited(job, status)
+
+    def _finish_exited(self, job: Job, status: ExitStatus) -> None:
+        if job.stop_reason is not None:
+            reason = job.stop_reason
+        elif status.signal is not None:
+            reason = JobReason.KILLED
+        else:
+            reason = JobReason.EXITED
+        job.finish(reason, exit_code=status.code, signal=status.signal)
+        log.info(
+            "job %s finished: %s (exit %s, signal %s) in %.3fs",
+            job.id,
+            reason,
+            status.code,
+            status.signal,
+            job.duration or 0.0,
+        )
+
+    def _read_pipe(self, job: Job, stream: int, fd: int, eof: asyncio.Future[None]) -> None:
+        loop = asyncio.get_running_loop()
+        chunker = Utf8Chunker(self.config.chunk_size)
+        size = self.config.chunk_size
+        out = job.log
+
+        def on_readable() -> None:
+            try:
+                data = os.read(fd, size)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                for piece in chunker.feed(data):
+                    out.append(stream, piece)
+                return
+            for piece in chunker.flush():
+                out.append(stream, piece)
+            done()
+
+        def done() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            if not eof.done():
+                eof.set_result(None)
+
+        def on_cancel(fut: asyncio.Future[None]) -> None:
+            if fut.cancelled():
+                loop.remove_reader(fd)
+                for piece in chunker.flush():
+                    out.append(stream, piece)
+                os.close(fd)
+
+        eof.add_done_callback(on_cancel)
+        loop.add_reader(fd, on_readable)
+
+    def _arm_timers(self, job: Job) -> list[asyncio.TimerHandle]:
+        loop = asyncio.get_running_loop()
+        timers: list[asyncio.TimerHandle] = []
+        if job.timeout is not None:
+            timers.append(loop.call_later(job.timeout, self._stop, job, JobReason.TIMEOUT))
+        if job.idle_timeout is not None:
+            idle = job.idle_timeout
+
+            def check_idle() -> None:
+                if job.finished or job.stop_reason is not None:
+                    return
+                quiet = time.monotonic() - job.last_output_mono
+                if quiet >= idle:
+                    self._stop(job, JobReason.IDLE_TIMEOUT)
+                else:
+                    timers.append(loop.call_later(idle - quiet, check_idle))
+
+            timers.append(loop.call_later(idle, check_idle))
+        return timers
+
+    def _stop(self, job: Job, reason: JobReason) -> None:
+        """Begin stopping ``job`` for ``reason`` (first reason wins)."""
+        if job.finished or job.stop_reason is not None:
+            return
+        job.stop_reason = reason
+        log.info("job %s: stopping (%s)", job.id, reason)
+        if job.tree is not None:
+            task = asyncio.get_running_loop().create_task(
+                job.tree.terminate(self.config.kill_grace)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    # -- control --------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued or running job."""
+        job = self.get(job_id)
+        if job.finished:
+            raise RpcError(
+                ErrorCode.JOB_NOT_ACTIVE, f"job {job_id} already finished ({job.reason})"
+            )
+        if job.state is JobState.QUEUED:
+            self._queue.remove(job)
+            job.finish(JobReason.CANCELLED)
+            self._retire(job)
+            self._next_from_queue()
+        else:
+            self._stop(job, JobReason.CANCELLED)
+        return job
+
+    def send_signal(self, job_id: str, sig: int) -> Job:
+        """Send ``sig`` to every process of a running job."""
+        job = self._need_processes(job_id)
+        assert job.tree is not None
+        job.tree.signal(sig)
+        if sig == signal_mod.SIGSTOP and job.state is JobState.RUNNING:
+            job.move(JobState.PAUSED)
+        elif sig == signal_mod.SIGCONT and job.state is JobState.PAUSED:
+            job.move(JobState.RUNNING)
+        return job
+
+    def pause(self, job_id: str) -> Job:
+        """Stop (SIGSTOP) the whole job."""
+        job = self._need_processes(job_id)
+        if job.state is not JobState.PAUSED:
+            self.send_signal(job_id, signal_mod.SIGSTOP)
+        return job
+
+    def resume(self, job_id: str) -> Job:
+        """Continue (SIGCONT) a paused job."""
+        job = self._need_processes(job_id)
+        if job.state is JobState.PAUSED:
+            self.send_signal(job_id, signal_mod.SIGCONT)
+        return job
+
+    def _need_processes(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.state not in (JobState.RUNNING, JobState.PAUSED) or job.tree is None:
+            raise RpcError(
+                ErrorCode.JOB_NOT_ACTIVE,
+                f"job {job_id} is {job.state}, not running",
+                {"state": job.state.value},
+            )
+        return job
+
+    # -- retention and shutdown -----------------------------------------------
+
+    def _retire(self, job: Job) -> None:
+        self._finished[job.id] = None
+        while len(self._finished) > self.config.finished_jobs_kept:
+            old_id, _ = self._finished.popitem(last=False)
+            old = self.jobs.pop(old_id, None)
+            if old is not None and old.log.spool is not None:
+                old.log.spool.remove()
+
+    async def shutdown(self, mode: str, drain_timeout: float) -> None:
+        """Stop accepting jobs; drain (up to ``drain_timeout``) or cancel the rest."""
+        self._accepting = False
+        for job in list(self._queue):
+            self.cancel(job.id)
+        running = [t for t in self._tasks if t.get_name().startswith("job-")]
+        if mode == "drain" and running:
+            log.info("draining %d running jobs (up to %.1fs)", len(running), drain_timeout)
+            await asyncio.wait(running, timeout=drain_timeout)
+        for job in self.active_jobs:
+            self._stop(job, JobReason.CANCELLED)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.config.kill_grace + 5)
+        for job in self.jobs.values():
+            if job.log.spool is not None:
+                job.log.spool.close()
+
+
+def _alias_shell(name: str) -> str:
+    return "/bin/sh" if name == "default" else name
+
+
+def _check_text(params: StartParams) -> None:
+    """Refuse NUL bytes, which no exec can carry, with a precise message."""
+    parts: list[tuple[str, str]] = []
+    if isinstance(params.command, str):
+        parts.append(("command", params.command))
+    else:
+        parts += [(f"command[{i}]", a) for i, a in enumerate(params.command)]
+    if params.cwd is not None:
+        parts.append(("cwd", params.cwd))
+    for k, v in params.env.items():
+        if not k or "=" in k:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid environment name {k!r} at $.params.env")
+        parts += [(f"env.{k}", k), (f"env.{k}", v)]
+    for where, text in parts:
+        if "\0" in text:
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS, f"NUL byte not allowed - at `$.params.{where}`"
+            )
+
+
+def _short(argv: list[str]) -> str:
+    text = " ".join(argv)
+    return text if len(text) <= 120 else text[:117] + "..."

@@ -1,0 +1,180 @@
+"""Finding and signalling every process of a job, and only those.
+
+A job's processes are: its process group and session (the leader called
+``setsid``), every descendant of those, and orphans that ccxd adopted as
+subreaper whose environment carries the job's ``CCXD_JOB_ID``, with their
+descendants.  Signals go through pidfds opened after the process's start time
+was checked, so a recycled PID is never hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import NamedTuple
+
+__all__ = ["ProcInfo", "ProcessTree", "scan_processes", "send_checked", "wait_gone"]
+
+
+class ProcInfo(NamedTuple):
+    """What /proc/PID/stat says about one process."""
+
+    pid: int
+    ppid: int
+    pgrp: int
+    session: int
+    state: str
+    start: int
+
+
+def _read_stat(pid: int) -> ProcInfo | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    rest = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return ProcInfo(pid, int(rest[1]), int(rest[2]), int(rest[3]), rest[0].decode(), int(rest[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def scan_processes() -> dict[int, ProcInfo]:
+    """Every live (non-zombie) process on the machine."""
+    procs = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            info = _read_stat(int(name))
+            if info is not None and info.state not in ("Z", "X"):
+                procs[info.pid] = info
+    return procs
+
+
+def _has_marker(pid: int, marker: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return marker in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+class ProcessTree:
+    """The processes of one job, found on demand."""
+
+    def __init__(self, job_id: str, leader: int, pgid: int) -> None:
+        self.job_id = job_id
+        self.leader = leader
+        self.pgid = pgid
+        info = _read_stat(leader)
+        self.leader_start = info.start if info is not None else -1
+        self._marker = f"CCXD_JOB_ID={job_id}".encode()
+
+    def members(self, procs: dict[int, ProcInfo] | None = None) -> dict[int, ProcInfo]:
+        """The job's live processes right now."""
+        procs = scan_processes() if procs is None else procs
+        me = os.getpid()
+        children: dict[int, list[int]] = {}
+        for p in procs.values():
+            children.setdefault(p.ppid, []).append(p.pid)
+        # The kernel never hands out a PID still used as a group or session id,
+        # so the group is ours unless a different process now owns the leader's PID.
+        owner = procs.get(self.pgid)
+        ours = owner is None or owner.start == self.leader_start
+        seeds = (
+            [p.pid for p in procs.values() if p.pgrp == self.pgid or p.session == self.pgid]
+            if ours
+            else []
+        )
+        # Orphans adopted by the daemon (subreaper) that carry the job's marker.
+        seeds += [pid for pid in children.get(me, ()) if _has_marker(pid, self._marker)]
+        found: dict[int, ProcInfo] = {}
+        stack = seeds
+        while stack:
+            pid = stack.pop()
+            if pid in found or pid == me or pid not in procs:
+                continue
+            found[pid] = procs[pid]
+            stack.extend(children.get(pid, ()))
+        return found
+
+    def signal(self, sig: int, members: dict[int, ProcInfo] | None = None) -> int:
+        """Send ``sig`` to every member; return how many were signalled."""
+        members = self.members() if members is None else members
+        sent = 0
+        for info in members.values():
+            if send_checked(info, sig):
+                sent += 1
+        return sent
+
+    async def terminate(self, grace: float) -> None:
+        """SIGTERM everything, wait up to ``grace`` seconds, then SIGKILL what is left."""
+        members = self.members()
+        if members:
+            self.signal(signal.SIGTERM, members)
+            self.signal(signal.SIGCONT, members)  # stopped processes must see the TERM
+            await wait_gone(members, grace)
+        await self.kill()
+
+    async def kill(self) -> None:
+        """SIGKILL until no member is left (members may fork while we kill)."""
+        for _ in range(50):
+            members = self.members()
+            if not members:
+                return
+            self.signal(signal.SIGKILL, members)
+            await wait_gone(members, 1.0)
+
+
+def send_checked(info: ProcInfo, sig: int) -> bool:
+    """Signal ``info.pid`` only if it is still the process we scanned."""
+    try:
+        fd = os.pidfd_open(info.pid)
+    except OSError:
+        return False
+    try:
+        now = _read_stat(info.pid)
+        if now is None or now.start != info.start:
+            return False
+        signal.pidfd_send_signal(fd, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+async def wait_gone(members: dict[int, ProcInfo], timeout: float) -> None:
+    """Wait until every process in ``members`` has exited, at most ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    waiters: list[asyncio.Future[None]] = []
+    fds: list[int] = []
+    for info in members.values():
+        try:
+            fd = os.pidfd_open(info.pid)
+        except OSError:
+            continue
+        now = _read_stat(info.pid)
+        if now is None or now.start != info.start or now.state in ("Z", "X"):
+            os.close(fd)
+            continue
+        fut: asyncio.Future[None] = loop.create_future()
+        # A pidfd becomes readable when its process exits.
+        loop.add_reader(fd, _resolve, fut)
+        fds.append(fd)
+        waiters.append(fut)
+    try:
+        if waiters:
+            await asyncio.wait(waiters, timeout=timeout)
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+

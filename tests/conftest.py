@@ -1,0 +1,147 @@
+"""Shared fixtures: a real ccxd daemon process on private temporary paths."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REQUIRE_TOOLS = os.environ.get("CCXD_REQUIRE_TOOLS") == "1" or os.environ.get("CI") == "true"
+
+
+def require_tool(name: str) -> str:
+    """Path of ``name``; skip when missing, but fail under CI (CCXD_REQUIRE_TOOLS=1)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if REQUIRE_TOOLS:
+            pytest.fail(message + " (CI requires it: run scripts/dev test)")
+        pytest.skip(message)
+    return path
+
+
+class DaemonProcess:
+    """A ccxd started by a test, with its paths and environment."""
+
+    def __init__(self, root: Path, extra_env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
+        self.root = root
+        self.runtime = root / "run"
+        self.state = root / "state"
+        self.config_home = root / "config"
+        for d in (self.runtime, self.state, self.config_home):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.socket = self.runtime / "ccxd" / "ccxd.sock"
+        self.env = {
+            k: v for k, v in os.environ.items()
+            if not k.startswith(("CCXD_", "CC_EXECUTOR_", "NOTIFY_SOCKET", "WATCHDOG_"))
+            and k not in ("REDIS_URL", "STREAM_TIMEOUT", "MAX_BUFFER_SIZE", "LOG_LEVEL")
+        }
+        self.env.update(
+            XDG_RUNTIME_DIR=str(self.runtime),
+            XDG_STATE_HOME=str(self.state),
+            XDG_CONFIG_HOME=str(self.config_home),
+            CCXD_LOG_LEVEL="debug",
+        )
+        self.env.update(extra_env or {})
+        self.args = args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = root / "ccxd.log"
+        self.notify_messages: list[str] = []
+
+    def start(self, timeout: float = 20.0) -> DaemonProcess:
+        """Start ccxd and wait for its READY=1 on a private NOTIFY_SOCKET."""
+        notify_path = self.root / f"notify-{time.monotonic_ns()}.sock"
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind(str(notify_path))
+        self._notify.settimeout(timeout)
+        env = dict(self.env, NOTIFY_SOCKET=str(notify_path))
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ccxd", *self.args],
+            env=env, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self._notify.recv(4096).decode()
+            except TimeoutError:
+                break
+            self.notify_messages.append(msg)
+            if "READY=1" in msg.split("\n"):
+                return self
+        self.stop()
+        raise RuntimeError(f"ccxd did not become ready:\n{self.log()}")
+
+    def next_notify(self, timeout: float = 10.0) -> str:
+        """The next sd_notify datagram the daemon sends."""
+        self._notify.settimeout(timeout)
+        msg = self._notify.recv(4096).decode()
+        self.notify_messages.append(msg)
+        return msg
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        self._notify.close()
+        return self.proc.returncode
+
+    async def client(self):  # type: ignore[no-untyped-def]
+        from ccxd.client import connect
+
+        return await connect(self.socket)
+
+
+@pytest.fixture
+def tmp_root() -> Iterator[Path]:
+    # Short paths: Unix socket paths are limited to 108 bytes.
+    with tempfile.TemporaryDirectory(prefix="ccxd-t-") as d:
+        os.chmod(d, 0o755)
+        yield Path(d)
+
+
+@pytest.fixture
+def daemon_factory(tmp_root: Path) -> Iterator:  # type: ignore[type-arg]
+    started: list[DaemonProcess] = []
+
+    def make(extra_env: dict[str, str] | None = None, args: list[str] | None = None,
+             start: bool = True, root: Path | None = None) -> DaemonProcess:
+        d = DaemonProcess(root or tmp_root / f"d{len(started)}", extra_env, args)
+        started.append(d)
+        return d.start() if start else d
+
+    yield make
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def daemon(daemon_factory) -> DaemonProcess:  # type: ignore[no-untyped-def]
+    return daemon_factory()
+
+
+@pytest.fixture
+async def client(daemon: DaemonProcess):  # type: ignore[no-untyped-def]
+    c = await daemon.client()
+    yield c
+    await c.close()
