@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ccxd import logs
     from ccxd.daemon import AlreadyRunning, Daemon
+    from ccxd.store.base import StoreUnavailable
+    from ccxd.store.embedded import RedisMissing
 
     logs.setup(loaded.config.log_level)
     try:
@@ -58,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(runner(serve()))
+    except RedisMissing as exc:
+        print(f"ccxd: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except StoreUnavailable as exc:
+        print(f"ccxd: cannot reach the store: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
     except AlreadyRunning as exc:
         print(f"ccxd: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE

@@ -68,10 +68,32 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Port of the WebSocket front-end."""
 
     # Store
+    store: Literal["redis", "memory"] = "redis"
+    """Where history lives: Redis (embedded or ``redis_url``), or memory (lost on restart)."""
     redis_url: str = ""
-    """Redis to keep history in; empty means jobs are kept in memory only."""
+    """Redis to use (redis://, rediss://, unix://); empty means a private embedded redis-server."""
+    store_timeout: Positive = 2.0
+    """Seconds any one store call may take before Redis counts as unavailable."""
+    store_output_max_bytes: Bytes = 64 * 1024 * 1024
+    """Output kept in the store per job (the local spool keeps up to spool_max_bytes)."""
+    journal_max_bytes: Bytes = 1024**3
+    """Disk journal for store writes while Redis is unavailable."""
+    history_max_jobs: Annotated[int, Meta(ge=1)] | None = 100_000
+    """Finished jobs kept in history per node (oldest pruned first)."""
+    history_max_age_days: Positive | None = 30.0
+    """Finished jobs older than this are pruned."""
     state_dir: str = ""
     """Spool and state directory; empty means ``$XDG_STATE_HOME/ccxd``."""
+
+    # Timeout estimates
+    estimate_timeouts: bool = True
+    """Give jobs without a timeout max(default_timeout, k × p95 of past successful runs)."""
+    estimate_k: Annotated[float, Meta(ge=1)] = 3.0
+    """The k in k × p95."""
+    estimate_min_samples: Annotated[int, Meta(ge=1)] = 5
+    """Successful runs needed before the estimate replaces the bootstrap."""
+    estimate_bootstrap: Positive | None = 3600.0
+    """Timeout for commands with too little history (unset: none)."""
 
     # Lifecycle
     drain_timeout: NonNegative = 10.0

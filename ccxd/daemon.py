@@ -16,9 +16,11 @@ import msgspec
 
 from ccxd import __version__, config as config_mod, logs, paths
 from ccxd.config import Config, ConfigError, LoadedConfig
+from ccxd.history.service import History
 from ccxd.notify import Notifier
 from ccxd.protocol import Listener
 from ccxd.rpc.dispatcher import Dispatcher
+from ccxd.rpc.history_methods import register_history_methods
 from ccxd.rpc.methods import DaemonInfo, register_methods
 from ccxd.supervision.reaper import Reaper, become_subreaper
 from ccxd.supervision.supervisor import Supervisor
@@ -96,6 +98,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT; return the exit code."""
         loop = asyncio.get_running_loop()
         sock = self._open_socket()
+        sock_dir = self._socket_path.parent
         state = paths.ensure_private_dir(self.config.resolved_state_dir())
         spool_dir = paths.ensure_private_dir(state / "spool")
 
@@ -103,9 +106,18 @@ class Daemon:
             log.warning("cannot become a child subreaper; orphaned job processes go to init")
         reaper = Reaper(loop)
         reaper.start()
-        self.supervisor = Supervisor(self.config, reaper, spool_dir)
+        # READY=1 waits for the store: a daemon that cannot keep history is not ready.
+        history = await History.open(self.config, reaper, sock_dir, state)
+        self.history = history
+        lost = await history.recorder.recover(spool_dir)
+        if lost:
+            log.warning("%d job(s) of a previous run were recorded as lost", len(lost))
+        history.start_retention()
+        self.supervisor = Supervisor(self.config, reaper, spool_dir, history.recorder)
         dispatcher = Dispatcher()
-        register_methods(dispatcher, self.supervisor, self.info)
+        register_methods(dispatcher, self.supervisor, self.info, history.store)
+        register_history_methods(dispatcher, history, self.supervisor)
+        self.info.store = history.describe
         unix = UnixServer(dispatcher, self.config.max_message_bytes)
         await unix.start(sock)
         self.unix = unix
@@ -136,6 +148,7 @@ class Daemon:
         with contextlib.suppress(OSError):
             self._socket_path.unlink()
         await self.supervisor.shutdown(self.config.on_stop, self.config.drain_timeout)
+        await history.close()
         for task in background:
             task.cancel()
         reaper.stop()

@@ -63,7 +63,8 @@ class ErrorCode(enum.IntEnum):
     UNAUTHORIZED = -32005
     SHUTTING_DOWN = -32006
     HOOK_REFUSED = -32007  # reserved for pre-execution hooks
-    STORE_UNAVAILABLE = -32009  # reserved for the persistent store
+    STORE_UNAVAILABLE = -32009
+    SESSION_NOT_FOUND = -32010
 
 
 class JobState(enum.StrEnum):
@@ -91,6 +92,7 @@ class JobReason(enum.StrEnum):
 Stream = Literal["stdout", "stderr"]
 Encoding = Literal["utf-8", "base64"]
 Seconds = Annotated[float, Meta(gt=0, le=366 * 86400)]
+TimeoutSeconds = Annotated[float, Meta(ge=0, le=366 * 86400)]
 
 
 # --------------------------------------------------------------------------
@@ -168,6 +170,7 @@ class JobInfo(Struct, omit_defaults=True, kw_only=True):
     session: str | None = None
     tags: list[str] = []
     timeout: float | None = None
+    timeout_basis: str | None = None
     idle_timeout: float | None = None
     reason: JobReason | None = None
     exit_code: int | None = None
@@ -225,7 +228,8 @@ class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     cwd: str | None = None
     env: dict[str, str] = {}
     shell: str | None = None
-    timeout: Seconds | None = None
+    timeout: TimeoutSeconds | None = None
+    """Wall-clock limit; unset means estimated from history, 0 means none."""
     idle_timeout: Seconds | None = None
     session: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
     tags: list[str] = []
@@ -330,6 +334,91 @@ class EmptyParams(Struct, forbid_unknown_fields=True):
     """For methods without parameters."""
 
 
+class HistoryParams(Struct, forbid_unknown_fields=True, kw_only=True):
+    """``history.list``: stored jobs newest first, filtered."""
+
+    session: str | None = None
+    status: str | None = None
+    since: float | None = None
+    grep: str | None = None
+    node: str | None = None
+    limit: Annotated[int, Meta(ge=1, le=10_000)] = 50
+
+
+class StatsParams(Struct, forbid_unknown_fields=True, kw_only=True):
+    """``history.stats``: duration statistics, for one command or all."""
+
+    command: str | None = None
+    limit: Annotated[int, Meta(ge=1, le=10_000)] = 100
+
+
+class SignatureStats(Struct, kw_only=True):
+    """Runs of one command signature."""
+
+    signature: str
+    count: int
+    successes: int
+    timeouts: int
+    success_rate: float
+    p50: float | None
+    p95: float | None
+    estimate: float | None
+    basis: str
+
+
+class StatsResult(Struct):
+    """``history.stats`` result."""
+
+    signatures: list[SignatureStats]
+
+
+class PruneParams(Struct, forbid_unknown_fields=True, kw_only=True):
+    """``history.prune``: drop finished jobs older than ``older_than`` seconds or beyond ``keep``."""
+
+    older_than: Annotated[float, Meta(ge=0)] | None = None
+    keep: Annotated[int, Meta(ge=0)] | None = None
+
+
+class PruneResult(Struct):
+    """``history.prune`` result."""
+
+    removed: int
+
+
+class SessionRef(Struct, forbid_unknown_fields=True):
+    """Names one session."""
+
+    name: str
+
+
+class SessionListParams(Struct, forbid_unknown_fields=True, kw_only=True):
+    """``session.list``: sessions by last activity."""
+
+    limit: Annotated[int, Meta(ge=1, le=10_000)] = 100
+
+
+class SessionInfo(Struct, kw_only=True):
+    """A named group of jobs (``run --session NAME``)."""
+
+    name: str
+    created: float
+    last_active: float
+    jobs: int
+
+
+class SessionList(Struct):
+    """``session.list`` result."""
+
+    sessions: list[SessionInfo]
+
+
+class SessionDetail(Struct):
+    """``session.get`` result: the session and its jobs, newest first."""
+
+    session: SessionInfo
+    jobs: list[JobInfo]
+
+
 # --------------------------------------------------------------------------
 # Notification params
 # --------------------------------------------------------------------------
@@ -384,6 +473,11 @@ METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "job.signal": (SignalParams, JobInfo),
     "job.pause": (JobRef, JobInfo),
     "job.resume": (JobRef, JobInfo),
+    "history.list": (HistoryParams, JobList),
+    "history.stats": (StatsParams, StatsResult),
+    "history.prune": (PruneParams, PruneResult),
+    "session.list": (SessionListParams, SessionList),
+    "session.get": (SessionRef, SessionDetail),
     "daemon.status": (EmptyParams, StatusResult),
     "daemon.ping": (EmptyParams, PingResult),
 }

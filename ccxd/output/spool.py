@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["Spool", "SpoolRecord"]
+__all__ = ["Spool", "SpoolRecord", "read_spool"]
 
 log = logging.getLogger("ccxd.output")
 
@@ -121,3 +122,29 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+def read_spool(directory: Path, job_id: str) -> Iterator[tuple[int, int, bytes]]:
+    """Every chunk a spool left on disk holds, as (offset, stream, data), in order.
+
+    Used after a crash to recover output that never reached the store; a torn
+    last record is ignored.
+    """
+    index_path = directory / f"{job_id}.idx"
+    data_path = directory / f"{job_id}.out"
+    try:
+        index = open(index_path, "rb")  # noqa: SIM115 - closed below with data
+        data = open(data_path, "rb")  # noqa: SIM115
+    except OSError:
+        return
+    with index, data:
+        while True:
+            raw = index.read(_RECORD.size)
+            if len(raw) < _RECORD.size:
+                return
+            offset, length, stream = _RECORD.unpack(raw)
+            data.seek(offset)
+            chunk = data.read(length)
+            if len(chunk) < length:
+                return
+            yield offset, stream, chunk

@@ -9,11 +9,16 @@ from collections.abc import Callable
 
 from ccxd import __version__
 from ccxd.output.log import STREAMS
+from ccxd.errors import RpcError
 from ccxd.protocol import (
     EmptyParams,
     ErrorCode,
     JobInfo,
+    JobFinished,
     JobList,
+    JobState,
+    Notification,
+    encode,
     JobRef,
     Listener,
     ListParams,
@@ -31,6 +36,7 @@ from ccxd.protocol import (
 from ccxd.rpc.connection import Connection
 from ccxd.rpc.dispatcher import Dispatcher
 from ccxd.rpc.subscription import pump
+from ccxd.store.base import Store, StoreUnavailable
 from ccxd.supervision.supervisor import Supervisor, parse_signal
 
 __all__ = ["DaemonInfo", "register_methods"]
@@ -44,11 +50,70 @@ class DaemonInfo:
         self.listeners: list[Listener] = []
         self.loop_lag_ms = 0.0
         self.connections = 0
-        self.store = "memory"
+        self.store: Callable[[], str] = lambda: "none"
 
 
-def register_methods(dispatcher: Dispatcher, sup: Supervisor, info: DaemonInfo) -> None:
-    """Register every protocol method on ``dispatcher``."""
+def register_methods(
+    dispatcher: Dispatcher, sup: Supervisor, info: DaemonInfo, store: Store | None = None
+) -> None:
+    """Register the job and daemon methods on ``dispatcher``.
+
+    ``store`` answers ``job.get`` and ``job.read`` for jobs this daemon no longer
+    holds in memory (older jobs, jobs of a previous run or of another node).
+    """
+
+    async def stored(job_id: str) -> JobInfo:
+        if store is None:
+            raise RpcError.job_not_found(job_id)
+        try:
+            found = await store.get_job(job_id)
+        except StoreUnavailable as exc:
+            raise RpcError(
+                ErrorCode.STORE_UNAVAILABLE, f"job {job_id} is not in memory and history is unavailable: {exc}"
+            ) from None
+        if found is None:
+            raise RpcError.job_not_found(job_id)
+        return found
+
+    async def replay_stored(conn: Connection, info: JobInfo, offset: int | None) -> None:
+        while offset is not None and not conn.closing:
+            page = await read_stored(ReadParams(job_id=info.id, offset=offset, max_bytes=4 << 20))
+            for chunk in page.chunks:
+                await conn.sink.drain()
+                conn.send(encode(Notification(method="job.output", params=chunk)))
+            if not page.chunks or page.next_offset == offset:
+                break
+            offset = page.next_offset
+        if not conn.closing:
+            conn.send(encode(Notification(method="job.finished", params=JobFinished(info))))
+
+    async def read_stored(p: ReadParams) -> ReadResult:
+        job = await stored(p.job_id)
+        assert store is not None
+        try:
+            pieces = await store.read_output(p.job_id, p.offset, p.max_bytes)
+        except StoreUnavailable as exc:
+            raise RpcError(ErrorCode.STORE_UNAVAILABLE, f"history is unavailable: {exc}") from None
+        chunks = []
+        offset = p.offset
+        budget = p.max_bytes
+        gap = False
+        for piece in pieces:
+            if piece.offset > offset:
+                gap = True
+            skip = max(0, offset - piece.offset)
+            raw = piece.data[skip : skip + budget]
+            if not raw:
+                continue
+            data, enc = OutputChunk.encode_data(raw)
+            chunks.append(OutputChunk(job_id=p.job_id, stream=STREAMS[piece.stream],  # type: ignore[arg-type]
+                                      seq=-1, offset=piece.offset + skip, data=data, encoding=enc))
+            offset = piece.offset + skip + len(raw)
+            budget -= len(raw)
+            if budget <= 0:
+                break
+        eof = job.state is JobState.FINISHED and (not pieces or budget > 0)
+        return ReadResult(chunks=chunks, next_offset=offset, eof=eof, gap=gap)
 
     def follow(conn: Connection, job_id: str, from_offset: int, output: bool) -> None:
         job = sup.get(job_id)
@@ -56,18 +121,27 @@ def register_methods(dispatcher: Dispatcher, sup: Supervisor, info: DaemonInfo) 
         conn.add_subscription(job_id, task)
 
     async def start(p: StartParams, conn: Connection) -> JobInfo:
-        job = sup.start(p, peer=conn.peer)
+        job = await sup.start(p, peer=conn.peer)
         if p.subscribe:
             follow(conn, job.id, 0, True)
         return job.info()
 
     async def get(p: JobRef, conn: Connection) -> JobInfo:
-        return sup.get(p.job_id).info()
+        job = sup.jobs.get(p.job_id)
+        return job.info() if job is not None else await stored(p.job_id)
 
     async def list_jobs(p: ListParams, conn: Connection) -> JobList:
         return JobList(jobs=sup.list(p))
 
     async def subscribe(p: SubscribeParams, conn: Connection) -> SubscribeResult:
+        if p.job_id not in sup.jobs:
+            # A job from history: replay what the store kept, then say it finished.
+            info = await stored(p.job_id)
+            task = asyncio.get_running_loop().create_task(
+                replay_stored(conn, info, p.from_offset if p.output else None)
+            )
+            conn.add_subscription(p.job_id, task)
+            return SubscribeResult(job=info)
         job = sup.get(p.job_id)
         follow(conn, p.job_id, p.from_offset, p.output)
         return SubscribeResult(job=job.info())
@@ -76,6 +150,8 @@ def register_methods(dispatcher: Dispatcher, sup: Supervisor, info: DaemonInfo) 
         return Ok(ok=conn.cancel_subscription(p.job_id))
 
     async def read(p: ReadParams, conn: Connection) -> ReadResult:
+        if p.job_id not in sup.jobs:
+            return await read_stored(p)
         job = sup.get(p.job_id)
         out = job.log
         seq = out.seq_at(p.offset)
@@ -134,7 +210,7 @@ def register_methods(dispatcher: Dispatcher, sup: Supervisor, info: DaemonInfo) 
             loop_lag_ms=round(info.loop_lag_ms, 3),
             connections=info.connections,
             shell=sup.default_shell,
-            store=info.store,
+            store=info.store(),
         )
 
     async def ping(p: EmptyParams, conn: Connection) -> PingResult:

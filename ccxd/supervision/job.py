@@ -44,6 +44,7 @@ class Job:
         self.node = node
         self.peer = peer
         self.timeout = timeout
+        self.timeout_basis: str | None = None
         self.idle_timeout = idle_timeout
         self.state = JobState.QUEUED
         self.reason: JobReason | None = None
@@ -146,6 +147,7 @@ class Job:
             session=self.params.session,
             tags=self.params.tags,
             timeout=self.timeout,
+            timeout_basis=self.timeout_basis,
             idle_timeout=self.idle_timeout,
             reason=self.reason,
             exit_code=self.exit_code,

@@ -11,6 +11,7 @@ import signal as signal_mod
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ccxd.config import Config
 from ccxd.errors import RpcError
@@ -23,6 +24,9 @@ from ccxd.supervision.reaper import ExitStatus, Reaper
 from ccxd.supervision.shell import resolve_shell
 from ccxd.supervision.spawn import SpawnError, spawn, write_input
 from ccxd.supervision.tree import ProcessTree
+
+if TYPE_CHECKING:
+    from ccxd.history.recorder import Recorder
 
 __all__ = ["Supervisor", "new_job_id", "parse_signal"]
 
@@ -68,8 +72,11 @@ def parse_signal(value: int | str) -> int:
 class Supervisor:
     """Owns every job of this daemon."""
 
-    def __init__(self, config: Config, reaper: Reaper, spool_dir: Path) -> None:
+    def __init__(
+        self, config: Config, reaper: Reaper, spool_dir: Path, recorder: Recorder | None = None
+    ) -> None:
         self.config = config
+        self.recorder = recorder
         self.reaper = reaper
         self.spool_dir = spool_dir
         self.node = config.resolved_node_id()
@@ -118,11 +125,13 @@ class Supervisor:
 
     # -- starting -------------------------------------------------------------
 
-    def start(self, params: StartParams, peer: str = "") -> Job:
+    async def start(self, params: StartParams, peer: str = "") -> Job:
         """Admit a job: start it now or queue it.  Raises :class:`RpcError`."""
         if not self._accepting:
             raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
+        timeout, basis = await self._timeout_for(params)
         job = self._make_job(params, peer)
+        job.timeout, job.timeout_basis = timeout, basis
         if self._running < self.config.max_concurrent_jobs:
             self.jobs[job.id] = job
             self._launch(job)
@@ -140,7 +149,26 @@ class Supervisor:
             self._queue.append(job)
             job.queue_position = len(self._queue)
             log.info("job %s queued at position %d", job.id, job.queue_position)
+            self._record(job)
         return job
+
+    async def _timeout_for(self, params: StartParams) -> tuple[float | None, str]:
+        if params.timeout == 0:
+            return None, "none (timeout 0)"
+        if params.timeout is not None:
+            return params.timeout, "explicit"
+        if self.recorder is None:
+            c = self.config.default_timeout
+            return c, "default_timeout" if c is not None else "none"
+        est = await self.recorder.timeout_for(params.command)
+        return est.timeout, est.basis
+
+    def _record(self, job: Job) -> None:
+        if self.recorder is not None:
+            if job.finished:
+                self.recorder.job_finished(job.info())
+            else:
+                self.recorder.job_changed(job.info())
 
     def _make_job(self, params: StartParams, peer: str) -> Job:
         _check_text(params)
@@ -159,7 +187,6 @@ class Supervisor:
             shell = None
             argv = list(params.command)
         cwd = params.cwd or self._base_env.get("HOME", "/")
-        timeout = params.timeout if params.timeout is not None else self.config.default_timeout
         idle = params.idle_timeout if params.idle_timeout is not None else self.config.idle_timeout
         spool = None
         try:
@@ -175,7 +202,7 @@ class Supervisor:
             log=OutputLog(self.config.buffer_size, spool),
             node=self.node,
             peer=peer,
-            timeout=timeout,
+            timeout=None,
             idle_timeout=idle,
         )
 
@@ -208,6 +235,7 @@ class Supervisor:
                 job.finish(JobReason.KILLED, error="internal supervisor error")
         finally:
             self._running -= 1
+            self._record(job)
             self._retire(job)
             self._next_from_queue()
 
@@ -234,6 +262,7 @@ class Supervisor:
         job.started_at = time.time()
         job.started_mono = job.last_output_mono = time.monotonic()
         job.move(JobState.RUNNING)
+        self._record(job)
         log.info("job %s started: pid %d %s", job.id, proc.pid, _short(job.argv))
         if stdin_data is not None and proc.stdin is not None:
             loop.create_task(write_input(proc.stdin, stdin_data))
@@ -276,7 +305,12 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         chunker = Utf8Chunker(self.config.chunk_size)
         size = self.config.chunk_size
-        out = job.log
+        recorder = self.recorder
+
+        def append(piece: bytes) -> None:
+            chunk = job.log.append(stream, piece)
+            if recorder is not None:
+                recorder.output(job.id, chunk)
 
         def on_readable() -> None:
             try:
@@ -287,10 +321,10 @@ class Supervisor:
                 data = b""
             if data:
                 for piece in chunker.feed(data):
-                    out.append(stream, piece)
+                    append(piece)
                 return
             for piece in chunker.flush():
-                out.append(stream, piece)
+                append(piece)
             done()
 
         def done() -> None:
@@ -303,7 +337,7 @@ class Supervisor:
             if fut.cancelled():
                 loop.remove_reader(fd)
                 for piece in chunker.flush():
-                    out.append(stream, piece)
+                    append(piece)
                 os.close(fd)
 
         eof.add_done_callback(on_cancel)
@@ -354,6 +388,7 @@ class Supervisor:
         if job.state is JobState.QUEUED:
             self._queue.remove(job)
             job.finish(JobReason.CANCELLED)
+            self._record(job)
             self._retire(job)
             self._next_from_queue()
         else:
@@ -367,8 +402,10 @@ class Supervisor:
         job.tree.signal(sig)
         if sig == signal_mod.SIGSTOP and job.state is JobState.RUNNING:
             job.move(JobState.PAUSED)
+            self._record(job)
         elif sig == signal_mod.SIGCONT and job.state is JobState.PAUSED:
             job.move(JobState.RUNNING)
+            self._record(job)
         return job
 
     def pause(self, job_id: str) -> Job:

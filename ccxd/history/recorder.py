@@ -1,0 +1,199 @@
+"""The bridge from supervision to the store: records jobs, output and durations.
+
+The supervisor calls the synchronous hooks (:meth:`Recorder.job_changed`,
+:meth:`Recorder.output`, :meth:`Recorder.job_finished`); they only queue writes
+on the :class:`~ccxd.store.writer.StoreWriter`, so a job never waits for Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ccxd.history.estimate import Estimate, Sample, estimate
+from ccxd.history.signature import signature
+from ccxd.output.log import Chunk
+from ccxd.output.spool import read_spool
+from ccxd.protocol import JobInfo, JobReason, JobState
+from ccxd.store.base import Store, StoreUnavailable
+from ccxd.store.ops import AppendOutput, RecordDuration, SaveJob
+from ccxd.store.writer import StoreWriter
+from ccxd.supervision.tree import ProcInfo, scan_processes, send_checked
+
+__all__ = ["EstimateSettings", "Recorder"]
+
+log = logging.getLogger("ccxd.history")
+
+_CACHE_TTL = 300.0
+_SAMPLES = 100
+
+
+class EstimateSettings:
+    """The knobs of timeout estimation (from the config)."""
+
+    def __init__(self, *, enabled: bool, default: float | None, k: float, min_samples: int,
+                 bootstrap: float | None) -> None:
+        self.enabled = enabled
+        self.default = default
+        self.k = k
+        self.min_samples = min_samples
+        self.bootstrap = bootstrap
+
+
+class Recorder:
+    """Persists what the supervisor does."""
+
+    def __init__(self, store: Store, writer: StoreWriter, settings: Callable[[], EstimateSettings]) -> None:
+        self.store = store
+        self.writer = writer
+        self.settings = settings
+        self._samples: dict[str, tuple[float, list[Sample]]] = {}
+
+    # -- hooks called by the supervisor ---------------------------------------
+
+    def job_changed(self, info: JobInfo) -> None:
+        """A job was admitted or changed state."""
+        self.writer.submit(SaveJob(info))
+
+    def output(self, job_id: str, chunk: Chunk) -> None:
+        """A job produced a chunk of output."""
+        self.writer.submit(AppendOutput(job_id, chunk.seq, chunk.stream, chunk.offset, chunk.data))
+
+    def job_finished(self, info: JobInfo) -> None:
+        """A job finished: save it and learn its duration."""
+        self.writer.submit(SaveJob(info))
+        if info.duration is None or info.reason not in (
+            JobReason.EXITED,
+            JobReason.TIMEOUT,
+            JobReason.IDLE_TIMEOUT,
+        ):
+            return
+        sig = signature(info.command)
+        ok = info.reason is JobReason.EXITED and info.exit_code == 0
+        censored = info.reason is JobReason.TIMEOUT
+        self.writer.submit(
+            RecordDuration(sig, info.duration, ok, censored, info.finished_at or time.time(), info.id)
+        )
+        cached = self._samples.get(sig)
+        if cached is not None:
+            cached[1].insert(0, Sample(info.duration, ok, censored))
+            del cached[1][_SAMPLES:]
+
+    # -- timeout estimates ----------------------------------------------------
+
+    async def timeout_for(self, command: str | list[str]) -> Estimate:
+        """The timeout for a job that set none, and why."""
+        s = self.settings()
+        if not s.enabled:
+            return Estimate(s.default, "default_timeout" if s.default is not None else "none")
+        samples = await self._samples_for(signature(command))
+        return estimate(
+            samples, default=s.default, k=s.k, min_samples=s.min_samples, bootstrap=s.bootstrap
+        )
+
+    async def _samples_for(self, sig: str) -> list[Sample]:
+        now = time.monotonic()
+        cached = self._samples.get(sig)
+        if cached is not None and now - cached[0] < _CACHE_TTL:
+            return cached[1]
+        try:
+            runs = await asyncio.wait_for(self.store.durations(sig, _SAMPLES), 2.0)
+        except (StoreUnavailable, TimeoutError):
+            return cached[1] if cached is not None else []
+        samples = [Sample(r.duration, r.ok, r.censored) for r in runs]
+        self._samples[sig] = (now, samples)
+        if len(self._samples) > 10_000:
+            self._samples.pop(next(iter(self._samples)))
+        return samples
+
+    # -- crash recovery -------------------------------------------------------
+
+    async def recover(self, spool_dir: Path) -> list[JobInfo]:
+        """Mark jobs a previous daemon left unfinished as ``lost``.
+
+        Their leftover processes are killed (a job nobody supervises must not
+        run on), and output that reached the spool but not the store is saved.
+        """
+        try:
+            unfinished = await self.store.unfinished_jobs()
+        except StoreUnavailable as exc:
+            log.error("cannot look for lost jobs: %s", exc)
+            return []
+        if not unfinished:
+            return []
+        killed = _kill_marked({j.id for j in unfinished})
+        lost = []
+        for info in unfinished:
+            stored_end = await self.store.output_end(info.id)
+            imported = 0
+            stream_bytes = [0, 0]
+            for seq, (offset, stream, data) in enumerate(read_spool(spool_dir, info.id)):
+                stream_bytes[stream] += len(data)
+                if offset + len(data) > stored_end:
+                    self.writer.submit(AppendOutput(info.id, seq, stream, offset, data))
+                    imported += len(data)
+            note = f"ccxd stopped while the job was {info.state.value}"
+            if info.id in killed:
+                note += f"; {killed[info.id]} leftover process(es) were killed"
+            now = time.time()
+            info.state = JobState.FINISHED
+            info.reason = JobReason.LOST
+            info.error = note
+            info.finished_at = now
+            info.queue_position = None
+            if stream_bytes != [0, 0]:
+                info.stdout_bytes, info.stderr_bytes = stream_bytes
+                info.output_bytes = sum(stream_bytes)
+            self.writer.submit(SaveJob(info))
+            lost.append(info)
+            log.warning("job %s recorded as lost (%s; %d output bytes recovered from spool)",
+                        info.id, note, imported)
+        return lost
+
+    # -- retention ------------------------------------------------------------
+
+    async def retention(self, interval: float, max_age: Callable[[], float | None],
+                        max_jobs: Callable[[], int | None]) -> None:
+        """Prune old history every ``interval`` seconds, in small batches."""
+        while True:
+            try:
+                removed = await self.store.prune(max_age(), max_jobs())
+                if removed:
+                    log.info("retention removed %d old jobs", removed)
+            except StoreUnavailable:
+                pass
+            except Exception:
+                log.exception("retention failed")
+            await asyncio.sleep(interval)
+
+
+def _kill_marked(job_ids: Iterable[str]) -> dict[str, int]:
+    """SIGKILL every process whose environment names one of ``job_ids``."""
+    wanted = {f"CCXD_JOB_ID={j}".encode(): j for j in job_ids}
+    found: dict[str, list[ProcInfo]] = {}
+    me = os.getpid()
+    uid = os.getuid()
+    for info in scan_processes().values():
+        if info.pid == me:
+            continue
+        try:
+            if uid != 0 and os.stat(f"/proc/{info.pid}").st_uid != uid:
+                continue
+            with open(f"/proc/{info.pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        for entry in env:
+            job = wanted.get(entry)
+            if job is not None:
+                found.setdefault(job, []).append(info)
+                break
+    for procs in found.values():
+        for p in procs:
+            send_checked(p, signal.SIGKILL)
+    return {j: len(p) for j, p in found.items()}

@@ -1,0 +1,156 @@
+"""A private redis-server that ccxd starts, watches and stops itself.
+
+It listens only on a Unix socket in the runtime directory (no TCP port) and
+keeps an append-only file in the state directory.  If it dies it is restarted
+(with back-off); on exit it is asked to stop, so it saves its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from ccxd.supervision.reaper import Reaper
+from ccxd.supervision.spawn import SpawnError, spawn
+
+__all__ = ["EmbeddedRedis", "RedisMissing"]
+
+log = logging.getLogger("ccxd.store")
+
+INSTALL_HINT = "install it with `sudo apt-get install redis-server` (or `brew install redis`), or set redis_url"
+
+
+class RedisMissing(Exception):
+    """redis-server is not installed."""
+
+
+class EmbeddedRedis:
+    """Runs ``redis-server`` for this daemon alone."""
+
+    def __init__(self, runtime_dir: Path, data_dir: Path, reaper: Reaper) -> None:
+        self.socket_path = runtime_dir / "redis.sock"
+        self.data_dir = data_dir
+        self.reaper = reaper
+        self.pid: int | None = None
+        self.restarts = 0
+        self._watch: asyncio.Task[None] | None = None
+        self._exited: asyncio.Future[object] | None = None
+        self._stopping = False
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RedisMissing(f"redis-server not found; {INSTALL_HINT}")
+        self.binary = binary
+
+    @property
+    def url(self) -> str:
+        """The URL the store connects to."""
+        return f"unix://{self.socket_path}"
+
+    def _argv(self) -> list[str]:
+        return [
+            self.binary,
+            "--port", "0",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            "--loglevel", "warning",
+            "--databases", "1",
+        ]
+
+    async def start(self, timeout: float = 15.0) -> None:
+        """Start redis-server and wait until it answers PING."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        try:
+            proc = spawn(self._argv(), str(self.data_dir), env, with_input=False)
+        except SpawnError as exc:
+            raise RedisMissing(f"cannot start redis-server: {exc}") from None
+        self.pid = proc.pid
+        exited = self._exited = self.reaper.watch(proc.pid)
+        loop = asyncio.get_running_loop()
+        # redis logs to stdout; forward its lines to our log.
+        for fd in (proc.stdout, proc.stderr):
+            loop.add_reader(fd, self._forward, fd)
+        deadline = loop.time() + timeout
+        while not await _answers(self.socket_path):
+            if exited.done():
+                raise RedisMissing(f"redis-server exited at start ({exited.result()})")
+            if loop.time() > deadline:
+                raise RedisMissing("redis-server did not answer within %.0fs" % timeout)
+            await asyncio.sleep(0.02)
+        log.info("embedded redis-server %d on %s", proc.pid, self.socket_path)
+        self._watch = loop.create_task(self._supervise(exited))
+
+    def _forward(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+            return
+        for line in data.decode(errors="replace").splitlines():
+            if line.strip():
+                log.info("redis-server: %s", line.strip())
+
+    async def _supervise(self, exited: asyncio.Future[object]) -> None:
+        status = await exited
+        if self._stopping:
+            return
+        self.restarts += 1
+        delay = min(0.1 * 2 ** min(self.restarts, 6), 5.0)
+        log.error("embedded redis-server died (%s); restarting in %.1fs", status, delay)
+        await asyncio.sleep(delay)
+        while not self._stopping:
+            try:
+                await self.start()
+                return
+            except RedisMissing as exc:
+                log.error("restarting redis-server failed: %s", exc)
+                await asyncio.sleep(5.0)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Ask redis-server to stop (it writes its append-only file) and wait."""
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+        fut = self._exited
+        if self.pid is None or fut is None or fut.done():
+            return
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+async def _answers(path: Path) -> bool:
+    if not path.exists():
+        return False
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+    except OSError:
+        return False
+    try:
+        writer.write(b"PING\r\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 2.0)
+        return line.startswith(b"+PONG")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()

@@ -1,0 +1,319 @@
+"""The store on Redis (redis-py's asyncio client).
+
+Job records are JSON strings, output is one Redis Stream per job whose entry
+ids are ``offset+1-0`` (so a chunk written twice is refused by Redis, and the
+chunk holding an offset is one XREVRANGE away), and sorted sets index jobs by
+time per node, across nodes and per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from ccxd.history.query import Matcher
+from ccxd.protocol import HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
+from ccxd.store import keys
+from ccxd.store.base import DurationSample, StoredChunk, StoreUnavailable
+from ccxd.store.ops import AppendOutput, Op, RecordDuration, SaveJob
+
+__all__ = ["RedisStore"]
+
+_DURATIONS_KEPT = 200
+_PAGE = 200
+_SCAN_LIMIT = 200_000  # most records a filtered history query looks at
+
+_job_decoder = msgspec.json.Decoder(JobInfo)
+_json = msgspec.json.Encoder()
+_sample_decoder = msgspec.msgpack.Decoder(DurationSample)
+_msgpack = msgspec.msgpack.Encoder()
+
+
+class RedisStore:
+    """Job history in Redis, for one node."""
+
+    name = "redis"
+
+    def __init__(self, url: str, node: str, *, timeout: float = 2.0,
+                 output_limit: int = 64 * 1024 * 1024) -> None:
+        self.url = url
+        self.node = node
+        self.timeout = timeout
+        self.output_limit = output_limit
+        self._redis: aioredis.Redis | None = None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The client (after :meth:`open`)."""
+        if self._redis is None:
+            raise StoreUnavailable("store not open")
+        return self._redis
+
+    async def open(self) -> None:
+        """Create the client and check that Redis answers."""
+        self._redis = aioredis.Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            health_check_interval=0,
+            retry_on_timeout=False,
+        )
+        await self.ping()
+
+    async def close(self) -> None:
+        """Close the client."""
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def _guard(self, coro: Any) -> Any:
+        try:
+            return await asyncio.wait_for(coro, self.timeout + 1)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"redis: {exc or type(exc).__name__}") from None
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless Redis answers."""
+        await self._guard(self.redis.ping())
+
+    # -- writes ---------------------------------------------------------------
+
+    async def apply(self, ops: list[Op]) -> None:
+        """Write a batch in one pipeline; duplicate output chunks are ignored."""
+        pipe = self.redis.pipeline(transaction=False)
+        for op in ops:
+            if isinstance(op, AppendOutput):
+                if op.offset + len(op.data) > self.output_limit:
+                    continue
+                pipe.xadd(
+                    keys.output(self.node, op.job_id),
+                    {"s": op.stream, "d": op.data},
+                    id=f"{op.offset + 1}-0",
+                )
+            elif isinstance(op, SaveJob):
+                self._save_job(pipe, op.info)
+            elif isinstance(op, RecordDuration):
+                key = keys.durations(op.signature)
+                sample = DurationSample(op.duration, op.ok, op.censored, op.at)
+                pipe.lpush(key, _msgpack.encode(sample))
+                pipe.ltrim(key, 0, _DURATIONS_KEPT - 1)
+                pipe.hset(keys.SIGNATURES, keys.signature_hash(op.signature), op.signature)
+        if not len(pipe):
+            return
+        results = await self._guard(pipe.execute(raise_on_error=False))
+        for res in results:
+            if isinstance(res, ResponseError) and "equal or smaller" not in str(res):
+                raise StoreUnavailable(f"redis refused a write: {res}")
+
+    def _save_job(self, pipe: Any, info: JobInfo) -> None:
+        node = info.node or self.node
+        member = keys.member(node, info.id)
+        pipe.set(keys.job(node, info.id), _json.encode(info))
+        pipe.hset(keys.JOB_NODES, info.id, node)
+        pipe.zadd(keys.ALL_JOBS, {member: info.queued_at})
+        pipe.zadd(keys.node_jobs(node), {info.id: info.queued_at})
+        if info.state is JobState.FINISHED:
+            pipe.srem(keys.node_active(node), info.id)
+        else:
+            pipe.sadd(keys.node_active(node), info.id)
+        if info.session:
+            last = info.finished_at or info.started_at or info.queued_at
+            pipe.hsetnx(keys.session(info.session), "created", info.queued_at)
+            pipe.hset(keys.session(info.session), "last_active", last)
+            pipe.zadd(keys.session_jobs(info.session), {member: info.queued_at})
+            # GT still adds new members; it only keeps an older write from going back in time.
+            pipe.zadd(keys.SESSIONS, {info.session: last}, gt=True)
+
+    # -- reads ----------------------------------------------------------------
+
+    async def _node_of(self, job_id: str) -> str | None:
+        node = await self._guard(self.redis.hget(keys.JOB_NODES, job_id))
+        return node.decode() if node is not None else None
+
+    async def get_job(self, job_id: str) -> JobInfo | None:
+        """The stored record of ``job_id`` from any node."""
+        node = await self._node_of(job_id)
+        if node is None:
+            return None
+        raw = await self._guard(self.redis.get(keys.job(node, job_id)))
+        return _job_decoder.decode(raw) if raw is not None else None
+
+    async def _records(self, members: list[bytes]) -> list[JobInfo]:
+        names = []
+        for m in members:
+            node, _, job_id = m.decode().rpartition("/")
+            names.append(keys.job(node, job_id))
+        if not names:
+            return []
+        raws = await self._guard(self.redis.mget(names))
+        return [_job_decoder.decode(r) for r in raws if r is not None]
+
+    async def list_jobs(self, query: HistoryParams) -> list[JobInfo]:
+        """Newest first; filters are applied page by page, so a plain list is one round trip."""
+        index = keys.session_jobs(query.session) if query.session else keys.ALL_JOBS
+        low = query.since if query.since is not None else "-inf"
+        match = Matcher(query)
+        out: list[JobInfo] = []
+        start = 0
+        while len(out) < query.limit and start < _SCAN_LIMIT:
+            wanted = query.limit - len(out)
+            page = max(wanted, _PAGE) if match.filters else wanted
+            members = await self._guard(
+                self.redis.zrevrangebyscore(index, "+inf", low, start=start, num=page)
+            )
+            if not members:
+                break
+            start += len(members)
+            for info in await self._records(members):
+                if match(info):
+                    out.append(info)
+                    if len(out) >= query.limit:
+                        break
+        return out
+
+    async def read_output(self, job_id: str, offset: int, max_bytes: int) -> list[StoredChunk]:
+        """Chunks covering ``offset`` onwards."""
+        node = await self._node_of(job_id)
+        if node is None:
+            return []
+        key = keys.output(node, job_id)
+        # The chunk holding ``offset`` starts at or before it: the last id <= offset+1.
+        first = await self._guard(self.redis.xrevrange(key, max=f"{offset + 1}-0", count=1))
+        start = first[0][0] if first else "-"
+        chunks: list[StoredChunk] = []
+        total = 0
+        while total < max_bytes:
+            entries = await self._guard(self.redis.xrange(key, min=start, count=64))
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                chunk_offset = int(entry_id.split(b"-")[0]) - 1
+                data = fields[b"d"]
+                if chunk_offset + len(data) <= offset:
+                    continue
+                chunks.append(StoredChunk(int(fields[b"s"]), chunk_offset, data))
+                total += len(data)
+                if total >= max_bytes:
+                    break
+            last = entries[-1][0].decode()
+            start = "(" + last
+            if len(entries) < 64:
+                break
+        return chunks
+
+    async def output_end(self, job_id: str) -> int:
+        """Offset just past the last stored chunk."""
+        node = await self._node_of(job_id) or self.node
+        last = await self._guard(self.redis.xrevrange(keys.output(node, job_id), count=1))
+        if not last:
+            return 0
+        entry_id, fields = last[0]
+        return int(entry_id.split(b"-")[0]) - 1 + len(fields[b"d"])
+
+    async def unfinished_jobs(self) -> list[JobInfo]:
+        """This node's jobs never recorded as finished."""
+        ids = await self._guard(self.redis.smembers(keys.node_active(self.node)))
+        members = [keys.member(self.node, i.decode()).encode() for i in ids]
+        return [j for j in await self._records(members) if j.state is not JobState.FINISHED]
+
+    async def durations(self, signature: str, limit: int) -> list[DurationSample]:
+        """Recent runs of ``signature``, newest first."""
+        raws = await self._guard(self.redis.lrange(keys.durations(signature), 0, limit - 1))
+        return [_sample_decoder.decode(r) for r in raws]
+
+    async def signatures(self, limit: int) -> list[str]:
+        """Known command signatures."""
+        values = await self._guard(self.redis.hvals(keys.SIGNATURES))
+        return sorted(v.decode() for v in values)[:limit]
+
+    async def sessions(self, limit: int) -> list[SessionInfo]:
+        """Sessions by last activity, newest first."""
+        names = await self._guard(self.redis.zrevrange(keys.SESSIONS, 0, limit - 1))
+        out = []
+        for name in names:
+            info = await self._session_info(name.decode())
+            if info is not None:
+                out.append(info)
+        return out
+
+    async def _session_info(self, name: str) -> SessionInfo | None:
+        fields = await self._guard(self.redis.hgetall(keys.session(name)))
+        if not fields:
+            return None
+        count = await self._guard(self.redis.zcard(keys.session_jobs(name)))
+        return SessionInfo(
+            name=name,
+            created=float(fields.get(b"created", 0)),
+            last_active=float(fields.get(b"last_active", 0)),
+            jobs=int(count),
+        )
+
+    async def session(self, name: str, limit: int) -> SessionDetail | None:
+        """One session with its newest jobs."""
+        info = await self._session_info(name)
+        if info is None:
+            return None
+        jobs = await self.list_jobs(HistoryParams(session=name, limit=limit))
+        return SessionDetail(session=info, jobs=jobs)
+
+    # -- retention ------------------------------------------------------------
+
+    async def prune(self, older_than: float | None, keep: int | None) -> int:
+        """Delete this node's finished jobs past the age or count, in small batches."""
+        node_index = keys.node_jobs(self.node)
+        removed = 0
+        if older_than is not None:
+            cutoff = time.time() - older_than
+            while True:
+                ids = await self._guard(
+                    self.redis.zrangebyscore(node_index, "-inf", cutoff, start=0, num=_PAGE)
+                )
+                batch = await self._finished_only(ids)
+                if not batch:
+                    break
+                removed += await self._delete(batch)
+                if len(ids) < _PAGE:
+                    break
+                await asyncio.sleep(0)  # let the loop breathe between batches
+        if keep is not None:
+            # ``keep`` counts finished jobs; jobs still running are never pruned.
+            active_count = await self._guard(self.redis.scard(keys.node_active(self.node)))
+            total = await self._guard(self.redis.zcard(node_index))
+            excess = total - active_count - keep
+            position = 0
+            while excess > 0:
+                ids = await self._guard(self.redis.zrange(node_index, position, position + _PAGE - 1))
+                if not ids:
+                    break
+                batch = (await self._finished_only(ids))[:excess]
+                position += len(ids) - len(batch)
+                if batch:
+                    removed += await self._delete(batch)
+                    excess -= len(batch)
+                await asyncio.sleep(0)
+        return removed
+
+    async def _finished_only(self, ids: list[bytes]) -> list[str]:
+        active = await self._guard(self.redis.smembers(keys.node_active(self.node)))
+        return [i.decode() for i in ids if i not in active]
+
+    async def _delete(self, ids: list[str]) -> int:
+        records = await self._records([keys.member(self.node, i).encode() for i in ids])
+        sessions = {r.id: r.session for r in records}
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            member = keys.member(self.node, job_id)
+            pipe.delete(keys.job(self.node, job_id), keys.output(self.node, job_id))
+            pipe.zrem(keys.node_jobs(self.node), job_id)
+            pipe.zrem(keys.ALL_JOBS, member)
+            pipe.hdel(keys.JOB_NODES, job_id)
+            session = sessions.get(job_id)
+            if session:
+                pipe.zrem(keys.session_jobs(session), member)
+        await self._guard(pipe.execute())
+        return len(ids)

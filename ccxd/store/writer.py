@@ -1,0 +1,240 @@
+"""Write-behind to the store: jobs never wait for Redis, and nothing is lost when it fails.
+
+:meth:`StoreWriter.submit` never blocks and never raises.  Writes are batched
+into one pipeline per round trip.  When the store fails (error or timeout) the
+writer turns *degraded*: the failed batch and every later write go, in order,
+to an append-only journal on disk; a probe checks the store every second, and
+once it answers the journal is replayed oldest first and the writer returns to
+direct writes.  Replays are safe to repeat: job records are overwritten and
+output chunks carry their offset as the stream entry id, so a chunk is never
+stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from pathlib import Path
+
+from ccxd.store.base import Store, StoreUnavailable
+from ccxd.store.journal import Journal
+from ccxd.store.ops import AppendOutput, Op
+
+__all__ = ["StoreWriter"]
+
+log = logging.getLogger("ccxd.store")
+
+_BATCH_OPS = 512
+_BATCH_BYTES = 4 * 1024 * 1024
+_PROBE_INTERVAL = 1.0
+
+
+def _size(op: Op) -> int:
+    return len(op.data) + 64 if isinstance(op, AppendOutput) else 512
+
+
+class StoreWriter:
+    """Queues store writes and applies them in the background."""
+
+    def __init__(self, store: Store, journal_dir: Path, *, journal_limit: int,
+                 memory_limit: int = 64 * 1024 * 1024) -> None:
+        self.store = store
+        self.journal_dir = journal_dir
+        self.journal_limit = journal_limit
+        self.memory_limit = memory_limit
+        journal_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.journal = Journal(journal_dir / "current.journal", journal_limit)
+        self._queue: collections.deque[Op] = collections.deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._degraded = bool(self.journal.count or self._segments())
+        self._state_changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+
+    # -- public ---------------------------------------------------------------
+
+    @property
+    def degraded(self) -> bool:
+        """True while writes go to the journal because the store failed."""
+        return self._degraded
+
+    @degraded.setter
+    def degraded(self, value: bool) -> None:
+        if value != self._degraded:
+            self._degraded = value
+            self._state_changed.set()
+            self._state_changed = asyncio.Event()
+
+    async def wait_degraded(self, value: bool, timeout: float) -> None:
+        """Wait until ``degraded`` is ``value`` (raise TimeoutError after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            while self._degraded != value:
+                await self._state_changed.wait()
+
+    def start(self) -> None:
+        """Begin writing in the background (replaying any journal left from before)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="store-writer")
+
+    def submit(self, op: Op) -> None:
+        """Queue a write; never blocks, never raises."""
+        if self.degraded:
+            self.journal.append(op)
+            return
+        self._queue.append(op)
+        self._queued_bytes += _size(op)
+        if self._queued_bytes > self.memory_limit:
+            # The store is slower than the jobs: keep order, move the backlog to disk.
+            log.warning("store is falling behind; spilling %d writes to the journal", len(self._queue))
+            self._spill()
+        self._idle.clear()
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Writes not yet in the store."""
+        return len(self._queue) + self.journal.count + self._segment_count
+
+    def describe(self) -> str:
+        """One line for ``status``: ``redis`` or ``redis: degraded (N pending)``."""
+        if self.degraded:
+            return f"{self.store.name}: degraded ({self.pending} pending)"
+        return self.store.name
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything queued is written (or journaled); False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush what can be flushed, journal the rest, stop."""
+        if not self.degraded:
+            await self.flush(timeout)
+        if self._queue:
+            self._spill()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.journal.close()
+
+    # -- internals ------------------------------------------------------------
+
+    def _spill(self) -> None:
+        self.degraded = True
+        while self._queue:
+            self.journal.append(self._queue.popleft())
+        self._queued_bytes = 0
+        self._wake.set()
+
+    _segment_count = 0
+
+    def _segments(self) -> list[Path]:
+        found = sorted(self.journal_dir.glob("segment-*.journal"))
+        self._segment_count = sum(_count(p) for p in found) if found else 0
+        return found
+
+    async def _run(self) -> None:
+        while True:
+            if self.degraded:
+                await self._recover()
+                continue
+            if not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._take_batch()
+            try:
+                await self.store.apply(batch)
+                self.written += len(batch)
+            except StoreUnavailable as exc:
+                log.error("store unavailable (%s); writing to the journal until it is back", exc)
+                self.degraded = True
+                for op in batch:
+                    self.journal.append(op)
+                self._spill()
+            except Exception:
+                log.exception("store write failed; %d writes journaled", len(batch))
+                self.degraded = True
+                for op in batch:
+                    self.journal.append(op)
+                self._spill()
+
+    def _take_batch(self) -> list[Op]:
+        batch: list[Op] = []
+        size = 0
+        while self._queue and len(batch) < _BATCH_OPS and size < _BATCH_BYTES:
+            op = self._queue.popleft()
+            s = _size(op)
+            size += s
+            self._queued_bytes -= s
+            batch.append(op)
+        return batch
+
+    async def _recover(self) -> None:
+        """Probe until the store answers, then replay every journal segment in order."""
+        self._idle.set()  # nothing more will be written directly while degraded
+        while True:
+            try:
+                await self.store.ping()
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(_PROBE_INTERVAL)
+        while True:
+            segments = self._segments()
+            if not segments:
+                if self.journal.count == 0:
+                    # Switching back is synchronous with submit(): no write can slip between.
+                    self.degraded = False
+                    log.info("store is back; journal replayed")
+                    return
+                segments = [self._rotate()]
+            for seg in segments:
+                ok = await self._replay(seg)
+                if not ok:
+                    await asyncio.sleep(_PROBE_INTERVAL)
+                    return  # _run calls us again: probe, then resume with this segment
+
+    def _rotate(self) -> Path:
+        self.journal.close()
+        # Segments are numbered so replay keeps their order, across restarts too.
+        seg = self.journal_dir / f"segment-{_next_serial(self.journal_dir):012d}.journal"
+        (self.journal_dir / "current.journal").rename(seg)
+        self.journal = Journal(self.journal_dir / "current.journal", self.journal_limit)
+        return seg
+
+    async def _replay(self, seg: Path) -> bool:
+        reader = Journal(seg, 1 << 62)
+        ops = reader.read_all()
+        reader.close()
+        for i in range(0, len(ops), _BATCH_OPS):
+            try:
+                await self.store.apply(ops[i : i + _BATCH_OPS])
+            except StoreUnavailable as exc:
+                log.warning("replay interrupted (%s); will retry", exc)
+                return False
+        seg.unlink(missing_ok=True)
+        log.info("replayed %d journaled writes from %s", len(ops), seg.name)
+        return True
+
+
+def _count(path: Path) -> int:
+    j = Journal(path, 1 << 62)
+    try:
+        return j.count
+    finally:
+        j.close()
+
+
+def _next_serial(directory: Path) -> int:
+    serials = [int(p.stem.split("-")[1]) for p in directory.glob("segment-*.journal")]
+    return max(serials, default=0) + 1

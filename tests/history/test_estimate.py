@@ -1,0 +1,39 @@
+from ccxd.history.estimate import Sample, estimate, percentile
+
+
+def ok(*durations: float) -> list[Sample]:
+    return [Sample(d, True, False) for d in durations]
+
+
+def test_percentile_interpolates() -> None:
+    assert percentile([1, 2, 3, 4, 5], 50) == 3
+    assert percentile([10], 95) == 10
+    assert abs(percentile(list(range(1, 101)), 95) - 95.05) < 1e-9
+
+
+def test_unknown_command_gets_the_bootstrap() -> None:
+    e = estimate([], default=None, k=3, min_samples=5, bootstrap=3600)
+    assert e.timeout == 3600 and e.basis.startswith("bootstrap")
+
+
+def test_k_times_p95_of_successes() -> None:
+    e = estimate(ok(*[10.0] * 20), default=None, k=3, min_samples=5, bootstrap=3600)
+    assert e.timeout == 30 and "p95" in e.basis
+
+
+def test_default_wins_when_larger() -> None:
+    e = estimate(ok(*[1.0] * 20), default=60, k=3, min_samples=5, bootstrap=3600)
+    assert e.timeout == 60 and e.basis.startswith("default_timeout")
+
+
+def test_timeouts_are_censored_never_successes() -> None:
+    # Ten quick successes, but two runs hit a 100 s timeout: they ran *at least* 100 s.
+    samples = ok(*[2.0] * 10) + [Sample(100.0, False, True)] * 2
+    e = estimate(samples, default=None, k=1.5, min_samples=5, bootstrap=3600)
+    assert e.timeout == 150 and "timed-out" in e.basis
+
+
+def test_failures_do_not_count_as_successes() -> None:
+    samples = [Sample(1.0, False, False)] * 50
+    e = estimate(samples, default=None, k=3, min_samples=5, bootstrap=900)
+    assert e.timeout == 900

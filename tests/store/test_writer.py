@@ -1,0 +1,71 @@
+"""Write-behind with a journal: nothing lost, nothing twice, when Redis fails."""
+
+from __future__ import annotations
+
+import time
+
+from ccxd.protocol import HistoryParams
+from ccxd.store.ops import AppendOutput, SaveJob
+from ccxd.store.redis_store import RedisStore
+from ccxd.store.writer import StoreWriter
+
+from .test_redis_store import job
+
+
+async def test_writes_survive_a_killed_redis_in_order_and_once(redis_server, tmp_root):
+    store = RedisStore(redis_server.url, "n1", timeout=0.5)
+    await store.open()
+    writer = StoreWriter(store, tmp_root / "journal", journal_limit=64 << 20)
+    writer.start()
+    writer.submit(SaveJob(job("before")))
+    assert await writer.flush(5)
+
+    redis_server.kill()
+    for i in range(50):
+        writer.submit(SaveJob(job(f"j{i}", queued_at=time.time() + i)))
+        writer.submit(AppendOutput(f"j{i}", 0, 0, 0, f"output of {i}\n".encode()))
+        writer.submit(AppendOutput(f"j{i}", 1, 1, len(f"output of {i}\n"), b"\xfe\xff"))
+    await writer.wait_degraded(True, 20)
+    assert writer.describe().startswith("redis: degraded (")
+    assert writer.pending >= 100
+
+    redis_server.start()  # same socket and append-only file
+    await writer.wait_degraded(False, 20)
+    assert writer.pending == 0
+    listed = await store.list_jobs(HistoryParams(limit=100))
+    assert {j.id for j in listed} == {"before"} | {f"j{i}" for i in range(50)}
+    for i in (0, 17, 49):
+        chunks = await store.read_output(f"j{i}", 0, 1 << 20)
+        assert b"".join(c.data for c in chunks) == f"output of {i}\n".encode() + b"\xfe\xff"
+    await writer.close()
+    await store.close()
+
+
+async def test_a_journal_left_by_a_crash_is_replayed_on_start(redis_server, tmp_root):
+    store = RedisStore(redis_server.url, "n1", timeout=0.5)
+    await store.open()
+    first = StoreWriter(store, tmp_root / "journal", journal_limit=1 << 20)
+    first.degraded = True  # as if Redis had been down when the daemon died
+    first.submit(SaveJob(job("from-last-run")))
+    first.journal.close()  # the daemon dies here
+
+    second = StoreWriter(store, tmp_root / "journal", journal_limit=1 << 20)
+    assert second.degraded and second.pending == 1
+    second.start()
+    await second.wait_degraded(False, 20)
+    assert (await store.get_job("from-last-run")) is not None
+    await second.close()
+    await store.close()
+
+
+async def test_a_full_journal_drops_and_counts_instead_of_crashing(redis_server, tmp_root):
+    store = RedisStore(redis_server.url, "n1", timeout=0.5)
+    await store.open()
+    writer = StoreWriter(store, tmp_root / "journal", journal_limit=4096)
+    writer.degraded = True
+    for i in range(100):
+        writer.submit(AppendOutput("big", i, 0, i * 1000, b"z" * 1000))
+    assert writer.journal.dropped > 0
+    assert writer.journal.size <= 4096
+    writer.journal.close()
+    await store.close()
