@@ -432,11 +432,13 @@ class JobQueued(Struct):
 
 
 class JobStarted(Struct):
-    """``job.started``: the process is running."""
+    """``job.started``: the process is running, with the timeout in force and its basis."""
 
     job_id: str
     pid: int
     pgid: int
+    timeout: float | None = None
+    timeout_basis: str | None = None
 
 
 class JobFinished(Struct):

@@ -99,8 +99,10 @@ class Recorder:
     async def _samples_for(self, sig: str) -> list[Sample]:
         now = time.monotonic()
         cached = self._samples.get(sig)
-        if cached is not None and now - cached[0] < _CACHE_TTL:
+        if cached is not None and (now - cached[0] < _CACHE_TTL or self.writer.degraded):
             return cached[1]
+        if self.writer.degraded:
+            return []  # never make a job wait on a store that is known to be down
         try:
             runs = await asyncio.wait_for(self.store.durations(sig, _SAMPLES), 2.0)
         except (StoreUnavailable, TimeoutError):

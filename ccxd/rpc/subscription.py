@@ -70,7 +70,12 @@ async def pump(conn: Connection, job: Job, from_offset: int, with_output: bool) 
                 conn.send(_note("job.queued", JobQueued(job.id, sent_position or 0)))
             if job.pid is not None and not sent_started:
                 sent_started = True
-                conn.send(_note("job.started", JobStarted(job.id, job.pid, job.pgid or job.pid)))
+                conn.send(
+                    _note(
+                        "job.started",
+                        JobStarted(job.id, job.pid, job.pgid or job.pid, job.timeout, job.timeout_basis),
+                    )
+                )
             while with_output and seq < out.next_seq:
                 await conn.sink.drain()
                 if conn.closing:

@@ -33,6 +33,7 @@ class EmbeddedRedis:
 
     def __init__(self, runtime_dir: Path, data_dir: Path, reaper: Reaper) -> None:
         self.socket_path = runtime_dir / "redis.sock"
+        self.pidfile = runtime_dir / "redis.pid"
         self.data_dir = data_dir
         self.reaper = reaper
         self.pid: int | None = None
@@ -64,11 +65,13 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             "--loglevel", "warning",
             "--databases", "1",
+            "--pidfile", str(self.pidfile),
         ]
 
     async def start(self, timeout: float = 15.0) -> None:
         """Start redis-server and wait until it answers PING."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await self._stop_leftover()
         self.socket_path.unlink(missing_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         try:
@@ -90,6 +93,39 @@ class EmbeddedRedis:
             await asyncio.sleep(0.02)
         log.info("embedded redis-server %d on %s", proc.pid, self.socket_path)
         self._watch = loop.create_task(self._supervise(exited))
+
+    async def _stop_leftover(self) -> None:
+        """Stop a redis-server a killed ccxd left running on our files.
+
+        Two servers must never share one append-only file; the old one is asked
+        to stop (it saves) and waited for.
+        """
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError):
+            return
+        if b"redis-server" not in cmdline or pid == self.pid:
+            return
+        log.warning("stopping redis-server %d left by a previous ccxd", pid)
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return
+        loop = asyncio.get_running_loop()
+        gone: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGTERM)
+            await asyncio.wait_for(gone, 10.0)
+        except TimeoutError:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
 
     def _forward(self, fd: int) -> None:
         try:

@@ -1,0 +1,209 @@
+"""History through a real daemon: restarts, crashes and Redis outages lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from ccxd.protocol import (
+    HistoryParams,
+    JobFinished,
+    JobList,
+    JobStarted,
+    OutputChunk,
+    SessionList,
+    SessionListParams,
+    StatsParams,
+    StatsResult,
+)
+
+
+async def collect(client, command: str, **options) -> tuple[bytes, object, list]:
+    out = b""
+    finished = None
+    events = []
+    async for ev in client.run(command, **options):
+        events.append(ev)
+        if isinstance(ev, OutputChunk):
+            out += ev.raw()
+        elif isinstance(ev, JobFinished):
+            finished = ev.job
+    return out, finished, events
+
+
+async def history(client, **filters) -> list:
+    res: JobList = await client.call("history.list", HistoryParams(**filters))
+    return res.jobs
+
+
+async def wait_store(client, expected: str, timeout: float = 30.0) -> str:
+    """Wait until daemon.status reports the store as ``expected``.
+
+    The daemon offers no notification for store recovery, so this polls status.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        status = (await client.status()).store
+        if status == expected:
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"store stayed {status!r}")
+        await asyncio.sleep(0.05)
+
+
+def job_processes(job_id: str) -> list[int]:
+    marker = f"CCXD_JOB_ID={job_id}".encode()
+    found = []
+    for p in psutil.process_iter():
+        try:
+            with open(f"/proc/{p.pid}/environ", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    found.append(p.pid)
+        except OSError:
+            continue
+    return found
+
+
+async def test_history_and_output_survive_a_restart(daemon_factory, tmp_root):
+    d = daemon_factory(root=tmp_root / "d")
+    c = await d.client()
+    out, job, _ = await collect(c, "printf 'line one\\n'; printf '\\xff\\xfe' >&2; echo done", session="build")
+    await c.close()
+    assert d.stop() == 0
+
+    d2 = daemon_factory(root=tmp_root / "d")  # same state dir: same embedded Redis data
+    c2 = await d2.client()
+    [stored] = await history(c2)
+    assert stored.id == job.id and stored.reason == "exited" and stored.session == "build"
+    assert stored.stdout_bytes == len(b"line one\ndone\n") and stored.stderr_bytes == 2
+    page = await c2.read(job.id)
+    assert b"".join(ch.raw() for ch in page.chunks) == out and page.eof
+    replay = b""
+    async for ev in c2.follow(job.id):
+        if isinstance(ev, OutputChunk):
+            replay += ev.raw()
+    assert replay == out
+    sessions: SessionList = await c2.call("session.list", SessionListParams())
+    assert [(s.name, s.jobs) for s in sessions.sessions] == [("build", 1)]
+    await c2.close()
+
+
+async def test_sigkilled_daemon_leaves_lost_jobs_and_no_processes(daemon_factory, tmp_root):
+    d = daemon_factory(root=tmp_root / "d")
+    c = await d.client()
+    ids = []
+    for i in range(3):
+        job = await c.start(f"echo started {i}; sleep 300", subscribe=True)
+        async for ev in c.events(job.id):
+            if isinstance(ev, OutputChunk):
+                break  # the job has written its line: it is running
+        ids.append(job.id)
+    await c.close()
+    d.stop(signal.SIGKILL)
+    assert all(job_processes(i) for i in ids)  # orphans still run until the next start
+
+    d2 = daemon_factory(root=tmp_root / "d")
+    c2 = await d2.client()
+    for i, job_id in enumerate(ids):
+        info = await c2.get(job_id)
+        assert info.state == "finished" and info.reason == "lost"
+        assert "killed" in (info.error or "")
+        page = await c2.read(job_id)
+        assert b"".join(ch.raw() for ch in page.chunks) == f"started {i}\n".encode()
+        assert job_processes(job_id) == []
+    assert {j.id for j in await history(c2, status="lost")} == set(ids)
+    await c2.close()
+
+
+async def test_redis_outage_loses_nothing_and_writes_nothing_twice(daemon_factory, redis_server):
+    d = daemon_factory(extra_env={"CCXD_REDIS_URL": redis_server.url, "CCXD_STORE_TIMEOUT": "0.5"})
+    c = await d.client()
+    assert (await c.status()).store == "redis"
+    redis_server.kill()
+    expected = {}
+    for i in range(50):
+        out, job, _ = await collect(c, f"echo job {i}; head -c {100 + i} /dev/urandom")
+        assert job.reason == "exited"
+        expected[job.id] = out
+    status = await c.status()
+    assert status.store.startswith("redis: degraded (") and "pending" in status.store
+    redis_server.start()
+    await wait_store(c, "redis", timeout=30)
+    assert (await c.status()).store == "redis"
+
+    # A second daemon on the same Redis sees exactly what the first one stored.
+    other = daemon_factory(extra_env={"CCXD_REDIS_URL": redis_server.url, "CCXD_NODE_ID": "other"})
+    c2 = await other.client()
+    listed = await history(c2, limit=100)
+    assert {j.id for j in listed} == set(expected)
+    for job_id, out in expected.items():
+        page = await c2.read(job_id, max_bytes=1 << 20)
+        assert b"".join(ch.raw() for ch in page.chunks) == out
+    await c2.close()
+    await c.close()
+
+
+async def test_embedded_redis_is_restarted_when_it_dies(daemon):
+    c = await daemon.client()
+    assert (await c.status()).store == "redis (embedded)"
+    [redis_proc] = [p for p in psutil.Process(daemon.proc.pid).children() if p.name() == "redis-server"]
+    redis_proc.kill()
+    out, job, _ = await collect(c, "echo while redis restarts")
+    assert out == b"while redis restarts\n"
+    await wait_store(c, "redis (embedded)")
+    [again] = [p for p in psutil.Process(daemon.proc.pid).children() if p.name() == "redis-server"]
+    assert again.pid != redis_proc.pid
+    assert job.id in {j.id for j in await history(c)}
+    await c.close()
+
+
+def test_missing_redis_server_says_how_to_install(tmp_root):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCXD_")}
+    env.update(PATH="/nonexistent", XDG_RUNTIME_DIR=str(tmp_root), XDG_STATE_HOME=str(tmp_root / "s"))
+    res = subprocess.run([sys.executable, "-m", "ccxd"], env=env, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 69
+    lines = [line for line in res.stderr.splitlines() if line.startswith("ccxd:")]
+    assert len(lines) == 1 and "redis-server not found" in lines[0] and "apt-get install redis-server" in lines[0]
+
+
+async def test_timeout_estimates_come_from_successful_runs(daemon_factory):
+    d = daemon_factory(extra_env={"CCXD_ESTIMATE_MIN_SAMPLES": "3", "CCXD_ESTIMATE_K": "2"})
+    c = await d.client()
+    _, first, events = await collect(c, "sleep 0.1")
+    started = next(e for e in events if isinstance(e, JobStarted))
+    assert started.timeout == 3600 and started.timeout_basis.startswith("bootstrap")
+    for _ in range(3):
+        await collect(c, "sleep 0.2")  # same signature: sleep <n>
+    _, job, events = await collect(c, "sleep 0.1")
+    started = next(e for e in events if isinstance(e, JobStarted))
+    assert "p95" in started.timeout_basis
+    assert 0.2 < started.timeout < 2.0  # 2 × p95 of runs of about 0.1–0.2 s
+    # An explicit timeout wins, and 0 means no timeout at all.
+    _, explicit, _ = await collect(c, "sleep 0.1", timeout=50)
+    assert explicit.timeout == 50 and explicit.timeout_basis == "explicit"
+    _, none, _ = await collect(c, "sleep 0.1", timeout=0)
+    assert none.timeout is None
+    stats: StatsResult = await c.call("history.stats", StatsParams(command="sleep 9"))
+    [sig] = stats.signatures
+    assert sig.signature == "sleep <n>" and sig.count == 7 and sig.success_rate == 1.0
+    assert sig.p50 is not None and sig.p95 is not None and sig.p50 <= sig.p95
+    await c.close()
+
+
+async def test_timed_out_runs_count_as_at_least_that_long(daemon_factory):
+    d = daemon_factory(extra_env={"CCXD_ESTIMATE_MIN_SAMPLES": "2", "CCXD_ESTIMATE_K": "2", "CCXD_KILL_GRACE": "0.2"})
+    c = await d.client()
+    for _ in range(2):
+        await collect(c, "sleep 0.05")
+    _, timed_out, _ = await collect(c, "sleep 30", timeout=1)
+    assert timed_out.reason == "timeout"
+    _, job, events = await collect(c, "sleep 0.05")
+    started = next(e for e in events if isinstance(e, JobStarted))
+    assert "timed-out" in started.timeout_basis and started.timeout >= 2.0
+    await c.close()
