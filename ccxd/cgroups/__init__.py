@@ -1,0 +1,1 @@
+"""Resource control and accounting per job (cgroup v2, cgroup v1, or none)."""

@@ -1,0 +1,1 @@
+"""Claude Code jobs: argument lists, stream-json parsing, limit detection."""

@@ -35,7 +35,6 @@ from ccxd.protocol import (
     StartParams,
     StatusResult,
     SubscribeParams,
-    SubscribeResult,
 )
 from ccxd.transports.framing import LineFramer
 
@@ -112,10 +111,10 @@ class Client:
     async def _dispatch(self, line: bytes) -> None:
         msg = _reply_decoder.decode(line)
         if msg.method is not UNSET:
-            kind = NOTIFICATIONS.get(msg.method)  # type: ignore[arg-type]
+            kind = NOTIFICATIONS.get(msg.method)
             if kind is None or msg.params is UNSET:
                 return
-            event = msgspec.json.decode(msg.params, type=kind)  # type: ignore[arg-type]
+            event = msgspec.json.decode(msg.params, type=kind)
             job_id = event.job.id if isinstance(event, JobFinished) else event.job_id  # type: ignore[attr-defined]
             queue = self._queues.get(job_id)
             if queue is not None:
@@ -144,6 +143,7 @@ class Client:
             return
         if follow:
             # The job's events follow this reply on the wire: route them from now on.
+            assert isinstance(result, JobInfo)
             self._queues.setdefault(result.id, asyncio.Queue(_QUEUE_DEPTH))
         fut.set_result(result)
 

@@ -1,0 +1,1 @@
+"""What ccxd remembers about jobs: recording, timeout estimates, retention."""

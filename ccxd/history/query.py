@@ -26,6 +26,7 @@ class Matcher:
         return bool(self.pattern or q.status or q.node or q.session)
 
     def __call__(self, info: JobInfo) -> bool:
+        """True when ``info`` passes every filter."""
         q = self.query
         if q.session is not None and info.session != q.session:
             return False

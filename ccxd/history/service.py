@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -88,9 +89,7 @@ class History:
         if self._retention is not None:
             self._retention.cancel()
         await self.writer.close(timeout=5.0)
-        try:
+        with contextlib.suppress(StoreUnavailable):
             await self.store.close()
-        except StoreUnavailable:
-            pass
         if self.embedded is not None:
             await self.embedded.stop()

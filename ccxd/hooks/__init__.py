@@ -1,0 +1,1 @@
+"""Pre-execution, post-execution and error hooks."""

@@ -1,0 +1,1 @@
+"""JSON-RPC: decoding, dispatch, method handlers and subscriptions."""

@@ -1,0 +1,1 @@
+"""Where history lives: the store interface, Redis, the journal and the embedded server."""

@@ -9,7 +9,7 @@ from msgspec import Struct
 from ccxd.protocol import HistoryParams, JobInfo, SessionDetail, SessionInfo
 from ccxd.store.ops import Op
 
-__all__ = ["DurationSample", "Store", "StoredChunk", "StoreUnavailable"]
+__all__ = ["DurationSample", "Store", "StoreUnavailable", "StoredChunk"]
 
 
 class StoreUnavailable(Exception):

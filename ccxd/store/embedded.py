@@ -14,14 +14,16 @@ import shutil
 import signal
 from pathlib import Path
 
-from ccxd.supervision.reaper import Reaper
+from ccxd.supervision.reaper import ExitStatus, Reaper
 from ccxd.supervision.spawn import SpawnError, spawn
 
 __all__ = ["EmbeddedRedis", "RedisMissing"]
 
 log = logging.getLogger("ccxd.store")
 
-INSTALL_HINT = "install it with `sudo apt-get install redis-server` (or `brew install redis`), or set redis_url"
+INSTALL_HINT = (
+    "install it with `sudo apt-get install redis-server` (or `brew install redis`), or set redis_url"
+)
 
 
 class RedisMissing(Exception):
@@ -39,7 +41,7 @@ class EmbeddedRedis:
         self.pid: int | None = None
         self.restarts = 0
         self._watch: asyncio.Task[None] | None = None
-        self._exited: asyncio.Future[object] | None = None
+        self._exited: asyncio.Future[ExitStatus] | None = None
         self._stopping = False
         binary = shutil.which("redis-server")
         if binary is None:
@@ -89,7 +91,7 @@ class EmbeddedRedis:
             if exited.done():
                 raise RedisMissing(f"redis-server exited at start ({exited.result()})")
             if loop.time() > deadline:
-                raise RedisMissing("redis-server did not answer within %.0fs" % timeout)
+                raise RedisMissing(f"redis-server did not answer within {timeout:.0f}s")
             await asyncio.sleep(0.02)
         log.info("embedded redis-server %d on %s", proc.pid, self.socket_path)
         self._watch = loop.create_task(self._supervise(exited))
@@ -115,7 +117,11 @@ class EmbeddedRedis:
             return
         loop = asyncio.get_running_loop()
         gone: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+        def on_exit() -> None:
+            if not gone.done():
+                gone.set_result(None)
+
+        loop.add_reader(fd, on_exit)
         try:
             signal.pidfd_send_signal(fd, signal.SIGTERM)
             await asyncio.wait_for(gone, 10.0)
@@ -140,7 +146,7 @@ class EmbeddedRedis:
             if line.strip():
                 log.info("redis-server: %s", line.strip())
 
-    async def _supervise(self, exited: asyncio.Future[object]) -> None:
+    async def _supervise(self, exited: asyncio.Future[ExitStatus]) -> None:
         status = await exited
         if self._stopping:
             return

@@ -120,7 +120,8 @@ class MemoryStore:
         info = self._sessions.get(name)
         if info is None:
             return None
-        return SessionDetail(session=info, jobs=await self.list_jobs(HistoryParams(session=name, limit=limit)))
+        jobs = await self.list_jobs(HistoryParams(session=name, limit=limit))
+        return SessionDetail(session=info, jobs=jobs)
 
     async def prune(self, older_than: float | None, keep: int | None) -> int:
         """Drop finished jobs by age and count."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from pathlib import Path
 
@@ -120,10 +121,8 @@ class StoreWriter:
             self._spill()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self.journal.close()
 
     # -- internals ------------------------------------------------------------

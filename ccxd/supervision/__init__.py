@@ -1,0 +1,1 @@
+"""Running jobs: spawning, reaping, process trees, queueing and timeouts."""

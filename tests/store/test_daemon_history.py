@@ -175,12 +175,12 @@ def test_missing_redis_server_says_how_to_install(tmp_root):
 async def test_timeout_estimates_come_from_successful_runs(daemon_factory):
     d = daemon_factory(extra_env={"CCXD_ESTIMATE_MIN_SAMPLES": "3", "CCXD_ESTIMATE_K": "2"})
     c = await d.client()
-    _, first, events = await collect(c, "sleep 0.1")
+    _, _first, events = await collect(c, "sleep 0.1")
     started = next(e for e in events if isinstance(e, JobStarted))
     assert started.timeout == 3600 and started.timeout_basis.startswith("bootstrap")
     for _ in range(3):
         await collect(c, "sleep 0.2")  # same signature: sleep <n>
-    _, job, events = await collect(c, "sleep 0.1")
+    _, _job, events = await collect(c, "sleep 0.1")
     started = next(e for e in events if isinstance(e, JobStarted))
     assert "p95" in started.timeout_basis
     assert 0.2 < started.timeout < 2.0  # 2 × p95 of runs of about 0.1–0.2 s
@@ -203,7 +203,7 @@ async def test_timed_out_runs_count_as_at_least_that_long(daemon_factory):
         await collect(c, "sleep 0.05")
     _, timed_out, _ = await collect(c, "sleep 30", timeout=1)
     assert timed_out.reason == "timeout"
-    _, job, events = await collect(c, "sleep 0.05")
+    _, _job, events = await collect(c, "sleep 0.05")
     started = next(e for e in events if isinstance(e, JobStarted))
     assert "timed-out" in started.timeout_basis and started.timeout >= 2.0
     await c.close()
