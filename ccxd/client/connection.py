@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +14,7 @@ import msgspec
 from msgspec import UNSET, Struct
 
 from ccxd import paths
+from ccxd.client.transports import Transport, TransportError, open_transport
 from ccxd.protocol import (
     METHODS,
     NOTIFICATIONS,
@@ -22,6 +22,7 @@ from ccxd.protocol import (
     JobFinished,
     JobInfo,
     JobList,
+    JobStarted,
     JobRef,
     ListParams,
     Ok,
@@ -45,7 +46,6 @@ T = TypeVar("T", bound=Struct)
 Event = Struct
 """A notification's params: JobQueued, JobStarted, OutputChunk, OutputGap, OutputCut, JobFinished."""
 
-_READ_SIZE = 256 * 1024
 _QUEUE_DEPTH = 256  # events buffered per followed job before we stop reading the socket
 
 
@@ -55,6 +55,10 @@ class ClientError(Exception):
 
 class DaemonNotRunning(ClientError):
     """Nothing is listening where the daemon should be."""
+
+
+class ConnectionLost(ClientError):
+    """The connection dropped while a call was in flight (it may or may not have run)."""
 
 
 class RemoteError(ClientError):
@@ -76,37 +80,100 @@ def default_socket() -> Path:
 _reply_decoder = msgspec.json.Decoder(Reply)
 _encoder = msgspec.json.Encoder()
 
+Opener = Callable[[], Awaitable[Transport]]
+
 
 class Client:
-    """One connection to a ccxd daemon."""
+    """One logical connection to a ccxd daemon.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    With ``reconnect`` (the default for :func:`connect`), a dropped connection is
+    reopened and every followed job is resubscribed from the offset just past
+    the last byte delivered, so output is neither lost nor repeated.  Calls in
+    flight when the connection drops fail with :class:`ConnectionLost`.
+    """
+
+    def __init__(self, transport: Transport, opener: Opener | None = None,
+                 reconnect_timeout: float = 30.0) -> None:
+        self._transport = transport
+        self._opener = opener
+        self._reconnect_timeout = reconnect_timeout
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], type[Struct], bool]] = {}
         self._queues: dict[str, asyncio.Queue[Event | None]] = {}
+        self._next_offset: dict[str, int] = {}
+        self._started: set[str] = set()
         self._closed: BaseException | None = None
+        self._closing = False
+        self.reconnects = 0
+        self._up = asyncio.Event()
+        self._up.set()
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    @property
+    def description(self) -> str:
+        """Where this client is connected."""
+        return self._transport.description
 
     # -- plumbing -------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        framer = LineFramer(1 << 62)
-        try:
-            while True:
-                data = await self._reader.read(_READ_SIZE)
-                if not data:
-                    break
-                for line in framer.feed(data):
-                    assert isinstance(line, bytes)
-                    await self._dispatch(line)
-            self._fail(ClientError("the daemon closed the connection"))
-        except (ConnectionError, OSError) as exc:
-            self._fail(ClientError(f"connection to the daemon lost: {exc}"))
-        except asyncio.CancelledError:
-            self._fail(ClientError("client closed"))
-            raise
+        while True:
+            try:
+                async for is_binary, payload in self._transport.messages():
+                    if is_binary:
+                        await self._dispatch_binary(payload)
+                    else:
+                        await self._dispatch(payload)
+                err: ClientError = ConnectionLost("the daemon closed the connection")
+            except asyncio.CancelledError:
+                self._fail(ClientError("client closed"))
+                raise
+            except (ConnectionError, OSError) as exc:
+                err = ConnectionLost(f"connection to the daemon lost: {exc}")
+            if self._closing or self._opener is None or not await self._reopen(err):
+                self._fail(err)
+                return
+
+    async def wait_connected(self) -> None:
+        """Return once the connection is up (after a reconnect, if one is under way)."""
+        await self._up.wait()
+        if self._closed is not None:
+            raise ClientError(str(self._closed))
+
+    async def _reopen(self, err: ClientError) -> bool:
+        """Reconnect and resume every followed job; False when the daemon stays away."""
+        self._up.clear()
+        for fut, _, _ in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._pending.clear()
+        assert self._opener is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._reconnect_timeout
+        delay = 0.05
+        while loop.time() < deadline and not self._closing:
+            try:
+                self._transport = await self._opener()
+                break
+            except TransportError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        else:
+            self._up.set()
+            return False
+        self.reconnects += 1
+        self._up.set()
+        for job_id in list(self._queues):
+            if job_id in self._next_offset:
+                params = SubscribeParams(job_id=job_id, from_offset=self._next_offset[job_id])
+                await self._send_request("job.subscribe", params, follow=False)
+        return True
+
+    async def _dispatch_binary(self, frame: bytes) -> None:
+        from ccxd import protocol  # binary frames exist only on WebSocket connections
+
+        chunk = protocol.decode_output_frame(frame)  # type: ignore[attr-defined]
+        await self._deliver(chunk.job_id, chunk)
 
     async def _dispatch(self, line: bytes) -> None:
         msg = _reply_decoder.decode(line)
@@ -116,9 +183,7 @@ class Client:
                 return
             event = msgspec.json.decode(msg.params, type=kind)
             job_id = event.job.id if isinstance(event, JobFinished) else event.job_id  # type: ignore[attr-defined]
-            queue = self._queues.get(job_id)
-            if queue is not None:
-                await queue.put(event)
+            await self._deliver(job_id, event)
             return
         if not isinstance(msg.id, int):
             if msg.error is not UNSET:
@@ -144,8 +209,31 @@ class Client:
         if follow:
             # The job's events follow this reply on the wire: route them from now on.
             assert isinstance(result, JobInfo)
-            self._queues.setdefault(result.id, asyncio.Queue(_QUEUE_DEPTH))
+            self._follow(result.id, 0)
         fut.set_result(result)
+
+    def _follow(self, job_id: str, offset: int) -> asyncio.Queue[Event | None]:
+        self._next_offset.setdefault(job_id, offset)
+        return self._queues.setdefault(job_id, asyncio.Queue(_QUEUE_DEPTH))
+
+    async def _deliver(self, job_id: str, event: Event) -> None:
+        queue = self._queues.get(job_id)
+        if queue is None:
+            return
+        if isinstance(event, OutputChunk):
+            size = len(event.raw()) if event.encoding == "base64" else len(event.data.encode("utf-8"))
+            end = event.offset + size
+            if end <= self._next_offset.get(job_id, 0):
+                return  # already delivered before a reconnect
+            self._next_offset[job_id] = end
+        elif isinstance(event, JobStarted):
+            if job_id in self._started:
+                return
+            self._started.add(job_id)
+        elif isinstance(event, JobFinished):
+            self._next_offset.pop(job_id, None)
+            self._started.discard(job_id)
+        await queue.put(event)
 
     def _fail(self, exc: BaseException) -> None:
         if self._closed is None:
@@ -158,14 +246,7 @@ class Client:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
 
-    async def call(self, method: str, params: Struct | None = None, *, follow: bool = False) -> Any:
-        """Call ``method`` and return its decoded result; raise :class:`RemoteError`.
-
-        With ``follow``, the result is a job whose events are queued for
-        :meth:`events` from the moment the reply arrives.
-        """
-        if self._closed is not None:
-            raise ClientError(str(self._closed))
+    async def _send_request(self, method: str, params: Struct | None, *, follow: bool) -> asyncio.Future[Any]:
         req_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = (fut, METHODS[method][1], follow)
@@ -175,16 +256,30 @@ class Client:
             params=msgspec.Raw(_encoder.encode(params if params is not None else EmptyParams())),
             id=req_id,
         )
-        self._writer.write(_encoder.encode(body) + b"\n")
-        await self._writer.drain()
+        try:
+            await self._transport.send(_encoder.encode(body))
+        except (ConnectionError, OSError) as exc:
+            self._pending.pop(req_id, None)
+            raise ConnectionLost(f"connection to the daemon lost: {exc}") from None
+        return fut
+
+    async def call(self, method: str, params: Struct | None = None, *, follow: bool = False) -> Any:
+        """Call ``method`` and return its decoded result; raise :class:`RemoteError`.
+
+        With ``follow``, the result is a job whose events are queued for
+        :meth:`events` from the moment the reply arrives.
+        """
+        if self._closed is not None:
+            raise ClientError(str(self._closed))
+        fut = await self._send_request(method, params, follow=follow)
         return await fut
 
     async def close(self) -> None:
         """Close the connection (jobs keep running)."""
+        self._closing = True
         self._task.cancel()
-        self._writer.close()
         with contextlib.suppress(Exception):
-            await self._writer.wait_closed()
+            await self._transport.close()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
@@ -214,14 +309,14 @@ class Client:
 
     async def follow(self, job_id: str, from_offset: int = 0) -> AsyncIterator[Event]:
         """Replay a job from ``from_offset`` and yield its events until it finishes."""
-        self._queues.setdefault(job_id, asyncio.Queue(_QUEUE_DEPTH))
+        self._follow(job_id, from_offset)
         await self.call("job.subscribe", SubscribeParams(job_id=job_id, from_offset=from_offset))
         async for event in self.events(job_id):
             yield event
 
     async def events(self, job_id: str) -> AsyncIterator[Event]:
         """Yield the queued events of a followed job until it finishes."""
-        queue = self._queues.setdefault(job_id, asyncio.Queue(_QUEUE_DEPTH))
+        queue = self._follow(job_id, 0)
         try:
             while True:
                 event = await queue.get()
@@ -232,6 +327,7 @@ class Client:
                     return
         finally:
             self._queues.pop(job_id, None)
+            self._next_offset.pop(job_id, None)
 
     async def get(self, job_id: str) -> JobInfo:
         """One job's record."""
@@ -286,33 +382,41 @@ class Client:
         return res
 
 
-async def connect(target: str | Path | None = None) -> Client:
-    """Connect to a daemon: a socket path, ``unix:PATH``, or the default socket."""
-    path = _socket_path(target)
+async def connect(
+    target: str | Path | None = None,
+    *,
+    token: str | None = None,
+    token_file: str | Path | None = None,
+    cafile: str | None = None,
+    reconnect: bool = True,
+    reconnect_timeout: float = 30.0,
+) -> Client:
+    """Connect to a daemon.
+
+    ``target`` is a socket path, ``unix:PATH``, a ``ws://``/``wss://`` URL, or
+    None for ``$CCXD_URL`` or else the default socket.  For WebSocket URLs the
+    token comes from ``token``, ``token_file``, ``$CCXD_TOKEN`` or
+    ``$CCXD_TOKEN_FILE``, in that order.
+    """
+    where = str(target) if target else os.environ.get("CCXD_URL") or str(default_socket())
+    secret = token
+    if secret is None and token_file is not None:
+        secret = Path(token_file).read_text().strip()
+    if secret is None:
+        secret = os.environ.get("CCXD_TOKEN") or None
+    if secret is None and os.environ.get("CCXD_TOKEN_FILE"):
+        secret = Path(os.environ["CCXD_TOKEN_FILE"]).read_text().strip()
+
+    async def opener() -> Transport:
+        return await open_transport(where, secret, cafile)
+
     try:
-        reader, writer = await asyncio.open_unix_connection(str(path), limit=_READ_SIZE)
-    except FileNotFoundError:
-        raise DaemonNotRunning(f"ccxd is not running (no socket at {path})") from None
-    except ConnectionRefusedError:
-        raise DaemonNotRunning(f"ccxd is not running (nothing listens on {path})") from None
-    except PermissionError:
-        raise ClientError(f"permission denied for {path}") from None
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSOCK, errno.ENOTDIR):
-            raise DaemonNotRunning(f"ccxd is not running ({path} is not a socket)") from None
-        raise ClientError(f"cannot connect to {path}: {exc}") from None
-    return Client(reader, writer)
+        transport = await opener()
+    except TransportError as exc:
+        if exc.not_running:
+            raise DaemonNotRunning(str(exc)) from None
+        raise ClientError(str(exc)) from None
+    return Client(transport, opener if reconnect else None, reconnect_timeout)
 
 
-def _socket_path(target: str | Path | None) -> Path:
-    if target is None or target == "":
-        return default_socket()
-    text = str(target)
-    if text.startswith("unix:"):
-        text = text[5:]
-        if text.startswith("//"):
-            text = text[2:]
-    return Path(text)
-
-
-__all__ += ["OutputChunk", "default_socket"]
+__all__ += ["ConnectionLost", "OutputChunk", "default_socket"]

@@ -1,0 +1,86 @@
+"""A drop-in for cc_executor's ``WebSocketClient`` for people migrating.
+
+``execute_command`` returns cc_executor's result dict (``success``,
+``exit_code``, ``duration``, ``output_data``, ``error`` …) but runs through the
+native protocol, so exit codes are real: a job that hit its timeout reports
+``success: False``, ``exit_code: 124`` and says so in ``error`` (cc_executor
+reported exit code 0).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ccxd.client.connection import ClientError, connect
+from ccxd.protocol import JobFinished, OutputChunk
+
+__all__ = ["MinimalWebSocketClient", "WebSocketClient"]
+
+
+class WebSocketClient:
+    """cc_executor's client API on top of ccxd."""
+
+    def __init__(self, host: str = "localhost", port: int = 8003, *, url: str | None = None,
+                 token: str | None = None, token_file: str | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.ws_url = url or f"ws://{host}:{port}/ws"
+        self._token = token
+        self._token_file = token_file
+
+    async def execute_command(self, command: str, timeout: float | None = None,
+                              restart_handler: bool = False, **_ignored: Any) -> dict[str, Any]:
+        """Run ``command`` and return cc_executor's result dict."""
+        started = time.time()
+        output: list[str] = []
+        exit_code: int | None = None
+        error: str | None = None
+        try:
+            client = await connect(self.ws_url, token=self._token, token_file=self._token_file,
+                                   reconnect=True)
+            try:
+                options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+                async for ev in client.run(command, **options):
+                    if isinstance(ev, OutputChunk):
+                        output.append(ev.raw().decode("utf-8", errors="replace"))
+                    elif isinstance(ev, JobFinished):
+                        job = ev.job
+                        if job.reason in ("timeout", "idle_timeout"):
+                            exit_code = 124
+                            error = f"Command timed out after {job.timeout or job.idle_timeout}s"
+                        elif job.reason == "failed_to_start":
+                            error = job.error or "failed to start"
+                        elif job.signal is not None:
+                            exit_code = 128 + job.signal
+                        else:
+                            exit_code = job.exit_code
+            finally:
+                await client.close()
+        except ClientError as exc:
+            error = str(exc)
+        return {
+            "success": error is None,
+            "exit_code": exit_code if exit_code is not None else -1,
+            "duration": time.time() - started,
+            "restart_overhead": 0,
+            "outputs": len(output),
+            "output_data": output,
+            "error": error,
+        }
+
+    async def execute_batch(self, tasks: list[tuple[str, str, int]], restart_per_task: bool = True,
+                            restart_every_n: int | None = None) -> list[dict[str, Any]]:
+        """Run ``(name, command, timeout)`` tasks one after another."""
+        results = []
+        for name, command, timeout in tasks:
+            result = await self.execute_command(command, timeout)
+            result["task_name"] = name
+            results.append(result)
+        return results
+
+    async def cleanup(self) -> None:
+        """Nothing to clean up (kept for compatibility)."""
+
+
+MinimalWebSocketClient = WebSocketClient
