@@ -14,7 +14,8 @@ from pathlib import Path
 
 import msgspec
 
-from ccxd import __version__, config as config_mod, logs, paths
+from ccxd import __version__, logs, paths
+from ccxd import config as config_mod
 from ccxd.config import Config, ConfigError, LoadedConfig
 from ccxd.history.service import History
 from ccxd.notify import Notifier

@@ -8,20 +8,19 @@ import time
 from collections.abc import Callable
 
 from ccxd import __version__
-from ccxd.output.log import STREAMS
 from ccxd.errors import RpcError
+from ccxd.output.log import STREAMS
 from ccxd.protocol import (
     EmptyParams,
     ErrorCode,
-    JobInfo,
     JobFinished,
+    JobInfo,
     JobList,
-    JobState,
-    Notification,
-    encode,
     JobRef,
+    JobState,
     Listener,
     ListParams,
+    Notification,
     Ok,
     OutputChunk,
     PingResult,
@@ -32,6 +31,7 @@ from ccxd.protocol import (
     StatusResult,
     SubscribeParams,
     SubscribeResult,
+    encode,
 )
 from ccxd.rpc.connection import Connection
 from ccxd.rpc.dispatcher import Dispatcher

@@ -14,13 +14,13 @@ from ccxd.protocol import (
     JobFinished,
     JobQueued,
     JobStarted,
+    JobState,
     Notification,
     OutputChunk,
     OutputCut,
     OutputGap,
     encode,
 )
-from ccxd.protocol import JobState
 from ccxd.rpc.connection import Connection
 from ccxd.supervision.job import Job
 
