@@ -3,9 +3,15 @@
 ``<job>.out`` holds the output bytes in the order they were read (stdout and
 stderr interleaved), so a combined offset is a file position.  ``<job>.idx``
 holds one 13-byte record per chunk (offset, length, stream), so chunk ``seq`` is
-record ``seq`` and an offset is found by binary search.  Writes go straight to
-the page cache with ``os.write``; a failed write (disk full) cuts the spool
-instead of failing the job.
+record ``seq`` and an offset is found by binary search.  Writes are gathered
+into blocks before ``os.write``: on the machines we measured, a 64 KiB file
+write costs ten times more per byte than a 1 MiB one, and the spool must never
+be what slows a job down.  A block is written when it reaches 1 MiB, when an
+append comes more than ``FLUSH_INTERVAL`` after the last write (so slow output
+is on disk at once), or when the owner calls :meth:`Spool.flush` (the
+supervisor does so ``FLUSH_INTERVAL`` after a burst).  A read of a record still
+in the block flushes it first.  A failed write (disk full) cuts the spool instead of failing
+the job.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +28,9 @@ __all__ = ["Spool", "SpoolRecord", "read_spool"]
 log = logging.getLogger("ccxd.output")
 
 _RECORD = struct.Struct("<QIB")
+_FLUSH_AT = 1024 * 1024
+FLUSH_INTERVAL = 0.01
+"""Seconds a burst of output may wait in memory before it is written."""
 SpoolRecord = tuple[int, int, int]
 """(offset, length, stream) of one chunk; stream 0 is stdout, 1 is stderr."""
 
@@ -34,6 +44,10 @@ class Spool:
         self.limit = limit
         self.records = 0
         self.size = 0
+        self.flushed_records = 0
+        self._last_flush = 0.0
+        self._data_buf = bytearray()
+        self._index_buf = bytearray()
         self.cut = False
         self.error: str | None = None
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
@@ -49,17 +63,43 @@ class Spool:
         if self.size + len(data) > self.limit:
             self._cut(None)
             return False
-        try:
-            _write_all(self._data_w, data)
-            _write_all(self._index_w, _RECORD.pack(offset, len(data), stream))
-        except OSError as exc:
-            self._cut(f"{exc.strerror or exc}")
-            return False
+        self._data_buf += data
+        self._index_buf += _RECORD.pack(offset, len(data), stream)
         self.records += 1
         self.size += len(data)
+        if len(self._data_buf) >= _FLUSH_AT or time.monotonic() - self._last_flush >= FLUSH_INTERVAL:
+            return self.flush()
+        return True
+
+    @property
+    def pending(self) -> bool:
+        """True while appended chunks wait in memory for the next write."""
+        return bool(self._index_buf)
+
+    def flush(self) -> bool:
+        """Write the gathered block; False (and the spool cut) if the write failed."""
+        if not self._index_buf or self._data_w is None or self._index_w is None:
+            return not self.cut
+        try:
+            _write_all(self._data_w, self._data_buf)
+            _write_all(self._index_w, self._index_buf)
+        except OSError as exc:
+            # What the block held is not on disk: the spool ends where it was last complete.
+            self.size -= len(self._data_buf)
+            self.records = self.flushed_records
+            self._data_buf.clear()
+            self._index_buf.clear()
+            self._cut(f"{exc.strerror or exc}")
+            return False
+        self._data_buf.clear()
+        self._index_buf.clear()
+        self.flushed_records = self.records
+        self._last_flush = time.monotonic()
         return True
 
     def _cut(self, error: str | None) -> None:
+        if error is None and not self.flush():
+            return  # the failed flush already cut the spool, with its error
         self.cut = True
         self.error = error
         if error:
@@ -70,6 +110,10 @@ class Spool:
         """The index record of chunk ``seq``, if the spool has it."""
         if seq < 0 or seq >= self.records:
             return None
+        if seq >= self.flushed_records:
+            self.flush()
+            if seq >= self.records:
+                return None
         raw = os.pread(self._index_r, _RECORD.size, seq * _RECORD.size)
         if len(raw) < _RECORD.size:
             return None
@@ -97,7 +141,9 @@ class Spool:
         return lo
 
     def close_writer(self) -> None:
-        """Stop writing; readers keep working."""
+        """Stop writing (after flushing); readers keep working."""
+        if self._data_w is not None and not self.cut:
+            self.flush()
         for fd in (self._data_w, self._index_w):
             if fd is not None:
                 os.close(fd)
@@ -117,7 +163,7 @@ class Spool:
             p.unlink(missing_ok=True)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)

@@ -17,7 +17,7 @@ from ccxd.config import Config
 from ccxd.errors import RpcError
 from ccxd.output.chunker import Utf8Chunker
 from ccxd.output.log import OutputLog
-from ccxd.output.spool import Spool
+from ccxd.output.spool import FLUSH_INTERVAL, Spool
 from ccxd.protocol import ErrorCode, JobInfo, JobReason, JobState, ListParams, StartParams
 from ccxd.supervision.job import Job
 from ccxd.supervision.reaper import ExitStatus, Reaper
@@ -306,11 +306,21 @@ class Supervisor:
         chunker = Utf8Chunker(self.config.chunk_size)
         size = self.config.chunk_size
         recorder = self.recorder
+        spool = job.log.spool
+        flush_timer: list[asyncio.TimerHandle] = []
+
+        def flush() -> None:
+            flush_timer.clear()
+            if spool is not None and not spool.cut:
+                spool.flush()
 
         def append(piece: bytes) -> None:
             chunk = job.log.append(stream, piece)
             if recorder is not None:
                 recorder.output(job.id, chunk)
+            if spool is not None and spool.pending and not flush_timer:
+                # The tail of a burst reaches the disk shortly after the burst ends.
+                flush_timer.append(loop.call_later(FLUSH_INTERVAL, flush))
 
         def on_readable() -> None:
             try:
