@@ -1,0 +1,498 @@
+"""The ``ccxctl`` commands (typer), all talking to the daemon through ``ccxd.client``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from ccxctl.render import describe_outcome, emit_json, human_duration, job_rows, table
+from ccxctl.runjob import EX_NOT_RUNNING, RunOptions, not_running_hint, run_job
+from ccxd.client import Client, ClientError, DaemonNotRunning, RemoteError, connect
+from ccxd.protocol import (
+    HistoryParams,
+    JobFinished,
+    JobInfo,
+    JobList,
+    JobState,
+    OutputChunk,
+    OutputCut,
+    OutputGap,
+    PruneParams,
+    PruneResult,
+    SessionDetail,
+    SessionList,
+    SessionListParams,
+    SessionRef,
+    StatsParams,
+    StatsResult,
+)
+
+__all__ = ["app", "run_app"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="ccxctl",
+    help="Control the ccxd supervisor daemon: run jobs, follow them, read their history.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+history_app = typer.Typer(help="Jobs that ran, their output and statistics.", no_args_is_help=True)
+sessions_app = typer.Typer(help="Named groups of jobs (run --session NAME).", no_args_is_help=True)
+app.add_typer(history_app, name="history")
+app.add_typer(sessions_app, name="sessions")
+
+
+class Target:
+    """Where the daemon is, from the global options."""
+
+    def __init__(self, socket: str | None, url: str | None, token_file: str | None) -> None:
+        self.socket = socket
+        self.url = url
+        self.token_file = token_file
+
+    async def connect(self) -> Client:
+        """Open a client to the daemon."""
+        return await connect(self.url or self.socket, token_file=self.token_file)
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    socket: Annotated[str | None, typer.Option(envvar="CCXD_SOCKET", help="Daemon Unix socket path.")] = None,
+    url: Annotated[
+        str | None, typer.Option(envvar="CCXD_URL", help="Remote daemon: ws://HOST:PORT/ws or wss://…")
+    ] = None,
+    token_file: Annotated[
+        str | None, typer.Option(envvar="CCXD_TOKEN_FILE", help="File holding the WebSocket token.")
+    ] = None,
+) -> None:
+    """Control the ccxd supervisor daemon."""
+    ctx.obj = Target(socket, url, token_file)
+
+
+def _target(ctx: typer.Context) -> Target:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Target) else Target(None, None, None)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    sys.stderr.write(f"ccxctl: {message}\n")
+    return typer.Exit(code)
+
+
+def _with_client(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> T:
+    async def go() -> T:
+        client = await _target(ctx).connect()
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(go())
+    except DaemonNotRunning as exc:
+        raise _fail(not_running_hint(str(exc)), EX_NOT_RUNNING) from None
+    except RemoteError as exc:
+        raise _fail(exc.message) from None
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
+
+
+# -- run ----------------------------------------------------------------------
+
+
+def _parse_env(values: list[str]) -> dict[str, str]:
+    env = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
+        env[key] = value
+    return env
+
+
+@app.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    command: Annotated[list[str], typer.Argument(help="The command (words are joined with spaces).")],
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the job id and return.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Wall-clock limit in seconds (0: none).")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds without output.")] = None,
+    cwd: Annotated[str | None, typer.Option(help="Working directory (default: the current one).")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")] = None,
+    shell: Annotated[str | None, typer.Option(help="zsh, bash, sh, or a path.")] = None,
+    session: Annotated[str | None, typer.Option(help="Group the job under this session name.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag, repeatable.")] = None,
+    argv: Annotated[bool, typer.Option("--argv", help="Run the words as an argument list, without a shell.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a job, stream its output, exit with its exit code (124 timeout, 130 Ctrl-C)."""
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise typer.BadParameter("a command is required", param_hint="COMMAND")
+    target = _target(ctx)
+    opts = RunOptions(
+        command=command, argv=argv, detach=detach, timeout=timeout, idle_timeout=idle_timeout,
+        cwd=cwd, env=_parse_env(env or []), shell=shell, session=session, tags=tag or [],
+        json=json_out, socket=target.socket, url=target.url, token_file=target.token_file,
+    )
+    raise typer.Exit(run_job(opts))
+
+
+# -- following ----------------------------------------------------------------
+
+
+class _Prefixer:
+    """Prefixes each output line with its job id when several jobs share a terminal."""
+
+    def __init__(self, prefix: bytes) -> None:
+        self.prefix = prefix
+        self.at_line_start = {"stdout": True, "stderr": True}
+
+    def format(self, stream: str, data: bytes) -> bytes:
+        if not self.prefix:
+            return data
+        out = bytearray()
+        for piece in data.splitlines(keepends=True):
+            if self.at_line_start[stream]:
+                out += self.prefix
+            out += piece
+            self.at_line_start[stream] = piece.endswith(b"\n")
+        return bytes(out)
+
+
+async def _follow(client: Client, job_id: str, offset: int, prefix: bytes, json_out: bool) -> int:
+    fmt = _Prefixer(prefix)
+    async for ev in client.follow(job_id, from_offset=offset):
+        if json_out:
+            emit_json({"event": type(ev).__name__, "data": ev})
+        elif isinstance(ev, OutputChunk):
+            stream = sys.stdout.buffer if ev.stream == "stdout" else sys.stderr.buffer
+            stream.write(fmt.format(ev.stream, ev.raw()))
+            stream.flush()
+        elif isinstance(ev, OutputGap):
+            sys.stderr.write(f"ccxctl: [{job_id}] output {ev.start}-{ev.end} is no longer available\n")
+        elif isinstance(ev, OutputCut):
+            sys.stderr.write(f"ccxctl: [{job_id}] output was cut at {ev.limit} bytes\n")
+        if isinstance(ev, JobFinished):
+            from ccxctl.runjob import exit_code_for
+
+            return exit_code_for(ev.job)
+    return 1
+
+
+@app.command()
+def attach(
+    ctx: typer.Context,
+    jobs: Annotated[list[str], typer.Argument(help="Job ids.")],
+    from_offset: Annotated[int, typer.Option(help="Resume at this output offset (one job only).")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Replay then follow jobs live; with several jobs each line is prefixed by its job."""
+    if from_offset and len(jobs) > 1:
+        raise typer.BadParameter("--from-offset needs exactly one job")
+
+    async def work(client: Client) -> int:
+        codes = await asyncio.gather(*(
+            _follow(client, j, from_offset, f"[{j}] ".encode() if len(jobs) > 1 else b"", json_out)
+            for j in jobs
+        ))
+        return max(codes)
+
+    raise typer.Exit(_with_client(ctx, work))
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following the live output.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print a job's output so far (stdout to stdout, stderr to stderr)."""
+
+    async def work(client: Client) -> None:
+        offset = 0
+        while True:
+            page = await client.read(job, offset=offset, max_bytes=4 << 20)
+            for chunk in page.chunks:
+                if json_out:
+                    emit_json(chunk)
+                else:
+                    stream = sys.stdout.buffer if chunk.stream == "stdout" else sys.stderr.buffer
+                    stream.write(chunk.raw())
+            offset = page.next_offset
+            if page.eof or not page.chunks:
+                break
+        sys.stdout.flush()
+        if follow and not page.eof:
+            await _follow(client, job, offset, b"", json_out)
+
+    _with_client(ctx, work)
+
+
+# -- jobs -----------------------------------------------------------------------
+
+
+@app.command()
+def ps(
+    ctx: typer.Context,
+    all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include finished jobs.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many jobs.")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """List jobs: queued, running and paused ones (all with --all), newest first."""
+
+    async def work(client: Client) -> list[JobInfo]:
+        jobs = await client.list(limit=limit if all_jobs else 10_000)
+        if not all_jobs:
+            jobs = [j for j in jobs if j.state != JobState.FINISHED][:limit]
+        return jobs
+
+    jobs = _with_client(ctx, work)
+    if json_out:
+        emit_json(jobs)
+        return
+    table(*job_rows(jobs))
+
+
+def _job_action(ctx: typer.Context, call: Callable[[Client], Awaitable[JobInfo]], json_out: bool) -> None:
+    info = _with_client(ctx, call)
+    if json_out:
+        emit_json(info)
+    else:
+        print(f"{info.id}\t{info.state}\t{describe_outcome(info)}")
+
+
+@app.command()
+def cancel(ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False) -> None:
+    """Cancel a job: SIGTERM to its whole tree, SIGKILL after the grace period."""
+    _job_action(ctx, lambda c: c.cancel(job), json_out)
+
+
+@app.command()
+def pause(ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False) -> None:
+    """Pause a job (SIGSTOP to every process of it)."""
+    _job_action(ctx, lambda c: c.pause(job), json_out)
+
+
+@app.command()
+def resume(ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False) -> None:
+    """Resume a paused job (SIGCONT)."""
+    _job_action(ctx, lambda c: c.resume(job), json_out)
+
+
+@app.command("signal")
+def signal_cmd(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    sig: Annotated[str, typer.Argument(metavar="SIGNAL", help="Name (TERM, SIGUSR1) or number.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Send a signal to every process of a job."""
+    _job_action(ctx, lambda c: c.signal(job, sig), json_out)
+
+
+@app.command()
+def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """The daemon's version, pid, uptime, jobs by state, listeners, loop lag and store."""
+    st = _with_client(ctx, lambda c: c.status())
+    if json_out:
+        emit_json(st)
+        return
+    jobs = ", ".join(f"{n} {state}" for state, n in st.jobs.items() if n) or "none"
+    rows = [
+        ["version", st.version], ["pid", str(st.pid)], ["node", st.node],
+        ["uptime", human_duration(st.uptime)], ["jobs", jobs],
+        ["listeners", ", ".join(f"{x.kind} {x.address}" for x in st.listeners)],
+        ["loop lag", f"{st.loop_lag_ms:.1f} ms"], ["connections", str(st.connections)],
+        ["shell", st.shell], ["store", st.store],
+    ]
+    if sys.stdout.isatty():
+        for key, value in rows:
+            print(f"{key + ':':<13}{value}")
+    else:
+        for key, value in rows:
+            print(f"{key}\t{value}")
+
+
+# -- history --------------------------------------------------------------------
+
+_AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+
+
+def parse_since(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``1d``, ``1w`` ago; an ISO date/time; or epoch seconds."""
+    m = _AGO.match(text.strip())
+    if m:
+        scale = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        return time.time() - float(m.group(1)) * scale
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise typer.BadParameter(f"cannot read {text!r}: use 2h, 1d, 2026-11-24 or epoch seconds",
+                                 param_hint="--since") from None
+
+
+@history_app.command("list")
+def history_list(
+    ctx: typer.Context,
+    session: Annotated[str | None, typer.Option(help="Only this session's jobs.")] = None,
+    status_filter: Annotated[
+        str | None, typer.Option("--status", help="State or reason: running, exited, timeout, lost …")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only jobs queued since: 2h, 1d, a date.")] = None,
+    grep: Annotated[str | None, typer.Option(help="Only commands matching this regular expression.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many jobs.")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Stored jobs, newest first."""
+    query = HistoryParams(session=session, status=status_filter,
+                          since=parse_since(since) if since else None, grep=grep, limit=limit)
+    res: JobList = _with_client(ctx, lambda c: c.call("history.list", query))
+    if json_out:
+        emit_json(res.jobs)
+        return
+    table(*job_rows(res.jobs))
+
+
+@history_app.command("show")
+def history_show(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """A stored job's record, then its output."""
+
+    async def work(client: Client) -> tuple[JobInfo, bytes, bytes]:
+        info = await client.get(job)
+        out, err = bytearray(), bytearray()
+        offset = 0
+        while True:
+            page = await client.read(job, offset=offset, max_bytes=4 << 20)
+            for chunk in page.chunks:
+                (out if chunk.stream == "stdout" else err).extend(chunk.raw())
+            if page.eof or not page.chunks:
+                break
+            offset = page.next_offset
+        return info, bytes(out), bytes(err)
+
+    info, out, err = _with_client(ctx, work)
+    if json_out:
+        emit_json({"job": info, "stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace")})
+        return
+    fields: dict[str, Any] = {
+        "id": info.id, "state": info.state, "outcome": describe_outcome(info),
+        "command": info.command if isinstance(info.command, str) else " ".join(info.command),
+        "cwd": info.cwd, "shell": info.shell or "-", "session": info.session or "-",
+        "duration": human_duration(info.duration),
+        "timeout": f"{info.timeout:g}s ({info.timeout_basis})" if info.timeout else "none",
+        "output": f"{info.stdout_bytes} bytes stdout, {info.stderr_bytes} bytes stderr",
+        "node": info.node, "peer": info.peer or "-",
+    }
+    if info.error:
+        fields["error"] = info.error
+    for key, value in fields.items():
+        print(f"{key + ':':<10}{value}")
+    print("--- output ---")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(err)
+
+
+@history_app.command("stats")
+def history_stats(
+    ctx: typer.Context,
+    command: Annotated[list[str] | None, typer.Argument(help="A command; its signature is looked up.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Count, p50, p95, success rate and the timeout estimate per command signature."""
+    params = StatsParams(command=" ".join(command) if command else None)
+    res: StatsResult = _with_client(ctx, lambda c: c.call("history.stats", params))
+    if json_out:
+        emit_json(res.signatures)
+        return
+
+    def secs(v: float | None) -> str:
+        return "-" if v is None else human_duration(v)
+
+    table(
+        ["signature", "runs", "success", "timeouts", "p50", "p95", "timeout estimate"],
+        [[s.signature, str(s.count), f"{s.success_rate * 100:.0f}%", str(s.timeouts), secs(s.p50),
+          secs(s.p95), f"{secs(s.estimate)} ({s.basis})"] for s in res.signatures],
+    )
+
+
+@history_app.command("prune")
+def history_prune(
+    ctx: typer.Context,
+    older_than: Annotated[str | None, typer.Option(help="Remove finished jobs older than: 30d, 12h.")] = None,
+    keep: Annotated[int | None, typer.Option(help="Keep at most this many finished jobs.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove old finished jobs and their output (defaults: the retention settings)."""
+    age = time.time() - parse_since(older_than) if older_than else None
+    res: PruneResult = _with_client(ctx, lambda c: c.call("history.prune", PruneParams(older_than=age, keep=keep)))
+    if json_out:
+        emit_json(res)
+    else:
+        print(f"removed {res.removed} jobs")
+
+
+@sessions_app.command("list")
+def sessions_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="At most this many sessions.")] = 100,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sessions by last activity."""
+    res: SessionList = _with_client(ctx, lambda c: c.call("session.list", SessionListParams(limit=limit)))
+    if json_out:
+        emit_json(res.sessions)
+        return
+    table(["name", "jobs", "created", "last active"],
+          [[s.name, str(s.jobs), time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_active))] for s in res.sessions])
+
+
+@sessions_app.command("show")
+def sessions_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Session name.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """One session and its jobs."""
+    res: SessionDetail = _with_client(ctx, lambda c: c.call("session.get", SessionRef(name)))
+    if json_out:
+        emit_json(res)
+        return
+    print(f"session {res.session.name}: {res.session.jobs} jobs")
+    table(*job_rows(res.jobs))
+
+
+def run_app(args: list[str]) -> int:
+    """Run the typer app on ``args`` and return its exit code."""
+    try:
+        app(args=args, prog_name="ccxctl", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0

@@ -1,0 +1,76 @@
+"""Parse ``ccxctl run …`` without importing typer, for a fast start.
+
+Only the common, unambiguous forms are handled here; anything else (help,
+unknown options, malformed values) returns None and the full typer CLI takes
+over, so both paths end in the same :func:`ccxctl.runjob.run_job`.
+"""
+
+from __future__ import annotations
+
+from ccxctl.runjob import RunOptions
+
+__all__ = ["parse_run"]
+
+_FLAGS = {"--detach": "detach", "-d": "detach", "--json": "json", "--argv": "argv"}
+_VALUES = {
+    "--timeout": "timeout",
+    "--idle-timeout": "idle_timeout",
+    "--cwd": "cwd",
+    "--shell": "shell",
+    "--session": "session",
+    "--socket": "socket",
+    "--url": "url",
+    "--token-file": "token_file",
+}
+_FLOATS = {"timeout", "idle_timeout"}
+
+
+def parse_run(args: list[str]) -> RunOptions | None:
+    """Options for ``ccxctl run`` from the words after ``run``; None to defer to typer."""
+    values: dict[str, object] = {}
+    env: dict[str, str] = {}
+    tags: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            i += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        name, eq, inline = word.partition("=")
+        if name in _FLAGS and not eq:
+            values[_FLAGS[name]] = True
+            i += 1
+            continue
+        if name in _VALUES or name in ("--env", "-e", "--tag"):
+            if eq:
+                value = inline
+                i += 1
+            elif i + 1 < len(args):
+                value = args[i + 1]
+                i += 2
+            else:
+                return None
+            if name in ("--env", "-e"):
+                key, sep, val = value.partition("=")
+                if not sep or not key:
+                    return None
+                env[key] = val
+            elif name == "--tag":
+                tags.append(value)
+            else:
+                field = _VALUES[name]
+                if field in _FLOATS:
+                    try:
+                        values[field] = float(value)
+                    except ValueError:
+                        return None
+                else:
+                    values[field] = value
+            continue
+        return None
+    command = args[i:]
+    if not command:
+        return None
+    return RunOptions(command=command, env=env, tags=tags, **values)  # type: ignore[arg-type]

@@ -1,0 +1,236 @@
+"""``ccxctl run``: start a job, stream its output, exit with its exit code.
+
+Exit codes: the job's own; 128+N when a signal N killed it; 124 when it hit its
+timeout or idle timeout (like ``timeout(1)``); 130 after Ctrl-C (which cancels
+the job and waits for it to stop); 127 when it could not start; 69 when the
+daemon is not running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+from msgspec import UNSET, Struct
+
+from ccxd.protocol import (
+    JobFinished,
+    JobInfo,
+    JobRef,
+    OutputChunk,
+    StartParams,
+)
+
+__all__ = ["EX_NOT_RUNNING", "RunOptions", "exit_code_for", "run_job"]
+
+EX_NOT_RUNNING = 69
+EX_TIMEOUT = 124
+EX_CANNOT_START = 127
+EX_INTERRUPTED = 130
+
+
+class RunOptions(Struct, kw_only=True):
+    """Everything ``ccxctl run`` was asked to do."""
+
+    command: list[str]
+    argv: bool = False
+    detach: bool = False
+    timeout: float | None = None
+    idle_timeout: float | None = None
+    cwd: str | None = None
+    env: dict[str, str] = {}
+    shell: str | None = None
+    session: str | None = None
+    tags: list[str] = []
+    json: bool = False
+    socket: str | None = None
+    url: str | None = None
+    token_file: str | None = None
+
+    def start_params(self) -> StartParams:
+        """The ``job.start`` params these options ask for."""
+        command: str | list[str] = list(self.command) if self.argv else " ".join(self.command)
+        return StartParams(
+            command=command,
+            cwd=self.cwd if self.cwd is not None else os.getcwd(),
+            env=self.env,
+            shell=self.shell,
+            timeout=self.timeout,
+            idle_timeout=self.idle_timeout,
+            session=self.session,
+            tags=self.tags,
+            subscribe=not self.detach,
+        )
+
+
+def exit_code_for(job: JobInfo, interrupted: bool = False) -> int:
+    """The exit code ``ccxctl run`` reports for a finished job."""
+    if interrupted:
+        return EX_INTERRUPTED
+    if job.reason in ("timeout", "idle_timeout"):
+        return EX_TIMEOUT
+    if job.reason == "failed_to_start":
+        return EX_CANNOT_START
+    if job.signal is not None:
+        return 128 + job.signal
+    return job.exit_code if job.exit_code is not None else 1
+
+
+def _socket_path(opts: RunOptions) -> Path:
+    if opts.socket:
+        return Path(opts.socket)
+    env = os.environ.get("CCXD_SOCKET")
+    if env:
+        return Path(env)
+    from ccxd import paths
+
+    return paths.runtime_dir() / "ccxd.sock"
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"ccxctl: {message}\n")
+    sys.stderr.flush()
+
+
+def not_running_hint(detail: str) -> str:
+    """The one line printed when there is no daemon."""
+    return f"{detail}; start it with `ccxd` (or `systemctl --user start ccxd`)"
+
+
+def run_job(opts: RunOptions) -> int:
+    """Run the job and return the exit code for ``ccxctl``."""
+    url = opts.url or (os.environ.get("CCXD_URL") if not opts.socket else None)
+    if url and not url.startswith("unix:"):
+        return _run_remote(opts, url)
+    from ccxctl.blocking import BlockingConnection, NotRunning
+
+    path = Path(url[5:]) if url else _socket_path(opts)
+    try:
+        conn = BlockingConnection(path)
+    except NotRunning as exc:
+        _say(not_running_hint(str(exc)))
+        return EX_NOT_RUNNING
+    try:
+        return _stream(conn, opts)
+    finally:
+        conn.close()
+
+
+def _stream(conn: object, opts: RunOptions) -> int:
+    from ccxctl.blocking import BlockingConnection
+
+    assert isinstance(conn, BlockingConnection)
+    start_id = conn.send("job.start", opts.start_params())
+    out: BinaryIO = sys.stdout.buffer
+    err: BinaryIO = sys.stderr.buffer
+    chunk_decoder = msgspec.json.Decoder(OutputChunk)
+    job_id: str | None = None
+    interrupted = False
+    cancel_sent = False
+    while True:
+        try:
+            item = conn.next_message()
+        except KeyboardInterrupt:
+            if job_id is None or cancel_sent:
+                return EX_INTERRUPTED
+            interrupted = True
+            cancel_sent = True
+            _say(f"cancelling job {job_id}")
+            # A second Ctrl-C leaves at once; the daemon finishes the cancel either way.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            conn.send("job.cancel", JobRef(job_id))
+            continue
+        if item is None:
+            _say("the daemon closed the connection")
+            return 1
+        line, msg = item
+        if msg.id == start_id:
+            if msg.error is not UNSET:
+                _say(msg.error.message)
+                return 1 if msg.error.code != -32602 else 2
+            assert msg.result is not UNSET
+            info = msgspec.json.decode(msg.result, type=JobInfo)
+            job_id = info.id
+            if opts.detach:
+                print(job_id)
+                return 0
+            continue
+        if msg.method is UNSET or msg.params is UNSET:
+            if msg.error is not UNSET and msg.id is not None and not isinstance(msg.id, int):
+                _say(msg.error.message)
+            continue
+        if opts.json:
+            out.write(line + b"\n")
+            out.flush()
+        if msg.method == "job.output":
+            if opts.json:
+                continue
+            chunk = chunk_decoder.decode(msg.params)
+            stream = out if chunk.stream == "stdout" else err
+            stream.write(chunk.raw())
+            stream.flush()
+        elif msg.method == "job.finished":
+            job = msgspec.json.decode(msg.params, type=JobFinished).job
+            if job.reason == "failed_to_start" and not opts.json:
+                _say(f"job {job.id} could not start: {job.error}")
+            elif job.reason in ("timeout", "idle_timeout") and not opts.json:
+                limit = job.timeout if job.reason == "timeout" else job.idle_timeout
+                _say(f"job {job.id} stopped: {job.reason.replace('_', ' ')} after {limit:g}s")
+            return exit_code_for(job, interrupted)
+
+
+def _run_remote(opts: RunOptions, url: str) -> int:
+    """``run`` over a WebSocket URL, through the async client library."""
+    import asyncio
+
+    from ccxd.client import ClientError, DaemonNotRunning, connect
+
+    async def go() -> int:
+        try:
+            client = await connect(url, token_file=opts.token_file)
+        except DaemonNotRunning as exc:
+            _say(not_running_hint(str(exc)))
+            return EX_NOT_RUNNING
+        except ClientError as exc:
+            _say(str(exc))
+            return 1
+        try:
+            params = opts.start_params()
+            job = await client.start(params.command, **{
+                f: getattr(params, f) for f in params.__struct_fields__ if f != "command"
+            })
+            if opts.detach:
+                print(job.id)
+                return 0
+            interrupted = []
+
+            def cancel() -> None:
+                if interrupted:
+                    raise KeyboardInterrupt
+                interrupted.append(True)
+                _say(f"cancelling job {job.id}")
+                asyncio.ensure_future(client.cancel(job.id))
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, cancel)
+            async for ev in client.events(job.id):
+                if opts.json:
+                    sys.stdout.buffer.write(msgspec.json.encode(ev) + b"\n")
+                    sys.stdout.buffer.flush()
+                if isinstance(ev, OutputChunk) and not opts.json:
+                    stream = sys.stdout.buffer if ev.stream == "stdout" else sys.stderr.buffer
+                    stream.write(ev.raw())
+                    stream.flush()
+                elif isinstance(ev, JobFinished):
+                    return exit_code_for(ev.job, bool(interrupted))
+            return 1
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(go())
+    except KeyboardInterrupt:
+        return EX_INTERRUPTED
