@@ -8,6 +8,7 @@ bad field under ``$.params``, becomes the ``-32602`` error text.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -42,12 +43,14 @@ _request_decoder = msgspec.json.Decoder(Request)
 _id_decoder = msgspec.json.Decoder(_IdOnly)
 _batch_decoder = msgspec.json.Decoder(list[Raw])
 _raw_decoder = msgspec.json.Decoder(Raw)
+# What follows "`$" in the path msgspec appends to a validation message: fields, indexes, `[...]`.
+_PATH_TAIL = re.compile(r"(?:\.\w+|\[(?:\d+|\.\.\.)\])*`")
 
 
 def _salvage_id(raw: bytes | Raw) -> RequestId:
     try:
         value = _id_decoder.decode(raw).id
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     return value if isinstance(value, int | str) and not isinstance(value, bool) else None
 
@@ -57,6 +60,8 @@ def _one(raw: bytes | Raw) -> Call | ErrorResponse:
         req = _request_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         return error(_salvage_id(raw), ErrorCode.INVALID_REQUEST, f"invalid request: {exc}")
+    except RecursionError:  # the stack is deeper here than where the message was parsed
+        return error(None, ErrorCode.INVALID_REQUEST, "invalid request: JSON is nested too deeply")
     if isinstance(req.id, float):  # pragma: no cover - excluded by the type
         return error(None, ErrorCode.INVALID_REQUEST, "invalid request: id must not be a float")
     notification = req.id is UNSET
@@ -68,11 +73,23 @@ def _one(raw: bytes | Raw) -> Call | ErrorResponse:
 def parse(raw: bytes) -> Parsed:
     """Split one wire message into calls (a batch gives several)."""
     try:
+        # msgspec does not check the UTF-8 of strings until it decodes them into
+        # str, where a bad byte raises UnicodeDecodeError: check the whole text once.
+        raw.decode("utf-8")
         top: Raw | list[Raw] = (
             _batch_decoder.decode(raw) if raw.lstrip()[:1] == b"[" else _raw_decoder.decode(raw)
         )
     except msgspec.DecodeError as exc:
         return Parsed([error(None, ErrorCode.PARSE_ERROR, f"parse error: {exc}")], batch=False)
+    except UnicodeDecodeError as exc:
+        return Parsed(
+            [error(None, ErrorCode.PARSE_ERROR, f"parse error: invalid UTF-8 at byte {exc.start}")],
+            batch=False,
+        )
+    except RecursionError:
+        return Parsed(
+            [error(None, ErrorCode.PARSE_ERROR, "parse error: JSON is nested too deeply")], batch=False
+        )
     if isinstance(top, list):
         if not top:
             return Parsed(
@@ -94,8 +111,14 @@ def decode_params(method: str, params: Raw | None) -> Struct:
             raise ValueError("params must be an object (by-name), not an array - at `$.params`")
     try:
         return msgspec.json.decode(raw, type=params_type)
+    except RecursionError:
+        raise ValueError("params are nested too deeply - at `$.params`") from None
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        # msgspec reports paths from the params object; say where they are in the request.
-        text = text.replace("`$", "`$.params", 1) if "`$" in text else f"{text} - at `$.params`"
-        raise ValueError(text) from None
+        # msgspec ends its message with the path from the params object (" - at `$.x`"),
+        # or gives none for the object itself; say where that is in the request.  Only
+        # the suffix is rewritten: the message may quote the client's own text.
+        message = str(exc)
+        text, sep, path = message.rpartition(" - at `$")
+        if sep and _PATH_TAIL.fullmatch(path):
+            raise ValueError(f"{text} - at `$.params{path}") from None
+        raise ValueError(f"{message} - at `$.params`") from None

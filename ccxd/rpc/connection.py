@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["Connection", "Sink"]
@@ -33,6 +34,8 @@ class Connection:
         self.peer = peer
         self.transport = transport
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
+        self.on_idle: Callable[[], None] | None = None
+        """Called when the last subscription ends (the transport may then close)."""
 
     def send(self, message: bytes) -> None:
         """Send one encoded message unless the connection is closing."""
@@ -55,6 +58,8 @@ class Connection:
     def _drop(self, job_id: str, task: asyncio.Task[None]) -> None:
         if self.subscriptions.get(job_id) is task:
             del self.subscriptions[job_id]
+            if not self.subscriptions and self.on_idle is not None:
+                self.on_idle()
 
     def cancel_subscription(self, job_id: str) -> bool:
         """Stop following a job; False if it was not followed."""

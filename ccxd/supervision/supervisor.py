@@ -208,6 +208,7 @@ class Supervisor:
 
     def _launch(self, job: Job) -> None:
         self._running += 1
+        job.move(JobState.STARTING)
         task = asyncio.get_running_loop().create_task(self._run(job), name=f"job-{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -241,7 +242,6 @@ class Supervisor:
 
     async def _run_inner(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
-        job.move(JobState.STARTING)
         if job.stop_reason is not None:
             job.finish(job.stop_reason)
             return

@@ -60,6 +60,7 @@ class _UnixPeer(asyncio.Protocol):
         self.conn: Connection | None = None
         self.task: asyncio.Task[None] | None = None
         self._closing = False
+        self._eof = False
         self._reading_paused = False
 
     # -- Sink -----------------------------------------------------------------
@@ -97,6 +98,7 @@ class _UnixPeer(asyncio.Protocol):
             transport.close()
             return
         self.conn = Connection(self, peer=f"uid={uid} pid={pid}", transport="unix")
+        self.conn.on_idle = self.wakeup.set
         self.server.connections.add(self)
         self.task = asyncio.get_running_loop().create_task(self._serve())
 
@@ -125,7 +127,14 @@ class _UnixPeer(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def eof_received(self) -> bool:
-        return True  # keep our side open until pending replies are written
+        # The peer sent everything it will send (e.g. `nc -U` after its stdin ends):
+        # keep our side open until its replies and followed jobs are done, then close.
+        self._eof = True
+        self.wakeup.set()
+        return True
+
+    def _done_with_peer(self) -> bool:
+        return self._eof and not self.pending and not (self.conn and self.conn.subscriptions)
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -146,6 +155,9 @@ class _UnixPeer(asyncio.Protocol):
         assert self.conn is not None and self.transport is not None
         dispatcher = self.server.dispatcher
         while not self._closing:
+            if self._done_with_peer():
+                self.close()
+                return
             if not self.pending:
                 self.wakeup.clear()
                 await self.wakeup.wait()
