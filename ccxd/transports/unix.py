@@ -95,7 +95,10 @@ class _UnixPeer(asyncio.Protocol):
             msg = f"permission denied: uid {uid} may not use this daemon"
             transport.write(encode(error(None, ErrorCode.UNAUTHORIZED, msg)) + b"\n")
             self._closing = True
-            transport.close()
+            # Half-close and drain what the peer already sent: closing with unread
+            # data would reset the connection and the peer might never see the error.
+            transport.write_eof()  # type: ignore[attr-defined]
+            asyncio.get_running_loop().call_later(5.0, transport.abort)  # type: ignore[attr-defined]
             return
         self.conn = Connection(self, peer=f"uid={uid} pid={pid}", transport="unix")
         self.conn.on_idle = self.wakeup.set
@@ -104,7 +107,7 @@ class _UnixPeer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.conn is None:
-            return
+            return  # a refused peer: discard until it hangs up
         for item in self.framer.feed(data):
             if isinstance(item, TooLarge):
                 self.write(
@@ -127,6 +130,8 @@ class _UnixPeer(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def eof_received(self) -> bool:
+        if self.conn is None:
+            return False  # a refused peer hung up: close
         # The peer sent everything it will send (e.g. `nc -U` after its stdin ends):
         # keep our side open until its replies and followed jobs are done, then close.
         self._eof = True
