@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -174,9 +175,9 @@ def _coerce(key: str, value: object, source: str, from_env: bool) -> object:
     try:
         return msgspec.convert(value, type=typ, strict=not from_env)
     except msgspec.ValidationError as exc:
-        raise ConfigError(
-            f"{source}: {key} = {raw!r}: {_expected(exc)}"
-        ) from None
+        choices = [c for c in typing.get_args(typ) if isinstance(c, str)]
+        expected = f"expected one of {', '.join(choices)}" if choices else _expected(exc)
+        raise ConfigError(f"{source}: {key} = {raw!r}: {expected}") from None
 
 
 def default_config_path() -> Path:

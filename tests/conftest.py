@@ -66,9 +66,11 @@ class DaemonProcess:
         self._notify.settimeout(timeout)
         env = dict(self.env, NOTIFY_SOCKET=str(notify_path))
         self._log = open(self.log_path, "ab")
+        self.stdout_path = self.root / "ccxd.stdout"
+        self._stdout = open(self.stdout_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ccxd", *self.args],
-            env=env, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL,
+            env=env, stdout=self._stdout, stderr=self._log, stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -93,8 +95,8 @@ class DaemonProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        if self.proc is None:
-            return None
+        if self.proc is None or self._log.closed:
+            return self.proc.returncode if self.proc is not None else None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -103,6 +105,14 @@ class DaemonProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        self._stdout.close()
+        # Keep what the daemon said on its way out (STOPPING=1) for the test to check.
+        self._notify.setblocking(False)
+        while True:
+            try:
+                self.notify_messages.append(self._notify.recv(4096).decode())
+            except (BlockingIOError, OSError):
+                break
         self._notify.close()
         return self.proc.returncode
 

@@ -1,0 +1,106 @@
+"""Starting, refusing to start twice, reloading, watchdog pings and stopping."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+from .helpers import RawConnection, job_pids
+
+
+def test_version():
+    res = subprocess.run([sys.executable, "-m", "ccxd", "--version"], capture_output=True, text=True, check=True)
+    assert res.stdout.strip().startswith("ccxd 0.")
+
+
+def test_ready_only_when_it_accepts_connections_and_status_lines(daemon):
+    # DaemonProcess.start returned on READY=1: a connection must work right away.
+    ready = next(m for m in daemon.notify_messages if "READY=1" in m)
+    assert "STATUS=0 running, 0 queued, 0 finished" in ready and f"MAINPID={daemon.proc.pid}" in ready
+    c = RawConnection(daemon.socket)
+    assert c.call("daemon.ping")["result"]["pong"] is True
+    reply = c.call("daemon.status", req_id=2)["result"]
+    assert reply["pid"] == daemon.proc.pid and reply["version"].startswith("0.")
+    assert reply["jobs"] == {"queued": 0, "starting": 0, "running": 0, "paused": 0, "finished": 0}
+    assert reply["listeners"] == [{"kind": "unix", "address": str(daemon.socket)}]
+    assert reply["uptime"] >= 0 and reply["loop_lag_ms"] >= 0
+    c.close()
+
+
+def test_a_second_daemon_on_the_same_socket_refuses_to_start(daemon):
+    res = subprocess.run([sys.executable, "-m", "ccxd"], env=daemon.env, capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 69
+    assert "already serving" in res.stderr and str(daemon.socket) in res.stderr
+    assert RawConnection(daemon.socket).call("daemon.ping")["result"]["pong"]  # the first one is unharmed
+
+
+def test_a_stale_socket_from_a_killed_daemon_is_replaced(daemon_factory, tmp_root):
+    first = daemon_factory(root=tmp_root / "d")
+    first.stop(signal.SIGKILL)
+    assert first.socket.exists()  # left behind
+    second = daemon_factory(root=tmp_root / "d")
+    assert RawConnection(second.socket).call("daemon.ping")["result"]["pong"]
+
+
+def test_sigterm_cancels_jobs_leaves_nothing_and_says_stopping(daemon):
+    c = RawConnection(daemon.socket)
+    job = c.call("job.start", {"command": "echo started; sleep 300"})["result"]
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert any("STOPPING=1" in m for m in daemon.notify_messages)
+    assert job_pids(job["id"]) == []
+    assert not daemon.socket.exists()
+
+
+def test_drain_lets_short_jobs_finish(daemon_factory):
+    d = daemon_factory(extra_env={"CCXD_ON_STOP": "drain", "CCXD_DRAIN_TIMEOUT": "30"})
+    c = RawConnection(d.socket)
+    job = c.call("job.start", {"command": "sleep 0.5; echo finished"})["result"]
+    assert d.stop(signal.SIGTERM) == 0
+    log = d.log()
+    assert f"job {job['id']} finished: exited (exit 0" in log
+
+
+def test_sighup_reloads_the_config(daemon_factory, tmp_root):
+    config = tmp_root / "ccxd.toml"
+    config.write_text("max_concurrent_jobs = 4\n")
+    d = daemon_factory(args=["--config", str(config)])
+    config.write_text("max_concurrent_jobs = 1\nlog_level = \"info\"\n")
+    d.proc.send_signal(signal.SIGHUP)
+    reloading = d.next_notify()
+    assert "RELOADING=1" in reloading and "MONOTONIC_USEC=" in reloading
+    assert "READY=1" in d.next_notify()
+    assert "max_concurrent_jobs=1" in d.log()
+    # The new limit applies: a second job now waits.
+    c = RawConnection(d.socket)
+    c.call("job.start", {"command": "sleep 30"}, req_id=1)
+    queued = c.call("job.start", {"command": "true"}, req_id=2)["result"]
+    assert queued["state"] == "queued"
+
+
+def test_watchdog_pings_come_from_the_event_loop(daemon_factory):
+    d = daemon_factory(extra_env={"WATCHDOG_USEC": "200000"}, start=False)
+    d.start()
+    assert "WATCHDOG=1" in d.next_notify(5)
+    assert "WATCHDOG=1" in d.next_notify(5)
+
+
+def test_journald_style_logs_when_journal_stream_is_set(daemon_factory):
+    d = daemon_factory(extra_env={"JOURNAL_STREAM": "8:1234"})
+    RawConnection(d.socket).call("job.start", {"command": "true"})
+    d.stop()
+    lines = [line for line in d.log().splitlines() if line]
+    assert lines and all(line[0] == "<" and line[2] == ">" for line in lines)
+    assert any(line.startswith("<6>ccxd.daemon: ccxd") for line in lines)
+
+
+def test_the_daemon_writes_nothing_to_stdout(daemon):
+    c = RawConnection(daemon.socket)
+    c.call("job.start", {"command": "echo to the job's own pipe"})
+    c.call("job.frobnicate", req_id=2)
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.next_notify()
+    assert daemon.stop() == 0
+    assert daemon.stdout_path.read_bytes() == b""  # logs go to stderr only
+    assert "ccxd.daemon: stopped" in daemon.log()
