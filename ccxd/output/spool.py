@@ -87,12 +87,11 @@ class Spool:
             # What the block held is not on disk: the spool ends where it was last complete.
             self.size -= len(self._data_buf)
             self.records = self.flushed_records
-            self._data_buf.clear()
-            self._index_buf.clear()
+            # New buffers: the failed write's traceback may still hold a view of the old ones.
+            self._data_buf, self._index_buf = bytearray(), bytearray()
             self._cut(f"{exc.strerror or exc}")
             return False
-        self._data_buf.clear()
-        self._index_buf.clear()
+        self._data_buf, self._index_buf = bytearray(), bytearray()
         self.flushed_records = self.records
         self._last_flush = time.monotonic()
         return True

@@ -353,8 +353,26 @@ async def test_any_json_message_gets_a_well_formed_reply_or_none_only_for_notifi
         assert obj["id"] == ids[0]
 
 
+def mutate(message: Any, data: st.DataObject) -> bytes:
+    """The UTF-8 JSON of ``message`` cut short, or with one byte replaced or inserted."""
+    raw = bytearray(json.dumps(message, ensure_ascii=False).encode("utf-8"))
+    at = data.draw(st.integers(0, len(raw)))
+    how = data.draw(st.sampled_from(["cut", "replace", "insert"]))
+    byte = data.draw(st.integers(0, 255))
+    if how == "cut":
+        return bytes(raw[:at])
+    if how == "replace" and at < len(raw):
+        raw[at] = byte
+    else:
+        raw.insert(at, byte)
+    return bytes(raw)
+
+
+mangled = st.builds(mutate, messages, st.data())
+
+
 @PROPERTY
-@given(st.binary(max_size=300) | st.builds(lambda b, m: json.dumps(m).encode()[: len(b)], st.binary(), messages))
+@given(st.binary(max_size=300) | mangled)
 async def test_any_bytes_get_a_well_formed_reply_or_none_only_for_notifications(raw: bytes) -> None:
     d, _, conn, _ = make()
     reply = await d.handle(raw, conn)
