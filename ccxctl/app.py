@@ -130,13 +130,17 @@ def run(
     command: Annotated[list[str], typer.Argument(help="The command (words are joined with spaces).")],
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the job id and return.")] = False,
     timeout: Annotated[float | None, typer.Option(help="Wall-clock limit in seconds (0: none).")] = None,
-    idle_timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds without output.")] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds without output.")
+    ] = None,
     cwd: Annotated[str | None, typer.Option(help="Working directory (default: the current one).")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")] = None,
     shell: Annotated[str | None, typer.Option(help="zsh, bash, sh, or a path.")] = None,
     session: Annotated[str | None, typer.Option(help="Group the job under this session name.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag, repeatable.")] = None,
-    argv: Annotated[bool, typer.Option("--argv", help="Run the words as an argument list, without a shell.")] = False,
+    argv: Annotated[
+        bool, typer.Option("--argv", help="Run the words as an argument list, without a shell.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a job, stream its output, exit with its exit code (124 timeout, 130 Ctrl-C)."""
@@ -146,9 +150,20 @@ def run(
         raise typer.BadParameter("a command is required", param_hint="COMMAND")
     target = _target(ctx)
     opts = RunOptions(
-        command=command, argv=argv, detach=detach, timeout=timeout, idle_timeout=idle_timeout,
-        cwd=cwd, env=_parse_env(env or []), shell=shell, session=session, tags=tag or [],
-        json=json_out, socket=target.socket, url=target.url, token_file=target.token_file,
+        command=command,
+        argv=argv,
+        detach=detach,
+        timeout=timeout,
+        idle_timeout=idle_timeout,
+        cwd=cwd,
+        env=_parse_env(env or []),
+        shell=shell,
+        session=session,
+        tags=tag or [],
+        json=json_out,
+        socket=target.socket,
+        url=target.url,
+        token_file=target.token_file,
     )
     raise typer.Exit(run_job(opts))
 
@@ -207,10 +222,12 @@ def attach(
         raise typer.BadParameter("--from-offset needs exactly one job")
 
     async def work(client: Client) -> int:
-        codes = await asyncio.gather(*(
-            _follow(client, j, from_offset, f"[{j}] ".encode() if len(jobs) > 1 else b"", json_out)
-            for j in jobs
-        ))
+        codes = await asyncio.gather(
+            *(
+                _follow(client, j, from_offset, f"[{j}] ".encode() if len(jobs) > 1 else b"", json_out)
+                for j in jobs
+            )
+        )
         return max(codes)
 
     raise typer.Exit(_with_client(ctx, work))
@@ -279,19 +296,25 @@ def _job_action(ctx: typer.Context, call: Callable[[Client], Awaitable[JobInfo]]
 
 
 @app.command()
-def cancel(ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False) -> None:
+def cancel(
+    ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False
+) -> None:
     """Cancel a job: SIGTERM to its whole tree, SIGKILL after the grace period."""
     _job_action(ctx, lambda c: c.cancel(job), json_out)
 
 
 @app.command()
-def pause(ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False) -> None:
+def pause(
+    ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False
+) -> None:
     """Pause a job (SIGSTOP to every process of it)."""
     _job_action(ctx, lambda c: c.pause(job), json_out)
 
 
 @app.command()
-def resume(ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False) -> None:
+def resume(
+    ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False
+) -> None:
     """Resume a paused job (SIGCONT)."""
     _job_action(ctx, lambda c: c.resume(job), json_out)
 
@@ -316,11 +339,16 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         return
     jobs = ", ".join(f"{n} {state}" for state, n in st.jobs.items() if n) or "none"
     rows = [
-        ["version", st.version], ["pid", str(st.pid)], ["node", st.node],
-        ["uptime", human_duration(st.uptime)], ["jobs", jobs],
+        ["version", st.version],
+        ["pid", str(st.pid)],
+        ["node", st.node],
+        ["uptime", human_duration(st.uptime)],
+        ["jobs", jobs],
         ["listeners", ", ".join(f"{x.kind} {x.address}" for x in st.listeners)],
-        ["loop lag", f"{st.loop_lag_ms:.1f} ms"], ["connections", str(st.connections)],
-        ["shell", st.shell], ["store", st.store],
+        ["loop lag", f"{st.loop_lag_ms:.1f} ms"],
+        ["connections", str(st.connections)],
+        ["shell", st.shell],
+        ["store", st.store],
     ]
     if sys.stdout.isatty():
         for key, value in rows:
@@ -348,8 +376,9 @@ def parse_since(text: str) -> float:
     try:
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise typer.BadParameter(f"cannot read {text!r}: use 2h, 1d, 2026-11-24 or epoch seconds",
-                                 param_hint="--since") from None
+        raise typer.BadParameter(
+            f"cannot read {text!r}: use 2h, 1d, 2026-11-24 or epoch seconds", param_hint="--since"
+        ) from None
 
 
 @history_app.command("list")
@@ -365,8 +394,13 @@ def history_list(
     json_out: JsonOpt = False,
 ) -> None:
     """Stored jobs, newest first."""
-    query = HistoryParams(session=session, status=status_filter,
-                          since=parse_since(since) if since else None, grep=grep, limit=limit)
+    query = HistoryParams(
+        session=session,
+        status=status_filter,
+        since=parse_since(since) if since else None,
+        grep=grep,
+        limit=limit,
+    )
     res: JobList = _with_client(ctx, lambda c: c.call("history.list", query))
     if json_out:
         emit_json(res.jobs)
@@ -397,16 +431,23 @@ def history_show(
 
     info, out, err = _with_client(ctx, work)
     if json_out:
-        emit_json({"job": info, "stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace")})
+        emit_json(
+            {"job": info, "stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace")}
+        )
         return
     fields: dict[str, Any] = {
-        "id": info.id, "state": info.state, "outcome": describe_outcome(info),
+        "id": info.id,
+        "state": info.state,
+        "outcome": describe_outcome(info),
         "command": info.command if isinstance(info.command, str) else " ".join(info.command),
-        "cwd": info.cwd, "shell": info.shell or "-", "session": info.session or "-",
+        "cwd": info.cwd,
+        "shell": info.shell or "-",
+        "session": info.session or "-",
         "duration": human_duration(info.duration),
         "timeout": f"{info.timeout:g}s ({info.timeout_basis})" if info.timeout else "none",
         "output": f"{info.stdout_bytes} bytes stdout, {info.stderr_bytes} bytes stderr",
-        "node": info.node, "peer": info.peer or "-",
+        "node": info.node,
+        "peer": info.peer or "-",
     }
     if info.error:
         fields["error"] = info.error
@@ -422,7 +463,9 @@ def history_show(
 @history_app.command("stats")
 def history_stats(
     ctx: typer.Context,
-    command: Annotated[list[str] | None, typer.Argument(help="A command; its signature is looked up.")] = None,
+    command: Annotated[
+        list[str] | None, typer.Argument(help="A command; its signature is looked up.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Count, p50, p95, success rate and the timeout estimate per command signature."""
@@ -437,8 +480,18 @@ def history_stats(
 
     table(
         ["signature", "runs", "success", "timeouts", "p50", "p95", "timeout estimate"],
-        [[s.signature, str(s.count), f"{s.success_rate * 100:.0f}%", str(s.timeouts), secs(s.p50),
-          secs(s.p95), f"{secs(s.estimate)} ({s.basis})"] for s in res.signatures],
+        [
+            [
+                s.signature,
+                str(s.count),
+                f"{s.success_rate * 100:.0f}%",
+                str(s.timeouts),
+                secs(s.p50),
+                secs(s.p95),
+                f"{secs(s.estimate)} ({s.basis})",
+            ]
+            for s in res.signatures
+        ],
     )
 
 
@@ -451,7 +504,9 @@ def history_prune(
 ) -> None:
     """Remove old finished jobs and their output (defaults: the retention settings)."""
     age = time.time() - parse_since(older_than) if older_than else None
-    res: PruneResult = _with_client(ctx, lambda c: c.call("history.prune", PruneParams(older_than=age, keep=keep)))
+    res: PruneResult = _with_client(
+        ctx, lambda c: c.call("history.prune", PruneParams(older_than=age, keep=keep))
+    )
     if json_out:
         emit_json(res)
     else:
@@ -469,9 +524,18 @@ def sessions_list(
     if json_out:
         emit_json(res.sessions)
         return
-    table(["name", "jobs", "created", "last active"],
-          [[s.name, str(s.jobs), time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)),
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_active))] for s in res.sessions])
+    table(
+        ["name", "jobs", "created", "last active"],
+        [
+            [
+                s.name,
+                str(s.jobs),
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)),
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_active)),
+            ]
+            for s in res.sessions
+        ],
+    )
 
 
 @sessions_app.command("show")

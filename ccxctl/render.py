@@ -73,6 +73,14 @@ def job_rows(jobs: Sequence[JobInfo]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for j in jobs:
         command = j.command if isinstance(j.command, str) else " ".join(j.command)
-        rows.append([j.id, str(j.state), describe_outcome(j), _when(j.started_at or j.queued_at),
-                     human_duration(j.duration), command])
+        rows.append(
+            [
+                j.id,
+                str(j.state),
+                describe_outcome(j),
+                _when(j.started_at or j.queued_at),
+                human_duration(j.duration),
+                command,
+            ]
+        )
     return headers, rows

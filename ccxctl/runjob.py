@@ -200,9 +200,9 @@ def _run_remote(opts: RunOptions, url: str) -> int:
             return 1
         try:
             params = opts.start_params()
-            job = await client.start(params.command, **{
-                f: getattr(params, f) for f in params.__struct_fields__ if f != "command"
-            })
+            job = await client.start(
+                params.command, **{f: getattr(params, f) for f in params.__struct_fields__ if f != "command"}
+            )
             if opts.detach:
                 print(job.id)
                 return 0

@@ -198,8 +198,7 @@ class Daemon:
         ignored = [
             f.name
             for f in _fields()
-            if f.name not in _RELOADABLE
-            and getattr(fresh.config, f.name) != getattr(self.config, f.name)
+            if f.name not in _RELOADABLE and getattr(fresh.config, f.name) != getattr(self.config, f.name)
         ]
         logs.set_level(self.config.log_level)
         self.loaded = LoadedConfig(config=self.config, sources=fresh.sources)

@@ -32,8 +32,9 @@ def require_tool(name: str) -> str:
 class DaemonProcess:
     """A ccxd started by a test, with its paths and environment."""
 
-    def __init__(self, root: Path, extra_env: dict[str, str] | None = None,
-                 args: list[str] | None = None) -> None:
+    def __init__(
+        self, root: Path, extra_env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
         self.root = root
         self.runtime = root / "run"
         self.state = root / "state"
@@ -42,7 +43,8 @@ class DaemonProcess:
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket = self.runtime / "ccxd" / "ccxd.sock"
         self.env = {
-            k: v for k, v in os.environ.items()
+            k: v
+            for k, v in os.environ.items()
             if not k.startswith(("CCXD_", "CC_EXECUTOR_", "NOTIFY_SOCKET", "WATCHDOG_"))
             and k not in ("REDIS_URL", "STREAM_TIMEOUT", "MAX_BUFFER_SIZE", "LOG_LEVEL")
         }
@@ -70,7 +72,10 @@ class DaemonProcess:
         self._stdout = open(self.stdout_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ccxd", *self.args],
-            env=env, stdout=self._stdout, stderr=self._log, stdin=subprocess.DEVNULL,
+            env=env,
+            stdout=self._stdout,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -134,8 +139,12 @@ def tmp_root() -> Iterator[Path]:
 def daemon_factory(tmp_root: Path) -> Iterator:  # type: ignore[type-arg]
     started: list[DaemonProcess] = []
 
-    def make(extra_env: dict[str, str] | None = None, args: list[str] | None = None,
-             start: bool = True, root: Path | None = None) -> DaemonProcess:
+    def make(
+        extra_env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        start: bool = True,
+        root: Path | None = None,
+    ) -> DaemonProcess:
         d = DaemonProcess(root or tmp_root / f"d{len(started)}", extra_env, args)
         started.append(d)
         return d.start() if start else d

@@ -21,24 +21,33 @@ __all__ = ["MinimalWebSocketClient", "WebSocketClient"]
 class WebSocketClient:
     """cc_executor's client API on top of ccxd."""
 
-    def __init__(self, host: str = "localhost", port: int = 8003, *, url: str | None = None,
-                 token: str | None = None, token_file: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int = 8003,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        token_file: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.ws_url = url or f"ws://{host}:{port}/ws"
         self._token = token
         self._token_file = token_file
 
-    async def execute_command(self, command: str, timeout: float | None = None,
-                              restart_handler: bool = False, **_ignored: Any) -> dict[str, Any]:
+    async def execute_command(
+        self, command: str, timeout: float | None = None, restart_handler: bool = False, **_ignored: Any
+    ) -> dict[str, Any]:
         """Run ``command`` and return cc_executor's result dict."""
         started = time.time()
         output: list[str] = []
         exit_code: int | None = None
         error: str | None = None
         try:
-            client = await connect(self.ws_url, token=self._token, token_file=self._token_file,
-                                   reconnect=True)
+            client = await connect(
+                self.ws_url, token=self._token, token_file=self._token_file, reconnect=True
+            )
             try:
                 options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
                 async for ev in client.run(command, **options):
@@ -69,8 +78,12 @@ class WebSocketClient:
             "error": error,
         }
 
-    async def execute_batch(self, tasks: list[tuple[str, str, int]], restart_per_task: bool = True,
-                            restart_every_n: int | None = None) -> list[dict[str, Any]]:
+    async def execute_batch(
+        self,
+        tasks: list[tuple[str, str, int]],
+        restart_per_task: bool = True,
+        restart_every_n: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Run ``(name, command, timeout)`` tasks one after another."""
         results = []
         for name, command, timeout in tasks:

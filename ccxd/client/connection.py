@@ -22,8 +22,8 @@ from ccxd.protocol import (
     JobFinished,
     JobInfo,
     JobList,
-    JobStarted,
     JobRef,
+    JobStarted,
     ListParams,
     Ok,
     OutputChunk,
@@ -37,7 +37,6 @@ from ccxd.protocol import (
     StatusResult,
     SubscribeParams,
 )
-from ccxd.transports.framing import LineFramer
 
 __all__ = ["Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "connect"]
 
@@ -92,8 +91,9 @@ class Client:
     flight when the connection drops fail with :class:`ConnectionLost`.
     """
 
-    def __init__(self, transport: Transport, opener: Opener | None = None,
-                 reconnect_timeout: float = 30.0) -> None:
+    def __init__(
+        self, transport: Transport, opener: Opener | None = None, reconnect_timeout: float = 30.0
+    ) -> None:
         self._transport = transport
         self._opener = opener
         self._reconnect_timeout = reconnect_timeout

@@ -63,12 +63,16 @@ class UnixTransport:
         except FileNotFoundError:
             raise TransportError(f"ccxd is not running (no socket at {path})", not_running=True) from None
         except ConnectionRefusedError:
-            raise TransportError(f"ccxd is not running (nothing listens on {path})", not_running=True) from None
+            raise TransportError(
+                f"ccxd is not running (nothing listens on {path})", not_running=True
+            ) from None
         except PermissionError:
             raise TransportError(f"permission denied for {path}") from None
         except OSError as exc:
             if exc.errno in (errno.ENOTSOCK, errno.ENOTDIR):
-                raise TransportError(f"ccxd is not running ({path} is not a socket)", not_running=True) from None
+                raise TransportError(
+                    f"ccxd is not running ({path} is not a socket)", not_running=True
+                ) from None
             raise TransportError(f"cannot connect to {path}: {exc}") from None
         return cls(reader, writer, path)
 
@@ -125,8 +129,11 @@ class WebSocketTransport:
             )
         except InvalidStatus as exc:
             code = exc.response.status_code
-            reason = {401: "authentication failed (token missing or wrong)", 403: "forbidden",
-                      429: "too many failed attempts; try later"}.get(code, f"HTTP {code}")
+            reason = {
+                401: "authentication failed (token missing or wrong)",
+                403: "forbidden",
+                429: "too many failed attempts; try later",
+            }.get(code, f"HTTP {code}")
             raise TransportError(f"{url}: {reason}") from None
         except (OSError, WebSocketException, TimeoutError) as exc:
             refused = isinstance(exc, ConnectionRefusedError)

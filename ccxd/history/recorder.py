@@ -36,8 +36,9 @@ _SAMPLES = 100
 class EstimateSettings:
     """The knobs of timeout estimation (from the config)."""
 
-    def __init__(self, *, enabled: bool, default: float | None, k: float, min_samples: int,
-                 bootstrap: float | None) -> None:
+    def __init__(
+        self, *, enabled: bool, default: float | None, k: float, min_samples: int, bootstrap: float | None
+    ) -> None:
         self.enabled = enabled
         self.default = default
         self.k = k
@@ -92,9 +93,7 @@ class Recorder:
         if not s.enabled:
             return Estimate(s.default, "default_timeout" if s.default is not None else "none")
         samples = await self._samples_for(signature(command))
-        return estimate(
-            samples, default=s.default, k=s.k, min_samples=s.min_samples, bootstrap=s.bootstrap
-        )
+        return estimate(samples, default=s.default, k=s.k, min_samples=s.min_samples, bootstrap=s.bootstrap)
 
     async def _samples_for(self, sig: str) -> list[Sample]:
         now = time.monotonic()
@@ -153,14 +152,16 @@ class Recorder:
                 info.output_bytes = sum(stream_bytes)
             self.writer.submit(SaveJob(info))
             lost.append(info)
-            log.warning("job %s recorded as lost (%s; %d output bytes recovered from spool)",
-                        info.id, note, imported)
+            log.warning(
+                "job %s recorded as lost (%s; %d output bytes recovered from spool)", info.id, note, imported
+            )
         return lost
 
     # -- retention ------------------------------------------------------------
 
-    async def retention(self, interval: float, max_age: Callable[[], float | None],
-                        max_jobs: Callable[[], int | None]) -> None:
+    async def retention(
+        self, interval: float, max_age: Callable[[], float | None], max_jobs: Callable[[], int | None]
+    ) -> None:
         """Prune old history every ``interval`` seconds, in small batches."""
         while True:
             try:

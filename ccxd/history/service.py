@@ -26,8 +26,9 @@ _RETENTION_INTERVAL = 60.0
 class History:
     """Everything the daemon keeps beyond its own memory."""
 
-    def __init__(self, config: Config, store: Store, writer: StoreWriter,
-                 embedded: EmbeddedRedis | None) -> None:
+    def __init__(
+        self, config: Config, store: Store, writer: StoreWriter, embedded: EmbeddedRedis | None
+    ) -> None:
         self.config = config
         self.store = store
         self.writer = writer
@@ -59,8 +60,9 @@ class History:
                 embedded = EmbeddedRedis(runtime_dir, state_dir / "redis", reaper)
                 await embedded.start()
                 url = embedded.url
-            store = RedisStore(url, node, timeout=config.store_timeout,
-                               output_limit=config.store_output_max_bytes)
+            store = RedisStore(
+                url, node, timeout=config.store_timeout, output_limit=config.store_output_max_bytes
+            )
         await store.open()
         writer = StoreWriter(store, state_dir / "journal", journal_limit=config.journal_max_bytes)
         writer.start()

@@ -70,19 +70,26 @@ def register_history_methods(dispatcher: Dispatcher, history: History, sup: Supe
                     continue
                 samples = [Sample(r.duration, r.ok, r.censored) for r in runs]
                 ok = [s.duration for s in samples if s.ok]
-                est = estimate(samples, default=settings.default, k=settings.k,
-                               min_samples=settings.min_samples, bootstrap=settings.bootstrap)
-                out.append(SignatureStats(
-                    signature=sig,
-                    count=len(samples),
-                    successes=len(ok),
-                    timeouts=sum(1 for s in samples if s.censored),
-                    success_rate=round(len(ok) / len(samples), 4),
-                    p50=round(percentile(ok, 50), 6) if ok else None,
-                    p95=round(percentile(ok, 95), 6) if ok else None,
-                    estimate=est.timeout,
-                    basis=est.basis,
-                ))
+                est = estimate(
+                    samples,
+                    default=settings.default,
+                    k=settings.k,
+                    min_samples=settings.min_samples,
+                    bootstrap=settings.bootstrap,
+                )
+                out.append(
+                    SignatureStats(
+                        signature=sig,
+                        count=len(samples),
+                        successes=len(ok),
+                        timeouts=sum(1 for s in samples if s.censored),
+                        success_rate=round(len(ok) / len(samples), 4),
+                        p50=round(percentile(ok, 50), 6) if ok else None,
+                        p95=round(percentile(ok, 95), 6) if ok else None,
+                        estimate=est.timeout,
+                        basis=est.basis,
+                    )
+                )
         except StoreUnavailable as exc:
             raise _unavailable(exc) from None
         return StatsResult(signatures=out)

@@ -69,7 +69,8 @@ def register_methods(
             found = await store.get_job(job_id)
         except StoreUnavailable as exc:
             raise RpcError(
-                ErrorCode.STORE_UNAVAILABLE, f"job {job_id} is not in memory and history is unavailable: {exc}"
+                ErrorCode.STORE_UNAVAILABLE,
+                f"job {job_id} is not in memory and history is unavailable: {exc}",
             ) from None
         if found is None:
             raise RpcError.job_not_found(job_id)
@@ -106,8 +107,16 @@ def register_methods(
             if not raw:
                 continue
             data, enc = OutputChunk.encode_data(raw)
-            chunks.append(OutputChunk(job_id=p.job_id, stream=STREAMS[piece.stream],  # type: ignore[arg-type]
-                                      seq=-1, offset=piece.offset + skip, data=data, encoding=enc))
+            chunks.append(
+                OutputChunk(
+                    job_id=p.job_id,
+                    stream=STREAMS[piece.stream],  # type: ignore[arg-type]
+                    seq=-1,
+                    offset=piece.offset + skip,
+                    data=data,
+                    encoding=enc,
+                )
+            )
             offset = piece.offset + skip + len(raw)
             budget -= len(raw)
             if budget <= 0:

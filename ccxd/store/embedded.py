@@ -56,18 +56,30 @@ class EmbeddedRedis:
     def _argv(self) -> list[str]:
         return [
             self.binary,
-            "--port", "0",
-            "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
-            "--databases", "1",
-            "--pidfile", str(self.pidfile),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+            "--databases",
+            "1",
+            "--pidfile",
+            str(self.pidfile),
         ]
 
     async def start(self, timeout: float = 15.0) -> None:
@@ -117,6 +129,7 @@ class EmbeddedRedis:
             return
         loop = asyncio.get_running_loop()
         gone: asyncio.Future[None] = loop.create_future()
+
         def on_exit() -> None:
             if not gone.done():
                 gone.set_result(None)

@@ -39,8 +39,9 @@ class RedisStore:
 
     name = "redis"
 
-    def __init__(self, url: str, node: str, *, timeout: float = 2.0,
-                 output_limit: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, url: str, node: str, *, timeout: float = 2.0, output_limit: int = 64 * 1024 * 1024
+    ) -> None:
         self.url = url
         self.node = node
         self.timeout = timeout

@@ -38,8 +38,9 @@ def _size(op: Op) -> int:
 class StoreWriter:
     """Queues store writes and applies them in the background."""
 
-    def __init__(self, store: Store, journal_dir: Path, *, journal_limit: int,
-                 memory_limit: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, store: Store, journal_dir: Path, *, journal_limit: int, memory_limit: int = 64 * 1024 * 1024
+    ) -> None:
         self.store = store
         self.journal_dir = journal_dir
         self.journal_limit = journal_limit

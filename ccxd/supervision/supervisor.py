@@ -380,9 +380,7 @@ class Supervisor:
         job.stop_reason = reason
         log.info("job %s: stopping (%s)", job.id, reason)
         if job.tree is not None:
-            task = asyncio.get_running_loop().create_task(
-                job.tree.terminate(self.config.kill_grace)
-            )
+            task = asyncio.get_running_loop().create_task(job.tree.terminate(self.config.kill_grace))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -392,9 +390,7 @@ class Supervisor:
         """Cancel a queued or running job."""
         job = self.get(job_id)
         if job.finished:
-            raise RpcError(
-                ErrorCode.JOB_NOT_ACTIVE, f"job {job_id} already finished ({job.reason})"
-            )
+            raise RpcError(ErrorCode.JOB_NOT_ACTIVE, f"job {job_id} already finished ({job.reason})")
         if job.state is JobState.QUEUED:
             self._queue.remove(job)
             job.finish(JobReason.CANCELLED)
@@ -489,9 +485,7 @@ def _check_text(params: StartParams) -> None:
         parts += [(f"env.{k}", k), (f"env.{k}", v)]
     for where, text in parts:
         if "\0" in text:
-            raise RpcError(
-                ErrorCode.INVALID_PARAMS, f"NUL byte not allowed - at `$.params.{where}`"
-            )
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"NUL byte not allowed - at `$.params.{where}`")
 
 
 def _short(argv: list[str]) -> str:

@@ -84,9 +84,7 @@ class ProcessTree:
         owner = procs.get(self.pgid)
         ours = owner is None or owner.start == self.leader_start
         seeds = (
-            [p.pid for p in procs.values() if p.pgrp == self.pgid or p.session == self.pgid]
-            if ours
-            else []
+            [p.pid for p in procs.values() if p.pgrp == self.pgid or p.session == self.pgid] if ours else []
         )
         # Orphans adopted by the daemon (subreaper) that carry the job's marker.
         seeds += [pid for pid in children.get(me, ()) if _has_marker(pid, self._marker)]
@@ -177,4 +175,3 @@ async def wait_gone(members: dict[int, ProcInfo], timeout: float) -> None:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-

@@ -8,7 +8,10 @@ from ccxd.history.signature import signature
     [
         ("sleep 5", "sleep 10"),
         ("FOO=1 make test", "make test"),
-        ('claude -p "summarise the design document in three bullets"', 'claude -p "write a haiku about the sea and the sky"'),
+        (
+            'claude -p "summarise the design document in three bullets"',
+            'claude -p "write a haiku about the sea and the sky"',
+        ),
         ("cat /tmp/tmp.abc123/out.txt", "cat /tmp/tmp.zzz999/out.txt"),
         ("git show 3f2a9c1d8e", "git show a0b1c2d3e4f5"),
         ("run --id 550e8400-e29b-41d4-a716-446655440000", "run --id 123e4567-e89b-12d3-a456-426614174000"),

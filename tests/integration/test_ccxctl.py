@@ -14,8 +14,9 @@ import pytest
 ANSI = re.compile(rb"\x1b\[")
 
 
-def ccxctl(daemon, *args: str, input: bytes | None = None, timeout: float = 60, fast: bool = True,
-           **kw) -> subprocess.CompletedProcess[bytes]:
+def ccxctl(
+    daemon, *args: str, input: bytes | None = None, timeout: float = 60, fast: bool = True, **kw
+) -> subprocess.CompletedProcess[bytes]:
     """Run ccxctl; ``fast=False`` puts the global option first, which forces the typer path."""
     argv = [sys.executable, "-m", "ccxctl"]
     env = dict(daemon.env, CCXD_SOCKET=str(daemon.socket))
@@ -80,8 +81,12 @@ def test_json_events_are_ndjson_ending_with_finished(daemon, fast):
 
 def test_ctrl_c_cancels_the_job_and_exits_130(daemon):
     env = dict(daemon.env, CCXD_SOCKET=str(daemon.socket))
-    proc = subprocess.Popen([sys.executable, "-m", "ccxctl", "run", "echo started; sleep 300"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ccxctl", "run", "echo started; sleep 300"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout.readline() == b"started\n"  # the job runs: now interrupt
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -95,14 +100,18 @@ def test_daemon_not_running_is_one_line_and_exit_69(tmp_root):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCXD_")}
     env["CCXD_SOCKET"] = str(tmp_root / "nothing.sock")
     for args in (["run", "true"], ["ps"], ["status"]):
-        res = subprocess.run([sys.executable, "-m", "ccxctl", *args], env=env, capture_output=True, timeout=30)
+        res = subprocess.run(
+            [sys.executable, "-m", "ccxctl", *args], env=env, capture_output=True, timeout=30
+        )
         assert res.returncode == 69, args
         assert len(res.stderr.splitlines()) == 1 and b"ccxd is not running" in res.stderr
         assert b"start it with" in res.stderr
 
 
 def test_ps_status_signal_pause_resume(daemon):
-    job_id = ccxctl(daemon, "run", "-d", "echo ready; while true; do sleep 0.05; done").stdout.decode().strip()
+    job_id = (
+        ccxctl(daemon, "run", "-d", "echo ready; while true; do sleep 0.05; done").stdout.decode().strip()
+    )
     listed = json.loads(ccxctl(daemon, "ps", "--json").stdout)
     assert [j["id"] for j in listed] == [job_id]
     table = ccxctl(daemon, "ps").stdout
@@ -126,9 +135,18 @@ def test_ps_status_signal_pause_resume(daemon):
 def test_every_command_speaks_json(daemon):
     job_id = ccxctl(daemon, "run", "-d", "--session", "s1", "echo x").stdout.decode().strip()
     ccxctl(daemon, "attach", job_id)
-    for args in (["ps", "--all"], ["status"], ["logs", job_id], ["history", "list"],
-                 ["history", "show", job_id], ["history", "stats"], ["sessions", "list"],
-                 ["sessions", "show", "s1"], ["attach", job_id], ["history", "prune", "--keep", "1000"]):
+    for args in (
+        ["ps", "--all"],
+        ["status"],
+        ["logs", job_id],
+        ["history", "list"],
+        ["history", "show", job_id],
+        ["history", "stats"],
+        ["sessions", "list"],
+        ["sessions", "show", "s1"],
+        ["attach", job_id],
+        ["history", "prune", "--keep", "1000"],
+    ):
         res = ccxctl(daemon, *args, "--json")
         assert res.returncode == 0, (args, res.stderr)
         for line in res.stdout.splitlines():

@@ -10,10 +10,16 @@ import pytest
 
 
 def ccxd(*args: str, env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp), "XDG_CONFIG_HOME": str(tmp / "cfg"),
-            "XDG_RUNTIME_DIR": str(tmp / "run"), "XDG_STATE_HOME": str(tmp / "state")}
-    return subprocess.run([sys.executable, "-m", "ccxd", *args], env={**base, **env},
-                          capture_output=True, text=True, timeout=30)
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp),
+        "XDG_CONFIG_HOME": str(tmp / "cfg"),
+        "XDG_RUNTIME_DIR": str(tmp / "run"),
+        "XDG_STATE_HOME": str(tmp / "state"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "ccxd", *args], env={**base, **env}, capture_output=True, text=True, timeout=30
+    )
 
 
 def settings(output: str) -> dict[str, tuple[str, str]]:
@@ -32,8 +38,9 @@ def test_print_config_shows_values_and_sources(tmp_root):
     cfg = tmp_root / "cfg" / "ccxd"
     cfg.mkdir(parents=True)
     (cfg / "config.toml").write_text("kill_grace = 2.5\nmax_concurrent_jobs = 8\n")
-    res = ccxd("--print-config", env={"CCXD_MAX_CONCURRENT_JOBS": "3", "CC_EXECUTOR_SHELL": "bash"},
-               tmp=tmp_root)
+    res = ccxd(
+        "--print-config", env={"CCXD_MAX_CONCURRENT_JOBS": "3", "CC_EXECUTOR_SHELL": "bash"}, tmp=tmp_root
+    )
     assert res.returncode == 0
     s = settings(res.stdout)
     assert s["kill_grace"] == ("2.5", str(cfg / "config.toml"))
@@ -68,7 +75,7 @@ def test_ccxd_names_win_over_aliases(tmp_root):
 @pytest.mark.parametrize(
     ("file_text", "env", "needles"),
     [
-        ("kill_grace = \"soon\"\n", {}, ["kill_grace", "'soon'", "expected `float`"]),
+        ('kill_grace = "soon"\n', {}, ["kill_grace", "'soon'", "expected `float`"]),
         ("max_concurrent_jobs = 0\n", {}, ["max_concurrent_jobs", "0", ">= 1"]),
         ("no_such_key = 1\n", {}, ["unknown setting 'no_such_key'"]),
         ("kill_grace = [\n", {}, ["invalid TOML"]),

@@ -10,7 +10,9 @@ from .helpers import RawConnection, job_pids
 
 
 def test_version():
-    res = subprocess.run([sys.executable, "-m", "ccxd", "--version"], capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "ccxd", "--version"], capture_output=True, text=True, check=True
+    )
     assert res.stdout.strip().startswith("ccxd 0.")
 
 
@@ -29,8 +31,9 @@ def test_ready_only_when_it_accepts_connections_and_status_lines(daemon):
 
 
 def test_a_second_daemon_on_the_same_socket_refuses_to_start(daemon):
-    res = subprocess.run([sys.executable, "-m", "ccxd"], env=daemon.env, capture_output=True, text=True,
-                         timeout=30)
+    res = subprocess.run(
+        [sys.executable, "-m", "ccxd"], env=daemon.env, capture_output=True, text=True, timeout=30
+    )
     assert res.returncode == 69
     assert "already serving" in res.stderr and str(daemon.socket) in res.stderr
     assert RawConnection(daemon.socket).call("daemon.ping")["result"]["pong"]  # the first one is unharmed
@@ -66,7 +69,7 @@ def test_sighup_reloads_the_config(daemon_factory, tmp_root):
     config = tmp_root / "ccxd.toml"
     config.write_text("max_concurrent_jobs = 4\n")
     d = daemon_factory(args=["--config", str(config)])
-    config.write_text("max_concurrent_jobs = 1\nlog_level = \"info\"\n")
+    config.write_text('max_concurrent_jobs = 1\nlog_level = "info"\n')
     d.proc.send_signal(signal.SIGHUP)
     reloading = d.next_notify()
     assert "RELOADING=1" in reloading and "MONOTONIC_USEC=" in reloading

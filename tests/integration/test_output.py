@@ -108,8 +108,12 @@ async def test_a_slow_subscriber_slows_nobody_and_catches_up_from_the_spool(daem
     job = await fast.start(f"head -c {50 * MIB} /dev/urandom | base64 -w 100", subscribe=True)
     slow = socket.socket(socket.AF_UNIX)
     slow.connect(str(daemon.socket))
-    slow.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "job.subscribe",
-                             "params": {"job_id": job.id}}).encode() + b"\n")
+    slow.sendall(
+        json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "job.subscribe", "params": {"job_id": job.id}}
+        ).encode()
+        + b"\n"
+    )
     digest = hashlib.sha256()
     async for ev in fast.events(job.id):  # the other client streams the whole job
         if isinstance(ev, OutputChunk):

@@ -71,7 +71,9 @@ async def test_idle_timeout_only_hits_quiet_jobs(client):
 async def test_sigterm_then_sigkill_after_grace_for_a_job_that_traps_term(daemon_factory):
     d = daemon_factory(extra_env={"CCXD_KILL_GRACE": "0.5"})
     c = await d.client()
-    job = await c.start("trap 'echo got TERM' TERM; echo ready; while true; do sleep 0.05; done", subscribe=True)
+    job = await c.start(
+        "trap 'echo got TERM' TERM; echo ready; while true; do sleep 0.05; done", subscribe=True
+    )
     out = b""
     async for ev in c.events(job.id):
         if isinstance(ev, OutputChunk):
@@ -194,8 +196,9 @@ async def test_pause_and_resume_stop_the_whole_group(client):
 
 
 async def test_signal_by_name_and_number_and_errors(client):
-    job = await client.start("trap 'echo usr2; exit 3' USR2; echo ready; while true; do sleep 0.05; done",
-                             subscribe=True)
+    job = await client.start(
+        "trap 'echo usr2; exit 3' USR2; echo ready; while true; do sleep 0.05; done", subscribe=True
+    )
     async for ev in client.events(job.id):
         if isinstance(ev, OutputChunk) and ev.raw() == b"ready\n":
             await client.signal(job.id, "USR2")

@@ -26,7 +26,7 @@ def test_a_peer_with_another_uid_is_refused(daemon):
     # SO_PEERCRED check is what refuses it.
     client = (
         "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
-        "s.sendall(b'{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"daemon.ping\"}\\n');"
+        's.sendall(b\'{"jsonrpc":"2.0","id":1,"method":"daemon.ping"}\\n\');'
         "data=b''\n"
         "while True:\n"
         "    d=s.recv(4096)\n"
@@ -35,9 +35,21 @@ def test_a_peer_with_another_uid_is_refused(daemon):
         "sys.stdout.write(data.decode())"
     )
     res = subprocess.run(
-        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+dac_override",
-         "--ambient-caps=+dac_override", sys.executable, "-c", client, str(daemon.socket)],
-        capture_output=True, text=True, timeout=30,
+        [
+            setpriv,
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=+dac_override",
+            "--ambient-caps=+dac_override",
+            sys.executable,
+            "-c",
+            client,
+            str(daemon.socket),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
@@ -69,9 +81,13 @@ def test_bad_input_gets_precise_errors_and_the_connection_keeps_working(daemon):
 
 def test_batches_and_client_notifications(daemon):
     c = RawConnection(daemon.socket)
-    c.send([{"jsonrpc": "2.0", "id": 1, "method": "daemon.ping"},
+    c.send(
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "daemon.ping"},
             {"jsonrpc": "2.0", "method": "daemon.ping"},
-            {"jsonrpc": "2.0", "id": 2}])
+            {"jsonrpc": "2.0", "id": 2},
+        ]
+    )
     batch = c.recv()
     assert isinstance(batch, list) and [r["id"] for r in batch] == [1, 2]
     assert batch[0]["result"]["pong"] and batch[1]["error"]["code"] == -32600

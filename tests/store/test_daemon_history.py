@@ -73,7 +73,9 @@ def job_processes(job_id: str) -> list[int]:
 async def test_history_and_output_survive_a_restart(daemon_factory, tmp_root):
     d = daemon_factory(root=tmp_root / "d")
     c = await d.client()
-    out, job, _ = await collect(c, "printf 'line one\\n'; printf '\\xff\\xfe' >&2; echo done", session="build")
+    out, job, _ = await collect(
+        c, "printf 'line one\\n'; printf '\\xff\\xfe' >&2; echo done", session="build"
+    )
     await c.close()
     assert d.stop() == 0
 
@@ -169,7 +171,11 @@ def test_missing_redis_server_says_how_to_install(tmp_root):
     res = subprocess.run([sys.executable, "-m", "ccxd"], env=env, capture_output=True, text=True, timeout=30)
     assert res.returncode == 69
     lines = [line for line in res.stderr.splitlines() if line.startswith("ccxd:")]
-    assert len(lines) == 1 and "redis-server not found" in lines[0] and "apt-get install redis-server" in lines[0]
+    assert (
+        len(lines) == 1
+        and "redis-server not found" in lines[0]
+        and "apt-get install redis-server" in lines[0]
+    )
 
 
 async def test_timeout_estimates_come_from_successful_runs(daemon_factory):
@@ -197,7 +203,9 @@ async def test_timeout_estimates_come_from_successful_runs(daemon_factory):
 
 
 async def test_timed_out_runs_count_as_at_least_that_long(daemon_factory):
-    d = daemon_factory(extra_env={"CCXD_ESTIMATE_MIN_SAMPLES": "2", "CCXD_ESTIMATE_K": "2", "CCXD_KILL_GRACE": "0.2"})
+    d = daemon_factory(
+        extra_env={"CCXD_ESTIMATE_MIN_SAMPLES": "2", "CCXD_ESTIMATE_K": "2", "CCXD_KILL_GRACE": "0.2"}
+    )
     c = await d.client()
     for _ in range(2):
         await collect(c, "sleep 0.05")

@@ -10,11 +10,25 @@ from ccxd.store.ops import AppendOutput, RecordDuration, SaveJob
 from ccxd.store.redis_store import RedisStore
 
 
-def job(job_id: str, *, command: str = "echo hi", session: str | None = None,
-        state: JobState = JobState.FINISHED, reason: JobReason | None = JobReason.EXITED,
-        queued_at: float | None = None, node: str = "n1") -> JobInfo:
-    return JobInfo(id=job_id, state=state, command=command, session=session, reason=reason,
-                   queued_at=queued_at if queued_at is not None else time.time(), node=node)
+def job(
+    job_id: str,
+    *,
+    command: str = "echo hi",
+    session: str | None = None,
+    state: JobState = JobState.FINISHED,
+    reason: JobReason | None = JobReason.EXITED,
+    queued_at: float | None = None,
+    node: str = "n1",
+) -> JobInfo:
+    return JobInfo(
+        id=job_id,
+        state=state,
+        command=command,
+        session=session,
+        reason=reason,
+        queued_at=queued_at if queued_at is not None else time.time(),
+        node=node,
+    )
 
 
 async def open_store(redis_server, node: str = "n1") -> RedisStore:
@@ -25,12 +39,14 @@ async def open_store(redis_server, node: str = "n1") -> RedisStore:
 
 async def test_job_record_and_output_round_trip(redis_server):
     store = await open_store(redis_server)
-    await store.apply([
-        SaveJob(job("a")),
-        AppendOutput("a", 0, 0, 0, b"hello "),
-        AppendOutput("a", 1, 1, 6, b"\xff\x00binary"),
-        AppendOutput("a", 2, 0, 14, b"world\n"),
-    ])
+    await store.apply(
+        [
+            SaveJob(job("a")),
+            AppendOutput("a", 0, 0, 0, b"hello "),
+            AppendOutput("a", 1, 1, 6, b"\xff\x00binary"),
+            AppendOutput("a", 2, 0, 14, b"world\n"),
+        ]
+    )
     got = await store.get_job("a")
     assert got is not None and got.command == "echo hi" and got.node == "n1"
     chunks = await store.read_output("a", 0, 1 << 20)
@@ -56,12 +72,22 @@ async def test_replayed_writes_are_stored_once(redis_server):
 async def test_history_list_is_newest_first_and_filters(redis_server):
     store = await open_store(redis_server)
     t = time.time()
-    await store.apply([
-        SaveJob(job("j1", command="make build", queued_at=t - 30, session="s1")),
-        SaveJob(job("j2", command="make test", queued_at=t - 20, reason=JobReason.TIMEOUT)),
-        SaveJob(job("j3", command="ls -la", queued_at=t - 10, session="s1",
-                    state=JobState.RUNNING, reason=None)),
-    ])
+    await store.apply(
+        [
+            SaveJob(job("j1", command="make build", queued_at=t - 30, session="s1")),
+            SaveJob(job("j2", command="make test", queued_at=t - 20, reason=JobReason.TIMEOUT)),
+            SaveJob(
+                job(
+                    "j3",
+                    command="ls -la",
+                    queued_at=t - 10,
+                    session="s1",
+                    state=JobState.RUNNING,
+                    reason=None,
+                )
+            ),
+        ]
+    )
     ids = [j.id for j in await store.list_jobs(HistoryParams())]
     assert ids == ["j3", "j2", "j1"]
     assert [j.id for j in await store.list_jobs(HistoryParams(session="s1"))] == ["j3", "j1"]
@@ -76,9 +102,13 @@ async def test_history_list_is_newest_first_and_filters(redis_server):
 async def test_sessions_track_jobs_and_activity(redis_server):
     store = await open_store(redis_server)
     t = time.time()
-    await store.apply([SaveJob(job("a", session="review", queued_at=t - 5)),
-                       SaveJob(job("b", session="review", queued_at=t)),
-                       SaveJob(job("c", session="other", queued_at=t - 100))])
+    await store.apply(
+        [
+            SaveJob(job("a", session="review", queued_at=t - 5)),
+            SaveJob(job("b", session="review", queued_at=t)),
+            SaveJob(job("c", session="other", queued_at=t - 100)),
+        ]
+    )
     sessions = await store.sessions(10)
     assert [s.name for s in sessions] == ["review", "other"]
     assert sessions[0].jobs == 2
@@ -124,8 +154,9 @@ async def test_prune_by_age_and_count_keeps_running_jobs(redis_server):
 
 async def test_durations_are_kept_per_signature(redis_server):
     store = await open_store(redis_server)
-    await store.apply([RecordDuration("sleep <n>", float(i), True, False, time.time(), f"j{i}")
-                       for i in range(5)])
+    await store.apply(
+        [RecordDuration("sleep <n>", float(i), True, False, time.time(), f"j{i}") for i in range(5)]
+    )
     runs = await store.durations("sleep <n>", 3)
     assert [r.duration for r in runs] == [4.0, 3.0, 2.0]
     assert await store.signatures(10) == ["sleep <n>"]

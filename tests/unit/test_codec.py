@@ -68,7 +68,10 @@ def test_invalid_utf8_is_a_parse_error_not_an_exception(raw: bytes) -> None:
     "raw",
     [
         b"[" * 50_000 + b"]" * 50_000,
-        b'{"jsonrpc":"2.0","method":"daemon.ping","id":1,"params":{"a":' + b"[" * 50_000 + b"]" * 50_000 + b"}}",
+        b'{"jsonrpc":"2.0","method":"daemon.ping","id":1,"params":{"a":'
+        + b"[" * 50_000
+        + b"]" * 50_000
+        + b"}}",
         b'{"jsonrpc":"2.0","method":"daemon.ping","id":' + b"[" * 50_000 + b"]" * 50_000 + b"}",
     ],
 )
@@ -138,7 +141,14 @@ def test_empty_batch_is_one_invalid_request_reply_not_an_array() -> None:
 
 @pytest.mark.parametrize(
     ("id_json", "expected"),
-    [("1", 1), ("-5", -5), ('"abc"', "abc"), ('""', ""), ("null", None), ("12345678901234567890123", 12345678901234567890123)],
+    [
+        ("1", 1),
+        ("-5", -5),
+        ('"abc"', "abc"),
+        ('""', ""),
+        ("null", None),
+        ("12345678901234567890123", 12345678901234567890123),
+    ],
 )
 def test_int_string_and_null_ids_are_requests(id_json: str, expected: object) -> None:
     call = single_call(f'{{"jsonrpc":"2.0","method":"daemon.ping","id":{id_json}}}'.encode())
@@ -216,7 +226,11 @@ def test_params_by_position_are_refused() -> None:
         ("job.start", b'{"command":"x","env":{"A":1}}', "Expected `str`, got `int` - at `$.params.env[...]`"),
         ("job.start", b'{"command":["ls",1]}', "Expected `str`, got `int` - at `$.params.command[1]`"),
         ("job.start", b'{"command":"x","timeout":-1}', "Expected `float` >= 0.0 - at `$.params.timeout`"),
-        ("job.start", b'{"command":"x","colour":"red"}', "Object contains unknown field `colour` - at `$.params`"),
+        (
+            "job.start",
+            b'{"command":"x","colour":"red"}',
+            "Object contains unknown field `colour` - at `$.params`",
+        ),
         ("job.get", b"{}", "Object missing required field `job_id` - at `$.params`"),
         ("job.get", b"null", "Expected `object`, got `null` - at `$.params`"),
         ("job.get", b"5", "Expected `object`, got `int` - at `$.params`"),

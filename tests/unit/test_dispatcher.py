@@ -187,7 +187,9 @@ async def test_rpc_error_becomes_its_code_message_and_data() -> None:
     }
 
 
-async def test_handler_crash_is_internal_error_without_leaking_details(caplog: pytest.LogCaptureFixture) -> None:
+async def test_handler_crash_is_internal_error_without_leaking_details(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.ERROR, logger="ccxd.rpc"):
         reply, _, _ = await handle('{"jsonrpc":"2.0","id":1,"method":"job.get","params":{"job_id":"boom"}}')
     assert reply["error"] == {"code": -32603, "message": "internal error in job.get"}
@@ -228,7 +230,9 @@ async def test_batch_replies_in_order_and_skips_notifications() -> None:
 
 
 async def test_batch_of_only_notifications_gets_no_reply() -> None:
-    reply, rec, _ = await handle('[{"jsonrpc":"2.0","method":"daemon.ping"},{"jsonrpc":"2.0","method":"job.list"}]')
+    reply, rec, _ = await handle(
+        '[{"jsonrpc":"2.0","method":"daemon.ping"},{"jsonrpc":"2.0","method":"job.list"}]'
+    )
     assert reply is None
     assert len(rec.calls) == 2
 
@@ -253,8 +257,10 @@ def check_response(obj: Any) -> None:
     assert isinstance(obj, dict), obj
     assert obj.get("jsonrpc") == "2.0", obj
     assert "id" in obj, obj
-    assert obj["id"] is None or isinstance(obj["id"], str) or (
-        isinstance(obj["id"], int) and not isinstance(obj["id"], bool)
+    assert (
+        obj["id"] is None
+        or isinstance(obj["id"], str)
+        or (isinstance(obj["id"], int) and not isinstance(obj["id"], bool))
     ), obj
     assert ("result" in obj) != ("error" in obj), obj
     assert set(obj) in ({"jsonrpc", "id", "result"}, {"jsonrpc", "id", "error"}), obj
@@ -315,7 +321,9 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 method_names = st.sampled_from([*METHODS, "job.frobnicate", ""]) | st.text(max_size=12)
@@ -325,7 +333,8 @@ request_like = st.fixed_dictionaries(
         "jsonrpc": st.just("2.0") | json_values,
         "method": method_names | json_values,
         "id": json_values,
-        "params": json_values | st.fixed_dictionaries({}, optional={"job_id": json_values, "limit": json_values}),
+        "params": json_values
+        | st.fixed_dictionaries({}, optional={"job_id": json_values, "limit": json_values}),
     },
 )
 messages = request_like | st.lists(request_like | json_values, max_size=5) | json_values

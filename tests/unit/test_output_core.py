@@ -22,8 +22,11 @@ def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(max_size=3000), st.lists(st.integers(min_value=0), max_size=30),
-       st.integers(min_value=4, max_value=300))
+@given(
+    st.text(max_size=3000),
+    st.lists(st.integers(min_value=0), max_size=30),
+    st.integers(min_value=4, max_value=300),
+)
 def test_chunks_of_text_are_whole_characters_and_reassemble(text: str, cuts: list[int], size: int) -> None:
     data = text.encode()
     ch = Utf8Chunker(size)

@@ -20,7 +20,7 @@ def sections() -> dict[tuple[str, bool], str]:
     matches = list(SECTION.finditer(DOC))
     for m, nxt in zip(matches, [*matches[1:], None], strict=True):
         end = nxt.start() if nxt else len(DOC)
-        found[(m.group(1), bool(m.group(2)))] = DOC[m.end():end]
+        found[(m.group(1), bool(m.group(2)))] = DOC[m.end() : end]
     return found
 
 

@@ -108,7 +108,9 @@ def test_notifications_get_no_reply_and_batches_keep_order() -> None:
     assert handle(b'{"jsonrpc": "2.0", "method": "daemon.ping"}') is None
     assert handle(b'{"jsonrpc": "2.0", "method": "nope"}') is None
     assert handle(b'[{"jsonrpc": "2.0", "method": "daemon.ping"}]') is None
-    batch = handle(b'[{"jsonrpc":"2.0","id":"a","method":"daemon.ping"},1,{"jsonrpc":"2.0","id":"b","method":"x"}]')
+    batch = handle(
+        b'[{"jsonrpc":"2.0","id":"a","method":"daemon.ping"},1,{"jsonrpc":"2.0","id":"b","method":"x"}]'
+    )
     assert [r["id"] for r in batch] == ["a", None, "b"]  # type: ignore[union-attr]
     assert [("result" in r) for r in batch] == [True, False, False]  # type: ignore[union-attr]
 
@@ -120,7 +122,9 @@ def test_decode_params_defaults_to_empty_object() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 requestish = st.fixed_dictionaries(
