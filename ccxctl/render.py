@@ -48,7 +48,7 @@ def human_duration(seconds: float | None) -> str:
 
 
 def describe_outcome(job: JobInfo) -> str:
-    """``exit 0``, ``signal 9``, ``timeout``, ``queued #3`` …"""
+    """A short outcome: ``exit 0``, ``signal 9``, ``timeout``, ``queued #3``."""
     if job.state == "queued":
         return f"queued #{job.queue_position}" if job.queue_position else "queued"
     if job.state != "finished":

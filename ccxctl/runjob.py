@@ -206,14 +206,17 @@ def _run_remote(opts: RunOptions, url: str) -> int:
             if opts.detach:
                 print(job.id)
                 return 0
-            interrupted = []
+            interrupted: list[bool] = []
+            pending: set[asyncio.Future[JobInfo]] = set()
 
             def cancel() -> None:
                 if interrupted:
                     raise KeyboardInterrupt
                 interrupted.append(True)
                 _say(f"cancelling job {job.id}")
-                asyncio.ensure_future(client.cancel(job.id))
+                fut = asyncio.ensure_future(client.cancel(job.id))
+                pending.add(fut)
+                fut.add_done_callback(pending.discard)
 
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, cancel)
             async for ev in client.events(job.id):

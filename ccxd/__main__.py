@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency
         runner = asyncio.run
     else:
-        runner = uvloop.run  # type: ignore[assignment]
+        runner = uvloop.run
 
     async def serve() -> int:
         return await Daemon(loaded, args.config).run()

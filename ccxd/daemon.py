@@ -178,7 +178,7 @@ class Daemon:
             ):
                 # Debug-only switch to prove the watchdog: block the loop for good.
                 log.warning("debug stall switch found: blocking the event loop")
-                time.sleep(10**6)
+                time.sleep(10**6)  # noqa: ASYNC251 - blocking is the point
 
     def reload(self) -> None:
         """Re-read the config (SIGHUP) and apply what can change while running."""

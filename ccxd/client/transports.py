@@ -7,6 +7,7 @@ Both transports carry the same JSON-RPC messages; each yields whole messages
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ssl
 from collections.abc import AsyncIterator
@@ -95,10 +96,8 @@ class UnixTransport:
     async def close(self) -> None:
         """Close the socket."""
         self._writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self._writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
 
 class WebSocketTransport:

@@ -9,6 +9,7 @@ and only output that is in neither is reported to it as a gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from ccxd.output.spool import Spool
@@ -112,7 +113,12 @@ class OutputLog:
         return Chunk(seq, stream, offset, data)
 
     def seq_at(self, offset: int) -> int:
-        """The first chunk whose bytes end after ``offset``."""
+        """The first chunk whose bytes end after ``offset``.
+
+        When ``offset`` lies in lost output (evicted from memory and not in the
+        spool), the answer is the first lost chunk: :meth:`get` returns None for
+        it, so a reader starting there reports the gap before continuing.
+        """
         first = self.first_memory_seq
         if first < self.next_seq and self._ring[self._head].offset <= offset:
             lo, hi = self._head, len(self._ring)
@@ -127,13 +133,20 @@ class OutputLog:
             seq = self.spool.seq_at(offset)
             if seq < self.spool.records:
                 return seq
-        # The offset lies in a gap (spool cut): continue with memory.
-        return first if offset < self.size else self.next_seq
+        if offset >= self.size:
+            return self.next_seq
+        lost = self.spool.records if self.spool is not None else 0
+        return min(lost, first)
 
     def available_offset(self, seq: int) -> int:
         """Offset of chunk ``seq`` or, when it is lost, of the next available one."""
         chunk = self.get(seq)
-        return chunk.offset if chunk is not None else self.size
+        if chunk is not None:
+            return chunk.offset
+        # Lost output lies between the end of the spool and the oldest chunk in memory.
+        if seq < self.first_memory_seq < self.next_seq:
+            return self._ring[self._head].offset
+        return self.size
 
     # -- waiting ------------------------------------------------------------
 
@@ -143,10 +156,8 @@ class OutputLog:
 
     def remove_listener(self, callback: Callable[[], None]) -> None:
         """Stop calling ``callback``."""
-        try:
+        with contextlib.suppress(ValueError):
             self._listeners.remove(callback)
-        except ValueError:
-            pass
 
     def _notify(self) -> None:
         for cb in self._listeners:

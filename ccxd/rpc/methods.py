@@ -140,7 +140,7 @@ def register_methods(
         return job.info() if job is not None else await stored(p.job_id)
 
     async def list_jobs(p: ListParams, conn: Connection) -> JobList:
-        return JobList(jobs=sup.list(p))
+        return JobList(jobs=sup.list_jobs(p))
 
     async def subscribe(p: SubscribeParams, conn: Connection) -> SubscribeResult:
         if p.job_id not in sup.jobs:

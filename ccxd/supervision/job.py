@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -118,10 +119,8 @@ class Job:
 
     def remove_listener(self, callback: Callable[[], None]) -> None:
         """Stop calling ``callback``."""
-        try:
+        with contextlib.suppress(ValueError):
             self._listeners.remove(callback)
-        except ValueError:
-            pass
 
     def _on_output(self) -> None:
         self.last_output_mono = time.monotonic()

@@ -82,6 +82,20 @@ def spawn(argv: list[str], cwd: str, env: dict[str, str], with_input: bool) -> S
     return Spawned(proc.pid, out_r, err_r, in_w)
 
 
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
+
+
 def _explain(exc: OSError, argv: list[str], cwd: str) -> str:
     target = exc.filename
     if target == cwd or (target is None and exc.errno in (errno.ENOENT, errno.ENOTDIR)):
@@ -108,12 +122,7 @@ async def write_input(fd: int, data: bytes) -> None:
                 n = os.write(fd, view)
                 view = view[n:]
             except BlockingIOError:
-                ready: asyncio.Future[None] = loop.create_future()
-                loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))
-                try:
-                    await ready
-                finally:
-                    loop.remove_writer(fd)
+                await _writable(loop, fd)
     except BrokenPipeError:
         pass  # the job stopped reading; that is its business
     finally:

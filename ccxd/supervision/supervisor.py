@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import logging
 import os
@@ -98,7 +99,7 @@ class Supervisor:
             raise RpcError.job_not_found(job_id)
         return job
 
-    def list(self, params: ListParams) -> list[JobInfo]:
+    def list_jobs(self, params: ListParams) -> list[JobInfo]:
         """Jobs newest first, filtered."""
         out = []
         for job in reversed(self.jobs.values()):
@@ -265,7 +266,9 @@ class Supervisor:
         self._record(job)
         log.info("job %s started: pid %d %s", job.id, proc.pid, _short(job.argv))
         if stdin_data is not None and proc.stdin is not None:
-            loop.create_task(write_input(proc.stdin, stdin_data))
+            writer = loop.create_task(write_input(proc.stdin, stdin_data))
+            self._tasks.add(writer)
+            writer.add_done_callback(self._tasks.discard)
 
         eof = [loop.create_future(), loop.create_future()]
         for stream, fd in enumerate((proc.stdout, proc.stderr)):
@@ -353,7 +356,7 @@ class Supervisor:
         eof.add_done_callback(on_cancel)
         loop.add_reader(fd, on_readable)
 
-    def _arm_timers(self, job: Job) -> list[asyncio.TimerHandle]:
+    def _arm_timers(self, job: Job) -> builtins.list[asyncio.TimerHandle]:
         loop = asyncio.get_running_loop()
         timers: list[asyncio.TimerHandle] = []
         if job.timeout is not None:

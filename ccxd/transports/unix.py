@@ -93,7 +93,7 @@ class _UnixPeer(asyncio.Protocol):
         if uid not in (os.getuid(), 0):
             log.warning("refused Unix connection from uid %d (pid %d)", uid, pid)
             msg = f"permission denied: uid {uid} may not use this daemon"
-            transport.write(encode(error(None, ErrorCode.UNAUTHORIZED, msg)) + b"\n")
+            self.transport.write(encode(error(None, ErrorCode.UNAUTHORIZED, msg)) + b"\n")  # type: ignore[union-attr]
             self._closing = True
             # Half-close and drain what the peer already sent: closing with unread
             # data would reset the connection and the peer might never see the error.
@@ -157,7 +157,8 @@ class _UnixPeer(asyncio.Protocol):
             self.task.cancel()
 
     async def _serve(self) -> None:
-        assert self.conn is not None and self.transport is not None
+        assert self.conn is not None
+        assert self.transport is not None
         dispatcher = self.server.dispatcher
         while not self._closing:
             if self._done_with_peer():

@@ -1,0 +1,140 @@
+"""A job's output log (ccxd.output.log): memory ring in front of the spool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ccxd.output.log import STREAMS, OutputLog
+from ccxd.output.spool import Spool
+
+
+def ten(i: int) -> bytes:
+    """Ten bytes that say which chunk they are."""
+    return bytes([48 + i % 10]) * 10
+
+
+def test_append_numbers_chunks_and_counts_bytes_per_stream() -> None:
+    log = OutputLog(memory_limit=1 << 20)
+    a = log.append(0, b"hello\n")
+    b = log.append(1, b"oops\n")
+    c = log.append(0, b"bye\n")
+    assert [(x.seq, x.stream, x.offset, x.end) for x in (a, b, c)] == [(0, 0, 0, 6), (1, 1, 6, 11), (2, 0, 11, 15)]
+    assert log.next_seq == 3 and log.size == 15
+    assert log.stream_bytes == [10, 5]
+    assert STREAMS == ("stdout", "stderr")
+    assert log.get(1) is b
+
+
+def test_memory_keeps_only_the_newest_output_within_its_limit() -> None:
+    log = OutputLog(memory_limit=25)
+    for i in range(6):
+        log.append(0, ten(i))
+    assert log.first_memory_seq == 4  # 20 bytes kept; a third chunk would make 30
+    assert log.get(3) is None  # no spool: evicted output is gone
+    got = log.get(4)
+    assert got is not None and got.data == ten(4)
+    assert log.get(6) is None
+
+
+def test_the_newest_chunk_stays_even_when_larger_than_the_limit() -> None:
+    log = OutputLog(memory_limit=5)
+    log.append(0, b"x" * 100)
+    log.append(0, b"y" * 100)
+    assert log.first_memory_seq == 1
+    got = log.get(1)
+    assert got is not None and got.data == b"y" * 100
+
+
+def test_evicted_chunks_are_read_back_from_the_spool(tmp_path: Path) -> None:
+    log = OutputLog(memory_limit=25, spool=Spool(tmp_path, "j", limit=1 << 20))
+    for i in range(6):
+        log.append(i % 2, ten(i))
+    assert log.first_memory_seq == 4
+    for seq in range(6):
+        chunk = log.get(seq)
+        assert chunk is not None
+        assert (chunk.seq, chunk.stream, chunk.offset, chunk.data) == (seq, seq % 2, seq * 10, ten(seq))
+    assert log.get(-1) is None
+    assert log.cut is False
+
+
+def test_output_in_neither_memory_nor_spool_is_a_gap(tmp_path: Path) -> None:
+    log = OutputLog(memory_limit=25, spool=Spool(tmp_path, "j", limit=30))
+    for i in range(8):
+        log.append(0, ten(i))
+    # Spool: chunks 0-2 (cut at 30 bytes).  Memory: chunks 6-7.  Lost: chunks 3-5, bytes [30, 60).
+    assert log.cut is True
+    assert log.size == 80  # the log still counts every byte
+    assert [log.get(s) is not None for s in range(8)] == [True, True, True, False, False, False, True, True]
+    # A reader that finds a chunk missing continues with the oldest chunk in memory, at offset 60.
+    assert log.available_offset(log.first_memory_seq) == 60
+    assert [log.available_offset(s) for s in (2, 3, 4, 5, 7, 8)] == [20, 60, 60, 60, 70, 80]
+
+
+@pytest.mark.parametrize(
+    ("offset", "seq"),
+    [
+        (0, 0),  # spool
+        (15, 1),  # spool, inside a chunk
+        (29, 2),
+        (30, 6),  # in the gap: continue with memory
+        (45, 6),
+        (60, 6),  # memory
+        (69, 6),
+        (70, 7),
+        (79, 7),
+        (80, 8),  # the end: next_seq
+        (10_000, 8),  # beyond the end
+    ],
+)
+def test_seq_at_for_offsets_in_spool_gap_memory_and_beyond(tmp_path: Path, offset: int, seq: int) -> None:
+    log = OutputLog(memory_limit=25, spool=Spool(tmp_path, "j", limit=30))
+    for i in range(8):
+        log.append(0, ten(i))
+    assert log.seq_at(offset) == seq
+
+
+def test_seq_at_without_spool_and_on_an_empty_log() -> None:
+    log = OutputLog(memory_limit=25)
+    assert log.seq_at(0) == 0
+    for i in range(6):
+        log.append(0, ten(i))
+    assert log.seq_at(0) == 4  # evicted and unrecoverable: start with memory
+    assert log.seq_at(41) == 4
+    assert log.seq_at(55) == 5
+    assert log.seq_at(60) == 6
+
+
+def test_many_chunks_through_a_small_ring_stay_addressable(tmp_path: Path) -> None:
+    log = OutputLog(memory_limit=100, spool=Spool(tmp_path, "j", limit=1 << 20))
+    for i in range(5000):
+        log.append(i % 2, ten(i))
+    assert log.first_memory_seq == 4990
+    for seq in (0, 1234, 4989, 4990, 4999):
+        chunk = log.get(seq)
+        assert chunk is not None and chunk.offset == seq * 10 and chunk.data == ten(seq)
+        assert log.seq_at(seq * 10 + 3) == seq
+    assert log.seq_at(50_000) == 5000
+
+
+def test_listeners_hear_every_append_and_the_close(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, "j", limit=100)
+    log = OutputLog(memory_limit=100, spool=spool)
+    heard: list[int] = []
+
+    def listener() -> None:
+        heard.append(log.next_seq)
+
+    log.add_listener(listener)
+    log.append(0, b"a")
+    log.append(1, b"b")
+    log.close()
+    assert heard == [1, 2, 2]
+    assert log.closed
+    assert spool.append(2, 0, b"c") is False  # closing the log stops the spool's writer
+    log.remove_listener(listener)
+    log.remove_listener(listener)  # removing twice is harmless
+    log.append(0, b"d")
+    assert heard == [1, 2, 2]
