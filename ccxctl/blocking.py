@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
+import select
 import socket
 from pathlib import Path
 
@@ -59,17 +61,25 @@ class BlockingConnection:
         self._sock.sendall(self._encoder.encode(body) + b"\n")
         return req_id
 
-    def next_message(self) -> tuple[bytes, Reply] | None:
-        """The next (raw line, decoded envelope), or None when the daemon closed.
+    def next_message(self, wakeup_fd: int | None = None) -> tuple[bytes, Reply] | None | int:
+        """The next (raw line, decoded envelope); None when the daemon closed.
 
-        A plain method rather than a generator: a KeyboardInterrupt raised while
-        waiting leaves the connection usable (a generator would be finished).
+        With ``wakeup_fd`` (a pipe given to :func:`signal.set_wakeup_fd`), a
+        signal returns its number instead of raising inside the read, so no byte
+        already received is ever lost to an interrupt.
         """
         while True:
             nl = self._buf.find(b"\n")
             if nl >= 0:
                 line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
                 return line, self._decoder.decode(line)
+            if wakeup_fd is not None:
+                ready, _, _ = select.select([self._sock, wakeup_fd], [], [])
+                if wakeup_fd in ready:
+                    signals = os.read(wakeup_fd, 64)
+                    if signals:
+                        return signals[-1]
+                    continue
             data = self._sock.recv(_READ)
             if not data:
                 return None

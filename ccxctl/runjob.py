@@ -131,18 +131,22 @@ def _stream(conn: object, opts: RunOptions) -> int:
     job_id: str | None = None
     interrupted = False
     cancel_sent = False
+    # Ctrl-C arrives as a byte on a pipe, never as an exception in the middle of a read.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGINT, lambda *_: None)
     while True:
-        try:
-            item = conn.next_message()
-        except KeyboardInterrupt:
-            if job_id is None or cancel_sent:
-                return EX_INTERRUPTED
+        item = conn.next_message(wake_r)
+        if isinstance(item, int):
+            if item != signal.SIGINT:
+                continue
+            if cancel_sent or (interrupted and job_id is None):
+                return EX_INTERRUPTED  # a second Ctrl-C leaves; the daemon finishes the cancel
             interrupted = True
-            cancel_sent = True
-            _say(f"cancelling job {job_id}")
-            # A second Ctrl-C leaves at once; the daemon finishes the cancel either way.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            conn.send("job.cancel", JobRef(job_id))
+            if job_id is not None:
+                cancel_sent = True
+                _say(f"cancelling job {job_id}")
+                conn.send("job.cancel", JobRef(job_id))
             continue
         if item is None:
             _say("the daemon closed the connection")
@@ -158,6 +162,10 @@ def _stream(conn: object, opts: RunOptions) -> int:
             if opts.detach:
                 print(job_id)
                 return 0
+            if interrupted:  # Ctrl-C came before the daemon had answered
+                cancel_sent = True
+                _say(f"cancelling job {job_id}")
+                conn.send("job.cancel", JobRef(job_id))
             continue
         if msg.method is UNSET or msg.params is UNSET:
             if msg.error is not UNSET and msg.id is not None and not isinstance(msg.id, int):
