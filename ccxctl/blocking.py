@@ -61,7 +61,7 @@ class BlockingConnection:
         self._sock.sendall(self._encoder.encode(body) + b"\n")
         return req_id
 
-    def next_message(self, wakeup_fd: int | None = None) -> tuple[bytes, Reply] | None | int:
+    def next_message(self, wakeup_fd: int | None = None) -> tuple[bytes, Reply] | int | None:
         """The next (raw line, decoded envelope); None when the daemon closed.
 
         With ``wakeup_fd`` (a pipe given to :func:`signal.set_wakeup_fd`), a

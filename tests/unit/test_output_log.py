@@ -79,8 +79,9 @@ def test_output_in_neither_memory_nor_spool_is_a_gap(tmp_path: Path) -> None:
         (0, 0),  # spool
         (15, 1),  # spool, inside a chunk
         (29, 2),
-        (30, 6),  # in the gap: continue with memory
-        (45, 6),
+        (30, 3),  # lost: the first lost chunk (a reader finds it missing and reports the gap)
+        (45, 3),
+        (59, 3),
         (60, 6),  # memory
         (69, 6),
         (70, 7),
@@ -96,12 +97,25 @@ def test_seq_at_for_offsets_in_spool_gap_memory_and_beyond(tmp_path: Path, offse
     assert log.seq_at(offset) == seq
 
 
+def test_a_reader_starting_in_lost_output_finds_the_gap_and_where_it_ends(tmp_path: Path) -> None:
+    log = OutputLog(memory_limit=25, spool=Spool(tmp_path, "j", limit=30))
+    for i in range(8):
+        log.append(0, ten(i))
+    for offset in (30, 31, 59):
+        seq = log.seq_at(offset)
+        assert log.get(seq) is None
+        assert log.available_offset(seq) == 60  # the gap is [offset, 60)
+
+
 def test_seq_at_without_spool_and_on_an_empty_log() -> None:
     log = OutputLog(memory_limit=25)
     assert log.seq_at(0) == 0
     for i in range(6):
         log.append(0, ten(i))
-    assert log.seq_at(0) == 4  # evicted and unrecoverable: start with memory
+    # Evicted and unrecoverable: the first lost chunk, which get() does not have.
+    assert log.seq_at(0) == 0 and log.get(0) is None
+    assert log.seq_at(39) == 0
+    assert log.available_offset(0) == 40
     assert log.seq_at(41) == 4
     assert log.seq_at(55) == 5
     assert log.seq_at(60) == 6
