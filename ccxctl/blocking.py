@@ -74,7 +74,7 @@ class BlockingConnection:
                 line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
                 return line, self._decoder.decode(line)
             if wakeup_fd is not None:
-                ready, _, _ = select.select([self._sock, wakeup_fd], [], [])
+                ready, _, _ = select.select([self._sock.fileno(), wakeup_fd], [], [])
                 if wakeup_fd in ready:
                     signals = os.read(wakeup_fd, 64)
                     if signals:
