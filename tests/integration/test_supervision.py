@@ -219,3 +219,23 @@ async def test_signal_by_name_and_number_and_errors(client):
 async def test_many_jobs_at_once(client):
     results = await asyncio.gather(*(run_job(client, f"echo {i}") for i in range(50)))
     assert sorted(int(out) for out, _, _, _ in results) == list(range(50))
+
+
+async def test_without_zsh_jobs_fall_back_to_bash_and_say_so_once(daemon_factory, tmp_root):
+    # A PATH that has bash and sh but no zsh.
+    bin_dir = tmp_root / "bin"
+    bin_dir.mkdir()
+    import shutil
+
+    for tool in ("bash", "sh", "redis-server", "ps", "sleep", "cat"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    d = daemon_factory(extra_env={"PATH": str(bin_dir)})
+    c = await d.client()
+    for _ in range(2):
+        out, _, job, _ = await run_job(c, "echo ${BASH_VERSION:+bash}")
+        assert out == b"bash\n" and job.shell.endswith("bash")
+    await c.close()
+    d.stop()
+    assert d.log().count("shell zsh not found; using") == 1
