@@ -51,10 +51,23 @@ class Spool:
         self.cut = False
         self.error: str | None = None
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        self._data_w: int | None = os.open(self.data_path, flags, 0o600)
-        self._index_w: int | None = os.open(self.index_path, flags, 0o600)
-        self._data_r = os.open(self.data_path, os.O_RDONLY | os.O_CLOEXEC)
-        self._index_r = os.open(self.index_path, os.O_RDONLY | os.O_CLOEXEC)
+        opened: list[int] = []
+        try:
+            for path, mode in (
+                (self.data_path, flags),
+                (self.index_path, flags),
+                (self.data_path, os.O_RDONLY | os.O_CLOEXEC),
+                (self.index_path, os.O_RDONLY | os.O_CLOEXEC),
+            ):
+                opened.append(os.open(path, mode, 0o600))
+        except OSError:
+            # The caller runs the job without a spool; it must not keep what was opened.
+            for fd in opened:
+                os.close(fd)
+            raise
+        data_w, index_w, self._data_r, self._index_r = opened
+        self._data_w: int | None = data_w
+        self._index_w: int | None = index_w
 
     def append(self, offset: int, stream: int, data: bytes) -> bool:
         """Store one chunk; False once the spool is cut (full or failing)."""

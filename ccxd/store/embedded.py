@@ -160,7 +160,9 @@ class EmbeddedRedis:
                 log.info("redis-server: %s", line.strip())
 
     async def _supervise(self, exited: asyncio.Future[ExitStatus]) -> None:
-        status = await exited
+        # Shielded: cancelling this watcher (on stop) must not cancel the exit future
+        # that stop() still waits on.
+        status = await asyncio.shield(exited)
         if self._stopping:
             return
         self.restarts += 1

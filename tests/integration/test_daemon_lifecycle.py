@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 
+import psutil
+
 from .helpers import RawConnection, job_pids
 
 
@@ -50,7 +52,10 @@ def test_a_stale_socket_from_a_killed_daemon_is_replaced(daemon_factory, tmp_roo
 def test_sigterm_cancels_jobs_leaves_nothing_and_says_stopping(daemon):
     c = RawConnection(daemon.socket)
     job = c.call("job.start", {"command": "echo started; sleep 300"})["result"]
+    helpers = psutil.Process(daemon.proc.pid).children()  # the embedded redis-server among them
+    assert any(p.name() == "redis-server" for p in helpers)
     assert daemon.stop(signal.SIGTERM) == 0
+    assert not [p for p in helpers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert any("STOPPING=1" in m for m in daemon.notify_messages)
     assert job_pids(job["id"]) == []
     assert not daemon.socket.exists()

@@ -47,7 +47,10 @@ def test_every_chunk_of_utf8_output_is_valid_utf8(text: str, cuts: list[int], ma
 
 
 @PROPERTY
-@given(st.text(alphabet=st.characters(min_codepoint=0x80, exclude_categories=("Cs",)), min_size=1, max_size=300), st.integers(4, 16))
+@given(
+    st.text(alphabet=st.characters(min_codepoint=0x80, exclude_categories=("Cs",)), min_size=1, max_size=300),
+    st.integers(4, 16),
+)
 def test_multibyte_text_in_one_read_is_split_only_between_characters(text: str, max_chunk: int) -> None:
     chunker = Utf8Chunker(max_chunk)
     chunks = chunker.feed(text.encode("utf-8"))

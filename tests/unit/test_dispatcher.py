@@ -298,18 +298,18 @@ def valid_id(value: Any) -> bool:
     return value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
-def expected_replies(obj: Any) -> list[Any] | None:
-    """Ids of the replies a JSON message must get (None for a single message that gets none).
+def expected_replies(obj: Any) -> list[Any]:
+    """The ids of the replies a JSON message must get, in order (empty: no reply at all).
 
-    ``...`` stands for an id we cannot predict (null after an invalid member).
+    Every member that is not a notification gets a reply carrying its id when that
+    id is a valid one (even when the member is otherwise invalid), else null.
     """
     items = obj if isinstance(obj, list) and obj else [obj]
-    ids = [
+    return [
         item["id"] if isinstance(item, dict) and "id" in item and valid_id(item["id"]) else None
         for item in items
         if not is_notification(item)
     ]
-    return ids
 
 
 json_scalars = (

@@ -20,7 +20,11 @@ def test_append_numbers_chunks_and_counts_bytes_per_stream() -> None:
     a = log.append(0, b"hello\n")
     b = log.append(1, b"oops\n")
     c = log.append(0, b"bye\n")
-    assert [(x.seq, x.stream, x.offset, x.end) for x in (a, b, c)] == [(0, 0, 0, 6), (1, 1, 6, 11), (2, 0, 11, 15)]
+    assert [(x.seq, x.stream, x.offset, x.end) for x in (a, b, c)] == [
+        (0, 0, 0, 6),
+        (1, 1, 6, 11),
+        (2, 0, 11, 15),
+    ]
     assert log.next_seq == 3 and log.size == 15
     assert log.stream_bytes == [10, 5]
     assert STREAMS == ("stdout", "stderr")

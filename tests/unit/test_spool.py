@@ -135,3 +135,11 @@ def test_read_spool_recovers_chunks_and_ignores_a_torn_last_record(tmp_path: Pat
         f.truncate(2 * 13 + 5)
     assert list(read_spool(tmp_path, "job1")) == [(0, 0, b"one"), (3, 1, b"two")]
     assert list(read_spool(tmp_path, "no-such-job")) == []
+
+
+def test_a_spool_that_cannot_be_opened_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    (tmp_path / "job1.idx").mkdir()  # the index cannot be opened for writing
+    before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(IsADirectoryError):
+        Spool(tmp_path, "job1", limit=100)
+    assert sorted(os.listdir("/proc/self/fd")) == before
