@@ -122,6 +122,7 @@ class Daemon:
         unix = UnixServer(dispatcher, self.config.max_message_bytes)
         await unix.start(sock)
         self.unix = unix
+        self.info.connections = lambda: len(unix.connections)
         self.info.listeners.append(Listener(kind="unix", address=str(self._socket_path)))
 
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
@@ -171,7 +172,6 @@ class Daemon:
             due = loop.time() + _LAG_INTERVAL
             await asyncio.sleep(_LAG_INTERVAL)
             self.info.loop_lag_ms = max(0.0, (loop.time() - due) * 1000)
-            self.info.connections = len(self.unix.connections)
             self.notifier.status(self._status_line())
             if os.environ.get("CCXD_DEBUG_STALL_FILE") and os.path.exists(
                 os.environ["CCXD_DEBUG_STALL_FILE"]

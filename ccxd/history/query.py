@@ -17,7 +17,9 @@ class Matcher:
         try:
             self.pattern = re.compile(query.grep) if query.grep else None
         except re.error as exc:
-            raise ValueError(f"invalid --grep pattern {query.grep!r}: {exc}") from None
+            raise ValueError(
+                f"invalid regular expression {query.grep!r}: {exc} - at `$.params.grep`"
+            ) from None
 
     @property
     def filters(self) -> bool:

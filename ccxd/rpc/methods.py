@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from ccxd import __version__
 from ccxd.errors import RpcError
+from ccxd.output.chunker import complete_length
 from ccxd.output.log import STREAMS
 from ccxd.protocol import (
     EmptyParams,
@@ -49,7 +50,7 @@ class DaemonInfo:
         self.started_mono = time.monotonic()
         self.listeners: list[Listener] = []
         self.loop_lag_ms = 0.0
-        self.connections = 0
+        self.connections: Callable[[], int] = lambda: 0
         self.store: Callable[[], str] = lambda: "none"
 
 
@@ -177,6 +178,9 @@ def register_methods(
                 continue
             skip = max(0, offset - chunk.offset)
             raw = chunk.data[skip : skip + budget]
+            if skip + budget < len(chunk.data):
+                # Stop at a character boundary so a text chunk stays text.
+                raw = raw[: complete_length(raw)] or raw
             data, enc = OutputChunk.encode_data(raw)
             chunks.append(
                 OutputChunk(
@@ -217,7 +221,7 @@ def register_methods(
             jobs=sup.counts(),
             listeners=info.listeners,
             loop_lag_ms=round(info.loop_lag_ms, 3),
-            connections=info.connections,
+            connections=info.connections(),
             shell=sup.default_shell,
             store=info.store(),
         )
