@@ -141,6 +141,18 @@ class Notification(Struct):
     jsonrpc: str = JSONRPC_VERSION
 
 
+class OutputNotification(Struct):
+    """A ``job.output`` notification decoded in one pass (the client's hot path)."""
+
+    method: Literal["job.output"]
+    params: OutputChunk
+    jsonrpc: str = JSONRPC_VERSION
+
+
+OUTPUT_NOTIFICATION_PREFIX: Final = b'{"method":"job.output",'
+"""How every ``job.output`` line the daemon sends begins (fields encode in definition order)."""
+
+
 class Reply(Struct, omit_defaults=True):
     """What a client decodes from the wire before it knows the result type."""
 

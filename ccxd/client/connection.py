@@ -18,6 +18,7 @@ from ccxd.client.transports import Transport, TransportError, open_transport
 from ccxd.protocol import (
     METHODS,
     NOTIFICATIONS,
+    OUTPUT_NOTIFICATION_PREFIX,
     EmptyParams,
     JobFinished,
     JobInfo,
@@ -27,6 +28,7 @@ from ccxd.protocol import (
     ListParams,
     Ok,
     OutputChunk,
+    OutputNotification,
     PingResult,
     ReadParams,
     ReadResult,
@@ -77,6 +79,7 @@ def default_socket() -> Path:
 
 
 _reply_decoder = msgspec.json.Decoder(Reply)
+_output_decoder = msgspec.json.Decoder(OutputNotification)
 _encoder = msgspec.json.Encoder()
 
 Opener = Callable[[], Awaitable[Transport]]
@@ -176,6 +179,10 @@ class Client:
         await self._deliver(chunk.job_id, chunk)
 
     async def _dispatch(self, line: bytes) -> None:
+        if line.startswith(OUTPUT_NOTIFICATION_PREFIX):
+            chunk = _output_decoder.decode(line).params
+            await self._deliver(chunk.job_id, chunk)
+            return
         msg = _reply_decoder.decode(line)
         if msg.method is not UNSET:
             kind = NOTIFICATIONS.get(msg.method)
