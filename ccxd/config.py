@@ -61,12 +61,36 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Largest request a client may send."""
     max_connections: Annotated[int, Meta(ge=1)] = 4096
     """Connections accepted at once on each transport."""
-    ws_enabled: bool = False
-    """Serve the WebSocket front-end."""
+    ws_enabled: bool = True
+    """Serve the WebSocket front-end (``/ws``, ``/ws/mcp``, ``GET /health``)."""
     ws_host: str = "127.0.0.1"
     """Address the WebSocket front-end binds to."""
     ws_port: Annotated[int, Meta(ge=0, le=65535)] = 8003
-    """Port of the WebSocket front-end."""
+    """Port of the WebSocket front-end (0: any free port, shown by ``daemon.status``)."""
+    ws_auth: bool = True
+    """Require the bearer token; false only on a loopback ws_host (for old cc_executor clients)."""
+    ws_token_file: str = ""
+    """The token; empty means ``$XDG_CONFIG_HOME/ccxd/token``, created (0600) on first start."""
+    ws_allowed_origins: list[str] = []
+    """Browser origins (``https://app.example:443``) allowed to connect; empty allows none."""
+    ws_tls_cert: str = ""
+    """PEM certificate (chain) for ``wss://``; set together with ws_tls_key."""
+    ws_tls_key: str = ""
+    """PEM private key for ``wss://``."""
+    ws_ping_interval: Positive | None = 20.0
+    """Seconds between WebSocket keepalive pings; unset disables them."""
+    ws_ping_timeout: Positive | None = 20.0
+    """Close a connection whose pong is this late (1011)."""
+    ws_idle_timeout: Positive | None = 3600.0
+    """Close a connection that sent nothing and followed no job for this long (1000)."""
+    ws_auth_max_failures: Annotated[int, Meta(ge=1)] = 5
+    """Failed logins from one address within ws_auth_window before it gets 429."""
+    ws_auth_window: Positive = 60.0
+    """Seconds over which failed logins are counted."""
+    ws_auth_block: Positive = 120.0
+    """Seconds an address that failed too often is refused (429) for."""
+    ws_legacy_ping_interval: Positive | None = 30.0
+    """Seconds between cc_executor-style ``ping`` notifications; unset disables them."""
 
     # Store
     store: Literal["redis", "memory"] = "redis"
@@ -172,6 +196,16 @@ def _coerce(key: str, value: object, source: str, from_env: bool) -> object:
             return "/bin/sh"
         if key == "log_level":
             value = lowered
+    if from_env and isinstance(value, str) and typing.get_origin(typ) is list:
+        # CCXD_WS_ALLOWED_ORIGINS="https://a.example, https://b.example" (or a JSON array)
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = msgspec.json.decode(text)
+            except msgspec.DecodeError:
+                raise ConfigError(f"{source}: {key} = {raw!r}: expected a JSON array or a list") from None
+        else:
+            value = [v.strip() for v in text.split(",") if v.strip()]
     try:
         return msgspec.convert(value, type=typ, strict=not from_env)
     except msgspec.ValidationError as exc:
@@ -223,7 +257,24 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Loa
         config = msgspec.convert(values, Config)
     except msgspec.ValidationError as exc:  # pragma: no cover - fields were checked one by one
         raise ConfigError(str(exc)) from None
+    _check_websocket(config, sources)
     return LoadedConfig(config=config, sources=sources)
+
+
+def _check_websocket(config: Config, sources: dict[str, str]) -> None:
+    """Refuse WebSocket settings that would expose the daemon (ConfigError → exit 78)."""
+    if not config.ws_enabled:
+        return
+    from ccxd.transports.auth import is_loopback_host
+
+    if not config.ws_auth and not is_loopback_host(config.ws_host):
+        raise ConfigError(
+            f"ws_auth = false ({sources['ws_auth']}) is refused with the non-loopback "
+            f"ws_host {config.ws_host!r} ({sources['ws_host']}): anyone who reaches it could run "
+            "commands; keep ws_auth = true or bind ws_host = 127.0.0.1"
+        )
+    if bool(config.ws_tls_cert) != bool(config.ws_tls_key):
+        raise ConfigError("ws_tls_cert and ws_tls_key must be set together (wss:// needs both)")
 
 
 def render(loaded: LoadedConfig) -> str:

@@ -26,6 +26,7 @@ from ccxd.rpc.methods import DaemonInfo, register_methods
 from ccxd.supervision.reaper import Reaper, become_subreaper
 from ccxd.supervision.supervisor import Supervisor
 from ccxd.transports.unix import UnixServer, bind_unix_socket
+from ccxd.transports.websocket import WebSocketServer
 
 __all__ = ["AlreadyRunning", "Daemon"]
 
@@ -110,9 +111,20 @@ class Daemon:
         # READY=1 waits for the store: a daemon that cannot keep history is not ready.
         history = await History.open(self.config, reaper, sock_dir, state)
         self.history = history
+        try:
+            ws = self._bind_websocket()  # refuse a bad WebSocket setup before serving anything
+        except BaseException:
+            await history.close()
+            reaper.stop()
+            sock.close()
+            with contextlib.suppress(OSError):
+                self._socket_path.unlink()
+            raise
         lost = await history.recorder.recover(spool_dir)
         if lost:
             log.warning("%d job(s) of a previous run were recorded as lost", len(lost))
+            # READY=1 means a client asking about those jobs sees them lost, not still running.
+            await history.writer.flush(self.config.store_timeout)
         history.start_retention()
         self.supervisor = Supervisor(self.config, reaper, spool_dir, history.recorder)
         dispatcher = Dispatcher()
@@ -122,8 +134,16 @@ class Daemon:
         unix = UnixServer(dispatcher, self.config.max_message_bytes)
         await unix.start(sock)
         self.unix = unix
-        self.info.connections = lambda: len(unix.connections)
+        self.info.connections = lambda: len(unix.connections) + (len(ws.connections) if ws else 0)
         self.info.listeners.append(Listener(kind="unix", address=str(self._socket_path)))
+        if ws is not None:
+            from ccxd.compat.cc_executor import CompatHandler
+
+            compat = CompatHandler(dispatcher, self.supervisor, self.config.ws_legacy_ping_interval)
+            await ws.start(compat)
+            compat.start()
+            self.info.listeners.append(Listener(kind="websocket", address=ws.url))
+            log.info("WebSocket clients on %s (token: %s)", ws.url, self._token_note)
 
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
@@ -147,6 +167,9 @@ class Daemon:
         log.info("stopping (%s running jobs)", self.supervisor.counts()["running"])
         self.notifier.stopping()
         await unix.stop()
+        if ws is not None:
+            await ws.stop()
+            await compat.stop()
         with contextlib.suppress(OSError):
             self._socket_path.unlink()
         await self.supervisor.shutdown(self.config.on_stop, self.config.drain_timeout)
@@ -158,6 +181,31 @@ class Daemon:
             loop.remove_signal_handler(sig)
         log.info("stopped")
         return 0
+
+    def _bind_websocket(self) -> WebSocketServer | None:
+        """Load the token and TLS files and bind the WebSocket port (None when disabled)."""
+        cfg = self.config
+        if not cfg.ws_enabled:
+            return None
+        from ccxd.transports.auth import Authenticator, FailureLimiter, load_or_create_token
+        from ccxd.transports.websocket import StartupRefused
+
+        token: str | None = None
+        self._token_note = "none, ws_auth = false"  # noqa: S105 - a log note, not a secret
+        if cfg.ws_auth:
+            token_path = Path(cfg.ws_token_file) if cfg.ws_token_file else paths.config_dir() / "token"
+            try:
+                token, created = load_or_create_token(token_path)
+            except PermissionError:
+                raise
+            except OSError as exc:
+                raise StartupRefused(f"cannot create the token file {token_path}: {exc}") from None
+            self._token_note = f"{'created ' if created else ''}{token_path}"
+        limiter = FailureLimiter(cfg.ws_auth_max_failures, cfg.ws_auth_window, cfg.ws_auth_block)
+        auth = Authenticator(token, cfg.ws_allowed_origins, limiter)
+        ws = WebSocketServer(cfg, auth, self.info.started_mono)
+        ws.bind()
+        return ws
 
     # -- running --------------------------------------------------------------
 

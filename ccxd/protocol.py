@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import base64
 import enum
-from typing import Annotated, Any, Final, Literal
+import struct
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
@@ -247,6 +248,8 @@ class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     tags: list[str] = []
     input: str | None = None
     subscribe: bool = False
+    binary: bool = False
+    """With ``subscribe``: output as binary WebSocket frames (:func:`encode_output_frame`)."""
 
 
 class JobRef(Struct, forbid_unknown_fields=True):
@@ -275,6 +278,8 @@ class SubscribeParams(Struct, forbid_unknown_fields=True, kw_only=True):
     job_id: str
     from_offset: Annotated[int, Meta(ge=0)] = 0
     output: bool = True
+    binary: bool = False
+    """Output as binary WebSocket frames (:func:`encode_output_frame`); WebSocket only."""
 
 
 class SubscribeResult(Struct):
@@ -528,3 +533,251 @@ def notification(method: str, params: Struct) -> Notification:
 def error(req_id: RequestId, code: ErrorCode, message: str, data: Any = UNSET) -> ErrorResponse:
     """Build an error response."""
     return ErrorResponse(id=req_id, error=ErrorObject(code=int(code), message=message, data=data))
+
+
+# ==========================================================================
+# WebSocket transport: binary output frames, HTTP endpoints, close codes,
+# and the cc_executor compatibility messages.  (Section owned by the
+# WebSocket front-end; native methods stay in METHODS/NOTIFICATIONS above.)
+# ==========================================================================
+
+WS_PATHS: Final = ("/ws", "/ws/mcp")
+"""WebSocket endpoints; ``/ws/mcp`` is cc_executor's name for the same service."""
+HEALTH_PATH: Final = "/health"
+"""Plain HTTP ``GET`` on the WebSocket port: :class:`Health`, no token needed."""
+WS_SUBPROTOCOL: Final = "ccxd"
+"""The subprotocol the server selects; browsers must offer it next to the bearer one."""
+WS_BEARER_PREFIX: Final = "ccxd.bearer."
+"""``Sec-WebSocket-Protocol: ccxd, ccxd.bearer.<token>``: the token for clients that cannot set headers."""
+
+
+class WsClose(enum.IntEnum):
+    """WebSocket close codes ccxd sends (RFC 6455 §7.4.1)."""
+
+    NORMAL = 1000
+    """Idle timeout, or the client asked to close."""
+    GOING_AWAY = 1001
+    """The daemon is stopping."""
+    POLICY = 1008
+    """Refused by policy after the handshake (e.g. the connection limit)."""
+    TOO_BIG = 1009
+    """A message exceeded ``max_message_bytes``."""
+    INTERNAL = 1011
+    """A bug on the daemon's side."""
+
+
+OUTPUT_FRAME_MAGIC: Final = 0x01
+_OUTPUT_FRAME_HEAD: Final = struct.Struct("<BBQQH")
+OUTPUT_FRAME_HEADER_SIZE: Final = _OUTPUT_FRAME_HEAD.size  # 20
+_STREAM_CODES: Final[dict[str, int]] = {"stdout": 0, "stderr": 1}
+_STREAM_NAMES: Final[tuple[Stream, Stream]] = ("stdout", "stderr")
+
+
+class OutputFrame(NamedTuple):
+    """One binary output frame, decoded: the raw bytes, no text round trip."""
+
+    job_id: str
+    stream: Stream
+    seq: int
+    offset: int
+    data: bytes
+
+
+def encode_output_frame(job_id: str, stream: int | Stream, seq: int, offset: int, data: bytes) -> bytes:
+    """A binary WebSocket frame carrying one output chunk (``job.output`` without JSON).
+
+    Sent instead of ``job.output`` notifications to subscribers that asked for
+    ``binary: true`` (``job.start`` with ``subscribe``, or ``job.subscribe``).
+    All integers are little endian::
+
+        offset  size  field
+        0       1     magic, 0x01 (a JSON text frame never starts with it)
+        1       1     stream: 0 = stdout, 1 = stderr
+        2       8     seq, u64: the chunk's sequence number in the job's output
+        10      8     offset, u64: combined byte offset of data[0] (as in job.output)
+        18      2     n, u16: length of the job id
+        20      n     job id, ASCII
+        20+n    rest  the output bytes, exactly as the job wrote them
+
+    Every other message (replies, ``job.started``, ``job.finished``, gaps)
+    stays a JSON text frame, in order with the binary frames.
+    """
+    code = stream if isinstance(stream, int) else _STREAM_CODES[stream]
+    ident = job_id.encode("ascii")
+    return _OUTPUT_FRAME_HEAD.pack(OUTPUT_FRAME_MAGIC, code, seq, offset, len(ident)) + ident + data
+
+
+def unpack_output_frame(frame: bytes) -> OutputFrame:
+    """Decode :func:`encode_output_frame`'s layout; ValueError if ``frame`` is not one."""
+    if len(frame) < OUTPUT_FRAME_HEADER_SIZE:
+        raise ValueError(f"binary frame too short: {len(frame)} bytes")
+    magic, code, seq, offset, n = _OUTPUT_FRAME_HEAD.unpack_from(frame)
+    if magic != OUTPUT_FRAME_MAGIC:
+        raise ValueError(f"not an output frame (magic byte {magic:#04x})")
+    if code > 1:
+        raise ValueError(f"unknown stream code {code}")
+    end = OUTPUT_FRAME_HEADER_SIZE + n
+    if len(frame) < end:
+        raise ValueError("binary frame shorter than its job id")
+    job_id = bytes(frame[OUTPUT_FRAME_HEADER_SIZE:end]).decode("ascii")
+    return OutputFrame(job_id, _STREAM_NAMES[code], seq, offset, bytes(frame[end:]))
+
+
+def decode_output_frame(frame: bytes) -> OutputChunk:
+    """A binary output frame as the :class:`OutputChunk` a ``job.output`` would carry."""
+    f = unpack_output_frame(frame)
+    data, encoding = OutputChunk.encode_data(f.data)
+    return OutputChunk(
+        job_id=f.job_id, stream=f.stream, seq=f.seq, offset=f.offset, data=data, encoding=encoding
+    )
+
+
+class Health(Struct):
+    """``GET /health``: enough to tell the service is up, nothing secret."""
+
+    status: Literal["healthy"]
+    service: str
+    version: str
+    active_sessions: int
+    """Open WebSocket connections."""
+    uptime_seconds: float
+
+
+# -- cc_executor compatibility ---------------------------------------------
+#
+# cc_executor's WebSocket clients speak these methods and notifications on
+# ``/ws`` and ``/ws/mcp``.  They are served next to the native methods on every
+# WebSocket connection (names cannot clash: native names have a dot), run real
+# ccxd jobs (tagged ``cc_executor``), and fix cc_executor's bugs: real exit
+# codes, 124 for a timeout, -32700 for bad JSON, ids kept, clean close codes.
+
+
+class ExecuteParams(Struct, kw_only=True):
+    """``execute``: run ``command`` with ``$SHELL -c``; other members are ignored."""
+
+    command: Annotated[str, Meta(min_length=1)]
+    timeout: TimeoutSeconds | None = None
+    """Seconds; unset means ccxd's estimate, 0 means none."""
+
+
+class ExecuteResult(Struct):
+    """``execute`` result, sent once the process runs (queued jobs wait for a slot)."""
+
+    status: Literal["started"]
+    pid: int
+    pgid: int
+    job_id: str
+    """The ccxd job (``ccxctl ps``, ``job.subscribe``); an addition to cc_executor's result."""
+
+
+class ControlParams(Struct, kw_only=True):
+    """``control``: act on this connection's running ``execute`` job."""
+
+    type: Literal["PAUSE", "RESUME", "CANCEL"]
+
+
+class ControlResult(Struct):
+    """``control`` result; a ``process.paused``/``resumed``/``canceled`` notification follows."""
+
+    status: Literal["paused", "resumed", "canceled"]
+
+
+class LegacyParams(Struct):
+    """Params of ``pong`` and ``hook_status``: anything, ignored."""
+
+
+class HookStatusResult(Struct):
+    """``hook_status`` result: ``enabled`` false and no hooks until ccxd has hooks."""
+
+    enabled: bool
+    hooks: list[str]
+    message: str
+
+
+class Connected(Struct):
+    """``connected``: the first message on every WebSocket connection."""
+
+    session_id: str
+    version: str
+    capabilities: list[str]
+
+
+class ProcessStatus(Struct):
+    """``process.started``/``paused``/``resumed``/``canceled``."""
+
+    status: Literal["started", "paused", "resumed", "canceled"]
+    pid: int | None
+    pgid: int | None
+    job_id: str
+
+
+class ProcessOutput(Struct):
+    """``process.output``: one chunk (≤ 64 KiB) of a stream, as text.
+
+    Bytes that are not UTF-8 arrive as U+FFFD (use native ``job.subscribe``
+    for exact bytes).  ``truncated`` is true when output before this chunk was
+    lost to this client (evicted from memory and the spool).
+    """
+
+    type: Stream
+    data: str
+    truncated: bool = False
+    chunk_index: int | UnsetType = UNSET
+    total_chunks: int | UnsetType = UNSET
+
+
+class ProcessCompleted(Struct, kw_only=True):
+    """``process.completed``: the real exit code; a timeout is ``failed`` with 124.
+
+    A process killed by signal N reports ``128 + N`` (as a shell would) and ``signal``.
+    """
+
+    status: Literal["completed", "failed"]
+    pid: int | None
+    pgid: int | None
+    exit_code: int | None
+    execution_time: float
+    job_id: str
+    reason: str
+    signal: int | None = None
+
+
+class ProcessError(Struct, omit_defaults=True):
+    """``process.failed`` (the job could not run) or ``process.error`` (following it failed)."""
+
+    error: str
+    job_id: str | None = None
+
+
+class LegacyPing(Struct):
+    """``ping``: sent every ``ws_legacy_ping_interval`` seconds; clients may answer ``pong``."""
+
+    timestamp: float
+
+
+LEGACY_METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
+    "execute": (ExecuteParams, ExecuteResult),
+    "control": (ControlParams, ControlResult),
+    "pong": (LegacyParams, Ok),
+    "hook_status": (LegacyParams, HookStatusResult),
+}
+
+LEGACY_NOTIFICATIONS: Final[dict[str, type[Struct]]] = {
+    "connected": Connected,
+    "ping": LegacyPing,
+    "process.started": ProcessStatus,
+    "process.output": ProcessOutput,
+    "process.completed": ProcessCompleted,
+    "process.failed": ProcessError,
+    "process.error": ProcessError,
+    "process.paused": ProcessStatus,
+    "process.resumed": ProcessStatus,
+    "process.canceled": ProcessStatus,
+}
+
+
+def legacy_notification(method: str, params: Struct) -> Notification:
+    """Build a cc_executor notification, checking that ``method`` is one."""
+    if method not in LEGACY_NOTIFICATIONS:
+        raise KeyError(method)
+    return Notification(method=method, params=params)

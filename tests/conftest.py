@@ -53,6 +53,7 @@ class DaemonProcess:
             XDG_STATE_HOME=str(self.state),
             XDG_CONFIG_HOME=str(self.config_home),
             CCXD_LOG_LEVEL="debug",
+            CCXD_WS_PORT="0",  # any free port: parallel daemons never clash (see ws_port)
         )
         self.env.update(extra_env or {})
         self.args = args or []
@@ -125,6 +126,55 @@ class DaemonProcess:
         from ccxd.client import connect
 
         return await connect(self.socket)
+
+    # -- WebSocket ------------------------------------------------------------
+
+    @property
+    def token_path(self) -> Path:
+        """Where the daemon keeps its WebSocket token (unless CCXD_WS_TOKEN_FILE moves it)."""
+        return Path(self.env.get("CCXD_WS_TOKEN_FILE") or self.config_home / "ccxd" / "token")
+
+    @property
+    def token(self) -> str:
+        return self.token_path.read_text().strip()
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket listener as ``daemon.status`` reports it (real port), e.g. ws://127.0.0.1:40123/ws."""
+        if getattr(self, "_ws_url", None) is None:
+            self._ws_url = _status_listener(self.socket, "websocket")
+        return self._ws_url
+
+    @property
+    def ws_port(self) -> int:
+        return int(self.ws_url.rsplit(":", 1)[1].split("/", 1)[0])
+
+    @property
+    def http_url(self) -> str:
+        """``http(s)://host:port`` of the WebSocket listener (for GET /health)."""
+        scheme, rest = self.ws_url.split("://", 1)
+        return ("https" if scheme == "wss" else "http") + "://" + rest.split("/", 1)[0]
+
+
+def _status_listener(path: Path, kind: str) -> str:
+    """The address of the daemon's ``kind`` listener, asked over the Unix socket."""
+    import json
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\n')
+        buf = b""
+        while b"\n" not in buf:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("daemon closed the connection")
+            buf += data
+    status = json.loads(buf.split(b"\n", 1)[0])["result"]
+    for listener in status["listeners"]:
+        if listener["kind"] == kind:
+            return str(listener["address"])
+    raise LookupError(f"the daemon has no {kind} listener: {status['listeners']}")
 
 
 @pytest.fixture

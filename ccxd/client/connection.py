@@ -175,7 +175,7 @@ class Client:
     async def _dispatch_binary(self, frame: bytes) -> None:
         from ccxd import protocol  # binary frames exist only on WebSocket connections
 
-        chunk = protocol.decode_output_frame(frame)  # type: ignore[attr-defined]
+        chunk = protocol.decode_output_frame(frame)
         await self._deliver(chunk.job_id, chunk)
 
     async def _dispatch(self, line: bytes) -> None:

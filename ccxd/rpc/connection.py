@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-__all__ = ["Connection", "Sink"]
+from ccxd.errors import RpcError
+from ccxd.protocol import ErrorCode
+
+__all__ = ["BinarySink", "Connection", "Sink"]
 
 
 class Sink(Protocol):
@@ -26,6 +29,14 @@ class Sink(Protocol):
         """Close the connection."""
 
 
+@runtime_checkable
+class BinarySink(Sink, Protocol):
+    """A sink that can also send binary messages (WebSocket binary frames)."""
+
+    def write_binary(self, message: bytes) -> None:
+        """Queue one binary message."""
+
+
 class Connection:
     """Per-connection state: the sink, who the peer is, and its subscriptions."""
 
@@ -36,6 +47,25 @@ class Connection:
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self.on_idle: Callable[[], None] | None = None
         """Called when the last subscription ends (the transport may then close)."""
+        self._binary: BinarySink | None = sink if isinstance(sink, BinarySink) else None
+
+    @property
+    def binary_output(self) -> bool:
+        """True when output may be sent as binary frames (WebSocket)."""
+        return self._binary is not None
+
+    def require_binary(self, wanted: bool) -> None:
+        """Refuse ``binary: true`` with -32602 on a transport without binary frames."""
+        if wanted and self._binary is None:
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS,
+                f"binary output needs the WebSocket transport (this is {self.transport})",
+            )
+
+    def send_binary(self, frame: bytes) -> None:
+        """Send one binary frame unless the connection is closing."""
+        if self._binary is not None and not self._binary.closing:
+            self._binary.write_binary(frame)
 
     def send(self, message: bytes) -> None:
         """Send one encoded message unless the connection is closing."""

@@ -125,15 +125,16 @@ def register_methods(
         eof = job.state is JobState.FINISHED and (not pieces or budget > 0)
         return ReadResult(chunks=chunks, next_offset=offset, eof=eof, gap=gap)
 
-    def follow(conn: Connection, job_id: str, from_offset: int, output: bool) -> None:
+    def follow(conn: Connection, job_id: str, from_offset: int, output: bool, binary: bool = False) -> None:
         job = sup.get(job_id)
-        task = asyncio.get_running_loop().create_task(pump(conn, job, from_offset, output))
+        task = asyncio.get_running_loop().create_task(pump(conn, job, from_offset, output, binary))
         conn.add_subscription(job_id, task)
 
     async def start(p: StartParams, conn: Connection) -> JobInfo:
+        conn.require_binary(p.binary)
         job = await sup.start(p, peer=conn.peer)
         if p.subscribe:
-            follow(conn, job.id, 0, True)
+            follow(conn, job.id, 0, True, p.binary)
         return job.info()
 
     async def get(p: JobRef, conn: Connection) -> JobInfo:
@@ -144,6 +145,7 @@ def register_methods(
         return JobList(jobs=sup.list_jobs(p))
 
     async def subscribe(p: SubscribeParams, conn: Connection) -> SubscribeResult:
+        conn.require_binary(p.binary)
         if p.job_id not in sup.jobs:
             # A job from history: replay what the store kept, then say it finished.
             info = await stored(p.job_id)
@@ -153,7 +155,7 @@ def register_methods(
             conn.add_subscription(p.job_id, task)
             return SubscribeResult(job=info)
         job = sup.get(p.job_id)
-        follow(conn, p.job_id, p.from_offset, p.output)
+        follow(conn, p.job_id, p.from_offset, p.output, p.binary)
         return SubscribeResult(job=job.info())
 
     async def unsubscribe(p: JobRef, conn: Connection) -> Ok:

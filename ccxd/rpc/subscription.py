@@ -20,6 +20,7 @@ from ccxd.protocol import (
     OutputCut,
     OutputGap,
     encode,
+    encode_output_frame,
 )
 from ccxd.rpc.connection import Connection
 from ccxd.supervision.job import Job
@@ -47,8 +48,12 @@ def encode_chunk(job_id: str, chunk: Chunk, skip: int = 0) -> bytes:
     return wire
 
 
-async def pump(conn: Connection, job: Job, from_offset: int, with_output: bool) -> None:
-    """Replay ``job`` from ``from_offset`` then follow it until it finishes."""
+async def pump(conn: Connection, job: Job, from_offset: int, with_output: bool, binary: bool = False) -> None:
+    """Replay ``job`` from ``from_offset`` then follow it until it finishes.
+
+    With ``binary`` output goes as binary frames (:func:`encode_output_frame`),
+    every other event as JSON; the caller checked that the connection can.
+    """
     loop = asyncio.get_running_loop()
     changed: asyncio.Future[None] = loop.create_future()
 
@@ -90,7 +95,13 @@ async def pump(conn: Connection, job: Job, from_offset: int, with_output: bool) 
                     continue
                 skip = offset - chunk.offset if offset > chunk.offset else 0
                 if skip < len(chunk.data):
-                    conn.send(encode_chunk(job.id, chunk, skip))
+                    if binary:
+                        data = chunk.data[skip:] if skip else chunk.data
+                        conn.send_binary(
+                            encode_output_frame(job.id, chunk.stream, chunk.seq, chunk.offset + skip, data)
+                        )
+                    else:
+                        conn.send(encode_chunk(job.id, chunk, skip))
                 offset = chunk.end
                 seq += 1
             if out.cut and not sent_cut:

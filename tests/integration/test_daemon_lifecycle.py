@@ -27,7 +27,9 @@ def test_ready_only_when_it_accepts_connections_and_status_lines(daemon):
     reply = c.call("daemon.status", req_id=2)["result"]
     assert reply["pid"] == daemon.proc.pid and reply["version"].startswith("0.")
     assert reply["jobs"] == {"queued": 0, "starting": 0, "running": 0, "paused": 0, "finished": 0}
-    assert reply["listeners"] == [{"kind": "unix", "address": str(daemon.socket)}]
+    assert {"kind": "unix", "address": str(daemon.socket)} in reply["listeners"]
+    ws = [entry["address"] for entry in reply["listeners"] if entry["kind"] == "websocket"]
+    assert len(ws) == 1 and ws[0].startswith("ws://127.0.0.1:") and ws[0].endswith("/ws")
     assert reply["uptime"] >= 0 and reply["loop_lag_ms"] >= 0
     c.close()
 

@@ -1,0 +1,379 @@
+"""cc_executor's WebSocket API, served by ccxd's supervisor.
+
+:class:`CompatHandler` sits in front of the one native :class:`Dispatcher` on
+WebSocket connections: the legacy methods (:data:`LEGACY_METHODS`: ``execute``,
+``control``, ``pong``, ``hook_status``) are answered here, everything else goes
+to the native dispatcher unchanged, which never learns about the legacy names.
+
+What a cc_executor client sees:
+
+* On every WebSocket connection (``/ws`` and ``/ws/mcp``, authenticated or
+  not) the first message is a ``connected`` notification
+  ``{session_id, version, capabilities}``.  Native clients ignore it.
+* ``execute {command, timeout?}`` starts a real ccxd job (tagged
+  ``cc_executor``, so ``ccxctl ps`` shows it) and answers
+  ``{status: "started", pid, pgid, job_id}`` once the process runs (a job that
+  must queue for a slot answers when it starts).  Then come ``process.started``,
+  ``process.output`` (one per output chunk, text) and ``process.completed``
+  with the real exit code: ``completed`` for 0, ``failed`` otherwise, 124 for
+  a timeout, 128+N for signal N.  A job that cannot run ends with
+  ``process.failed {error}``; a failure while following it with
+  ``process.error {error}``.  One ``execute`` job runs per connection at a
+  time (-32602 otherwise); the next ``execute`` works as soon as it finished
+  or was cancelled.
+* ``control {type: PAUSE|RESUME|CANCEL}`` acts on that job, answers
+  ``{status: paused|resumed|canceled}`` and then sends ``process.paused`` /
+  ``process.resumed`` / ``process.canceled``.  A cancelled job sends no
+  ``process.completed`` (as in cc_executor); no running job is -32003.
+* A ``ping`` notification ``{timestamp}`` every ``ws_legacy_ping_interval``
+  seconds (cc_executor: 30); the client's ``pong`` (request or notification) is
+  accepted and ignored.
+* ``hook_status`` answers ``{enabled: false, hooks: [], message}`` until ccxd
+  has hooks.
+
+Jobs outlive the connection (unlike cc_executor, which killed them): follow
+them again with ``job.subscribe`` and the ``job_id`` from the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+from ccxd import __version__
+from ccxd.errors import RpcError
+from ccxd.output.log import STREAMS
+from ccxd.protocol import (
+    LEGACY_METHODS,
+    Connected,
+    ControlParams,
+    ControlResult,
+    ErrorCode,
+    ErrorResponse,
+    ExecuteParams,
+    ExecuteResult,
+    HookStatusResult,
+    JobReason,
+    LegacyParams,
+    LegacyPing,
+    Ok,
+    ProcessCompleted,
+    ProcessError,
+    ProcessOutput,
+    ProcessStatus,
+    Response,
+    StartParams,
+    encode,
+    error,
+    legacy_notification,
+)
+from ccxd.rpc.codec import Call, parse
+from ccxd.rpc.connection import Connection
+from ccxd.rpc.dispatcher import Dispatcher
+from ccxd.supervision.job import Job
+from ccxd.supervision.supervisor import Supervisor
+
+__all__ = ["CAPABILITIES", "CompatHandler", "final_notification"]
+
+log = logging.getLogger("ccxd.compat")
+
+CAPABILITIES = ["execute", "control", "stream", "hook_status", "ccxd.native", "ccxd.binary"]
+"""What ``connected`` announces: cc_executor's three, ``hook_status``, and ccxd's own API."""
+TIMEOUT_EXIT_CODE = 124
+"""Exit code reported for a job stopped by its timeout (as GNU ``timeout`` does)."""
+JOB_TAG = "cc_executor"
+_SUBSCRIPTION_PREFIX = "cc_executor:"
+
+LegacyHandler = Callable[[Any, Connection], Awaitable[Struct]]
+
+
+class _Session:
+    """One connection's cc_executor state: its current ``execute`` job."""
+
+    __slots__ = ("follower", "id", "job")
+
+    def __init__(self) -> None:
+        self.id = str(uuid.uuid4())
+        self.job: Job | None = None
+        self.follower: asyncio.Task[None] | None = None
+
+
+class CompatHandler:
+    """The WebSocket transport's session handler: legacy methods here, the rest native."""
+
+    def __init__(self, native: Dispatcher, sup: Supervisor, ping_interval: float | None = 30.0) -> None:
+        self.native = native
+        self.sup = sup
+        self.ping_interval = ping_interval
+        self.sessions: dict[Connection, _Session] = {}
+        self._pinger: asyncio.Task[None] | None = None
+        self._handlers: dict[str, LegacyHandler] = {
+            "execute": self._execute,
+            "control": self._control,
+            "pong": self._pong,
+            "hook_status": self._hook_status,
+        }
+        assert set(self._handlers) == set(LEGACY_METHODS)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start sending ``ping`` notifications (when an interval is set)."""
+        if self.ping_interval is not None and self._pinger is None:
+            self._pinger = asyncio.get_running_loop().create_task(self._ping_loop(self.ping_interval))
+
+    async def stop(self) -> None:
+        """Stop the pings."""
+        if self._pinger is not None:
+            self._pinger.cancel()
+            await asyncio.gather(self._pinger, return_exceptions=True)
+            self._pinger = None
+
+    def open(self, conn: Connection) -> bytes:
+        """Register the connection; its first message is ``connected``."""
+        session = _Session()
+        self.sessions[conn] = session
+        hello = Connected(session_id=session.id, version=__version__, capabilities=CAPABILITIES)
+        return encode(legacy_notification("connected", hello))
+
+    def close(self, conn: Connection) -> None:
+        """Forget the connection (its jobs keep running)."""
+        self.sessions.pop(conn, None)
+
+    async def _ping_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            message = encode(legacy_notification("ping", LegacyPing(timestamp=time.time())))
+            for conn in list(self.sessions):
+                conn.send(message)
+
+    # -- dispatch -------------------------------------------------------------
+
+    async def handle(self, raw: bytes, conn: Connection) -> bytes | None:
+        """Like :meth:`Dispatcher.handle`, with the legacy methods served here."""
+        parsed = parse(raw)
+        replies: list[Response | ErrorResponse] = []
+        for item in parsed.calls:
+            if isinstance(item, ErrorResponse):
+                replies.append(item)
+                continue
+            if item.method in self._handlers:
+                reply = await self._call(item, conn)
+            else:
+                reply = await self.native.call(item, conn)
+            if not item.is_notification:
+                replies.append(reply)
+        if not replies:
+            return None
+        return encode(replies if parsed.batch else replies[0])  # type: ignore[arg-type]
+
+    async def _call(self, call: Call, conn: Connection) -> Response | ErrorResponse:
+        try:
+            params = _decode_params(call.method, call.params)
+        except ValueError as exc:
+            return error(call.id, ErrorCode.INVALID_PARAMS, f"invalid params: {exc}")
+        try:
+            result = await self._handlers[call.method](params, conn)
+        except RpcError as exc:
+            return error(call.id, exc.code, exc.message, exc.data)
+        except Exception:
+            log.exception("internal error in %s", call.method)
+            return error(call.id, ErrorCode.INTERNAL_ERROR, f"internal error in {call.method}")
+        return Response(id=call.id, result=result)
+
+    def _session(self, conn: Connection) -> _Session:
+        session = self.sessions.get(conn)
+        if session is None:  # a transport that did not call open()
+            session = self.sessions[conn] = _Session()
+        return session
+
+    # -- methods --------------------------------------------------------------
+
+    async def _execute(self, p: ExecuteParams, conn: Connection) -> ExecuteResult:
+        session = self._session(conn)
+        old = session.job
+        if old is not None and not old.finished:
+            if old.stop_reason is None:
+                raise RpcError(
+                    ErrorCode.INVALID_PARAMS,
+                    f"a process is already running (job {old.id}); "
+                    "wait for process.completed or send control CANCEL",
+                    {"job_id": old.id},
+                )
+            _stop_follower(conn, session)  # it is being stopped: do not mix its events in
+        params = StartParams(command=p.command, timeout=p.timeout, tags=[JOB_TAG])
+        job = await self.sup.start(params, peer=conn.peer)
+        await _started(job)
+        if job.pid is None:
+            raise RpcError(
+                ErrorCode.INTERNAL_ERROR,
+                f"the command could not start: {job.error or job.reason}",
+                {"job_id": job.id},
+            )
+        session.job = job
+        # The follower's first message goes out after this reply: tasks run later.
+        task = asyncio.get_running_loop().create_task(_follow(conn, job))
+        session.follower = task
+        conn.add_subscription(_SUBSCRIPTION_PREFIX + job.id, task)
+        return ExecuteResult(status="started", pid=job.pid, pgid=job.pgid or job.pid, job_id=job.id)
+
+    async def _control(self, p: ControlParams, conn: Connection) -> ControlResult:
+        session = self._session(conn)
+        job = session.job
+        if job is None or job.finished or job.stop_reason is not None:
+            raise RpcError(ErrorCode.JOB_NOT_ACTIVE, "no process is running")
+        status: Any
+        if p.type == "PAUSE":
+            self.sup.pause(job.id)
+            status = "paused"
+        elif p.type == "RESUME":
+            self.sup.resume(job.id)
+            status = "resumed"
+        else:
+            self.sup.cancel(job.id)
+            _stop_follower(conn, session)
+            session.job = None
+            status = "canceled"
+        note = encode(
+            legacy_notification(f"process.{status}", ProcessStatus(status, job.pid, job.pgid, job.id))
+        )
+        asyncio.get_running_loop().call_soon(conn.send, note)  # after the reply
+        return ControlResult(status=status)
+
+    async def _pong(self, p: LegacyParams, conn: Connection) -> Ok:
+        return Ok()
+
+    async def _hook_status(self, p: LegacyParams, conn: Connection) -> HookStatusResult:
+        return HookStatusResult(enabled=False, hooks=[], message="ccxd has no hooks configured")
+
+
+def _decode_params(method: str, params: msgspec.Raw | None) -> Struct:
+    """Decode legacy params; unknown members are ignored, as cc_executor did."""
+    raw = b"{}" if params is None else bytes(params)
+    if raw.strip() == b"null":
+        raw = b"{}"
+    if raw.lstrip()[:1] == b"[":
+        raise ValueError("params must be an object (by-name), not an array - at `$.params`")
+    try:
+        return msgspec.json.decode(raw, type=LEGACY_METHODS[method][0])
+    except RecursionError:
+        raise ValueError("params are nested too deeply - at `$.params`") from None
+    except msgspec.ValidationError as exc:
+        text, sep, path = str(exc).rpartition(" - at `$")
+        if sep:
+            raise ValueError(f"{text} - at `$.params{path}") from None
+        raise ValueError(f"{exc} - at `$.params`") from None
+
+
+def _stop_follower(conn: Connection, session: _Session) -> None:
+    if session.follower is not None and session.job is not None:
+        conn.cancel_subscription(_SUBSCRIPTION_PREFIX + session.job.id)
+        session.follower.cancel()
+    session.follower = None
+
+
+async def _started(job: Job) -> None:
+    """Return once ``job`` has a process or has finished without one."""
+    if job.pid is not None or job.finished:
+        return
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if (job.pid is not None or job.finished) and not fut.done():
+            fut.set_result(None)
+
+    job.add_listener(wake)
+    try:
+        await fut
+    finally:
+        job.remove_listener(wake)
+
+
+def final_notification(job: Job) -> bytes:
+    """``process.completed`` (or ``process.failed``) for a finished job."""
+    reason = job.reason
+    if reason in (JobReason.FAILED_TO_START, JobReason.LOST) or job.pid is None:
+        err = job.error or f"the job ended without running ({reason})"
+        return encode(legacy_notification("process.failed", ProcessError(error=err, job_id=job.id)))
+    if reason in (JobReason.TIMEOUT, JobReason.IDLE_TIMEOUT):
+        code: int | None = TIMEOUT_EXIT_CODE
+    elif job.exit_code is not None:
+        code = job.exit_code
+    elif job.signal is not None:
+        code = 128 + job.signal
+    else:
+        code = None
+    done = ProcessCompleted(
+        status="completed" if reason is JobReason.EXITED and code == 0 else "failed",
+        pid=job.pid,
+        pgid=job.pgid,
+        exit_code=code,
+        execution_time=job.duration or 0.0,
+        job_id=job.id,
+        reason=str(reason),
+        signal=job.signal,
+    )
+    return encode(legacy_notification("process.completed", done))
+
+
+async def _follow(conn: Connection, job: Job) -> None:
+    """Send a job's ``process.*`` notifications at the connection's pace."""
+    try:
+        await _pump(conn, job)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("following job %s for a cc_executor client failed", job.id)
+        conn.send(encode(legacy_notification("process.error", ProcessError(error=str(exc), job_id=job.id))))
+
+
+async def _pump(conn: Connection, job: Job) -> None:
+    loop = asyncio.get_running_loop()
+    changed: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not changed.done():
+            changed.set_result(None)
+
+    job.add_listener(wake)
+    out = job.log
+    seq = 0
+    offset = 0
+    lost = False
+    try:
+        started = ProcessStatus("started", job.pid, job.pgid, job.id)
+        conn.send(encode(legacy_notification("process.started", started)))
+        while not conn.closing:
+            while seq < out.next_seq:
+                await conn.sink.drain()
+                if conn.closing:
+                    return
+                chunk = out.get(seq)
+                if chunk is None:  # evicted from memory and not in the spool
+                    seq = out.first_memory_seq
+                    resume = out.available_offset(seq)
+                    lost = lost or resume > offset
+                    offset = max(offset, resume)
+                    continue
+                skip = max(0, offset - chunk.offset)
+                if skip < len(chunk.data):
+                    text = chunk.data[skip:].decode("utf-8", errors="replace")
+                    params = ProcessOutput(type=STREAMS[chunk.stream], data=text, truncated=lost)  # type: ignore[arg-type]
+                    conn.send(encode(legacy_notification("process.output", params)))
+                    lost = False
+                offset = chunk.end
+                seq += 1
+            if job.finished and seq >= out.next_seq:
+                conn.send(final_notification(job))
+                return
+            await changed
+            changed = loop.create_future()
+    finally:
+        job.remove_listener(wake)

@@ -1,0 +1,335 @@
+"""Who may open a WebSocket: token, Origin and per-address failure limits (sans-I/O).
+
+:class:`Authenticator` decides on plain values (the peer's address, the
+request target, the headers) and a clock; the transport turns its
+:class:`Verdict` into the HTTP answer of the opening handshake, so a refused
+peer never reaches the dispatcher.  Only :func:`load_or_create_token` touches
+the disk.
+
+Where a client puts the token:
+
+* ``Authorization: Bearer <token>``, for every client that can set headers.
+* ``Sec-WebSocket-Protocol: ccxd, ccxd.bearer.<token>``, the fallback for
+  browsers, whose WebSocket API cannot set headers.  The server selects
+  ``ccxd`` and never echoes the token back; proxies do not log this header the
+  way they log URLs.  (A client that offers only ``ccxd.bearer.<token>`` is
+  authenticated but gets no subprotocol, which browsers reject: offer both.)
+* ``?token=`` is **not** accepted: URLs end up in proxy and server access logs,
+  shell and browser history and ``Referer`` headers.  A request that tries it
+  is told so in the log, without the value.
+
+Tokens are compared with :func:`hmac.compare_digest`.  Only wrong tokens count
+as failures (a client without any token is not guessing); an address with
+``max_failures`` wrong tokens within ``window`` seconds gets 429 for ``block``
+seconds, whatever it sends.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import ipaddress
+import math
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from ccxd.protocol import WS_BEARER_PREFIX, WS_SUBPROTOCOL
+
+__all__ = [
+    "Authenticator",
+    "FailureLimiter",
+    "HeaderView",
+    "Verdict",
+    "generate_token",
+    "is_loopback_host",
+    "load_or_create_token",
+    "select_subprotocol",
+]
+
+_MIN_TOKEN_LENGTH = 16
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
+def generate_token() -> str:
+    """A new random token (256 bits, URL- and header-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def load_or_create_token(path: Path) -> tuple[str, bool]:
+    """The token stored at ``path``, creating it on first use; ``(token, created)``.
+
+    The directory is made 0700 and the file 0600 (created with O_EXCL, never
+    through a symlink); a file others can read is tightened to 0600.  Raises
+    PermissionError with a one-line message when the file is unusable.
+    """
+    parent = path.parent
+    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.stat(parent)
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{parent} is owned by uid {st.st_uid}, not by us ({os.getuid()})")
+    if st.st_mode & 0o077:
+        os.chmod(parent, 0o700)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        return _read_token(path), False
+    token = generate_token()
+    try:
+        os.write(fd, f"{token}\n".encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return token, True
+
+
+def _read_token(path: Path) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise PermissionError(f"cannot read the token file {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PermissionError(f"the token file {path} is not a regular file")
+        if st.st_uid != os.getuid():
+            raise PermissionError(f"the token file {path} is owned by uid {st.st_uid}, not by us")
+        if st.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+        raw = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    token = raw.decode("utf-8", errors="replace").strip()
+    if len(token) < _MIN_TOKEN_LENGTH or any(c.isspace() or not c.isprintable() for c in token):
+        raise PermissionError(
+            f"the token file {path} does not hold a usable token (at least {_MIN_TOKEN_LENGTH} "
+            "printable characters); delete it and ccxd makes a new one"
+        )
+    return token
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for an address (or the name ``localhost``) only this machine can reach."""
+    name = host.strip().lower()
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def select_subprotocol(offered: Sequence[str]) -> str | None:
+    """The subprotocol to answer with: ``ccxd`` when offered, never a token."""
+    return WS_SUBPROTOCOL if WS_SUBPROTOCOL in offered else None
+
+
+class HeaderView(Protocol):
+    """Read access to request headers (``websockets.datastructures.Headers`` fits)."""
+
+    def get_all(self, key: str) -> list[str]:
+        """Every value of header ``key`` (case-insensitive)."""
+
+
+class Verdict(NamedTuple):
+    """What to do with one opening handshake."""
+
+    status: int
+    """0 to go on with the handshake, else the HTTP status to answer with."""
+    body: str = ""
+    """Text for the client (says what is wrong, never anything secret)."""
+    log: str | None = None
+    """A line for the daemon log, without the token; None for nothing."""
+    warn: bool = False
+    """Log at warning level (a wrong token, a block)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra response headers (WWW-Authenticate, Retry-After)."""
+    via: str = ""
+    """How an accepted peer authenticated: ``header``, ``subprotocol`` or ``none`` (auth off)."""
+
+
+OK_NO_AUTH = Verdict(0, via="none")
+
+
+class FailureLimiter:
+    """Counts wrong tokens per address and blocks addresses that fail too often.
+
+    Memory is bounded: at most ``max_tracked`` addresses are remembered (the
+    oldest are forgotten first) and each keeps at most ``max_failures`` times.
+    """
+
+    def __init__(
+        self,
+        max_failures: int = 5,
+        window: float = 60.0,
+        block: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_tracked: int = 10_000,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.block = block
+        self.clock = clock
+        self.max_tracked = max_tracked
+        self._failures: dict[str, collections.deque[float]] = {}
+        self._blocked: dict[str, float] = {}
+
+    def retry_after(self, addr: str) -> float:
+        """Seconds ``addr`` stays blocked; 0 when it is not."""
+        until = self._blocked.get(addr)
+        if until is None:
+            return 0.0
+        left = until - self.clock()
+        if left <= 0:
+            del self._blocked[addr]
+            return 0.0
+        return left
+
+    def failures(self, addr: str) -> int:
+        """Wrong tokens from ``addr`` within the window."""
+        times = self._failures.get(addr)
+        if not times:
+            return 0
+        self._expire(times, self.clock())
+        return len(times)
+
+    def failure(self, addr: str) -> bool:
+        """Record a wrong token from ``addr``; True when this one blocks it."""
+        now = self.clock()
+        times = self._failures.pop(addr, None)
+        if times is None:
+            times = collections.deque(maxlen=self.max_failures)
+        self._failures[addr] = times  # re-insert: dict order is least recently failed first
+        self._expire(times, now)
+        times.append(now)
+        if len(times) >= self.max_failures:
+            self._blocked.pop(addr, None)
+            self._blocked[addr] = now + self.block
+            times.clear()
+            self._trim(self._blocked)
+            return True
+        self._trim(self._failures)
+        return False
+
+    def _expire(self, times: collections.deque[float], now: float) -> None:
+        while times and times[0] <= now - self.window:
+            times.popleft()
+
+    def _trim(self, table: dict[str, collections.deque[float]] | dict[str, float]) -> None:
+        if len(table) <= self.max_tracked:
+            return
+        now = self.clock()
+        if table is self._failures:
+            for key in [k for k, v in self._failures.items() if not v or v[-1] <= now - self.window]:
+                del self._failures[key]
+        else:
+            for key in [k for k, v in self._blocked.items() if v <= now]:
+                del self._blocked[key]
+        while len(table) > self.max_tracked:
+            del table[next(iter(table))]
+
+
+class Authenticator:
+    """Decides whether an opening handshake may proceed.
+
+    ``token`` None switches authentication off (the config only allows that on
+    loopback).  ``allowed_origins`` lists the browser origins allowed; a request
+    without an ``Origin`` header (any non-browser client) is not affected.
+    """
+
+    def __init__(
+        self,
+        token: str | None,
+        allowed_origins: Iterable[str] = (),
+        limiter: FailureLimiter | None = None,
+    ) -> None:
+        self._token = token.encode("utf-8") if token is not None else None
+        self.allowed_origins = frozenset(_normalize_origin(o) for o in allowed_origins)
+        self.limiter = limiter or FailureLimiter()
+
+    @property
+    def required(self) -> bool:
+        """True when a token is needed."""
+        return self._token is not None
+
+    def check(self, addr: str, target: str, headers: HeaderView) -> Verdict:
+        """The verdict for a handshake from ``addr`` for ``target`` (path and query)."""
+        left = self.limiter.retry_after(addr)
+        if left > 0:
+            wait = max(1, math.ceil(left))
+            return Verdict(
+                429,
+                "too many failed attempts; try again later\n",
+                headers=(("Retry-After", str(wait)),),
+            )
+        origins = headers.get_all("Origin")
+        if origins:
+            origin = origins[0] if len(origins) == 1 else ", ".join(origins)
+            if len(origins) > 1 or _normalize_origin(origin) not in self.allowed_origins:
+                return Verdict(
+                    403,
+                    "origin not allowed\n",
+                    log=f"refused {addr}: Origin {origin[:200]!r} is not in ws_allowed_origins",
+                    warn=True,
+                )
+        if self._token is None:
+            return OK_NO_AUTH
+        presented, via = _credentials(headers)
+        if presented is None:
+            hint = " (a token in the query string is not accepted)" if _has_query_token(target) else ""
+            return Verdict(
+                401,
+                "a bearer token is required (Authorization: Bearer, or subprotocol ccxd.bearer.TOKEN)\n",
+                log=f"refused {addr}: no token{hint}",
+                headers=(("WWW-Authenticate", 'Bearer realm="ccxd"'),),
+            )
+        if hmac.compare_digest(presented.encode("utf-8", errors="surrogateescape"), self._token):
+            return Verdict(0, via=via)
+        blocked = self.limiter.failure(addr)
+        count = self.limiter.failures(addr)
+        if blocked:
+            log = (
+                f"refused {addr}: wrong token (via {via}); {self.limiter.max_failures} failures within "
+                f"{self.limiter.window:g}s, refusing this address for {self.limiter.block:g}s"
+            )
+        else:
+            log = (
+                f"refused {addr}: wrong token (via {via}); "
+                f"{count}/{self.limiter.max_failures} failures within {self.limiter.window:g}s"
+            )
+        return Verdict(
+            401,
+            "wrong token\n",
+            log=log,
+            warn=True,
+            headers=(("WWW-Authenticate", 'Bearer realm="ccxd", error="invalid_token"'),),
+        )
+
+
+def _credentials(headers: HeaderView) -> tuple[str | None, str]:
+    """The token a request presents and where: the Authorization header wins."""
+    for value in headers.get_all("Authorization"):
+        scheme, _, rest = value.strip().partition(" ")
+        if scheme.lower() == "bearer" and rest.strip():
+            return rest.strip(), "header"
+    for value in headers.get_all("Sec-WebSocket-Protocol"):
+        for item in value.split(","):
+            item = item.strip()
+            if item.startswith(WS_BEARER_PREFIX) and len(item) > len(WS_BEARER_PREFIX):
+                return item[len(WS_BEARER_PREFIX) :], "subprotocol"
+    return None, ""
+
+
+def _has_query_token(target: str) -> bool:
+    query = urlsplit(target).query
+    return any(k.lower() in ("token", "access_token") for k, _ in parse_qsl(query, keep_blank_values=True))
+
+
+def _normalize_origin(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()

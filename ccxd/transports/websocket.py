@@ -1,0 +1,341 @@
+"""The WebSocket front-end: JSON-RPC over ``ws://`` or ``wss://``, and ``GET /health``.
+
+One text frame carries one JSON-RPC message (or batch) each way; output may
+come as binary frames (:func:`ccxd.protocol.encode_output_frame`) to
+subscribers that ask.  Every message goes to the same dispatcher as on the Unix
+socket, through a :class:`SessionHandler` (the cc_executor adapter), so every
+method behaves the same on both.
+
+Admission happens in the HTTP opening handshake (``process_request``), before
+any WebSocket exists: unknown path 404, blocked address 429, foreign
+``Origin`` 403, missing or wrong token 401, connection limit 503.
+
+Limits: incoming messages over ``max_message_bytes`` close the connection with
+1009; keepalive pings (``ws_ping_interval``/``ws_ping_timeout``); a connection
+that sends nothing and follows no job for ``ws_idle_timeout`` is closed with
+1000; a bug closes with 1011.  Writes go straight into the connection's write
+buffer and :meth:`drain` waits while it is above the high-water mark, so a
+slow reader slows only its own subscriptions (which pull from the job's log)
+and never makes a job wait or memory grow.  Compression is off: output is
+streamed as fast as possible, and compressing secrets next to attacker-chosen
+text invites CRIME-style attacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import socket
+import ssl
+import time
+import weakref
+from collections.abc import MutableMapping, Sequence
+from typing import Any, Protocol
+
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.typing import Subprotocol
+
+from ccxd import __version__
+from ccxd.config import Config
+from ccxd.protocol import HEALTH_PATH, WS_PATHS, Health, WsClose, encode
+from ccxd.rpc.connection import Connection
+from ccxd.transports.auth import Authenticator, is_loopback_host, select_subprotocol
+
+__all__ = ["SessionHandler", "StartupRefused", "WebSocketServer"]
+
+log = logging.getLogger("ccxd.transports.ws")
+
+_WRITE_LIMIT = (1024 * 1024, 256 * 1024)  # high, low water marks of the write buffer
+_OPEN_TIMEOUT = 10.0
+_CLOSE_TIMEOUT = 5.0
+
+
+class StartupRefused(PermissionError):
+    """The WebSocket front-end cannot start as configured (ccxd exits 78 with this line)."""
+
+
+class SessionHandler(Protocol):
+    """What the transport feeds: the dispatcher plus per-connection open/close hooks."""
+
+    def open(self, conn: Connection) -> bytes | None:
+        """A connection opened; return a first message to send, if any."""
+
+    async def handle(self, raw: bytes, conn: Connection) -> bytes | None:
+        """Handle one message; return the reply bytes, or None."""
+
+    def close(self, conn: Connection) -> None:
+        """The connection is gone."""
+
+
+class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' logger without its DEBUG output, with its INFO lines demoted to DEBUG.
+
+    Its DEBUG output would print request headers, and so tokens.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and super().isEnabledFor(level)
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level <= logging.DEBUG:
+            return
+        self.logger.log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return msg, kwargs
+
+
+class _WsSink:
+    """The Sink (and BinarySink) over one websockets connection."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        self._closing = False
+        self._close_task: asyncio.Task[None] | None = None
+
+    def write(self, message: bytes) -> None:
+        if not self.closing:
+            broadcast((self.ws,), message, text=True)
+
+    def write_binary(self, message: bytes) -> None:
+        if not self.closing:
+            broadcast((self.ws,), message, text=False)
+
+    async def drain(self) -> None:
+        if self.closing:
+            return
+        try:
+            await self.ws.drain()
+        except Exception:  # the connection was lost while we waited
+            self._closing = True
+
+    @property
+    def closing(self) -> bool:
+        return self._closing or self.ws.state is not State.OPEN
+
+    def close(self, code: int = WsClose.NORMAL, reason: str = "") -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._close_task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+
+
+class WebSocketServer:
+    """Accepts WebSocket clients and feeds their messages to the shared dispatcher."""
+
+    def __init__(self, config: Config, auth: Authenticator, started_mono: float | None = None) -> None:
+        self.handler: SessionHandler | None = None
+        self.config = config
+        self.auth = auth
+        self.started_mono = time.monotonic() if started_mono is None else started_mono
+        self.connections: set[_WsSink] = set()
+        self._sock: socket.socket | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._server: Server | None = None
+        # Refused handshakes linger until the peer hangs up (up to close_timeout).
+        self._refused: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def bind(self) -> None:
+        """Load TLS and bind the listening socket (early, so start-up fails fast).
+
+        Raises :class:`StartupRefused` for unusable TLS files or an address in use.
+        """
+        cfg = self.config
+        if cfg.ws_tls_cert:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            try:
+                ctx.load_cert_chain(cfg.ws_tls_cert, cfg.ws_tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise StartupRefused(
+                    f"cannot load ws_tls_cert {cfg.ws_tls_cert!r} / ws_tls_key {cfg.ws_tls_key!r}: {exc}"
+                ) from None
+            self._ssl = ctx
+        host = cfg.ws_host.strip("[]")
+        try:
+            infos = socket.getaddrinfo(
+                host or None, cfg.ws_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, addr = infos[0]
+            self._sock = socket.create_server(addr[:2], family=family, backlog=1024)
+        except OSError as exc:
+            raise StartupRefused(
+                f"cannot listen on {cfg.ws_host}:{cfg.ws_port} for WebSocket clients: {exc.strerror or exc} "
+                "(set ws_port, or ws_enabled = false)"
+            ) from None
+        self._sock.setblocking(False)
+
+    async def start(self, handler: SessionHandler) -> None:
+        """Serve ``handler`` on the socket :meth:`bind` made."""
+        self.handler = handler
+        if self._sock is None:
+            self.bind()
+        cfg = self.config
+        self._server = await serve(
+            self._serve,
+            sock=self._sock,
+            ssl=self._ssl,
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            compression=None,
+            max_size=cfg.max_message_bytes,
+            max_queue=16,
+            write_limit=_WRITE_LIMIT,
+            ping_interval=cfg.ws_ping_interval,
+            ping_timeout=cfg.ws_ping_timeout,
+            open_timeout=_OPEN_TIMEOUT,
+            close_timeout=_CLOSE_TIMEOUT,
+            server_header="ccxd",
+            logger=_QuietLogger(logging.getLogger("ccxd.transports.ws.lib"), {}),
+        )
+        if not cfg.ws_auth:
+            log.warning("WebSocket authentication is off (ws_auth = false); loopback only")
+        elif self._ssl is None and not is_loopback_host(self.address[0]):
+            log.warning(
+                "WebSocket on %s without TLS: the token crosses the network in clear text "
+                "(set ws_tls_cert and ws_tls_key)",
+                self.url,
+            )
+
+    async def stop(self) -> None:
+        """Stop accepting and close every connection (1001 going away).
+
+        A peer that does not read cannot take its close frame: after
+        ``close_timeout`` its connection is aborted, so a stop never hangs.
+        """
+        if self._server is None:
+            if self._sock is not None:
+                self._sock.close()
+            return
+        self._server.close()
+        for ws in list(self._refused):
+            ws.transport.abort()
+        try:
+            await asyncio.wait_for(self._server.wait_closed(), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            for sink in list(self.connections):
+                sink.ws.transport.abort()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), _CLOSE_TIMEOUT)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port)."""
+        assert self._sock is not None
+        name = self._sock.getsockname()
+        return str(name[0]), int(name[1])
+
+    @property
+    def url(self) -> str:
+        """``ws://HOST:PORT/ws`` (``wss://`` with TLS), with the real port."""
+        host, port = self.address
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'wss' if self._ssl is not None else 'ws'}://{host}:{port}{WS_PATHS[0]}"
+
+    # -- handshake ------------------------------------------------------------
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        response = self._admit(ws, request)
+        if response is not None:
+            self._refused.add(ws)
+        return response
+
+    def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
+        path = request.path.partition("?")[0]
+        if path == HEALTH_PATH:
+            return self._health(ws)
+        if path not in WS_PATHS:
+            return ws.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+        addr = _peer_ip(ws)
+        verdict = self.auth.check(addr, request.path, request.headers)
+        if verdict.log is not None:
+            log.log(logging.WARNING if verdict.warn else logging.INFO, "%s", verdict.log)
+        if verdict.status:
+            response = ws.respond(verdict.status, verdict.body)
+            for name, value in verdict.headers:
+                response.headers[name] = value
+            return response
+        if len(self.connections) >= self.config.max_connections:
+            log.warning("refused %s: %d WebSocket connections already open", addr, len(self.connections))
+            return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
+        return None
+
+    def _select_subprotocol(self, ws: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+        chosen = select_subprotocol(offered)
+        return Subprotocol(chosen) if chosen is not None else None
+
+    def _health(self, ws: ServerConnection) -> Response:
+        body = Health(
+            status="healthy",
+            service="ccxd",
+            version=__version__,
+            active_sessions=len(self.connections),
+            uptime_seconds=round(time.monotonic() - self.started_mono, 3),
+        )
+        response = ws.respond(http.HTTPStatus.OK, encode(body).decode() + "\n")
+        del response.headers["Content-Type"]  # Headers is a multi-dict: replace, not add
+        response.headers["Content-Type"] = "application/json"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    # -- connections ----------------------------------------------------------
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        handler = self.handler
+        assert handler is not None
+        sink = _WsSink(ws)
+        host, port = _peer(ws)
+        conn = Connection(sink, peer=f"ws {host}:{port}", transport="websocket")
+        if len(self.connections) >= self.config.max_connections:
+            await ws.close(WsClose.POLICY, "too many connections")
+            return
+        self.connections.add(sink)
+        idle = self.config.ws_idle_timeout
+        try:
+            hello = handler.open(conn)
+            if hello is not None:
+                sink.write(hello)
+            while True:
+                try:
+                    async with asyncio.timeout(idle):
+                        raw = await ws.recv(decode=False)
+                except TimeoutError:
+                    if conn.subscriptions:
+                        continue  # following a job is not idle
+                    await ws.close(WsClose.NORMAL, "idle timeout")
+                    return
+                reply = await handler.handle(raw, conn)
+                if reply is not None:
+                    sink.write(reply)
+                    # A client that sends but never reads must not grow our buffers.
+                    await sink.drain()
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("WebSocket connection %s failed", conn.peer)
+            with contextlib.suppress(Exception):
+                await ws.close(WsClose.INTERNAL, "internal error")
+        finally:
+            sink._closing = True
+            self.connections.discard(sink)
+            conn.closed()
+            handler.close(conn)
+
+
+def _peer(ws: ServerConnection) -> tuple[str, int]:
+    addr = ws.remote_address
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return str(addr[0]), int(addr[1])
+    return str(addr), 0
+
+
+def _peer_ip(ws: ServerConnection) -> str:
+    return _peer(ws)[0]

@@ -1,0 +1,239 @@
+"""cc_executor clients against a real daemon: raw JSON-RPC over WebSocket, as they spoke it."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import urllib.request
+import uuid
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from .helpers import RawConnection
+
+LEGACY_ENV = {"CCXD_WS_AUTH": "false", "CCXD_WS_LEGACY_PING_INTERVAL": "0.2"}
+
+
+@pytest.fixture
+def legacy(daemon_factory):
+    """A loopback daemon with authentication off, as cc_executor clients expect."""
+    return daemon_factory(LEGACY_ENV)
+
+
+class Legacy:
+    """A cc_executor-style client: raw JSON, notifications read in order."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.pings = 0
+
+    @classmethod
+    async def open(cls, daemon, path: str = "/ws", headers: dict | None = None) -> Legacy:
+        base = daemon.ws_url.rsplit("/", 1)[0]
+        ws = await connect(base + path, additional_headers=headers, open_timeout=10)
+        return cls(ws)
+
+    async def next(self) -> dict:
+        """The next message that is not a keepalive ``ping``."""
+        while True:
+            msg = json.loads(await asyncio.wait_for(self.ws.recv(), 30))
+            if msg.get("method") == "ping":
+                assert isinstance(msg["params"]["timestamp"], float)
+                self.pings += 1
+                continue
+            return msg
+
+    async def send(self, method: str, params: dict | None = None, req_id: object = None) -> object:
+        req_id = next(self.ids) if req_id is None else req_id
+        body = {"jsonrpc": "2.0", "id": req_id, "method": method}
+        if params is not None:
+            body["params"] = params
+        await self.ws.send(json.dumps(body))
+        return req_id
+
+    async def call(self, method: str, params: dict | None = None, req_id: object = None) -> dict:
+        """Send a request; its reply must be the next message (notifications come after)."""
+        req_id = await self.send(method, params, req_id)
+        reply = await self.next()
+        assert reply.get("id") == req_id and "method" not in reply, reply
+        return reply
+
+    async def until(self, method: str) -> dict:
+        """Skip process.output notifications up to ``method``; return its params."""
+        while True:
+            msg = await self.next()
+            assert "id" not in msg, f"unexpected reply {msg}"
+            if msg["method"] == method:
+                return msg["params"]
+            assert msg["method"] == "process.output", msg
+
+    async def run(self, params: dict) -> tuple[dict, list[dict], dict, str]:
+        """``execute``: (result, outputs, final params, final method)."""
+        reply = await self.call("execute", params)
+        assert "result" in reply, reply
+        started = await self.next()
+        assert started["method"] == "process.started", started
+        assert started["params"]["pid"] == reply["result"]["pid"]
+        outputs = []
+        while True:
+            msg = await self.next()
+            if msg["method"] == "process.output":
+                outputs.append(msg["params"])
+                continue
+            assert msg["method"] in ("process.completed", "process.failed"), msg
+            return reply["result"], outputs, msg["params"], msg["method"]
+
+
+async def test_a_cc_executor_session(legacy):
+    c = await Legacy.open(legacy)
+    hello = await c.next()
+    assert hello["method"] == "connected" and "id" not in hello
+    assert uuid.UUID(hello["params"]["session_id"])
+    assert hello["params"]["version"].startswith("0.")
+    assert {"execute", "control", "stream"} <= set(hello["params"]["capabilities"])
+
+    result, outputs, done, kind = await c.run({"command": "echo hi"})
+    assert result["status"] == "started" and result["pid"] > 0 and result["pgid"] > 0
+    assert outputs == [{"type": "stdout", "data": "hi\n", "truncated": False}]
+    assert kind == "process.completed"
+    assert done["status"] == "completed" and done["exit_code"] == 0
+    assert done["pid"] == result["pid"] and done["execution_time"] >= 0
+
+    # Once a job finished, the next execute on the same connection works (unknown params ignored).
+    result2, outputs, done, _ = await c.run({"command": "echo again; echo oops >&2", "timeout": 30, "x": 1})
+    assert result2["pid"] != result["pid"] and done["status"] == "completed"
+    assert {(o["type"], o["data"]) for o in outputs} == {("stdout", "again\n"), ("stderr", "oops\n")}
+
+    _, _, done, _ = await c.run({"command": "exit 3"})
+    assert done["status"] == "failed" and done["exit_code"] == 3
+
+    # A timeout is a failure with 124 (cc_executor reported 0).
+    _, _, done, _ = await c.run({"command": "sleep 30", "timeout": 0.3})
+    assert done["status"] == "failed" and done["exit_code"] == 124 and done["reason"] == "timeout"
+
+    # The jobs are ccxd's own: ccxctl ps (job.list) shows them, tagged and with their peer.
+    jobs = RawConnection(legacy.socket).call("job.list")["result"]["jobs"]
+    mine = [j for j in jobs if j["id"] == result["job_id"]]
+    assert mine and mine[0]["tags"] == ["cc_executor"] and mine[0]["peer"].startswith("ws 127.0.0.1:")
+    assert len([j for j in jobs if "cc_executor" in j.get("tags", [])]) == 4
+    await c.ws.close()
+
+
+async def test_control_pause_resume_cancel(legacy):
+    c = await Legacy.open(legacy)
+    await c.next()  # connected
+    unix = RawConnection(legacy.socket)
+    with_string_id = await c.call("control", {"type": "PAUSE"}, req_id="ctl-0")
+    assert with_string_id["error"]["code"] == -32003 and with_string_id["id"] == "ctl-0"
+
+    reply = await c.call("execute", {"command": "while true; do echo tick; sleep 0.05; done"})
+    job_id, pid = reply["result"]["job_id"], reply["result"]["pid"]
+    assert (await c.next())["method"] == "process.started"
+    first = await c.next()
+    assert first["method"] == "process.output" and first["params"]["data"].startswith("tick")
+
+    busy = await c.call("execute", {"command": "echo no"}, req_id="busy-1")
+    assert busy["error"]["code"] == -32602 and busy["id"] == "busy-1"
+    assert "already running" in busy["error"]["message"]
+
+    for kind, status, state in (("PAUSE", "paused", "paused"), ("RESUME", "resumed", "running")):
+        reply = await c.call("control", {"type": kind})
+        assert reply["result"] == {"status": status}
+        note = await c.until(f"process.{status}")
+        assert note == {"status": status, "pid": pid, "pgid": pid, "job_id": job_id}
+        assert unix.call("job.get", {"job_id": job_id})["result"]["state"] == state
+
+    reply = await c.call("control", {"type": "CANCEL"})
+    assert reply["result"] == {"status": "canceled"}
+    assert (await c.until("process.canceled"))["status"] == "canceled"
+
+    # Right after a cancel the connection takes a new execute, and the cancelled job sends nothing more.
+    result, _, done, kind = await c.run({"command": "echo after"})
+    assert kind == "process.completed" and done["job_id"] == result["job_id"] != job_id
+    assert done["exit_code"] == 0
+    final = unix.call("job.get", {"job_id": job_id})["result"]
+    assert final["state"] == "finished" and final["reason"] == "cancelled"
+    bad = await c.call("control", {"type": "STOP"})
+    assert bad["error"]["code"] == -32602
+    await c.ws.close()
+
+
+async def test_mcp_path_pings_pong_hooks_and_errors_done_right(legacy):
+    c = await Legacy.open(legacy, "/ws/mcp")
+    assert (await c.next())["method"] == "connected"
+    # The server's periodic ping notification, answered with pong (request or notification).
+    while c.pings == 0:
+        msg = json.loads(await asyncio.wait_for(c.ws.recv(), 10))
+        if msg.get("method") == "ping":
+            c.pings += 1
+    assert (await c.call("pong", {"timestamp": 1.0}))["result"] == {"ok": True}
+    await c.ws.send(json.dumps({"jsonrpc": "2.0", "method": "pong"}))  # no reply due
+    hooks = await c.call("hook_status")
+    assert hooks["result"]["enabled"] is False and hooks["result"]["hooks"] == []
+
+    # cc_executor answered bad JSON with -32603 and dropped ids: ccxd says -32700 and keeps them.
+    await c.ws.send("{this is not json")
+    err = await c.next()
+    assert err["error"]["code"] == -32700 and err["id"] is None
+    missing = await c.call("execute", {}, req_id="e-7")
+    assert missing["error"]["code"] == -32602 and missing["id"] == "e-7"
+    unknown = await c.call("no_such_method", req_id=42)
+    assert unknown["error"]["code"] == -32601 and unknown["id"] == 42
+
+    # Native methods work on the same connection.
+    assert (await c.call("daemon.ping"))["result"]["pong"] is True
+    _, outputs, done, _ = await c.run({"command": "printf 'a\\377b'"})
+    assert outputs[0]["data"] == "a\ufffdb" and done["exit_code"] == 0
+    await c.ws.close()
+
+
+async def test_health_counts_sessions(legacy):
+    a = await Legacy.open(legacy)
+    b = await Legacy.open(legacy, "/ws/mcp")
+    await a.next()
+    await b.next()
+    url = legacy.ws_url.replace("ws://", "http://").rsplit("/", 1)[0] + "/health"
+    body = json.loads(urllib.request.urlopen(url, timeout=10).read())
+    assert body["status"] == "healthy" and body["service"] == "ccxd" and body["active_sessions"] == 2
+    assert body["uptime_seconds"] >= 0 and body["version"].startswith("0.")
+    await a.ws.close()
+    await b.ws.close()
+
+
+async def test_jobs_outlive_the_connection_and_a_stop_closes_with_1001(legacy):
+    c = await Legacy.open(legacy)
+    await c.next()
+    reply = await c.call("execute", {"command": "sleep 30"})
+    job_id = reply["result"]["job_id"]
+    await c.ws.close()
+    assert c.ws.close_code == 1000
+    unix = RawConnection(legacy.socket)
+    assert unix.call("job.get", {"job_id": job_id})["result"]["state"] == "running"
+    unix.call("job.cancel", {"job_id": job_id})
+
+    d = await Legacy.open(legacy)
+    await d.next()
+    stopping = asyncio.create_task(asyncio.to_thread(legacy.stop))  # keep our loop free to answer the close
+    try:
+        while True:
+            await asyncio.wait_for(d.ws.recv(), 30)
+    except ConnectionClosed as exc:
+        closed = exc
+    assert await stopping == 0
+    assert closed.rcvd is not None and closed.rcvd.code == 1001  # not cc_executor's 1006
+
+
+async def test_with_auth_on_cc_executor_clients_need_the_token(daemon):
+    base = daemon.ws_url.rsplit("/", 1)[0]
+    with pytest.raises(InvalidStatus) as info:
+        await connect(base + "/ws/mcp", open_timeout=10)
+    assert info.value.response.status_code == 401
+    c = await Legacy.open(daemon, "/ws/mcp", headers={"Authorization": f"Bearer {daemon.token}"})
+    assert (await c.next())["method"] == "connected"
+    _, outputs, done, _ = await c.run({"command": "echo ok"})
+    assert outputs[0]["data"] == "ok\n" and done["status"] == "completed"
+    await c.ws.close()
