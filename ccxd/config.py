@@ -157,7 +157,9 @@ ENV_ALIASES: Final[dict[str, str]] = {
 """Environment names from cc_executor's README that still work."""
 
 # Environment variables that are not settings even though they share the prefix.
-_NOT_SETTINGS: Final = frozenset({"CCXD_URL", "CCXD_TOKEN", "CCXD_JOB_ID", "CCXD_DEBUG"})
+_NOT_SETTINGS: Final = frozenset(
+    {"CCXD_URL", "CCXD_TOKEN", "CCXD_JOB_ID", "CCXD_DEBUG", "CCXD_DEBUG_STALL_FILE"}
+)
 
 
 class ConfigError(Exception):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from ccxd import __version__, logs, paths
+from ccxd import __version__, activation, logs, paths
 from ccxd import config as config_mod
 from ccxd.config import Config, ConfigError, LoadedConfig
 from ccxd.history.service import History
@@ -65,6 +65,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._lock_fd: int | None = None
         self._socket_path = self.config.resolved_socket_path()
+        self.activated = activation.ActivatedSockets()
 
     # -- start ----------------------------------------------------------------
 
@@ -84,6 +85,9 @@ class Daemon:
         self._lock_fd = fd
 
     def _open_socket(self) -> socket.socket:
+        self.activated = activation.take()
+        if self.activated.unix is not None:
+            return self._activated_unix(self.activated.unix)
         path = self._socket_path
         if path.parent == paths.runtime_dir() or not self.config.socket_path:
             paths.ensure_private_dir(path.parent)
@@ -95,6 +99,21 @@ class Daemon:
             log.info("removing stale socket %s", path)
             path.unlink()
         return bind_unix_socket(path)
+
+    def _activated_unix(self, sock: socket.socket) -> socket.socket:
+        """Serve the socket systemd bound: never unlink or re-create it (it outlives us)."""
+        name = sock.getsockname()
+        if isinstance(name, str) and name.startswith("/"):
+            if name != str(self._socket_path):
+                log.info("socket_path %s is unused: systemd passed %s", self._socket_path, name)
+            self._socket_path = Path(name)
+        self._take_lock()
+        return sock
+
+    def _unlink_socket(self) -> None:
+        if self.activated.unix is None:  # an activated socket belongs to systemd
+            with contextlib.suppress(OSError):
+                self._socket_path.unlink()
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit code."""
@@ -117,8 +136,7 @@ class Daemon:
             await history.close()
             reaper.stop()
             sock.close()
-            with contextlib.suppress(OSError):
-                self._socket_path.unlink()
+            self._unlink_socket()
             raise
         lost = await history.recorder.recover(spool_dir)
         if lost:
@@ -170,8 +188,7 @@ class Daemon:
         if ws is not None:
             await ws.stop()
             await compat.stop()
-        with contextlib.suppress(OSError):
-            self._socket_path.unlink()
+        self._unlink_socket()
         await self.supervisor.shutdown(self.config.on_stop, self.config.drain_timeout)
         await history.close()
         for task in background:
@@ -186,8 +203,17 @@ class Daemon:
         """Load the token and TLS files and bind the WebSocket port (None when disabled)."""
         cfg = self.config
         if not cfg.ws_enabled:
+            if self.activated.websocket is not None:
+                log.warning("ws_enabled = false: closing the WebSocket socket systemd passed")
+                self.activated.websocket.close()
+                self.activated.websocket = None
             return None
-        from ccxd.transports.auth import Authenticator, FailureLimiter, load_or_create_token
+        from ccxd.transports.auth import (
+            Authenticator,
+            FailureLimiter,
+            is_loopback_host,
+            load_or_create_token,
+        )
         from ccxd.transports.websocket import StartupRefused
 
         token: str | None = None
@@ -204,7 +230,13 @@ class Daemon:
         limiter = FailureLimiter(cfg.ws_auth_max_failures, cfg.ws_auth_window, cfg.ws_auth_block)
         auth = Authenticator(token, cfg.ws_allowed_origins, limiter)
         ws = WebSocketServer(cfg, auth, self.info.started_mono)
-        ws.bind()
+        ws.bind(self.activated.websocket)
+        if not cfg.ws_auth and not is_loopback_host(ws.address[0]):
+            # The config check saw ws_host; a socket unit may listen elsewhere.
+            raise StartupRefused(
+                f"ws_auth = false is refused on the non-loopback address {ws.address[0]} "
+                "systemd passed: keep ws_auth = true or listen on 127.0.0.1"
+            )
         return ws
 
     # -- running --------------------------------------------------------------

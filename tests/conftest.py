@@ -60,6 +60,8 @@ class DaemonProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "ccxd.log"
         self.notify_messages: list[str] = []
+        # Socket activation: listening sockets handed over as systemd does (fd 3, 4, …).
+        self.activation: list[tuple[socket.socket, str]] = []
 
     def start(self, timeout: float = 20.0) -> DaemonProcess:
         """Start ccxd and wait for its READY=1 on a private NOTIFY_SOCKET."""
@@ -71,8 +73,15 @@ class DaemonProcess:
         self._log = open(self.log_path, "ab")
         self.stdout_path = self.root / "ccxd.stdout"
         self._stdout = open(self.stdout_path, "ab")
+        argv = [sys.executable, "-m", "ccxd", *self.args]
+        if self.activation:
+            # LISTEN_PID must be the daemon's own pid: a launcher sets it, then execs ccxd.
+            launcher = Path(__file__).parent / "socket_activate.py"
+            fds = [f"{sock.fileno()}:{name}" for sock, name in self.activation]
+            argv = [sys.executable, str(launcher), *fds, "--", *argv]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ccxd", *self.args],
+            argv,
+            pass_fds=[sock.fileno() for sock, _ in self.activation],
             env=env,
             stdout=self._stdout,
             stderr=self._log,

@@ -142,9 +142,11 @@ class WebSocketServer:
 
     # -- lifecycle ------------------------------------------------------------
 
-    def bind(self) -> None:
+    def bind(self, activated: socket.socket | None = None) -> None:
         """Load TLS and bind the listening socket (early, so start-up fails fast).
 
+        ``activated`` is a listening socket systemd passed (``ccxd-websocket.socket``);
+        it is served instead of binding ws_host:ws_port.
         Raises :class:`StartupRefused` for unusable TLS files or an address in use.
         """
         cfg = self.config
@@ -158,6 +160,9 @@ class WebSocketServer:
                     f"cannot load ws_tls_cert {cfg.ws_tls_cert!r} / ws_tls_key {cfg.ws_tls_key!r}: {exc}"
                 ) from None
             self._ssl = ctx
+        if activated is not None:
+            self._sock = activated
+            return
         host = cfg.ws_host.strip("[]")
         try:
             infos = socket.getaddrinfo(
