@@ -13,8 +13,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ccxctl.render import describe_outcome, emit_json, human_duration, job_rows, table
-from ccxctl.runjob import EX_NOT_RUNNING, RunOptions, not_running_hint, run_job
-from ccxd.client import Client, ClientError, DaemonNotRunning, RemoteError, connect
+from ccxctl.runjob import EX_NOPERM, EX_NOT_RUNNING, RunOptions, not_running_hint, run_job
+from ccxd.client import AccessDenied, Client, ClientError, DaemonNotRunning, RemoteError, connect
 from ccxd.protocol import (
     HistoryParams,
     JobFinished,
@@ -105,6 +105,8 @@ def _with_client(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> 
         return asyncio.run(go())
     except DaemonNotRunning as exc:
         raise _fail(not_running_hint(str(exc)), EX_NOT_RUNNING) from None
+    except AccessDenied as exc:
+        raise _fail(str(exc), EX_NOPERM) from None
     except RemoteError as exc:
         raise _fail(exc.message) from None
     except ClientError as exc:

@@ -3,7 +3,7 @@
 Exit codes: the job's own; 128+N when a signal N killed it; 124 when it hit its
 timeout or idle timeout (like ``timeout(1)``); 130 after Ctrl-C (which cancels
 the job and waits for it to stop); 127 when it could not start; 69 when the
-daemon is not running.
+daemon is not running; 77 when it refused us (token missing or wrong).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from ccxd.protocol import (
     StartParams,
 )
 
-__all__ = ["EX_NOT_RUNNING", "RunOptions", "exit_code_for", "run_job"]
+__all__ = ["EX_NOPERM", "EX_NOT_RUNNING", "RunOptions", "exit_code_for", "run_job"]
 
 EX_NOT_RUNNING = 69
+EX_NOPERM = 77  # sysexits: the daemon refused us (token missing or wrong)
 EX_TIMEOUT = 124
 EX_CANNOT_START = 127
 EX_INTERRUPTED = 130
@@ -195,7 +196,7 @@ def _run_remote(opts: RunOptions, url: str) -> int:
     """``run`` over a WebSocket URL, through the async client library."""
     import asyncio
 
-    from ccxd.client import ClientError, DaemonNotRunning, connect
+    from ccxd.client import AccessDenied, ClientError, DaemonNotRunning, connect
 
     async def go() -> int:
         try:
@@ -203,6 +204,9 @@ def _run_remote(opts: RunOptions, url: str) -> int:
         except DaemonNotRunning as exc:
             _say(not_running_hint(str(exc)))
             return EX_NOT_RUNNING
+        except AccessDenied as exc:
+            _say(str(exc))
+            return EX_NOPERM
         except ClientError as exc:
             _say(str(exc))
             return 1

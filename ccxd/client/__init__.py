@@ -8,6 +8,7 @@ Example::
 """
 
 from ccxd.client.connection import (
+    AccessDenied,
     Client,
     ClientError,
     DaemonNotRunning,
@@ -17,4 +18,6 @@ from ccxd.client.connection import (
     default_socket,
 )
 
-__all__ = ["Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "connect", "default_socket"]
+__all__ = [
+    "AccessDenied",
+    "Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "connect", "default_socket"]

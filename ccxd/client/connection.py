@@ -40,7 +40,7 @@ from ccxd.protocol import (
     SubscribeParams,
 )
 
-__all__ = ["Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "connect"]
+__all__ = ["AccessDenied", "Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "connect"]
 
 T = TypeVar("T", bound=Struct)
 
@@ -56,6 +56,10 @@ class ClientError(Exception):
 
 class DaemonNotRunning(ClientError):
     """Nothing is listening where the daemon should be."""
+
+
+class AccessDenied(ClientError):
+    """The daemon refused us: token missing or wrong, a foreign origin, or too many failures."""
 
 
 class ConnectionLost(ClientError):
@@ -422,6 +426,8 @@ async def connect(
     except TransportError as exc:
         if exc.not_running:
             raise DaemonNotRunning(str(exc)) from None
+        if exc.denied:
+            raise AccessDenied(str(exc)) from None
         raise ClientError(str(exc)) from None
     return Client(transport, opener if reconnect else None, reconnect_timeout)
 

@@ -24,9 +24,10 @@ _READ_SIZE = 256 * 1024
 class TransportError(Exception):
     """The transport could not be opened; ``not_running`` when nothing listens."""
 
-    def __init__(self, message: str, *, not_running: bool = False) -> None:
+    def __init__(self, message: str, *, not_running: bool = False, denied: bool = False) -> None:
         super().__init__(message)
         self.not_running = not_running
+        self.denied = denied
 
 
 Message = tuple[bool, bytes]
@@ -133,7 +134,7 @@ class WebSocketTransport:
                 403: "forbidden",
                 429: "too many failed attempts; try later",
             }.get(code, f"HTTP {code}")
-            raise TransportError(f"{url}: {reason}") from None
+            raise TransportError(f"{url}: {reason}", denied=code in (401, 403, 429)) from None
         except (OSError, WebSocketException, TimeoutError) as exc:
             refused = isinstance(exc, ConnectionRefusedError)
             raise TransportError(f"cannot connect to {url}: {exc}", not_running=refused) from None

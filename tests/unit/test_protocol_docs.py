@@ -22,7 +22,7 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from ccxd.protocol import METHODS, NOTIFICATIONS, ErrorCode
+from ccxd.protocol import LEGACY_METHODS, LEGACY_NOTIFICATIONS, METHODS, NOTIFICATIONS, ErrorCode
 from ccxd.rpc.codec import Call, decode_params, parse
 
 DOC_PATH = Path(__file__).parents[2] / "docs" / "protocol.md"
@@ -150,7 +150,45 @@ def test_every_notification_has_exactly_one_section(name: str) -> None:
 
 def test_no_section_documents_something_that_does_not_exist() -> None:
     for name, is_notification in ENTRIES:
-        assert name in (NOTIFICATIONS if is_notification else METHODS), name
+        known = {**NOTIFICATIONS, **LEGACY_NOTIFICATIONS} if is_notification else {**METHODS, **LEGACY_METHODS}
+        assert name in known, name
+
+
+# -- cc_executor compatibility (WebSocket only) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", sorted(LEGACY_METHODS))
+def test_every_legacy_method_is_documented_with_an_example_that_decodes(method: str) -> None:
+    bodies = ENTRIES.get((method, False), [])
+    assert len(bodies) == 1, f"docs/protocol.md needs one '### `{method}`' section"
+    params_type, result_type = LEGACY_METHODS[method]
+    requests = replies = 0
+    for msg in messages(bodies[0]):
+        what = kind(msg)
+        if what == "request":
+            assert msg["method"] == method, msg
+            decode_strictly(msg.get("params", {}), params_type, f"{method} params")
+            requests += 1
+        elif what == "reply":
+            check_reply_shape(msg)
+            if "result" in msg:
+                decode_strictly(msg["result"], result_type, f"{method} result")
+                replies += 1
+        else:
+            assert msg["method"] in LEGACY_NOTIFICATIONS, msg["method"]
+            decode_strictly(msg["params"], LEGACY_NOTIFICATIONS[msg["method"]], f"{msg['method']} params")
+    assert requests and replies, f"the {method} section needs a request and a successful reply"
+
+
+@pytest.mark.parametrize("name", sorted(LEGACY_NOTIFICATIONS))
+def test_every_legacy_notification_is_documented_with_an_example_that_decodes(name: str) -> None:
+    bodies = ENTRIES.get((name, True), [])
+    assert len(bodies) == 1, f"docs/protocol.md needs one '### `{name}` (notification)' section"
+    found = list(messages(bodies[0]))
+    assert found, f"the {name} section shows no example"
+    for msg in found:
+        assert kind(msg) == "notification" and msg["method"] == name, msg
+        decode_strictly(msg["params"], LEGACY_NOTIFICATIONS[name], f"{name} params")
 
 
 @pytest.mark.parametrize("code", list(ErrorCode), ids=lambda c: c.name)
@@ -210,7 +248,8 @@ def test_every_json_block_is_json_and_every_reply_is_well_formed() -> None:
                 check_reply_shape(msg)
                 replies += 1
             elif kind(msg) == "notification":  # from the daemon, or a client's request without id
-                assert msg["method"] in NOTIFICATIONS or msg["method"] in METHODS, msg
+                known = {*NOTIFICATIONS, *METHODS, *LEGACY_NOTIFICATIONS, *LEGACY_METHODS}
+                assert msg["method"] in known, msg
     assert replies > len(METHODS)
 
 

@@ -1,0 +1,59 @@
+"""ccxctl against a remote daemon: ``--url ws://…`` with a token file, or CCXD_URL/CCXD_TOKEN."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def remote(daemon, *args: str, env: dict[str, str] | None = None, timeout: float = 60):
+    """ccxctl with no usable Unix socket, so it can only have reached the daemon over ``ws://``."""
+    full = dict(daemon.env, CCXD_SOCKET="/nonexistent/ccxd.sock", **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "ccxctl", *args], env=full, capture_output=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["global-option-first", "run-first"])
+def test_run_over_websocket_with_a_token_file(daemon, first):
+    opts = ["--url", daemon.ws_url, "--token-file", str(daemon.token_path)]
+    args = (
+        [*opts, "run", "echo out; echo err >&2; exit 5"]
+        if first
+        else ["run", *opts, "echo out; echo err >&2; exit 5"]
+    )
+    res = remote(daemon, *args)
+    assert (res.stdout, res.stderr, res.returncode) == (b"out\n", b"err\n", 5), res.stderr
+
+
+def test_environment_names_the_daemon_and_the_token(daemon):
+    env = {"CCXD_URL": daemon.ws_url, "CCXD_TOKEN": daemon.token}
+    res = remote(daemon, "run", "printf 'a\\0b'", env=env)
+    assert res.returncode == 0 and res.stdout == b"a\0b"
+    # The job is the daemon's like any other: visible over the Unix socket too.
+    listed = remote(daemon, "ps", "--all", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    jobs = json.loads(listed.stdout)
+    assert any(job["command"] == "printf 'a\\0b'" and job["peer"].startswith("ws ") for job in jobs)
+
+
+def test_status_over_websocket_is_the_same_daemon(daemon):
+    res = remote(daemon, "--url", daemon.ws_url, "--token-file", str(daemon.token_path), "status", "--json")
+    assert res.returncode == 0, res.stderr
+    status = json.loads(res.stdout)
+    assert status["pid"] == daemon.proc.pid
+
+
+def test_a_wrong_or_missing_token_is_a_clear_error_and_runs_nothing(daemon, tmp_path: Path):
+    bad = tmp_path / "token"
+    bad.write_text("not-the-token-" * 3)
+    marker = tmp_path / "ran"
+    res = remote(daemon, "--url", daemon.ws_url, "--token-file", str(bad), "run", f"touch {marker}")
+    assert res.returncode == 77 and b"authentication failed" in res.stderr, res.stderr
+    res = remote(daemon, "--url", daemon.ws_url, "run", f"touch {marker}", env={"CCXD_TOKEN_FILE": ""})
+    assert res.returncode == 77 and b"authentication failed" in res.stderr, res.stderr
+    assert not marker.exists()
