@@ -141,8 +141,9 @@ class Daemon:
         lost = await history.recorder.recover(spool_dir)
         if lost:
             log.warning("%d job(s) of a previous run were recorded as lost", len(lost))
-            # READY=1 means a client asking about those jobs sees them lost, not still running.
-            await history.writer.flush(self.config.store_timeout)
+        # READY=1 means a client asking about recovered jobs sees them lost, not still running.
+        if history.recorder.recovered and await history.writer.flush(self.config.store_timeout):
+            history.recorder.forget_recovered(spool_dir)
         history.start_retention()
         self.supervisor = Supervisor(self.config, reaper, spool_dir, history.recorder)
         dispatcher = Dispatcher()

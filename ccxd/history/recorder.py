@@ -23,6 +23,7 @@ from ccxd.protocol import JobInfo, JobReason, JobState
 from ccxd.store.base import Store, StoreUnavailable
 from ccxd.store.ops import AppendOutput, RecordDuration, SaveJob
 from ccxd.store.writer import StoreWriter
+from ccxd.supervision import jobfile
 from ccxd.supervision.tree import ProcInfo, scan_processes, send_checked
 
 __all__ = ["EstimateSettings", "Recorder"]
@@ -54,6 +55,8 @@ class Recorder:
         self.writer = writer
         self.settings = settings
         self._samples: dict[str, tuple[float, list[Sample]]] = {}
+        self.recovered: list[str] = []
+        """Jobs :meth:`recover` saved from job files or marked lost, until :meth:`forget_recovered`."""
 
     # -- hooks called by the supervisor ---------------------------------------
 
@@ -122,6 +125,20 @@ class Recorder:
         """
         try:
             unfinished = await self.store.unfinished_jobs()
+            known = {j.id for j in unfinished}
+            for admitted in jobfile.load_all(spool_dir):
+                if admitted.id in known:
+                    continue
+                stored = await self.store.get_job(admitted.id)
+                if stored is not None and stored.state is JobState.FINISHED:
+                    jobfile.remove(spool_dir, admitted.id)
+                elif admitted.state is JobState.FINISHED:  # its outcome never reached the store
+                    self._import_spool(spool_dir, admitted, await self.store.output_end(admitted.id))
+                    self.writer.submit(SaveJob(admitted))
+                    self.recovered.append(admitted.id)
+                    log.warning("job %s: its final record was saved from the job file", admitted.id)
+                elif stored is None:  # killed before its first record reached the store
+                    unfinished.append(admitted)
         except StoreUnavailable as exc:
             log.error("cannot look for lost jobs: %s", exc)
             return []
@@ -130,14 +147,7 @@ class Recorder:
         killed = _kill_marked({j.id for j in unfinished})
         lost = []
         for info in unfinished:
-            stored_end = await self.store.output_end(info.id)
-            imported = 0
-            stream_bytes = [0, 0]
-            for seq, (offset, stream, data) in enumerate(read_spool(spool_dir, info.id)):
-                stream_bytes[stream] += len(data)
-                if offset + len(data) > stored_end:
-                    self.writer.submit(AppendOutput(info.id, seq, stream, offset, data))
-                    imported += len(data)
+            imported, stream_bytes = self._import_spool(spool_dir, info, await self.store.output_end(info.id))
             note = f"ccxd stopped while the job was {info.state.value}"
             if info.id in killed:
                 note += f"; {killed[info.id]} leftover process(es) were killed"
@@ -151,11 +161,29 @@ class Recorder:
                 info.stdout_bytes, info.stderr_bytes = stream_bytes
                 info.output_bytes = sum(stream_bytes)
             self.writer.submit(SaveJob(info))
+            self.recovered.append(info.id)
             lost.append(info)
             log.warning(
                 "job %s recorded as lost (%s; %d output bytes recovered from spool)", info.id, note, imported
             )
         return lost
+
+    def _import_spool(self, spool_dir: Path, info: JobInfo, stored_end: int) -> tuple[int, list[int]]:
+        """Queue the spooled output the store lacks; (bytes imported, bytes per stream)."""
+        imported = 0
+        stream_bytes = [0, 0]
+        for seq, (offset, stream, data) in enumerate(read_spool(spool_dir, info.id)):
+            stream_bytes[stream] += len(data)
+            if offset + len(data) > stored_end:
+                self.writer.submit(AppendOutput(info.id, seq, stream, offset, data))
+                imported += len(data)
+        return imported, stream_bytes
+
+    def forget_recovered(self, spool_dir: Path) -> None:
+        """Drop the job files of recovered jobs, once their records are in the store."""
+        for job_id in self.recovered:
+            jobfile.remove(spool_dir, job_id)
+        self.recovered.clear()
 
     # -- retention ------------------------------------------------------------
 

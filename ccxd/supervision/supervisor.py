@@ -20,6 +20,7 @@ from ccxd.output.chunker import Utf8Chunker
 from ccxd.output.log import OutputLog
 from ccxd.output.spool import FLUSH_INTERVAL, Spool
 from ccxd.protocol import ErrorCode, JobInfo, JobReason, JobState, ListParams, StartParams
+from ccxd.supervision import jobfile
 from ccxd.supervision.job import Job
 from ccxd.supervision.reaper import ExitStatus, Reaper
 from ccxd.supervision.shell import resolve_shell
@@ -135,6 +136,7 @@ class Supervisor:
         job.timeout, job.timeout_basis = timeout, basis
         if self._running < self.config.max_concurrent_jobs:
             self.jobs[job.id] = job
+            self._save_job_file(job)
             self._launch(job)
         else:
             if len(self._queue) >= self.config.max_queued_jobs:
@@ -147,6 +149,7 @@ class Supervisor:
                     {"queued": len(self._queue)},
                 )
             self.jobs[job.id] = job
+            self._save_job_file(job)
             self._queue.append(job)
             job.queue_position = len(self._queue)
             log.info("job %s queued at position %d", job.id, job.queue_position)
@@ -164,10 +167,20 @@ class Supervisor:
         est = await self.recorder.timeout_for(params.command)
         return est.timeout, est.basis
 
+    def _save_job_file(self, job: Job, info: JobInfo | None = None) -> None:
+        # Before anything runs, and again when it ends: the store is written behind,
+        # and a daemon killed in between must not lose the job or its outcome.
+        try:
+            jobfile.save(self.spool_dir, info or job.info())
+        except OSError as exc:
+            log.warning("job %s: cannot write its job file (%s); a crash now could lose it", job.id, exc)
+
     def _record(self, job: Job) -> None:
         if self.recorder is not None:
             if job.finished:
-                self.recorder.job_finished(job.info())
+                info = job.info()
+                self._save_job_file(job, info)
+                self.recorder.job_finished(info)
             else:
                 self.recorder.job_changed(job.info())
 
@@ -450,6 +463,7 @@ class Supervisor:
             old = self.jobs.pop(old_id, None)
             if old is not None and old.log.spool is not None:
                 old.log.spool.remove()
+            jobfile.remove(self.spool_dir, old_id)
 
     async def shutdown(self, mode: str, drain_timeout: float) -> None:
         """Stop accepting jobs; drain (up to ``drain_timeout``) or cancel the rest."""

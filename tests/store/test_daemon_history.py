@@ -215,3 +215,40 @@ async def test_timed_out_runs_count_as_at_least_that_long(daemon_factory):
     started = next(e for e in events if isinstance(e, JobStarted))
     assert "timed-out" in started.timeout_basis and started.timeout >= 2.0
     await c.close()
+
+
+async def test_a_daemon_killed_before_the_store_saw_a_job_still_records_it(daemon_factory, redis_server, tmp_root):
+    """Records are written behind; a job file on disk covers the window before they land."""
+    root = tmp_root / "window"
+    env = {"CCXD_REDIS_URL": redis_server.url, "CCXD_STORE_TIMEOUT": "30"}
+    d = daemon_factory(root=root, extra_env=env)
+    c = await d.client()
+    redis_server.pause()  # the store hangs: nothing the daemon submits from now on can land
+    try:
+        done, _job, _ = await collect(c, "echo finished", timeout=60)  # explicit timeout: no estimate lookup
+        assert done == b"finished\n"
+        running = await c.start("echo running; sleep 300", timeout=300, subscribe=True)
+        async for ev in c.events(running.id):
+            if isinstance(ev, OutputChunk):
+                break
+        await c.close()
+        d.stop(signal.SIGKILL)
+    finally:
+        redis_server.cont()
+
+    d2 = daemon_factory(root=root, extra_env=env)
+    c2 = await d2.client()
+    finished = await c2.get(_job.id)
+    assert (finished.state, finished.reason, finished.exit_code) == ("finished", "exited", 0)
+    assert b"".join(ch.raw() for ch in (await c2.read(_job.id)).chunks) == b"finished\n"
+    lost = await c2.get(running.id)
+    assert (lost.state, lost.reason) == ("finished", "lost") and "killed" in (lost.error or "")
+    assert b"".join(ch.raw() for ch in (await c2.read(running.id)).chunks) == b"running\n"
+    assert job_processes(running.id) == []
+    await c2.close()
+    # Once recorded, nothing is recovered twice.
+    d2.stop()
+    d3 = daemon_factory(root=root, extra_env=env)
+    c3 = await d3.client()
+    assert [j.id for j in await history(c3, status="lost")] == [running.id]
+    await c3.close()
