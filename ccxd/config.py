@@ -192,7 +192,8 @@ def _coerce(key: str, value: object, source: str, from_env: bool) -> object:
     raw = value
     if from_env and isinstance(value, str):
         lowered = value.strip().lower()
-        if lowered in ("", "none", "null") and "None" in repr(typ):
+        # ``X | None`` prints as Optional[X], so look at the union's members, not its repr.
+        if lowered in ("", "none", "null") and type(None) in typing.get_args(typ):
             return None
         if key == "shell" and lowered == "default":
             return "/bin/sh"

@@ -126,7 +126,7 @@ class Spool:
             self.flush()
             if seq >= self.records:
                 return None
-        raw = os.pread(self._index_r, _RECORD.size, seq * _RECORD.size)
+        raw = _pread(self._index_r, self.index_path, _RECORD.size, seq * _RECORD.size)
         if len(raw) < _RECORD.size:
             return None
         offset, length, stream = _RECORD.unpack(raw)
@@ -137,7 +137,7 @@ class Spool:
         rec = self.record(seq)
         if rec is None:
             return None
-        data = os.pread(self._data_r, rec[1], rec[0])
+        data = _pread(self._data_r, self.data_path, rec[1], rec[0])
         return (rec, data) if len(data) == rec[1] else None
 
     def seq_at(self, offset: int) -> int:
@@ -153,26 +153,43 @@ class Spool:
         return lo
 
     def close_writer(self) -> None:
-        """Stop writing (after flushing); readers keep working."""
+        """Stop writing (after flushing) and hold no file descriptor; reads keep working.
+
+        A finished job stays in memory for a long time (``finished_jobs_kept``),
+        so its spool must not pin two descriptors each: later reads open the
+        files for the one read.
+        """
         if self._data_w is not None and not self.cut:
             self.flush()
-        for fd in (self._data_w, self._index_w):
-            if fd is not None:
+        for fd in (self._data_w, self._index_w, self._data_r, self._index_r):
+            if fd is not None and fd >= 0:
                 os.close(fd)
         self._data_w = self._index_w = None
+        self._data_r = self._index_r = -1
 
     def close(self) -> None:
         """Release every file descriptor."""
         self.close_writer()
-        for fd in (self._data_r, self._index_r):
-            os.close(fd)
-        self._data_r = self._index_r = -1
 
     def remove(self) -> None:
         """Close and delete the files."""
         self.close()
         for p in (self.data_path, self.index_path):
             p.unlink(missing_ok=True)
+
+
+def _pread(fd: int, path: Path, size: int, offset: int) -> bytes:
+    """``size`` bytes at ``offset`` through ``fd``, or through a brief open of ``path`` when ``fd`` is -1."""
+    if fd >= 0:
+        return os.pread(fd, size, offset)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""  # removed: the chunk is in neither memory nor spool
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:

@@ -1,0 +1,79 @@
+"""``bench/run``: run the benchmark cases and write results.md and results.json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import machine
+from bench.cases import registry
+from bench.harness import Context
+from bench.report import Row, render_markdown, write_results
+
+
+def main(argv: list[str] | None = None) -> int:
+    cases = registry()
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="every case briefly (proves the harness; figures are meaningless)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="CASE",
+        help=f"run only these cases: {', '.join(cases)} (repeatable, or comma-separated)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench/results"),
+        help="directory for results.md, results.json and logs",
+    )
+    parser.add_argument("--runs", type=int, default=5, help="interleaved rounds per case (default 5)")
+    parser.add_argument("--soak", action="store_true", help="also run the soak test (issue 10)")
+    parser.add_argument(
+        "--soak-minutes", type=float, default=30.0, help="length of the soak test (default 30)"
+    )
+    args = parser.parse_args(argv)
+
+    wanted = [name for item in args.only for name in item.split(",") if name]
+    unknown = [w for w in wanted if w not in cases]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(cases)}")
+    selected = wanted or [c for c in cases if c != "soak"]
+    if args.soak and "soak" not in selected:
+        selected.append("soak")
+
+    ctx = Context(quick=args.quick, out=args.out, runs=args.runs, soak_minutes=args.soak_minutes)
+    info = machine.describe()
+    rows: list[Row] = []
+    errors: dict[str, str] = {}
+    for name in selected:
+        ctx.log(f"{name} …")
+        t0 = time.monotonic()
+        try:
+            got = cases[name](ctx)
+        except Exception as exc:
+            traceback.print_exc()
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        rows += got
+        ctx.log(f"{name} done in {time.monotonic() - t0:.1f}s")
+        write_results(args.out, rows, info, args.quick, errors)  # keep partial results
+    info["load at end"] = machine.loadavg()
+    write_results(args.out, rows, info, args.quick, errors)
+    print(render_markdown(rows, info, args.quick))
+    if errors:
+        print(f"failed cases: {', '.join(errors)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

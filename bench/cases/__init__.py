@@ -1,0 +1,27 @@
+"""The benchmark cases, in the order of issue 9's goals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.harness import Context
+from bench.report import Row
+
+Case = Callable[[Context], list[Row]]
+
+
+def registry() -> dict[str, Case]:
+    """Every case by name, in the order they run."""
+    from bench.cases import history, jobs, latency, scale, stream, websocket
+
+    return {
+        "unix-stream": stream.unix_stream,
+        "ws-stream": websocket.ws_stream,
+        "ws-lines": websocket.ws_lines,
+        "jobs": jobs.job_throughput,
+        "cli-start": jobs.cli_start,
+        "latency": latency.latency,
+        "scale": scale.scale,
+        "history": history.history,
+        "persistence": stream.persistence_cost,
+    }

@@ -1,0 +1,137 @@
+"""Goal 3 (job throughput vs bare asyncio and task-spooler) and goal 4 (``ccxctl run true`` start time)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.daemon import BenchDaemon
+from bench.harness import Context
+from bench.report import Row
+from bench.stats import interleave, median
+
+__all__ = ["cli_start", "job_throughput"]
+
+
+def _tsp_run(n: int, slots: int) -> float:
+    """Seconds for task-spooler with ``slots`` slots to run ``n`` × ``zsh -c true`` (enqueue to last end)."""
+    exe = shutil.which("tsp")
+    if exe is None:
+        raise RuntimeError("task-spooler (tsp) is not installed (scripts/dev setup installs it)")
+    tmp = Path(tempfile.mkdtemp(prefix="ccxd-tsp-"))
+    env = dict(os.environ, TS_SOCKET=str(tmp / "ts.sock"), TMPDIR=str(tmp), TS_MAXFINISHED=str(n + 10))
+    try:
+        subprocess.run([exe, "-S", str(slots)], env=env, check=True, stdout=subprocess.DEVNULL)
+        script = f"for i in $(seq {n}); do {exe} zsh -c true >/dev/null; done"
+        t0 = time.perf_counter()
+        subprocess.run(["sh", "-c", script], env=env, check=True)
+        while True:
+            listing = subprocess.run([exe], env=env, capture_output=True, text=True, check=True).stdout
+            finished = sum(1 for line in listing.splitlines()[1:] if line.split()[1:2] == ["finished"])
+            if finished >= n:
+                break
+            time.sleep(0.005)
+        seconds = time.perf_counter() - t0
+        failed = sum(1 for line in listing.splitlines()[1:] if line.split()[3:4] != ["0"])
+        if failed:
+            raise RuntimeError(f"{failed} tsp jobs failed")
+        return seconds
+    finally:
+        subprocess.run(
+            [exe, "-K"], env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def job_throughput(ctx: Context) -> list[Row]:
+    """2,000 ``zsh -c true`` jobs at concurrency 32: ccxd's client library vs asyncio vs tsp."""
+    n = ctx.pick(2000, 100)
+    conc = 32
+    runs = ctx.pick(ctx.runs, 2)
+    with BenchDaemon(ctx.log_dir, name="jobs") as d:
+
+        def ccxd() -> float:
+            r = ctx.client("jobs-ccxd", str(d.socket), str(n), str(conc), "true", env=d.client_env)
+            if r["failures"]:
+                raise RuntimeError(f"{r['failures']} ccxd jobs failed")
+            return float(n / r["seconds"])
+
+        def bare() -> float:
+            r = ctx.client("jobs-asyncio", str(n), str(conc), "zsh", "-c", "true")
+            if r["failures"]:
+                raise RuntimeError(f"{r['failures']} asyncio jobs failed")
+            return float(n / r["seconds"])
+
+        def tsp() -> float:
+            return float(n / _tsp_run(n, conc))
+
+        res = interleave(runs, {"ccxd": ccxd, "asyncio": bare, "tsp": tsp})
+    a, b, c = (median(res[k]) for k in ("ccxd", "asyncio", "tsp"))
+    common = {"case": "3 Job throughput", "unit": "jobs/s", "value": a, "runs": runs, "samples": res["ccxd"]}
+    metric = f"{n:,} × `zsh -c true`, concurrency {conc}"
+    return [
+        Row(
+            metric=metric,
+            peer="asyncio create_subprocess_exec",
+            peer_value=b,
+            ratio=a / b,
+            ratio_label="of asyncio",
+            goal=0.80,
+            peer_samples=res["asyncio"],
+            note="ccxd: one ccxd.client connection, 32 concurrent `run()` calls, each to job.finished; "
+            "asyncio: stdlib loop, stdout/stderr piped like ccxd's; every ccxd job is also recorded in Redis",
+            **common,
+        ),
+        Row(
+            metric=metric,
+            peer=f"tsp -S {conc}",
+            peer_value=c,
+            ratio=a / c,
+            ratio_label="×",
+            goal=1.0,
+            peer_samples=res["tsp"],
+            note="tsp: jobs enqueued by a shell loop (one `tsp` client per job), output to files, "
+            "timed until its listing shows every job finished",
+            **common,
+        ),
+    ]
+
+
+def cli_start(ctx: Context) -> list[Row]:
+    """Median wall time of ``ccxctl run true`` vs ``python3 -c pass``."""
+    runs = ctx.pick(30, 3)
+    ccxctl = str(Path(sys.executable).with_name("ccxctl"))
+    with BenchDaemon(ctx.log_dir, name="cli") as d:
+        env = d.client_env
+        ctx.timed([ccxctl, "run", "true"], env=env)  # warm the page cache and the daemon
+        res = interleave(
+            runs,
+            {
+                "ccxctl": lambda: ctx.timed([ccxctl, "run", "true"], env=env) * 1000,
+                "python": lambda: ctx.timed([sys.executable, "-c", "pass"]) * 1000,
+            },
+        )
+    a, b = median(res["ccxctl"]), median(res["python"])
+    return [
+        Row(
+            case="4 CLI start",
+            metric="`ccxctl run true` wall time",
+            unit="ms",
+            value=a,
+            peer="`python3 -c pass`",
+            peer_value=b,
+            ratio=a / b,
+            ratio_label="×",
+            goal=4.0,
+            higher_is_better=False,
+            runs=runs,
+            samples=res["ccxctl"],
+            peer_samples=res["python"],
+            note="includes connecting, starting `zsh -c true`, streaming its end and exiting with its code",
+        )
+    ]

@@ -1,0 +1,340 @@
+"""Client programs the cases run as separate processes: ``python -m bench.clients NAME ARGS…``.
+
+Each prints one JSON object on stdout.  They run in their own process so the
+harness's own work never competes with the client being measured; ccxd's
+clients and the peers' clients use the same event loop (uvloop) and, for
+WebSocket, the same library (``websockets``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import uvloop
+
+__all__ = ["main"]
+
+Handler = Callable[[list[str]], Coroutine[Any, Any, dict[str, Any]]]
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+# -- streaming ---------------------------------------------------------------
+
+
+async def unix_stream(args: list[str]) -> dict[str, Any]:
+    """``unix-stream SOCKET COMMAND``: run a job through the client library and count its output."""
+    from ccxd.client import connect
+    from ccxd.protocol import JobFinished, OutputChunk
+
+    sock, command = args
+    client = await connect(sock)
+    received = 0
+    t0 = _now()
+    finished = None
+    async for ev in client.run(command, timeout=0):
+        if isinstance(ev, OutputChunk):
+            received += len(ev.data)  # text output: characters == bytes (ASCII)
+        elif isinstance(ev, JobFinished):
+            finished = ev.job
+    seconds = _now() - t0
+    await client.close()
+    assert finished is not None
+    return {"bytes": received, "seconds": seconds, "job_bytes": finished.output_bytes}
+
+
+async def ws_stream(args: list[str]) -> dict[str, Any]:
+    """``ws-stream URL TOKEN COMMAND``: one WebSocket; count bytes and lines until the stream ends.
+
+    With a COMMAND (ccxd) the client sends ``job.start`` with binary output and
+    stops at ``job.finished``; with ``-`` (websocketd) it reads until the close.
+    """
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    url, token, command = args
+    headers = {"Authorization": f"Bearer {token}"} if token != "-" else None
+    received = lines = messages = 0
+    t0 = _now()
+    async with connect(url, additional_headers=headers, max_size=None, compression=None) as ws:
+        if command != "-":
+            start = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "job.start",
+                "params": {"command": command, "subscribe": True, "binary": True, "timeout": 0},
+            }
+            await ws.send(json.dumps(start))
+        try:
+            async for frame in ws:
+                messages += 1
+                if isinstance(frame, bytes):
+                    if command != "-":
+                        # Skip the binary frame's header (see ccxd.protocol.encode_output_frame).
+                        n = int.from_bytes(frame[18:20], "little")
+                        payload = memoryview(frame)[20 + n :]
+                        received += len(payload)
+                        lines += bytes(payload).count(b"\n")
+                    else:
+                        received += len(frame)
+                        lines += frame.count(b"\n")
+                elif command == "-":
+                    received += len(frame) + 1  # websocketd line mode drops the newline
+                    lines += 1
+                elif '"job.finished"' in frame:
+                    break
+        except ConnectionClosed:
+            pass
+    return {"bytes": received, "lines": lines, "messages": messages, "seconds": _now() - t0}
+
+
+# -- job throughput ------------------------------------------------------------
+
+
+async def jobs_ccxd(args: list[str]) -> dict[str, Any]:
+    """``jobs-ccxd SOCKET N CONCURRENCY COMMAND``: run N jobs through the client library."""
+    from ccxd.client import connect
+    from ccxd.protocol import JobFinished
+
+    sock, n, conc, command = args[0], int(args[1]), int(args[2]), args[3]
+    client = await connect(sock)
+    remaining = n
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal remaining, failures
+        while remaining > 0:
+            remaining -= 1
+            async for ev in client.run(command, timeout=0):
+                if isinstance(ev, JobFinished) and ev.job.exit_code != 0:
+                    failures += 1
+
+    t0 = _now()
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    seconds = _now() - t0
+    await client.close()
+    return {"jobs": n, "seconds": seconds, "failures": failures}
+
+
+async def jobs_asyncio(args: list[str]) -> dict[str, Any]:
+    """``jobs-asyncio N CONCURRENCY ARGV…``: the same jobs with bare create_subprocess_exec."""
+    n, conc, argv = int(args[0]), int(args[1]), args[2:]
+    remaining = n
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal remaining, failures
+        while remaining > 0:
+            remaining -= 1
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            await proc.communicate()
+            if proc.returncode != 0:
+                failures += 1
+
+    t0 = _now()
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    return {"jobs": n, "seconds": _now() - t0, "failures": failures}
+
+
+# -- latency -----------------------------------------------------------------
+
+PROBE = (
+    "import sys,time\n"
+    "n,iv=int(sys.argv[1]),float(sys.argv[2])\n"
+    "w=sys.stdout.write;f=sys.stdout.flush;c=time.clock_gettime_ns;M=time.CLOCK_MONOTONIC\n"
+    "for _ in range(n):\n"
+    "    w(f'{c(M)}\\n');f();time.sleep(iv)\n"
+)
+"""A job that writes its CLOCK_MONOTONIC time (ns) on a line, every ``iv`` seconds."""
+
+
+def _latencies(text: str, now_ns: int, out: list[float]) -> None:
+    for line in text.split("\n"):
+        if line:
+            out.append((now_ns - int(line)) / 1e6)
+
+
+async def latency_ccxd(args: list[str]) -> dict[str, Any]:
+    """``latency-ccxd SOCKET N INTERVAL``: the probe as a job; latency from its write to our receipt (ms)."""
+    from ccxd.client import connect
+    from ccxd.protocol import OutputChunk
+
+    sock, n, interval = args[0], args[1], args[2]
+    client = await connect(sock)
+    lat: list[float] = []
+    async for ev in client.run([sys.executable, "-c", PROBE, n, interval], timeout=0):
+        if isinstance(ev, OutputChunk) and ev.stream == "stdout":
+            _latencies(ev.data, time.clock_gettime_ns(time.CLOCK_MONOTONIC), lat)
+    await client.close()
+    return {"latencies_ms": lat}
+
+
+async def latency_pipe(args: list[str]) -> dict[str, Any]:
+    """``latency-pipe N INTERVAL``: the same probe read straight from a pipe (the physical limit)."""
+    n, interval = args
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PROBE, n, interval, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    lat: list[float] = []
+    while True:
+        data = await proc.stdout.read(65536)
+        if not data:
+            break
+        _latencies(data.decode(), time.clock_gettime_ns(time.CLOCK_MONOTONIC), lat)
+    await proc.wait()
+    return {"latencies_ms": lat}
+
+
+async def background_streams(args: list[str]) -> dict[str, Any]:
+    """``background SOCKET N COMMAND``: start N jobs, follow them all, until stdin closes; then cancel them."""
+    from ccxd.client import connect
+
+    sock, n, command = args[0], int(args[1]), args[2]
+    client = await connect(sock)
+    received = 0
+    jobs = [await client.start(command, subscribe=True, timeout=0) for _ in range(n)]
+
+    async def consume(job_id: str) -> None:
+        nonlocal received
+        async for ev in client.events(job_id):
+            data = getattr(ev, "data", None)
+            if isinstance(data, str):
+                received += len(data)
+
+    tasks = [asyncio.create_task(consume(j.id)) for j in jobs]
+    print(json.dumps({"ready": n}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+    for j in jobs:
+        await client.cancel(j.id)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await client.close()
+    return {"bytes": received}
+
+
+# -- scale -------------------------------------------------------------------
+
+
+async def ws_scale(args: list[str]) -> dict[str, Any]:
+    """``ws-scale URL TOKEN N COMMAND``: N WebSocket clients, each running and following one job.
+
+    Prints ``{"ready": N}`` once every job has started and produced its first
+    output, waits for stdin to close, then cancels every job, waits for their
+    ends and closes every connection.
+    """
+    from ccxd.client import connect
+    from ccxd.protocol import JobFinished, OutputChunk
+
+    url, token, n, command = args[0], args[1], int(args[2]), args[3]
+    first_output: list[asyncio.Future[None]] = []
+    clients = []
+    job_ids: list[str] = []
+    followers = []
+
+    async def follow(client: Any, job_id: str, seen: asyncio.Future[None]) -> None:
+        async for ev in client.events(job_id):
+            if isinstance(ev, OutputChunk) and not seen.done():
+                seen.set_result(None)
+            if isinstance(ev, JobFinished):
+                return
+
+    t0 = _now()
+    sem = asyncio.Semaphore(32)
+
+    async def open_one() -> None:
+        async with sem:
+            client = await connect(url, token=token, reconnect=False)
+            job = await client.start(command, subscribe=True, timeout=0)
+        seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        clients.append(client)
+        job_ids.append(job.id)
+        first_output.append(seen)
+        followers.append(asyncio.create_task(follow(client, job.id, seen)))
+
+    await asyncio.gather(*(open_one() for _ in range(n)))
+    await asyncio.gather(*first_output)
+    ramp = _now() - t0
+    print(json.dumps({"ready": n, "ramp_seconds": ramp}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+    t1 = _now()
+    await asyncio.gather(*(c.cancel(j) for c, j in zip(clients, job_ids, strict=True)))
+    await asyncio.gather(*followers)
+    await asyncio.gather(*(c.close() for c in clients))
+    return {"ramp_seconds": ramp, "stop_seconds": _now() - t1}
+
+
+# -- history -----------------------------------------------------------------
+
+
+async def history_list(args: list[str]) -> dict[str, Any]:
+    """``history-list SOCKET REDIS_URL N LIMIT``: ``history.list`` through ccxd vs the store's own query.
+
+    Alternates one call through the daemon (client library, Unix socket) with
+    one straight to Redis through ccxd's store code (no daemon, no RPC).
+    """
+    from ccxd.client import connect
+    from ccxd.protocol import HistoryParams, JobList
+    from ccxd.store.redis_store import RedisStore
+
+    sock, url, n, limit = args[0], args[1], int(args[2]), int(args[3])
+    client = await connect(sock)
+    store = RedisStore(url, "bench-direct")
+    await store.open()
+    via_ccxd: list[float] = []
+    direct: list[float] = []
+    count = 0
+    for _ in range(n):
+        t0 = _now()
+        res: JobList = await client.call("history.list", HistoryParams(limit=limit))
+        via_ccxd.append((_now() - t0) * 1000)
+        count = len(res.jobs)
+        t0 = _now()
+        await store.list_jobs(HistoryParams(limit=limit))
+        direct.append((_now() - t0) * 1000)
+    await store.close()
+    await client.close()
+    return {"ccxd_ms": via_ccxd, "direct_ms": direct, "returned": count}
+
+
+HANDLERS: dict[str, Handler] = {
+    "unix-stream": unix_stream,
+    "ws-stream": ws_stream,
+    "jobs-ccxd": jobs_ccxd,
+    "jobs-asyncio": jobs_asyncio,
+    "latency-ccxd": latency_ccxd,
+    "latency-pipe": latency_pipe,
+    "background": background_streams,
+    "ws-scale": ws_scale,
+    "history-list": history_list,
+}
+
+
+def main() -> None:
+    """Run the client named by argv[1] and print its result as JSON."""
+    name, args = sys.argv[1], sys.argv[2:]
+    handler = HANDLERS[name]
+    # The bare-asyncio peer runs on the stdlib loop: "bare asyncio" is the point.
+    runner = (
+        asyncio.run if name == "jobs-asyncio" and os.environ.get("BENCH_PEER_UVLOOP") != "1" else uvloop.run
+    )
+    result: dict[str, Any] = runner(handler(args))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

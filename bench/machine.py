@@ -1,0 +1,93 @@
+"""Describe the machine and the software versions a run measured."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from typing import Any
+
+__all__ = ["describe", "loadavg"]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _mem_gib() -> str:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "?"
+
+
+def _tool_version(argv: list[str]) -> str:
+    if shutil.which(argv[0]) is None:
+        return "missing"
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0][:80] if text else "?"
+
+
+def _dpkg_version(package: str) -> str:
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return out.stdout.strip() or "missing"
+
+
+def _pkg(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def loadavg() -> str:
+    """The 1/5/15-minute load averages (the machine may be shared)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def describe() -> dict[str, Any]:
+    """CPU, cores, memory, kernel, Python and the versions of everything measured."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory": _mem_gib(),
+        "kernel": platform.release(),
+        "os": _tool_version(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "python": platform.python_version(),
+        "ccxd": _pkg("ccxd"),
+        "uvloop": _pkg("uvloop"),
+        "websockets": _pkg("websockets"),
+        "msgspec": _pkg("msgspec"),
+        "redis-py": _pkg("redis"),
+        "redis-server": _tool_version(["redis-server", "--version"]).split(" sha=")[0],
+        "zsh": _tool_version(["zsh", "--version"]),
+        "websocketd": _dpkg_version("websocketd"),
+        "task-spooler": _dpkg_version("task-spooler"),
+        "load at start": loadavg(),
+    }
