@@ -48,8 +48,22 @@ def human_duration(seconds: float | None) -> str:
 
 
 def describe_outcome(job: JobInfo) -> str:
-    """A short outcome: ``exit 0``, ``signal 9``, ``timeout``, ``queued #3``."""
+    """A short outcome: ``exit 0``, ``signal 9``, ``timeout``, ``queued #3``, ``waiting until 14:05``."""
+    text = _outcome(job)
+    if job.attempt > 1:
+        text += f" (attempt {job.attempt})"
+    if job.retried_by:
+        text += f" → retried as {job.retried_by}"
+    return text
+
+
+def _outcome(job: JobInfo) -> str:
     if job.state == "queued":
+        if job.wait_until is not None:
+            until = time.strftime("%H:%M", time.localtime(job.wait_until))
+            return f"waiting until {until}" + (f" ({job.wait_reason})" if job.wait_reason else "")
+        if job.wait_reason:
+            return f"waiting ({job.wait_reason})"
         return f"queued #{job.queue_position}" if job.queue_position else "queued"
     if job.state != "finished":
         return str(job.state)

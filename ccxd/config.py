@@ -120,6 +120,30 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     estimate_bootstrap: Positive | None = 3600.0
     """Timeout for commands with too little history (unset: none)."""
 
+    # Claude jobs: limits and retries (ccxd/claude/retry_policy.py says what each does)
+    claude_max_concurrent: Annotated[int, Meta(ge=1, le=100_000)] = 4
+    """Claude jobs running at once, daemon-wide; further Claude jobs wait in the queue."""
+    claude_retry: bool = True
+    """Retry Claude jobs that failed retryably (per job: ``retry.enabled``)."""
+    claude_retry_max_attempts: Annotated[int, Meta(ge=1, le=100)] = 4
+    """Runs of one Claude request at most, the first included."""
+    claude_retry_backoff_base: Positive = 30.0
+    """First wait after a rate limit, overload or network error (seconds); doubles per attempt."""
+    claude_retry_backoff_max: Positive = 900.0
+    """Longest backoff wait (seconds); also the wait for a usage limit without a reset time."""
+    claude_retry_jitter: Annotated[float, Meta(ge=0, le=1)] = 0.5
+    """Up to this fraction of each backoff wait is taken away at random."""
+    claude_retry_token_limit: Literal["raise", "concise", "both", "off"] = "both"  # noqa: S105
+    """After a token limit: raise CLAUDE_CODE_MAX_OUTPUT_TOKENS, ask for concision, both, or neither."""
+    claude_retry_token_growth: Annotated[float, Meta(gt=1, le=16)] = 2.0
+    """Factor by which CLAUDE_CODE_MAX_OUTPUT_TOKENS grows per retry (capped at the model's maximum)."""
+    claude_usage_limit_max_wait: NonNegative = 6 * 3600.0
+    """Wait for a usage-limit reset at most this far ahead (seconds); later resets fail the job."""
+    claude_usage_limit_margin: NonNegative = 5.0
+    """Seconds after a usage-limit reset before Claude jobs start again."""
+    claude_model_max_output_tokens: dict[str, int] = {}
+    """Output-token maxima by model name, added to (or replacing) the built-in table."""
+
     # Lifecycle
     drain_timeout: NonNegative = 10.0
     """On SIGTERM, how long running jobs may finish before they are cancelled."""

@@ -45,6 +45,17 @@ _RELOADABLE = (
     "spool_max_bytes",
     "drain_timeout",
     "on_stop",
+    "claude_max_concurrent",
+    "claude_retry",
+    "claude_retry_max_attempts",
+    "claude_retry_backoff_base",
+    "claude_retry_backoff_max",
+    "claude_retry_jitter",
+    "claude_retry_token_limit",
+    "claude_retry_token_growth",
+    "claude_usage_limit_max_wait",
+    "claude_usage_limit_margin",
+    "claude_model_max_output_tokens",
 )
 _LAG_INTERVAL = 0.5
 
@@ -138,14 +149,15 @@ class Daemon:
             sock.close()
             self._unlink_socket()
             raise
-        lost = await history.recorder.recover(spool_dir)
+        self.supervisor = Supervisor(self.config, reaper, spool_dir, history.recorder)
+        restored = await self._start_claude(history)
+        lost = await history.recorder.recover(spool_dir, taken_over=restored)
         if lost:
             log.warning("%d job(s) of a previous run were recorded as lost", len(lost))
         # READY=1 means a client asking about recovered jobs sees them lost, not still running.
         if history.recorder.recovered and await history.writer.flush(self.config.store_timeout):
             history.recorder.forget_recovered(spool_dir)
         history.start_retention()
-        self.supervisor = Supervisor(self.config, reaper, spool_dir, history.recorder)
         dispatcher = Dispatcher()
         register_methods(dispatcher, self.supervisor, self.info, history.store)
         register_history_methods(dispatcher, history, self.supervisor)
@@ -191,6 +203,7 @@ class Daemon:
             await compat.stop()
         self._unlink_socket()
         await self.supervisor.shutdown(self.config.on_stop, self.config.drain_timeout)
+        self.claude_gate.close()
         await history.close()
         for task in background:
             task.cancel()
@@ -199,6 +212,22 @@ class Daemon:
             loop.remove_signal_handler(sig)
         log.info("stopped")
         return 0
+
+    async def _start_claude(self, history: History) -> set[str]:
+        """The Claude limits and retries; returns the ids of retry attempts queued again."""
+        from ccxd.claude.gate import ClaudeGate
+        from ccxd.claude.retry_runner import RetryRunner
+        from ccxd.store.base import StoreUnavailable
+
+        cfg = self.config
+        self.claude_gate = ClaudeGate(lambda: cfg.claude_max_concurrent, self.supervisor.kick)
+        self.supervisor.gate = self.claude_gate
+        self.claude_retries = RetryRunner(self.supervisor, self.claude_gate, cfg, history.recorder)
+        try:
+            return await self.claude_retries.restore(history.store)
+        except StoreUnavailable as exc:
+            log.error("cannot read the Claude retry state: %s", exc)
+            return set()
 
     def _bind_websocket(self) -> WebSocketServer | None:
         """Load the token and TLS files and bind the WebSocket port (None when disabled)."""

@@ -202,6 +202,18 @@ class JobInfo(Struct, omit_defaults=True, kw_only=True):
     output_cut: bool = False
     node: str = ""
     peer: str = ""
+    attempt: int = 1
+    """Claude retry chains: 1 for a first run, N for the N-th attempt."""
+    retry_of: str | None = None
+    """The attempt this job retries (the previous link of its chain)."""
+    retried_by: str | None = None
+    """The next attempt, when this one failed and is being retried."""
+    retry_note: str | None = None
+    """Why this job was (or was not) retried, in words."""
+    wait_until: float | None = None
+    """A queued job waits until then (epoch seconds): a backoff or a usage-limit reset."""
+    wait_reason: str | None = None
+    """What a queued job waits for (``usage limit``, ``rate limit``, ``claude concurrency limit``)."""
 
 
 class OutputChunk(Struct, kw_only=True):
@@ -234,6 +246,21 @@ class OutputChunk(Struct, kw_only=True):
 # --------------------------------------------------------------------------
 
 
+class RetryParams(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """``job.start`` ``retry``: this Claude job's retry policy; unset members come from the config."""
+
+    enabled: bool | None = None
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] | None = None
+    """Runs at most, the first included."""
+    backoff_base: Seconds | None = None
+    backoff_max: Seconds | None = None
+    jitter: Annotated[float, Meta(ge=0, le=1)] | None = None
+    token_limit: Literal["raise", "concise", "both", "off"] | None = None
+    """After a token limit: raise CLAUDE_CODE_MAX_OUTPUT_TOKENS, ask for concision, both, or not."""
+    usage_limit_max_wait: TimeoutSeconds | None = None
+    """Give up on a usage limit that resets later than this many seconds from now."""
+
+
 class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """``job.start``: run ``command`` (a shell string, or an argv list without a shell)."""
 
@@ -250,6 +277,8 @@ class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     subscribe: bool = False
     binary: bool = False
     """With ``subscribe``: output as binary WebSocket frames (:func:`encode_output_frame`)."""
+    retry: RetryParams | None = None
+    """Claude jobs: overrides of the config's retry policy."""
 
 
 class JobRef(Struct, forbid_unknown_fields=True):
@@ -441,11 +470,13 @@ class SessionDetail(Struct):
 # --------------------------------------------------------------------------
 
 
-class JobQueued(Struct):
-    """``job.queued``: the job waits for a slot at ``position`` (1 = next)."""
+class JobQueued(Struct, omit_defaults=True):
+    """``job.queued``: the job waits for a slot at ``position`` (1 = next), or until ``wait_until``."""
 
     job_id: str
     position: int
+    wait_until: float | None = None
+    wait_reason: str | None = None
 
 
 class JobStarted(Struct):
@@ -481,6 +512,23 @@ class OutputCut(Struct):
     limit: int
 
 
+class JobRetry(Struct, kw_only=True, omit_defaults=True):
+    """``job.retry``: a Claude job failed retryably; ``next_job_id`` is attempt ``attempt``."""
+
+    job_id: str
+    next_job_id: str
+    attempt: int
+    error_class: str
+    reason: str
+    delay: float = 0.0
+    """Seconds until the next attempt may start."""
+    wait_until: float | None = None
+    max_output_tokens: int | None = None
+    """CLAUDE_CODE_MAX_OUTPUT_TOKENS of the next attempt, when it changed."""
+    concision_level: int = 0
+    """Concision instructions added to the next attempt's prompt (0–3)."""
+
+
 METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "job.start": (StartParams, JobInfo),
     "job.get": (JobRef, JobInfo),
@@ -508,6 +556,7 @@ NOTIFICATIONS: Final[dict[str, type[Struct]]] = {
     "job.gap": OutputGap,
     "job.output_cut": OutputCut,
     "job.finished": JobFinished,
+    "job.retry": JobRetry,
 }
 
 

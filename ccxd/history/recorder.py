@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from ccxd.history.estimate import Estimate, Sample, estimate
@@ -21,7 +21,7 @@ from ccxd.output.log import Chunk
 from ccxd.output.spool import read_spool
 from ccxd.protocol import JobInfo, JobReason, JobState
 from ccxd.store.base import Store, StoreUnavailable
-from ccxd.store.ops import AppendOutput, RecordDuration, SaveJob
+from ccxd.store.ops import AppendOutput, ClaudeState, RecordDuration, SaveClaudeState, SaveJob
 from ccxd.store.writer import StoreWriter
 from ccxd.supervision import jobfile
 from ccxd.supervision.tree import ProcInfo, scan_processes, send_checked
@@ -88,6 +88,10 @@ class Recorder:
             cached[1].insert(0, Sample(info.duration, ok, censored))
             del cached[1][_SAMPLES:]
 
+    def claude_state(self, state: ClaudeState) -> None:
+        """Keep the Claude retry state (usage-limit block, waiting attempts) across restarts."""
+        self.writer.submit(SaveClaudeState(state))
+
     # -- timeout estimates ----------------------------------------------------
 
     async def timeout_for(self, command: str | list[str]) -> Estimate:
@@ -117,11 +121,13 @@ class Recorder:
 
     # -- crash recovery -------------------------------------------------------
 
-    async def recover(self, spool_dir: Path) -> list[JobInfo]:
+    async def recover(self, spool_dir: Path, taken_over: Collection[str] = ()) -> list[JobInfo]:
         """Mark jobs a previous daemon left unfinished as ``lost``.
 
         Their leftover processes are killed (a job nobody supervises must not
         run on), and output that reached the spool but not the store is saved.
+        Jobs in ``taken_over`` were queued and are already queued again (Claude
+        retry attempts waiting for a reset); they are left alone.
         """
         try:
             unfinished = await self.store.unfinished_jobs()
@@ -142,6 +148,7 @@ class Recorder:
         except StoreUnavailable as exc:
             log.error("cannot look for lost jobs: %s", exc)
             return []
+        unfinished = [j for j in unfinished if j.id not in taken_over]
         if not unfinished:
             return []
         killed = _kill_marked({j.id for j in unfinished})

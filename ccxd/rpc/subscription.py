@@ -66,13 +66,15 @@ async def pump(conn: Connection, job: Job, from_offset: int, with_output: bool, 
     offset = from_offset
     seq = out.seq_at(offset) if with_output else 0
     sent_position: int | None = None
+    sent_wait: tuple[float | None, str | None] = (None, None)
     sent_started = False
     sent_cut = False
     try:
         while not conn.closing:
-            if job.state is JobState.QUEUED and job.queue_position != sent_position:
-                sent_position = job.queue_position
-                conn.send(_note("job.queued", JobQueued(job.id, sent_position or 0)))
+            wait = (job.wait_until, job.wait_reason)
+            if job.state is JobState.QUEUED and (job.queue_position != sent_position or wait != sent_wait):
+                sent_position, sent_wait = job.queue_position, wait
+                conn.send(_note("job.queued", JobQueued(job.id, sent_position or 0, *wait)))
             if job.pid is not None and not sent_started:
                 sent_started = True
                 conn.send(
@@ -111,6 +113,8 @@ async def pump(conn: Connection, job: Job, from_offset: int, with_output: bool, 
                 size = spool.size if spool is not None else out.size
                 conn.send(_note("job.output_cut", OutputCut(job.id, size, limit)))
             if job.finished and (not with_output or seq >= out.next_seq):
+                if job.retry_notice is not None:
+                    conn.send(_note("job.retry", job.retry_notice))
                 conn.send(_note("job.finished", JobFinished(job.info())))
                 return
             await changed

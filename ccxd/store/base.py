@@ -7,7 +7,7 @@ from typing import Protocol
 from msgspec import Struct
 
 from ccxd.protocol import HistoryParams, JobInfo, SessionDetail, SessionInfo
-from ccxd.store.ops import Op
+from ccxd.store.ops import ClaudeState, Op
 
 __all__ = ["DurationSample", "Store", "StoreUnavailable", "StoredChunk"]
 
@@ -84,3 +84,6 @@ class Store(Protocol):
 
     async def prune(self, older_than: float | None, keep: int | None) -> int:
         """Delete finished jobs (and their output) by age and count; return how many."""
+
+    async def claude_state(self) -> ClaudeState | None:
+        """This node's Claude retry state (``SaveClaudeState``), if any was saved."""

@@ -40,6 +40,11 @@ def node_active(node: str) -> str:
     return f"{PREFIX}:node:{node}:active"
 
 
+def claude_state(node: str) -> str:
+    """STRING: the node's Claude retry state (JSON of ClaudeState: usage-limit block, pending attempts)."""
+    return f"{PREFIX}:node:{node}:claude"
+
+
 def session(name: str) -> str:
     """HASH: created, last_active."""
     return f"{PREFIX}:session:{name}"

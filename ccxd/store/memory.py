@@ -8,7 +8,7 @@ import time
 from ccxd.history.query import Matcher
 from ccxd.protocol import HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
 from ccxd.store.base import DurationSample, StoredChunk
-from ccxd.store.ops import AppendOutput, Op, RecordDuration, SaveJob
+from ccxd.store.ops import AppendOutput, ClaudeState, Op, RecordDuration, SaveClaudeState, SaveJob
 
 __all__ = ["MemoryStore"]
 
@@ -26,6 +26,7 @@ class MemoryStore:
         self._output: dict[str, list[StoredChunk]] = {}
         self._durations: dict[str, collections.deque[DurationSample]] = {}
         self._sessions: dict[str, SessionInfo] = {}
+        self._claude: ClaudeState | None = None
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -49,6 +50,8 @@ class MemoryStore:
             elif isinstance(op, RecordDuration):
                 runs = self._durations.setdefault(op.signature, collections.deque(maxlen=200))
                 runs.appendleft(DurationSample(op.duration, op.ok, op.censored, op.at))
+            elif isinstance(op, SaveClaudeState):
+                self._claude = op.state
 
     def _save(self, info: JobInfo) -> None:
         self._jobs[info.id] = info
@@ -102,6 +105,10 @@ class MemoryStore:
     async def unfinished_jobs(self) -> list[JobInfo]:
         """Never any: memory does not outlive the daemon."""
         return []
+
+    async def claude_state(self) -> ClaudeState | None:
+        """The last saved Claude retry state."""
+        return self._claude
 
     async def durations(self, signature: str, limit: int) -> list[DurationSample]:
         """Recent runs."""

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from msgspec import Struct
 
-from ccxd.protocol import JobInfo
+from ccxd.protocol import JobInfo, StartParams
 
-__all__ = ["AppendOutput", "Op", "RecordDuration", "SaveJob"]
+__all__ = [
+    "AppendOutput",
+    "ClaudeState",
+    "Op",
+    "PendingAttempt",
+    "RecordDuration",
+    "SaveClaudeState",
+    "SaveJob",
+]
 
 
 class SaveJob(Struct, tag="job"):
@@ -36,4 +44,38 @@ class RecordDuration(Struct, tag="dur"):
     job_id: str
 
 
-Op = SaveJob | AppendOutput | RecordDuration
+class PendingAttempt(Struct, kw_only=True):
+    """A Claude retry attempt that waits to start, kept so it outlives a daemon restart."""
+
+    job_id: str
+    params: StartParams
+    """The attempt's request; environment values that look secret are not kept (``secret_env``)."""
+    base_params: StartParams
+    """The chain's first request (concision instructions are added to its prompt)."""
+    attempt: int
+    retry_of: str
+    concision_level: int = 0
+    wait_until: float | None = None
+    wait_reason: str | None = None
+    queued_at: float = 0.0
+    peer: str = ""
+    secret_env: list[str] = []
+    """Names of environment variables whose values were not stored."""
+
+
+class ClaudeState(Struct, kw_only=True):
+    """What the Claude retry runner keeps across restarts, per node."""
+
+    block_until: float | None = None
+    """Every Claude job waits until then (a usage limit's reset)."""
+    block_reason: str | None = None
+    pending: list[PendingAttempt] = []
+
+
+class SaveClaudeState(Struct, tag="claude"):
+    """Replace the node's Claude retry state."""
+
+    state: ClaudeState
+
+
+Op = SaveJob | AppendOutput | RecordDuration | SaveClaudeState

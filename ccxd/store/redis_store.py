@@ -20,7 +20,7 @@ from ccxd.history.query import Matcher
 from ccxd.protocol import HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
 from ccxd.store import keys
 from ccxd.store.base import DurationSample, StoredChunk, StoreUnavailable
-from ccxd.store.ops import AppendOutput, Op, RecordDuration, SaveJob
+from ccxd.store.ops import AppendOutput, ClaudeState, Op, RecordDuration, SaveClaudeState, SaveJob
 
 __all__ = ["RedisStore"]
 
@@ -31,6 +31,7 @@ _SCAN_LIMIT = 200_000  # most records a filtered history query looks at
 _job_decoder = msgspec.json.Decoder(JobInfo)
 _json = msgspec.json.Encoder()
 _sample_decoder = msgspec.msgpack.Decoder(DurationSample)
+_claude_decoder = msgspec.json.Decoder(ClaudeState)
 _msgpack = msgspec.msgpack.Encoder()
 
 
@@ -104,6 +105,8 @@ class RedisStore:
                 pipe.lpush(key, _msgpack.encode(sample))
                 pipe.ltrim(key, 0, _DURATIONS_KEPT - 1)
                 pipe.hset(keys.SIGNATURES, keys.signature_hash(op.signature), op.signature)
+            elif isinstance(op, SaveClaudeState):
+                pipe.set(keys.claude_state(self.node), _json.encode(op.state))
         if not len(pipe):
             return
         results = await self._guard(pipe.execute(raise_on_error=False))
@@ -221,6 +224,16 @@ class RedisStore:
         ids = await self._guard(self.redis.smembers(keys.node_active(self.node)))
         members = [keys.member(self.node, i.decode()).encode() for i in ids]
         return [j for j in await self._records(members) if j.state is not JobState.FINISHED]
+
+    async def claude_state(self) -> ClaudeState | None:
+        """This node's Claude retry state."""
+        raw = await self._guard(self.redis.get(keys.claude_state(self.node)))
+        if raw is None:
+            return None
+        try:
+            return _claude_decoder.decode(raw)
+        except msgspec.DecodeError:
+            return None  # written by an incompatible version: start afresh
 
     async def durations(self, signature: str, limit: int) -> list[DurationSample]:
         """Recent runs of ``signature``, newest first."""

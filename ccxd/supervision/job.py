@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from ccxd.output.log import OutputLog
-from ccxd.protocol import JobInfo, JobReason, JobState, StartParams
+from ccxd.protocol import JobInfo, JobReason, JobRetry, JobState, StartParams
 from ccxd.redact import redact_env
 from ccxd.supervision.state import check_transition
 from ccxd.supervision.tree import ProcessTree
@@ -63,6 +63,14 @@ class Job:
         self.last_output_mono = time.monotonic()
         self.stop_reason: JobReason | None = None  # why *we* are stopping it
         self.queue_position: int | None = None
+        # Retry chains (Claude jobs): see ccxd/claude/retry_runner.py.
+        self.attempt = 1
+        self.retry_of: str | None = None
+        self.retried_by: str | None = None
+        self.retry_note: str | None = None
+        self.wait_until: float | None = None  # not before then (epoch seconds)
+        self.wait_reason: str | None = None
+        self.retry_notice: JobRetry | None = None  # sent as job.retry before job.finished
         self._listeners: list[Callable[[], None]] = []
         log.add_listener(self._on_output)
 
@@ -122,6 +130,10 @@ class Job:
         with contextlib.suppress(ValueError):
             self._listeners.remove(callback)
 
+    def waiting_changed(self) -> None:
+        """Tell listeners that ``wait_until``/``wait_reason`` changed."""
+        self._notify()
+
     def _on_output(self) -> None:
         self.last_output_mono = time.monotonic()
         self._notify()
@@ -165,4 +177,10 @@ class Job:
             output_cut=log.cut,
             node=self.node,
             peer=self.peer,
+            attempt=self.attempt,
+            retry_of=self.retry_of,
+            retried_by=self.retried_by,
+            retry_note=self.retry_note,
+            wait_until=self.wait_until,
+            wait_reason=self.wait_reason,
         )

@@ -21,6 +21,7 @@ from ccxd.output.log import OutputLog
 from ccxd.output.spool import FLUSH_INTERVAL, Spool
 from ccxd.protocol import ErrorCode, JobInfo, JobReason, JobState, ListParams, StartParams
 from ccxd.supervision import jobfile
+from ccxd.supervision.gate import JobGate, OpenGate
 from ccxd.supervision.job import Job
 from ccxd.supervision.reaper import ExitStatus, Reaper
 from ccxd.supervision.shell import resolve_shell
@@ -90,6 +91,8 @@ class Supervisor:
         self._accepting = True
         self._base_env = dict(os.environ)
         self.default_shell = resolve_shell(config.shell, fallback=True) or "/bin/sh"
+        self.gate: JobGate = OpenGate()
+        """Decides when a queued job may start (the Claude limits plug in here)."""
 
     # -- queries --------------------------------------------------------------
 
@@ -134,15 +137,21 @@ class Supervisor:
         timeout, basis = await self._timeout_for(params)
         job = self._make_job(params, peer)
         job.timeout, job.timeout_basis = timeout, basis
-        if self._running < self.config.max_concurrent_jobs:
+        self.admit(job)
+        return job
+
+    def admit(self, job: Job) -> None:
+        """Start a job made by :meth:`make_job` now, or queue it.  Raises :class:`RpcError`."""
+        if not self._accepting:
+            _discard(job)
+            raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
+        if self._running < self.config.max_concurrent_jobs and self.gate.may_start(job):
             self.jobs[job.id] = job
             self._save_job_file(job)
             self._launch(job)
         else:
             if len(self._queue) >= self.config.max_queued_jobs:
-                job.log.close()
-                if job.log.spool is not None:
-                    job.log.spool.remove()
+                _discard(job)
                 raise RpcError(
                     ErrorCode.QUEUE_FULL,
                     f"queue full: {len(self._queue)} jobs waiting (max_queued_jobs)",
@@ -154,7 +163,6 @@ class Supervisor:
             job.queue_position = len(self._queue)
             log.info("job %s queued at position %d", job.id, job.queue_position)
             self._record(job)
-        return job
 
     async def _timeout_for(self, params: StartParams) -> tuple[float | None, str]:
         if params.timeout == 0:
@@ -184,9 +192,13 @@ class Supervisor:
             else:
                 self.recorder.job_changed(job.info())
 
-    def _make_job(self, params: StartParams, peer: str) -> Job:
+    def make_job(self, params: StartParams, peer: str = "", job_id: str | None = None) -> Job:
+        """A job for ``params`` (not admitted yet); ``job_id`` reuses an id (a restored job)."""
+        return self._make_job(params, peer, job_id)
+
+    def _make_job(self, params: StartParams, peer: str, job_id: str | None = None) -> Job:
         _check_text(params)
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
         if isinstance(params.command, str):
             wanted = params.shell or self.config.shell
             shell = (
@@ -222,16 +234,29 @@ class Supervisor:
 
     def _launch(self, job: Job) -> None:
         self._running += 1
+        self.gate.started(job)
         job.move(JobState.STARTING)
         task = asyncio.get_running_loop().create_task(self._run(job), name=f"job-{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def kick(self) -> None:
+        """Start whatever queued jobs may start now (the gate calls this when a wait ends)."""
+        self._next_from_queue()
+
     def _next_from_queue(self) -> None:
+        # FIFO, except that jobs the gate holds back let the jobs behind them pass.
+        held: list[Job] = []
         while self._queue and self._running < self.config.max_concurrent_jobs:
             job = self._queue.popleft()
+            if job.finished:
+                continue
+            if not self.gate.may_start(job):
+                held.append(job)
+                continue
             job.queue_position = None
             self._launch(job)
+        self._queue.extendleft(reversed(held))
         for pos, waiting in enumerate(self._queue, 1):
             if waiting.queue_position != pos:
                 waiting.queue_position = pos
@@ -250,6 +275,7 @@ class Supervisor:
                 job.finish(JobReason.KILLED, error="internal supervisor error")
         finally:
             self._running -= 1
+            self.gate.finished(job)
             self._record(job)
             self._retire(job)
             self._next_from_queue()
@@ -410,6 +436,7 @@ class Supervisor:
         if job.state is JobState.QUEUED:
             self._queue.remove(job)
             job.finish(JobReason.CANCELLED)
+            self.gate.finished(job)
             self._record(job)
             self._retire(job)
             self._next_from_queue()
@@ -481,6 +508,13 @@ class Supervisor:
         for job in self.jobs.values():
             if job.log.spool is not None:
                 job.log.spool.close()
+
+
+def _discard(job: Job) -> None:
+    """Forget a job that was made but not admitted."""
+    job.log.close()
+    if job.log.spool is not None:
+        job.log.spool.remove()
 
 
 def _alias_shell(name: str) -> str:

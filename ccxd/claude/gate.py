@@ -1,0 +1,151 @@
+"""Which queued jobs may start now: the daemon-wide Claude limits.
+
+The supervisor asks its gate before it starts a job (:class:`JobGate`).  The
+:class:`ClaudeGate` holds back
+
+* any job whose ``wait_until`` is still ahead (a retry waiting out a backoff or
+  a usage-limit reset),
+* every Claude job while the daemon-wide usage-limit block lasts (one job hit
+  the account's limit, so the others would too), and
+* Claude jobs beyond ``claude_max_concurrent`` running at once.
+
+Held-back jobs stay queued (shell jobs behind them are not held up) and carry
+``wait_until``/``wait_reason`` so ``ccxctl ps`` can say "waiting until 14:05".
+A timer kicks the supervisor's queue when the earliest wait ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ccxd.supervision.job import Job
+
+__all__ = ["ClaudeGate", "is_claude_job"]
+
+log = logging.getLogger("ccxd.claude")
+
+CONCURRENCY_REASON = "claude concurrency limit"
+BLOCK_REASON = "usage limit"
+
+
+def is_claude_job(job: Job) -> bool:
+    """A job of kind ``claude``, or one whose program is ``claude``."""
+    kind = getattr(job.params, "kind", None)
+    if kind is not None:
+        return str(kind) == "claude"
+    return bool(job.argv) and os.path.basename(job.argv[0]) == "claude" and job.shell is None
+
+
+class ClaudeGate:
+    """Admission for Claude jobs: concurrency, usage-limit block and per-job waits."""
+
+    def __init__(
+        self,
+        limit: Callable[[], int],
+        kick: Callable[[], None],
+        *,
+        is_claude: Callable[[Job], bool] = is_claude_job,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limit = limit
+        self.kick = kick
+        self.is_claude = is_claude
+        self.clock = clock
+        self.running: set[str] = set()
+        self.block_until: float | None = None
+        self.block_reason = BLOCK_REASON
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.started_hooks: list[Callable[[Job], None]] = []
+        self.finished_hooks: list[Callable[[Job], None]] = []
+
+    # -- the supervisor's questions -------------------------------------------
+
+    def may_start(self, job: Job) -> bool:
+        """True if ``job`` may start now; otherwise mark why it waits."""
+        now = self.clock()
+        if job.wait_until is not None and job.wait_until > now:
+            self._wake_at(job.wait_until)
+            return False
+        claude = self.is_claude(job)
+        if claude and self.block_until is not None:
+            if self.block_until > now:
+                self._hold(job, self.block_until, self.block_reason)
+                self._wake_at(self.block_until)
+                return False
+            self.block_until = None
+        if claude and len(self.running) >= max(1, self.limit()):
+            self._hold(job, None, CONCURRENCY_REASON)
+            return False
+        if job.wait_until is not None or job.wait_reason is not None:
+            job.wait_until = None
+            job.wait_reason = None
+        return True
+
+    def started(self, job: Job) -> None:
+        """``job`` was launched."""
+        if self.is_claude(job):
+            self.running.add(job.id)
+        for hook in self.started_hooks:
+            try:
+                hook(job)
+            except Exception:
+                log.exception("job %s: after-start hook failed", job.id)
+
+    def finished(self, job: Job) -> None:
+        """``job`` finished (or was cancelled while queued)."""
+        self.running.discard(job.id)
+        for hook in self.finished_hooks:
+            try:
+                hook(job)
+            except Exception:  # a retry bug must not break the supervisor's bookkeeping
+                log.exception("job %s: after-finish hook failed", job.id)
+
+    # -- the daemon-wide block ------------------------------------------------
+
+    def block(self, until: float, reason: str = BLOCK_REASON) -> None:
+        """Hold every Claude job until ``until`` (epoch seconds); a later block wins."""
+        if self.block_until is None or until > self.block_until:
+            self.block_until = until
+            self.block_reason = reason
+            log.warning(
+                "claude jobs wait until %s (%s)", time.strftime("%H:%M:%S", time.localtime(until)), reason
+            )
+        self._wake_at(until)
+
+    # -- timers ---------------------------------------------------------------
+
+    def _hold(self, job: Job, until: float | None, reason: str) -> None:
+        if job.wait_until != until or job.wait_reason != reason:
+            job.wait_until = until
+            job.wait_reason = reason
+            job.waiting_changed()
+
+    def _wake_at(self, when: float) -> None:
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        # Wall-clock deadline → loop timer; a little late is fine, early is not.
+        delay = max(0.0, when - self.clock()) + 0.01
+        self._timer_at = when
+        self._timer = loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.kick()
+
+    def close(self) -> None:
+        """Cancel the timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = None

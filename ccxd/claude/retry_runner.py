@@ -1,0 +1,368 @@
+"""Carrying out retry decisions: the next attempt of a failed Claude job.
+
+When a Claude job finishes, :class:`RetryRunner` reads what went wrong
+(:func:`failure_of`), asks :func:`~ccxd.claude.retry_policy.decide`, and — when
+the answer is to retry — makes the next attempt as a new job linked to the
+failed one (``retry_of``/``retried_by``, ``attempt``), queued with
+``wait_until`` when it must wait.  The failed job's subscribers get
+``job.retry`` before its ``job.finished``.
+
+A usage limit blocks every Claude job of the daemon until the reset
+(:meth:`ClaudeGate.block`).  The block and the attempts still waiting are saved
+in the store (``Recorder.claude_state``), so after a restart the waits go on
+with the same job ids (:meth:`RetryRunner.restore`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from msgspec import structs
+
+from ccxd.claude.gate import ClaudeGate, is_claude_job
+from ccxd.claude.retry_policy import STALLED, Decision, Failure, RetrySettings, add_concision, decide
+from ccxd.config import Config
+from ccxd.errors import RpcError
+from ccxd.protocol import JobReason, JobRetry, StartParams
+from ccxd.redact import REDACTED, is_secret_name
+from ccxd.store.ops import ClaudeState, PendingAttempt
+
+if TYPE_CHECKING:
+    from ccxd.history.recorder import Recorder
+    from ccxd.store.base import Store
+    from ccxd.supervision.job import Job
+    from ccxd.supervision.supervisor import Supervisor
+
+__all__ = ["MAX_TOKENS_ENV", "RetryRunner", "failure_of", "settings_from_config"]
+
+log = logging.getLogger("ccxd.claude")
+
+MAX_TOKENS_ENV = "CLAUDE_CODE_MAX_OUTPUT_TOKENS"
+_RESUME_FLAGS = frozenset({"--resume", "-r", "--continue", "-c"})
+_PROMPT_FLAGS = frozenset({"-p", "--print"})
+
+
+def settings_from_config(config: Config) -> RetrySettings:
+    """The daemon-wide retry policy."""
+    return RetrySettings(
+        enabled=config.claude_retry,
+        max_attempts=config.claude_retry_max_attempts,
+        backoff_base=config.claude_retry_backoff_base,
+        backoff_max=config.claude_retry_backoff_max,
+        jitter=config.claude_retry_jitter,
+        token_limit=config.claude_retry_token_limit,
+        token_growth=config.claude_retry_token_growth,
+        usage_limit_max_wait=config.claude_usage_limit_max_wait,
+        usage_limit_margin=config.claude_usage_limit_margin,
+        model_max_output_tokens=dict(config.claude_model_max_output_tokens),
+    )
+
+
+# -- reading a finished job ----------------------------------------------------
+
+
+def failure_of(job: Job) -> Failure | None:
+    """What went wrong with a finished Claude job, or None if nothing retryable to say.
+
+    Reads the classification the stream-json parser attached (``job.claude``);
+    a job ccxd killed for silence (idle timeout) counts as a stall.
+    """
+    if job.reason in (JobReason.CANCELLED, JobReason.FAILED_TO_START, JobReason.LOST, JobReason.TIMEOUT):
+        return None  # the user's or the daemon's own decision, not the API's
+    run: Any = getattr(job, "claude", None)
+    verdict: Any = getattr(run, "classification", None) if run is not None else None
+    cls = getattr(verdict, "error_class", None)
+    if cls is None and job.reason is JobReason.IDLE_TIMEOUT:
+        cls = STALLED
+    if cls is None:
+        return None
+    facts: Any = getattr(run, "facts", None)
+    retries = list(getattr(facts, "retries", ()) or ())
+    model = (
+        getattr(facts, "model", None)
+        or _flag_value(job.argv, "--model")
+        or getattr(job.params, "model", None)
+    )
+    return Failure(
+        error_class=str(cls),
+        status=getattr(verdict, "status", None),
+        model=model,
+        max_output_tokens=_int(job.params.env.get(MAX_TOKENS_ENV) or os.environ.get(MAX_TOKENS_ENV)),
+        token_limit=getattr(verdict, "limit", None),
+        resets_at=getattr(verdict, "reset_at", None),
+        cli_last_delay=getattr(verdict, "retry_after", None),
+        cli_retries=len(retries),
+        resumes_session=_resumes(job),
+    )
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _resumes(job: Job) -> bool:
+    if getattr(job.params, "resume", None) or getattr(job.params, "continue_session", None):
+        return True
+    return any(a in _RESUME_FLAGS or a.startswith(("--resume=", "--continue=")) for a in job.argv[1:])
+
+
+def edit_prompt(params: StartParams, transform: Callable[[str], str]) -> StartParams | None:
+    """``params`` with its prompt transformed, or None when the prompt cannot be found.
+
+    The prompt is the ``prompt`` member of a ``kind: "claude"`` request, the
+    argument after ``-p``/``--print`` of a ``claude`` argv, or the stdin input
+    of a ``claude -p`` argv that has no prompt argument.
+    """
+    prompt = getattr(params, "prompt", None)
+    if isinstance(prompt, str):
+        return structs.replace(params, prompt=transform(prompt))
+    if isinstance(params.command, list):
+        argv = list(params.command)
+        for i, arg in enumerate(argv[:-1]):
+            if arg in _PROMPT_FLAGS and not argv[i + 1].startswith("-"):
+                argv[i + 1] = transform(argv[i + 1])
+                return structs.replace(params, command=argv)
+        if params.input is not None and any(a in _PROMPT_FLAGS for a in argv):
+            return structs.replace(params, input=transform(params.input))
+    return None
+
+
+# -- the runner ----------------------------------------------------------------
+
+
+class _Chain:
+    """What an attempt remembers of its chain."""
+
+    __slots__ = ("base", "level")
+
+    def __init__(self, base: StartParams, level: int) -> None:
+        self.base = base
+        self.level = level
+
+
+class RetryRunner:
+    """Makes the next attempt of failed Claude jobs and keeps the waits across restarts."""
+
+    def __init__(
+        self,
+        sup: Supervisor,
+        gate: ClaudeGate,
+        config: Config,
+        recorder: Recorder | None = None,
+        *,
+        inspect: Callable[[Job], Failure | None] = failure_of,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sup = sup
+        self.gate = gate
+        self.config = config
+        self.recorder = recorder
+        self.inspect = inspect
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self.clock = clock
+        self._chains: dict[str, _Chain] = {}
+        self._pending: dict[str, PendingAttempt] = {}
+        gate.finished_hooks.append(self.job_finished)
+        gate.started_hooks.append(self.job_started)
+
+    def settings_for(self, job: Job) -> RetrySettings:
+        """The config's policy with the job's ``retry`` overrides."""
+        base = settings_from_config(self.config)
+        over = job.params.retry
+        if over is None:
+            return base
+        return base.merged({f: getattr(over, f) for f in over.__struct_fields__})
+
+    # -- events ---------------------------------------------------------------
+
+    def job_started(self, job: Job) -> None:
+        """A waiting attempt started: it no longer needs restoring after a restart."""
+        if self._pending.pop(job.id, None) is not None:
+            self._save()
+
+    def job_finished(self, job: Job) -> None:
+        """Decide about a finished job; make and admit its next attempt if retrying."""
+        chain = self._chains.pop(job.id, None)
+        if self._pending.pop(job.id, None) is not None:
+            self._save()
+        if not is_claude_job(job):
+            return
+        failure = self.inspect(job)
+        if failure is None:
+            return
+        base = chain.base if chain else job.params
+        level = chain.level if chain else 0
+        failure = structs.replace(
+            failure,
+            attempt=job.attempt,
+            concision_level=level,
+            can_edit_prompt=edit_prompt(base, lambda p: p) is not None,
+        )
+        now = self.clock()
+        decision = decide(self.settings_for(job), failure, now=now, rng=self.rng)
+        log.info("job %s (attempt %d): %s", job.id, job.attempt, decision.reason)
+        if not decision.retry:
+            job.retry_note = "not retried: " + decision.reason
+            return
+        if decision.block_until is not None:
+            self.gate.block(decision.block_until)
+        try:
+            nxt = self._next_attempt(job, base, decision, failure, now)
+        except RpcError as exc:
+            job.retry_note = f"not retried: {exc.message}"
+            log.warning("job %s: next attempt refused: %s", job.id, exc.message)
+        else:
+            log.info("job %s: attempt %d is job %s", job.id, nxt.attempt, nxt.id)
+        if decision.block_until is not None:
+            self._save()
+
+    def _next_attempt(
+        self, job: Job, base: StartParams, decision: Decision, failure: Failure, now: float
+    ) -> Job:
+        params = base
+        if decision.concision_level:
+            level = decision.concision_level
+            edited = edit_prompt(base, lambda p: add_concision(p, level, failure.token_limit))
+            params = edited or base
+        env = dict(job.params.env)
+        if decision.max_output_tokens is not None:
+            env[MAX_TOKENS_ENV] = str(decision.max_output_tokens)
+        # Subscribers follow the chain through job.retry; the attempt itself is not subscribed.
+        params = structs.replace(params, env=env, subscribe=False)
+        nxt = self.sup.make_job(params, job.peer)
+        nxt.timeout, nxt.timeout_basis = job.timeout, job.timeout_basis
+        nxt.attempt = decision.attempt
+        nxt.retry_of = job.id
+        nxt.retry_note = decision.reason
+        if decision.delay > 0:
+            nxt.wait_until = now + decision.delay
+            nxt.wait_reason = decision.wait_reason
+        self._chains[nxt.id] = _Chain(base, decision.concision_level)
+        job.retried_by = nxt.id
+        job.retry_note = decision.reason
+        job.retry_notice = JobRetry(
+            job_id=job.id,
+            next_job_id=nxt.id,
+            attempt=decision.attempt,
+            error_class=failure.error_class,
+            reason=decision.reason,
+            delay=decision.delay,
+            wait_until=nxt.wait_until,
+            max_output_tokens=decision.max_output_tokens,
+            concision_level=decision.concision_level,
+        )
+        # Kept until it starts, so a restart in between does not lose it.
+        self._pending[nxt.id] = _pending(nxt, base, decision.concision_level)
+        self._save()
+        try:
+            self.sup.admit(nxt)
+        except RpcError:
+            self._chains.pop(nxt.id, None)
+            if self._pending.pop(nxt.id, None) is not None:
+                self._save()
+            job.retried_by = None
+            job.retry_notice = None
+            raise
+        return nxt
+
+    # -- persistence ----------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.recorder is None:
+            return
+        now = self.clock()
+        block = self.gate.block_until if self.gate.block_until and self.gate.block_until > now else None
+        self.recorder.claude_state(
+            ClaudeState(
+                block_until=block,
+                block_reason=self.gate.block_reason if block else None,
+                pending=list(self._pending.values()),
+            )
+        )
+
+    async def restore(self, store: Store) -> set[str]:
+        """Take back the block and the waiting attempts a previous run saved.
+
+        Returns the ids of the attempts queued again (the crash recovery must
+        leave them alone).  An attempt whose environment held secrets is not
+        restored (ccxd never stores them); it is recorded as lost instead.
+        """
+        state = await store.claude_state()
+        if state is None:
+            return set()
+        now = self.clock()
+        if state.block_until is not None and state.block_until > now:
+            self.gate.block(state.block_until, state.block_reason or "usage limit")
+        restored: set[str] = set()
+        for p in state.pending:
+            if p.secret_env:
+                log.warning(
+                    "job %s (attempt %d) cannot wait on after the restart: its environment held %s, "
+                    "which ccxd does not store",
+                    p.job_id,
+                    p.attempt,
+                    ", ".join(p.secret_env),
+                )
+                continue
+            job = self.sup.make_job(p.params, p.peer, job_id=p.job_id)
+            job.queued_at = p.queued_at or job.queued_at
+            job.attempt, job.retry_of = p.attempt, p.retry_of
+            job.wait_until, job.wait_reason = p.wait_until, p.wait_reason
+            job.retry_note = "waiting again after a daemon restart"
+            self._chains[job.id] = _Chain(p.base_params, p.concision_level)
+            self._pending[job.id] = p
+            try:
+                self.sup.admit(job)
+            except RpcError as exc:
+                log.warning("job %s could not be queued again: %s", p.job_id, exc.message)
+                self._pending.pop(job.id, None)
+                continue
+            restored.add(p.job_id)
+            log.info("job %s (attempt %d) waits again until %s", p.job_id, p.attempt, _clock(p.wait_until))
+        self._save()
+        return restored
+
+
+def _pending(job: Job, base: StartParams, level: int) -> PendingAttempt:
+    secret = sorted(
+        {k for k in job.params.env if is_secret_name(k)} | {k for k in base.env if is_secret_name(k)}
+    )
+    return PendingAttempt(
+        job_id=job.id,
+        params=structs.replace(job.params, env=_redacted(job.params.env)),
+        base_params=structs.replace(base, env=_redacted(base.env)),
+        attempt=job.attempt,
+        retry_of=job.retry_of or "",
+        concision_level=level,
+        wait_until=job.wait_until,
+        wait_reason=job.wait_reason,
+        queued_at=job.queued_at,
+        peer=job.peer,
+        secret_env=secret,
+    )
+
+
+def _redacted(env: dict[str, str]) -> dict[str, str]:
+    return {k: (REDACTED if is_secret_name(k) else v) for k, v in env.items()}
+
+
+def _clock(when: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(when)) if when else "now"

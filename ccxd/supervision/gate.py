@@ -1,0 +1,37 @@
+"""The seam through which others decide when a queued job may start."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ccxd.supervision.job import Job
+
+__all__ = ["JobGate", "OpenGate"]
+
+
+class JobGate(Protocol):
+    """Asked by the supervisor before each start; told of starts and finishes."""
+
+    def may_start(self, job: Job) -> bool:
+        """True if ``job`` may start now (a free slot is already checked)."""
+
+    def started(self, job: Job) -> None:
+        """``job`` was launched."""
+
+    def finished(self, job: Job) -> None:
+        """``job`` reached its final state (ran, or was cancelled while queued)."""
+
+
+class OpenGate:
+    """Lets every job start as soon as there is a slot."""
+
+    def may_start(self, job: Job) -> bool:
+        """Always."""
+        return True
+
+    def started(self, job: Job) -> None:
+        """Nothing to track."""
+
+    def finished(self, job: Job) -> None:
+        """Nothing to track."""
