@@ -52,12 +52,19 @@ class RunOptions(Struct, kw_only=True):
     url: str | None = None
     token_file: str | None = None
 
-    def start_params(self) -> StartParams:
-        """The ``job.start`` params these options ask for."""
+    def start_params(self, remote: bool = False) -> StartParams:
+        """The ``job.start`` params these options ask for.
+
+        Locally the job runs where ccxctl was started (a relative ``--cwd`` is
+        resolved here); a remote daemon gets ``--cwd`` as given, or none (its home).
+        """
         command: str | list[str] = list(self.command) if self.argv else " ".join(self.command)
+        cwd = self.cwd
+        if not remote:
+            cwd = os.path.abspath(cwd) if cwd is not None else os.getcwd()
         return StartParams(
             command=command,
-            cwd=self.cwd if self.cwd is not None else os.getcwd(),
+            cwd=cwd,
             env=self.env,
             shell=self.shell,
             timeout=self.timeout,
@@ -211,7 +218,7 @@ def _run_remote(opts: RunOptions, url: str) -> int:
             _say(str(exc))
             return 1
         try:
-            params = opts.start_params()
+            params = opts.start_params(remote=True)
             job = await client.start(
                 params.command, **{f: getattr(params, f) for f in params.__struct_fields__ if f != "command"}
             )

@@ -521,6 +521,10 @@ def _alias_shell(name: str) -> str:
     return "/bin/sh" if name == "default" else name
 
 
+_MAX_ARG_STRLEN = 32 * 4096
+"""Linux MAX_ARG_STRLEN (32 pages), the terminating NUL included."""
+
+
 def _check_text(params: StartParams) -> None:
     """Refuse NUL bytes, which no exec can carry, with a precise message."""
     parts: list[tuple[str, str]] = []
@@ -537,6 +541,24 @@ def _check_text(params: StartParams) -> None:
     for where, text in parts:
         if "\0" in text:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"NUL byte not allowed - at `$.params.{where}`")
+    if params.cwd is not None and not os.path.isabs(params.cwd):
+        raise RpcError(
+            ErrorCode.INVALID_PARAMS, f"cwd must be an absolute path, got {params.cwd!r} - at `$.params.cwd`"
+        )
+    # The kernel refuses any single argument or environment entry longer than this (E2BIG);
+    # say which one up front instead of failing at exec.
+    if isinstance(params.command, str):
+        sized = [("command", len(params.command.encode()) + 1)]
+    else:
+        sized = [(f"command[{i}]", len(a.encode()) + 1) for i, a in enumerate(params.command)]
+    sized += [(f"env.{k}", len(k.encode()) + len(v.encode()) + 2) for k, v in params.env.items()]
+    for where, size in sized:
+        if size > _MAX_ARG_STRLEN:
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS,
+                f"{where} is {size - 1} bytes; the kernel limit for one argument or environment "
+                f"entry is {_MAX_ARG_STRLEN - 1} - at `$.params.{where}`",
+            )
 
 
 def _short(argv: list[str]) -> str:

@@ -2,16 +2,27 @@
 
 The socket lives in a 0700 directory and is itself 0600; on top of that the
 peer's uid (SO_PEERCRED) must be the daemon's own or root.
+
+ccxd accepts connections itself rather than through ``loop.create_unix_server``
+so that running out of file descriptors is seen: a spare descriptor is kept
+open, and when ``accept`` fails with EMFILE the spare is given up for a moment
+to accept each waiting client, tell it so in one JSON-RPC error line and close
+it, with a log line.  Existing connections go on; once descriptors are free
+again, new clients are served as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import errno
 import logging
 import os
+import resource
 import socket
 import struct
+import time
 from pathlib import Path
 
 from ccxd.protocol import ErrorCode, encode, error
@@ -179,6 +190,14 @@ class _UnixPeer(asyncio.Protocol):
                 await self.drain()
 
 
+_ACCEPT_BATCH = 64  # connections accepted per wake-up, so a flood cannot starve the loop
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_OUT_OF_FDS = encode(
+    error(None, ErrorCode.INTERNAL_ERROR, "ccxd is out of file descriptors: connection refused, retry later")
+) + b"\n"
+_LOG_EVERY = 10.0  # seconds between "refused" log lines while it lasts
+
+
 class UnixServer:
     """Accepts Unix-socket clients and feeds their messages to the dispatcher."""
 
@@ -186,18 +205,124 @@ class UnixServer:
         self.dispatcher = dispatcher
         self.max_message_bytes = max_message_bytes
         self.connections: set[_UnixPeer] = set()
-        self._server: asyncio.Server | None = None
+        self.refused = 0
+        """Clients refused for lack of file descriptors, since start."""
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._spare: int | None = None
+        self._adopting: set[asyncio.Task[None]] = set()
+        self._last_log = 0.0
+        self._unlogged = 0
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on an already bound, listening socket."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(lambda: _UnixPeer(self), sock=sock)
+        self._loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        self._sock = sock
+        self._spare = _open_spare()
+        self._loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        assert self._sock is not None
+        assert self._loop is not None
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                client, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    self._refuse_waiting(exc)
+                    return
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                log.warning("accepting a Unix-socket client failed: %s", exc)
+                return
+            task = self._loop.create_task(self._adopt(client))
+            self._adopting.add(task)
+            task.add_done_callback(self._adopting.discard)
+
+    async def _adopt(self, client: socket.socket) -> None:
+        assert self._loop is not None
+        try:
+            await self._loop.connect_accepted_socket(lambda: _UnixPeer(self), client)
+        except OSError as exc:
+            if exc.errno not in _EXHAUSTED:
+                log.warning("could not serve a Unix-socket client: %s", exc)
+                client.close()
+                return
+            # The loop duplicates the socket; with no descriptor left for that, turn it away.
+            _turn_away(client)
+            self._count_refused(1, exc)
+
+    def _refuse_waiting(self, exc: OSError) -> None:
+        """Out of descriptors: free the spare one and use it to turn waiting clients away."""
+        assert self._sock is not None
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+        refused = 0
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                break
+            _turn_away(client)
+            refused += 1
+        self._spare = _open_spare()
+        self._count_refused(refused, exc)
+        if refused == 0 and self._loop is not None:
+            # Not even the spare could be had: stop spinning on the ready socket for a moment.
+            self._loop.remove_reader(self._sock.fileno())
+            self._loop.call_later(0.1, self._loop.add_reader, self._sock.fileno(), self._accept)
+
+    def _count_refused(self, refused: int, exc: OSError) -> None:
+        self.refused += refused
+        self._unlogged += refused
+        now = time.monotonic()
+        if self._unlogged and now - self._last_log >= _LOG_EVERY:
+            limit = _fd_limit()
+            log.error(
+                "out of file descriptors (%s; limit %s): refused %d new connection(s); "
+                "existing connections go on",
+                os.strerror(exc.errno or 0),
+                limit,
+                self._unlogged,
+            )
+            self._last_log = now
+            self._unlogged = 0
 
     async def stop(self) -> None:
         """Stop accepting and drop every connection."""
-        if self._server is not None:
-            self._server.close()
+        if self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+        for task in list(self._adopting):
+            task.cancel()
         for peer in list(self.connections):
             peer.close()
-        if self._server is not None:
-            await self._server.wait_closed()
+
+
+def _turn_away(client: socket.socket) -> None:
+    """Tell a client in one line that there is no room for it, and close."""
+    with client, contextlib.suppress(OSError):
+        client.send(_OUT_OF_FDS, socket.MSG_DONTWAIT)
+        # Unread input at close would reset the connection before the client reads the line.
+        for _ in range(16):
+            if not client.recv(65536, socket.MSG_DONTWAIT):
+                break
+
+
+def _open_spare() -> int | None:
+    try:
+        return os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _fd_limit() -> str:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return str(soft)

@@ -311,12 +311,15 @@ class WebSocketServer:
             while True:
                 try:
                     async with asyncio.timeout(idle):
-                        raw = await ws.recv(decode=False)
+                        # Text frames are decoded so that invalid UTF-8 closes with 1007, as
+                        # RFC 6455 requires; requests are small, the round trip costs nothing.
+                        message = await ws.recv()
                 except TimeoutError:
                     if conn.subscriptions:
                         continue  # following a job is not idle
                     await ws.close(WsClose.NORMAL, "idle timeout")
                     return
+                raw = message.encode() if isinstance(message, str) else message
                 reply = await handler.handle(raw, conn)
                 if reply is not None:
                     sink.write(reply)

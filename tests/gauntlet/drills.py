@@ -1,0 +1,37 @@
+"""What every drill checks at its end: the daemon answers, records are complete, nothing leaked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.integration.helpers import RawConnection, job_pids
+
+
+def daemon_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def daemon_rss(pid: int) -> int:
+    """Resident set size in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise LookupError("no VmRSS")
+
+
+def assert_drill_ends_clean(socket_path: Path, job_ids: list[str] = ()) -> dict:  # type: ignore[assignment]
+    """``daemon.status`` answers, every job has a finished record, and no job process is alive."""
+    conn = RawConnection(socket_path)
+    try:
+        status = conn.call("daemon.status")
+        assert "result" in status, status
+        for i, job_id in enumerate(job_ids):
+            reply = conn.call("job.get", {"job_id": job_id}, req_id=100 + i)
+            assert "result" in reply, f"job {job_id} has no record: {reply}"
+            assert reply["result"]["state"] == "finished", reply["result"]
+            assert job_pids(job_id) == [], f"job {job_id} left processes behind"
+        return status["result"]
+    finally:
+        conn.close()
