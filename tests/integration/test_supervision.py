@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import pytest
 
@@ -173,6 +174,18 @@ async def test_concurrency_limit_queues_fifo_and_reports_positions(daemon_factor
     await c.close()
 
 
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+async def wait_for_states(pids: list[int], wanted: set[str], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(_state(p) in wanted for p in pids):
+        assert time.monotonic() < deadline, {p: _state(p) for p in pids}
+        await asyncio.sleep(0.01)
+
+
 async def test_pause_and_resume_stop_the_whole_group(client):
     job = await client.start("sleep 300 & sleep 300 & echo ready; wait", subscribe=True)
     async for ev in client.events(job.id):
@@ -182,13 +195,10 @@ async def test_pause_and_resume_stop_the_whole_group(client):
     assert paused.state == "paused"
     pids = job_pids(job.id)
     assert len(pids) == 3
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            assert f.read().rsplit(")", 1)[1].split()[0] == "T"
+    # SIGSTOP takes effect when each process is next scheduled; nothing signals that moment.
+    await wait_for_states(pids, {"T"})
     assert (await client.resume(job.id)).state == "running"
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            assert f.read().rsplit(")", 1)[1].split()[0] in ("S", "R")  # no longer stopped
+    await wait_for_states(pids, {"S", "R"})
     await client.signal(job.id, "SIGTERM")
     async for ev in client.events(job.id):
         pass
