@@ -133,8 +133,6 @@ class Recorder:
             unfinished = await self.store.unfinished_jobs()
             known = {j.id for j in unfinished}
             for admitted in jobfile.load_all(spool_dir):
-                if admitted.id in known:
-                    continue
                 stored = await self.store.get_job(admitted.id)
                 if stored is not None and stored.state is JobState.FINISHED:
                     jobfile.remove(spool_dir, admitted.id)
@@ -142,8 +140,9 @@ class Recorder:
                     self._import_spool(spool_dir, admitted, await self.store.output_end(admitted.id))
                     self.writer.submit(SaveJob(admitted))
                     self.recovered.append(admitted.id)
+                    unfinished = [j for j in unfinished if j.id != admitted.id]
                     log.warning("job %s: its final record was saved from the job file", admitted.id)
-                elif stored is None:  # killed before its first record reached the store
+                elif stored is None and admitted.id not in known:  # killed before any record landed
                     unfinished.append(admitted)
         except StoreUnavailable as exc:
             log.error("cannot look for lost jobs: %s", exc)
