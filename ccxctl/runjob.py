@@ -21,8 +21,10 @@ from ccxd.protocol import (
     JobFinished,
     JobInfo,
     JobRef,
+    JobRetry,
     OutputChunk,
     StartParams,
+    SubscribeParams,
 )
 
 __all__ = ["EX_NOPERM", "EX_NOT_RUNNING", "RunOptions", "exit_code_for", "run_job"]
@@ -137,6 +139,7 @@ def _stream(conn: object, opts: RunOptions) -> int:
     err: BinaryIO = sys.stderr.buffer
     chunk_decoder = msgspec.json.Decoder(OutputChunk)
     job_id: str | None = None
+    retry: JobRetry | None = None  # a failed Claude attempt is followed by its next attempt
     interrupted = False
     cancel_sent = False
     # Ctrl-C arrives as a byte on a pipe, never as an exception in the middle of a read.
@@ -189,8 +192,17 @@ def _stream(conn: object, opts: RunOptions) -> int:
             stream = out if chunk.stream == "stdout" else err
             stream.write(chunk.raw())
             stream.flush()
+        elif msg.method == "job.retry":
+            retry = msgspec.json.decode(msg.params, type=JobRetry)
+            if not opts.json:
+                _say(f"job {retry.job_id}: {retry.reason} (job {retry.next_job_id})")
         elif msg.method == "job.finished":
             job = msgspec.json.decode(msg.params, type=JobFinished).job
+            if retry is not None and retry.job_id == job.id and not interrupted:
+                job_id = retry.next_job_id
+                retry = None
+                conn.send("job.subscribe", SubscribeParams(job_id=job_id))
+                continue
             if job.reason == "failed_to_start" and not opts.json:
                 _say(f"job {job.id} could not start: {job.error}")
             elif job.reason in ("timeout", "idle_timeout") and not opts.json:

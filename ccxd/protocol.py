@@ -798,6 +798,33 @@ class ProcessError(Struct, omit_defaults=True):
     job_id: str | None = None
 
 
+class ClaudeErrorNotice(Struct, kw_only=True, omit_defaults=True):
+    """cc_executor's ``error.*`` notifications: a Claude job failed (sent before ``process.completed``).
+
+    ``error.token_limit_exceeded``, ``error.rate_limit_exceeded``, ``error.service_unavailable``
+    and ``error.authentication_failed`` carry it.  ``recoverable`` is true when ccxd retries
+    it (``next_job_id`` is the next attempt).
+    """
+
+    session_id: str
+    """The connection's ``connected`` session id."""
+    job_id: str
+    error_type: str
+    """``token_limit``, ``usage_limit``, ``rate_limit_429``, ``overloaded``, ``api_error``, ``network``,
+    ``auth``."""
+    message: str
+    error_text: str = ""
+    recoverable: bool = False
+    limit: int | None = None
+    """``token_limit``: the output token maximum that was hit."""
+    suggestion: str | None = None
+    reset_timestamp: int | None = None
+    """``usage_limit``: when the limit resets (epoch seconds)."""
+    retry_after: float | None = None
+    """Seconds until the next attempt."""
+    next_job_id: str | None = None
+
+
 class LegacyPing(Struct):
     """``ping``: sent every ``ws_legacy_ping_interval`` seconds; clients may answer ``pong``."""
 
@@ -822,6 +849,10 @@ LEGACY_NOTIFICATIONS: Final[dict[str, type[Struct]]] = {
     "process.paused": ProcessStatus,
     "process.resumed": ProcessStatus,
     "process.canceled": ProcessStatus,
+    "error.token_limit_exceeded": ClaudeErrorNotice,
+    "error.rate_limit_exceeded": ClaudeErrorNotice,
+    "error.service_unavailable": ClaudeErrorNotice,
+    "error.authentication_failed": ClaudeErrorNotice,
 }
 
 

@@ -64,6 +64,7 @@ class ClaudeGate:
         self._timer_at: float | None = None
         self.started_hooks: list[Callable[[Job], None]] = []
         self.finished_hooks: list[Callable[[Job], None]] = []
+        self.keepers: list[Callable[[Job], bool]] = []
 
     # -- the supervisor's questions -------------------------------------------
 
@@ -106,6 +107,10 @@ class ClaudeGate:
                 hook(job)
             except Exception:  # a retry bug must not break the supervisor's bookkeeping
                 log.exception("job %s: after-finish hook failed", job.id)
+
+    def outlives_shutdown(self, job: Job) -> bool:
+        """Retry attempts that wait survive a restart (the runner saved them)."""
+        return any(check(job) for check in self.keepers)
 
     # -- the daemon-wide block ------------------------------------------------
 

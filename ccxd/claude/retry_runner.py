@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from msgspec import structs
 
-from ccxd.claude.gate import ClaudeGate, is_claude_job
+from ccxd.claude.gate import ClaudeGate
 from ccxd.claude.retry_policy import STALLED, Decision, Failure, RetrySettings, add_concision, decide
 from ccxd.config import Config
 from ccxd.errors import RpcError
@@ -182,6 +182,7 @@ class RetryRunner:
         self._pending: dict[str, PendingAttempt] = {}
         gate.finished_hooks.append(self.job_finished)
         gate.started_hooks.append(self.job_started)
+        gate.keepers.append(self.keeps)
 
     def settings_for(self, job: Job) -> RetrySettings:
         """The config's policy with the job's ``retry`` overrides."""
@@ -190,6 +191,11 @@ class RetryRunner:
         if over is None:
             return base
         return base.merged({f: getattr(over, f) for f in over.__struct_fields__})
+
+    def keeps(self, job: Job) -> bool:
+        """True for a waiting attempt whose saved record lets the next daemon queue it again."""
+        pending = self._pending.get(job.id)
+        return pending is not None and not pending.secret_env
 
     # -- events ---------------------------------------------------------------
 
@@ -203,7 +209,7 @@ class RetryRunner:
         chain = self._chains.pop(job.id, None)
         if self._pending.pop(job.id, None) is not None:
             self._save()
-        if not is_claude_job(job):
+        if not self.gate.is_claude(job):
             return
         failure = self.inspect(job)
         if failure is None:

@@ -52,6 +52,7 @@ from ccxd.errors import RpcError
 from ccxd.output.log import STREAMS
 from ccxd.protocol import (
     LEGACY_METHODS,
+    ClaudeErrorNotice,
     Connected,
     ControlParams,
     ControlResult,
@@ -219,7 +220,7 @@ class CompatHandler:
             )
         session.job = job
         # The follower's first message goes out after this reply: tasks run later.
-        task = asyncio.get_running_loop().create_task(_follow(conn, job))
+        task = asyncio.get_running_loop().create_task(_follow(conn, job, session.id))
         session.follower = task
         conn.add_subscription(_SUBSCRIPTION_PREFIX + job.id, task)
         return ExecuteResult(status="started", pid=job.pid, pgid=job.pgid or job.pid, job_id=job.id)
@@ -296,6 +297,47 @@ async def _started(job: Job) -> None:
         job.remove_listener(wake)
 
 
+# cc_executor's names for what went wrong with a Claude run (its adaptive runner keys on them).
+_CLAUDE_ERRORS: dict[str, tuple[str, str]] = {
+    "token_limit": ("error.token_limit_exceeded", "token_limit"),
+    "usage_limit": ("error.rate_limit_exceeded", "usage_limit"),
+    "rate_limit": ("error.rate_limit_exceeded", "rate_limit_429"),
+    "overloaded": ("error.service_unavailable", "overloaded"),
+    "api_error": ("error.service_unavailable", "api_error"),
+    "network": ("error.service_unavailable", "network"),
+    "auth": ("error.authentication_failed", "auth"),
+}
+
+
+def claude_error_notification(job: Job, session_id: str = "") -> bytes | None:
+    """cc_executor's ``error.*`` notification for a Claude job that failed, or None."""
+    from ccxd.claude.retry_runner import failure_of
+
+    failure = failure_of(job)
+    if failure is None or failure.error_class not in _CLAUDE_ERRORS:
+        return None
+    method, error_type = _CLAUDE_ERRORS[failure.error_class]
+    verdict = getattr(getattr(job, "claude", None), "classification", None)
+    text = str(getattr(verdict, "message", None) or job.error or failure.error_class)
+    retry = job.retry_notice
+    notice = ClaudeErrorNotice(
+        session_id=session_id,
+        job_id=job.id,
+        error_type=error_type,
+        message=text.splitlines()[0][:300] if text else failure.error_class,
+        error_text=text[:2000],
+        recoverable=retry is not None,
+        next_job_id=retry.next_job_id if retry else None,
+        retry_after=retry.delay if retry else None,
+    )
+    if failure.error_class == "token_limit":
+        notice.limit = failure.token_limit
+        notice.suggestion = "Retry with a more concise prompt or a larger CLAUDE_CODE_MAX_OUTPUT_TOKENS"
+    if failure.error_class == "usage_limit" and failure.resets_at is not None:
+        notice.reset_timestamp = int(failure.resets_at)
+    return encode(legacy_notification(method, notice))
+
+
 def final_notification(job: Job) -> bytes:
     """``process.completed`` (or ``process.failed``) for a finished job."""
     reason = job.reason
@@ -323,10 +365,10 @@ def final_notification(job: Job) -> bytes:
     return encode(legacy_notification("process.completed", done))
 
 
-async def _follow(conn: Connection, job: Job) -> None:
+async def _follow(conn: Connection, job: Job, session_id: str = "") -> None:
     """Send a job's ``process.*`` notifications at the connection's pace."""
     try:
-        await _pump(conn, job)
+        await _pump(conn, job, session_id)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -334,7 +376,7 @@ async def _follow(conn: Connection, job: Job) -> None:
         conn.send(encode(legacy_notification("process.error", ProcessError(error=str(exc), job_id=job.id))))
 
 
-async def _pump(conn: Connection, job: Job) -> None:
+async def _pump(conn: Connection, job: Job, session_id: str = "") -> None:
     loop = asyncio.get_running_loop()
     changed: asyncio.Future[None] = loop.create_future()
 
@@ -371,6 +413,9 @@ async def _pump(conn: Connection, job: Job) -> None:
                 offset = chunk.end
                 seq += 1
             if job.finished and seq >= out.next_seq:
+                notice = claude_error_notification(job, session_id)
+                if notice is not None:
+                    conn.send(notice)
                 conn.send(final_notification(job))
                 return
             await changed

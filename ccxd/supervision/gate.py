@@ -22,6 +22,9 @@ class JobGate(Protocol):
     def finished(self, job: Job) -> None:
         """``job`` reached its final state (ran, or was cancelled while queued)."""
 
+    def outlives_shutdown(self, job: Job) -> bool:
+        """True if queued ``job`` is taken over by the next daemon instead of being cancelled."""
+
 
 class OpenGate:
     """Lets every job start as soon as there is a slot."""
@@ -35,3 +38,7 @@ class OpenGate:
 
     def finished(self, job: Job) -> None:
         """Nothing to track."""
+
+    def outlives_shutdown(self, job: Job) -> bool:
+        """Never: queued jobs are cancelled on shutdown."""
+        return False

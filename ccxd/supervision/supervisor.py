@@ -496,6 +496,8 @@ class Supervisor:
         """Stop accepting jobs; drain (up to ``drain_timeout``) or cancel the rest."""
         self._accepting = False
         for job in list(self._queue):
+            if self.gate.outlives_shutdown(job):
+                continue  # stays queued in history; the next daemon queues it again
             self.cancel(job.id)
         running = [t for t in self._tasks if t.get_name().startswith("job-")]
         if mode == "drain" and running:

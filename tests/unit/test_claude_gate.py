@@ -97,3 +97,33 @@ def test_finished_hooks_run_and_a_failing_hook_is_contained() -> None:
     gate.finished_hooks += [bad, lambda job: seen.append(job.id)]
     gate.finished(claude("x"))
     assert seen == ["x"]
+
+
+def test_ps_shows_waits_and_retry_links() -> None:
+    import time
+
+    from ccxctl.render import describe_outcome
+    from ccxd.protocol import JobInfo, JobReason, JobState
+
+    until = 1_800_000_000.0
+    waiting = JobInfo(
+        id="b",
+        state=JobState.QUEUED,
+        command="claude",
+        wait_until=until,
+        wait_reason="usage limit",
+        attempt=2,
+    )
+    hhmm = time.strftime("%H:%M", time.localtime(until))
+    assert describe_outcome(waiting) == f"waiting until {hhmm} (usage limit) (attempt 2)"
+    held = JobInfo(id="c", state=JobState.QUEUED, command="claude", wait_reason="claude concurrency limit")
+    assert describe_outcome(held) == "waiting (claude concurrency limit)"
+    failed = JobInfo(
+        id="a",
+        state=JobState.FINISHED,
+        command="claude",
+        reason=JobReason.EXITED,
+        exit_code=1,
+        retried_by="b",
+    )
+    assert describe_outcome(failed) == "exit 1 → retried as b"
