@@ -77,10 +77,10 @@ def failure_of(job: Job) -> Failure | None:
     run: Any = getattr(job, "claude", None)
     verdict: Any = getattr(run, "classification", None) if run is not None else None
     cls = getattr(verdict, "error_class", None)
-    if cls is None and job.reason is JobReason.IDLE_TIMEOUT:
-        cls = STALLED
-    if cls is None:
-        return None
+    if job.reason is JobReason.IDLE_TIMEOUT and cls in (None, "no_result"):
+        cls = STALLED  # ccxd's idle_timeout ended a silent process: a stall too
+    if cls is None or cls == "hung_after_result":
+        return None  # success (a CLI that hung after a good result was only ended late)
     facts: Any = getattr(run, "facts", None)
     retries = list(getattr(facts, "retries", ()) or ())
     model = (
