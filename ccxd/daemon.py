@@ -283,10 +283,12 @@ class Daemon:
             await asyncio.sleep(_LAG_INTERVAL)
             self.info.loop_lag_ms = max(0.0, (loop.time() - due) * 1000)
             self.notifier.status(self._status_line())
-            if os.environ.get("CCXD_DEBUG_STALL_FILE") and os.path.exists(
-                os.environ["CCXD_DEBUG_STALL_FILE"]
-            ):
-                # Debug-only switch to prove the watchdog: block the loop for good.
+            stall = os.environ.get("CCXD_DEBUG_STALL_FILE")
+            if stall and os.path.exists(stall):
+                # Debug-only switch to prove the watchdog: block the loop for good. The
+                # file is removed first so the daemon systemd restarts does not stall too.
+                with contextlib.suppress(OSError):
+                    os.unlink(stall)
                 log.warning("debug stall switch found: blocking the event loop")
                 time.sleep(10**6)  # noqa: ASYNC251 - blocking is the point
 

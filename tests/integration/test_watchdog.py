@@ -30,4 +30,5 @@ def test_a_stalled_event_loop_stops_the_watchdog_pings(daemon_factory, tmp_root)
     except TimeoutError:
         late = ""
     assert "WATCHDOG=1" not in late
+    assert not stall.exists()  # one-shot: a restarted daemon does not stall again
     d.stop(signal.SIGKILL)
