@@ -59,9 +59,7 @@ def build_deb() -> Path:
         shutil.rmtree(old, ignore_errors=True)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    res = subprocess.run(
-        [str(REPO / "packaging" / "build-deb"), str(tmp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    res = subprocess.run([str(REPO / "packaging" / "build-deb"), str(tmp)], capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"packaging/build-deb failed:\n{res.stderr}")
     tmp.rename(out_dir)
@@ -118,7 +116,9 @@ class Machine:
         # Empty or "offline" until init has opened its private socket; --wait waits from then on.
         state = "offline"
         while state in ("offline", "") and time.monotonic() < deadline:
-            state = self.run("systemctl is-system-running --wait", check=False, timeout=timeout).stdout.strip()
+            state = self.run(
+                "systemctl is-system-running --wait", check=False, timeout=timeout
+            ).stdout.strip()
         self.boot_seconds = time.monotonic() - started
         if state not in ("running", "degraded"):
             failed = self.run("systemctl --failed", check=False)
@@ -136,7 +136,18 @@ class Machine:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``command`` with sh inside the machine, as root or as ``user`` (a login shell)."""
         assert self.leader is not None, "boot() first"
-        argv = ["nsenter", "-t", str(self.leader), "-a", "-r", "-w", "env", "-i", f"PATH={PATH}", "LANG=C.UTF-8"]
+        argv = [
+            "nsenter",
+            "-t",
+            str(self.leader),
+            "-a",
+            "-r",
+            "-w",
+            "env",
+            "-i",
+            f"PATH={PATH}",
+            "LANG=C.UTF-8",
+        ]
         if user is None:
             argv += ["sh", "-c", command]
         else:

@@ -67,7 +67,10 @@ def test_the_first_connection_starts_the_daemon(machine: Machine) -> None:
     assert user(machine, "test -S $XDG_RUNTIME_DIR/ccxd/ccxd.sock", check=False).returncode == 0
     res = user(machine, "ccxctl run 'echo started by the socket'")
     assert res.stdout == "started by the socket\n"
-    assert show(machine, "ccxd.service", "ActiveState", "SubState") == {"ActiveState": "active", "SubState": "running"}
+    assert show(machine, "ccxd.service", "ActiveState", "SubState") == {
+        "ActiveState": "active",
+        "SubState": "running",
+    }
     assert "unix socket from systemd" in journal(machine, "socket activation")
     # A stop leaves the socket with systemd: the next connection starts the daemon again.
     user(machine, "systemctl --user stop ccxd.service")
