@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_tool
+from tests.deb_build import build_deb
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,11 +19,7 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_tool("objdump")
     if not Path("/usr/bin/python3").exists():
         pytest.skip("Debian's /usr/bin/python3 is needed to build the package")
-    out = tmp_path_factory.mktemp("deb")
-    proc = subprocess.run(
-        [str(REPO / "packaging" / "build-deb"), str(out)], capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr
-    path = Path(proc.stdout.strip().splitlines()[-1])
-    assert path.is_file() and path.parent == out
+    # Built once per source content and shared with the system tests (tests/deb_build.py).
+    path = build_deb()
+    assert path.is_file()
     return path

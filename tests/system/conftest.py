@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REQUIRE_TOOLS, require_tool
+from tests.deb_build import build_deb
 
-from .machine import Machine, build_deb, debian_tree
+from .machine import Machine, debian_tree
 
 USER = "ccx"  # created in the tree by scripts/debian-tree (uid 1000)
 

@@ -11,7 +11,6 @@ the host and no machined registration is needed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shlex
 import shutil
@@ -20,13 +19,10 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["REPO", "Machine", "build_deb", "debian_tree"]
+__all__ = ["REPO", "Machine", "debian_tree"]
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccxd-ci"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# What the .deb is built from: a change in any of these builds a new one.
-_DEB_INPUTS = ("ccxd", "ccxctl", "packaging", "systemd", "man", "pyproject.toml", "requirements", "README.md")
 
 
 def debian_tree() -> Path:
@@ -35,35 +31,6 @@ def debian_tree() -> Path:
         [str(REPO / "scripts" / "debian-tree")], check=True, stdout=subprocess.PIPE, text=True
     )
     return Path(out.stdout.strip().splitlines()[-1])
-
-
-def _source_key() -> str:
-    digest = hashlib.sha256()
-    for name in _DEB_INPUTS:
-        top = REPO / name
-        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
-        for path in files:
-            if "__pycache__" in path.parts:
-                continue
-            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def build_deb() -> Path:
-    """``packaging/build-deb`` of the working tree, cached by the content of its inputs."""
-    out_dir = CACHE / "deb" / _source_key()
-    found = sorted(out_dir.glob("ccxd_*.deb")) if out_dir.is_dir() else []
-    if found:
-        return found[-1]
-    for old in (CACHE / "deb").glob("*") if (CACHE / "deb").is_dir() else []:
-        shutil.rmtree(old, ignore_errors=True)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    res = subprocess.run([str(REPO / "packaging" / "build-deb"), str(tmp)], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"packaging/build-deb failed:\n{res.stderr}")
-    tmp.rename(out_dir)
-    return sorted(out_dir.glob("ccxd_*.deb"))[-1]
 
 
 class Machine:
