@@ -30,6 +30,8 @@ from ccxd.protocol import (
     SessionList,
     SessionListParams,
     SessionRef,
+    ShutdownParams,
+    ShutdownResult,
     StatsParams,
     StatsResult,
 )
@@ -358,6 +360,28 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     else:
         for key, value in rows:
             print(f"{key}\t{value}")
+
+
+@app.command()
+def shutdown(
+    ctx: typer.Context,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="cancel, drain, or leave (jobs run on for the next daemon); default: on_stop."),
+    ] = None,
+    drain_timeout: Annotated[float | None, typer.Option(help="Seconds jobs may finish (drain).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Stop the daemon; --mode says what happens to running jobs."""
+    if mode is not None and mode not in ("cancel", "drain", "leave"):
+        raise typer.BadParameter("mode must be cancel, drain or leave", param_hint="--mode")
+    params = ShutdownParams(mode=mode, drain_timeout=drain_timeout)  # type: ignore[arg-type]
+    res: ShutdownResult = _with_client(ctx, lambda c: c.call("daemon.shutdown", params))
+    if json_out:
+        emit_json(res)
+        return
+    what = {"cancel": "cancelling", "drain": "draining", "leave": "leaving running"}[res.mode]
+    print(f"ccxd is stopping ({what} {res.running} job{'s' if res.running != 1 else ''})")
 
 
 # -- history --------------------------------------------------------------------

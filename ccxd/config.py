@@ -45,6 +45,10 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds between SIGTERM and SIGKILL when a job is stopped."""
     finished_jobs_kept: Annotated[int, Meta(ge=0)] = 1000
     """Finished jobs kept in memory for ``job.get`` and ``job.list``."""
+    job_shim: bool = True
+    """Run each job under ccxd-shim, so jobs outlive the daemon and a restarted one adopts them."""
+    shim_path: str = ""
+    """The ccxd-shim binary; empty means the one built into the package, then PATH."""
 
     # Output
     chunk_size: Annotated[int, Meta(ge=1024, le=65536)] = 65536
@@ -147,8 +151,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     # Lifecycle
     drain_timeout: NonNegative = 10.0
     """On SIGTERM, how long running jobs may finish before they are cancelled."""
-    on_stop: Literal["cancel", "drain"] = "cancel"
-    """What a stop does to running jobs: cancel at once, or drain then cancel."""
+    on_stop: Literal["cancel", "drain", "leave"] = "cancel"
+    """What a stop (SIGTERM) does to running jobs: cancel at once, drain then cancel, or leave them
+    running for the next daemon to adopt (jobs under ccxd-shim only)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log threshold."""
     node_id: str = ""

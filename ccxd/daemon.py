@@ -24,6 +24,7 @@ from ccxd.rpc.dispatcher import Dispatcher
 from ccxd.rpc.history_methods import register_history_methods
 from ccxd.rpc.methods import DaemonInfo, register_methods
 from ccxd.supervision.reaper import Reaper, become_subreaper
+from ccxd.supervision.shimjob import load_records
 from ccxd.supervision.supervisor import Supervisor
 from ccxd.transports.unix import UnixServer, bind_unix_socket
 from ccxd.transports.websocket import WebSocketServer
@@ -74,6 +75,8 @@ class Daemon:
         self.notifier = Notifier()
         self.info = DaemonInfo()
         self._stop = asyncio.Event()
+        self._stop_mode: str | None = None  # daemon.shutdown's choice; else on_stop
+        self._stop_drain: float | None = None
         self._lock_fd: int | None = None
         self._socket_path = self.config.resolved_socket_path()
         self.activated = activation.ActivatedSockets()
@@ -151,7 +154,15 @@ class Daemon:
             raise
         self.supervisor = Supervisor(self.config, reaper, spool_dir, history.recorder)
         restored = await self._start_claude(history)
-        lost = await history.recorder.recover(spool_dir, taken_over=restored)
+        # Jobs a previous daemon left running under their shims are adopted, not lost.
+        adoptable = self.supervisor.adoptable(load_records(spool_dir))
+        imported = {}
+        for rec in adoptable:  # before any new output: the store takes chunks in order
+            imported[rec.info.id] = (await history.recorder.import_spool(rec.info.id, spool_dir))[2]
+        adopted = self.supervisor.adopt(adoptable, imported)
+        if adopted:
+            log.info("adopted %d job(s) of a previous run", len(adopted))
+        lost = await history.recorder.recover(spool_dir, taken_over=restored | {j.id for j in adopted})
         if lost:
             log.warning("%d job(s) of a previous run were recorded as lost", len(lost))
         # READY=1 means a client asking about recovered jobs sees them lost, not still running.
@@ -162,6 +173,7 @@ class Daemon:
         register_methods(dispatcher, self.supervisor, self.info, history.store)
         register_history_methods(dispatcher, history, self.supervisor)
         self.info.store = history.describe
+        self.info.request_stop = self.request_stop
         unix = UnixServer(dispatcher, self.config.max_message_bytes)
         await unix.start(sock)
         self.unix = unix
@@ -202,7 +214,10 @@ class Daemon:
             await ws.stop()
             await compat.stop()
         self._unlink_socket()
-        await self.supervisor.shutdown(self.config.on_stop, self.config.drain_timeout)
+        mode = self._stop_mode or self.config.on_stop
+        drain = self._stop_drain if self._stop_drain is not None else self.config.drain_timeout
+        log.info("stop mode: %s", mode)
+        await self.supervisor.shutdown(mode, drain)
         self.claude_gate.close()
         await history.close()
         for task in background:
@@ -319,8 +334,11 @@ class Daemon:
             log.warning("these settings need a restart to change: %s", ", ".join(ignored))
         self.notifier.ready(self._status_line())
 
-    def request_stop(self) -> None:
-        """Begin an orderly stop."""
+    def request_stop(self, mode: str | None = None, drain_timeout: float | None = None) -> None:
+        """Begin an orderly stop; ``mode`` overrides ``on_stop`` (``ccxctl shutdown``)."""
+        if mode is not None:
+            self._stop_mode = mode
+            self._stop_drain = drain_timeout
         self._stop.set()
 
 

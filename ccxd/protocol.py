@@ -380,6 +380,28 @@ class EmptyParams(Struct, forbid_unknown_fields=True):
     """For methods without parameters."""
 
 
+StopMode = Literal["cancel", "drain", "leave"]
+"""What stopping the daemon does to running jobs: cancel them, let them finish
+(up to ``drain_timeout``, then cancel), or leave them running for the next daemon."""
+
+
+class ShutdownParams(Struct, forbid_unknown_fields=True, kw_only=True):
+    """``daemon.shutdown``: stop the daemon after replying."""
+
+    mode: StopMode | None = None
+    """Unset: the ``on_stop`` setting."""
+    drain_timeout: Annotated[float, Meta(ge=0)] | None = None
+    """For ``drain``; unset: the ``drain_timeout`` setting."""
+
+
+class ShutdownResult(Struct, kw_only=True):
+    """``daemon.shutdown`` result: what the daemon is about to do."""
+
+    mode: StopMode
+    running: int
+    """Jobs running (or paused) when the stop began."""
+
+
 class HistoryParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """``history.list``: stored jobs newest first, filtered."""
 
@@ -547,6 +569,7 @@ METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "session.get": (SessionRef, SessionDetail),
     "daemon.status": (EmptyParams, StatusResult),
     "daemon.ping": (EmptyParams, PingResult),
+    "daemon.shutdown": (ShutdownParams, ShutdownResult),
 }
 
 NOTIFICATIONS: Final[dict[str, type[Struct]]] = {

@@ -121,13 +121,35 @@ class Recorder:
 
     # -- crash recovery -------------------------------------------------------
 
+    async def import_spool(self, job_id: str, spool_dir: Path) -> tuple[int, list[int], int]:
+        """Queue the output a previous daemon spooled but did not store.
+
+        Returns the bytes imported, the spool's bytes per stream and the number
+        of chunks read.  Call it before the job appends new output (the store
+        takes chunks in order only) and let the job take in output after that
+        many chunks: a shim may still be writing.
+        """
+        try:
+            stored_end = await self.store.output_end(job_id)
+        except StoreUnavailable:
+            stored_end = 0  # replays are idempotent: chunks already stored are refused
+        imported = 0
+        stream_bytes = [0, 0]
+        seq = 0
+        for seq, (offset, stream, data) in enumerate(read_spool(spool_dir, job_id), 1):
+            stream_bytes[stream] += len(data)
+            if offset + len(data) > stored_end:
+                self.writer.submit(AppendOutput(job_id, seq - 1, stream, offset, data))
+                imported += len(data)
+        return imported, stream_bytes, seq
+
     async def recover(self, spool_dir: Path, taken_over: Collection[str] = ()) -> list[JobInfo]:
         """Mark jobs a previous daemon left unfinished as ``lost``.
 
         Their leftover processes are killed (a job nobody supervises must not
         run on), and output that reached the spool but not the store is saved.
-        Jobs in ``taken_over`` were queued and are already queued again (Claude
-        retry attempts waiting for a reset); they are left alone.
+        Jobs in ``taken_over`` are left alone: Claude retry attempts already queued
+        again, and jobs this daemon adopted (still running under their shims).
         """
         try:
             unfinished = await self.store.unfinished_jobs()

@@ -68,6 +68,12 @@ class OutputLog:
         self._notify()
         return chunk
 
+    def resume_at(self, records: int, size: int, stream_bytes: list[int]) -> None:
+        """Start after output already in the spool (a job adopted from an earlier daemon)."""
+        self.next_seq = records
+        self.size = size
+        self.stream_bytes = list(stream_bytes)
+
     def close(self) -> None:
         """No more output will come."""
         self.closed = True

@@ -218,6 +218,8 @@ def read_spool(directory: Path, job_id: str) -> Iterator[tuple[int, int, bytes]]
             if len(raw) < _RECORD.size:
                 return
             offset, length, stream = _RECORD.unpack(raw)
+            if stream > 1:
+                return  # the cut marker a job's shim writes (follower.py)
             data.seek(offset)
             chunk = data.read(length)
             if len(chunk) < length:

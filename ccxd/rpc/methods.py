@@ -27,9 +27,12 @@ from ccxd.protocol import (
     PingResult,
     ReadParams,
     ReadResult,
+    ShutdownParams,
+    ShutdownResult,
     SignalParams,
     StartParams,
     StatusResult,
+    StopMode,
     SubscribeParams,
     SubscribeResult,
     encode,
@@ -52,6 +55,8 @@ class DaemonInfo:
         self.loop_lag_ms = 0.0
         self.connections: Callable[[], int] = lambda: 0
         self.store: Callable[[], str] = lambda: "none"
+        # Begins the daemon's stop (mode, drain timeout); set by the daemon.
+        self.request_stop: Callable[[StopMode, float], None] | None = None
 
 
 def register_methods(
@@ -231,6 +236,16 @@ def register_methods(
     async def ping(p: EmptyParams, conn: Connection) -> PingResult:
         return PingResult(pong=True, time=time.time())
 
+    async def shutdown(p: ShutdownParams, conn: Connection) -> ShutdownResult:
+        if info.request_stop is None:
+            raise RpcError(ErrorCode.INTERNAL_ERROR, "this daemon cannot be stopped over the protocol")
+        mode = p.mode or sup.config.on_stop
+        timeout = p.drain_timeout if p.drain_timeout is not None else sup.config.drain_timeout
+        counts = sup.counts()
+        # The reply is written before the stop begins (the stop runs on a later loop turn).
+        asyncio.get_running_loop().call_soon(info.request_stop, mode, timeout)
+        return ShutdownResult(mode=mode, running=counts["running"] + counts["paused"])
+
     table: dict[str, Callable[..., object]] = {
         "job.start": start,
         "job.get": get,
@@ -244,6 +259,7 @@ def register_methods(
         "job.resume": resume,
         "daemon.status": status,
         "daemon.ping": ping,
+        "daemon.shutdown": shutdown,
     }
     for name, handler in table.items():
         dispatcher.register(name, handler)  # type: ignore[arg-type]

@@ -55,6 +55,7 @@ class Job:
         self.pid: int | None = None
         self.pgid: int | None = None
         self.tree: ProcessTree | None = None
+        self.shim_pid: int | None = None  # the job's shim, when it runs under one (adoptable)
         self.queued_at = time.time()
         self.started_at: float | None = None
         self.finished_at: float | None = None

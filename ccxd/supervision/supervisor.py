@@ -5,27 +5,31 @@ from __future__ import annotations
 import asyncio
 import builtins
 import collections
+import contextlib
 import logging
 import os
 import secrets
 import signal as signal_mod
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ccxd.config import Config
 from ccxd.errors import RpcError
 from ccxd.output.chunker import Utf8Chunker
-from ccxd.output.log import OutputLog
+from ccxd.output.follower import FollowedSpool
+from ccxd.output.log import Chunk, OutputLog
 from ccxd.output.spool import FLUSH_INTERVAL, Spool
 from ccxd.protocol import ErrorCode, JobInfo, JobReason, JobState, ListParams, StartParams
-from ccxd.supervision import jobfile
+from ccxd.supervision import jobfile, shimjob
 from ccxd.supervision.gate import JobGate, OpenGate
 from ccxd.supervision.job import Job
 from ccxd.supervision.reaper import ExitStatus, Reaper
 from ccxd.supervision.shell import resolve_shell
+from ccxd.supervision.shim import find_shim
 from ccxd.supervision.spawn import SpawnError, spawn, write_input
+from ccxd.supervision.spoolwatch import SpoolWatch
 from ccxd.supervision.tree import ProcessTree
 
 if TYPE_CHECKING:
@@ -93,6 +97,12 @@ class Supervisor:
         self.default_shell = resolve_shell(config.shell, fallback=True) or "/bin/sh"
         self.gate: JobGate = OpenGate()
         """Decides when a queued job may start (the Claude limits plug in here)."""
+        # Jobs under a shim survive this daemon and are adopted by the next (shimjob.py).
+        self.shim = find_shim(config.shim_path) if config.job_shim else None
+        if config.job_shim and self.shim is None:
+            log.warning("no ccxd-shim: jobs end with the daemon (build: python -m ccxd.supervision.shim)")
+        self._watch: SpoolWatch | None = None
+        self._job_tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- queries --------------------------------------------------------------
 
@@ -214,9 +224,12 @@ class Supervisor:
             argv = list(params.command)
         cwd = params.cwd or self._base_env.get("HOME", "/")
         idle = params.idle_timeout if params.idle_timeout is not None else self.config.idle_timeout
-        spool = None
+        spool: Spool | None = None
         try:
-            spool = Spool(self.spool_dir, job_id, self.config.spool_max_bytes)
+            if self.shim is not None:
+                spool = FollowedSpool(self.spool_dir, job_id, self.config.spool_max_bytes, create=True)
+            else:
+                spool = Spool(self.spool_dir, job_id, self.config.spool_max_bytes)
         except OSError as exc:
             log.warning("job %s: no spool (%s); output kept in memory only", job_id, exc)
         return Job(
@@ -236,9 +249,14 @@ class Supervisor:
         self._running += 1
         self.gate.started(job)
         job.move(JobState.STARTING)
-        task = asyncio.get_running_loop().create_task(self._run(job), name=f"job-{job.id}")
+        self._start_task(job, self._run(job))
+
+    def _start_task(self, job: Job, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"job-{job.id}")
         self._tasks.add(task)
+        self._job_tasks[job.id] = task
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _t: self._job_tasks.pop(job.id, None))
 
     def kick(self) -> None:
         """Start whatever queued jobs may start now (the gate calls this when a wait ends)."""
@@ -264,9 +282,9 @@ class Supervisor:
 
     # -- running --------------------------------------------------------------
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, inner: Coroutine[object, object, None] | None = None) -> None:
         try:
-            await self._run_inner(job)
+            await (self._run_inner(job) if inner is None else inner)
         except Exception:  # a bug must not leave a job "running" forever
             log.exception("job %s: supervisor error", job.id)
             if not job.finished:
@@ -277,7 +295,8 @@ class Supervisor:
             self._running -= 1
             self.gate.finished(job)
             self._record(job)
-            self._retire(job)
+            if job.finished:  # else left running for the next daemon (shutdown "leave")
+                self._retire(job)
             self._next_from_queue()
 
     async def _run_inner(self, job: Job) -> None:
@@ -290,6 +309,9 @@ class Supervisor:
         env.update(job.params.env)
         env["CCXD_JOB_ID"] = job.id
         stdin_data = job.params.input.encode() if job.params.input is not None else None
+        if self.shim is not None and isinstance(job.log.spool, FollowedSpool):
+            await self._run_shim(job, self.shim, job.log.spool, env, stdin_data)
+            return
         try:
             proc = spawn(job.argv, job.cwd, env, with_input=stdin_data is not None)
         except SpawnError as exc:
@@ -347,7 +369,6 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         chunker = Utf8Chunker(self.config.chunk_size)
         size = self.config.chunk_size
-        recorder = self.recorder
         spool = job.log.spool
         flush_timer: list[asyncio.TimerHandle] = []
 
@@ -357,9 +378,7 @@ class Supervisor:
                 spool.flush()
 
         def append(piece: bytes) -> None:
-            chunk = job.log.append(stream, piece)
-            if recorder is not None:
-                recorder.output(job.id, chunk)
+            self._append_output(job, stream, piece)
             if spool is not None and spool.pending and not flush_timer:
                 # The tail of a burst reaches the disk shortly after the burst ends.
                 flush_timer.append(loop.call_later(FLUSH_INTERVAL, flush))
@@ -398,8 +417,12 @@ class Supervisor:
     def _arm_timers(self, job: Job) -> builtins.list[asyncio.TimerHandle]:
         loop = asyncio.get_running_loop()
         timers: list[asyncio.TimerHandle] = []
+        # From the job's start, not from now: an adopted job keeps its original deadline.
+        elapsed = time.monotonic() - (job.started_mono or time.monotonic())
         if job.timeout is not None:
-            timers.append(loop.call_later(job.timeout, self._stop, job, JobReason.TIMEOUT))
+            timers.append(
+                loop.call_later(max(0.0, job.timeout - elapsed), self._stop, job, JobReason.TIMEOUT)
+            )
         if job.idle_timeout is not None:
             idle = job.idle_timeout
 
@@ -412,7 +435,8 @@ class Supervisor:
                 else:
                     timers.append(loop.call_later(idle - quiet, check_idle))
 
-            timers.append(loop.call_later(idle, check_idle))
+            quiet = time.monotonic() - job.last_output_mono
+            timers.append(loop.call_later(max(0.0, idle - quiet), check_idle))
         return timers
 
     def _stop(self, job: Job, reason: JobReason) -> None:
@@ -421,10 +445,235 @@ class Supervisor:
             return
         job.stop_reason = reason
         log.info("job %s: stopping (%s)", job.id, reason)
+        self._terminate(job)
+
+    def _terminate(self, job: Job) -> None:
         if job.tree is not None:
             task = asyncio.get_running_loop().create_task(job.tree.terminate(self.config.kill_grace))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _append_output(self, job: Job, stream: int, data: bytes) -> Chunk:
+        """The one place a job's output enters its log (and the store)."""
+        chunk = job.log.append(stream, data)
+        if self.recorder is not None:
+            self.recorder.output(job.id, chunk)
+        return chunk
+
+    # -- jobs under a shim (adoptable) ----------------------------------------
+
+    def _spool_watch(self) -> SpoolWatch:
+        if self._watch is None:
+            self._watch = SpoolWatch(asyncio.get_running_loop(), self.spool_dir)
+        return self._watch
+
+    async def _run_shim(
+        self, job: Job, shim: str, spool: FollowedSpool, env: dict[str, str], stdin_data: bytes | None
+    ) -> None:
+        exit_file = shimjob.exit_path(self.spool_dir, job.id)
+        exit_file.unlink(missing_ok=True)
+        try:
+            started = shimjob.spawn_shim(
+                shim, job.argv, job.cwd, env, spool, exit_file, self.config.chunk_size, stdin_data
+            )
+        except SpawnError as exc:
+            log.info("job %s failed to start: %s", job.id, exc)
+            job.finish(JobReason.FAILED_TO_START, error=str(exc))
+            return
+        shim_exited = self.reaper.watch(started.pid)
+        shim_start = shimjob.start_time(started.pid)
+        try:
+            pid = await shimjob.read_report(started, job.argv, job.cwd)
+        except SpawnError as exc:
+            await shim_exited
+            log.info("job %s failed to start: %s", job.id, exc)
+            job.finish(JobReason.FAILED_TO_START, error=str(exc))
+            return
+        job.pid = job.pgid = pid
+        job.tree = ProcessTree(job.id, pid, pid, reaper=started.pid)
+        job.shim_pid = started.pid
+        job.started_at = time.time()
+        job.started_mono = job.last_output_mono = time.monotonic()
+        job.move(JobState.RUNNING)
+        self._record(job)
+        log.info("job %s started: pid %d (shim %d) %s", job.id, pid, started.pid, _short(job.argv))
+        if job.stop_reason is not None:
+            self._terminate(job)  # cancelled while the shim was starting it
+        try:
+            record = shimjob.AdoptRecord(job.info(), started.pid, shim_start, job.tree.leader_start)
+            shimjob.save_record(self.spool_dir, record)
+        except OSError as exc:
+            log.warning("job %s: cannot save its adoption record (%s)", job.id, exc)
+        await self._follow_shim(job, spool, started.pid, shim_exited)
+
+    async def _follow_shim(
+        self, job: Job, spool: FollowedSpool, shim_pid: int, shim_gone: Awaitable[object]
+    ) -> None:
+        """Take in the job's output as its shim writes it, until the shim is gone."""
+        loop = asyncio.get_running_loop()
+        exit_file = shimjob.exit_path(self.spool_dir, job.id)
+        leader_exited: asyncio.Future[None] = loop.create_future()
+
+        def on_output() -> None:
+            self._take_output(job, spool)
+
+        def on_exit() -> None:
+            if not leader_exited.done() and exit_file.exists():
+                leader_exited.set_result(None)
+
+        watch = self._spool_watch()
+        watch.follow(job.id, on_output, on_exit)
+        on_output()
+        on_exit()
+        shim_task: asyncio.Future[Any] = asyncio.ensure_future(shim_gone)
+        timers = self._arm_timers(job)
+        try:
+            first: list[asyncio.Future[Any]] = [leader_exited, shim_task]
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+            assert job.tree is not None
+            # The leader is gone; anything it left behind goes too.
+            if job.tree.members():
+                await job.tree.terminate(self.config.kill_grace)
+            # The shim ends once the pipes close; a process outside the job may hold them.
+            for sig in (signal_mod.SIGTERM, signal_mod.SIGKILL):
+                done, _ = await asyncio.wait([shim_task], timeout=_PIPE_LINGER)
+                if done:
+                    break
+                log.warning("job %s: shim %d waits for its pipes; sending %s", job.id, shim_pid, sig.name)
+                with contextlib.suppress(OSError):
+                    os.kill(shim_pid, sig)
+            await shim_task
+        except asyncio.CancelledError:
+            shim_task.cancel()
+            raise
+        finally:
+            for t in timers:
+                t.cancel()
+            watch.forget(job.id)
+        self._take_output(job, spool)
+        status = shimjob.read_exit(exit_file)
+        shimjob.remove_files(self.spool_dir, job.id)
+        if status is None:
+            job.finish(JobReason.KILLED, error="the job's shim ended without recording an exit status")
+            log.warning("job %s: shim ended without an exit status", job.id)
+        else:
+            self._finish_exited(job, status)
+
+    def _take_output(self, job: Job, spool: FollowedSpool) -> None:
+        if job.log.closed:
+            return
+        was_cut = spool.cut
+        while True:
+            chunks = spool.read_new()
+            if not chunks:
+                break
+            for stream, data in chunks:
+                self._append_output(job, stream, data)
+        if spool.cut and not was_cut:
+            job._notify()
+
+    def adoptable(self, records: Iterable[shimjob.AdoptRecord]) -> list[shimjob.AdoptRecord]:
+        """The records of jobs that can be adopted: the shim lives or the exit status is there.
+
+        The files of the others are removed (the store's crash recovery records
+        those jobs as lost).
+        """
+        found = []
+        for rec in records:
+            info = rec.info
+            alive = shimjob.pid_alive(rec.shim_pid, rec.shim_start)
+            there = shimjob.exit_path(self.spool_dir, info.id).exists()
+            if info.id in self.jobs or info.pid is None or not (alive or there):
+                shimjob.remove_files(self.spool_dir, info.id)
+            else:
+                found.append(rec)
+        return found
+
+    def adopt(
+        self, records: Iterable[shimjob.AdoptRecord], stored: dict[str, int] | None = None
+    ) -> list[Job]:
+        """Take over jobs a previous daemon left running under their shims (see :meth:`adoptable`).
+
+        ``stored[job_id]`` is how many chunks are already in the store; the job
+        takes in (and records) the rest as new output.  Without it, every chunk
+        the spool holds counts as stored.
+        """
+        adopted = []
+        for rec in records:
+            info = rec.info
+            alive = shimjob.pid_alive(rec.shim_pid, rec.shim_start)
+            try:
+                job = self._adopted_job(rec, None if stored is None else stored.get(info.id, 0))
+            except OSError as exc:
+                log.warning("job %s cannot be adopted: %s", info.id, exc)
+                shimjob.remove_files(self.spool_dir, info.id)
+                continue
+            self.jobs[job.id] = job
+            self._running += 1
+            self.gate.started(job)
+            spool = job.log.spool
+            assert isinstance(spool, FollowedSpool)
+            gone = shimjob.wait_pid(rec.shim_pid, rec.shim_start)
+            self._record(job)
+            self._start_task(job, self._run(job, self._follow_shim(job, spool, rec.shim_pid, gone)))
+            log.info(
+                "job %s adopted: pid %d (shim %d%s), %d output bytes so far",
+                job.id,
+                info.pid,
+                rec.shim_pid,
+                "" if alive else ", gone",
+                job.log.size,
+            )
+            adopted.append(job)
+        return adopted
+
+    def _adopted_job(self, rec: shimjob.AdoptRecord, stored: int | None) -> Job:
+        info = rec.info
+        spool = FollowedSpool(self.spool_dir, info.id, self.config.spool_max_bytes, create=False)
+        try:
+            records, stream_bytes = spool.skip_existing(stored)
+            mtime = os.stat(spool.index_path).st_mtime
+        except OSError:
+            spool.close()
+            raise
+        out = OutputLog(self.config.buffer_size, spool)
+        out.resume_at(records, spool.size, stream_bytes)
+        params = StartParams(
+            command=info.command,
+            cwd=info.cwd,
+            env=info.env,
+            shell=info.shell,
+            timeout=info.timeout,
+            idle_timeout=info.idle_timeout,
+            session=info.session,
+            tags=info.tags,
+        )
+        job = Job(
+            info.id,
+            params,
+            argv=info.argv,
+            shell=info.shell,
+            cwd=info.cwd,
+            log=out,
+            node=self.node,
+            peer=info.peer,
+            timeout=info.timeout,
+            idle_timeout=info.idle_timeout,
+        )
+        now, mono = time.time(), time.monotonic()
+        job.timeout_basis = info.timeout_basis
+        job.queued_at = info.queued_at
+        job.started_at = info.started_at or now
+        job.started_mono = mono - (now - job.started_at)
+        job.last_output_mono = mono - max(0.0, now - mtime)
+        assert info.pid is not None
+        job.pid, job.pgid = info.pid, info.pgid or info.pid
+        job.tree = ProcessTree(job.id, job.pid, job.pgid, reaper=rec.shim_pid)
+        job.tree.leader_start = rec.leader_start
+        job.shim_pid = rec.shim_pid
+        job.move(JobState.STARTING)
+        job.move(JobState.RUNNING)
+        return job
 
     # -- control --------------------------------------------------------------
 
@@ -493,23 +742,43 @@ class Supervisor:
             jobfile.remove(self.spool_dir, old_id)
 
     async def shutdown(self, mode: str, drain_timeout: float) -> None:
-        """Stop accepting jobs; drain (up to ``drain_timeout``) or cancel the rest."""
+        """Stop accepting jobs; drain (up to ``drain_timeout``), cancel, or leave the rest.
+
+        ``leave`` keeps jobs under a shim running for the next daemon to adopt;
+        the others (queued, starting, or without a shim) are cancelled.
+        """
         self._accepting = False
         for job in list(self._queue):
             if self.gate.outlives_shutdown(job):
                 continue  # stays queued in history; the next daemon queues it again
             self.cancel(job.id)
+        left: set[str] = set()
+        if mode == "leave":
+            for job in list(self.active_jobs):
+                task = self._job_tasks.get(job.id)
+                if (
+                    job.shim_pid is not None
+                    and task is not None
+                    and job.state in (JobState.RUNNING, JobState.PAUSED)
+                    and job.stop_reason is None
+                ):
+                    task.cancel()  # stop following; the shim and the job run on
+                    left.add(job.id)
+            log.info("leaving %d running jobs for the next daemon to adopt", len(left))
         running = [t for t in self._tasks if t.get_name().startswith("job-")]
         if mode == "drain" and running:
             log.info("draining %d running jobs (up to %.1fs)", len(running), drain_timeout)
             await asyncio.wait(running, timeout=drain_timeout)
         for job in self.active_jobs:
-            self._stop(job, JobReason.CANCELLED)
+            if job.id not in left:
+                self._stop(job, JobReason.CANCELLED)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.config.kill_grace + 5)
         for job in self.jobs.values():
             if job.log.spool is not None:
                 job.log.spool.close()
+        if self._watch is not None:
+            self._watch.close()
 
 
 def _discard(job: Job) -> None:

@@ -64,10 +64,12 @@ def _has_marker(pid: int, marker: bytes) -> bool:
 class ProcessTree:
     """The processes of one job, found on demand."""
 
-    def __init__(self, job_id: str, leader: int, pgid: int) -> None:
+    def __init__(self, job_id: str, leader: int, pgid: int, reaper: int | None = None) -> None:
         self.job_id = job_id
         self.leader = leader
         self.pgid = pgid
+        # Who adopts the job's orphans: the daemon (subreaper), or the job's shim.
+        self.reaper = reaper
         info = _read_stat(leader)
         self.leader_start = info.start if info is not None else -1
         self._marker = f"CCXD_JOB_ID={job_id}".encode()
@@ -75,7 +77,7 @@ class ProcessTree:
     def members(self, procs: dict[int, ProcInfo] | None = None) -> dict[int, ProcInfo]:
         """The job's live processes right now."""
         procs = scan_processes() if procs is None else procs
-        me = os.getpid()
+        me = os.getpid() if self.reaper is None else self.reaper
         children: dict[int, list[int]] = {}
         for p in procs.values():
             children.setdefault(p.ppid, []).append(p.pid)
@@ -86,7 +88,7 @@ class ProcessTree:
         seeds = (
             [p.pid for p in procs.values() if p.pgrp == self.pgid or p.session == self.pgid] if ours else []
         )
-        # Orphans adopted by the daemon (subreaper) that carry the job's marker.
+        # Orphans adopted by the daemon or the shim (subreapers) that carry the job's marker.
         seeds += [pid for pid in children.get(me, ()) if _has_marker(pid, self._marker)]
         found: dict[int, ProcInfo] = {}
         stack = seeds

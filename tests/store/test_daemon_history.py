@@ -97,7 +97,9 @@ async def test_history_and_output_survive_a_restart(daemon_factory, tmp_root):
 
 
 async def test_sigkilled_daemon_leaves_lost_jobs_and_no_processes(daemon_factory, tmp_root):
-    d = daemon_factory(root=tmp_root / "d")
+    # Without the shim (job_shim = false) jobs cannot be adopted: the next daemon records them lost.
+    # With it they are adopted (tests/integration/test_adoption.py).
+    d = daemon_factory(root=tmp_root / "d", extra_env={"CCXD_JOB_SHIM": "false"})
     c = await d.client()
     ids = []
     for i in range(3):

@@ -1,0 +1,146 @@
+"""A spool written by someone else (the job's shim), followed by the daemon.
+
+The shim appends output to ``<job>.out`` and one record per chunk to
+``<job>.idx`` (data first, so a record never points at missing bytes).  The
+daemon reads new records with :meth:`FollowedSpool.read_new` and appends their
+chunks to the job's :class:`~ccxd.output.log.OutputLog`, which calls
+:meth:`FollowedSpool.append` only to keep count: the bytes are already on disk.
+A record with stream 255 marks where the shim cut the spool (``spool_max_bytes``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ccxd.output.spool import _RECORD, Spool, _pread
+
+__all__ = ["CUT_STREAM", "FollowedSpool"]
+
+CUT_STREAM = 255
+_READ_RECORDS = 4096  # records per read_new call (~53 KiB of index)
+
+
+class FollowedSpool(Spool):
+    """The reading side of a spool whose writer is another process."""
+
+    def __init__(self, directory: Path, job_id: str, limit: int, *, create: bool) -> None:
+        self.data_path = directory / f"{job_id}.out"
+        self.index_path = directory / f"{job_id}.idx"
+        self.limit = limit
+        self.records = 0
+        self.size = 0
+        self.flushed_records = 0
+        self._last_flush = 0.0
+        self._data_buf = bytearray()
+        self._index_buf = bytearray()
+        self.cut = False
+        self.error: str | None = None
+        self._data_w = self._index_w = None
+        self._read_pos = 0  # next index byte to read
+        self.writer_fds: tuple[int, int] | None = None
+        opened: list[int] = []
+        try:
+            if create:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_APPEND
+                opened += [os.open(self.data_path, flags, 0o600), os.open(self.index_path, flags, 0o600)]
+            opened += [
+                os.open(self.data_path, os.O_RDONLY | os.O_CLOEXEC),
+                os.open(self.index_path, os.O_RDONLY | os.O_CLOEXEC),
+            ]
+        except OSError:
+            for fd in opened:
+                os.close(fd)
+            raise
+        if create:
+            self.writer_fds = (opened[0], opened[1])
+        self._data_r, self._index_r = opened[-2], opened[-1]
+
+    def close_writer_fds(self) -> None:
+        """Close the write ends once the shim has its own copies."""
+        if self.writer_fds is not None:
+            for fd in self.writer_fds:
+                os.close(fd)
+            self.writer_fds = None
+
+    # The shim writes; the daemon only counts what it has taken in.
+
+    def append(self, offset: int, stream: int, data: bytes) -> bool:
+        """Count a chunk :meth:`read_new` returned (it is on disk already)."""
+        self.records += 1
+        self.size += len(data)
+        self.flushed_records = self.records
+        return not self.cut
+
+    @property
+    def pending(self) -> bool:
+        """Never: nothing waits in this process."""
+        return False
+
+    def flush(self) -> bool:
+        """Nothing to write."""
+        return not self.cut
+
+    def close_writer(self) -> None:
+        """The job's output is complete: hold no descriptor (reads open the files briefly)."""
+        self.close_writer_fds()
+        for fd in (self._data_r, self._index_r):
+            if fd >= 0:
+                os.close(fd)
+        self._data_r = self._index_r = -1
+
+    def record(self, seq: int) -> tuple[int, int, int] | None:
+        """The index record of chunk ``seq``, if taken in already."""
+        if seq < 0 or seq >= self.records:
+            return None
+        raw = _pread(self._index_r, self.index_path, _RECORD.size, seq * _RECORD.size)
+        if len(raw) < _RECORD.size:
+            return None
+        offset, length, stream = _RECORD.unpack(raw)
+        return offset, length, stream
+
+    def read_new(self) -> list[tuple[int, bytes]]:
+        """Chunks the shim wrote since the last call, as (stream, data), oldest first."""
+        raw = os.pread(self._index_r, _RECORD.size * _READ_RECORDS, self._read_pos)
+        whole = len(raw) - len(raw) % _RECORD.size
+        if not whole:
+            return []
+        recs = list(_RECORD.iter_unpack(raw[:whole]))
+        self._read_pos += whole
+        if recs[-1][2] == CUT_STREAM:
+            recs.pop()
+            self.cut = True
+        if not recs:
+            return []
+        start = recs[0][0]
+        end = recs[-1][0] + recs[-1][1]
+        blob = os.pread(self._data_r, end - start, start)
+        if len(blob) < end - start:  # cannot happen: data is written before its record
+            raise OSError(f"spool {self.data_path.name} is shorter than its index")
+        view = memoryview(blob)
+        return [(stream, bytes(view[off - start : off - start + length])) for off, length, stream in recs]
+
+    def skip_existing(self, most: int | None = None) -> tuple[int, list[int]]:
+        """Take in the records already on disk (at most ``most``) without their data (adoption).
+
+        Returns the number of records and the bytes per stream.
+        """
+        stream_bytes = [0, 0]
+        pos = 0
+        while most is None or self.records < most:
+            want = _READ_RECORDS if most is None else min(_READ_RECORDS, most - self.records)
+            raw = os.pread(self._index_r, _RECORD.size * want, pos)
+            whole = len(raw) - len(raw) % _RECORD.size
+            if not whole:
+                break
+            for offset, length, stream in _RECORD.iter_unpack(raw[:whole]):
+                if stream == CUT_STREAM:
+                    self.cut = True
+                    continue
+                stream_bytes[stream] += length
+                self.records += 1
+                self.size = offset + length
+            pos += whole
+        self.flushed_records = self.records
+        self._read_pos = pos
+        return self.records, stream_bytes

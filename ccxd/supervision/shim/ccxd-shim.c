@@ -1,0 +1,310 @@
+/*
+ * ccxd-shim: the light parent of one ccxd job (see ccxd/supervision/adopt.py).
+ *
+ * It starts the job in its own session, reads the job's stdout and stderr and
+ * writes them to the job's spool (data file + 13-byte index records, the format
+ * of ccxd/output/spool.py), and records the job's exit status in a file.  Nothing
+ * depends on a pipe to the daemon, so a daemon may die and a new one adopt the
+ * job: the output keeps flowing to disk and the exit status is not lost.
+ *
+ *   ccxd-shim DATA_FD INDEX_FD REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP -- ARGV...
+ *
+ * DATA_FD, INDEX_FD: the spool files, open for writing at their end.
+ * REPORT_FD: gets "P <pid>\n" once the job was exec'd, or "E <errno> <stage>\n"
+ *   (stage: exec, cgroup or shim) if it could not be, then is closed.
+ * EXIT_PATH: written (atomically, by rename) as "<code> -\n" or "- <signal>\n"
+ *   when the job's leader exits.
+ * CHUNK: largest chunk; chunks never split a UTF-8 character (like
+ *   ccxd/output/chunker.py).  LIMIT: spool bytes; past it a record with stream
+ *   255 marks the cut and later output is read and dropped.
+ * CGROUP: a cgroup.procs file the job joins between fork and exec (so none of
+ *   its processes ever runs outside it; the shim itself stays out), or "-".
+ *
+ * The shim is a child subreaper, so processes the job orphans stay below it.
+ * It exits once the leader has exited, both pipes are closed and no child is
+ * left; SIGTERM means "stop waiting for the pipes" (something outside the job
+ * holds them).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define READ_MAX (1024 * 1024)
+#define RECORD 13
+#define CUT_STREAM 255
+
+static int data_fd, index_fd;
+static uint64_t size_written;     /* bytes in the data file */
+static uint64_t limit;
+static size_t chunk_max;
+static int cut;
+
+/* Gathered writes of one read: data, then the index records that point at it. */
+static unsigned char *wbuf;
+static size_t wlen;
+static unsigned char *ibuf;
+static size_t ilen;
+
+static unsigned char pending[2][4];
+static size_t pending_len[2];
+static unsigned char rbuf[READ_MAX + 4];
+
+static int write_all(int fd, const unsigned char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void put_record(uint64_t offset, uint32_t length, unsigned char stream) {
+    unsigned char *r = ibuf + ilen;
+    for (int i = 0; i < 8; i++) r[i] = (unsigned char)(offset >> (8 * i));
+    for (int i = 0; i < 4; i++) r[8 + i] = (unsigned char)(length >> (8 * i));
+    r[12] = stream;
+    ilen += RECORD;
+}
+
+static void flush_out(void) {
+    /* Data before index: a record never points at bytes that are not there. */
+    if (wlen && write_all(data_fd, wbuf, wlen) < 0) cut = 1;
+    if (ilen && write_all(index_fd, ibuf, ilen) < 0) cut = 1;
+    wlen = ilen = 0;
+}
+
+static void emit(int stream, const unsigned char *p, size_t n) {
+    if (cut) return;
+    if (size_written + n > limit) {
+        put_record(size_written, 0, CUT_STREAM);
+        cut = 1;
+        return;
+    }
+    memcpy(wbuf + wlen, p, n);
+    wlen += n;
+    put_record(size_written, (uint32_t)n, (unsigned char)stream);
+    size_written += n;
+}
+
+static int is_cont(unsigned char b) { return (b & 0xC0) == 0x80; }
+
+static size_t seq_len(unsigned char lead) {
+    if (lead < 0xC0) return 1;
+    if (lead < 0xE0) return 2;
+    if (lead < 0xF0) return 3;
+    if (lead < 0xF8) return 4;
+    return 1;
+}
+
+/* Length of buf without a trailing, incomplete UTF-8 sequence. */
+static size_t complete_length(const unsigned char *buf, size_t n) {
+    for (size_t back = 1; back <= 4 && back <= n; back++) {
+        unsigned char b = buf[n - back];
+        if (is_cont(b)) continue;
+        return seq_len(b) > back ? n - back : n;
+    }
+    return n;
+}
+
+/* Split into chunks of at most chunk_max bytes at character boundaries. */
+static void split(int stream, const unsigned char *buf, size_t n) {
+    size_t start = 0;
+    while (n - start > chunk_max) {
+        size_t end = start + chunk_max, back = 0;
+        while (back < 3 && is_cont(buf[end - back])) back++;
+        if (back < 3 || !is_cont(buf[end - back])) end -= back;
+        emit(stream, buf + start, end - start);
+        start = end;
+    }
+    if (n > start) emit(stream, buf + start, n - start);
+}
+
+/* Read what the pipe holds; return 0 at end of file. */
+static int drain(int fd, int stream) {
+    for (;;) {
+        size_t held = pending_len[stream];
+        memcpy(rbuf, pending[stream], held);
+        ssize_t n = read(fd, rbuf + held, READ_MAX);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return 1;
+            n = 0;
+        }
+        if (n == 0) {
+            if (held) split(stream, rbuf, held);
+            pending_len[stream] = 0;
+            flush_out();
+            return 0;
+        }
+        size_t total = held + (size_t)n;
+        size_t keep = complete_length(rbuf, total);
+        pending_len[stream] = total - keep;
+        memcpy(pending[stream], rbuf + keep, total - keep);
+        if (keep) split(stream, rbuf, keep);
+        flush_out();
+        if ((size_t)n < READ_MAX) return 1;
+    }
+}
+
+static void write_exit(const char *path, int status) {
+    char tmp[4096], text[64];
+    int len;
+    if (WIFSIGNALED(status))
+        len = snprintf(text, sizeof text, "- %d\n", WTERMSIG(status));
+    else
+        len = snprintf(text, sizeof text, "%d -\n", WEXITSTATUS(status));
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    int ok = write_all(fd, (unsigned char *)text, (size_t)len) == 0;
+    close(fd);
+    if (ok) rename(tmp, path);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 10 || strcmp(argv[8], "--") != 0) {
+        fprintf(stderr, "usage: ccxd-shim DATA_FD INDEX_FD REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP -- ARGV...\n");
+        return 2;
+    }
+    data_fd = atoi(argv[1]);
+    index_fd = atoi(argv[2]);
+    int report_fd = atoi(argv[3]);
+    const char *exit_path = argv[4];
+    chunk_max = (size_t)strtoull(argv[5], NULL, 10);
+    limit = strtoull(argv[6], NULL, 10);
+    if (chunk_max < 1024 || chunk_max > READ_MAX) chunk_max = 65536;
+    const char *cgroup = strcmp(argv[7], "-") ? argv[7] : NULL;
+    char **job_argv = argv + 9;
+    size_written = (uint64_t)lseek(data_fd, 0, SEEK_END);
+    wbuf = malloc(READ_MAX + 4);
+    /* Chunks hold at least chunk_max - 3 >= 1021 bytes, except the last of a read. */
+    ibuf = malloc(RECORD * ((READ_MAX + 4) / 1000 + 8));
+    if (!wbuf || !ibuf) return 1;
+    fcntl(data_fd, F_SETFD, FD_CLOEXEC);
+    fcntl(index_fd, F_SETFD, FD_CLOEXEC);
+    fcntl(report_fd, F_SETFD, FD_CLOEXEC);
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+    sigset_t mask, old;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, &old);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    int out[2], err[2], ep[2];
+    if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(ep, O_CLOEXEC) || sfd < 0) {
+        dprintf(report_fd, "E %d shim\n", errno);
+        return 127;
+    }
+    /* A bigger pipe means fewer wake-ups per megabyte for fast writers. */
+    fcntl(out[0], F_SETPIPE_SZ, READ_MAX);
+    fcntl(err[0], F_SETPIPE_SZ, READ_MAX);
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        dprintf(report_fd, "E %d shim\n", errno);
+        return 127;
+    }
+    if (pid == 0) {
+        setsid();
+        if (cgroup) {
+            int cg = open(cgroup, O_WRONLY | O_CLOEXEC);
+            if (cg < 0 || write(cg, "0\n", 2) != 2) {
+                int e[2] = {errno, 1};
+                (void)!write(ep[1], e, sizeof e);
+                _exit(127);
+            }
+            close(cg);
+        }
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        execvp(job_argv[0], job_argv);
+        int e[2] = {errno, 0};
+        (void)!write(ep[1], e, sizeof e);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    close(ep[1]);
+    int failed[2] = {0, 0}; /* errno, stage: 0 exec, 1 joining the cgroup */
+    ssize_t got;
+    do got = read(ep[0], failed, sizeof failed);
+    while (got < 0 && errno == EINTR);
+    close(ep[0]);
+    if (got == (ssize_t)sizeof failed) {
+        int status;
+        waitpid(pid, &status, 0);
+        dprintf(report_fd, "E %d %s\n", failed[0], failed[1] ? "cgroup" : "exec");
+        return 127;
+    }
+    dprintf(report_fd, "P %d\n", (int)pid);
+    close(report_fd);
+
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    fcntl(err[0], F_SETFL, O_NONBLOCK);
+    int fds[2] = {out[0], err[0]};
+    int leader_done = 0, children = 1, stop_pipes = 0;
+    for (;;) {
+        if (stop_pipes) {
+            for (int s = 0; s < 2; s++)
+                if (fds[s] >= 0) {
+                    drain(fds[s], s);
+                    if (pending_len[s]) {
+                        split(s, pending[s], pending_len[s]);
+                        pending_len[s] = 0;
+                        flush_out();
+                    }
+                    close(fds[s]);
+                    fds[s] = -1;
+                }
+        }
+        if (leader_done && fds[0] < 0 && fds[1] < 0 && !children) break;
+        struct pollfd p[3] = {
+            {fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}, {sfd, POLLIN, 0}};
+        if (poll(p, 3, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (int s = 0; s < 2; s++)
+            if (fds[s] >= 0 && p[s].revents && !drain(fds[s], s)) {
+                close(fds[s]);
+                fds[s] = -1;
+            }
+        if (p[2].revents) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+                if (si.ssi_signo == SIGTERM) stop_pipes = 1;
+            for (;;) {
+                int status;
+                pid_t w = waitpid(-1, &status, WNOHANG);
+                if (w == 0) break;
+                if (w < 0) {
+                    if (errno == EINTR) continue;
+                    children = 0; /* ECHILD: nobody left below us */
+                    break;
+                }
+                if (w == pid) {
+                    leader_done = 1;
+                    write_exit(exit_path, status);
+                }
+            }
+        }
+    }
+    return 0;
+}
