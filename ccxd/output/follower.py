@@ -18,7 +18,9 @@ from ccxd.output.spool import _RECORD, Spool, _pread
 __all__ = ["CUT_STREAM", "FollowedSpool"]
 
 CUT_STREAM = 255
-_READ_RECORDS = 4096  # records per read_new call (~53 KiB of index)
+_READ_RECORDS = 4096  # records per index read (~53 KiB)
+READ_BYTES = 1024 * 1024
+"""Output bytes :meth:`FollowedSpool.read_new` returns at most (one record more if it is bigger)."""
 
 
 class FollowedSpool(Spool):
@@ -100,13 +102,19 @@ class FollowedSpool(Spool):
         return offset, length, stream
 
     def read_new(self) -> list[tuple[int, bytes]]:
-        """Chunks the shim wrote since the last call, as (stream, data), oldest first."""
+        """Chunks the shim wrote since the last call (about READ_BYTES), as (stream, data)."""
         raw = os.pread(self._index_r, _RECORD.size * _READ_RECORDS, self._read_pos)
         whole = len(raw) - len(raw) % _RECORD.size
         if not whole:
             return []
-        recs = list(_RECORD.iter_unpack(raw[:whole]))
-        self._read_pos += whole
+        recs: list[tuple[int, int, int]] = []
+        size = 0
+        for rec in _RECORD.iter_unpack(raw[:whole]):
+            if recs and size + rec[1] > READ_BYTES:
+                break
+            recs.append(rec)
+            size += rec[1]
+        self._read_pos += len(recs) * _RECORD.size
         if recs[-1][2] == CUT_STREAM:
             recs.pop()
             self.cut = True

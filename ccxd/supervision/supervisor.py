@@ -514,8 +514,16 @@ class Supervisor:
         exit_file = shimjob.exit_path(self.spool_dir, job.id)
         leader_exited: asyncio.Future[None] = loop.create_future()
 
+        pending: list[asyncio.Handle] = []
+
         def on_output() -> None:
-            self._take_output(job, spool)
+            if not pending:  # else a continuation is due and takes this output too
+                step()
+
+        def step() -> None:
+            pending.clear()
+            if self._take_output(job, spool):
+                pending.append(loop.call_soon(step))
 
         def on_exit() -> None:
             if not leader_exited.done() and exit_file.exists():
@@ -549,8 +557,11 @@ class Supervisor:
         finally:
             for t in timers:
                 t.cancel()
+            for h in pending:
+                h.cancel()
             watch.forget(job.id)
-        self._take_output(job, spool)
+        while self._take_output(job, spool):  # noqa: ASYNC110 - a turn for subscribers, not a wait
+            await asyncio.sleep(0)
         status = shimjob.read_exit(exit_file)
         shimjob.remove_files(self.spool_dir, job.id)
         if status is None:
@@ -559,18 +570,21 @@ class Supervisor:
         else:
             self._finish_exited(job, status)
 
-    def _take_output(self, job: Job, spool: FollowedSpool) -> None:
+    def _take_output(self, job: Job, spool: FollowedSpool) -> bool:
+        """Take in up to about 1 MiB of new output; True if there may be more.
+
+        More is taken on a later loop turn, so subscribers and the store writer
+        run in between however far the daemon is behind its shims.
+        """
         if job.log.closed:
-            return
+            return False
         was_cut = spool.cut
-        while True:
-            chunks = spool.read_new()
-            if not chunks:
-                break
-            for stream, data in chunks:
-                self._append_output(job, stream, data)
+        chunks = spool.read_new()
+        for stream, data in chunks:
+            self._append_output(job, stream, data)
         if spool.cut and not was_cut:
             job._notify()
+        return bool(chunks)
 
     def adoptable(self, records: Iterable[shimjob.AdoptRecord]) -> list[shimjob.AdoptRecord]:
         """The records of jobs that can be adopted: the shim lives or the exit status is there.
