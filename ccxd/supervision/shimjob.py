@@ -32,6 +32,7 @@ __all__ = [
     "AdoptRecord",
     "ShimStart",
     "exit_path",
+    "is_stopped",
     "job_path",
     "load_records",
     "pid_alive",
@@ -230,6 +231,12 @@ def pid_alive(pid: int, start: int) -> bool:
     """True while ``pid`` is the (non-zombie) process that started at ``start``."""
     info = _read_stat(pid)
     return info is not None and info.start == start and info.state not in ("Z", "X")
+
+
+def is_stopped(pid: int, start: int) -> bool:
+    """True if ``pid`` (started at ``start``) is stopped by a signal (a paused job)."""
+    info = _read_stat(pid)
+    return info is not None and info.start == start and info.state == "T"
 
 
 def start_time(pid: int) -> int:

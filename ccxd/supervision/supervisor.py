@@ -687,6 +687,8 @@ class Supervisor:
         job.shim_pid = rec.shim_pid
         job.move(JobState.STARTING)
         job.move(JobState.RUNNING)
+        if shimjob.is_stopped(job.pid, rec.leader_start):
+            job.move(JobState.PAUSED)  # paused (SIGSTOP) under the previous daemon
         return job
 
     # -- control --------------------------------------------------------------

@@ -170,6 +170,7 @@ async def test_graceful_stop_in_leave_mode_then_adoption(daemon_factory, tmp_roo
     c = await d.client()
     job = await c.start(COUNTER, subscribe=True)
     before = await read_until_lines(c, job.id, 3)
+    assert (await c.pause(job.id)).state == "paused"
     res: ShutdownResult = await c.call("daemon.shutdown", ShutdownParams(mode="leave"))
     assert (res.mode, res.running) == ("leave", 1)
     await c.close()
@@ -180,7 +181,8 @@ async def test_graceful_stop_in_leave_mode_then_adoption(daemon_factory, tmp_roo
 
     d2 = daemon_factory(root=tmp_root / "d")
     c2 = await d2.client()
-    assert (await c2.get(job.id)).state == "running"
+    assert (await c2.get(job.id)).state == "paused"  # still stopped: adopted as paused
+    assert (await c2.resume(job.id)).state == "running"
     await c2.cancel(job.id)
     after, final, gaps = await follow_to_end(c2, job.id, len(before))
     assert gaps == [] and final.reason == "cancelled"

@@ -1,0 +1,85 @@
+"""ccxd-shim on its own: the spool it writes, the exit status it keeps, what it reports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ccxd.output.follower import FollowedSpool
+from ccxd.supervision.shim import find_shim
+from tests.conftest import REQUIRE_TOOLS
+
+
+@pytest.fixture
+def shim() -> str:
+    found = find_shim()
+    if found is None:
+        if REQUIRE_TOOLS:
+            pytest.fail("ccxd-shim is not built (python -m ccxd.supervision.shim)")
+        pytest.skip("ccxd-shim is not built")
+    return found
+
+
+def run_shim(shim: str, tmp: Path, argv: list[str], limit: int = 1 << 30, chunk: int = 1024):
+    """Run the shim to its end; return (report line, exit file text or None, spool)."""
+    spool = FollowedSpool(tmp, "j", limit, create=True)
+    assert spool.writer_fds is not None
+    data_w, index_w = spool.writer_fds
+    report_r, report_w = os.pipe()
+    exit_file = tmp / "j.exit"
+    proc = subprocess.Popen(
+        [shim, str(data_w), str(index_w), str(report_w), str(exit_file), str(chunk), str(limit), "-", "--", *argv],
+        pass_fds=(data_w, index_w, report_w),
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(report_w)
+    spool.close_writer_fds()
+    with os.fdopen(report_r, "rb") as f:
+        report = f.read().decode()
+    assert proc.wait(30) in (0, 127)
+    text = exit_file.read_text() if exit_file.exists() else None
+    return report, text, spool
+
+
+def read_all(spool: FollowedSpool) -> list[tuple[int, bytes]]:
+    out = []
+    while chunks := spool.read_new():
+        out += chunks
+    return out
+
+
+def test_output_in_order_with_streams_and_whole_characters(shim, tmp_path):
+    # "é" is split across two writes (and two reads); 3000 "€" cross the 1024-byte chunk size.
+    script = "printf 'a\\303'; sleep 0.2; printf '\\251\\n'; printf 'oops\\n' >&2; printf '%.0s€' $(seq 3000)"
+    report, status, spool = run_shim(shim, tmp_path, ["bash", "-c", script + "; exit 3"])
+    assert report.startswith("P ")
+    assert status == "3 -\n"
+    chunks = read_all(spool)
+    for _, data in chunks:
+        data.decode()  # every chunk is whole UTF-8
+        assert len(data) <= 1024
+    assert b"".join(d for s, d in chunks if s == 0) == "aé\n".encode() + "€".encode() * 3000
+    assert [d for s, d in chunks if s == 1] == [b"oops\n"]
+    assert not spool.cut
+
+
+def test_death_by_signal_is_recorded_as_the_signal(shim, tmp_path):
+    _, status, _ = run_shim(shim, tmp_path, ["bash", "-c", "kill -KILL $$"])
+    assert status == "- 9\n"
+
+
+def test_past_the_limit_output_is_cut_and_the_job_never_blocks(shim, tmp_path):
+    report, status, spool = run_shim(shim, tmp_path, ["head", "-c", "5000000", "/dev/zero"], limit=100_000)
+    assert status == "0 -\n"  # it wrote all 5 MB: nothing blocked it
+    chunks = read_all(spool)
+    assert spool.cut and sum(len(d) for _, d in chunks) <= 100_000
+    assert os.path.getsize(tmp_path / "j.out") <= 100_000
+
+
+def test_a_program_that_cannot_start_is_reported_with_its_errno(shim, tmp_path):
+    report, status, spool = run_shim(shim, tmp_path, ["/nonexistent/program"])
+    assert report.split() == ["E", "2", "exec"] and status is None
+    assert read_all(spool) == []
