@@ -135,9 +135,13 @@ async def test_exit_status_of_a_job_that_ended_while_no_daemon_ran(daemon_factor
     coded = await c.start(
         f"echo waiting; while [ ! -e {go} ]; do sleep 0.02; done; echo done >&2; exit 7", subscribe=True
     )
-    killed = await c.start(f"echo waiting; while [ ! -e {go} ]; do sleep 0.02; done; kill -KILL $$")
+    killed = await c.start(
+        f"echo waiting; while [ ! -e {go} ]; do sleep 0.02; done; kill -KILL $$", subscribe=True
+    )
     await read_until_lines(c, coded.id, 1)
+    await read_until_lines(c, killed.id, 1)
     pids = [(await c.get(j.id)).pid for j in (coded, killed)]
+    assert None not in pids
     await c.close()
     d.stop(signal.SIGKILL)
 
