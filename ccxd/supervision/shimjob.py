@@ -108,6 +108,7 @@ def spawn_shim(
         str(chunk_size),
         str(spool.limit),
         cgroup_procs or "-",
+        f"CCXD_JOB_ID={env['CCXD_JOB_ID']}" if "CCXD_JOB_ID" in env else "-",
         "--",
         *argv,
     ]
@@ -118,7 +119,7 @@ def spawn_shim(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=cwd,
-            env=env,
+            env={k: v for k, v in env.items() if k != "CCXD_JOB_ID"},  # the shim is not the job
             start_new_session=True,
             close_fds=True,
             pass_fds=(data_w, index_w, report_w),

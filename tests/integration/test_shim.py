@@ -31,7 +31,7 @@ def run_shim(shim: str, tmp: Path, argv: list[str], limit: int = 1 << 30, chunk:
     report_r, report_w = os.pipe()
     exit_file = tmp / "j.exit"
     proc = subprocess.Popen(
-        [shim, str(data_w), str(index_w), str(report_w), str(exit_file), str(chunk), str(limit), "-", "--", *argv],
+        [shim, str(data_w), str(index_w), str(report_w), str(exit_file), str(chunk), str(limit), "-", "-", "--", *argv],
         pass_fds=(data_w, index_w, report_w),
         stdin=subprocess.DEVNULL,
     )

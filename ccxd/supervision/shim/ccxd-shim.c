@@ -7,7 +7,7 @@
  * depends on a pipe to the daemon, so a daemon may die and a new one adopt the
  * job: the output keeps flowing to disk and the exit status is not lost.
  *
- *   ccxd-shim DATA_FD INDEX_FD REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP -- ARGV...
+ *   ccxd-shim DATA_FD INDEX_FD REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP MARKER -- ARGV...
  *
  * DATA_FD, INDEX_FD: the spool files, open for writing at their end.
  * REPORT_FD: gets "P <pid>\n" once the job was exec'd, or "E <errno> <stage>\n"
@@ -19,6 +19,8 @@
  *   255 marks the cut and later output is read and dropped.
  * CGROUP: a cgroup.procs file the job joins between fork and exec (so none of
  *   its processes ever runs outside it; the shim itself stays out), or "-".
+ * MARKER: NAME=VALUE put in the job's environment only (CCXD_JOB_ID=<job>: the
+ *   shim is not one of the job's processes), or "-".
  *
  * The shim is a child subreaper, so processes the job orphans stay below it.
  * It exits once the leader has exited, both pipes are closed and no child is
@@ -176,8 +178,8 @@ static void write_exit(const char *path, int status) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 10 || strcmp(argv[8], "--") != 0) {
-        fprintf(stderr, "usage: ccxd-shim DATA_FD INDEX_FD REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP -- ARGV...\n");
+    if (argc < 11 || strcmp(argv[9], "--") != 0) {
+        fprintf(stderr, "usage: ccxd-shim DATA_FD INDEX_FD REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP MARKER -- ARGV...\n");
         return 2;
     }
     data_fd = atoi(argv[1]);
@@ -188,7 +190,8 @@ int main(int argc, char **argv) {
     limit = strtoull(argv[6], NULL, 10);
     if (chunk_max < 1024 || chunk_max > READ_MAX) chunk_max = 65536;
     const char *cgroup = strcmp(argv[7], "-") ? argv[7] : NULL;
-    char **job_argv = argv + 9;
+    char *marker = strcmp(argv[8], "-") ? argv[8] : NULL;
+    char **job_argv = argv + 10;
     size_written = (uint64_t)lseek(data_fd, 0, SEEK_END);
     wbuf = malloc(READ_MAX + 4);
     /* Chunks hold at least chunk_max - 3 >= 1021 bytes, except the last of a read. */
@@ -231,6 +234,7 @@ int main(int argc, char **argv) {
             }
             close(cg);
         }
+        if (marker) putenv(marker);
         dup2(out[1], 1);
         dup2(err[1], 2);
         sigprocmask(SIG_SETMASK, &old, NULL);
