@@ -552,7 +552,7 @@ async def test_a_reader_that_stops_reading_holds_up_no_job_and_no_memory(daemon_
 
 # -- fuzzing ------------------------------------------------------------------
 
-UNSAFE = {"job.start", "job.cancel", "job.signal", "job.pause", "job.resume", "history.prune"}
+UNSAFE = {"job.start", "job.cancel", "job.signal", "job.pause", "job.resume", "history.prune", "daemon.shutdown"}
 SAFE_METHODS = [*sorted(set(METHODS) - UNSAFE), "pong", "hook_status", "no.such", "", "execute."]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
