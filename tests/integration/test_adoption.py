@@ -26,6 +26,9 @@ COUNTER = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.02; done"
 LINE = re.compile(rb"line (\d+)\n")
 
 
+SHIM = {"CCXD_JOB_SHIM": "true"}
+
+
 @pytest.fixture(autouse=True)
 def _need_shim() -> None:
     if find_shim() is None:
@@ -74,7 +77,7 @@ def shim_of(job_pid: int) -> psutil.Process:
 
 
 async def test_sigkilled_daemon_jobs_are_adopted_with_every_byte_once(daemon_factory, tmp_root):
-    d = daemon_factory(root=tmp_root / "d")
+    d = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c = await d.client()
     timed = await c.start(COUNTER, timeout=6, subscribe=True)
     to_cancel = await c.start(COUNTER, subscribe=True)
@@ -90,7 +93,7 @@ async def test_sigkilled_daemon_jobs_are_adopted_with_every_byte_once(daemon_fac
     await asyncio.sleep(2.5)  # the daemon stays down a while: the jobs must not notice
     assert job_pids(timed.id), "the job died with the daemon"
 
-    d2 = daemon_factory(root=tmp_root / "d")
+    d2 = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c2 = await d2.client()
     info = await c2.get(timed.id)
     assert info.state == "running" and info.pid == timed_pid
@@ -119,7 +122,7 @@ async def test_sigkilled_daemon_jobs_are_adopted_with_every_byte_once(daemon_fac
     await c2.close()
     assert d2.stop() == 0
 
-    d3 = daemon_factory(root=tmp_root / "d")
+    d3 = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c3 = await d3.client()
     stored = await c3.get(timed.id)
     assert (stored.reason, stored.stdout_bytes) == ("timeout", len(before) + len(after))
@@ -130,7 +133,7 @@ async def test_sigkilled_daemon_jobs_are_adopted_with_every_byte_once(daemon_fac
 
 async def test_exit_status_of_a_job_that_ended_while_no_daemon_ran(daemon_factory, tmp_root):
     go = tmp_root / "go"
-    d = daemon_factory(root=tmp_root / "d")
+    d = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c = await d.client()
     coded = await c.start(
         f"echo waiting; while [ ! -e {go} ]; do sleep 0.02; done; echo done >&2; exit 7", subscribe=True
@@ -151,7 +154,7 @@ async def test_exit_status_of_a_job_that_ended_while_no_daemon_ran(daemon_factor
     psutil.wait_procs(leaders + shims, timeout=20)
     assert not any(p.is_running() for p in leaders + shims)
 
-    d2 = daemon_factory(root=tmp_root / "d")
+    d2 = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c2 = await d2.client()
     a = await c2.get(coded.id)
     assert (a.state, a.reason, a.exit_code, a.signal) == ("finished", "exited", 7, None)
@@ -163,14 +166,14 @@ async def test_exit_status_of_a_job_that_ended_while_no_daemon_ran(daemon_factor
     # Recorded in history as well, not only in the daemon's memory.
     await c2.close()
     d2.stop()
-    d3 = daemon_factory(root=tmp_root / "d")
+    d3 = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c3 = await d3.client()
     assert (await c3.get(coded.id)).exit_code == 7
     await c3.close()
 
 
 async def test_graceful_stop_in_leave_mode_then_adoption(daemon_factory, tmp_root):
-    d = daemon_factory(root=tmp_root / "d")
+    d = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c = await d.client()
     job = await c.start(COUNTER, subscribe=True)
     before = await read_until_lines(c, job.id, 3)
@@ -183,7 +186,7 @@ async def test_graceful_stop_in_leave_mode_then_adoption(daemon_factory, tmp_roo
     assert "leaving 1 running jobs" in d.log()
     assert job_pids(job.id)
 
-    d2 = daemon_factory(root=tmp_root / "d")
+    d2 = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c2 = await d2.client()
     assert (await c2.get(job.id)).state == "paused"  # still stopped: adopted as paused
     assert (await c2.resume(job.id)).state == "running"
@@ -196,14 +199,14 @@ async def test_graceful_stop_in_leave_mode_then_adoption(daemon_factory, tmp_roo
 
 
 async def test_sigterm_follows_on_stop_leave(daemon_factory, tmp_root):
-    d = daemon_factory(root=tmp_root / "d", extra_env={"CCXD_ON_STOP": "leave"})
+    d = daemon_factory(root=tmp_root / "d", extra_env={**SHIM, "CCXD_ON_STOP": "leave"})
     c = await d.client()
     job = await c.start(COUNTER, subscribe=True)
     await read_until_lines(c, job.id, 1)
     await c.close()
     assert d.stop() == 0
     assert job_pids(job.id), "on_stop = leave must leave the job running"
-    d2 = daemon_factory(root=tmp_root / "d")
+    d2 = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c2 = await d2.client()
     await c2.cancel(job.id)
     whole, final, _ = await follow_to_end(c2, job.id, 0)
@@ -213,7 +216,7 @@ async def test_sigterm_follows_on_stop_leave(daemon_factory, tmp_root):
 
 
 async def test_shutdown_cancel_ends_jobs_and_rejects_bad_modes(daemon_factory, tmp_root):
-    d = daemon_factory(root=tmp_root / "d")
+    d = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c = await d.client()
     job = await c.start(COUNTER, subscribe=True)
     await read_until_lines(c, job.id, 1)
@@ -230,7 +233,7 @@ async def test_shutdown_cancel_ends_jobs_and_rejects_bad_modes(daemon_factory, t
 
 
 async def test_jobs_whose_processes_are_gone_are_still_lost(daemon_factory, tmp_root):
-    d = daemon_factory(root=tmp_root / "d")
+    d = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c = await d.client()
     job = await c.start("echo started; sleep 300", subscribe=True)
     await read_until_lines(c, job.id, 1)
@@ -243,7 +246,7 @@ async def test_jobs_whose_processes_are_gone_are_still_lost(daemon_factory, tmp_
         os.kill(p.pid, signal.SIGKILL)
     psutil.wait_procs([shim], timeout=20)
 
-    d2 = daemon_factory(root=tmp_root / "d")
+    d2 = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c2 = await d2.client()
     info = await c2.get(job.id)
     assert (info.state, info.reason) == ("finished", "lost")
