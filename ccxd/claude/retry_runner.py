@@ -144,6 +144,32 @@ def edit_prompt(params: StartParams, transform: Callable[[str], str]) -> StartPa
     return None
 
 
+def without_session_id(params: StartParams) -> StartParams:
+    """``params`` without a ``--session-id`` the caller chose: the CLI refuses an id already used.
+
+    The next attempt then gets a fresh pre-assigned id, like any new run.
+    """
+
+    def strip(args: list[str]) -> list[str]:
+        out: list[str] = []
+        skip = False
+        for arg in args:
+            if skip:
+                skip = False
+            elif arg == "--session-id":
+                skip = True
+            elif not arg.startswith("--session-id="):
+                out.append(arg)
+        return out
+
+    if isinstance(params.command, list) and "--session-id" in " ".join(params.command):
+        params = structs.replace(params, command=[params.command[0], *strip(params.command[1:])])
+    extra = getattr(params, "claude_args", None)
+    if isinstance(extra, list) and "--session-id" in " ".join(extra):
+        params = structs.replace(params, claude_args=strip(extra))
+    return params
+
+
 # -- the runner ----------------------------------------------------------------
 
 
@@ -252,7 +278,7 @@ class RetryRunner:
         if decision.max_output_tokens is not None:
             env[MAX_TOKENS_ENV] = str(decision.max_output_tokens)
         # Subscribers follow the chain through job.retry; the attempt itself is not subscribed.
-        params = structs.replace(params, env=env, subscribe=False)
+        params = without_session_id(structs.replace(params, env=env, subscribe=False))
         nxt = self.sup.make_job(params, job.peer)
         nxt.timeout, nxt.timeout_basis = job.timeout, job.timeout_basis
         nxt.attempt = decision.attempt

@@ -274,3 +274,18 @@ def test_decisions_stay_within_bounds(
         assert d.delay <= settings.backoff_max
         if retry_after is not None:
             assert d.delay >= min(retry_after, settings.backoff_max) - 1e-3
+
+
+def test_attempts_drop_a_chosen_session_id_and_edit_the_prompt() -> None:
+    from ccxd.claude.retry_runner import edit_prompt, without_session_id
+    from ccxd.protocol import StartParams
+
+    argv = ["claude", "--session-id", "abc", "-p", "Write.", "--session-id=def", "--verbose"]
+    p = without_session_id(StartParams(command=argv))
+    assert p.command == ["claude", "-p", "Write.", "--verbose"]
+    edited = edit_prompt(p, lambda t: t + " Briefly.")
+    assert edited is not None and edited.command == ["claude", "-p", "Write. Briefly.", "--verbose"]
+    stdin = StartParams(command=["claude", "-p", "--verbose"], input="From stdin.")
+    edited = edit_prompt(stdin, str.upper)
+    assert edited is not None and edited.input == "FROM STDIN."
+    assert edit_prompt(StartParams(command="claude -p hi"), str.upper) is None
