@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
 import sys
@@ -14,6 +15,7 @@ import typer
 
 from ccxctl.render import describe_outcome, emit_json, human_duration, job_rows, table
 from ccxctl.runjob import EX_NOPERM, EX_NOT_RUNNING, RunOptions, not_running_hint, run_job
+from ccxctl.top import resource_fields
 from ccxd.client import AccessDenied, Client, ClientError, DaemonNotRunning, RemoteError, connect
 from ccxd.protocol import (
     HistoryParams,
@@ -145,6 +147,11 @@ def run(
     argv: Annotated[
         bool, typer.Option("--argv", help="Run the words as an argument list, without a shell.")
     ] = False,
+    memory: Annotated[
+        str | None, typer.Option(help="Memory limit, e.g. 512M or 2G (no swap); past it: reason oom.")
+    ] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPU quota in CPUs, e.g. 1.5.")] = None,
+    pids: Annotated[int | None, typer.Option(help="Most processes/threads at once.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a job, stream its output, exit with its exit code (124 timeout, 130 Ctrl-C)."""
@@ -164,6 +171,9 @@ def run(
         shell=shell,
         session=session,
         tags=tag or [],
+        memory=memory,
+        cpus=cpus,
+        pids=pids,
         json=json_out,
         socket=target.socket,
         url=target.url,
@@ -335,6 +345,19 @@ def signal_cmd(
 
 
 @app.command()
+def top(
+    ctx: typer.Context,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1)] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="Print the table once and exit.")] = False,
+) -> None:
+    """Running jobs and their CPU, memory (and peak), limits, processes and IO, live."""
+    from ccxctl.top import run_top
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _with_client(ctx, lambda c: run_top(c, interval, once))
+
+
+@app.command()
 def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """The daemon's version, pid, uptime, jobs by state, listeners, loop lag and store."""
     st = _with_client(ctx, lambda c: c.status())
@@ -353,6 +376,7 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         ["connections", str(st.connections)],
         ["shell", st.shell],
         ["store", st.store],
+        ["cgroups", st.cgroups],
     ]
     if sys.stdout.isatty():
         for key, value in rows:
@@ -477,6 +501,7 @@ def history_show(
     }
     if info.error:
         fields["error"] = info.error
+    fields.update(resource_fields(info))
     for key, value in fields.items():
         print(f"{key + ':':<10}{value}")
     print("--- output ---")

@@ -21,8 +21,12 @@ _VALUES = {
     "--socket": "socket",
     "--url": "url",
     "--token-file": "token_file",
+    "--memory": "memory",
+    "--cpus": "cpus",
+    "--pids": "pids",
 }
-_FLOATS = {"timeout", "idle_timeout"}
+_FLOATS = {"timeout", "idle_timeout", "cpus"}
+_INTS = {"pids"}
 
 
 def parse_run(args: list[str]) -> RunOptions | None:
@@ -61,9 +65,9 @@ def parse_run(args: list[str]) -> RunOptions | None:
                 tags.append(value)
             else:
                 field = _VALUES[name]
-                if field in _FLOATS:
+                if field in _FLOATS or field in _INTS:
                     try:
-                        values[field] = float(value)
+                        values[field] = float(value) if field in _FLOATS else int(value)
                     except ValueError:
                         return None
                 else:

@@ -49,6 +49,9 @@ class RunOptions(Struct, kw_only=True):
     shell: str | None = None
     session: str | None = None
     tags: list[str] = []
+    memory: str | None = None
+    cpus: float | None = None
+    pids: int | None = None
     json: bool = False
     socket: str | None = None
     url: str | None = None
@@ -74,6 +77,9 @@ class RunOptions(Struct, kw_only=True):
             session=self.session,
             tags=self.tags,
             subscribe=not self.detach,
+            memory=self.memory,
+            cpus=self.cpus,
+            pids=self.pids,
         )
 
 
@@ -208,6 +214,8 @@ def _stream(conn: object, opts: RunOptions) -> int:
             elif job.reason in ("timeout", "idle_timeout") and not opts.json:
                 limit = job.timeout if job.reason == "timeout" else job.idle_timeout
                 _say(f"job {job.id} stopped: {job.reason.replace('_', ' ')} after {limit:g}s")
+            elif job.reason == "oom" and not opts.json:
+                _say(f"job {job.id} killed: {job.error}")
             return exit_code_for(job, interrupted)
 
 

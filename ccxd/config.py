@@ -19,12 +19,14 @@ import msgspec
 from msgspec import Meta, Struct
 
 from ccxd import paths
+from ccxd.protocol import SIZE_PATTERN
 
 __all__ = ["ENV_ALIASES", "Config", "ConfigError", "LoadedConfig", "load"]
 
 Positive = Annotated[float, Meta(gt=0)]
 NonNegative = Annotated[float, Meta(ge=0)]
 Bytes = Annotated[int, Meta(ge=0)]
+Size = Annotated[int, Meta(ge=1)] | Annotated[str, Meta(pattern=SIZE_PATTERN)]
 
 
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -148,6 +150,25 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds after a usage-limit reset before Claude jobs start again."""
     claude_model_max_output_tokens: dict[str, int] = {}
     """Output-token maxima by model name, added to (or replacing) the built-in table."""
+    # Resources (cgroups)
+    cgroup_backend: Literal["auto", "v2", "v1", "none"] = "auto"
+    """Resource backend: auto (v2 if it has the memory controller, else v1, else none) or forced."""
+    default_memory: Size | None = None
+    """Memory limit of jobs that set none (bytes or "2G"); no swap. Unset: no limit."""
+    default_cpus: Annotated[float, Meta(gt=0, le=4096)] | None = None
+    """CPU quota of jobs that set none, in CPUs (1.5 = one and a half)."""
+    default_pids: Annotated[int, Meta(ge=1)] | None = None
+    """Most processes/threads of a job that sets none."""
+    default_io_weight: Annotated[int, Meta(ge=1, le=10_000)] | None = None
+    """IO weight (1..10000, 100 is normal) of jobs that set none, where the kernel has it."""
+    stats_interval: Annotated[float, Meta(ge=0.1)] = 2.0
+    """Seconds between resource samples of running jobs (``job.stats``, ``ccxctl top``)."""
+    admit_min_memory: Size | None = None
+    """Queued jobs wait while the host's available memory (MemAvailable) is below this."""
+    admit_max_load: Annotated[float, Meta(gt=0)] | None = None
+    """Queued jobs wait while the 1-minute load average per CPU is above this."""
+    timeout_stretch_max: Annotated[float, Meta(ge=1, le=100)] = 1.0
+    """Under load, estimated and default timeouts grow by the load per CPU (above 1), at most ×this."""
 
     # Lifecycle
     drain_timeout: NonNegative = 10.0

@@ -16,6 +16,8 @@ import msgspec
 
 from ccxd import __version__, activation, logs, paths
 from ccxd import config as config_mod
+from ccxd.cgroups.control import ResourceControl
+from ccxd.cgroups.detect import instance_name
 from ccxd.config import Config, ConfigError, LoadedConfig
 from ccxd.history.service import History
 from ccxd.notify import Notifier
@@ -57,6 +59,14 @@ _RELOADABLE = (
     "claude_usage_limit_max_wait",
     "claude_usage_limit_margin",
     "claude_model_max_output_tokens",
+    "default_memory",
+    "default_cpus",
+    "default_pids",
+    "default_io_weight",
+    "stats_interval",
+    "admit_min_memory",
+    "admit_max_load",
+    "timeout_stretch_max",
 )
 _LAG_INTERVAL = 0.5
 
@@ -141,6 +151,10 @@ class Daemon:
             log.warning("cannot become a child subreaper; orphaned job processes go to init")
         reaper = Reaper(loop)
         reaper.start()
+        # Before the embedded redis-server starts: on delegated v2 every process of the
+        # unit moves into its supervisor/ leaf, and a child started later is born there.
+        resources = ResourceControl.from_config(self.config, instance_name(str(self._socket_path)))
+        self.info.cgroups = resources.describe
         # READY=1 waits for the store: a daemon that cannot keep history is not ready.
         history = await History.open(self.config, reaper, sock_dir, state)
         self.history = history
@@ -152,7 +166,9 @@ class Daemon:
             sock.close()
             self._unlink_socket()
             raise
-        self.supervisor = Supervisor(self.config, reaper, spool_dir, history.recorder)
+        # Groups left by a crashed run go before any job (a restored one too) can start.
+        await resources.clean_leftovers()
+        self.supervisor = Supervisor(self.config, reaper, spool_dir, history.recorder, resources)
         restored = await self._start_claude(history)
         # Jobs a previous daemon left running under their shims are adopted, not lost.
         adoptable = self.supervisor.adoptable(load_records(spool_dir))
@@ -220,6 +236,7 @@ class Daemon:
         await self.supervisor.shutdown(mode, drain)
         self.claude_gate.close()
         await history.close()
+        await resources.close()
         for task in background:
             task.cancel()
         reaper.stop()

@@ -38,10 +38,13 @@ __all__ = [
     "JobInfo",
     "JobReason",
     "JobState",
+    "JobStats",
+    "Limits",
     "Notification",
     "OutputChunk",
     "Request",
     "Response",
+    "Usage",
 ]
 
 JSONRPC_VERSION: Final = "2.0"
@@ -88,12 +91,19 @@ class JobReason(enum.StrEnum):
     KILLED = "killed"
     FAILED_TO_START = "failed_to_start"
     LOST = "lost"
+    OOM = "oom"
 
 
 Stream = Literal["stdout", "stderr"]
 Encoding = Literal["utf-8", "base64"]
 Seconds = Annotated[float, Meta(gt=0, le=366 * 86400)]
 TimeoutSeconds = Annotated[float, Meta(ge=0, le=366 * 86400)]
+SIZE_PATTERN: Final = r"^\s*[0-9]+(\.[0-9]+)?\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$"
+Size = Annotated[int, Meta(ge=1)] | Annotated[str, Meta(pattern=SIZE_PATTERN)]
+"""Bytes: an integer, or text such as ``"512M"``, ``"2G"``, ``"1.5GiB"`` (powers of 1024)."""
+Cpus = Annotated[float, Meta(gt=0, le=4096)]
+PidsLimit = Annotated[int, Meta(ge=1, le=4_194_304)]
+IoWeight = Annotated[int, Meta(ge=1, le=10_000)]
 
 
 # --------------------------------------------------------------------------
@@ -170,6 +180,43 @@ class Reply(Struct, omit_defaults=True):
 # --------------------------------------------------------------------------
 
 
+class Limits(Struct, omit_defaults=True, kw_only=True):
+    """Resource limits in force for a job (unset: no limit)."""
+
+    memory: int | None = None
+    """Hard memory limit in bytes, swap not allowed."""
+    cpus: float | None = None
+    """CPU quota in CPUs (1.5 = one and a half CPUs' time per period)."""
+    pids: int | None = None
+    """Most processes and threads at once; a fork past it fails."""
+    io_weight: int | None = None
+    """Relative IO weight 1..10000 (100 is the default), where the kernel has it."""
+
+
+class Usage(Struct, omit_defaults=True, kw_only=True):
+    """What a job used: the latest sample, with peaks and totals."""
+
+    sampled_at: float = 0.0
+    cpu_seconds: float = 0.0
+    """CPU time (user + system) of every process of the job so far."""
+    cpu_percent: float = 0.0
+    """CPU use since the previous sample (100 = one CPU)."""
+    memory: int = 0
+    """Memory in use now, bytes."""
+    memory_peak: int = 0
+    pids: int = 0
+    """Processes and threads now."""
+    pids_peak: int = 0
+    io_read_bytes: int = 0
+    io_write_bytes: int = 0
+    cpu_throttled: float | None = None
+    """Seconds the CPU quota held the job back (cgroup backends)."""
+    psi_cpu: float | None = None
+    """Pressure: share of the last 10 s some task waited for CPU (percent), where the kernel has it."""
+    psi_memory: float | None = None
+    psi_io: float | None = None
+
+
 class JobInfo(Struct, omit_defaults=True, kw_only=True):
     """Everything a client can know about one job."""
 
@@ -214,6 +261,13 @@ class JobInfo(Struct, omit_defaults=True, kw_only=True):
     """A queued job waits until then (epoch seconds): a backoff or a usage-limit reset."""
     wait_reason: str | None = None
     """What a queued job waits for (``usage limit``, ``rate limit``, ``claude concurrency limit``)."""
+    limits: Limits | None = None
+    """Limits in force (``job.start`` params over config defaults, after pre-hooks)."""
+    limits_unenforced: list[str] = []
+    """Limits the resource backend could not enforce for this job."""
+    usage: Usage | None = None
+    cgroup: str | None = None
+    """The job's cgroup (its v2 or v1 memory path); unset with the none backend."""
 
 
 class OutputChunk(Struct, kw_only=True):
@@ -279,6 +333,14 @@ class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """With ``subscribe``: output as binary WebSocket frames (:func:`encode_output_frame`)."""
     retry: RetryParams | None = None
     """Claude jobs: overrides of the config's retry policy."""
+    memory: Size | None = None
+    """Hard memory limit (bytes or ``"2G"``); the job is killed with reason ``oom`` past it."""
+    cpus: Cpus | None = None
+    """CPU quota in CPUs."""
+    pids: PidsLimit | None = None
+    """Most processes/threads at once."""
+    io_weight: IoWeight | None = None
+    """Relative IO weight 1..10000."""
 
 
 class JobRef(Struct, forbid_unknown_fields=True):
@@ -309,6 +371,8 @@ class SubscribeParams(Struct, forbid_unknown_fields=True, kw_only=True):
     output: bool = True
     binary: bool = False
     """Output as binary WebSocket frames (:func:`encode_output_frame`); WebSocket only."""
+    stats: bool = False
+    """Also send ``job.stats`` resource samples."""
 
 
 class SubscribeResult(Struct):
@@ -374,6 +438,8 @@ class StatusResult(Struct, kw_only=True):
     connections: int
     shell: str
     store: str = "memory"
+    cgroups: str = "none"
+    """The resource backend: ``v2 /sys/fs/cgroup/…``, ``v1 …`` or ``none``, and why."""
 
 
 class EmptyParams(Struct, forbid_unknown_fields=True):
@@ -551,6 +617,13 @@ class JobRetry(Struct, kw_only=True, omit_defaults=True):
     """Concision instructions added to the next attempt's prompt (0–3)."""
 
 
+class JobStats(Struct):
+    """``job.stats``: a resource sample of a running job (``job.subscribe`` with ``stats``)."""
+
+    job_id: str
+    usage: Usage
+
+
 METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "job.start": (StartParams, JobInfo),
     "job.get": (JobRef, JobInfo),
@@ -580,6 +653,7 @@ NOTIFICATIONS: Final[dict[str, type[Struct]]] = {
     "job.output_cut": OutputCut,
     "job.finished": JobFinished,
     "job.retry": JobRetry,
+    "job.stats": JobStats,
 }
 
 

@@ -57,6 +57,7 @@ class DaemonInfo:
         self.store: Callable[[], str] = lambda: "none"
         # Begins the daemon's stop (mode, drain timeout); set by the daemon.
         self.request_stop: Callable[[StopMode, float], None] | None = None
+        self.cgroups: Callable[[], str] = lambda: "none"
 
 
 def register_methods(
@@ -130,9 +131,16 @@ def register_methods(
         eof = job.state is JobState.FINISHED and (not pieces or budget > 0)
         return ReadResult(chunks=chunks, next_offset=offset, eof=eof, gap=gap)
 
-    def follow(conn: Connection, job_id: str, from_offset: int, output: bool, binary: bool = False) -> None:
+    def follow(
+        conn: Connection,
+        job_id: str,
+        from_offset: int,
+        output: bool,
+        binary: bool = False,
+        stats: bool = False,
+    ) -> None:
         job = sup.get(job_id)
-        task = asyncio.get_running_loop().create_task(pump(conn, job, from_offset, output, binary))
+        task = asyncio.get_running_loop().create_task(pump(conn, job, from_offset, output, binary, stats))
         conn.add_subscription(job_id, task)
 
     async def start(p: StartParams, conn: Connection) -> JobInfo:
@@ -160,7 +168,7 @@ def register_methods(
             conn.add_subscription(p.job_id, task)
             return SubscribeResult(job=info)
         job = sup.get(p.job_id)
-        follow(conn, p.job_id, p.from_offset, p.output, p.binary)
+        follow(conn, p.job_id, p.from_offset, p.output, p.binary, p.stats)
         return SubscribeResult(job=job.info())
 
     async def unsubscribe(p: JobRef, conn: Connection) -> Ok:
@@ -231,6 +239,7 @@ def register_methods(
             connections=info.connections(),
             shell=sup.default_shell,
             store=info.store(),
+            cgroups=info.cgroups(),
         )
 
     async def ping(p: EmptyParams, conn: Connection) -> PingResult:

@@ -15,6 +15,7 @@ from ccxd.protocol import (
     JobQueued,
     JobStarted,
     JobState,
+    JobStats,
     Notification,
     OutputChunk,
     OutputCut,
@@ -48,7 +49,9 @@ def encode_chunk(job_id: str, chunk: Chunk, skip: int = 0) -> bytes:
     return wire
 
 
-async def pump(conn: Connection, job: Job, from_offset: int, with_output: bool, binary: bool = False) -> None:
+async def pump(
+    conn: Connection, job: Job, from_offset: int, with_output: bool, binary: bool = False, stats: bool = False
+) -> None:
     """Replay ``job`` from ``from_offset`` then follow it until it finishes.
 
     With ``binary`` output goes as binary frames (:func:`encode_output_frame`),
@@ -69,6 +72,7 @@ async def pump(conn: Connection, job: Job, from_offset: int, with_output: bool, 
     sent_wait: tuple[float | None, str | None] = (None, None)
     sent_started = False
     sent_cut = False
+    sent_stats = 0
     try:
         while not conn.closing:
             wait = (job.wait_until, job.wait_reason)
@@ -106,6 +110,9 @@ async def pump(conn: Connection, job: Job, from_offset: int, with_output: bool, 
                         conn.send(encode_chunk(job.id, chunk, skip))
                 offset = chunk.end
                 seq += 1
+            if stats and job.usage is not None and job.stats_seq != sent_stats and not job.finished:
+                sent_stats = job.stats_seq
+                conn.send(_note("job.stats", JobStats(job.id, job.usage)))
             if out.cut and not sent_cut:
                 sent_cut = True
                 spool = out.spool

@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ccxd.output.log import OutputLog
-from ccxd.protocol import JobInfo, JobReason, JobRetry, JobState, StartParams
+from ccxd.protocol import JobInfo, JobReason, JobRetry, JobState, Limits, StartParams, Usage
 from ccxd.redact import redact_env
 from ccxd.supervision.state import check_transition
 from ccxd.supervision.tree import ProcessTree
+
+if TYPE_CHECKING:
+    from ccxd.cgroups.base import JobCgroup
 
 __all__ = ["Job"]
 
@@ -72,6 +76,12 @@ class Job:
         self.wait_until: float | None = None  # not before then (epoch seconds)
         self.wait_reason: str | None = None
         self.retry_notice: JobRetry | None = None  # sent as job.retry before job.finished
+        # Resources (ccxd/cgroups): limits may be changed by pre-hooks until launch.
+        self.limits: Limits | None = None
+        self.group: JobCgroup | None = None
+        self.usage: Usage | None = None
+        self.stats_seq = 0
+        self.admission_wait: str | None = None  # the admit_* threshold it waits for (in wait_reason)
         self._listeners: list[Callable[[], None]] = []
         log.add_listener(self._on_output)
 
@@ -184,4 +194,8 @@ class Job:
             retry_note=self.retry_note,
             wait_until=self.wait_until,
             wait_reason=self.wait_reason,
+            limits=self.limits,
+            limits_unenforced=list(self.group.unenforced) if self.group is not None else [],
+            usage=self.usage,
+            cgroup=self.group.path if self.group is not None else None,
         )

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ccxd.cgroups.control import ResourceControl
 from ccxd.config import Config
 from ccxd.errors import RpcError
 from ccxd.output.chunker import Utf8Chunker
@@ -43,6 +44,9 @@ log = logging.getLogger("ccxd.supervision")
 _JOB_ENV_DEFAULTS = {"PYTHONUNBUFFERED": "1", "NODE_NO_READLINE": "1"}
 # After the leader exits and the tree is gone, how long to wait for pipes to close.
 _PIPE_LINGER = 2.0
+
+# Seconds between looks at memory and load while admission holds queued jobs back.
+_ADMIT_RECHECK = 1.0
 
 _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -80,7 +84,12 @@ class Supervisor:
     """Owns every job of this daemon."""
 
     def __init__(
-        self, config: Config, reaper: Reaper, spool_dir: Path, recorder: Recorder | None = None
+        self,
+        config: Config,
+        reaper: Reaper,
+        spool_dir: Path,
+        recorder: Recorder | None = None,
+        resources: ResourceControl | None = None,
     ) -> None:
         self.config = config
         self.recorder = recorder
@@ -103,6 +112,10 @@ class Supervisor:
             log.warning("no ccxd-shim: jobs end with the daemon (build: python -m ccxd.supervision.shim)")
         self._watch: SpoolWatch | None = None
         self._job_tasks: dict[str, asyncio.Task[None]] = {}
+        self.resources = resources if resources is not None else ResourceControl(config)
+        """Limits, cgroups, samples and admission thresholds (ccxd/cgroups/control.py)."""
+        self.resources.on_over_limit = lambda job: self._stop(job, JobReason.OOM)
+        self._admit_timer: asyncio.TimerHandle | None = None
 
     # -- queries --------------------------------------------------------------
 
@@ -155,7 +168,8 @@ class Supervisor:
         if not self._accepting:
             _discard(job)
             raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
-        if self._running < self.config.max_concurrent_jobs and self.gate.may_start(job):
+        slot = self._running < self.config.max_concurrent_jobs
+        if slot and self._admitted(job) and self.gate.may_start(job):
             self.jobs[job.id] = job
             self._save_job_file(job)
             self._launch(job)
@@ -232,7 +246,7 @@ class Supervisor:
                 spool = Spool(self.spool_dir, job_id, self.config.spool_max_bytes)
         except OSError as exc:
             log.warning("job %s: no spool (%s); output kept in memory only", job_id, exc)
-        return Job(
+        job = Job(
             job_id,
             params,
             argv=argv,
@@ -244,6 +258,8 @@ class Supervisor:
             timeout=None,
             idle_timeout=idle,
         )
+        job.limits = self.resources.limits_for(params)
+        return job
 
     def _launch(self, job: Job) -> None:
         self._running += 1
@@ -266,6 +282,8 @@ class Supervisor:
         # FIFO, except that jobs the gate holds back let the jobs behind them pass.
         held: list[Job] = []
         while self._queue and self._running < self.config.max_concurrent_jobs:
+            if not self._admitted(self._queue[0]):
+                break
             job = self._queue.popleft()
             if job.finished:
                 continue
@@ -279,6 +297,27 @@ class Supervisor:
             if waiting.queue_position != pos:
                 waiting.queue_position = pos
                 waiting._notify()
+
+    def _admitted(self, job: Job) -> bool:
+        """False while memory or load is past the ``admit_*`` thresholds (looked at again in 1 s)."""
+        blocked = self.resources.admission_block()
+        if blocked is None:
+            if job.admission_wait is not None:
+                if job.wait_reason == job.admission_wait:
+                    job.wait_reason = None
+                job.admission_wait = None
+            return True
+        if job.admission_wait != blocked:
+            job.admission_wait = job.wait_reason = blocked
+            job._notify()
+        if self._admit_timer is None:
+
+            def again() -> None:
+                self._admit_timer = None
+                self._next_from_queue()
+
+            self._admit_timer = asyncio.get_running_loop().call_later(_ADMIT_RECHECK, again)
+        return False
 
     # -- running --------------------------------------------------------------
 
@@ -294,6 +333,8 @@ class Supervisor:
         finally:
             self._running -= 1
             self.gate.finished(job)
+            if job.finished:  # a job left running (shutdown "leave") keeps its group
+                self.resources.release(job)
             self._record(job)
             if job.finished:  # else left running for the next daemon (shutdown "leave")
                 self._retire(job)
@@ -313,14 +354,16 @@ class Supervisor:
             await self._run_shim(job, self.shim, job.log.spool, env, stdin_data)
             return
         try:
-            proc = spawn(job.argv, job.cwd, env, with_input=stdin_data is not None)
+            argv = self.resources.prepare(job, job.argv, env)
+            proc = spawn(argv, job.cwd, env, with_input=stdin_data is not None)
         except SpawnError as exc:
             log.info("job %s failed to start: %s", job.id, exc)
             job.finish(JobReason.FAILED_TO_START, error=str(exc))
             return
         exited = self.reaper.watch(proc.pid)
         job.pid, job.pgid = proc.pid, proc.pgid
-        job.tree = ProcessTree(job.id, proc.pid, proc.pgid)
+        job.tree = self.resources.started(job, proc.pid, proc.pgid)
+        self.resources.stretch(job)
         job.started_at = time.time()
         job.started_mono = job.last_output_mono = time.monotonic()
         job.move(JobState.RUNNING)
@@ -355,7 +398,8 @@ class Supervisor:
             reason = JobReason.KILLED
         else:
             reason = JobReason.EXITED
-        job.finish(reason, exit_code=status.code, signal=status.signal)
+        reason, error = self.resources.verdict(job, reason)
+        job.finish(reason, exit_code=status.code, signal=status.signal, error=error)
         log.info(
             "job %s finished: %s (exit %s, signal %s) in %.3fs",
             job.id,

@@ -1,0 +1,278 @@
+"""cgroup v1: a job's group is one child per hierarchy (memory, cpu, cpuacct, pids, freezer, blkio).
+
+Each child sits under ``<own cgroup>/ccxd-<instance>/`` of that hierarchy, where
+``<own cgroup>`` is what ``/proc/self/cgroup`` gives the daemon.  Memory is a
+hard limit with swap forbidden (memsw = limit); a kill freezes the group, sends
+SIGKILL to every task, and thaws it so nothing forks in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from ccxd.cgroups import fs
+from ccxd.cgroups.base import Backend, CgroupError, JobCgroup, RawSample, job_dir_name, job_id_of
+from ccxd.cgroups.mounts import Hierarchy
+from ccxd.protocol import Limits
+
+__all__ = ["V1Backend", "V1Group"]
+
+log = logging.getLogger("ccxd.cgroups")
+
+# Controllers a job group lives in, in the order they are joined.
+WANTED = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio")
+CPU_PERIOD_US = 100_000
+
+
+def blkio_weight(io_weight: int) -> int:
+    """v2's io.weight (1..10000, default 100) as v1's blkio weight (10..1000, default 500)."""
+    return max(10, min(1000, io_weight * 500 // 100))
+
+
+class V1Group(JobCgroup):
+    """A job's children in each v1 hierarchy."""
+
+    def __init__(self, job_id: str, limits: Limits, dirs: dict[str, str]) -> None:
+        super().__init__(job_id, limits)
+        self.dirs = dirs
+        self.path = dirs.get("memory") or next(iter(dirs.values()))
+
+    def _file(self, ctrl: str, name: str) -> str | None:
+        d = self.dirs.get(ctrl)
+        return f"{d}/{name}" if d is not None else None
+
+    def apply(self, limits: Limits) -> None:
+        """Write the limits; what a hierarchy lacks is listed in ``unenforced``."""
+        missing: list[str] = []
+        if limits.memory is not None:
+            mem = self.dirs.get("memory")
+            if mem is None:
+                missing.append("memory")
+            else:
+                fs.write(f"{mem}/memory.limit_in_bytes", str(limits.memory))
+                if os.path.exists(f"{mem}/memory.memsw.limit_in_bytes"):
+                    fs.write(f"{mem}/memory.memsw.limit_in_bytes", str(limits.memory))
+                else:  # no swap accounting: at least make the kernel avoid swapping
+                    with contextlib.suppress(CgroupError):
+                        fs.write(f"{mem}/memory.swappiness", "0")
+        if limits.cpus is not None:
+            cpu = self.dirs.get("cpu")
+            if cpu is None:
+                missing.append("cpus")
+            else:
+                fs.write(f"{cpu}/cpu.cfs_period_us", str(CPU_PERIOD_US))
+                fs.write(f"{cpu}/cpu.cfs_quota_us", str(max(1000, round(limits.cpus * CPU_PERIOD_US))))
+        if limits.pids is not None:
+            if "pids" not in self.dirs:
+                missing.append("pids")
+            else:
+                fs.write(f"{self.dirs['pids']}/pids.max", str(limits.pids))
+        if limits.io_weight is not None:
+            blk = self.dirs.get("blkio")
+            target = None
+            if blk is not None:
+                for name in ("blkio.bfq.weight", "blkio.weight"):
+                    if os.path.exists(f"{blk}/{name}"):
+                        target = f"{blk}/{name}"
+                        break
+            if target is None:
+                missing.append("io_weight")
+            else:
+                fs.write(target, str(blkio_weight(limits.io_weight)))
+        self.unenforced = missing
+
+    def join_files(self) -> list[str]:
+        """The ``cgroup.procs`` files a new process joins."""
+        return [f"{d}/cgroup.procs" for d in dict.fromkeys(self.dirs.values())]
+
+    def attach(self, pid: int) -> None:
+        """Move ``pid`` into the group."""
+        for f in self.join_files():
+            fs.write(f, str(pid))
+
+    def _procs_file(self) -> str:
+        # freezer (or any) lists the same processes; the memory dir is the job's identity.
+        d = self.dirs.get("freezer") or self.dirs.get("pids") or next(iter(self.dirs.values()))
+        return f"{d}/cgroup.procs"
+
+    def pids(self) -> list[int]:
+        """Processes in the group now."""
+        return fs.read_pids(self._procs_file())
+
+    async def kill(self) -> None:
+        """SIGKILL everything in the group until it is empty."""
+        freezer = self.dirs.get("freezer")
+        freeze = (f"{freezer}/freezer.state", "FROZEN", "THAWED") if freezer is not None else None
+        await fs.kill_until_empty(self._procs_file(), freeze)
+
+    def sample(self) -> RawSample:
+        """Read the group's counters."""
+        from ccxd.cgroups.procfs import proc_usage
+
+        pids = self.pids()
+        cpu_seconds: float | None = None
+        throttled: float | None = None
+        if "cpuacct" in self.dirs:
+            cpu_seconds = (fs.read_int(f"{self.dirs['cpuacct']}/cpuacct.usage") or 0) / 1e9
+        if "cpu" in self.dirs:
+            stat = fs.read_keyed(f"{self.dirs['cpu']}/cpu.stat")
+            if "throttled_time" in stat:
+                throttled = stat["throttled_time"] / 1e9
+        memory: int | None = None
+        peak: int | None = None
+        if "memory" in self.dirs:
+            mem = self.dirs["memory"]
+            memory = fs.read_int(f"{mem}/memory.usage_in_bytes") or 0
+            peak = fs.read_int(f"{mem}/memory.max_usage_in_bytes")
+        count = None
+        if "pids" in self.dirs:
+            count = fs.read_int(f"{self.dirs['pids']}/pids.current")
+        rd = wr = 0
+        if "blkio" in self.dirs:
+            rd, wr = _blkio_bytes(self.dirs["blkio"])
+        if cpu_seconds is None or memory is None or count is None:
+            u = proc_usage(pids)
+            cpu_seconds = u.cpu_seconds if cpu_seconds is None else cpu_seconds
+            memory = u.memory if memory is None else memory
+            count = u.threads if count is None else count
+        return RawSample(
+            cpu_seconds=cpu_seconds,
+            memory=memory,
+            pids=count or 0,
+            memory_peak=peak,
+            io_read_bytes=rd,
+            io_write_bytes=wr,
+            cpu_throttled=throttled,
+        )
+
+    def throttling(self) -> dict[str, int]:
+        """The cpu controller's ``cpu.stat`` (nr_periods, nr_throttled, throttled_time)."""
+        return fs.read_keyed(f"{self.dirs['cpu']}/cpu.stat") if "cpu" in self.dirs else {}
+
+    def oom_kills(self) -> int:
+        """OOM kills the kernel counted for the group."""
+        mem = self.dirs.get("memory")
+        if mem is None:
+            return 0
+        try:
+            return fs.read_keyed(f"{mem}/memory.oom_control").get("oom_kill", 0)
+        except CgroupError:
+            return 0
+
+    def remove(self) -> bool:
+        """Remove the group if empty."""
+        clean = True
+        for d in dict.fromkeys(self.dirs.values()):
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.debug("cannot remove %s: %s", d, exc)
+                clean = False
+        return clean
+
+
+def _blkio_bytes(d: str) -> tuple[int, int]:
+    rd = wr = 0
+    for name in ("blkio.throttle.io_service_bytes_recursive", "blkio.io_service_bytes_recursive"):
+        try:
+            text = fs.read_text(f"{d}/{name}")
+        except CgroupError:
+            continue
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in ("Read", "Write"):
+                if parts[1] == "Read":
+                    rd += int(parts[2])
+                else:
+                    wr += int(parts[2])
+        return rd, wr
+    return rd, wr
+
+
+class V1Backend(Backend):
+    """Per-job children in each v1 hierarchy under the daemon's own cgroups."""
+
+    name = "v1"
+
+    def __init__(self, hierarchies: list[Hierarchy], own: dict[str, str], instance: str) -> None:
+        self.parents: dict[str, str] = {}
+        for ctrl in WANTED:
+            h = next((h for h in hierarchies if h.version == 1 and ctrl in h.controllers), None)
+            if h is None or ctrl not in own:
+                continue
+            self.parents[ctrl] = os.path.join(h.mount, own[ctrl].lstrip("/"), f"ccxd-{instance}")
+        if "memory" not in self.parents and "cpuacct" not in self.parents:
+            raise CgroupError("no v1 memory or cpuacct hierarchy mounted")
+        made = []
+        try:
+            for parent in dict.fromkeys(self.parents.values()):  # co-mounted controllers share a dir
+                os.makedirs(parent, exist_ok=True)
+                made.append(parent)
+        except OSError as exc:
+            raise CgroupError(f"cannot create {exc.filename}: {exc.strerror}") from None
+        mem = self.parents.get("memory")
+        if mem is not None:
+            # Charges of a job must count in its own group and its parent's (v1 default varies).
+            with contextlib.suppress(CgroupError):
+                if fs.read_int(f"{mem}/memory.use_hierarchy") == 0:
+                    fs.write(f"{mem}/memory.use_hierarchy", "1")
+        enforce = [
+            n for n, c in (("memory", "memory"), ("cpus", "cpu"), ("pids", "pids")) if c in self.parents
+        ]
+        blk = self.parents.get("blkio")
+        if blk is not None and any(
+            os.path.exists(f"{blk}/{w}") for w in ("blkio.weight", "blkio.bfq.weight")
+        ):
+            enforce.append("io_weight")
+        where = self.parents.get("memory") or next(iter(self.parents.values()))
+        self.description = f"v1 {where} (limits: {', '.join(enforce) or 'none'})"
+
+    def _dirs(self, job_id: str) -> dict[str, str]:
+        return {c: os.path.join(p, job_dir_name(job_id)) for c, p in self.parents.items()}
+
+    def create(self, job_id: str, limits: Limits) -> JobCgroup:
+        """Make the job's group with its limits."""
+        dirs = self._dirs(job_id)
+        made: list[str] = []
+        try:
+            for d in dict.fromkeys(dirs.values()):
+                os.mkdir(d)
+                made.append(d)
+        except OSError as exc:
+            for d in made:
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)
+            raise CgroupError(f"cannot create {exc.filename}: {exc.strerror}") from None
+        group = V1Group(job_id, limits, dirs)
+        try:
+            group.apply(limits)
+        except CgroupError:
+            group.remove()
+            raise
+        return group
+
+    def open(self, job_id: str) -> JobCgroup | None:
+        """Reopen a job's existing group."""
+        dirs = {c: d for c, d in self._dirs(job_id).items() if os.path.isdir(d)}
+        return V1Group(job_id, Limits(), dirs) if dirs else None
+
+    def close(self) -> None:
+        """Remove the ``ccxd-<instance>`` parents if no job group is left in them."""
+        for parent in dict.fromkeys(self.parents.values()):
+            with contextlib.suppress(OSError):
+                os.rmdir(parent)
+
+    def leftovers(self) -> list[str]:
+        """Job ids with a group under this daemon's parent."""
+        ids: set[str] = set()
+        for parent in self.parents.values():
+            with contextlib.suppress(OSError):
+                for name in os.listdir(parent):
+                    job_id = job_id_of(name)
+                    if job_id is not None and os.path.isdir(os.path.join(parent, name)):
+                        ids.add(job_id)
+        return sorted(ids)

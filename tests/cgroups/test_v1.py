@@ -1,0 +1,189 @@
+"""cgroup v1 through a real daemon: memory → oom, pids → fork fails, CPU quota, whole-group kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import pytest
+
+from ccxd.protocol import JobFinished, OutputChunk
+from tests.integration.helpers import run_job
+
+from .conftest import need_v1
+
+# The interpreter itself, not a launcher script that forks (pyenv shims do).
+PYTHON = os.path.realpath(sys.executable)
+
+# A daemonised grandchild that no tree heuristic finds: it leaves the session,
+# is re-parented, and clears its environment (no CCXD_JOB_ID).  Only its cgroup
+# still knows it belongs to the job.
+ESCAPE = (
+    "env -i python3 -c 'import os,signal,time\n"
+    "if os.fork(): os._exit(0)\n"
+    "os.setsid()\n"
+    "if os.fork(): os._exit(0)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    'open("{pidfile}","w").write(str(os.getpid()))\n'
+    "time.sleep(300)'; "
+    "while [ ! -s {pidfile} ]; do sleep 0.02; done; echo escaped"
+)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def v1_daemon(daemon_factory):
+    need_v1()
+    return daemon_factory(
+        extra_env={"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory", "CCXD_KILL_GRACE": "0.5"}
+    )
+
+
+async def test_status_names_the_v1_backend_and_groups_are_removed(v1_daemon):
+    c = await v1_daemon.client()
+    st = await c.status()
+    assert st.cgroups.startswith("v1 ") and "memory" in st.cgroups
+    out, _, job, _ = await run_job(c, "cat /proc/self/cgroup")
+    # The command itself already ran inside the job's groups (joined before exec).
+    lines = dict(line.split(":", 2)[1:] for line in out.decode().splitlines())
+    for ctrl in ("memory", "pids", "freezer", "cpu", "cpuacct"):
+        assert lines[ctrl].endswith(f"/job-{job.id}"), (ctrl, lines)
+    assert job.cgroup is not None and job.cgroup.endswith(f"/job-{job.id}")
+    assert not os.path.exists(job.cgroup)  # removed once empty
+    parent = os.path.dirname(job.cgroup)
+    await c.close()
+    v1_daemon.stop()
+    assert not os.path.exists(parent)
+
+
+async def test_memory_limit_ends_in_oom_with_the_limit(v1_daemon):
+    c = await v1_daemon.client()
+    _, _, job, _ = await run_job(
+        c, [PYTHON, "-c", "x = bytearray(400 << 20); print('survived')"], memory="64M"
+    )
+    assert job.reason == "oom"
+    assert job.limits is not None and job.limits.memory == 64 << 20
+    assert job.error is not None and "64.0M" in job.error
+    assert job.usage is not None and job.usage.memory_peak >= 60 << 20
+    await c.close()
+
+
+async def test_pids_limit_makes_fork_fail(v1_daemon):
+    c = await v1_daemon.client()
+    code = (
+        "import os, time\n"
+        "ok = failed = 0\n"
+        "for _ in range(10):\n"
+        "    try:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(30); os._exit(0)\n"
+        "        ok += 1\n"
+        "    except BlockingIOError:\n"
+        "        failed += 1\n"
+        "print(ok, failed)\n"
+    )
+    out, _, job, _ = await run_job(c, [PYTHON, "-c", code], pids=4)
+    # python itself is one of the 4: three children fit, seven forks fail with EAGAIN.
+    assert out == b"3 7\n" and job.reason == "exited"
+    await c.close()
+
+
+async def test_cpu_quota_throttles(v1_daemon):
+    c = await v1_daemon.client()
+    busy = [PYTHON, "-c", "import time\nwhile time.process_time() < 0.1: pass"]
+    _, _, limited, _ = await run_job(c, busy, cpus=0.05)
+    _, _, free, _ = await run_job(c, busy)
+    assert limited.usage is not None and free.usage is not None
+    assert limited.usage.cpu_seconds >= 0.1
+    assert limited.usage.cpu_throttled is not None and limited.usage.cpu_throttled > 0
+    assert free.usage.cpu_throttled == 0
+    await c.close()
+
+
+async def test_daemonised_grandchild_dies_with_the_job(v1_daemon, tmp_root):
+    c = await v1_daemon.client()
+    pidfile = tmp_root / "escapee.pid"
+    out, _, job, _ = await run_job(c, ESCAPE.format(pidfile=pidfile))
+    assert out == b"escaped\n" and job.reason == "exited"
+    escapee = int(pidfile.read_text())
+    assert not alive(escapee)
+    await c.close()
+
+
+async def test_cancel_kills_a_job_that_forks_as_fast_as_it_can(v1_daemon):
+    c = await v1_daemon.client()
+    job = await c.start("echo go; while :; do (sleep 100 &); done", subscribe=True, pids=64)
+    final = None
+    async for ev in c.events(job.id):
+        if isinstance(ev, OutputChunk):
+            await c.cancel(job.id)
+        elif isinstance(ev, JobFinished):
+            final = ev.job
+    assert final is not None and final.reason == "cancelled"
+    assert final.cgroup is not None and not os.path.exists(final.cgroup)
+    await c.close()
+
+
+async def test_leftover_groups_of_a_crashed_daemon_are_cleaned_on_start(daemon_factory, tmp_root):
+    need_v1()
+    env = {"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory"}
+    first = daemon_factory(extra_env=env, root=tmp_root / "d")
+    c = await first.client()
+    pidfile = tmp_root / "escapee.pid"
+    job = await c.start(ESCAPE.format(pidfile=pidfile) + "; sleep 300", subscribe=True)
+    async for ev in c.events(job.id):
+        if isinstance(ev, OutputChunk):
+            break
+    info = await c.get(job.id)
+    await c.close()
+    first.stop(signal.SIGKILL)
+    escapee = int(pidfile.read_text())
+    assert info.cgroup is not None and os.path.isdir(info.cgroup) and alive(escapee)
+
+    second = daemon_factory(extra_env=env, root=tmp_root / "d")  # same socket: same groups
+    assert not os.path.exists(info.cgroup)
+    assert not alive(escapee)
+    assert "killing processes left in its cgroup" in second.log()
+
+
+async def test_a_backend_that_fails_mid_way_falls_back_with_one_log_line(v1_daemon):
+    c = await v1_daemon.client()
+    _, _, first, _ = await run_job(c, "true")
+    assert first.cgroup is not None
+    # Someone removes ccxd's parent group while the daemon runs (no job is in it).
+    os.rmdir(os.path.dirname(first.cgroup))
+    for _ in range(2):
+        out, _, job, _ = await run_job(c, "echo still runs", memory="64M")
+        assert out == b"still runs\n" and job.reason == "exited" and job.cgroup is None
+    st = await c.status()
+    assert st.cgroups.startswith("none") and "v1 failed" in st.cgroups
+    assert v1_daemon.log().count("falling back to the none backend") == 1
+    await c.close()
+
+
+async def test_limits_and_peaks_are_kept_in_history(daemon_factory, tmp_root):
+    need_v1()
+    from tests.conftest import require_tool
+
+    require_tool("redis-server")
+    env = {"CCXD_CGROUP_BACKEND": "v1"}
+    first = daemon_factory(extra_env=env, root=tmp_root / "h")
+    c = await first.client()
+    _, _, job, _ = await run_job(c, [PYTHON, "-c", "x = bytearray(20 << 20)"], memory="256M")
+    await c.close()
+    first.stop()
+    second = daemon_factory(extra_env=env, root=tmp_root / "h")
+    c = await second.client()
+    stored = await c.get(job.id)  # from Redis: the new daemon never ran it
+    assert stored.limits is not None and stored.limits.memory == 256 << 20
+    assert stored.usage is not None and stored.usage.memory_peak >= 20 << 20
+    assert stored.usage.cpu_seconds > 0
+    await c.close()
