@@ -166,8 +166,6 @@ class Daemon:
             sock.close()
             self._unlink_socket()
             raise
-        # Groups left by a crashed run go before any job (a restored one too) can start.
-        await resources.clean_leftovers()
         self.supervisor = Supervisor(self.config, reaper, spool_dir, history.recorder, resources)
         restored = await self._start_claude(history)
         # Jobs a previous daemon left running under their shims are adopted, not lost.
@@ -185,6 +183,9 @@ class Daemon:
         if history.recorder.recovered and await history.writer.flush(self.config.store_timeout):
             history.recorder.forget_recovered(spool_dir)
         history.start_retention()
+        # After recovery (which kills lost jobs' processes and says so): what is still in a
+        # job group of the previous run goes, except groups of jobs this daemon already has.
+        await resources.clean_leftovers(keep=frozenset(self.supervisor.jobs))
         dispatcher = Dispatcher()
         register_methods(dispatcher, self.supervisor, self.info, history.store)
         register_history_methods(dispatcher, history, self.supervisor)
