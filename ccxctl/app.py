@@ -18,7 +18,11 @@ from ccxctl.runjob import EX_NOPERM, EX_NOT_RUNNING, RunOptions, not_running_hin
 from ccxctl.top import resource_fields
 from ccxd.client import AccessDenied, Client, ClientError, DaemonNotRunning, RemoteError, connect
 from ccxd.protocol import (
+    EmptyParams,
     HistoryParams,
+    HookList,
+    HookTestParams,
+    HookTestResult,
     JobFinished,
     JobInfo,
     JobList,
@@ -54,6 +58,8 @@ history_app = typer.Typer(help="Jobs that ran, their output and statistics.", no
 sessions_app = typer.Typer(help="Named groups of jobs (run --session NAME).", no_args_is_help=True)
 app.add_typer(history_app, name="history")
 app.add_typer(sessions_app, name="sessions")
+hooks_app = typer.Typer(help="Hooks: what is loaded, and dry runs.", no_args_is_help=True)
+app.add_typer(hooks_app, name="hooks")
 
 
 class Target:
@@ -377,7 +383,12 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         ["shell", st.shell],
         ["store", st.store],
         ["cgroups", st.cgroups],
+        ["hooks", str(st.hooks)],
     ]
+    for m in st.metrics:
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(m.reasons.items()))
+        mean = m.duration_sum / m.count if m.count else 0.0
+        rows.append(["metrics", f"{m.count}x {m.signature[:60]}  ({reasons}; mean {human_duration(mean)})"])
     if sys.stdout.isatty():
         for key, value in rows:
             print(f"{key + ':':<13}{value}")
@@ -602,6 +613,95 @@ def sessions_show(
         return
     print(f"session {res.session.name}: {res.session.jobs} jobs")
     table(*job_rows(res.jobs))
+
+
+# -- hooks ----------------------------------------------------------------------
+
+
+@hooks_app.command("list")
+def hooks_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Loaded hooks in running order: point, name, kind, policy, timeout, matchers, source."""
+    res: HookList = _with_client(ctx, lambda c: c.call("hooks.list", EmptyParams()))
+    if json_out:
+        emit_json(res)
+        return
+    if not res.enabled:
+        print("hooks are disabled (hooks_enabled = false)")
+    rows = []
+    for h in res.hooks:
+        m = h.match
+        match = " ".join(
+            part
+            for part in (
+                f"command~{m.command}" if m.command else "",
+                f"kind={m.kind}" if m.kind else "",
+                f"session={m.session}" if m.session else "",
+                f"tags={','.join(m.tags)}" if m.tags else "",
+            )
+            if part
+        )
+        rows.append([h.point, h.name, h.kind, h.policy, f"{h.timeout:g}s", match or "*", h.source])
+    table(["point", "name", "kind", "policy", "timeout", "match", "source"], rows)
+    for problem in res.errors:
+        sys.stderr.write(f"ccxctl: not loaded: {problem}\n")
+
+
+@hooks_app.command("test")
+def hooks_test(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Hook name (as hooks list shows it).")],
+    command: Annotated[str, typer.Option("--command", "-c", help="The command of the pretend job.")],
+    point: Annotated[str | None, typer.Option(help="pre_execution, post_execution or error.")] = None,
+    cwd: Annotated[str | None, typer.Option(help="Working directory of the pretend job.")] = None,
+    env: Annotated[list[str], typer.Option("--env", "-e", help="KEY=VALUE (repeatable).")] = [],  # noqa: B006
+    session: Annotated[str | None, typer.Option(help="Session of the pretend job.")] = None,
+    tag: Annotated[list[str], typer.Option("--tag", help="Tag (repeatable).")] = [],  # noqa: B006
+    exit_code: Annotated[int, typer.Option(help="Post/error hooks: the pretend exit code.")] = 0,
+    reason: Annotated[str, typer.Option(help="Post/error hooks: why the pretend job ended.")] = "exited",
+    json_out: JsonOpt = False,
+) -> None:
+    """Dry run: show what one hook would do to a job running COMMAND (the job is not run)."""
+    import msgspec
+
+    try:
+        params = msgspec.convert(
+            {
+                "name": name,
+                "command": command,
+                "point": point,
+                "cwd": cwd,
+                "env": _parse_env(env),
+                "session": session,
+                "tags": tag,
+                "exit_code": exit_code,
+                "reason": reason,
+            },
+            HookTestParams,
+        )
+    except msgspec.ValidationError as exc:
+        raise _fail(f"invalid option: {exc}", 2) from None
+    res: HookTestResult = _with_client(ctx, lambda c: c.call("hooks.test", params))
+    if json_out:
+        emit_json(res)
+        return
+    if not res.matched or res.outcome is None:
+        print(f"{name}: does not match this job (it would not run)")
+        return
+    o = res.outcome
+    print(
+        f"{o.name} ({o.point}): {o.result} in {o.duration * 1000:.1f} ms"
+        + (f" - {o.message}" if o.message else "")
+    )
+    if o.policy is not None:
+        print(f"policy {o.policy}: " + ("the job would be refused" if res.refused else "the job would go on"))
+    elif res.refused:
+        print("the job would be refused")
+    for key, value in res.changes.items():
+        print(f"  {key} = {msgspec.json.encode(value).decode()}")
+    for key, value in res.annotations.items():
+        print(f"  annotation {key} = {msgspec.json.encode(value).decode()}")
+    if res.refused:
+        raise typer.Exit(1)
 
 
 def run_app(args: list[str]) -> int:

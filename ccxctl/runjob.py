@@ -18,6 +18,7 @@ import msgspec
 from msgspec import UNSET, Struct
 
 from ccxd.protocol import (
+    HookEvent,
     JobFinished,
     JobInfo,
     JobRef,
@@ -202,6 +203,10 @@ def _stream(conn: object, opts: RunOptions) -> int:
             retry = msgspec.json.decode(msg.params, type=JobRetry)
             if not opts.json:
                 _say(f"job {retry.job_id}: {retry.reason} (job {retry.next_job_id})")
+        elif msg.method.startswith("hook.") and not opts.json:
+            hook = msgspec.json.decode(msg.params, type=HookEvent).hook
+            if hook.result in ("failed", "timeout"):
+                _say(f"hook {hook.name} ({hook.point}) {hook.result}: {hook.message}")
         elif msg.method == "job.finished":
             job = msgspec.json.decode(msg.params, type=JobFinished).job
             if retry is not None and retry.job_id == job.id and not interrupted:

@@ -19,14 +19,31 @@ import msgspec
 from msgspec import Meta, Struct
 
 from ccxd import paths
-from ccxd.protocol import SIZE_PATTERN
+from ccxd.protocol import SIZE_PATTERN, HookMatch
 
-__all__ = ["ENV_ALIASES", "Config", "ConfigError", "LoadedConfig", "load"]
+__all__ = ["ENV_ALIASES", "CommandHook", "Config", "ConfigError", "LoadedConfig", "load"]
 
 Positive = Annotated[float, Meta(gt=0)]
 NonNegative = Annotated[float, Meta(ge=0)]
 Bytes = Annotated[int, Meta(ge=0)]
 Size = Annotated[int, Meta(ge=1)] | Annotated[str, Meta(pattern=SIZE_PATTERN)]
+
+
+class CommandHook(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A hook program from the config (``[[command_hooks]]``): JSON on stdin and stdout, exit 2 blocks."""
+
+    name: Annotated[str, Meta(min_length=1)]
+    point: Literal["pre_execution", "post_execution", "error"]
+    command: Annotated[str, Meta(min_length=1)] | Annotated[list[str], Meta(min_length=1)]
+    """``/bin/sh -c`` string, or an argv list."""
+    match: HookMatch = msgspec.field(default_factory=HookMatch)
+    timeout: Positive | None = None
+    """Seconds; unset means hook_timeout."""
+    policy: Literal["open", "closed"] | None = None
+    """When the hook fails; unset means the default of its point."""
+
+
+BuiltinHook = Literal["venv", "policy", "metrics", "claude_precheck"]
 
 
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -170,6 +187,32 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     timeout_stretch_max: Annotated[float, Meta(ge=1, le=100)] = 1.0
     """Under load, estimated and default timeouts grow by the load per CPU (above 1), at most ×this."""
 
+    # Hooks
+    hooks_enabled: bool = True
+    """Run hooks at all (false: none are loaded)."""
+    hooks_dir: str = ""
+    """Python hook files (``*.py`` with a HOOKS dict); empty means ``$XDG_CONFIG_HOME/ccxd/hooks``."""
+    hooks_entry_points: bool = True
+    """Load hooks that installed packages register in the entry-point group ``ccxd.hooks``."""
+    hook_timeout: Positive = 10.0
+    """Seconds a hook may take unless it sets its own timeout."""
+    hook_policy_pre_execution: Literal["open", "closed"] = "closed"
+    """A pre hook that fails refuses the job (closed) or is ignored (open)."""
+    hook_policy_post_execution: Literal["open", "closed"] = "open"
+    """A post hook that fails is recorded (open) or also marks the record (closed)."""
+    hook_policy_error: Literal["open", "closed"] = "open"
+    """An error hook that fails is recorded (open) or also marks the record (closed)."""
+    command_hooks: list[CommandHook] = []
+    """Hook programs (``[[command_hooks]]`` tables: name, point, command, match, timeout, policy)."""
+    builtin_hooks: list[BuiltinHook] = []
+    """Built-in hooks to enable: venv, policy, metrics, claude_precheck."""
+    policy_allow: list[str] = []
+    """Policy hook: when set, a command must match one of these regular expressions."""
+    policy_deny: list[str] = []
+    """Policy hook: a command matching one of these regular expressions is refused."""
+    metrics_listen: str = ""
+    """Metrics hook: ``127.0.0.1:PORT`` serves Prometheus text on ``GET /metrics`` (loopback only)."""
+
     # Lifecycle
     drain_timeout: NonNegative = 10.0
     """On SIGTERM, how long running jobs may finish before they are cancelled."""
@@ -188,6 +231,10 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     def resolved_state_dir(self) -> Path:
         """The state directory after defaults are applied."""
         return Path(self.state_dir) if self.state_dir else paths.state_dir()
+
+    def resolved_hooks_dir(self) -> Path:
+        """The hooks directory after defaults are applied."""
+        return Path(self.hooks_dir) if self.hooks_dir else paths.config_dir() / "hooks"
 
     def resolved_node_id(self) -> str:
         """The node id after defaults are applied."""
@@ -312,6 +359,13 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Loa
     except msgspec.ValidationError as exc:  # pragma: no cover - fields were checked one by one
         raise ConfigError(str(exc)) from None
     _check_websocket(config, sources)
+    if config.metrics_listen:
+        from ccxd.hooks.metrics_http import parse_listen
+
+        try:
+            parse_listen(config.metrics_listen)
+        except ValueError as exc:
+            raise ConfigError(f"{sources['metrics_listen']}: {exc}") from None
     return LoadedConfig(config=config, sources=sources)
 
 

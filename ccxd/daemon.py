@@ -20,11 +20,18 @@ from ccxd.cgroups.control import ResourceControl
 from ccxd.cgroups.detect import instance_name
 from ccxd.config import Config, ConfigError, LoadedConfig
 from ccxd.history.service import History
+from ccxd.hooks.builtin import builtin_factory
+from ccxd.hooks.builtin.metrics import Metrics
+from ccxd.hooks.metrics_http import MetricsServer
+from ccxd.hooks.prometheus import render as render_prometheus
+from ccxd.hooks.runner import HookRunner
 from ccxd.notify import Notifier
-from ccxd.protocol import Listener
+from ccxd.protocol import CommandMetrics, Listener
 from ccxd.rpc.dispatcher import Dispatcher
 from ccxd.rpc.history_methods import register_history_methods
+from ccxd.rpc.hook_methods import register_hook_methods
 from ccxd.rpc.methods import DaemonInfo, register_methods
+from ccxd.store.base import StoreUnavailable
 from ccxd.supervision.reaper import Reaper, become_subreaper
 from ccxd.supervision.shimjob import load_records
 from ccxd.supervision.supervisor import Supervisor
@@ -67,6 +74,18 @@ _RELOADABLE = (
     "admit_min_memory",
     "admit_max_load",
     "timeout_stretch_max",
+    # Hooks are loaded again on every SIGHUP.
+    "hooks_enabled",
+    "hooks_dir",
+    "hooks_entry_points",
+    "hook_timeout",
+    "hook_policy_pre_execution",
+    "hook_policy_post_execution",
+    "hook_policy_error",
+    "command_hooks",
+    "builtin_hooks",
+    "policy_allow",
+    "policy_deny",
 )
 _LAG_INTERVAL = 0.5
 
@@ -166,7 +185,10 @@ class Daemon:
             sock.close()
             self._unlink_socket()
             raise
-        self.supervisor = Supervisor(self.config, reaper, spool_dir, history.recorder, resources)
+        self.hooks = self._load_hooks(reaper, history)
+        self.supervisor = Supervisor(
+            self.config, reaper, spool_dir, history.recorder, resources, hooks=self.hooks
+        )
         restored = await self._start_claude(history)
         # Jobs a previous daemon left running under their shims are adopted, not lost.
         adoptable = self.supervisor.adoptable(load_records(spool_dir))
@@ -189,6 +211,8 @@ class Daemon:
         dispatcher = Dispatcher()
         register_methods(dispatcher, self.supervisor, self.info, history.store)
         register_history_methods(dispatcher, history, self.supervisor)
+        register_hook_methods(dispatcher, self.hooks)
+        metrics_server = await self._start_metrics_server(history)
         self.info.store = history.describe
         self.info.request_stop = self.request_stop
         unix = UnixServer(dispatcher, self.config.max_message_bytes)
@@ -236,6 +260,9 @@ class Daemon:
         log.info("stop mode: %s", mode)
         await self.supervisor.shutdown(mode, drain)
         self.claude_gate.close()
+        if metrics_server is not None:
+            await metrics_server.stop()
+        self.hooks.close()
         await history.close()
         await resources.close()
         for task in background:
@@ -261,6 +288,50 @@ class Daemon:
         except StoreUnavailable as exc:
             log.error("cannot read the Claude retry state: %s", exc)
             return set()
+
+    def _load_hooks(self, reaper: Reaper, history: History) -> HookRunner:
+        """The hook runner with the built-ins; the metrics hook counts through the store writer."""
+        store = history.store
+
+        async def read_metrics(limit: int) -> list[CommandMetrics]:
+            return await asyncio.wait_for(store.metrics(limit), self.config.store_timeout)
+
+        metrics = Metrics(history.writer.submit, read_metrics)
+
+        async def status_metrics() -> list[CommandMetrics]:
+            if "metrics" not in self.config.builtin_hooks:
+                return []
+            try:
+                return await read_metrics(10)
+            except (StoreUnavailable, TimeoutError):
+                return []
+
+        self.info.hooks = lambda: len(runner.registry.all)
+        self.info.metrics = status_metrics
+        runner = HookRunner(self.config, reaper, builtin_factory(metrics))
+        self._read_metrics = read_metrics
+        return runner
+
+    async def _start_metrics_server(self, history: History) -> MetricsServer | None:
+        """The Prometheus endpoint, when ``metrics_listen`` is set."""
+        if not self.config.metrics_listen:
+            return None
+
+        async def body() -> str:
+            try:
+                metrics = await self._read_metrics(10_000)
+            except (StoreUnavailable, TimeoutError):
+                metrics = []
+            return render_prometheus(metrics, self.supervisor.counts(), dict(self.hooks.runs))
+
+        server = MetricsServer(self.config.metrics_listen, body)
+        try:
+            await server.start()
+        except OSError as exc:  # the endpoint is optional: say so and serve jobs anyway
+            log.error("cannot serve metrics on %s: %s", self.config.metrics_listen, exc)
+            return None
+        self.info.listeners.append(Listener(kind="metrics", address=server.url))
+        return server
 
     def _bind_websocket(self) -> WebSocketServer | None:
         """Load the token and TLS files and bind the WebSocket port (None when disabled)."""
@@ -347,6 +418,9 @@ class Daemon:
         ]
         logs.set_level(self.config.log_level)
         self.loaded = LoadedConfig(config=self.config, sources=fresh.sources)
+        hooks = getattr(self, "hooks", None)
+        if hooks is not None:
+            hooks.reload()
         log.info("config reloaded: %s", ", ".join(changed) or "no changes")
         if ignored:
             log.warning("these settings need a restart to change: %s", ", ".join(ignored))

@@ -28,8 +28,8 @@ What a cc_executor client sees:
 * A ``ping`` notification ``{timestamp}`` every ``ws_legacy_ping_interval``
   seconds (cc_executor: 30); the client's ``pong`` (request or notification) is
   accepted and ignored.
-* ``hook_status`` answers ``{enabled: false, hooks: [], message}`` until ccxd
-  has hooks.
+* ``hook_status`` answers ``{enabled, hooks, message}`` from the loaded hooks
+  (``point:name`` each; ``enabled`` false when none are loaded).
 
 Jobs outlive the connection (unlike cc_executor, which killed them): follow
 them again with ``job.subscribe`` and the ``job_id`` from the result.
@@ -252,7 +252,13 @@ class CompatHandler:
         return Ok()
 
     async def _hook_status(self, p: LegacyParams, conn: Connection) -> HookStatusResult:
-        return HookStatusResult(enabled=False, hooks=[], message="ccxd has no hooks configured")
+        runner = self.sup.hooks
+        names = runner.names() if runner is not None else []
+        if not names:
+            return HookStatusResult(enabled=False, hooks=[], message="ccxd has no hooks configured")
+        errors = len(runner.registry.errors) if runner is not None else 0
+        message = f"{len(names)} hooks loaded" + (f", {errors} failed to load" if errors else "")
+        return HookStatusResult(enabled=True, hooks=names, message=message)
 
 
 def _decode_params(method: str, params: msgspec.Raw | None) -> Struct:

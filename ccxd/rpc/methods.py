@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ccxd import __version__
 from ccxd.errors import RpcError
 from ccxd.output.chunker import complete_length
 from ccxd.output.log import STREAMS
 from ccxd.protocol import (
+    CommandMetrics,
     EmptyParams,
     ErrorCode,
     JobFinished,
@@ -58,6 +59,8 @@ class DaemonInfo:
         # Begins the daemon's stop (mode, drain timeout); set by the daemon.
         self.request_stop: Callable[[StopMode, float], None] | None = None
         self.cgroups: Callable[[], str] = lambda: "none"
+        self.hooks: Callable[[], int] = lambda: 0
+        self.metrics: Callable[[], Awaitable[list[CommandMetrics]]] | None = None
 
 
 def register_methods(
@@ -240,6 +243,8 @@ def register_methods(
             shell=sup.default_shell,
             store=info.store(),
             cgroups=info.cgroups(),
+            hooks=info.hooks(),
+            metrics=await info.metrics() if info.metrics is not None else [],
         )
 
     async def ping(p: EmptyParams, conn: Connection) -> PingResult:

@@ -11,6 +11,7 @@ import asyncio
 
 from ccxd.output.log import STREAMS, Chunk
 from ccxd.protocol import (
+    HookEvent,
     JobFinished,
     JobQueued,
     JobStarted,
@@ -73,8 +74,13 @@ async def pump(
     sent_started = False
     sent_cut = False
     sent_stats = 0
+    sent_hooks = 0
     try:
         while not conn.closing:
+            while sent_hooks < len(job.hooks):  # pre hooks before job.started, post/error before finished
+                outcome = job.hooks[sent_hooks]
+                sent_hooks += 1
+                conn.send(_note(f"hook.{outcome.point}", HookEvent(job.id, outcome)))
             wait = (job.wait_until, job.wait_reason)
             if job.state is JobState.QUEUED and (job.queue_position != sent_position or wait != sent_wait):
                 sent_position, sent_wait = job.queue_position, wait

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from msgspec import Struct
 
-from ccxd.protocol import HistoryParams, JobInfo, SessionDetail, SessionInfo
+from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, SessionDetail, SessionInfo
 from ccxd.store.ops import ClaudeState, Op
 
 __all__ = ["DurationSample", "Store", "StoreUnavailable", "StoredChunk"]
@@ -81,6 +81,10 @@ class Store(Protocol):
 
     async def session(self, name: str, limit: int) -> SessionDetail | None:
         """One session and its jobs."""
+
+    async def metrics(self, limit: int) -> list[CommandMetrics]:
+        """The metrics hook's counters, most frequent signatures first."""
+        ...
 
     async def prune(self, older_than: float | None, keep: int | None) -> int:
         """Delete finished jobs (and their output) by age and count; return how many."""

@@ -65,6 +65,15 @@ def durations(signature: str) -> str:
     return f"{PREFIX}:sig:{signature_hash(signature)}"
 
 
+METRICS = f"{PREFIX}:metrics"
+"""ZSET of signature hashes scored by finished jobs (metrics hook)."""
+
+
+def metrics(signature: str) -> str:
+    """HASH of one signature's metrics: count, duration_sum, reason:R, exit:N (metrics hook)."""
+    return f"{PREFIX}:metrics:{signature_hash(signature)}"
+
+
 def member(node: str, job_id: str) -> str:
     """How cross-node indexes name a job."""
     return f"{node}/{job_id}"

@@ -6,9 +6,17 @@ import collections
 import time
 
 from ccxd.history.query import Matcher
-from ccxd.protocol import HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
+from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
 from ccxd.store.base import DurationSample, StoredChunk
-from ccxd.store.ops import AppendOutput, ClaudeState, Op, RecordDuration, SaveClaudeState, SaveJob
+from ccxd.store.ops import (
+    AppendOutput,
+    ClaudeState,
+    Op,
+    RecordDuration,
+    RecordMetric,
+    SaveClaudeState,
+    SaveJob,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -27,6 +35,7 @@ class MemoryStore:
         self._durations: dict[str, collections.deque[DurationSample]] = {}
         self._sessions: dict[str, SessionInfo] = {}
         self._claude: ClaudeState | None = None
+        self._metrics: dict[str, CommandMetrics] = {}
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -52,6 +61,19 @@ class MemoryStore:
                 runs.appendleft(DurationSample(op.duration, op.ok, op.censored, op.at))
             elif isinstance(op, SaveClaudeState):
                 self._claude = op.state
+            elif isinstance(op, RecordMetric):
+                m = self._metrics.setdefault(
+                    op.signature,
+                    CommandMetrics(
+                        signature=op.signature, count=0, duration_sum=0.0, reasons={}, exit_codes={}
+                    ),
+                )
+                m.count += 1
+                m.duration_sum = round(m.duration_sum + op.duration, 6)
+                m.reasons[op.reason] = m.reasons.get(op.reason, 0) + 1
+                if op.exit_code is not None:
+                    code = str(op.exit_code)
+                    m.exit_codes[code] = m.exit_codes.get(code, 0) + 1
 
     def _save(self, info: JobInfo) -> None:
         self._jobs[info.id] = info
@@ -113,6 +135,10 @@ class MemoryStore:
     async def durations(self, signature: str, limit: int) -> list[DurationSample]:
         """Recent runs."""
         return list(self._durations.get(signature, ()))[:limit]
+
+    async def metrics(self, limit: int) -> list[CommandMetrics]:
+        """The metrics hook's counters, most frequent first."""
+        return sorted(self._metrics.values(), key=lambda m: m.count, reverse=True)[:limit]
 
     async def signatures(self, limit: int) -> list[str]:
         """Known signatures."""

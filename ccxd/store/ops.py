@@ -12,6 +12,7 @@ __all__ = [
     "Op",
     "PendingAttempt",
     "RecordDuration",
+    "RecordMetric",
     "SaveClaudeState",
     "SaveJob",
 ]
@@ -78,4 +79,14 @@ class SaveClaudeState(Struct, tag="claude"):
     state: ClaudeState
 
 
-Op = SaveJob | AppendOutput | RecordDuration | SaveClaudeState
+class RecordMetric(Struct, tag="metric"):
+    """One finished job for the metrics hook: counted per signature, reason and exit code."""
+
+    signature: str
+    reason: str
+    exit_code: int | None
+    duration: float
+
+
+
+Op = SaveJob | AppendOutput | RecordDuration | SaveClaudeState | RecordMetric

@@ -17,10 +17,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from ccxd.history.query import Matcher
-from ccxd.protocol import HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
+from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
 from ccxd.store import keys
 from ccxd.store.base import DurationSample, StoredChunk, StoreUnavailable
-from ccxd.store.ops import AppendOutput, ClaudeState, Op, RecordDuration, SaveClaudeState, SaveJob
+from ccxd.store.ops import (
+    AppendOutput,
+    ClaudeState,
+    Op,
+    RecordDuration,
+    RecordMetric,
+    SaveClaudeState,
+    SaveJob,
+)
 
 __all__ = ["RedisStore"]
 
@@ -107,6 +115,15 @@ class RedisStore:
                 pipe.hset(keys.SIGNATURES, keys.signature_hash(op.signature), op.signature)
             elif isinstance(op, SaveClaudeState):
                 pipe.set(keys.claude_state(self.node), _json.encode(op.state))
+            elif isinstance(op, RecordMetric):
+                key = keys.metrics(op.signature)
+                pipe.hset(key, "signature", op.signature)
+                pipe.hincrby(key, "count", 1)
+                pipe.hincrbyfloat(key, "duration_sum", op.duration)
+                pipe.hincrby(key, f"reason:{op.reason}", 1)
+                if op.exit_code is not None:
+                    pipe.hincrby(key, f"exit:{op.exit_code}", 1)
+                pipe.zincrby(keys.METRICS, 1, keys.signature_hash(op.signature))
         if not len(pipe):
             return
         results = await self._guard(pipe.execute(raise_on_error=False))
@@ -240,6 +257,21 @@ class RedisStore:
         raws = await self._guard(self.redis.lrange(keys.durations(signature), 0, limit - 1))
         return [_sample_decoder.decode(r) for r in raws]
 
+    async def metrics(self, limit: int) -> list[CommandMetrics]:
+        """The metrics hook's counters, most frequent signatures first."""
+        hashes = await self._guard(self.redis.zrevrange(keys.METRICS, 0, limit - 1))
+        if not hashes:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for h in hashes:
+            pipe.hgetall(f"{keys.METRICS}:{h.decode()}")
+        out = []
+        for fields in await self._guard(pipe.execute()):
+            decoded = {k.decode(): v.decode() for k, v in fields.items()}
+            if decoded:
+                out.append(metrics_from_fields(decoded))
+        return out
+
     async def signatures(self, limit: int) -> list[str]:
         """Known command signatures."""
         values = await self._guard(self.redis.hvals(keys.SIGNATURES))
@@ -331,3 +363,21 @@ class RedisStore:
                 pipe.zrem(keys.session_jobs(session), member)
         await self._guard(pipe.execute())
         return len(ids)
+
+
+def metrics_from_fields(fields: dict[str, str]) -> CommandMetrics:
+    """A signature's metrics hash (``keys.metrics``) as a :class:`CommandMetrics`."""
+    reasons: dict[str, int] = {}
+    codes: dict[str, int] = {}
+    for name, value in fields.items():
+        if name.startswith("reason:"):
+            reasons[name[7:]] = int(value)
+        elif name.startswith("exit:"):
+            codes[name[5:]] = int(value)
+    return CommandMetrics(
+        signature=fields.get("signature", "?"),
+        count=int(fields.get("count", 0)),
+        duration_sum=round(float(fields.get("duration_sum", 0.0)), 6),
+        reasons=reasons,
+        exit_codes=codes,
+    )

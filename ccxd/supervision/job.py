@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ccxd.output.log import OutputLog
-from ccxd.protocol import JobInfo, JobReason, JobRetry, JobState, Limits, StartParams, Usage
+from ccxd.protocol import HookOutcome, JobInfo, JobReason, JobRetry, JobState, Limits, StartParams, Usage
 from ccxd.redact import redact_env
 from ccxd.supervision.state import check_transition
 from ccxd.supervision.tree import ProcessTree
@@ -82,6 +82,8 @@ class Job:
         self.usage: Usage | None = None
         self.stats_seq = 0
         self.admission_wait: str | None = None  # the admit_* threshold it waits for (in wait_reason)
+        self.hooks: list[HookOutcome] = []  # what each hook did, in order
+        self.annotations: dict[str, Any] = {}  # notes hooks added
         self._listeners: list[Callable[[], None]] = []
         log.add_listener(self._on_output)
 
@@ -110,7 +112,19 @@ class Job:
         signal: int | None = None,
         error: str | None = None,
     ) -> None:
-        """Record the outcome; output must be complete (log closed) first."""
+        """Record the outcome and become finished."""
+        self.settle(reason, exit_code=exit_code, signal=signal, error=error)
+        self.move(JobState.FINISHED)
+
+    def settle(
+        self,
+        reason: JobReason,
+        *,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record the outcome and close the output, but stay unfinished (post hooks run next)."""
         self.reason = reason
         self.exit_code = exit_code
         self.signal = signal
@@ -120,7 +134,13 @@ class Job:
         self.queue_position = None
         if not self.log.closed:
             self.log.close()
-        self.move(JobState.FINISHED)
+
+    def add_hook_outcome(self, outcome: HookOutcome, annotations: dict[str, Any] | None = None) -> None:
+        """Record what a hook did (subscribers get it as a ``hook.*`` notification)."""
+        self.hooks.append(outcome)
+        if annotations:
+            self.annotations.update(annotations)
+        self._notify()
 
     @property
     def duration(self) -> float | None:
@@ -198,4 +218,6 @@ class Job:
             limits_unenforced=list(self.group.unenforced) if self.group is not None else [],
             usage=self.usage,
             cgroup=self.group.path if self.group is not None else None,
+            hooks=list(self.hooks),
+            annotations=dict(self.annotations),
         )

@@ -22,7 +22,7 @@ from ccxd.output.chunker import Utf8Chunker
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.log import Chunk, OutputLog
 from ccxd.output.spool import FLUSH_INTERVAL, Spool
-from ccxd.protocol import ErrorCode, JobInfo, JobReason, JobState, ListParams, StartParams
+from ccxd.protocol import ErrorCode, HookOutcome, JobInfo, JobReason, JobState, ListParams, StartParams
 from ccxd.supervision import jobfile, shimjob
 from ccxd.supervision.gate import JobGate, OpenGate
 from ccxd.supervision.job import Job
@@ -35,6 +35,7 @@ from ccxd.supervision.tree import ProcessTree
 
 if TYPE_CHECKING:
     from ccxd.history.recorder import Recorder
+    from ccxd.hooks.runner import HookRunner
 
 __all__ = ["Supervisor", "new_job_id", "parse_signal"]
 
@@ -90,8 +91,10 @@ class Supervisor:
         spool_dir: Path,
         recorder: Recorder | None = None,
         resources: ResourceControl | None = None,
+        hooks: HookRunner | None = None,
     ) -> None:
         self.config = config
+        self.hooks = hooks
         self.recorder = recorder
         self.reaper = reaper
         self.spool_dir = spool_dir
@@ -157,9 +160,15 @@ class Supervisor:
         """Admit a job: start it now or queue it.  Raises :class:`RpcError`."""
         if not self._accepting:
             raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
+        job_id = new_job_id()
+        outcomes: builtins.list[HookOutcome] = []
+        notes: dict[str, object] = {}
+        if self.hooks is not None:  # may change the params, or refuse (HOOK_REFUSED)
+            params, outcomes, notes = await self.hooks.pre(params, job_id, peer)
         timeout, basis = await self._timeout_for(params)
-        job = self._make_job(params, peer)
+        job = self._make_job(params, peer, job_id)
         job.timeout, job.timeout_basis = timeout, basis
+        job.hooks, job.annotations = outcomes, notes
         self.admit(job)
         return job
 
@@ -329,8 +338,11 @@ class Supervisor:
             if not job.finished:
                 if job.tree is not None:
                     await job.tree.kill()
-                job.finish(JobReason.KILLED, error="internal supervisor error")
+                job.settle(JobReason.KILLED, error="internal supervisor error")
         finally:
+            if not job.finished:
+                await self._after_hooks(job)
+                job.move(JobState.FINISHED)
             self._running -= 1
             self.gate.finished(job)
             if job.finished:  # a job left running (shutdown "leave") keeps its group
@@ -343,7 +355,7 @@ class Supervisor:
     async def _run_inner(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
         if job.stop_reason is not None:
-            job.finish(job.stop_reason)
+            job.settle(job.stop_reason)
             return
         env = dict(self._base_env)
         env.update(_JOB_ENV_DEFAULTS)
@@ -358,7 +370,7 @@ class Supervisor:
             proc = spawn(argv, job.cwd, env, with_input=stdin_data is not None)
         except SpawnError as exc:
             log.info("job %s failed to start: %s", job.id, exc)
-            job.finish(JobReason.FAILED_TO_START, error=str(exc))
+            job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
         exited = self.reaper.watch(proc.pid)
         job.pid, job.pgid = proc.pid, proc.pgid
@@ -399,7 +411,7 @@ class Supervisor:
         else:
             reason = JobReason.EXITED
         reason, error = self.resources.verdict(job, reason)
-        job.finish(reason, exit_code=status.code, signal=status.signal, error=error)
+        job.settle(reason, exit_code=status.code, signal=status.signal, error=error)
         log.info(
             "job %s finished: %s (exit %s, signal %s) in %.3fs",
             job.id,
@@ -408,6 +420,15 @@ class Supervisor:
             status.signal,
             job.duration or 0.0,
         )
+
+    async def _after_hooks(self, job: Job) -> None:
+        """Post and error hooks; they are bounded by their timeouts and never raise."""
+        if self.hooks is None:
+            return
+        try:
+            await self.hooks.finished(job)
+        except Exception:
+            log.exception("job %s: hooks failed", job.id)
 
     def _read_pipe(self, job: Job, stream: int, fd: int, eof: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()
@@ -522,7 +543,7 @@ class Supervisor:
             )
         except SpawnError as exc:
             log.info("job %s failed to start: %s", job.id, exc)
-            job.finish(JobReason.FAILED_TO_START, error=str(exc))
+            job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
         shim_exited = self.reaper.watch(started.pid)
         shim_start = shimjob.start_time(started.pid)
@@ -531,7 +552,7 @@ class Supervisor:
         except SpawnError as exc:
             await shim_exited
             log.info("job %s failed to start: %s", job.id, exc)
-            job.finish(JobReason.FAILED_TO_START, error=str(exc))
+            job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
         job.pid = job.pgid = pid
         job.tree = ProcessTree(job.id, pid, pid, reaper=started.pid)
@@ -609,7 +630,7 @@ class Supervisor:
         status = shimjob.read_exit(exit_file)
         shimjob.remove_files(self.spool_dir, job.id)
         if status is None:
-            job.finish(JobReason.KILLED, error="the job's shim ended without recording an exit status")
+            job.settle(JobReason.KILLED, error="the job's shim ended without recording an exit status")
             log.warning("job %s: shim ended without an exit status", job.id)
         else:
             self._finish_exited(job, status)
@@ -749,9 +770,19 @@ class Supervisor:
             self._record(job)
             self._retire(job)
             self._next_from_queue()
+            if self.hooks is not None:
+                # A queued job finishes at once; its error hooks follow and update the record.
+                task = asyncio.get_running_loop().create_task(self._hooks_after_cancel(job))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         else:
             self._stop(job, JobReason.CANCELLED)
         return job
+
+    async def _hooks_after_cancel(self, job: Job) -> None:
+        await self._after_hooks(job)
+        if job.hooks:
+            self._record(job)
 
     def send_signal(self, job_id: str, sig: int) -> Job:
         """Send ``sig`` to every process of a running job."""
@@ -782,7 +813,7 @@ class Supervisor:
 
     def _need_processes(self, job_id: str) -> Job:
         job = self.get(job_id)
-        if job.state not in (JobState.RUNNING, JobState.PAUSED) or job.tree is None:
+        if job.state not in (JobState.RUNNING, JobState.PAUSED) or job.tree is None or job.reason is not None:
             raise RpcError(
                 ErrorCode.JOB_NOT_ACTIVE,
                 f"job {job_id} is {job.state}, not running",
