@@ -165,6 +165,8 @@ class Supervisor:
         notes: dict[str, object] = {}
         if self.hooks is not None:  # may change the params, or refuse (HOOK_REFUSED)
             params, outcomes, notes = await self.hooks.pre(params, job_id, peer)
+            if not self._accepting:  # the daemon began to stop while the hooks ran
+                raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
         timeout, basis = await self._timeout_for(params)
         job = self._make_job(params, peer, job_id)
         job.timeout, job.timeout_basis = timeout, basis

@@ -334,3 +334,21 @@ async def test_builtin_metrics_in_status_and_prometheus(daemon_factory, tmp_root
     c = await d.client()
     assert {m.signature: m.count for m in (await c.status()).metrics}["exit <n>"] == 3
     await c.close()
+
+
+async def test_cc_executor_hook_status_lists_the_loaded_hooks(daemon_factory, tmp_root):
+    from .test_cc_executor_compat import LEGACY_ENV, Legacy
+
+    d_hooks = hooks_dir(
+        tmp_root, audit="async def a(ctx):\n    return None\nHOOKS = {'error': [a], 'post': [a]}\n"
+    )
+    d = daemon_factory({**LEGACY_ENV, "CCXD_HOOKS_DIR": str(d_hooks), "CCXD_BUILTIN_HOOKS": "venv"})
+    c = await Legacy.open(d)
+    assert (await c.next())["method"] == "connected"
+    status = (await c.call("hook_status"))["result"]
+    assert status == {
+        "enabled": True,
+        "hooks": ["pre_execution:venv", "post_execution:audit.a", "error:audit.a"],
+        "message": "3 hooks loaded",
+    }
+    await c.ws.close()
