@@ -253,6 +253,8 @@ class RetryRunner:
         log.info("job %s (attempt %d): %s", job.id, job.attempt, decision.reason)
         if not decision.retry:
             job.retry_note = "not retried: " + decision.reason
+            if failure.attempt >= self.settings_for(job).max_attempts:
+                self.sup.run_error_hooks(job, "retry_exhausted")
             return
         if decision.block_until is not None:
             self.gate.block(decision.block_until)

@@ -165,8 +165,6 @@ class Supervisor:
         notes: dict[str, object] = {}
         if self.hooks is not None:  # may change the params, or refuse (HOOK_REFUSED)
             params, outcomes, notes = await self.hooks.pre(params, job_id, peer)
-            if not self._accepting:  # the daemon began to stop while the hooks ran
-                raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
         timeout, basis = await self._timeout_for(params)
         job = self._make_job(params, peer, job_id)
         job.timeout, job.timeout_basis = timeout, basis
@@ -784,7 +782,31 @@ class Supervisor:
     async def _hooks_after_cancel(self, job: Job) -> None:
         await self._after_hooks(job)
         if job.hooks:
-            self._record(job)
+            self._resave(job)
+
+    def _resave(self, job: Job) -> None:
+        # A finished job's record again, with what its hooks added (durations are not counted twice).
+        info = job.info()
+        self._save_job_file(job, info)
+        if self.recorder is not None:
+            self.recorder.job_changed(info)
+
+    def run_error_hooks(self, job: Job, event: str) -> None:
+        """Run the error hooks of a finished job for ``event`` (``retry_exhausted``); then save it again."""
+        if self.hooks is None:
+            return
+        hooks = self.hooks
+
+        async def run() -> None:
+            try:
+                await hooks.error(job, event)
+            except Exception:
+                log.exception("job %s: error hooks failed", job.id)
+            self._resave(job)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def send_signal(self, job_id: str, sig: int) -> Job:
         """Send ``sig`` to every process of a running job."""
