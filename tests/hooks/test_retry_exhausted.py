@@ -50,7 +50,7 @@ async def test_the_last_failed_attempt_runs_the_error_hooks(tmp_path: Path) -> N
     recorder = Recorder(store, writer, lambda: settings)
     config = Config(claude_retry_max_attempts=1, hooks_dir=str(tmp_path / "hooks"), hooks_entry_points=False)
     (tmp_path / "spool").mkdir()
-    sup = Supervisor(config, reaper, tmp_path / "spool", recorder, HookRunner(config, reaper))
+    sup = Supervisor(config, reaper, tmp_path / "spool", recorder, hooks=HookRunner(config, reaper))
     gate = ClaudeGate(lambda: config.claude_max_concurrent, sup.kick, is_claude=lambda job: True)
     sup.gate = gate
     RetryRunner(sup, gate, config, recorder, inspect=lambda job: Failure(error_class="rate_limit"))
