@@ -40,6 +40,7 @@ class FollowedSpool(Spool):
         self.error: str | None = None
         self._data_w = self._index_w = None
         self._read_pos = 0  # next index byte to read
+        self.cut_seen = False
         self.writer_fds: tuple[int, int] | None = None
         opened: list[int] = []
         try:
@@ -68,7 +69,12 @@ class FollowedSpool(Spool):
     # The shim writes; the daemon only counts what it has taken in.
 
     def append(self, offset: int, stream: int, data: bytes) -> bool:
-        """Count a chunk :meth:`read_new` returned (it is on disk already)."""
+        """Count a chunk :meth:`read_new` returned (it is on disk already).
+
+        Chunks after the cut come from the shim's overflow pipe: not in the spool.
+        """
+        if self.cut:
+            return False
         self.records += 1
         self.size += len(data)
         self.flushed_records = self.records
@@ -117,7 +123,7 @@ class FollowedSpool(Spool):
         self._read_pos += len(recs) * _RECORD.size
         if recs[-1][2] == CUT_STREAM:
             recs.pop()
-            self.cut = True
+            self.cut_seen = True  # the caller sets ``cut`` once it took in these chunks
         if not recs:
             return []
         start = recs[0][0]

@@ -56,11 +56,12 @@ class AdoptRecord(msgspec.Struct):
 class ShimStart:
     """A shim started by this daemon: its pid and the pipe its report comes on."""
 
-    __slots__ = ("pid", "report")
+    __slots__ = ("overflow", "pid", "report")
 
-    def __init__(self, pid: int, report: int) -> None:
+    def __init__(self, pid: int, report: int, overflow: int) -> None:
         self.pid = pid
         self.report = report
+        self.overflow = overflow  # the shim's stdout: output past a cut of the spool
 
 
 def job_path(spool_dir: Path, job_id: str) -> Path:
@@ -88,6 +89,7 @@ def spawn_shim(
     assert spool.writer_fds is not None
     data_w, index_w = spool.writer_fds
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    overflow_r, overflow_w = os.pipe2(os.O_CLOEXEC)
     stdin: int = subprocess.DEVNULL
     memfd = None
     if stdin_data is not None:
@@ -116,7 +118,7 @@ def spawn_shim(
         proc = subprocess.Popen(
             args,
             stdin=stdin,
-            stdout=subprocess.DEVNULL,
+            stdout=overflow_w,
             stderr=subprocess.DEVNULL,
             cwd=cwd,
             env={k: v for k, v in env.items() if k != "CCXD_JOB_ID"},  # the shim is not the job
@@ -126,16 +128,19 @@ def spawn_shim(
         )
     except OSError as exc:
         os.close(report_r)
+        os.close(overflow_r)
         if exc.filename == shim:
             raise SpawnError(f"cannot start the job shim {shim!r}: {exc.strerror or exc}") from None
         raise SpawnError(_explain(exc, argv, cwd)) from None
     finally:
         os.close(report_w)
+        os.close(overflow_w)
         if memfd is not None:
             os.close(memfd)
         spool.close_writer_fds()
     proc.returncode = 0  # the reaper owns the exit status (see spawn.py)
-    return ShimStart(proc.pid, report_r)
+    os.set_blocking(overflow_r, False)
+    return ShimStart(proc.pid, report_r, overflow_r)
 
 
 async def read_report(start: ShimStart, argv: list[str], cwd: str) -> int:

@@ -550,6 +550,7 @@ class Supervisor:
         try:
             pid = await shimjob.read_report(started, job.argv, job.cwd)
         except SpawnError as exc:
+            os.close(started.overflow)
             await shim_exited
             log.info("job %s failed to start: %s", job.id, exc)
             job.settle(JobReason.FAILED_TO_START, error=str(exc))
@@ -569,13 +570,24 @@ class Supervisor:
             shimjob.save_record(self.spool_dir, record)
         except OSError as exc:
             log.warning("job %s: cannot save its adoption record (%s)", job.id, exc)
-        await self._follow_shim(job, spool, started.pid, shim_exited)
+        await self._follow_shim(job, spool, started.pid, shim_exited, started.overflow)
 
     async def _follow_shim(
-        self, job: Job, spool: FollowedSpool, shim_pid: int, shim_gone: Awaitable[object]
+        self,
+        job: Job,
+        spool: FollowedSpool,
+        shim_pid: int,
+        shim_gone: Awaitable[object],
+        overflow: int | None = None,
     ) -> None:
-        """Take in the job's output as its shim writes it, until the shim is gone."""
+        """Take in the job's output as its shim writes it, until the shim is gone.
+
+        ``overflow`` is the pipe on which the shim sends what the spool could not
+        take (past ``spool_max_bytes``, a full disk) and the exit status; only the
+        daemon that started the shim has it.
+        """
         loop = asyncio.get_running_loop()
+        reader = _OverflowReader(self, job, spool, overflow) if overflow is not None else None
         exit_file = shimjob.exit_path(self.spool_dir, job.id)
         leader_exited: asyncio.Future[None] = loop.create_future()
 
@@ -618,6 +630,8 @@ class Supervisor:
             await shim_task
         except asyncio.CancelledError:
             shim_task.cancel()
+            if reader is not None:
+                reader.close()
             raise
         finally:
             for t in timers:
@@ -628,6 +642,9 @@ class Supervisor:
         while self._take_output(job, spool):  # noqa: ASYNC110 - a turn for subscribers, not a wait
             await asyncio.sleep(0)
         status = shimjob.read_exit(exit_file)
+        if reader is not None:
+            reader.finish()  # the shim is gone: the rest of the pipe is there to read
+            status = status or reader.exit_status
         shimjob.remove_files(self.spool_dir, job.id)
         if status is None:
             job.settle(JobReason.KILLED, error="the job's shim ended without recording an exit status")
@@ -643,11 +660,11 @@ class Supervisor:
         """
         if job.log.closed:
             return False
-        was_cut = spool.cut
         chunks = spool.read_new()
         for stream, data in chunks:
             self._append_output(job, stream, data)
-        if spool.cut and not was_cut:
+        if spool.cut_seen and not spool.cut:
+            spool.cut = True
             job._notify()
         return bool(chunks)
 
@@ -901,6 +918,68 @@ def _discard(job: Job) -> None:
     job.log.close()
     if job.log.spool is not None:
         job.log.spool.remove()
+
+
+class _OverflowReader:
+    """Reads the frames a shim sends past a cut of its spool (see ccxd-shim.c)."""
+
+    def __init__(self, sup: Supervisor, job: Job, spool: FollowedSpool, fd: int) -> None:
+        self.sup, self.job, self.spool, self.fd = sup, job, spool, fd
+        self.buf = bytearray()
+        self.exit_status: ExitStatus | None = None
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fd, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        self.buf += data
+        self._frames()
+
+    def _frames(self) -> None:
+        buf, pos = self.buf, 0
+        while len(buf) - pos >= 5:
+            stream = buf[pos]
+            size = int.from_bytes(buf[pos + 1 : pos + 5], "little")
+            if len(buf) - pos - 5 < size:
+                break
+            payload = bytes(buf[pos + 5 : pos + 5 + size])
+            pos += 5 + size
+            if stream == 254:  # the leader's exit status
+                code, sig = payload.decode().split()
+                self.exit_status = ExitStatus(
+                    None if code == "-" else int(code), None if sig == "-" else int(sig)
+                )
+                continue
+            if not self.spool.cut:
+                # Everything the spool holds comes before the first frame.
+                while self.sup._take_output(self.job, self.spool):
+                    pass
+                if not self.spool.cut:
+                    self.spool.cut = True
+                    self.job._notify()
+            if not self.job.log.closed:
+                self.sup._append_output(self.job, stream, payload)
+        del buf[:pos]
+
+    def finish(self) -> None:
+        """Read what is left (the shim has exited: the pipe ends)."""
+        while self.fd >= 0:
+            self._readable()
+
+    def close(self) -> None:
+        """Stop reading."""
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _alias_shell(name: str) -> str:

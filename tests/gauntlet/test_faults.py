@@ -61,7 +61,9 @@ async def test_sigkill_while_20_jobs_stream_leaves_every_job_recorded_and_no_pro
     daemon_factory, tmp_root
 ):
     root = tmp_root / "k"
-    d = daemon_factory(root=root)
+    # Jobs on plain pipes die with the daemon (recorded lost); under the shim they are
+    # adopted instead (tests/integration/test_adoption.py).
+    d = daemon_factory(root=root, extra_env={"CCXD_JOB_SHIM": "false"})
     c = await d.client()
     ids = []
     for n in range(20):
@@ -75,7 +77,7 @@ async def test_sigkill_while_20_jobs_stream_leaves_every_job_recorded_and_no_pro
     await c.close()
     d.stop(signal.SIGKILL)
 
-    d2 = daemon_factory(root=root)
+    d2 = daemon_factory(root=root, extra_env={"CCXD_JOB_SHIM": "false"})
     c2 = await d2.client()
     for n, job_id in enumerate(ids):
         info = await c2.get(job_id)

@@ -24,7 +24,7 @@ def shim() -> str:
 
 
 def run_shim(shim: str, tmp: Path, argv: list[str], limit: int = 1 << 30, chunk: int = 1024):
-    """Run the shim to its end; return (report line, exit file text or None, spool)."""
+    """Run the shim to its end; return (report line, exit file text or None, spool, overflow frames)."""
     spool = FollowedSpool(tmp, "j", limit, create=True)
     assert spool.writer_fds is not None
     data_w, index_w = spool.writer_fds
@@ -34,14 +34,28 @@ def run_shim(shim: str, tmp: Path, argv: list[str], limit: int = 1 << 30, chunk:
         [shim, str(data_w), str(index_w), str(report_w), str(exit_file), str(chunk), str(limit), "-", "-", "--", *argv],
         pass_fds=(data_w, index_w, report_w),
         stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
     )
     os.close(report_w)
     spool.close_writer_fds()
     with os.fdopen(report_r, "rb") as f:
         report = f.read().decode()
+    assert proc.stdout is not None
+    overflow = proc.stdout.read()
     assert proc.wait(30) in (0, 127)
     text = exit_file.read_text() if exit_file.exists() else None
-    return report, text, spool
+    return report, text, spool, frames(overflow)
+
+
+def frames(raw: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    pos = 0
+    while pos < len(raw):
+        size = int.from_bytes(raw[pos + 1 : pos + 5], "little")
+        out.append((raw[pos], raw[pos + 5 : pos + 5 + size]))
+        pos += 5 + size
+    assert pos == len(raw), "a torn frame"
+    return out
 
 
 def read_all(spool: FollowedSpool) -> list[tuple[int, bytes]]:
@@ -54,9 +68,10 @@ def read_all(spool: FollowedSpool) -> list[tuple[int, bytes]]:
 def test_output_in_order_with_streams_and_whole_characters(shim, tmp_path):
     # "é" is split across two writes (and two reads); 3000 "€" cross the 1024-byte chunk size.
     script = "printf 'a\\303'; sleep 0.2; printf '\\251\\n'; printf 'oops\\n' >&2; printf '%.0s€' $(seq 3000)"
-    report, status, spool = run_shim(shim, tmp_path, ["bash", "-c", script + "; exit 3"])
+    report, status, spool, overflow = run_shim(shim, tmp_path, ["bash", "-c", script + "; exit 3"])
     assert report.startswith("P ")
     assert status == "3 -\n"
+    assert overflow == [(254, b"3 -")]  # the exit status, also on the overflow pipe
     chunks = read_all(spool)
     for _, data in chunks:
         data.decode()  # every chunk is whole UTF-8
@@ -67,19 +82,26 @@ def test_output_in_order_with_streams_and_whole_characters(shim, tmp_path):
 
 
 def test_death_by_signal_is_recorded_as_the_signal(shim, tmp_path):
-    _, status, _ = run_shim(shim, tmp_path, ["bash", "-c", "kill -KILL $$"])
-    assert status == "- 9\n"
+    _, status, _, overflow = run_shim(shim, tmp_path, ["bash", "-c", "kill -KILL $$"])
+    assert status == "- 9\n" and overflow == [(254, b"- 9")]
 
 
-def test_past_the_limit_output_is_cut_and_the_job_never_blocks(shim, tmp_path):
-    report, status, spool = run_shim(shim, tmp_path, ["head", "-c", "5000000", "/dev/zero"], limit=100_000)
-    assert status == "0 -\n"  # it wrote all 5 MB: nothing blocked it
+def test_past_the_limit_output_goes_to_the_overflow_pipe(shim, tmp_path):
+    report, status, spool, overflow = run_shim(
+        shim, tmp_path, ["bash", "-c", "head -c 5000000 /dev/zero; echo end >&2"], limit=100_000
+    )
+    assert status == "0 -\n"
     chunks = read_all(spool)
-    assert spool.cut and sum(len(d) for _, d in chunks) <= 100_000
+    assert spool.cut_seen and sum(len(d) for _, d in chunks) <= 100_000
     assert os.path.getsize(tmp_path / "j.out") <= 100_000
+    # What the spool could not take came as frames, in order, then the exit status.
+    assert overflow[-1] == (254, b"0 -")
+    spooled = b"".join(d for _, d in chunks)
+    assert spooled + b"".join(d for s, d in overflow if s == 0) == b"\0" * 5_000_000
+    assert [d for s, d in overflow if s == 1] == [b"end\n"]
 
 
 def test_a_program_that_cannot_start_is_reported_with_its_errno(shim, tmp_path):
-    report, status, spool = run_shim(shim, tmp_path, ["/nonexistent/program"])
-    assert report.split() == ["E", "2", "exec"] and status is None
+    report, status, spool, overflow = run_shim(shim, tmp_path, ["/nonexistent/program"])
+    assert report.split() == ["E", "2", "exec"] and status is None and overflow == []
     assert read_all(spool) == []

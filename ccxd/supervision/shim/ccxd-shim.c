@@ -15,8 +15,10 @@
  * EXIT_PATH: written (atomically, by rename) as "<code> -\n" or "- <signal>\n"
  *   when the job's leader exits.
  * CHUNK: largest chunk; chunks never split a UTF-8 character (like
- *   ccxd/output/chunker.py).  LIMIT: spool bytes; past it a record with stream
- *   255 marks the cut and later output is read and dropped.
+ *   ccxd/output/chunker.py).  LIMIT: spool bytes; past it (or when a write
+ *   fails) a record with stream 255 marks the cut, and later chunks go as frames
+ *   (stream byte, 4-byte little-endian length, data) to stdout, the overflow
+ *   pipe to the daemon; stream 254 carries the exit status there too.
  * CGROUP: a cgroup.procs file the job joins between fork and exec (so none of
  *   its processes ever runs outside it; the shim itself stays out), or "-".
  * MARKER: NAME=VALUE put in the job's environment only (CCXD_JOB_ID=<job>: the
@@ -44,6 +46,7 @@
 #define READ_MAX (1024 * 1024)
 #define RECORD 13
 #define CUT_STREAM 255
+#define EXIT_STREAM 254
 
 static int data_fd, index_fd;
 static uint64_t size_written;     /* bytes in the data file */
@@ -57,6 +60,10 @@ static size_t wlen;
 static unsigned char *ibuf;
 static size_t ilen;
 
+static unsigned char *obuf, *fbuf; /* overflow frames: after a cut, of a failed batch */
+static size_t olen;
+static uint64_t batch_start; /* spool offset of wbuf[0] */
+static int overflow_ok = 1;
 static unsigned char pending[2][4];
 static size_t pending_len[2];
 static unsigned char rbuf[READ_MAX + 4];
@@ -82,18 +89,68 @@ static void put_record(uint64_t offset, uint32_t length, unsigned char stream) {
     ilen += RECORD;
 }
 
+/* Past a cut, chunks go as frames (stream, length, data) to the overflow pipe on
+ * stdout: the daemon that started the shim keeps them in memory for live
+ * subscribers.  With no daemon there (EPIPE) they are dropped. */
+static void frame(unsigned char *buf, size_t *len, int stream, const unsigned char *p, size_t n) {
+    buf[*len] = (unsigned char)stream;
+    for (int i = 0; i < 4; i++) buf[*len + 1 + i] = (unsigned char)(n >> (8 * i));
+    memcpy(buf + *len + 5, p, n);
+    *len += 5 + n;
+}
+
+static void send_overflow(const unsigned char *p, size_t n) {
+    if (n && overflow_ok && write_all(1, p, n) < 0) overflow_ok = 0;
+}
+
+/* Bytes of p written to fd: n, or fewer when a write failed (errno set). */
+static size_t write_some(int fd, const unsigned char *p, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        done += (size_t)w;
+    }
+    return done;
+}
+
 static void flush_out(void) {
     /* Data before index: a record never points at bytes that are not there. */
-    if (wlen && write_all(data_fd, wbuf, wlen) < 0) cut = 1;
-    if (ilen && write_all(index_fd, ibuf, ilen) < 0) cut = 1;
+    size_t from = ilen; /* first record the daemon will not find in the index */
+    if (wlen && write_some(data_fd, wbuf, wlen) < wlen)
+        from = 0; /* the disk is full (or failing): none of this batch is in the spool */
+    else if (ilen)
+        from = write_some(index_fd, ibuf, ilen) / RECORD * RECORD;
+    if (from < ilen) {
+        /* This batch's chunks the spool lacks go to the overflow instead. */
+        size_t flen = 0;
+        for (size_t r = from; r < ilen; r += RECORD) {
+            uint64_t off = 0;
+            uint32_t len = 0;
+            for (int i = 0; i < 8; i++) off |= (uint64_t)ibuf[r + i] << (8 * i);
+            for (int i = 0; i < 4; i++) len |= (uint32_t)ibuf[r + 8 + i] << (8 * i);
+            if (ibuf[r + 12] == CUT_STREAM) continue;
+            frame(fbuf, &flen, ibuf[r + 12], wbuf + (off - batch_start), len);
+        }
+        cut = 1;
+        send_overflow(fbuf, flen);
+    }
     wlen = ilen = 0;
+    batch_start = size_written;
+    send_overflow(obuf, olen);
+    olen = 0;
 }
 
 static void emit(int stream, const unsigned char *p, size_t n) {
-    if (cut) return;
-    if (size_written + n > limit) {
+    if (!cut && size_written + n > limit) {
         put_record(size_written, 0, CUT_STREAM);
         cut = 1;
+    }
+    if (cut) {
+        frame(obuf, &olen, stream, p, n);
         return;
     }
     memcpy(wbuf + wlen, p, n);
@@ -192,11 +249,15 @@ int main(int argc, char **argv) {
     const char *cgroup = strcmp(argv[7], "-") ? argv[7] : NULL;
     char *marker = strcmp(argv[8], "-") ? argv[8] : NULL;
     char **job_argv = argv + 10;
-    size_written = (uint64_t)lseek(data_fd, 0, SEEK_END);
+    size_written = batch_start = (uint64_t)lseek(data_fd, 0, SEEK_END);
     wbuf = malloc(READ_MAX + 4);
+    /* Frames add 5 bytes per chunk of at least 1021 bytes. */
+    obuf = malloc(READ_MAX + 4 + 5 * ((READ_MAX + 4) / 1000 + 8));
+    fbuf = malloc(READ_MAX + 4 + 5 * ((READ_MAX + 4) / 1000 + 8));
     /* Chunks hold at least chunk_max - 3 >= 1021 bytes, except the last of a read. */
     ibuf = malloc(RECORD * ((READ_MAX + 4) / 1000 + 8));
-    if (!wbuf || !ibuf) return 1;
+    if (!wbuf || !ibuf || !obuf || !fbuf) return 1;
+    signal(SIGPIPE, SIG_IGN); /* no daemon on the overflow pipe: drop, do not die */
     fcntl(data_fd, F_SETFD, FD_CLOEXEC);
     fcntl(index_fd, F_SETFD, FD_CLOEXEC);
     fcntl(report_fd, F_SETFD, FD_CLOEXEC);
@@ -235,6 +296,7 @@ int main(int argc, char **argv) {
             close(cg);
         }
         if (marker) putenv(marker);
+        signal(SIGPIPE, SIG_DFL);
         dup2(out[1], 1);
         dup2(err[1], 2);
         sigprocmask(SIG_SETMASK, &old, NULL);
@@ -306,6 +368,13 @@ int main(int argc, char **argv) {
                 if (w == pid) {
                     leader_done = 1;
                     write_exit(exit_path, status);
+                    /* Also on the overflow pipe: the exit file may not fit on a full disk. */
+                    char text[32];
+                    int len = WIFSIGNALED(status) ? snprintf(text, sizeof text, "- %d", WTERMSIG(status))
+                                                  : snprintf(text, sizeof text, "%d -", WEXITSTATUS(status));
+                    size_t flen = 0;
+                    frame(fbuf, &flen, EXIT_STREAM, (unsigned char *)text, (size_t)len);
+                    send_overflow(fbuf, flen);
                 }
             }
         }
