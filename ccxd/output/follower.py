@@ -126,13 +126,15 @@ class FollowedSpool(Spool):
             self.cut_seen = True  # the caller sets ``cut`` once it took in these chunks
         if not recs:
             return []
-        start = recs[0][0]
-        end = recs[-1][0] + recs[-1][1]
-        blob = os.pread(self._data_r, end - start, start)
-        if len(blob) < end - start:  # cannot happen: data is written before its record
-            raise OSError(f"spool {self.data_path.name} is shorter than its index")
-        view = memoryview(blob)
-        return [(stream, bytes(view[off - start : off - start + length])) for off, length, stream in recs]
+        out = []
+        fd = self._data_r
+        for off, length, stream in recs:
+            # One read per chunk: the bytes object is the chunk, no second copy.
+            data = os.pread(fd, length, off)
+            if len(data) < length:  # cannot happen: data is written before its record
+                raise OSError(f"spool {self.data_path.name} is shorter than its index")
+            out.append((stream, data))
+        return out
 
     def skip_existing(self, most: int | None = None) -> tuple[int, list[int]]:
         """Take in the records already on disk (at most ``most``) without their data (adoption).
