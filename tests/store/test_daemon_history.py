@@ -222,7 +222,9 @@ async def test_timed_out_runs_count_as_at_least_that_long(daemon_factory):
 async def test_a_daemon_killed_before_the_store_saw_a_job_still_records_it(daemon_factory, redis_server, tmp_root):
     """Records are written behind; a job file on disk covers the window before they land."""
     root = tmp_root / "window"
-    env = {"CCXD_REDIS_URL": redis_server.url, "CCXD_STORE_TIMEOUT": "30"}
+    # Plain pipes: the running job dies with the daemon and is recorded lost (under the
+    # shim it would be adopted: tests/integration/test_adoption.py).
+    env = {"CCXD_REDIS_URL": redis_server.url, "CCXD_STORE_TIMEOUT": "30", "CCXD_JOB_SHIM": "false"}
     d = daemon_factory(root=root, extra_env=env)
     c = await d.client()
     redis_server.pause()  # the store hangs: nothing the daemon submits from now on can land
