@@ -703,6 +703,43 @@ def hooks_test(
     if res.refused:
         raise typer.Exit(1)
 
+# -- first run --------------------------------------------------------------------
+
+
+ConfigOpt = Annotated[
+    str | None, typer.Option("--config", help="Config file (default: $XDG_CONFIG_HOME/ccxd/config.toml).")
+]
+
+
+@app.command()
+def init(
+    config: ConfigOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Replace existing files without asking.")] = False,
+) -> None:
+    """Write a commented default config and the token; install and enable the systemd user units."""
+    from pathlib import Path
+
+    from ccxctl.firstrun.init import run_init
+
+    def ask(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            return False
+        return typer.confirm(question, default=False)
+
+    raise typer.Exit(run_init(Path(config) if config else None, ask, print))
+
+
+@app.command()
+def doctor(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+    """Check the installation, one line each, with the fix for what is wrong (exit 1 on a failure)."""
+    from pathlib import Path
+
+    from ccxctl.firstrun.doctor import run_checks
+
+    raise typer.Exit(run_checks(Path(config) if config else None, print, as_json=json_out))
+
 
 def run_app(args: list[str]) -> int:
     """Run the typer app on ``args`` and return its exit code."""

@@ -72,6 +72,9 @@ def test_package_contents(deb: Path) -> None:
         "/usr/share/doc/ccxd/changelog.Debian.gz",
     ]:
         assert path in files, f"{path} is missing from the package"
+    # `ccxctl init` finds the units in the package too (package data, not links).
+    bundled = [p for p in files if p.endswith("/ccxctl/firstrun/units/ccxd.service")]
+    assert bundled and files[bundled[0]] == "", bundled
     assert not [p for p in files if "__pycache__" in p or p.endswith(".pyc")], (
         "byte-code is compiled by postinst"
     )

@@ -19,16 +19,14 @@ def _ccxd_executable() -> str:
     return str(found) if found.exists() else shutil.which("ccxd") or "/usr/bin/ccxd"
 
 
-def test_units_verify_clean(tmp_path: Path) -> None:
+def _verify(tmp_path: Path, texts: dict[str, str]) -> None:
     analyze = require_tool("systemd-analyze")
     require_tool("man")
-    # verify checks that ExecStart= exists and that every Documentation=man:
-    # page opens, so point it at this tree's ccxd and man pages.
     units = tmp_path / "units"
     units.mkdir()
-    for name in UNITS:
-        text = (REPO / "systemd" / name).read_text()
-        (units / name).write_text(text.replace("ExecStart=/usr/bin/ccxd", f"ExecStart={_ccxd_executable()}"))
+    for name, text in texts.items():
+        (units / name).write_text(text)
+    # verify checks that every Documentation=man: page opens: point it at this tree's pages.
     manpath = tmp_path / "man"
     for page in (REPO / "man").iterdir():
         section = manpath / f"man{page.suffix[1:]}"
@@ -38,7 +36,7 @@ def test_units_verify_clean(tmp_path: Path) -> None:
     runtime.mkdir(mode=0o700)
     env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime), MANPATH=str(manpath), SYSTEMD_LOG_COLOR="0")
     proc = subprocess.run(
-        [analyze, "verify", "--user", *(f"./{n}" for n in UNITS)],
+        [analyze, "verify", "--user", *(f"./{n}" for n in texts)],
         cwd=units,
         env=env,
         capture_output=True,
@@ -48,6 +46,27 @@ def test_units_verify_clean(tmp_path: Path) -> None:
     # systemd-analyze exits 0 on many parse errors; anything it prints is a finding.
     assert proc.stderr == "" and proc.stdout == "", proc.stderr + proc.stdout
     assert proc.returncode == 0
+
+
+def test_units_verify_clean(tmp_path: Path) -> None:
+    # verify also checks that ExecStart= exists: use this tree's ccxd for /usr/bin/ccxd.
+    exe = _ccxd_executable()
+    _verify(
+        tmp_path,
+        {
+            n: (REPO / "systemd" / n).read_text().replace("ExecStart=/usr/bin/ccxd", f"ExecStart={exe}")
+            for n in UNITS
+        },
+    )
+
+
+def test_units_installed_by_ccxctl_init_verify_clean(tmp_path: Path) -> None:
+    from ccxctl.firstrun import units
+
+    exe = _ccxd_executable()
+    texts = {n: units.unit_text(n, exe) for n in UNITS}
+    assert f"ExecStart={exe}\n" in texts["ccxd.service"]
+    _verify(tmp_path, texts)
 
 
 def test_service_keeps_jobs_and_the_watchdog() -> None:

@@ -1,0 +1,1 @@
+"""First run and health: ``ccxctl init`` (config, token, user units) and ``ccxctl doctor``."""

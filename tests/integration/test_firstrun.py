@@ -1,0 +1,114 @@
+"""``ccxctl init`` and ``ccxctl doctor`` as a user runs them, on private XDG directories."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from ccxd.config import Config, load
+
+
+def _env(root: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CCXD_", "XDG_", "DBUS_")) and k not in ("REDIS_URL", "LOG_LEVEL")
+    }
+    # A private XDG_RUNTIME_DIR and no session bus: systemctl --user finds no manager,
+    # so the tests never touch a real user session's units.
+    env.update(
+        XDG_CONFIG_HOME=str(root / "config"),
+        XDG_RUNTIME_DIR=str(root / "run"),
+        XDG_STATE_HOME=str(root / "state"),
+    )
+    env.update(extra)
+    return env
+
+
+def _ccxctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ccxctl", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_init_writes_config_and_token_and_changes_nothing_without_a_yes(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    config = tmp_path / "config" / "ccxd" / "config.toml"
+    token = tmp_path / "config" / "ccxd" / "token"
+
+    first = _ccxctl(env, "init")
+    assert first.returncode == 0, first.stderr
+    assert f"created   {config}" in first.stdout and f"created   {token}" in first.stdout
+    assert "no systemd user manager" in first.stdout
+    assert load(config, environ={}).config == Config()
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700
+    secret = token.read_text()
+
+    edited = config.read_text() + "max_concurrent_jobs = 3\n"
+    config.write_text(edited)
+    again = _ccxctl(env, "init")  # stdin is not a terminal: nothing is asked, nothing replaced
+    assert again.returncode == 0, again.stderr
+    assert "kept" in again.stdout and "--yes" in again.stdout
+    assert config.read_text() == edited and token.read_text() == secret
+
+    forced = _ccxctl(env, "init", "--yes")
+    assert forced.returncode == 0, forced.stderr
+    assert load(config, environ={}).config == Config()
+    assert (config.parent / "config.toml.bak").read_text() == edited
+    assert token.read_text() == secret  # a token is never replaced: clients hold it
+
+
+def _lines(out: str) -> dict[str, str]:
+    return {line[6:19].strip(): line for line in out.splitlines()}
+
+
+def test_doctor_with_a_running_daemon(daemon) -> None:  # type: ignore[no-untyped-def]
+    env = dict(daemon.env)
+    proc = _ccxctl(env, "doctor")
+    lines = _lines(proc.stdout)
+    assert lines["daemon"].startswith("ok") and str(daemon.socket) in lines["daemon"]
+    assert lines["socket"].startswith("ok") and "(0600)" in lines["socket"]
+    assert lines["socket dir"].startswith("ok") and "(0700)" in lines["socket dir"]
+    assert lines["token"].startswith("ok") and "(0600)" in lines["token"]
+    assert lines["redis-server"].startswith("ok")
+    assert {"config", "shell", "claude", "cgroups", "systemd unit", "port"} <= set(lines)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_doctor_says_what_is_wrong_and_how_to_fix_it(tmp_path: Path) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    token = tmp_path / "token"
+    token.write_text("x" * 43 + "\n")
+    token.chmod(0o644)
+    env = _env(tmp_path, PATH="/nonexistent", CCXD_WS_PORT=str(port), CCXD_WS_TOKEN_FILE=str(token))
+    try:
+        proc = _ccxctl(env, "doctor")
+    finally:
+        busy.close()
+    lines = _lines(proc.stdout)
+    assert lines["redis-server"].startswith("FAIL") and "apt install redis-server" in lines["redis-server"]
+    assert lines["shell"].startswith("WARN") and "apt install zsh" in lines["shell"]
+    assert (
+        lines["claude"].startswith("WARN") and "npm install -g @anthropic-ai/claude-code" in lines["claude"]
+    )
+    assert lines["token"].startswith("FAIL") and f"chmod 600 {token}" in lines["token"]
+    assert (
+        lines["port"].startswith("FAIL")
+        and f"127.0.0.1:{port}" in lines["port"]
+        and "ws_port" in lines["port"]
+    )
+    assert lines["daemon"].startswith("WARN")
+    assert proc.returncode == 1
