@@ -41,13 +41,15 @@ def field_docs() -> list[FieldDoc]:
     for i, node in enumerate(body):
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
             continue
-        # The nearest "# Section" comment above the field names its group.
-        for line in reversed(lines[: node.lineno - 1]):
-            m = re.match(r"^    # (\w[\w ]*)$", line)
-            if m:
-                section = m.group(1)
+        # The nearest "# Section" comment after a blank line names the field's group;
+        # the title ends at a colon or parenthesis ("# Claude jobs: limits …").
+        above = lines[: node.lineno - 1]
+        for n in range(len(above) - 1, 0, -1):
+            m = re.match(r"^    # ([^:(]+)", above[n])
+            if m and not above[n - 1].strip():
+                section = m.group(1).strip()
                 break
-            if line.startswith("class Config"):
+            if above[n].startswith("class Config"):
                 break
         doc = ""
         nxt = body[i + 1] if i + 1 < len(body) else None
@@ -127,3 +129,31 @@ def _wrap(text: str, width: int) -> list[str]:
     if current:
         lines.append(current)
     return lines or [""]
+
+
+def man_keys_section() -> str:
+    """The whole KEYS section of man/ccxd.toml.5, one ``.SS`` per group of settings."""
+    out = [".SH KEYS\n"]
+    section = None
+    for f in field_docs():
+        if f.section != section:
+            section = f.section
+            out.append(f".SS {section}\n")
+        out.append(man_entry(f))
+    return "".join(out)
+
+
+def _rewrite_man_page(path: str) -> None:
+    """Replace the KEYS section of ``path`` (``python -m ccxd.config_docs man/ccxd.toml.5``)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start = text.index(".SH KEYS\n")
+    end = text.index("\n.SH ", start + 1) + 1
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text[:start] + man_keys_section() + text[end:])
+
+
+if __name__ == "__main__":
+    import sys
+
+    _rewrite_man_page(sys.argv[1])

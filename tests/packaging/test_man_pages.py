@@ -119,11 +119,17 @@ def test_every_config_key_is_in_ccxd_toml_5() -> None:
         for f in config_docs.field_docs()
         if f.name not in documented
     ]
-    assert not missing, "\n\n".join(missing)
+    assert not missing, (
+        "\n\n".join(missing) + "\n\nOr regenerate the whole KEYS section from ccxd/config.py: "
+        "python -m ccxd.config_docs man/ccxd.toml.5"
+    )
     stale = documented - {f.name for f in config_docs.field_docs()}
     keys_section = _sections(roff, ".SH")["KEYS"]
     stale = {k for k in stale if f".B {k}\n" in keys_section}
-    assert not stale, f"man/ccxd.toml.5 documents keys that ccxd/config.py no longer has: {sorted(stale)}"
+    assert not stale, (
+        f"man/ccxd.toml.5 documents keys that ccxd/config.py no longer has: {sorted(stale)}; "
+        "regenerate its KEYS section: python -m ccxd.config_docs man/ccxd.toml.5"
+    )
 
 
 def test_every_ccxd_option_is_in_ccxd_8() -> None:
