@@ -85,7 +85,7 @@ def test_every_ccxctl_command_and_option_is_in_ccxctl_1() -> None:
         options = [p for p in cmd.params if p.param_type_name == "option" and p.name != "help"]
         if title is None:
             usage = " ".join(
-                ["[OPTIONS]", *(p.human_readable_name for p in cmd.params if p.param_type_name == "argument")]
+                ["[OPTIONS]", *((p.name or '').upper() for p in cmd.params if p.param_type_name == "argument")]
             )
             body = "".join(_roff_option(p) for p in options)
             missing.append(
