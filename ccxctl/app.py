@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import re
 import sys
 import time
@@ -38,6 +39,7 @@ from ccxd.protocol import (
     SessionRef,
     ShutdownParams,
     ShutdownResult,
+    StartParams,
     StatsParams,
     StatsResult,
 )
@@ -186,6 +188,48 @@ def run(
         token_file=target.token_file,
     )
     raise typer.Exit(run_job(opts))
+
+
+@app.command("claude")
+def claude_cmd(
+    ctx: typer.Context,
+    prompt: Annotated[str, typer.Argument(help="The prompt (passed as one argument, no shell).")],
+    model: Annotated[str | None, typer.Option(help="--model for the CLI.")] = None,
+    max_turns: Annotated[int | None, typer.Option(help="--max-turns for the CLI.")] = None,
+    allowed_tools: Annotated[
+        list[str] | None, typer.Option("--allowed-tools", help="A tool the CLI may use, repeatable.")
+    ] = None,
+    mcp_config: Annotated[str | None, typer.Option(help="--mcp-config: a file or JSON.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Resume this Claude session (same cwd!).")] = None,
+    cwd: Annotated[str | None, typer.Option(help="Working directory (default: the current one).")] = None,
+    session: Annotated[str | None, typer.Option(help="Group the job under this ccxd session.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Wall-clock limit in seconds (0: none).")] = None,
+    partial: Annotated[
+        bool, typer.Option("--include-partial-messages", help="Token-level events (see --json).")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress on stderr.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the job id and return.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run Claude Code as a ccxd job; print its result (exit 1 with the error class on failure)."""
+    from ccxctl.claude_cmd import claude_job
+
+    params = StartParams(
+        kind="claude",
+        prompt=prompt,
+        model=model,
+        max_turns=max_turns,
+        allowed_tools=allowed_tools or [],
+        mcp_config=mcp_config,
+        resume=resume,
+        cwd=os.path.abspath(cwd or os.getcwd()),
+        session=session,
+        timeout=timeout,
+        include_partial_messages=partial,
+    )
+    raise typer.Exit(
+        _with_client(ctx, lambda c: claude_job(c, params, json_out=json_out, verbose=verbose, detach=detach))
+    )
 
 
 # -- following ----------------------------------------------------------------
@@ -513,6 +557,10 @@ def history_show(
     if info.error:
         fields["error"] = info.error
     fields.update(resource_fields(info))
+    if info.claude is not None:
+        from ccxctl.render import claude_fields
+
+        fields.update(claude_fields(info.claude))
     for key, value in fields.items():
         print(f"{key + ':':<10}{value}")
     print("--- output ---")
@@ -528,9 +576,20 @@ def history_stats(
     command: Annotated[
         list[str] | None, typer.Argument(help="A command; its signature is looked up.")
     ] = None,
+    claude: Annotated[
+        bool, typer.Option("--claude", help="Claude cost and tokens per day and per session instead.")
+    ] = False,
+    since: Annotated[str | None, typer.Option(help="With --claude: jobs queued since: 2h, 7d.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Count, p50, p95, success rate and the timeout estimate per command signature."""
+    if claude:
+        from ccxctl.render import usage_tables
+
+        query = HistoryParams(since=parse_since(since) if since else None, limit=10_000)
+        listed: JobList = _with_client(ctx, lambda c: c.call("history.list", query))
+        usage_tables(listed.jobs, json_out)
+        return
     params = StatsParams(command=" ".join(command) if command else None)
     res: StatsResult = _with_client(ctx, lambda c: c.call("history.stats", params))
     if json_out:

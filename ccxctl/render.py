@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from ccxd.protocol import JobInfo
+from ccxd.protocol import ClaudeInfo, JobInfo
 
 __all__ = ["describe_outcome", "emit_json", "human_duration", "job_rows", "table"]
 
@@ -82,19 +82,86 @@ def _when(ts: float | None) -> str:
 
 
 def job_rows(jobs: Sequence[JobInfo]) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows for a list of jobs."""
-    headers = ["id", "state", "outcome", "started", "duration", "command"]
+    """Headers and rows for a list of jobs (cost and tokens when there are Claude jobs)."""
+    claude = any(j.claude is not None for j in jobs)
+    headers = ["id", "state", "outcome", "started", "duration"]
+    headers += ["cost", "tokens in/out"] if claude else []
+    headers.append("command")
     rows = []
     for j in jobs:
         command = j.command if isinstance(j.command, str) else " ".join(j.command)
-        rows.append(
-            [
-                j.id,
-                str(j.state),
-                describe_outcome(j),
-                _when(j.started_at or j.queued_at),
-                human_duration(j.duration),
-                command,
-            ]
-        )
+        row = [
+            j.id,
+            str(j.state),
+            describe_outcome(j),
+            _when(j.started_at or j.queued_at),
+            human_duration(j.duration),
+        ]
+        if claude:
+            c = j.claude
+            row += [_cost(c.cost_usd if c else None), _tokens(c.input_tokens, c.output_tokens) if c else "-"]
+        row.append(command)
+        rows.append(row)
     return headers, rows
+
+
+def _cost(usd: float | None) -> str:
+    return "-" if usd is None else f"${usd:.4f}"
+
+
+def _count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    return f"{n / 1000:.1f}k" if n >= 10_000 else str(n)
+
+
+def _tokens(tokens_in: int | None, tokens_out: int | None) -> str:
+    if tokens_in is None and tokens_out is None:
+        return "-"
+    return f"{_count(tokens_in)}/{_count(tokens_out)}"
+
+
+def claude_fields(c: ClaudeInfo) -> dict[str, str]:
+    """A Claude job's record for ``history show``."""
+    fields = {
+        "claude": "ok" if c.error_class is None and c.ok else f"{c.error_class or 'no result'}",
+        "session": c.session_id or "-",
+        "model": c.model or "-",
+        "cost": _cost(c.cost_usd),
+        "tokens": f"{_tokens(c.input_tokens, c.output_tokens)} in/out, {c.cache_read_tokens or 0} cache read",
+        "turns": str(c.turns) if c.turns is not None else "-",
+    }
+    if c.error:
+        fields["c. error"] = c.error
+    if c.reset_at:
+        fields["resets"] = _when(c.reset_at)
+    return fields
+
+
+def usage_tables(jobs: Sequence[JobInfo], json_out: bool) -> None:
+    """``history stats --claude``: cost and tokens per day and per Claude session."""
+    from ccxd.claude.usage import by_day, by_session
+
+    days, sessions = by_day(jobs), by_session(jobs)
+    if json_out:
+        emit_json({"days": days, "sessions": sessions})
+        return
+    for title, rows in (("day", days), ("session", sessions)):
+        table(
+            [title, "jobs", "failed", "cost", "tokens in", "tokens out", "cache read", "turns"],
+            [
+                [
+                    r.key,
+                    str(r.jobs),
+                    str(r.failed),
+                    _cost(r.cost_usd),
+                    _count(r.input_tokens),
+                    _count(r.output_tokens),
+                    _count(r.cache_read_tokens),
+                    str(r.turns),
+                ]
+                for r in rows
+            ],
+        )

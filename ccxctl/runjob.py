@@ -244,9 +244,8 @@ def _run_remote(opts: RunOptions, url: str) -> int:
             return 1
         try:
             params = opts.start_params(remote=True)
-            job = await client.start(
-                params.command, **{f: getattr(params, f) for f in params.__struct_fields__ if f != "command"}
-            )
+            options = {f: getattr(params, f) for f in params.__struct_fields__ if f != "command"}
+            job = await client.start(params.command or [], **options)
             if opts.detach:
                 print(job.id)
                 return 0

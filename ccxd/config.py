@@ -186,6 +186,16 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Queued jobs wait while the 1-minute load average per CPU is above this."""
     timeout_stretch_max: Annotated[float, Meta(ge=1, le=100)] = 1.0
     """Under load, estimated and default timeouts grow by the load per CPU (above 1), at most ×this."""
+    claude_program: str = "claude"
+    """The Claude Code CLI that ``kind: "claude"`` jobs run (a name on PATH or a path)."""
+    claude_skip_permissions: bool = False
+    """Add ``--dangerously-skip-permissions`` to ``kind: "claude"`` jobs that do not say."""
+    claude_api_key_file: str = ""
+    """A file holding an API key given to Claude jobs as ANTHROPIC_API_KEY; empty: none added."""
+    claude_stall_timeout: Positive | None = 600.0
+    """End a stream-json Claude job after this many seconds without an event (class ``stall``)."""
+    claude_exit_grace: Positive = 30.0
+    """End a Claude job still running this many seconds after its result (``hung_after_result``)."""
 
     # Hooks
     hooks_enabled: bool = True

@@ -86,6 +86,11 @@ _RELOADABLE = (
     "builtin_hooks",
     "policy_allow",
     "policy_deny",
+    "claude_program",
+    "claude_skip_permissions",
+    "claude_api_key_file",
+    "claude_stall_timeout",
+    "claude_exit_grace",
 )
 _LAG_INTERVAL = 0.5
 
@@ -276,10 +281,12 @@ class Daemon:
     async def _start_claude(self, history: History) -> set[str]:
         """The Claude limits and retries; returns the ids of retry attempts queued again."""
         from ccxd.claude.gate import ClaudeGate
+        from ccxd.claude.kind import ClaudeKind
         from ccxd.claude.retry_runner import RetryRunner
         from ccxd.store.base import StoreUnavailable
 
         cfg = self.config
+        self.supervisor.kinds.append(ClaudeKind(lambda: cfg))
         self.claude_gate = ClaudeGate(lambda: cfg.claude_max_concurrent, self.supervisor.kick)
         self.supervisor.gate = self.claude_gate
         self.claude_retries = RetryRunner(self.supervisor, self.claude_gate, cfg, history.recorder)

@@ -28,6 +28,8 @@ from typing import Annotated, Any, Final, Literal, NamedTuple
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
+from ccxd.claude.events import ClaudeEvent
+
 __all__ = [
     "JSONRPC_VERSION",
     "METHODS",
@@ -215,6 +217,42 @@ class Usage(Struct, omit_defaults=True, kw_only=True):
     """Pressure: share of the last 10 s some task waited for CPU (percent), where the kernel has it."""
     psi_memory: float | None = None
     psi_io: float | None = None
+class ClaudeInfo(Struct, omit_defaults=True, kw_only=True):
+    """What a Claude job's stream-json said, and the class of its outcome.
+
+    Filled in while it runs (``session_id`` and ``model`` after ``init``) and
+    completed when it ends; ``error_class`` is one of the classes listed in
+    ``docs/protocol.md`` (``None``: success).
+    """
+
+    session_id: str | None = None
+    """The CLI's session (read back from ``init``/``result``: a resume may fork)."""
+    model: str | None = None
+    ok: bool | None = None
+    """The ``result`` event said success (``None``: no result)."""
+    error_class: str | None = None
+    error: str | None = None
+    """The error in words (the result text or the CLI's message)."""
+    api_status: int | None = None
+    reset_at: float | None = None
+    """``usage_limit``: when the limit lifts (epoch seconds)."""
+    retry_after: float | None = None
+    token_limit: int | None = None
+    """``token_limit``: the output token maximum that was hit."""
+    result: str | None = None
+    """The plain result text (at most 1 MiB; ``result_truncated`` says if cut)."""
+    result_truncated: bool = False
+    cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    turns: int | None = None
+    duration_api_ms: float | None = None
+    terminal_reason: str | None = None
+    events: int = 0
+    api_retries: int = 0
+    """``system/api_retry`` events: retries the CLI made itself."""
 
 
 class JobInfo(Struct, omit_defaults=True, kw_only=True):
@@ -272,6 +310,8 @@ class JobInfo(Struct, omit_defaults=True, kw_only=True):
     """What each hook did for this job (pre, post and error hooks), in order."""
     annotations: dict[str, Any] = {}
     """Notes hooks added to the record (``HookResult.annotations``)."""
+    claude: ClaudeInfo | None = None
+    """Claude jobs: session, cost, tokens, turns, result and error class."""
 
 
 class OutputChunk(Struct, kw_only=True):
@@ -322,7 +362,8 @@ class RetryParams(Struct, forbid_unknown_fields=True, kw_only=True, omit_default
 class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """``job.start``: run ``command`` (a shell string, or an argv list without a shell)."""
 
-    command: Annotated[str, Meta(min_length=1)] | Annotated[list[str], Meta(min_length=1)]
+    command: Annotated[str, Meta(min_length=1)] | Annotated[list[str], Meta(min_length=1)] | None = None
+    """Required, except with ``kind: "claude"`` (ccxd builds the argv from the Claude members)."""
     cwd: str | None = None
     env: dict[str, str] = {}
     shell: str | None = None
@@ -345,6 +386,32 @@ class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """Most processes/threads at once."""
     io_weight: IoWeight | None = None
     """Relative IO weight 1..10000."""
+    # Claude jobs (kind "claude"): ccxd builds `claude -p PROMPT ...` itself (no shell quoting).
+    kind: Literal["shell", "claude"] | None = None
+    """``"claude"``: run Claude Code with the members below; a ``claude`` argv is a Claude job too."""
+    prompt: str | None = None
+    prompt_on_stdin: bool = False
+    """Write the prompt to stdin (then close it) instead of passing it as an argument."""
+    model: str | None = None
+    max_turns: Annotated[int, Meta(ge=1)] | None = None
+    allowed_tools: list[str] = []
+    disallowed_tools: list[str] = []
+    mcp_config: str | None = None
+    """``--mcp-config``: a file path or a JSON string."""
+    resume: str | None = None
+    """``--resume SESSION`` (run in the session's original ``cwd`` with the same flags)."""
+    continue_session: bool = False
+    permission_mode: str | None = None
+    skip_permissions: bool | None = None
+    """``--dangerously-skip-permissions``; unset: the config's ``claude_skip_permissions``."""
+    output_format: Literal["stream-json", "json", "text"] = "stream-json"
+    """Only ``stream-json`` gives events, classification while running and stall detection."""
+    include_partial_messages: bool = False
+    """``--include-partial-messages``: token-level ``stream_event`` events (stream-json only)."""
+    claude_args: list[str] = []
+    """More CLI arguments, passed as given."""
+    stall_timeout: Seconds | None = None
+    """End the job when no event arrives for this long; unset: ``claude_stall_timeout``."""
 
 
 class JobRef(Struct, forbid_unknown_fields=True):
@@ -608,6 +675,21 @@ class OutputCut(Struct):
     limit: int
 
 
+class ClaudeEventNote(Struct, kw_only=True):
+    """``claude.event``: one stream-json event of a Claude job, parsed.
+
+    ``event.kind`` names it (``init``, ``assistant``, ``user``, ``api_retry``,
+    ``rate_limit``, ``stream_event``, ``system``, ``result``, ``unknown``,
+    ``text``, ``oversize``).  ``offset`` is the end of the output that held it:
+    it follows the ``job.output`` that carries its line.
+    """
+
+    job_id: str
+    seq: int
+    offset: int
+    event: ClaudeEvent
+
+
 class JobRetry(Struct, kw_only=True, omit_defaults=True):
     """``job.retry``: a Claude job failed retryably; ``next_job_id`` is attempt ``attempt``."""
 
@@ -779,6 +861,7 @@ NOTIFICATIONS: Final[dict[str, type[Struct]]] = {
     "hook.pre_execution": HookEvent,
     "hook.post_execution": HookEvent,
     "hook.error": HookEvent,
+    "claude.event": ClaudeEventNote,
 }
 
 

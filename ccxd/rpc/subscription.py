@@ -75,6 +75,7 @@ async def pump(
     sent_cut = False
     sent_stats = 0
     sent_hooks = 0
+    ev_seq = 0
     try:
         while not conn.closing:
             while sent_hooks < len(job.hooks):  # pre hooks before job.started, post/error before finished
@@ -116,6 +117,10 @@ async def pump(
                         conn.send(encode_chunk(job.id, chunk, skip))
                 offset = chunk.end
                 seq += 1
+                if job.claude is not None:  # each claude.event right after the output holding its line
+                    ev_seq = _claude_events(conn, job, ev_seq, from_offset, offset)
+            if job.claude is not None and (not with_output or seq >= out.next_seq):
+                ev_seq = _claude_events(conn, job, ev_seq, from_offset, None)
             if stats and job.usage is not None and job.stats_seq != sent_stats and not job.finished:
                 sent_stats = job.stats_seq
                 conn.send(_note("job.stats", JobStats(job.id, job.usage)))
@@ -134,6 +139,15 @@ async def pump(
             changed = loop.create_future()
     finally:
         job.remove_listener(wake)
+
+
+def _claude_events(conn: Connection, job: Job, ev_seq: int, after: int, upto: int | None) -> int:
+    """Send the job's ``claude.event`` notifications whose line ended in (after, upto]."""
+    assert job.claude is not None
+    wires, ev_seq = job.claude.events_after(ev_seq, after, upto)
+    for wire in wires:
+        conn.send(wire)
+    return ev_seq
 
 
 def _note(method: str, params: object) -> bytes:

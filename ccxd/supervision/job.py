@@ -15,6 +15,8 @@ from ccxd.supervision.tree import ProcessTree
 
 if TYPE_CHECKING:
     from ccxd.cgroups.base import JobCgroup
+    from ccxd.claude.monitor import ClaudeMonitor
+    from ccxd.supervision.observer import JobObserver
 
 __all__ = ["Job"]
 
@@ -84,6 +86,10 @@ class Job:
         self.admission_wait: str | None = None  # the admit_* threshold it waits for (in wait_reason)
         self.hooks: list[HookOutcome] = []  # what each hook did, in order
         self.annotations: dict[str, Any] = {}  # notes hooks added
+        # Job kinds (ccxd/supervision/observer.py): more environment, an output observer.
+        self.extra_env: dict[str, str] = {}
+        self.observer: JobObserver | None = None
+        self.claude: ClaudeMonitor | None = None  # Claude jobs: what the stream-json said
         self._listeners: list[Callable[[], None]] = []
         log.add_listener(self._on_output)
 
@@ -181,7 +187,7 @@ class Job:
         return JobInfo(
             id=self.id,
             state=self.state,
-            command=self.params.command,
+            command=self.params.command if self.params.command is not None else self.argv,
             shell=self.shell,
             argv=self.argv,
             cwd=self.cwd,
@@ -220,4 +226,5 @@ class Job:
             cgroup=self.group.path if self.group is not None else None,
             hooks=list(self.hooks),
             annotations=dict(self.annotations),
+            claude=self.claude.snapshot() if self.claude is not None else None,
         )

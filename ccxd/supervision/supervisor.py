@@ -26,6 +26,7 @@ from ccxd.protocol import ErrorCode, HookOutcome, JobInfo, JobReason, JobState, 
 from ccxd.supervision import jobfile, shimjob
 from ccxd.supervision.gate import JobGate, OpenGate
 from ccxd.supervision.job import Job
+from ccxd.supervision.observer import JobKind
 from ccxd.supervision.reaper import ExitStatus, Reaper
 from ccxd.supervision.shell import resolve_shell
 from ccxd.supervision.shim import find_shim
@@ -119,6 +120,8 @@ class Supervisor:
         """Limits, cgroups, samples and admission thresholds (ccxd/cgroups/control.py)."""
         self.resources.on_over_limit = lambda job: self._stop(job, JobReason.OOM)
         self._admit_timer: asyncio.TimerHandle | None = None
+        self.kinds: list[JobKind] = []
+        """Job kinds (Claude) that shape requests and watch their jobs' output."""
 
     # -- queries --------------------------------------------------------------
 
@@ -160,6 +163,7 @@ class Supervisor:
         """Admit a job: start it now or queue it.  Raises :class:`RpcError`."""
         if not self._accepting:
             raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
+        params = self._prepare(params)
         job_id = new_job_id()
         outcomes: builtins.list[HookOutcome] = []
         notes: dict[str, object] = {}
@@ -205,7 +209,7 @@ class Supervisor:
         if self.recorder is None:
             c = self.config.default_timeout
             return c, "default_timeout" if c is not None else "none"
-        est = await self.recorder.timeout_for(params.command)
+        est = await self.recorder.timeout_for(params.command or "")
         return est.timeout, est.basis
 
     def _save_job_file(self, job: Job, info: JobInfo | None = None) -> None:
@@ -229,7 +233,18 @@ class Supervisor:
         """A job for ``params`` (not admitted yet); ``job_id`` reuses an id (a restored job)."""
         return self._make_job(params, peer, job_id)
 
+    def _prepare(self, params: StartParams) -> StartParams:
+        try:
+            for kind in self.kinds:
+                params = kind.prepare(params)
+        except ValueError as exc:
+            raise RpcError(ErrorCode.INVALID_PARAMS, str(exc)) from None
+        if params.command is None:
+            raise RpcError(ErrorCode.INVALID_PARAMS, 'command is required (or kind: "claude" with a prompt)')
+        return params
+
     def _make_job(self, params: StartParams, peer: str, job_id: str | None = None) -> Job:
+        params = self._prepare(params)
         _check_text(params)
         job_id = job_id or new_job_id()
         if isinstance(params.command, str):
@@ -244,7 +259,7 @@ class Supervisor:
             argv = [shell, "-c", params.command]
         else:
             shell = None
-            argv = list(params.command)
+            argv = list(params.command or ())
         cwd = params.cwd or self._base_env.get("HOME", "/")
         idle = params.idle_timeout if params.idle_timeout is not None else self.config.idle_timeout
         spool: Spool | None = None
@@ -268,6 +283,8 @@ class Supervisor:
             idle_timeout=idle,
         )
         job.limits = self.resources.limits_for(params)
+        for kind in self.kinds:
+            kind.made(job)
         return job
 
     def _launch(self, job: Job) -> None:
@@ -360,6 +377,7 @@ class Supervisor:
         env = dict(self._base_env)
         env.update(_JOB_ENV_DEFAULTS)
         env.update(job.params.env)
+        env.update(job.extra_env)
         env["CCXD_JOB_ID"] = job.id
         stdin_data = job.params.input.encode() if job.params.input is not None else None
         if self.shim is not None and isinstance(job.log.spool, FollowedSpool):
@@ -381,6 +399,8 @@ class Supervisor:
         job.move(JobState.RUNNING)
         self._record(job)
         log.info("job %s started: pid %d %s", job.id, proc.pid, _short(job.argv))
+        if job.observer is not None:
+            job.observer.started(lambda reason: self._stop(job, reason))
         if stdin_data is not None and proc.stdin is not None:
             writer = loop.create_task(write_input(proc.stdin, stdin_data))
             self._tasks.add(writer)
@@ -401,6 +421,8 @@ class Supervisor:
         finally:
             for t in timers:
                 t.cancel()
+        if job.observer is not None:
+            job.observer.exited(status.code, status.signal)
         self._finish_exited(job, status)
 
     def _finish_exited(self, job: Job, status: ExitStatus) -> None:
@@ -434,6 +456,8 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         chunker = Utf8Chunker(self.config.chunk_size)
         size = self.config.chunk_size
+        recorder = self.recorder
+        observer = job.observer
         spool = job.log.spool
         flush_timer: list[asyncio.TimerHandle] = []
 
@@ -444,6 +468,11 @@ class Supervisor:
 
         def append(piece: bytes) -> None:
             self._append_output(job, stream, piece)
+            chunk = job.log.append(stream, piece)
+            if recorder is not None:
+                recorder.output(job.id, chunk)
+            if observer is not None:
+                observer.output(stream, chunk)
             if spool is not None and spool.pending and not flush_timer:
                 # The tail of a burst reaches the disk shortly after the burst ends.
                 flush_timer.append(loop.call_later(FLUSH_INTERVAL, flush))
@@ -996,7 +1025,7 @@ def _check_text(params: StartParams) -> None:
     if isinstance(params.command, str):
         parts.append(("command", params.command))
     else:
-        parts += [(f"command[{i}]", a) for i, a in enumerate(params.command)]
+        parts += [(f"command[{i}]", a) for i, a in enumerate(params.command or ())]
     if params.cwd is not None:
         parts.append(("cwd", params.cwd))
     for k, v in params.env.items():

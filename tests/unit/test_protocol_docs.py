@@ -100,7 +100,7 @@ def unknown_fields(value: Any, t: mi.Type, path: str = "$") -> Iterator[str]:
         for key, item in value.items():
             if key in fields:
                 yield from unknown_fields(item, fields[key].type, f"{path}.{key}")
-            else:
+            elif key != t.tag_field:  # a tagged struct's tag (e.g. claude.event's "kind")
                 yield f"{path}.{key}"
     elif isinstance(t, mi.ListType) and isinstance(value, list):
         for i, item in enumerate(value):
@@ -109,7 +109,16 @@ def unknown_fields(value: Any, t: mi.Type, path: str = "$") -> Iterator[str]:
         for key, item in value.items():
             yield from unknown_fields(item, t.value_type, f"{path}.{key}")
     elif isinstance(t, mi.UnionType):
-        for member in t.types:
+        # A tagged union: only the member the tag names counts.
+        tagged = [
+            m
+            for m in t.types
+            if isinstance(m, mi.StructType)
+            and isinstance(value, dict)
+            and m.tag_field in value
+            and value[m.tag_field] == m.tag
+        ]
+        for member in tagged or t.types:
             yield from unknown_fields(value, member, path)
 
 
@@ -150,7 +159,9 @@ def test_every_notification_has_exactly_one_section(name: str) -> None:
 
 def test_no_section_documents_something_that_does_not_exist() -> None:
     for name, is_notification in ENTRIES:
-        known = {**NOTIFICATIONS, **LEGACY_NOTIFICATIONS} if is_notification else {**METHODS, **LEGACY_METHODS}
+        known = (
+            {**NOTIFICATIONS, **LEGACY_NOTIFICATIONS} if is_notification else {**METHODS, **LEGACY_METHODS}
+        )
         assert name in known, name
 
 

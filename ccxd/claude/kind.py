@@ -1,0 +1,98 @@
+"""Claude jobs as a job kind: the supervisor's seam (:class:`~ccxd.supervision.observer.JobKind`).
+
+``prepare`` builds the argv of ``kind: "claude"`` requests; ``made`` gives
+every Claude job (``kind: "claude"``, or an argv whose program is ``claude``)
+its pre-assigned ``--session-id``, the configured API key (only when
+``claude_api_key_file`` is set) and a :class:`ClaudeMonitor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ccxd.claude.command import add_session_id, claude_params, is_claude_argv, wants_events
+from ccxd.claude.gate import is_claude_job
+from ccxd.claude.monitor import ClaudeMonitor
+from ccxd.config import Config
+from ccxd.protocol import StartParams
+
+if TYPE_CHECKING:
+    from ccxd.supervision.job import Job
+
+__all__ = ["ClaudeKind"]
+
+log = logging.getLogger("ccxd.claude")
+
+
+class ClaudeKind:
+    """Shapes and watches Claude jobs."""
+
+    def __init__(self, config: Callable[[], Config]) -> None:
+        self.config = config
+
+    def prepare(self, params: StartParams) -> StartParams:
+        """Build the argv of a ``kind: "claude"`` request; ValueError when incomplete."""
+        cfg = self.config()
+        return claude_params(params, cfg.claude_program, cfg.claude_skip_permissions)
+
+    def made(self, job: Job) -> None:
+        """Session id, API key and monitor for a Claude job; other jobs are left alone.
+
+        A shell command that runs ``claude`` (``claude -p ... | ...`` as
+        cc_executor clients send) is only watched: its output is parsed and
+        classified, nothing about it is changed.
+        """
+        cfg = self.config()
+        if not is_claude_job(job):
+            words = _shell_words(job.params.command)
+            if words and is_claude_argv(words):
+                stall = job.params.stall_timeout
+                job.claude = job.observer = ClaudeMonitor(
+                    job,
+                    structured=wants_events(words),
+                    stall_timeout=stall if stall is not None else cfg.claude_stall_timeout,
+                    exit_grace=cfg.claude_exit_grace,
+                )
+            return
+        job.argv, session_id = add_session_id(job.argv)
+        key = _api_key(cfg.claude_api_key_file)
+        if key is not None:
+            job.extra_env["ANTHROPIC_API_KEY"] = key
+        stall = job.params.stall_timeout if job.params.stall_timeout is not None else cfg.claude_stall_timeout
+        monitor = ClaudeMonitor(
+            job,
+            structured=wants_events(job.argv),
+            stall_timeout=stall,
+            exit_grace=cfg.claude_exit_grace,
+            session_id=session_id,
+        )
+        job.claude = monitor
+        job.observer = monitor
+
+
+def _shell_words(command: str | list[str] | None) -> list[str]:
+    if not isinstance(command, str):
+        return []
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return []
+    # `VAR=value claude ...` and `env VAR=value claude ...` run claude too.
+    while words and (words[0] == "env" or ("=" in words[0] and words[0].split("=", 1)[0].isidentifier())):
+        words = words[1:]
+    return words
+
+
+def _api_key(path: str) -> str | None:
+    if not path:
+        return None
+    try:
+        key = Path(path).expanduser().read_text().strip()
+    except OSError as exc:
+        log.error("claude_api_key_file %s: %s; Claude jobs run without it", path, exc)
+        return None
+    return key or None

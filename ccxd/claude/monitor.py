@@ -1,0 +1,233 @@
+"""The per-job Claude monitor: follows a Claude job's output as the supervisor reads it.
+
+It is the thin I/O layer over the sans-I/O parser and classifier: the
+supervisor hands it every output chunk (:meth:`ClaudeMonitor.output`) and
+tells it when the process exited (:meth:`ClaudeMonitor.exited`, before the job
+is marked finished), and it
+
+* parses stdout as stream-json, keeps :class:`RunFacts` and a bounded list of
+  encoded ``claude.event`` notifications for subscribers (:meth:`events_after`);
+* keeps ``job.info().claude`` (:class:`ClaudeInfo`) current;
+* ends a *stalled* job (no event for ``stall_timeout`` seconds) and a job whose
+  process is still alive ``exit_grace`` seconds after its ``result`` event (a
+  known CLI hang), through the ``stop`` callback;
+* classifies the outcome when the process is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from msgspec import structs
+
+from ccxd.claude.classify import Classification, RunFacts, classify
+from ccxd.claude.events import ClaudeEvent, Init, Result
+from ccxd.claude.stream import StreamJsonParser
+from ccxd.output.log import Chunk
+from ccxd.protocol import ClaudeEventNote, ClaudeInfo, JobReason, Notification, encode
+
+if TYPE_CHECKING:
+    from ccxd.supervision.job import Job
+
+__all__ = ["RESULT_KEEP", "ClaudeMonitor"]
+
+log = logging.getLogger("ccxd.claude")
+
+RESULT_KEEP = 1 << 20
+"""Result text kept in the job record (the whole text is in the job's output)."""
+_EVENTS_KEPT = 4096
+_STDERR_TAIL = 8192
+
+
+class ClaudeMonitor:
+    """Everything ccxd learns from one Claude job while it runs."""
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        structured: bool,
+        stall_timeout: float | None,
+        exit_grace: float,
+        session_id: str | None = None,
+        max_line: int | None = None,
+    ) -> None:
+        self.job = job
+        self.structured = structured
+        self.stall_timeout = stall_timeout if structured else None
+        self.exit_grace = exit_grace
+        self._stop: Callable[[JobReason], None] = lambda reason: None
+        self.parser = StreamJsonParser(max_line) if max_line else StreamJsonParser()
+        self.facts = RunFacts()
+        self.facts.session_id = session_id
+        self.classification: Classification | None = None
+        self.info = ClaudeInfo(session_id=session_id)
+        self.stalled = False
+        self.ended_after_result = False
+        self.last_event_mono = time.monotonic()
+        self._stderr = bytearray()
+        self._events: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=_EVENTS_KEPT)
+        self.next_seq = 0
+        self._timers: list[asyncio.TimerHandle] = []
+        self._closed = False
+        self._broken = False
+
+    # -- called by the supervisor ---------------------------------------------
+
+    def started(self, stop: Callable[[JobReason], None]) -> None:
+        """The process runs: start watching for a stall; ``stop`` ends the job."""
+        self._stop = stop
+        self.last_event_mono = time.monotonic()
+        if self.stall_timeout is not None:
+            self._arm_stall(self.stall_timeout)
+
+    def output(self, stream: int, chunk: Chunk) -> None:
+        """A chunk of the job's output (stream 0 stdout, 1 stderr)."""
+        if stream == 1:
+            self._stderr += chunk.data
+            del self._stderr[:-_STDERR_TAIL]
+            return
+        if self._broken:
+            return
+        try:
+            for event in self.parser.feed(chunk.data):
+                self._take(event, chunk.end)
+        except Exception:  # never let a parsing bug disturb the job's output
+            log.exception("job %s: claude stream parsing failed; no more events", self.job.id)
+            self._broken = True
+            self.stall_timeout = None
+
+    def exited(self, exit_code: int | None, signal: int | None) -> None:
+        """The process is gone and its output read: classify (before the job finishes)."""
+        if self._closed:
+            return
+        self._closed = True
+        for event in self.parser.flush():
+            self._take(event, self.job.log.size)
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+        facts = self.facts
+        if self.structured or facts.result is not None:
+            verdict = classify(
+                facts,
+                stalled=self.stalled,
+                ended_after_result=self.ended_after_result,
+                stderr_tail=self._stderr.decode("utf-8", "replace"),
+                now=time.time(),
+            )
+        else:
+            verdict = self._classify_text(exit_code == 0 and signal is None)
+        self.classification = verdict
+        self.info.error_class = verdict.error_class
+        self.info.error = verdict.message if verdict.error_class else None
+        self.info.api_status = verdict.status
+        self.info.reset_at = verdict.reset_at
+        self.info.retry_after = verdict.retry_after
+        self.info.token_limit = verdict.limit
+        if verdict.error_class:
+            log.info("job %s: claude %s: %s", self.job.id, verdict.error_class, verdict.message)
+
+    # -- subscribers ----------------------------------------------------------
+
+    def events_after(self, seq: int, after: int, upto: int | None) -> tuple[list[bytes], int]:
+        """Encoded ``claude.event`` notifications from ``seq`` on whose offset is in (after, upto].
+
+        Returns them and the next seq to ask for (``upto`` None: no upper
+        bound).  Events that fell out of the kept window are skipped (their
+        lines are in the job's output).
+        """
+        out: list[bytes] = []
+        first = self.next_seq - len(self._events)
+        seq = max(seq, first)
+        while seq < self.next_seq:
+            offset, wire = self._events[seq - first]
+            if upto is not None and offset > upto:
+                break
+            if offset > after:
+                out.append(wire)
+            seq += 1
+        return out, seq
+
+    def snapshot(self) -> ClaudeInfo:
+        """A copy of what is known so far, for the job record."""
+        return structs.replace(self.info)
+
+    # -- internals ------------------------------------------------------------
+
+    def _take(self, event: ClaudeEvent, offset: int) -> None:
+        self.facts.observe(event)
+        self.last_event_mono = time.monotonic()
+        info = self.info
+        info.events = self.facts.events
+        info.api_retries = len(self.facts.retries)
+        if isinstance(event, Init):
+            info.session_id = event.session_id or info.session_id
+            info.model = event.model
+        elif isinstance(event, Result):
+            self._take_result(event)
+        note = ClaudeEventNote(job_id=self.job.id, seq=self.next_seq, offset=offset, event=event)
+        self._events.append((offset, encode(Notification(method="claude.event", params=note))))
+        self.next_seq += 1
+
+    def _take_result(self, res: Result) -> None:
+        info = self.info
+        info.session_id = res.session_id or info.session_id
+        info.ok = not res.is_error and res.subtype in (None, "success")
+        text = res.result
+        if text is not None and len(text) > RESULT_KEEP:
+            text, info.result_truncated = text[:RESULT_KEEP], True
+        info.result = text
+        info.cost_usd = res.total_cost_usd
+        if res.usage is not None:
+            info.input_tokens = res.usage.input_tokens
+            info.output_tokens = res.usage.output_tokens
+            info.cache_read_tokens = res.usage.cache_read_input_tokens
+            info.cache_creation_tokens = res.usage.cache_creation_input_tokens
+        info.turns = res.num_turns
+        info.duration_api_ms = res.duration_api_ms
+        info.terminal_reason = res.terminal_reason
+        if not self._closed:
+            self._later(self.exit_grace, self._hung_after_result)
+
+    def _classify_text(self, exited_ok: bool) -> Classification:
+        # Plain text or json output: no events to go on, only the exit and the words.
+        text = self._stderr.decode("utf-8", "replace")
+        from_text = classify(self.facts, stderr_tail=text, now=time.time())
+        if exited_ok:
+            return Classification()
+        if from_text.error_class not in (None, "no_result"):
+            return from_text
+        return Classification(error_class="unknown_error", message=text.strip()[-500:] or None)
+
+    def _arm_stall(self, delay: float) -> None:
+        self._later(delay, self._check_stall)
+
+    def _check_stall(self) -> None:
+        if self._closed or self.facts.result is not None or self.stall_timeout is None:
+            return
+        quiet = time.monotonic() - self.last_event_mono
+        if quiet >= self.stall_timeout:
+            self.stalled = True
+            log.info("job %s: no claude event for %.1fs; ending it", self.job.id, quiet)
+            self._stop(JobReason.IDLE_TIMEOUT)
+        else:
+            self._arm_stall(self.stall_timeout - quiet)
+
+    def _hung_after_result(self) -> None:
+        if self._closed:
+            return
+        self.ended_after_result = True
+        log.warning(
+            "job %s: claude still running %.1fs after its result; ending it", self.job.id, self.exit_grace
+        )
+        self._stop(JobReason.EXITED)
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+        self._timers = [t for t in self._timers if not t.cancelled()]
+        self._timers.append(asyncio.get_running_loop().call_later(delay, callback))

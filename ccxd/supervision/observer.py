@@ -1,0 +1,44 @@
+"""Seams for job kinds: shaping a job before it runs and watching its output.
+
+The supervisor knows nothing about Claude: a :class:`JobKind` may rewrite a
+request (``prepare``) and adjust a job before it is spawned (``made``: argv,
+extra environment, an observer); a :class:`JobObserver` sees every output chunk
+as it is read and the exit before the job is marked finished, and may stop the
+job through the callback it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from ccxd.output.log import Chunk
+from ccxd.protocol import JobReason, StartParams
+
+if TYPE_CHECKING:
+    from ccxd.supervision.job import Job
+
+__all__ = ["JobKind", "JobObserver"]
+
+
+class JobObserver(Protocol):
+    """Watches one job's process."""
+
+    def started(self, stop: Callable[[JobReason], None]) -> None:
+        """The process runs; ``stop(reason)`` ends the job (first reason wins)."""
+
+    def output(self, stream: int, chunk: Chunk) -> None:
+        """A chunk was read (stream 0 stdout, 1 stderr), already in the job's log."""
+
+    def exited(self, exit_code: int | None, signal: int | None) -> None:
+        """The process is gone and its output read; the job is not finished yet."""
+
+
+class JobKind(Protocol):
+    """Shapes the jobs it recognises."""
+
+    def prepare(self, params: StartParams) -> StartParams:
+        """``params`` as they should run; ValueError (words for people) refuses them."""
+
+    def made(self, job: Job) -> None:
+        """A job was made from prepared params: set ``argv``, ``extra_env``, ``observer``."""
