@@ -1044,7 +1044,7 @@ def _check_text(params: StartParams) -> None:
     if isinstance(params.command, str):
         sized = [("command", len(params.command.encode()) + 1)]
     else:
-        sized = [(f"command[{i}]", len(a.encode()) + 1) for i, a in enumerate(params.command)]
+        sized = [(f"command[{i}]", len(a.encode()) + 1) for i, a in enumerate(params.command or ())]
     sized += [(f"env.{k}", len(k.encode()) + len(v.encode()) + 2) for k, v in params.env.items()]
     for where, size in sized:
         if size > _MAX_ARG_STRLEN:
