@@ -41,6 +41,7 @@ log = logging.getLogger("ccxd.claude")
 RESULT_KEEP = 1 << 20
 """Result text kept in the job record (the whole text is in the job's output)."""
 _EVENTS_KEPT = 4096
+_EVENT_BYTES_KEPT = 16 << 20  # encoded events kept for subscribers (late ones get the output instead)
 _STDERR_TAIL = 8192
 
 
@@ -71,7 +72,8 @@ class ClaudeMonitor:
         self.ended_after_result = False
         self.last_event_mono = time.monotonic()
         self._stderr = bytearray()
-        self._events: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=_EVENTS_KEPT)
+        self._events: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._event_bytes = 0
         self.next_seq = 0
         self._timers: list[asyncio.TimerHandle] = []
         self._closed = False
@@ -172,7 +174,13 @@ class ClaudeMonitor:
         elif isinstance(event, Result):
             self._take_result(event)
         note = ClaudeEventNote(job_id=self.job.id, seq=self.next_seq, offset=offset, event=event)
-        self._events.append((offset, encode(Notification(method="claude.event", params=note))))
+        wire = encode(Notification(method="claude.event", params=note))
+        self._events.append((offset, wire))
+        self._event_bytes += len(wire)
+        while len(self._events) > _EVENTS_KEPT or (
+            self._event_bytes > _EVENT_BYTES_KEPT and len(self._events) > 1
+        ):
+            self._event_bytes -= len(self._events.popleft()[1])
         self.next_seq += 1
 
     def _take_result(self, res: Result) -> None:

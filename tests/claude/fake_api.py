@@ -42,6 +42,7 @@ __all__ = [
     "Hang",
     "Reply",
     "Stream",
+    "ToolUse",
     "UsageLimit",
 ]
 
@@ -77,13 +78,22 @@ class UsageLimit:
 
 
 @dataclass
+class ToolUse:
+    """An answer that calls tool ``name`` with ``input`` (the CLI runs it and asks again)."""
+
+    name: str = "Read"
+    input: dict[str, Any] = field(default_factory=lambda: {"file_path": "/etc/hostname"})
+    text: str = "Let me look."
+
+
+@dataclass
 class Hang:
     """Start streaming ``text``, then send nothing more until the server stops."""
 
     text: str = "I was about to say"
 
 
-Reply = Stream | ApiError | UsageLimit | Hang
+Reply = Stream | ApiError | UsageLimit | Hang | ToolUse
 
 
 @dataclass
@@ -161,6 +171,29 @@ def _stream_events(model: str, reply: Stream) -> Iterator[bytes]:
         },
     )
     yield _sse("message_stop", {"type": "message_stop"})
+
+
+def _tool_use_events(model: str, reply: ToolUse) -> Iterator[bytes]:
+    head = list(_stream_events(model, Stream(text=reply.text, stop_reason="tool_use")))
+    yield from head[:4]  # message_start, text block start, its delta, its stop
+    yield _sse(
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_fake1", "name": reply.name, "input": {}},
+        },
+    )
+    yield _sse(
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": json.dumps(reply.input)},
+        },
+    )
+    yield _sse("content_block_stop", {"type": "content_block_stop", "index": 1})
+    yield from head[4:]  # message_delta (stop_reason tool_use), message_stop
 
 
 class FakeApi:
@@ -269,10 +302,25 @@ class FakeApi:
                             "x-should-retry": "false",
                         },
                     )
+                elif isinstance(reply, ToolUse):
+                    self._stream_events(list(_tool_use_events(str(body.get("model", "claude")), reply)))
                 elif isinstance(reply, Hang):
                     self._stream(body, Stream(text=reply.text), hang=True)
                 else:
                     self._stream(body, reply, hang=False)
+
+            def _stream_events(self, events: list[bytes]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                try:
+                    for ev in events:
+                        self.wfile.write(f"{len(ev):x}\r\n".encode() + ev + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def _stream(self, body: dict[str, Any], reply: Stream, hang: bool) -> None:
                 self.send_response(200)

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from msgspec import structs
 
-from ccxd.claude.events import Init, Result
+from ccxd.claude.events import Assistant, Init, Result, StreamEvent
 from ccxd.protocol import ClaudeEventNote, JobFinished, JobInfo, OutputChunk, StartParams
 from tests.claude.conftest import claude_env
-from tests.claude.fake_api import FakeApi, Hang, Stream, UsageLimit, overloaded, rate_limited
+from tests.claude.fake_api import FakeApi, Hang, Stream, ToolUse, UsageLimit, overloaded, rate_limited
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -217,3 +217,25 @@ def test_ccxctl_claude_prints_the_plain_result(daemon_factory, claude_bin, fake_
     usage = json.loads(stats.stdout)
     assert [r["jobs"] for r in usage["days"]] == [1] and usage["days"][0]["cost_usd"] > 0
     assert len(usage["sessions"]) == 1 and usage["sessions"][0]["output_tokens"] > 0
+
+
+async def test_partial_messages_and_tool_use_reach_subscribers(claude_daemon, fake_api, claude_home) -> None:
+    fake_api.script(
+        ToolUse(name="Read", input={"file_path": "notes.txt"}), Stream(text="one two three", piece=4)
+    )
+    (claude_home / "notes.txt").write_text("hello\n")
+    params = claude_params(fake_api, claude_home, include_partial_messages=True, allowed_tools=["Read"])
+    job, events, _ = await run_claude(claude_daemon, params)
+    assert "--include-partial-messages" in job.argv
+    notes = [e.event for e in events if isinstance(e, ClaudeEventNote)]
+    deltas = [
+        ev.event["delta"]["text"]
+        for ev in notes
+        if isinstance(ev, StreamEvent)
+        and ev.event.get("type") == "content_block_delta"
+        and ev.event["delta"].get("type") == "text_delta"
+    ]
+    assert "".join(deltas).endswith("one two three")
+    uses = [t for ev in notes if isinstance(ev, Assistant) for t in ev.tool_uses]
+    assert [(t.name, t.input) for t in uses] == [("Read", {"file_path": "notes.txt"})]
+    assert job.claude is not None and job.claude.result == "one two three" and job.claude.turns == 2

@@ -20,6 +20,7 @@ from tests.claude.fake_api import (
     ApiError,
     FakeApi,
     Stream,
+    ToolUse,
     UsageLimit,
     invalid_key,
     overloaded,
@@ -28,10 +29,16 @@ from tests.claude.fake_api import (
 
 
 def run_cli(
-    claude_bin: str, api: FakeApi, home: Path, *, gateway: bool = False, chunk: int = 4096
+    claude_bin: str,
+    api: FakeApi,
+    home: Path,
+    *,
+    gateway: bool = False,
+    chunk: int = 4096,
+    args: tuple[str, ...] = (),
 ) -> tuple[list[ClaudeEvent], Classification, int]:
     proc = subprocess.run(
-        [claude_bin, "-p", "say hello", "--output-format", "stream-json", "--verbose"],
+        [claude_bin, "-p", "say hello", "--output-format", "stream-json", "--verbose", *args],
         env=claude_env(api, home, gateway=gateway),
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -135,3 +142,21 @@ def test_unreachable_api_is_network(claude_bin: str, claude_home: Path) -> None:
     events, cls, _ = run_cli(claude_bin, api, claude_home)
     assert cls.error_class == "network", cls
     assert any(isinstance(e, Assistant) and e.is_api_error_message for e in events)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected", "words"),
+    [
+        (("--max-turns", "1"), "max_turns", "maximum number of turns"),
+        (("--max-budget-usd", "0.00001"), "max_budget", "maximum budget"),
+    ],
+)
+def test_turn_and_budget_limits(
+    claude_bin: str, fake_api: FakeApi, claude_home: Path, args: tuple[str, ...], expected: str, words: str
+) -> None:
+    fake_api.script(ToolUse(input={"file_path": "notes.txt"}), Stream(text="never reached"))
+    events, cls, code = run_cli(claude_bin, fake_api, claude_home, args=args)
+    assert cls.error_class == expected and code != 0
+    assert words in (cls.message or "")
+    tool_uses = [t for e in events if isinstance(e, Assistant) for t in e.tool_uses]
+    assert [(t.name, t.input) for t in tool_uses] == [("Read", {"file_path": "notes.txt"})]
