@@ -19,7 +19,29 @@ experiment against a logging server:
   ``message_delta`` with ``stop_reason`` and ``usage``, ``message_stop``).
 * 429 and 529 (and 5xx) replies are retried inside the CLI with backoff (it
   honours ``retry-after``), announced as ``system/api_retry`` events.
-* A 401 is not retried; the result is an error naming the authentication problem.
+* A 401 is retried like a 5xx; then the result is ``Invalid API key · Fix
+  external API key`` (``api_error_status: 401``).  Each retry waits with
+  backoff (minutes in total after 10): tests set ``CLAUDE_CODE_MAX_RETRIES``.
+* ``stop_reason: max_tokens`` makes the CLI continue by itself (a synthetic
+  "Output token limit hit. Resume directly" user turn, 3 times); then an
+  ``assistant`` message with ``api_error: max_output_tokens`` and the result
+  "API Error: Claude's response exceeded the N output token maximum" (N is
+  the model's maximum, 128000 for the default model), ``is_error: true``.
+* A 400 "prompt is too long" gives ``terminal_reason: prompt_too_long``; a
+  refused connection ``api_error: connection_failed`` ("ECONNREFUSED"); a
+  stream that stops mid-way (:class:`Hang`) leaves the CLI waiting for
+  minutes (its own idle timeout): ccxd's stall detection ends it.
+* Usage limits are only read in *gateway* mode (``ANTHROPIC_AUTH_TOKEN`` a
+  JWT with ``aud: claude-gateway``, see ``tests/claude/conftest.py``; it is
+  not verified): a 429 with ``anthropic-ratelimit-unified-status: rejected``,
+  ``-reset`` (epoch) and ``-representative-claim`` (``five_hour``) and
+  ``x-should-retry: false`` gives a ``rate_limit_event`` (``status:
+  rejected``, ``resetsAt``, ``rateLimitType``), an ``assistant`` message with
+  ``api_error: usage_limit_reached`` and the result "You've hit your 5-hour
+  limit · resets 7:50pm (UTC)".  With an API key the same 429 is a plain
+  rate limit.
+* API errors end with ``subtype: "success"``, ``is_error: true`` and exit code
+  1 (0 was seen for older versions): neither decides alone.
 
 Each test scripts the replies to ``POST /v1/messages`` in order (:meth:`FakeApi.script`);
 when the script is used up, :attr:`FakeApi.default` answers.
