@@ -239,3 +239,23 @@ async def test_partial_messages_and_tool_use_reach_subscribers(claude_daemon, fa
     uses = [t for ev in notes if isinstance(ev, Assistant) for t in ev.tool_uses]
     assert [(t.name, t.input) for t in uses] == [("Read", {"file_path": "notes.txt"})]
     assert job.claude is not None and job.claude.result == "one two three" and job.claude.turns == 2
+
+
+async def test_api_key_only_from_the_config_file(
+    daemon_factory, claude_bin, fake_api, claude_home, tmp_root
+) -> None:
+    key_file = tmp_root / "claude.key"
+    key_file.write_text("sk-ant-from-config\n")
+    d = daemon_factory(
+        {
+            "CCXD_CLAUDE_PROGRAM": claude_bin,
+            "CCXD_CLAUDE_RETRY": "false",
+            "CCXD_CLAUDE_API_KEY_FILE": str(key_file),
+        }
+    )
+    env = claude_env(fake_api, claude_home)
+    del env["ANTHROPIC_API_KEY"]
+    job, _, _ = await run_claude(d, StartParams(kind="claude", prompt="hi", cwd=str(claude_home), env=env))
+    assert job.claude is not None and job.claude.error_class is None
+    assert fake_api.messages[0].headers["x-api-key"] == "sk-ant-from-config"
+    assert "ANTHROPIC_API_KEY" not in job.env and not any("sk-ant" in a for a in job.argv)
