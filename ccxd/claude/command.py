@@ -28,6 +28,8 @@ __all__ = [
     "wants_events",
 ]
 
+_PROMPT_ARG_MAX = 100_000
+"""Longer prompts go through stdin: Linux refuses a single argument over 128 KiB."""
 _RESUMING = ("--resume", "-r", "--continue", "-c", "--session-id", "--fork-session")
 _PRINT = ("-p", "--print")
 
@@ -87,6 +89,9 @@ def claude_params(params: StartParams, program: str, skip_permissions: bool) -> 
         raise ValueError('include_partial_messages needs output_format "stream-json"')
     if params.shell is not None:
         raise ValueError("a claude job runs without a shell; leave shell unset")
+    big = params.prompt is not None and len(params.prompt.encode()) > _PROMPT_ARG_MAX
+    if big and params.input is None and not params.prompt_on_stdin:
+        params = structs.replace(params, prompt_on_stdin=True)
     argv = build_argv(params, program, skip_permissions)
     stdin = params.prompt if params.prompt_on_stdin else params.input
     return structs.replace(params, command=argv, input=stdin)

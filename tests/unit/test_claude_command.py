@@ -53,6 +53,9 @@ def test_prompt_on_stdin_and_validation() -> None:
             "claude",
             False,
         )
+    huge = "word " * 50_000  # over what one argument may hold
+    p = claude_params(StartParams(kind="claude", prompt=huge), "claude", False)
+    assert p.input == huge and p.command is not None and huge not in p.command and p.prompt_on_stdin
     shell = StartParams(command="echo hi")
     assert claude_params(shell, "claude", False) is shell
 
