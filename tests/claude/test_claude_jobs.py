@@ -14,7 +14,7 @@ import pytest
 from msgspec import structs
 
 from ccxd.claude.events import Assistant, Init, Result, StreamEvent
-from ccxd.protocol import ClaudeEventNote, JobFinished, JobInfo, OutputChunk, StartParams
+from ccxd.protocol import ClaudeEventNote, HistoryParams, JobFinished, JobInfo, OutputChunk, StartParams
 from tests.claude.conftest import claude_env
 from tests.claude.fake_api import FakeApi, Hang, Stream, ToolUse, UsageLimit, overloaded, rate_limited
 
@@ -259,3 +259,25 @@ async def test_api_key_only_from_the_config_file(
     assert job.claude is not None and job.claude.error_class is None
     assert fake_api.messages[0].headers["x-api-key"] == "sk-ant-from-config"
     assert "ANTHROPIC_API_KEY" not in job.env and not any("sk-ant" in a for a in job.argv)
+
+
+async def test_claude_fields_survive_a_daemon_restart(
+    daemon_factory, claude_bin, fake_api, claude_home
+) -> None:
+    env = {"CCXD_CLAUDE_PROGRAM": claude_bin, "CCXD_CLAUDE_RETRY": "false"}
+    first = daemon_factory(env)
+    fake_api.script(Stream(text="kept for later", input_tokens=77, output_tokens=88))
+    job, _, _ = await run_claude(first, claude_params(fake_api, claude_home, session="history-test"))
+    first.stop()
+    second = daemon_factory(env, root=first.root)
+    client = await second.client()
+    try:
+        stored = await client.get(job.id)
+        listed = await client.call("history.list", HistoryParams(session="history-test"))
+    finally:
+        await client.close()
+    for record in (stored, listed.jobs[0]):
+        c = record.claude
+        assert c is not None and c.session_id == job.claude.session_id  # type: ignore[union-attr]
+        assert (c.result, c.input_tokens, c.output_tokens, c.ok) == ("kept for later", 77, 88, True)
+        assert record.argv == job.argv and record.cwd == str(claude_home)
