@@ -281,3 +281,21 @@ async def test_claude_fields_survive_a_daemon_restart(
         assert c is not None and c.session_id == job.claude.session_id  # type: ignore[union-attr]
         assert (c.result, c.input_tokens, c.output_tokens, c.ok) == ("kept for later", 77, 88, True)
         assert record.argv == job.argv and record.cwd == str(claude_home)
+
+
+async def test_resume_runs_in_the_session_with_its_history(claude_daemon, fake_api, claude_home) -> None:
+    fake_api.script(Stream(text="first answer"), Stream(text="second answer"))
+    first, _, _ = await run_claude(
+        claude_daemon, claude_params(fake_api, claude_home, prompt="remember the word apple")
+    )
+    assert first.claude is not None and first.claude.session_id
+    second, _, _ = await run_claude(
+        claude_daemon,
+        claude_params(fake_api, claude_home, prompt="which word?", resume=first.claude.session_id),
+    )
+    assert second.claude is not None and second.claude.error_class is None
+    assert "--resume" in second.argv and "--session-id" not in second.argv
+    # The CLI sent the earlier turn along: the session really was resumed.
+    sent = json.dumps(fake_api.messages[-1].body)
+    assert "remember the word apple" in sent and "first answer" in sent and "which word?" in sent
+    assert second.claude.session_id  # read back from the CLI (a resume may fork a new id)
