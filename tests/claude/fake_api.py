@@ -66,6 +66,9 @@ __all__ = [
     "Stream",
     "ToolUse",
     "UsageLimit",
+    "invalid_key",
+    "overloaded",
+    "rate_limited",
 ]
 
 
