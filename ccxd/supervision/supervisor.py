@@ -552,6 +552,8 @@ class Supervisor:
         chunk = job.log.append(stream, data)
         if self.recorder is not None:
             self.recorder.output(job.id, chunk)
+        if job.observer is not None:
+            job.observer.output(stream, chunk)
         return chunk
 
     # -- jobs under a shim (adoptable) ----------------------------------------
@@ -592,6 +594,8 @@ class Supervisor:
         job.move(JobState.RUNNING)
         self._record(job)
         log.info("job %s started: pid %d (shim %d) %s", job.id, pid, started.pid, _short(job.argv))
+        if job.observer is not None:
+            job.observer.started(lambda reason: self._stop(job, reason))
         if job.stop_reason is not None:
             self._terminate(job)  # cancelled while the shim was starting it
         try:
@@ -679,6 +683,8 @@ class Supervisor:
             job.settle(JobReason.KILLED, error="the job's shim ended without recording an exit status")
             log.warning("job %s: shim ended without an exit status", job.id)
         else:
+            if job.observer is not None:
+                job.observer.exited(status.code, status.signal)
             self._finish_exited(job, status)
 
     def _take_output(self, job: Job, spool: FollowedSpool) -> bool:
