@@ -456,8 +456,6 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         chunker = Utf8Chunker(self.config.chunk_size)
         size = self.config.chunk_size
-        recorder = self.recorder
-        observer = job.observer
         spool = job.log.spool
         flush_timer: list[asyncio.TimerHandle] = []
 
@@ -468,11 +466,6 @@ class Supervisor:
 
         def append(piece: bytes) -> None:
             self._append_output(job, stream, piece)
-            chunk = job.log.append(stream, piece)
-            if recorder is not None:
-                recorder.output(job.id, chunk)
-            if observer is not None:
-                observer.output(stream, chunk)
             if spool is not None and spool.pending and not flush_timer:
                 # The tail of a burst reaches the disk shortly after the burst ends.
                 flush_timer.append(loop.call_later(FLUSH_INTERVAL, flush))
