@@ -133,7 +133,7 @@ def job_kind(params: StartParams) -> JobKind:
     asked = getattr(params, "kind", None)  # a later job.start field; unknown fields are fine
     if asked in ("shell", "claude"):
         return asked  # type: ignore[no-any-return]
-    command = params.command
+    command = params.command or ""
     if isinstance(command, list):
         program = command[0]
     else:
@@ -205,7 +205,7 @@ def make_context(
         point=point,
         job_id=job_id,
         kind=job_kind(params),
-        command=params.command,
+        command=params.command or [],
         cwd=work_dir,
         env=dict(params.env),
         session=params.session,
@@ -218,6 +218,6 @@ def make_context(
         dry_run=dry_run,
         hook_event_name=CLAUDE_EVENT_NAMES[point],
         session_id=params.session or job_id,
-        tool_input={"command": command_text(params.command)},
+        tool_input={"command": command_text(params.command or [])},
         tool_response=response,
     )
