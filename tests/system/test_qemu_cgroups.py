@@ -1,9 +1,8 @@
-"""ccxd under ``Delegate=yes`` with full cgroup v2, in a qemu boot.
+"""Per-job cgroup v2 memory and pids limits under ``Delegate=yes``, in a qemu boot.
 
 One boot runs every check (``guest/check``); the tests below assert on what it
-reported. ccxd runs from the .deb as the lingering user's ``ccxd.service``.
-The per-job memory and pids limit checks (jobs past ``--memory``/``--pids``)
-come with the cgroups backend (``ccxd/cgroups/``), which has not landed yet.
+reported. ccxd runs from the .deb as the lingering user's ``ccxd.service`` with
+``cgroup_backend = "v2"``.
 """
 
 from __future__ import annotations
@@ -66,11 +65,31 @@ def test_the_guest_has_full_cgroup_v2(guest: dict[str, Any]) -> None:
     assert {"memory", "pids"} <= set(guest["boot"]["controllers"].split())
 
 
-def test_ccxd_runs_as_a_delegated_user_service(guest: dict[str, Any]) -> None:
+def test_ccxd_runs_delegated_and_jobs_get_their_own_cgroups_below_it(guest: dict[str, Any]) -> None:
     unit = dict(line.split("=", 1) for line in guest["unit"].splitlines())
     assert (unit["ActiveState"], unit["SubState"], unit["Delegate"]) == ("active", "running", "yes")
-    assert unit["ControlGroup"].endswith("/ccxd.service")
-    assert guest["job"] == "hi\n"
+    service = unit["ControlGroup"]
+    assert service.endswith("/ccxd.service")
+    # v2 allows no processes next to child cgroups: the daemon moved itself into a leaf.
+    daemon_cgroup = guest["daemon-cgroup"].strip().removeprefix("0::")
+    assert daemon_cgroup.startswith(service + "/") and daemon_cgroup != service
+    assert {"memory", "pids"} <= set(guest["subtree-control"].split())
+    job_cgroup = guest["job-cgroup"].strip().removeprefix("0::")
+    assert job_cgroup.startswith(service + "/") and job_cgroup != daemon_cgroup
+
+
+def test_a_job_past_its_memory_limit_is_killed_as_oom(guest: dict[str, Any]) -> None:
+    out, job = _events(guest["memory"])
+    assert job["limits"]["memory"] == 64 * 1024 * 1024 and not job.get("limits_unenforced")
+    assert job["reason"] == "oom" and "survived" not in out, (out, job)
+    assert guest["memory-exit"] != 0
+
+
+def test_a_job_past_its_pids_limit_cannot_fork(guest: dict[str, Any]) -> None:
+    out, job = _events(guest["pids"])
+    assert job["limits"]["pids"] == 10 and not job.get("limits_unenforced"), job
+    assert "fork" in out.lower() or "resource temporarily unavailable" in out.lower(), out
+    assert out.count("\n") < 40  # not all 30 sleeps started
 
 
 def test_stop_leaves_no_process_in_the_service_cgroup(guest: dict[str, Any]) -> None:
