@@ -121,6 +121,8 @@ class Job:
         if not self.log.closed:
             self.log.close()
         self.move(JobState.FINISHED)
+        if not self._listeners:
+            self.log.release_memory()  # nobody follows it: its output is read from the spool
 
     @property
     def duration(self) -> float | None:
@@ -140,6 +142,8 @@ class Job:
         """Stop calling ``callback``."""
         with contextlib.suppress(ValueError):
             self._listeners.remove(callback)
+        if self.finished and not self._listeners:
+            self.log.release_memory()  # the last follower of a finished job is gone
 
     def waiting_changed(self) -> None:
         """Tell listeners that ``wait_until``/``wait_reason`` changed."""
