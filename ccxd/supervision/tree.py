@@ -52,8 +52,37 @@ def _read_stat(pid: int) -> ProcInfo | None:
         return None
 
 
+_snapshot: dict[int, ProcInfo] | None = None
+
+
+def _forget_snapshot() -> None:
+    global _snapshot
+    _snapshot = None
+
+
 def scan_processes() -> dict[int, ProcInfo]:
-    """Every live (non-zombie) process on the machine."""
+    """Every live (non-zombie) process on the machine.
+
+    Inside an event loop, callers in the same loop iteration share one scan: a
+    scan reads every /proc entry (milliseconds per thousand processes), and
+    cancelling a thousand jobs at once must not cost a thousand scans each.
+    A shared scan is at most one iteration old; killing re-scans until nothing
+    is left, so a process forked meanwhile is still found.
+    """
+    global _snapshot
+    if _snapshot is not None:
+        return _snapshot
+    procs = _scan_processes()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return procs
+    _snapshot = procs
+    loop.call_soon(_forget_snapshot)
+    return procs
+
+
+def _scan_processes() -> dict[int, ProcInfo]:
     procs = {}
     for name in os.listdir("/proc"):
         if name.isdigit():

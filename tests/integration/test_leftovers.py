@@ -11,6 +11,8 @@ import asyncio
 
 import pytest
 
+from ccxd.protocol import JobFinished, OutputChunk
+
 from .helpers import job_pids, run_job
 
 LEFTOVERS = {
@@ -38,3 +40,22 @@ async def test_many_short_jobs_leave_nothing(client):
     for _, _, job, _ in results:
         assert job.reason == "exited" and job.exit_code == 0
         assert job_pids(job.id) == []
+
+
+async def test_cancelling_many_jobs_at_once_kills_every_process(daemon_factory):
+    d = daemon_factory(extra_env={"CCXD_MAX_CONCURRENT_JOBS": "200"})
+    c = await d.client()
+    jobs = [await c.start("sleep 300 & echo up; sleep 300", subscribe=True, timeout=0) for _ in range(100)]
+
+    async def until_output(job_id: str) -> None:
+        async for ev in c.events(job_id):
+            if isinstance(ev, OutputChunk):
+                return
+
+    await asyncio.gather(*(until_output(j.id) for j in jobs))
+    await asyncio.gather(*(c.cancel(j.id) for j in jobs))
+    for j in jobs:
+        finished = [ev async for ev in c.follow(j.id) if isinstance(ev, JobFinished)]
+        assert finished[0].job.reason == "cancelled"
+        assert job_pids(j.id) == []  # job.finished is the sync point
+    await c.close()
