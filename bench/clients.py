@@ -236,7 +236,7 @@ async def ws_scale(args: list[str]) -> dict[str, Any]:
     output, waits for stdin to close, then cancels every job, waits for their
     ends and closes every connection.
     """
-    from ccxd.client import connect
+    from ccxd.client import ClientError, connect
     from ccxd.protocol import JobFinished, OutputChunk
 
     url, token, n, command = args[0], args[1], int(args[2]), args[3]
@@ -245,12 +245,20 @@ async def ws_scale(args: list[str]) -> dict[str, Any]:
     job_ids: list[str] = []
     followers = []
 
+    lost = 0
+
     async def follow(client: Any, job_id: str, seen: asyncio.Future[None]) -> None:
-        async for ev in client.events(job_id):
-            if isinstance(ev, OutputChunk) and not seen.done():
+        nonlocal lost
+        try:
+            async for ev in client.events(job_id):
+                if isinstance(ev, OutputChunk) and not seen.done():
+                    seen.set_result(None)
+                if isinstance(ev, JobFinished):
+                    return
+        except ClientError:
+            lost += 1  # e.g. a keepalive timeout while this one process tears down N connections
+            if not seen.done():
                 seen.set_result(None)
-            if isinstance(ev, JobFinished):
-                return
 
     t0 = _now()
     sem = asyncio.Semaphore(32)
@@ -272,10 +280,12 @@ async def ws_scale(args: list[str]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)
     t1 = _now()
-    await asyncio.gather(*(c.cancel(j) for c, j in zip(clients, job_ids, strict=True)))
+    await asyncio.gather(
+        *(c.cancel(j) for c, j in zip(clients, job_ids, strict=True)), return_exceptions=True
+    )
     await asyncio.gather(*followers)
-    await asyncio.gather(*(c.close() for c in clients))
-    return {"ramp_seconds": ramp, "stop_seconds": _now() - t1}
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    return {"ramp_seconds": ramp, "stop_seconds": _now() - t1, "lost_connections": lost}
 
 
 # -- history -----------------------------------------------------------------

@@ -65,7 +65,12 @@ def scale(ctx: Context) -> list[Row]:
             goal_on_value=True,
             note=f"{(held_rss - base_rss) / n:.1f} KiB per job+subscriber; peak RSS (time -v) {peak:.1f} MiB; "
             f"RSS after release {after_rss / mib:.1f} MiB; starting all took {ramp:.1f} s, "
-            f"cancelling all {stop['stop_seconds']:.1f} s",
+            f"cancelling all {stop['stop_seconds']:.1f} s"
+            + (
+                f" ({stop['lost_connections']} client connections timed out meanwhile)"
+                if stop["lost_connections"]
+                else ""
+            ),
         ),
         Row(
             case="6 Scale",
