@@ -236,7 +236,7 @@ async def ws_scale(args: list[str]) -> dict[str, Any]:
     output, waits for stdin to close, then cancels every job, waits for their
     ends and closes every connection.
     """
-    from ccxd.client import connect
+    from ccxd.client import ClientError, connect
     from ccxd.protocol import JobFinished, OutputChunk
 
     url, token, n, command = args[0], args[1], int(args[2]), args[3]
@@ -245,12 +245,20 @@ async def ws_scale(args: list[str]) -> dict[str, Any]:
     job_ids: list[str] = []
     followers = []
 
+    lost = 0
+
     async def follow(client: Any, job_id: str, seen: asyncio.Future[None]) -> None:
-        async for ev in client.events(job_id):
-            if isinstance(ev, OutputChunk) and not seen.done():
+        nonlocal lost
+        try:
+            async for ev in client.events(job_id):
+                if isinstance(ev, OutputChunk) and not seen.done():
+                    seen.set_result(None)
+                if isinstance(ev, JobFinished):
+                    return
+        except ClientError:
+            lost += 1  # e.g. a keepalive timeout while this one process tears down N connections
+            if not seen.done():
                 seen.set_result(None)
-            if isinstance(ev, JobFinished):
-                return
 
     t0 = _now()
     sem = asyncio.Semaphore(32)
@@ -272,10 +280,12 @@ async def ws_scale(args: list[str]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)
     t1 = _now()
-    await asyncio.gather(*(c.cancel(j) for c, j in zip(clients, job_ids, strict=True)))
+    await asyncio.gather(
+        *(c.cancel(j) for c, j in zip(clients, job_ids, strict=True)), return_exceptions=True
+    )
     await asyncio.gather(*followers)
-    await asyncio.gather(*(c.close() for c in clients))
-    return {"ramp_seconds": ramp, "stop_seconds": _now() - t1}
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    return {"ramp_seconds": ramp, "stop_seconds": _now() - t1, "lost_connections": lost}
 
 
 # -- history -----------------------------------------------------------------
@@ -311,6 +321,112 @@ async def history_list(args: list[str]) -> dict[str, Any]:
     return {"ccxd_ms": via_ccxd, "direct_ms": direct, "returned": count}
 
 
+# -- soak --------------------------------------------------------------------
+
+
+def _seq_bytes(n: int) -> int:
+    """Bytes ``seq 1 n`` writes."""
+    return sum(len(str(i)) + 1 for i in range(1, n + 1))
+
+
+async def soak(args: list[str]) -> dict[str, Any]:
+    """``soak SOCKET WS_URL TOKEN SECONDS REDIS_URL``: mixed load, then check every job's stored record.
+
+    Short jobs with known output (``seq``), 4 MiB streams over WebSocket
+    binary frames, failing jobs and cancelled jobs run side by side until
+    SECONDS pass.  Every job's record must then be in the store, finished, with
+    the reason and output size the client saw.
+    """
+    import random
+
+    from ccxd.client import connect
+    from ccxd.protocol import JobFinished, JobInfo, OutputChunk
+    from ccxd.store.redis_store import RedisStore
+
+    sock, ws_url, token, seconds, redis_url = args[0], args[1], args[2], float(args[3]), args[4]
+    unix = await connect(sock)
+    ws = await connect(ws_url, token=token)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    expected: dict[str, tuple[str, int]] = {}  # job id -> (reason, output bytes)
+    problems: list[str] = []
+    rng = random.Random(10)
+
+    async def run(client: Any, command: str, want_bytes: int, want_reason: str, **options: Any) -> None:
+        got = 0
+        finished: JobInfo | None = None
+        job_id = ""
+        async for ev in client.run(command, timeout=0, **options):
+            if isinstance(ev, OutputChunk):
+                job_id = ev.job_id
+                got += len(ev.raw())
+            elif isinstance(ev, JobFinished):
+                finished = ev.job
+        assert finished is not None
+        expected[finished.id] = (finished.reason.value if finished.reason else "?", got)
+        if got != want_bytes and want_bytes >= 0:
+            problems.append(f"{finished.id or job_id}: received {got} bytes, expected {want_bytes}")
+        if finished.reason is None or finished.reason.value != want_reason:
+            problems.append(f"{finished.id}: reason {finished.reason}, expected {want_reason}")
+
+    async def short_jobs() -> None:
+        while loop.time() < deadline:
+            n = rng.randint(1, 2000)
+            await run(unix, f"seq 1 {n}", _seq_bytes(n), "exited")
+
+    async def streams() -> None:
+        size = 4 << 20
+        while loop.time() < deadline:
+            await run(ws, f"yes 'soak stream line 0123456789' | head -c {size}", size, "exited", binary=True)
+            await asyncio.sleep(1)
+
+    async def failing() -> None:
+        while loop.time() < deadline:
+            await run(unix, "echo to stderr >&2; exit 3", len(b"to stderr\n"), "exited")
+            await asyncio.sleep(0.2)
+
+    async def cancelled() -> None:
+        while loop.time() < deadline:
+            job = await unix.start("echo started; sleep 60", subscribe=True, timeout=0)
+            got = 0
+            async for ev in unix.events(job.id):
+                if isinstance(ev, OutputChunk):
+                    got += len(ev.raw())
+                    await unix.cancel(job.id)
+                elif isinstance(ev, JobFinished):
+                    expected[job.id] = (ev.job.reason.value if ev.job.reason else "?", got)
+                    if ev.job.reason is None or ev.job.reason.value != "cancelled":
+                        problems.append(f"{job.id}: reason {ev.job.reason}, expected cancelled")
+            await asyncio.sleep(0.5)
+
+    await asyncio.gather(*(short_jobs() for _ in range(4)), streams(), failing(), cancelled())
+    await ws.close()
+    await unix.close()
+
+    # Every job must reach the store (write-behind: give it a moment).
+    store = RedisStore(redis_url, "soak-check", timeout=10)
+    await store.open()
+    missing: list[str] = []
+    for _ in range(60):
+        missing = []
+        for job_id, (reason, size) in expected.items():
+            rec = await store.get_job(job_id)
+            ok = (
+                rec is not None
+                and rec.state.value == "finished"
+                and rec.output_bytes == size
+                and rec.reason is not None
+                and rec.reason.value == reason
+            )
+            if not ok:
+                missing.append(job_id)
+        if not missing:
+            break
+        await asyncio.sleep(0.5)
+    await store.close()
+    return {"jobs": len(expected), "lost": len(missing), "lost_ids": missing[:20], "problems": problems[:20]}
+
+
 HANDLERS: dict[str, Handler] = {
     "unix-stream": unix_stream,
     "ws-stream": ws_stream,
@@ -321,6 +437,7 @@ HANDLERS: dict[str, Handler] = {
     "background": background_streams,
     "ws-scale": ws_scale,
     "history-list": history_list,
+    "soak": soak,
 }
 
 

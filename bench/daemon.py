@@ -33,6 +33,17 @@ def proc_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def proc_fd_targets(pid: int) -> dict[int, str]:
+    """What each open descriptor of ``pid`` points to."""
+    out = {}
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+    return out
+
+
 def proc_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds ``pid`` has used so far."""
     with open(f"/proc/{pid}/stat") as f:

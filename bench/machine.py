@@ -66,6 +66,22 @@ def _pkg(name: str) -> str:
         return "missing"
 
 
+def file_create_ms(directory: str | None = None, count: int = 100) -> float:
+    """Median milliseconds to create (and close) one empty file: ccxd creates a few per job."""
+    import statistics
+    import tempfile
+    import time
+
+    times = []
+    with tempfile.TemporaryDirectory(prefix="ccxd-fs-", dir=directory) as d:
+        for i in range(count):
+            t0 = time.perf_counter()
+            fd = os.open(f"{d}/f{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            os.close(fd)
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def loadavg() -> str:
     """The 1/5/15-minute load averages (the machine may be shared)."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -89,5 +105,7 @@ def describe() -> dict[str, Any]:
         "zsh": _tool_version(["zsh", "--version"]),
         "websocketd": _dpkg_version("websocketd"),
         "task-spooler": _dpkg_version("task-spooler"),
+        "file create": f"{file_create_ms():.2f} ms",
+        "processes": sum(1 for p in os.listdir("/proc") if p.isdigit()),
         "load at start": loadavg(),
     }

@@ -12,9 +12,9 @@ __all__ = ["latency"]
 BACKGROUND = (
     "zmodload zsh/zselect; "
     "while :; do print -r -- 'background job line: the quick brown fox jumps over the lazy dog 0123456789'; "
-    "zselect -t 1; done"
+    "zselect -t 5; done"
 )
-"""A job writing a 100-byte line every 10 ms, without forking (zselect is a zsh builtin)."""
+"""A job writing a 100-byte line every 50 ms, without forking (zselect is a zsh builtin)."""
 
 
 def latency(ctx: Context) -> list[Row]:
@@ -23,7 +23,8 @@ def latency(ctx: Context) -> list[Row]:
     interval = "0.005"
     background = ctx.pick(100, 10)
     runs = ctx.pick(ctx.runs, 2)
-    with BenchDaemon(ctx.log_dir, name="latency") as d:
+    # Room for every background job and the probe at once (they would queue behind each other).
+    with BenchDaemon(ctx.log_dir, {"max_concurrent_jobs": str(background + 10)}, name="latency") as d:
         env = d.client_env
         bg = ctx.spawn_client("background", str(d.socket), str(background), BACKGROUND, env=env)
         try:
@@ -63,7 +64,7 @@ def latency(ctx: Context) -> list[Row]:
                 peer_samples=b_runs,
                 note=(
                     f"probe: a Python job writing its CLOCK_MONOTONIC every {interval} s, {lines} lines a run; "
-                    f"background: {background} jobs × a 100-byte line every 10 ms, each followed by a client "
+                    f"background: {background} jobs × a 100-byte line every 50 ms, each followed by a client "
                     f"({bg_result['bytes'] / 1e6:.1f} MB delivered); the pipe baseline runs under the same load"
                 )
                 if p == 50

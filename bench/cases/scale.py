@@ -39,7 +39,7 @@ def scale(ctx: Context) -> list[Row]:
             counts = d.status()["jobs"]
             idle_cpu = _cpu_percent(d.pid, window)
         finally:
-            finish_client(client, timeout=600)
+            stop = finish_client(client, timeout=900)
         deadline = time.monotonic() + 30
         while proc_fds(d.pid) > base_fds and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -64,7 +64,13 @@ def scale(ctx: Context) -> list[Row]:
             higher_is_better=False,
             goal_on_value=True,
             note=f"{(held_rss - base_rss) / n:.1f} KiB per job+subscriber; peak RSS (time -v) {peak:.1f} MiB; "
-            f"RSS after release {after_rss / mib:.1f} MiB; ramp-up {ramp:.1f} s",
+            f"RSS after release {after_rss / mib:.1f} MiB; starting all took {ramp:.1f} s, "
+            f"cancelling all {stop['stop_seconds']:.1f} s"
+            + (
+                f" ({stop['lost_connections']} client connections timed out meanwhile)"
+                if stop["lost_connections"]
+                else ""
+            ),
         ),
         Row(
             case="6 Scale",

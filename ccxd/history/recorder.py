@@ -50,10 +50,18 @@ class EstimateSettings:
 class Recorder:
     """Persists what the supervisor does."""
 
-    def __init__(self, store: Store, writer: StoreWriter, settings: Callable[[], EstimateSettings]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        writer: StoreWriter,
+        settings: Callable[[], EstimateSettings],
+        output_limit: int | None = None,
+    ) -> None:
         self.store = store
         self.writer = writer
         self.settings = settings
+        self.output_limit = output_limit
+        """Output the store keeps per job (``store_output_max_bytes``); later chunks are not queued."""
         self._samples: dict[str, tuple[float, list[Sample]]] = {}
         self.recovered: list[str] = []
         """Jobs :meth:`recover` saved from job files or marked lost, until :meth:`forget_recovered`."""
@@ -66,6 +74,10 @@ class Recorder:
 
     def output(self, job_id: str, chunk: Chunk) -> None:
         """A job produced a chunk of output."""
+        if self.output_limit is not None and chunk.end > self.output_limit:
+            # The store would drop it anyway; queueing it would only make a long
+            # stream outrun the store and spill to the journal for nothing.
+            return
         self.writer.submit(AppendOutput(job_id, chunk.seq, chunk.stream, chunk.offset, chunk.data))
 
     def job_finished(self, info: JobInfo) -> None:

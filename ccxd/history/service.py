@@ -33,7 +33,9 @@ class History:
         self.store = store
         self.writer = writer
         self.embedded = embedded
-        self.recorder = Recorder(store, writer, self._estimate_settings)
+        self.recorder = Recorder(
+            store, writer, self._estimate_settings, output_limit=config.store_output_max_bytes
+        )
         self._retention: asyncio.Task[None] | None = None
 
     def _estimate_settings(self) -> EstimateSettings:

@@ -81,6 +81,20 @@ class OutputLog:
             self.spool.close_writer()
         self._notify()
 
+    def release_memory(self) -> bool:
+        """Drop the memory ring of a closed log whose spool holds every chunk; True if dropped.
+
+        Finished jobs stay in memory for ``finished_jobs_kept``; without this each
+        would pin up to ``memory_limit`` of output.  Later reads come from the
+        spool.  The owner calls it once nobody follows the job any more.
+        """
+        if not self.closed or self.spool is None or self.spool.cut or self.spool.records != self.next_seq:
+            return False
+        self._ring = []
+        self._head = 0
+        self._ring_bytes = 0
+        return True
+
     def _evict(self) -> None:
         ring = self._ring
         while self._ring_bytes > self.memory_limit and len(ring) - self._head > 1:

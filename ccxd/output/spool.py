@@ -50,6 +50,16 @@ class Spool:
         self._index_buf = bytearray()
         self.cut = False
         self.error: str | None = None
+        # The files are created with the first chunk: a job that writes nothing
+        # costs no files (creating one is the dearest part of starting a job on
+        # some disks) and no descriptors.
+        self._data_w: int | None = None
+        self._index_w: int | None = None
+        self._data_r = self._index_r = -1
+        self._writing = True
+
+    def _open(self) -> bool:
+        """Create the files; on failure cut the spool (the job keeps its memory ring)."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         opened: list[int] = []
         try:
@@ -60,21 +70,25 @@ class Spool:
                 (self.index_path, os.O_RDONLY | os.O_CLOEXEC),
             ):
                 opened.append(os.open(path, mode, 0o600))
-        except OSError:
-            # The caller runs the job without a spool; it must not keep what was opened.
+        except OSError as exc:
             for fd in opened:
                 os.close(fd)
-            raise
-        data_w, index_w, self._data_r, self._index_r = opened
-        self._data_w: int | None = data_w
-        self._index_w: int | None = index_w
+            self._writing = False
+            self.cut = True
+            self.error = f"cannot create the spool: {exc.strerror or exc}"
+            log.warning("spool %s cut: %s", self.data_path.name, self.error)
+            return False
+        self._data_w, self._index_w, self._data_r, self._index_r = opened
+        return True
 
     def append(self, offset: int, stream: int, data: bytes) -> bool:
         """Store one chunk; False once the spool is cut (full or failing)."""
-        if self.cut or self._data_w is None or self._index_w is None:
+        if self.cut or not self._writing:
             return False
         if self.size + len(data) > self.limit:
             self._cut(None)
+            return False
+        if self._data_w is None and not self._open():
             return False
         self._data_buf += data
         self._index_buf += _RECORD.pack(offset, len(data), stream)
@@ -161,6 +175,7 @@ class Spool:
         """
         if self._data_w is not None and not self.cut:
             self.flush()
+        self._writing = False
         for fd in (self._data_w, self._index_w, self._data_r, self._index_r):
             if fd is not None and fd >= 0:
                 os.close(fd)

@@ -109,6 +109,8 @@ class Job:
         """Change state (checked against the state machine) and tell listeners."""
         self.state = check_transition(self.state, new)
         self._notify()
+        if new is JobState.FINISHED and not self._listeners:
+            self.log.release_memory()  # nobody follows it: its output is read from the spool
 
     def finish(
         self,
@@ -166,6 +168,8 @@ class Job:
         """Stop calling ``callback``."""
         with contextlib.suppress(ValueError):
             self._listeners.remove(callback)
+        if self.finished and not self._listeners:
+            self.log.release_memory()  # the last follower of a finished job is gone
 
     def waiting_changed(self) -> None:
         """Tell listeners that ``wait_until``/``wait_reason`` changed."""

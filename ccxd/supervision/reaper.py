@@ -90,6 +90,10 @@ class Reaper:
         self._loop.add_reader(fd, self._exited, fd)
         return fut
 
+    def watching(self, pid: int) -> bool:
+        """True while someone awaits ``pid``'s exit (a job leader, the embedded Redis …)."""
+        return pid in self._watched
+
     def _exited(self, fd: int) -> None:
         self._loop.remove_reader(fd)
         os.close(fd)

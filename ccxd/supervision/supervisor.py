@@ -413,7 +413,7 @@ class Supervisor:
         try:
             status = await exited
             # The leader is gone; anything it left behind goes too.
-            if job.tree.members():
+            if not job.tree.nothing_left(self.reaper.watching) and job.tree.members():
                 await job.tree.terminate(self.config.kill_grace)
             _, pending = await asyncio.wait(eof, timeout=_PIPE_LINGER)
             for fut in pending:

@@ -10,11 +10,21 @@ was checked, so a recycled PID is never hit.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
+from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["ProcInfo", "ProcessTree", "scan_processes", "send_checked", "wait_gone"]
+__all__ = [
+    "ProcInfo",
+    "ProcessTree",
+    "is_subreaper",
+    "own_children",
+    "scan_processes",
+    "send_checked",
+    "wait_gone",
+]
 
 
 class ProcInfo(NamedTuple):
@@ -42,8 +52,37 @@ def _read_stat(pid: int) -> ProcInfo | None:
         return None
 
 
+_snapshot: dict[int, ProcInfo] | None = None
+
+
+def _forget_snapshot() -> None:
+    global _snapshot
+    _snapshot = None
+
+
 def scan_processes() -> dict[int, ProcInfo]:
-    """Every live (non-zombie) process on the machine."""
+    """Every live (non-zombie) process on the machine.
+
+    Inside an event loop, callers in the same loop iteration share one scan: a
+    scan reads every /proc entry (milliseconds per thousand processes), and
+    cancelling a thousand jobs at once must not cost a thousand scans each.
+    A shared scan is at most one iteration old; killing re-scans until nothing
+    is left, so a process forked meanwhile is still found.
+    """
+    global _snapshot
+    if _snapshot is not None:
+        return _snapshot
+    procs = _scan_processes()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return procs
+    _snapshot = procs
+    loop.call_soon(_forget_snapshot)
+    return procs
+
+
+def _scan_processes() -> dict[int, ProcInfo]:
     procs = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -51,6 +90,44 @@ def scan_processes() -> dict[int, ProcInfo]:
             if info is not None and info.state not in ("Z", "X"):
                 procs[info.pid] = info
     return procs
+
+
+_PR_GET_CHILD_SUBREAPER = 37
+_subreaper = False
+
+
+def is_subreaper() -> bool:
+    """True once this process adopts orphaned descendants (cached: it never stops)."""
+    global _subreaper
+    if not _subreaper:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            flag = ctypes.c_int(0)
+            ok = libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0
+            _subreaper = ok and bool(flag.value)
+        except (OSError, AttributeError):
+            return False
+    return _subreaper
+
+
+def own_children() -> list[int] | None:
+    """Pids of this process's children, from every thread's ``children`` file; None if unknown."""
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    found: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                found += [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/self/task/{tid}"):
+                continue  # the thread ended
+            return None  # no children files on this kernel
+        except OSError:
+            return None
+    return found
 
 
 def _has_marker(pid: int, marker: bytes) -> bool:
@@ -73,6 +150,30 @@ class ProcessTree:
         info = _read_stat(leader)
         self.leader_start = info.start if info is not None else -1
         self._marker = f"CCXD_JOB_ID={job_id}".encode()
+
+    def nothing_left(self, expected_child: Callable[[int], bool]) -> bool:
+        """True only when, after the leader was reaped, no process of the job can be left.
+
+        Saves the whole-machine /proc scan of :meth:`members` on every job end.
+        A surviving job process has a live parent chain that ends either in the
+        leader's process group, or at ccxd: as subreaper it adopts every orphan,
+        and a process's parent is a job process unless the parent was the leader.
+        So an empty process group plus no child of ccxd that nobody awaits
+        (``expected_child``: leaders of other jobs, the embedded Redis …) means
+        nothing is left.  Any doubt answers False, and the caller scans.
+        """
+        if not is_subreaper():
+            return False
+        try:
+            os.killpg(self.pgid, 0)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            return False
+        else:
+            return False
+        children = own_children()
+        return children is not None and all(expected_child(pid) for pid in children)
 
     def members(self, procs: dict[int, ProcInfo] | None = None) -> dict[int, ProcInfo]:
         """The job's live processes right now."""

@@ -56,9 +56,14 @@ class Legacy:
         return req_id
 
     async def call(self, method: str, params: dict | None = None, req_id: object = None) -> dict:
-        """Send a request; its reply must be the next message (notifications come after)."""
+        """Send a request; its reply must be the next message (notifications come after).
+
+        Output of a job that is already running may arrive first: it is skipped.
+        """
         req_id = await self.send(method, params, req_id)
         reply = await self.next()
+        while reply.get("method") == "process.output":
+            reply = await self.next()
         assert reply.get("id") == req_id and "method" not in reply, reply
         return reply
 

@@ -188,9 +188,11 @@ async def wait_for_states(pids: list[int], wanted: set[str], timeout: float = 10
 
 async def test_pause_and_resume_stop_the_whole_group(client):
     job = await client.start("sleep 300 & sleep 300 & echo ready; wait", subscribe=True)
-    async for ev in client.events(job.id):
-        if isinstance(ev, OutputChunk):
-            break
+    # One iterator throughout: leaving it would stop routing the job's events,
+    # and job.finished may arrive right behind the reply to the signal below.
+    events = client.events(job.id)
+    while not isinstance(await anext(events), OutputChunk):
+        pass
     paused = await client.pause(job.id)
     assert paused.state == "paused"
     pids = job_pids(job.id)
@@ -200,7 +202,7 @@ async def test_pause_and_resume_stop_the_whole_group(client):
     assert (await client.resume(job.id)).state == "running"
     await wait_for_states(pids, {"S", "R"})
     await client.signal(job.id, "SIGTERM")
-    async for ev in client.events(job.id):
+    async for ev in events:
         pass
     assert job_pids(job.id) == []
 

@@ -40,6 +40,7 @@ def test_append_then_read_every_chunk_back(tmp_path: Path) -> None:
 
 def test_files_are_private(tmp_path: Path) -> None:
     s = Spool(tmp_path, "job1", limit=100)
+    assert s.append(0, 0, b"x")
     for p in (s.data_path, s.index_path):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
     s.close()
@@ -140,6 +141,19 @@ def test_read_spool_recovers_chunks_and_ignores_a_torn_last_record(tmp_path: Pat
 def test_a_spool_that_cannot_be_opened_leaves_no_descriptor_open(tmp_path: Path) -> None:
     (tmp_path / "job1.idx").mkdir()  # the index cannot be opened for writing
     before = sorted(os.listdir("/proc/self/fd"))
-    with pytest.raises(IsADirectoryError):
-        Spool(tmp_path, "job1", limit=100)
+    s = Spool(tmp_path, "job1", limit=100)
+    assert s.append(0, 0, b"hello\n") is False  # the files are created with the first chunk
+    assert s.cut and s.error is not None and "cannot create the spool" in s.error
+    assert s.read(0) is None
     assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_job_that_writes_nothing_creates_no_files(tmp_path: Path) -> None:
+    before = sorted(os.listdir("/proc/self/fd"))
+    s = Spool(tmp_path, "silent", limit=100)
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    s.close_writer()
+    assert s.read(0) is None and s.seq_at(0) == 0
+    assert s.append(0, 0, b"late") is False  # the writer is closed
+    assert list(tmp_path.iterdir()) == []
+    s.remove()

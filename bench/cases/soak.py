@@ -1,0 +1,104 @@
+"""Issue 10's soak: mixed load for ``--soak-minutes``; RSS growth after warm-up, fds, lost records."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from bench.daemon import BenchDaemon, proc_fd_targets, proc_fds, proc_rss_kib
+from bench.harness import Context
+from bench.report import Row
+from bench.stats import median
+
+__all__ = ["soak"]
+
+
+def _kind(target: str) -> str:
+    """``socket:[123]`` → ``socket``; paths are kept."""
+    return target.split(":[", 1)[0] if ":[" in target else target
+
+
+def soak(ctx: Context) -> list[Row]:
+    """Run the soak client while sampling the daemon's RSS and fds."""
+    seconds = ctx.soak_minutes * 60
+    interval = 10.0 if seconds >= 600 else max(0.5, seconds / 60)
+    with BenchDaemon(ctx.log_dir, name="soak") as d:
+        url, token = d.ws_url(), d.token
+        redis_url = f"unix://{d.runtime / 'ccxd' / 'redis.sock'}"  # the embedded redis-server
+        ctx.client("ws-stream", url, token, "echo warm")
+        time.sleep(1)
+        base = proc_fd_targets(d.pid)
+        base_fds = len(base)
+        client = ctx.spawn_client(
+            "soak", str(d.socket), url, token, str(seconds), redis_url, env=d.client_env
+        )
+        samples: list[tuple[float, int, int]] = []
+        t0 = time.monotonic()
+        while client.poll() is None:
+            samples.append((time.monotonic() - t0, proc_rss_kib(d.pid), proc_fds(d.pid)))
+            time.sleep(interval)
+        out, err = client.communicate()
+        if client.returncode != 0:
+            raise RuntimeError(f"soak client failed: {err[-2000:]}")
+        result = json.loads(out.strip().splitlines()[-1])
+        deadline = time.monotonic() + 30
+        while proc_fds(d.pid) > base_fds and time.monotonic() < deadline:
+            time.sleep(0.2)
+        end = proc_fd_targets(d.pid)
+        end_fds = len(end)
+        extra = sorted({_kind(t) for fd, t in end.items() if base.get(fd) != t})
+    (ctx.out / "soak-samples.json").write_text(json.dumps({"samples": samples, "result": result}))
+    # Warm-up: the first fifth of the run (caches, the store's connection pool, the page cache).
+    warm = [s for s in samples if s[0] <= seconds / 5] or samples[:1]
+    steady = [s for s in samples if s[0] > seconds / 5]
+    after_warm = median([s[1] for s in warm[-3:]])
+    at_end = median([s[1] for s in steady[-3:]]) if steady else after_warm
+    growth = (at_end - after_warm) / after_warm * 100
+    minutes = f"{ctx.soak_minutes:g} min"
+    problems = "; ".join(result["problems"]) if result["problems"] else ""
+    return [
+        Row(
+            case="Soak",
+            metric=f"RSS growth after warm-up ({minutes} mixed load)",
+            unit="%",
+            value=growth,
+            peer="RSS right after warm-up (MiB)",
+            peer_value=after_warm / 1024,
+            ratio=at_end / after_warm,
+            ratio_label="×",
+            goal=5.0,
+            higher_is_better=False,
+            goal_on_value=True,
+            runs=len(samples),
+            samples=[s[1] / 1024 for s in samples],
+            note=f"{result['jobs']:,} jobs: `seq` jobs ×4 in parallel, 4 MiB WebSocket streams, failing and "
+            f"cancelled jobs; RSS sampled every {interval:g} s (samples in soak-samples.json)",
+        ),
+        Row(
+            case="Soak",
+            metric="file descriptors after the load",
+            unit="fds",
+            value=end_fds,
+            peer="before the load",
+            peer_value=base_fds,
+            ratio=end_fds - base_fds,
+            ratio_label="extra",
+            goal=0,
+            higher_is_better=False,
+            note=f"max while loaded {max((s[2] for s in samples), default=0)}"
+            + (f"; new at the end: {', '.join(extra)}" if extra else ""),
+        ),
+        Row(
+            case="Soak",
+            metric="jobs missing or wrong in the store",
+            unit="jobs",
+            value=result["lost"],
+            peer="jobs run",
+            peer_value=result["jobs"],
+            ratio=result["lost"],
+            ratio_label="lost",
+            goal=0,
+            higher_is_better=False,
+            note=("client-side problems: " + problems) if problems else "",
+        ),
+    ]
