@@ -258,6 +258,11 @@ async def test_500_clients_connecting_subscribing_and_vanishing_leave_memory_and
         rounds += 1
 
     await settled()
+    # Another process can see a descriptor the daemon holds for an instant (a stats sample,
+    # a store reconnect), so "back to baseline" is: it gets there, not that it is there now.
+    deadline = time.monotonic() + 10
+    while daemon_fds(pid) != base_fds and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     assert daemon_fds(pid) == base_fds
     grown = daemon_rss(pid) - base_rss
     assert grown < max(8 << 20, base_rss // 10), f"RSS grew {grown >> 20} MiB over {rounds} rounds"
