@@ -75,7 +75,7 @@ from ccxd.protocol import (
     error,
     legacy_notification,
 )
-from ccxd.rpc.codec import Call, parse
+from ccxd.rpc.codec import Call
 from ccxd.rpc.connection import Connection
 from ccxd.rpc.dispatcher import Dispatcher
 from ccxd.supervision.job import Job
@@ -159,21 +159,12 @@ class CompatHandler:
 
     async def handle(self, raw: bytes, conn: Connection) -> bytes | None:
         """Like :meth:`Dispatcher.handle`, with the legacy methods served here."""
-        parsed = parse(raw)
-        replies: list[Response | ErrorResponse] = []
-        for item in parsed.calls:
-            if isinstance(item, ErrorResponse):
-                replies.append(item)
-                continue
-            if item.method in self._handlers:
-                reply = await self._call(item, conn)
-            else:
-                reply = await self.native.call(item, conn)
-            if not item.is_notification:
-                replies.append(reply)
-        if not replies:
-            return None
-        return encode(replies if parsed.batch else replies[0])  # type: ignore[arg-type]
+        return await self.native.handle(raw, conn, self._route)
+
+    async def _route(self, call: Call, conn: Connection) -> Response | ErrorResponse:
+        if call.method in self._handlers:
+            return await self._call(call, conn)
+        return await self.native.call(call, conn)
 
     async def _call(self, call: Call, conn: Connection) -> Response | ErrorResponse:
         try:

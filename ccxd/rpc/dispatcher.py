@@ -44,15 +44,25 @@ class Dispatcher:
         """Methods this dispatcher serves."""
         return sorted(self._handlers)
 
-    async def handle(self, raw: bytes, conn: Connection) -> bytes | None:
-        """Handle one wire message; return the encoded reply, or None when none is due."""
+    async def handle(
+        self,
+        raw: bytes,
+        conn: Connection,
+        route: Callable[[Call, Connection], Awaitable[Response | ErrorResponse]] | None = None,
+    ) -> bytes | None:
+        """Handle one wire message; return the encoded reply, or None when none is due.
+
+        ``route`` answers each call instead of :meth:`call` (a front-end with
+        methods of its own, such as the cc_executor adapter, passes one).
+        """
         parsed = parse(raw)
         replies: list[Response | ErrorResponse] = []
+        answer = route or self.call
         for item in parsed.calls:
             if isinstance(item, ErrorResponse):
                 replies.append(item)
                 continue
-            reply = await self.call(item, conn)
+            reply = await answer(item, conn)
             if not item.is_notification:
                 replies.append(reply)
         if not replies:
