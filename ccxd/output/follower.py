@@ -27,18 +27,7 @@ class FollowedSpool(Spool):
     """The reading side of a spool whose writer is another process."""
 
     def __init__(self, directory: Path, job_id: str, limit: int, *, create: bool) -> None:
-        self.data_path = directory / f"{job_id}.out"
-        self.index_path = directory / f"{job_id}.idx"
-        self.limit = limit
-        self.records = 0
-        self.size = 0
-        self.flushed_records = 0
-        self._last_flush = 0.0
-        self._data_buf = bytearray()
-        self._index_buf = bytearray()
-        self.cut = False
-        self.error: str | None = None
-        self._data_w = self._index_w = None
+        super().__init__(directory, job_id, limit)  # state only; the files are opened below
         self._read_pos = 0  # next index byte to read
         self.cut_seen = False
         self.writer_fds: tuple[int, int] | None = None
