@@ -64,9 +64,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds between SIGTERM and SIGKILL when a job is stopped."""
     finished_jobs_kept: Annotated[int, Meta(ge=0)] = 1000
     """Finished jobs kept in memory for ``job.get`` and ``job.list``."""
-    job_shim: bool = False
-    """Run each job under ccxd-shim, so jobs outlive the daemon and a restarted one adopts them
-    (opt-in: cgroup limits are not applied to jobs under the shim yet)."""
+    job_shim: bool = True
+    """Run each job under ccxd-shim, so jobs outlive the daemon and a restarted one adopts them;
+    false runs jobs as children of the daemon (they end with it)."""
     shim_path: str = ""
     """The ccxd-shim binary; empty means the one built into the package, then PATH."""
 

@@ -106,6 +106,18 @@ class ResourceControl:
         Raises :class:`ccxd.supervision.spawn.SpawnError` for a program that
         cannot run (the wrapper must not turn that into an exit status).
         """
+        join_files = self.prepare_group(job)
+        try:
+            return wrap_argv(argv, join_files, job.cwd, env)
+        except BaseException:
+            self.release(job)
+            raise
+
+    def prepare_group(self, job: Job) -> list[str]:
+        """Make the job's group; return the ``cgroup.procs`` files its first process joins.
+
+        For a spawner that joins them itself between fork and exec (the job shim).
+        """
         limits = job.limits if job.limits is not None else Limits()
         try:
             group = self.backend.create(job.id, limits)
@@ -117,27 +129,26 @@ class ResourceControl:
             log.warning(
                 "job %s: %s backend cannot enforce %s", job.id, self.backend.name, ", ".join(group.unenforced)
             )
-        try:
-            return wrap_argv(argv, group.join_files(), job.cwd, env)
-        except BaseException:
-            self.release(job)
-            raise
+        return group.join_files()
 
-    def started(self, job: Job, pid: int, pgid: int) -> ProcessTree:
-        """The job's process tree once ``pid`` runs; sampling begins."""
+    def started(self, job: Job, pid: int, pgid: int, reaper: int | None = None) -> ProcessTree:
+        """The job's process tree once ``pid`` runs; sampling begins.
+
+        ``reaper`` is the job's shim, which adopts its orphans (None: this daemon).
+        """
         group = job.group
         assert group is not None
         if isinstance(group, TreeGroup):
-            group.attach(pid)  # cgroups were joined by the wrapper before exec
-            assert group.tree is not None
-            tree: ProcessTree = group.tree
+            # No cgroup to join: the group is the process tree.
+            tree: ProcessTree = ProcessTree(job.id, pid, pgid, reaper)
+            group.tree = tree
         else:
-            tree = GroupTree(job.id, pid, pgid, group)
+            tree = GroupTree(job.id, pid, pgid, group, reaper)
         self._jobs[job.id] = job
         self._ensure_sampler()
         return tree
 
-    def adopt(self, job: Job, pid: int, pgid: int) -> ProcessTree:
+    def adopt(self, job: Job, pid: int, pgid: int, reaper: int | None = None) -> ProcessTree:
         """The tree of a job an earlier daemon started (its group reopened, sampling resumed).
 
         Pass the ids of adopted jobs to :meth:`clean_leftovers` as ``keep`` first.
@@ -148,7 +159,7 @@ class ResourceControl:
         if job.limits is not None:
             group.limits = job.limits
         job.group = group
-        return self.started(job, pid, pgid)
+        return self.started(job, pid, pgid, reaper)
 
     def verdict(self, job: Job, reason: JobReason) -> tuple[JobReason, str | None]:
         """Take the final sample; turn the reason into ``oom`` if the memory limit killed."""

@@ -20,8 +20,10 @@ class GroupTree(ProcessTree):
     someone, a kernel error) the job is still found and killed the old way.
     """
 
-    def __init__(self, job_id: str, leader: int, pgid: int, group: JobCgroup) -> None:
-        super().__init__(job_id, leader, pgid)
+    def __init__(
+        self, job_id: str, leader: int, pgid: int, group: JobCgroup, reaper: int | None = None
+    ) -> None:
+        super().__init__(job_id, leader, pgid, reaper)
         self.group = group
         self._failed = False
 

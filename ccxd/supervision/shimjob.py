@@ -18,6 +18,7 @@ import contextlib
 import errno
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -83,9 +84,12 @@ def spawn_shim(
     exit_file: Path,
     chunk_size: int,
     stdin_data: bytes | None,
-    cgroup_procs: str | None = None,
+    join_files: Sequence[str] = (),
 ) -> ShimStart:
-    """Start ``argv`` under the shim; raise :class:`SpawnError` (bad cwd, no shim)."""
+    """Start ``argv`` under the shim; raise :class:`SpawnError` (bad cwd, no shim).
+
+    ``join_files`` are the ``cgroup.procs`` files the job joins before it execs.
+    """
     assert spool.writer_fds is not None
     data_w, index_w = spool.writer_fds
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
@@ -109,7 +113,7 @@ def spawn_shim(
         str(exit_file),
         str(chunk_size),
         str(spool.limit),
-        cgroup_procs or "-",
+        "\n".join(join_files) or "-",
         f"CCXD_JOB_ID={env['CCXD_JOB_ID']}" if "CCXD_JOB_ID" in env else "-",
         "--",
         *argv,

@@ -32,7 +32,6 @@ from ccxd.supervision.shell import resolve_shell
 from ccxd.supervision.shim import find_shim
 from ccxd.supervision.spawn import SpawnError, spawn, write_input
 from ccxd.supervision.spoolwatch import SpoolWatch
-from ccxd.supervision.tree import ProcessTree
 
 if TYPE_CHECKING:
     from ccxd.history.recorder import Recorder
@@ -116,6 +115,8 @@ class Supervisor:
             log.warning("no ccxd-shim: jobs end with the daemon (build: python -m ccxd.supervision.shim)")
         self._watch: SpoolWatch | None = None
         self._job_tasks: dict[str, asyncio.Task[None]] = {}
+        self._left: set[str] = set()
+        """Jobs a ``leave`` shutdown left running for the next daemon: not finished here."""
         self.resources = resources if resources is not None else ResourceControl(config)
         """Limits, cgroups, samples and admission thresholds (ccxd/cgroups/control.py)."""
         self.resources.on_over_limit = lambda job: self._stop(job, JobReason.OOM)
@@ -357,15 +358,16 @@ class Supervisor:
                     await job.tree.kill()
                 job.settle(JobReason.KILLED, error="internal supervisor error")
         finally:
-            if not job.finished:
+            if not job.finished and job.id not in self._left:
                 await self._after_hooks(job)
                 job.move(JobState.FINISHED)
             self._running -= 1
             self.gate.finished(job)
-            if job.finished:  # a job left running (shutdown "leave") keeps its group
+            # A job left running (shutdown "leave") keeps its group and is recorded as it is.
+            if job.finished:
                 self.resources.release(job)
             self._record(job)
-            if job.finished:  # else left running for the next daemon (shutdown "leave")
+            if job.finished:
                 self._retire(job)
             self._next_from_queue()
 
@@ -562,8 +564,9 @@ class Supervisor:
         exit_file = shimjob.exit_path(self.spool_dir, job.id)
         exit_file.unlink(missing_ok=True)
         try:
+            join_files = self.resources.prepare_group(job)
             started = shimjob.spawn_shim(
-                shim, job.argv, job.cwd, env, spool, exit_file, self.config.chunk_size, stdin_data
+                shim, job.argv, job.cwd, env, spool, exit_file, self.config.chunk_size, stdin_data, join_files
             )
         except SpawnError as exc:
             log.info("job %s failed to start: %s", job.id, exc)
@@ -580,7 +583,8 @@ class Supervisor:
             job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
         job.pid = job.pgid = pid
-        job.tree = ProcessTree(job.id, pid, pid, reaper=started.pid)
+        job.tree = self.resources.started(job, pid, pid, reaper=started.pid)
+        self.resources.stretch(job)
         job.shim_pid = started.pid
         job.started_at = time.time()
         job.started_mono = job.last_output_mono = time.monotonic()
@@ -792,8 +796,10 @@ class Supervisor:
         job.last_output_mono = mono - max(0.0, now - mtime)
         assert info.pid is not None
         job.pid, job.pgid = info.pid, info.pgid or info.pid
-        job.tree = ProcessTree(job.id, job.pid, job.pgid, reaper=rec.shim_pid)
+        job.limits = info.limits
+        job.tree = self.resources.adopt(job, job.pid, job.pgid, reaper=rec.shim_pid)
         job.tree.leader_start = rec.leader_start
+        job.tree.reaper_start = rec.shim_start
         job.shim_pid = rec.shim_pid
         job.move(JobState.STARTING)
         job.move(JobState.RUNNING)
@@ -912,7 +918,7 @@ class Supervisor:
             if self.gate.outlives_shutdown(job):
                 continue  # stays queued in history; the next daemon queues it again
             self.cancel(job.id)
-        left: set[str] = set()
+        left = self._left
         if mode == "leave":
             for job in list(self.active_jobs):
                 task = self._job_tasks.get(job.id)

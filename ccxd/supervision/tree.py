@@ -3,8 +3,10 @@
 A job's processes are: its process group and session (the leader called
 ``setsid``), every descendant of those, and orphans that ccxd adopted as
 subreaper whose environment carries the job's ``CCXD_JOB_ID``, with their
-descendants.  Signals go through pidfds opened after the process's start time
-was checked, so a recycled PID is never hit.
+descendants.  A job under its shim (a subreaper of its own) is simpler
+and cheaper: every descendant of the shim, found without reading all of
+/proc.  Signals go through pidfds opened after the process's start time was
+checked, so a recycled PID is never hit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import NamedTuple
 __all__ = [
     "ProcInfo",
     "ProcessTree",
+    "children_of",
+    "descendants",
     "is_subreaper",
     "own_children",
     "scan_processes",
@@ -112,21 +116,52 @@ def is_subreaper() -> bool:
 
 def own_children() -> list[int] | None:
     """Pids of this process's children, from every thread's ``children`` file; None if unknown."""
+    return children_of("self")
+
+
+def children_of(pid: int | str) -> list[int] | None:
+    """Pids of ``pid``'s children, from every thread's ``children`` file; None if unknown (gone)."""
     try:
-        tids = os.listdir("/proc/self/task")
+        tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return None
     found: list[int] = []
     for tid in tids:
         try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
                 found += [int(p) for p in f.read().split()]
         except FileNotFoundError:
-            if not os.path.exists(f"/proc/self/task/{tid}"):
+            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
                 continue  # the thread ended
             return None  # no children files on this kernel
         except OSError:
             return None
+    return found
+
+
+def descendants(pid: int, start: int | None = None) -> dict[int, ProcInfo] | None:
+    """Every live descendant of ``pid`` (not ``pid``); None if ``pid`` is gone or was recycled.
+
+    Reads only the subtree, not all of /proc: what a tree whose orphans go to
+    a subreaper of its own (the job's shim) needs, however many jobs run.
+    """
+    me = _read_stat(pid)
+    if me is None or me.state in ("Z", "X") or (start is not None and me.start != start):
+        return None  # a dead subreaper's orphans went further up: the caller must scan
+    kids = children_of(pid)
+    if kids is None:
+        return None
+    found: dict[int, ProcInfo] = {}
+    stack = kids
+    while stack:
+        child = stack.pop()
+        if child in found:
+            continue
+        info = _read_stat(child)
+        if info is None or info.state in ("Z", "X"):
+            continue  # gone, or a zombie: it has no children of its own
+        found[child] = info
+        stack.extend(children_of(child) or ())
     return found
 
 
@@ -147,6 +182,8 @@ class ProcessTree:
         self.pgid = pgid
         # Who adopts the job's orphans: the daemon (subreaper), or the job's shim.
         self.reaper = reaper
+        reaper_info = _read_stat(reaper) if reaper is not None else None
+        self.reaper_start = reaper_info.start if reaper_info is not None else None
         info = _read_stat(leader)
         self.leader_start = info.start if info is not None else -1
         self._marker = f"CCXD_JOB_ID={job_id}".encode()
@@ -177,6 +214,12 @@ class ProcessTree:
 
     def members(self, procs: dict[int, ProcInfo] | None = None) -> dict[int, ProcInfo]:
         """The job's live processes right now."""
+        if procs is None and self.reaper is not None and self.reaper_start is not None:
+            # The shim is the job's subreaper: every process of the job is below it,
+            # orphans included, and nothing else is.
+            below = descendants(self.reaper, self.reaper_start)
+            if below is not None:
+                return below
         procs = scan_processes() if procs is None else procs
         me = os.getpid() if self.reaper is None else self.reaper
         children: dict[int, list[int]] = {}

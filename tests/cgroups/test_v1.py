@@ -11,7 +11,7 @@ import pytest
 from ccxd.protocol import JobFinished, OutputChunk
 from tests.integration.helpers import run_job
 
-from .conftest import need_v1
+from .conftest import need_v1, v1_mount
 
 # The interpreter itself, not a launcher script that forks (pyenv shims do).
 PYTHON = os.path.realpath(sys.executable)
@@ -39,11 +39,18 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture
-def v1_daemon(daemon_factory):
+@pytest.fixture(params=["shim", "direct"])
+def v1_daemon(request, daemon_factory):
+    """A daemon on the v1 backend, with jobs under ccxd-shim (the default) or as its own children."""
     need_v1()
+    shim = "true" if request.param == "shim" else "false"
     return daemon_factory(
-        extra_env={"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory", "CCXD_KILL_GRACE": "0.5"}
+        extra_env={
+            "CCXD_CGROUP_BACKEND": "v1",
+            "CCXD_STORE": "memory",
+            "CCXD_KILL_GRACE": "0.5",
+            "CCXD_JOB_SHIM": shim,
+        }
     )
 
 
@@ -134,7 +141,8 @@ async def test_cancel_kills_a_job_that_forks_as_fast_as_it_can(v1_daemon):
 
 async def test_leftover_groups_of_a_crashed_daemon_are_cleaned_on_start(daemon_factory, tmp_root):
     need_v1()
-    env = {"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory"}
+    # Without the shim a crashed daemon's jobs cannot be adopted: their groups are leftovers.
+    env = {"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory", "CCXD_JOB_SHIM": "false"}
     first = daemon_factory(extra_env=env, root=tmp_root / "d")
     c = await first.client()
     pidfile = tmp_root / "escapee.pid"
@@ -152,6 +160,47 @@ async def test_leftover_groups_of_a_crashed_daemon_are_cleaned_on_start(daemon_f
     assert not os.path.exists(info.cgroup)
     assert not alive(escapee)
     assert "killing processes left in its cgroup" in second.log()
+
+
+async def test_an_adopted_job_keeps_its_group_limits_and_whole_group_cancel(daemon_factory, tmp_root):
+    need_v1()
+    env = {"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory", "CCXD_KILL_GRACE": "0.5"}
+    first = daemon_factory(extra_env=env, root=tmp_root / "d")
+    c = await first.client()
+    pidfile = tmp_root / "escapee.pid"
+    job = await c.start(ESCAPE.format(pidfile=pidfile) + "; sleep 300", subscribe=True, pids=20)
+    async for ev in c.events(job.id):
+        if isinstance(ev, OutputChunk):
+            break
+    info = await c.get(job.id)
+    await c.close()
+    first.stop(signal.SIGKILL)
+    escapee = int(pidfile.read_text())
+    assert info.cgroup is not None and alive(escapee)
+
+    second = daemon_factory(extra_env=env, root=tmp_root / "d")
+    # Adopted, not a leftover: the group, its limit and the escaped grandchild stay.
+    assert os.path.isdir(info.cgroup) and alive(escapee)
+    assert "killing processes left in its cgroup" not in second.log()
+    memory_mount, pids_mount = v1_mount("memory"), v1_mount("pids")
+    assert memory_mount is not None and pids_mount is not None
+    pids_dir = pids_mount + info.cgroup[len(memory_mount) :]
+    with open(f"{pids_dir}/pids.max") as f:
+        assert f.read().strip() == "20"
+    c = await second.client()
+    adopted = await c.get(job.id)
+    assert adopted.state == "running" and adopted.cgroup == info.cgroup
+    assert adopted.limits is not None and adopted.limits.pids == 20
+    # Only the cgroup knows the escapee belongs to the job; cancel still ends it.
+    await c.cancel(job.id)
+    final = None
+    async for ev in c.follow(job.id):
+        if isinstance(ev, JobFinished):
+            final = ev.job
+    assert final is not None and final.reason == "cancelled"
+    assert not alive(escapee)
+    assert not os.path.exists(info.cgroup)
+    await c.close()
 
 
 async def test_a_backend_that_fails_mid_way_falls_back_with_one_log_line(v1_daemon):

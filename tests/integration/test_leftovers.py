@@ -24,6 +24,21 @@ LEFTOVERS = {
 }
 
 
+# How jobs are spawned and found: under ccxd-shim (the default) with cgroups where the
+# host has them or with the process tree alone, or as the daemon's own children.
+SPAWN_PATHS = {
+    "shim": {},
+    "shim-no-cgroups": {"CCXD_CGROUP_BACKEND": "none"},
+    "direct": {"CCXD_JOB_SHIM": "false"},
+}
+
+
+@pytest.fixture(params=list(SPAWN_PATHS))
+def daemon(request, daemon_factory):  # type: ignore[no-untyped-def]
+    """The daemon of every test here, once per spawn path."""
+    return daemon_factory(extra_env=SPAWN_PATHS[request.param])
+
+
 @pytest.mark.parametrize("leftover", list(LEFTOVERS.values()), ids=list(LEFTOVERS))
 async def test_leftovers_of_an_exited_leader_are_killed(client, leftover):
     # Another job keeps running, so the daemon has other children while this one ends.
@@ -42,8 +57,9 @@ async def test_many_short_jobs_leave_nothing(client):
         assert job_pids(job.id) == []
 
 
-async def test_cancelling_many_jobs_at_once_kills_every_process(daemon_factory):
-    d = daemon_factory(extra_env={"CCXD_MAX_CONCURRENT_JOBS": "200"})
+@pytest.mark.parametrize("path", list(SPAWN_PATHS))
+async def test_cancelling_many_jobs_at_once_kills_every_process(daemon_factory, path):
+    d = daemon_factory(extra_env={"CCXD_MAX_CONCURRENT_JOBS": "200", **SPAWN_PATHS[path]})
     c = await d.client()
     jobs = [await c.start("sleep 300 & echo up; sleep 300", subscribe=True, timeout=0) for _ in range(100)]
 

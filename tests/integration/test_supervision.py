@@ -98,8 +98,13 @@ async def test_sigterm_then_sigkill_after_grace_for_a_job_that_traps_term(daemon
     ],
     ids=["setsid-grandchild", "double-fork-daemon"],
 )
-async def test_escaped_descendants_die_with_the_job(daemon_factory, escape):
-    d = daemon_factory(extra_env={"CCXD_KILL_GRACE": "0.5"})
+@pytest.mark.parametrize(
+    "path",
+    [{}, {"CCXD_CGROUP_BACKEND": "none"}, {"CCXD_JOB_SHIM": "false", "CCXD_CGROUP_BACKEND": "none"}],
+    ids=["shim", "shim-no-cgroups", "direct-no-cgroups"],
+)
+async def test_escaped_descendants_die_with_the_job(daemon_factory, escape, path):
+    d = daemon_factory(extra_env={"CCXD_KILL_GRACE": "0.5", **path})
     c = await d.client()
     out, _, job, _ = await run_job(c, f"{escape} sleep 30", timeout=1.5)
     assert b"escaped" in out and job.reason == "timeout"

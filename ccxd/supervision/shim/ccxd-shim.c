@@ -19,8 +19,9 @@
  *   fails) a record with stream 255 marks the cut, and later chunks go as frames
  *   (stream byte, 4-byte little-endian length, data) to stdout, the overflow
  *   pipe to the daemon; stream 254 carries the exit status there too.
- * CGROUP: a cgroup.procs file the job joins between fork and exec (so none of
- *   its processes ever runs outside it; the shim itself stays out), or "-".
+ * CGROUP: cgroup.procs files, one per line (cgroup v1 has one per hierarchy),
+ *   the job joins between fork and exec (so none of its processes ever runs
+ *   outside its group; the shim itself stays out), or "-".
  * MARKER: NAME=VALUE put in the job's environment only (CCXD_JOB_ID=<job>: the
  *   shim is not one of the job's processes), or "-".
  *
@@ -246,7 +247,7 @@ int main(int argc, char **argv) {
     chunk_max = (size_t)strtoull(argv[5], NULL, 10);
     limit = strtoull(argv[6], NULL, 10);
     if (chunk_max < 1024 || chunk_max > READ_MAX) chunk_max = 65536;
-    const char *cgroup = strcmp(argv[7], "-") ? argv[7] : NULL;
+    char *cgroup = strcmp(argv[7], "-") ? argv[7] : NULL;
     char *marker = strcmp(argv[8], "-") ? argv[8] : NULL;
     char **job_argv = argv + 10;
     size_written = batch_start = (uint64_t)lseek(data_fd, 0, SEEK_END);
@@ -286,14 +287,18 @@ int main(int argc, char **argv) {
     }
     if (pid == 0) {
         setsid();
-        if (cgroup) {
-            int cg = open(cgroup, O_WRONLY | O_CLOEXEC);
+        /* The child's own copy of argv: cutting it at each newline harms nobody. */
+        for (char *file = cgroup; file && *file;) {
+            char *next = strchr(file, '\n');
+            if (next) *next++ = '\0';
+            int cg = open(file, O_WRONLY | O_CLOEXEC);
             if (cg < 0 || write(cg, "0\n", 2) != 2) {
                 int e[2] = {errno, 1};
                 (void)!write(ep[1], e, sizeof e);
                 _exit(127);
             }
             close(cg);
+            file = next;
         }
         if (marker) putenv(marker);
         signal(SIGPIPE, SIG_DFL);
