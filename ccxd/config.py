@@ -229,6 +229,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     on_stop: Literal["cancel", "drain", "leave"] = "cancel"
     """What a stop (SIGTERM) does to running jobs: cancel at once, drain then cancel, or leave them
     running for the next daemon to adopt (jobs under ccxd-shim only)."""
+    on_restart: Literal["cancel", "drain", "leave"] = "leave"
+    """What a stop that is part of ``systemctl restart`` does to running jobs (asked of systemd);
+    by default they run on and the restarted daemon adopts them."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log threshold."""
     node_id: str = ""

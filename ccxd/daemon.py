@@ -35,6 +35,7 @@ from ccxd.store.base import StoreUnavailable
 from ccxd.supervision.reaper import Reaper, become_subreaper
 from ccxd.supervision.shimjob import load_records
 from ccxd.supervision.supervisor import Supervisor
+from ccxd.systemd_job import unit_job_type
 from ccxd.transports.unix import UnixServer, bind_unix_socket
 from ccxd.transports.websocket import WebSocketServer
 
@@ -55,6 +56,7 @@ _RELOADABLE = (
     "spool_max_bytes",
     "drain_timeout",
     "on_stop",
+    "on_restart",
     "claude_max_concurrent",
     "claude_retry",
     "claude_retry_max_attempts",
@@ -260,7 +262,7 @@ class Daemon:
             await ws.stop()
             await compat.stop()
         self._unlink_socket()
-        mode = self._stop_mode or self.config.on_stop
+        mode = self._stop_mode or await self._systemd_stop_mode() or self.config.on_stop
         drain = self._stop_drain if self._stop_drain is not None else self.config.drain_timeout
         log.info("stop mode: %s", mode)
         await self.supervisor.shutdown(mode, drain)
@@ -432,6 +434,13 @@ class Daemon:
         if ignored:
             log.warning("these settings need a restart to change: %s", ", ".join(ignored))
         self.notifier.ready(self._status_line())
+
+    async def _systemd_stop_mode(self) -> str | None:
+        """``on_restart`` when systemd is restarting the unit (not stopping it), else None."""
+        if await unit_job_type() != "restart":
+            return None
+        log.info("systemd is restarting this unit: on_restart applies")
+        return self.config.on_restart
 
     def request_stop(self, mode: str | None = None, drain_timeout: float | None = None) -> None:
         """Begin an orderly stop; ``mode`` overrides ``on_stop`` (``ccxctl shutdown``)."""

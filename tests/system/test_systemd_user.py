@@ -118,6 +118,47 @@ def test_a_stalled_loop_is_restarted_by_the_watchdog(machine: Machine) -> None:
         user(machine, f"rm -f {STALL_DROPIN} ~/stall && systemctl --user daemon-reload")
 
 
+COUNTER = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.05; done"
+
+
+def running_jobs(machine: Machine) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {j["id"]: j for j in json.loads(user(machine, "ccxctl ps --json").stdout)}
+
+
+def test_restart_and_a_crash_leave_jobs_running_for_the_next_daemon(machine: Machine) -> None:
+    user(machine, "systemctl --user restart ccxd.service")
+    job = user(machine, f"ccxctl run --detach '{COUNTER}'").stdout.strip()
+    wait_for("the job's output", lambda: "line 5" in user(machine, f"ccxctl logs {job}").stdout)
+    before = running_jobs(machine)[job]
+    first = show(machine, "ccxd.service", "MainPID")["MainPID"]
+
+    # systemctl restart: SIGTERM as for a stop, but on_restart (leave) applies.
+    user(machine, "systemctl --user restart ccxd.service")
+    second = show(machine, "ccxd.service", "MainPID")["MainPID"]
+    assert second != first
+    assert "systemd is restarting this unit" in journal(machine, "restarting this unit")
+    adopted = running_jobs(machine)[job]
+    assert (adopted["state"], adopted["pid"]) == ("running", before["pid"])
+
+    # A crash: systemd restarts the daemon (Restart=on-failure); KillMode=process spares the job.
+    user(machine, "systemctl --user kill --kill-whom=main -s KILL ccxd.service")
+
+    def restarted() -> bool:
+        now = show(machine, "ccxd.service", "MainPID", "ActiveState")
+        return now["MainPID"] not in (second, "0") and now["ActiveState"] == "active"
+
+    wait_for("a restart after the crash", restarted)
+    adopted = running_jobs(machine)[job]
+    assert (adopted["state"], adopted["pid"]) == ("running", before["pid"])
+
+    # The job is whole and still under control: every line once, in order, then cancelled.
+    user(machine, f"ccxctl cancel {job}")
+    wait_for("the cancel", lambda: job not in running_jobs(machine))
+    lines = user(machine, f"ccxctl logs {job}").stdout.splitlines()
+    assert lines == [f"line {i}" for i in range(len(lines))] and len(lines) > 5
+    assert machine.run(f"ps -eo pid= | grep -qw {before['pid']}", check=False).returncode == 1
+
+
 def test_stop_ends_running_jobs_cleanly_and_leaves_no_process(machine: Machine) -> None:
     user(machine, "systemctl --user restart ccxd.service")
     single = user(machine, "ccxctl run --detach 'sleep 301'").stdout.strip()
