@@ -159,6 +159,23 @@ def test_restart_and_a_crash_leave_jobs_running_for_the_next_daemon(machine: Mac
     assert machine.run(f"ps -eo pid= | grep -qw {before['pid']}", check=False).returncode == 1
 
 
+def test_a_package_upgrade_restarts_the_daemon_and_keeps_its_jobs(machine: Machine) -> None:
+    user(machine, "systemctl --user restart ccxd.service")
+    job = user(machine, f"ccxctl run --detach '{COUNTER}'").stdout.strip()
+    wait_for("the job's output", lambda: "line 3" in user(machine, f"ccxctl logs {job}").stdout)
+    before = running_jobs(machine)[job]
+    old_pid = show(machine, "ccxd.service", "MainPID")["MainPID"]
+    # Reinstalling runs postinst as an upgrade from the same version.
+    deb = machine.run("ls /var/tmp/ccxd_*.deb").stdout.split()[0]
+    machine.run(f"apt-get install -y -q --reinstall {deb}", timeout=120)
+    state = show(machine, "ccxd.service", "MainPID", "ActiveState")
+    assert state["ActiveState"] == "active" and state["MainPID"] != old_pid
+    adopted = running_jobs(machine)[job]
+    assert (adopted["state"], adopted["pid"]) == ("running", before["pid"])
+    user(machine, f"ccxctl cancel {job}")
+    wait_for("the cancel", lambda: job not in running_jobs(machine))
+
+
 def test_stop_ends_running_jobs_cleanly_and_leaves_no_process(machine: Machine) -> None:
     user(machine, "systemctl --user restart ccxd.service")
     single = user(machine, "ccxctl run --detach 'sleep 301'").stdout.strip()
