@@ -179,7 +179,8 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     default_io_weight: Annotated[int, Meta(ge=1, le=10_000)] | None = None
     """IO weight (1..10000, 100 is normal) of jobs that set none, where the kernel has it."""
     stats_interval: Annotated[float, Meta(ge=0.1)] = 2.0
-    """Seconds between resource samples of running jobs (``job.stats``, ``ccxctl top``)."""
+    """Seconds between resource samples of running jobs (``job.stats``, ``ccxctl top``); longer
+    when more than 100 samples a second would be needed (a thousand jobs: every 10 s)."""
     admit_min_memory: Size | None = None
     """Queued jobs wait while the host's available memory (MemAvailable) is below this."""
     admit_max_load: Annotated[float, Meta(gt=0)] | None = None

@@ -44,6 +44,11 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) or 1
 
 
+_SAMPLE_RATE = 100
+"""Most resource samples a second (about 1% of a core), however many jobs run."""
+_SAMPLE_STEP = 0.25
+"""Shortest pause between two batches of samples within a round."""
+
 _REMOVE_TRIES = 40
 _REMOVE_RETRY = 0.25
 
@@ -259,11 +264,20 @@ class ResourceControl:
 
     async def _sample_loop(self) -> None:
         while self._jobs:
-            await asyncio.sleep(self.config.stats_interval)
-            for job in list(self._jobs.values()):
-                if job.group is not None and not job.finished:
-                    self._sample(job, job.group)
-                    self._check_limits(job, job.group)
+            jobs = list(self._jobs.values())
+            # A sample reads about ten files (~0.1 ms).  Every job is sampled once per
+            # stats_interval, or less often when so many run that this would cost more
+            # than _SAMPLE_RATE samples a second; a round is spread over steps so the
+            # loop never stalls for all of them at once.
+            round_time = max(self.config.stats_interval, len(jobs) / _SAMPLE_RATE)
+            steps = max(1, min(len(jobs), int(round_time / _SAMPLE_STEP)))
+            per_step = -(-len(jobs) // steps)
+            for first in range(0, len(jobs), per_step):
+                await asyncio.sleep(round_time / steps)
+                for job in jobs[first : first + per_step]:
+                    if job.group is not None and not job.finished and job.id in self._jobs:
+                        self._sample(job, job.group)
+                        self._check_limits(job, job.group)
 
     def _sample(self, job: Job, group: JobCgroup) -> None:
         try:

@@ -92,5 +92,15 @@ def test_a_job_past_its_pids_limit_cannot_fork(guest: dict[str, Any]) -> None:
     assert out.count("\n") < 40  # not all 30 sleeps started
 
 
+def test_a_job_adopted_after_a_restart_keeps_its_cgroup_and_memory_limit(guest: dict[str, Any]) -> None:
+    before = json.loads(guest["adopted-before"])
+    assert len(before) == 1 and before[0]["state"] == "running"
+    out, job = _events(guest["adopted"])
+    assert job["id"] == before[0]["id"] and job["cgroup"] == before[0]["cgroup"]
+    assert job["limits"]["memory"] == 64 * 1024 * 1024
+    # The daemon that adopted the job saw it hit the limit it was started with.
+    assert job["reason"] == "oom" and "survived" not in out, (out, job)
+
+
 def test_stop_leaves_no_process_in_the_service_cgroup(guest: dict[str, Any]) -> None:
     assert guest["after-stop"].split() == []
