@@ -180,6 +180,8 @@ class Daemon:
         # Before the embedded redis-server starts: on delegated v2 every process of the
         # unit moves into its supervisor/ leaf, and a child started later is born there.
         resources = ResourceControl.from_config(self.config, instance_name(str(self._socket_path)))
+        for pid in resources.backend.helper_pids():
+            reaper.watch(pid)  # expected, so a job's end still proves nothing of it is left
         self.info.cgroups = resources.describe
         # READY=1 waits for the store: a daemon that cannot keep history is not ready.
         history = await History.open(self.config, reaper, sock_dir, state)

@@ -116,5 +116,9 @@ class Backend(abc.ABC):
     def leftovers(self) -> list[str]:
         """Job ids whose groups exist (left by an earlier run of this daemon)."""
 
+    def helper_pids(self) -> list[int]:
+        """Children of the daemon the backend started and keeps (the reaper must expect them)."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional: most backends make nothing of their own
         """Remove what the backend made for itself, if it is empty (on daemon exit)."""

@@ -1,7 +1,9 @@
 """cgroup v2: each job in its own child cgroup; kill is ``cgroup.kill``.
 
-Layout.  When the daemon's cgroup is delegated to it (a systemd unit with
-``Delegate=yes``: ``/system.slice/ccxd.service``), the daemon moves every
+Layout.  When the daemon runs as a systemd unit of its own, jobs go to a
+delegated scope beside the unit (``scope.py``: so that a unit whose jobs
+outlive the daemon can start again).  Where no scope can be made, and the
+daemon's cgroup is delegated to it (``Delegate=yes``), the daemon moves every
 process of that cgroup into the leaf ``supervisor/`` (v2 forbids processes in
 a cgroup that hands controllers to children), enables the controllers it needs
 in the unit cgroup's ``cgroup.subtree_control`` and makes jobs its siblings::
@@ -29,6 +31,7 @@ import os
 from ccxd.cgroups import fs
 from ccxd.cgroups.base import Backend, CgroupError, JobCgroup, RawSample, job_dir_name, job_id_of
 from ccxd.cgroups.procfs import proc_usage, read_psi_some
+from ccxd.cgroups.scope import JobsScope, scope_location
 from ccxd.protocol import Limits
 
 __all__ = ["V2Backend", "V2Group"]
@@ -166,6 +169,7 @@ class V2Backend(Backend):
 
     def __init__(self, mount: str, own: str, instance: str, move_self: bool = True) -> None:
         self.mount = mount
+        self.scope: JobsScope | None = None
         own_dir = os.path.join(mount, own.lstrip("/")).rstrip("/")
         if own in ("", "/"):
             # Nothing to delegate from: a group of our own beside us, the daemon stays put.
@@ -173,11 +177,16 @@ class V2Backend(Backend):
             with contextlib.suppress(FileExistsError):
                 _mkdir(self.parent)
             _enable(mount, CONTROLLERS)
+        elif move_self and (scope := self._scope(mount, own, instance)) is not None:
+            # A service unit: jobs go to a scope beside it (scope.py says why).  Its cgroup
+            # then also holds shims of jobs an earlier daemon left; that is fine, it stays a leaf.
+            self.scope = scope
+            self.parent = scope.path
         else:
             if not os.access(f"{own_dir}/cgroup.subtree_control", os.W_OK) or not os.access(own_dir, os.W_OK):
                 raise CgroupError(f"{own_dir} is not delegated to ccxd (set Delegate=yes on the unit)")
             if move_self and _only_ours(fs.read_pids(f"{own_dir}/cgroup.procs")):
-                # Delegated to us (a unit of our own): take it over.
+                # Delegated to us but no scope could be made: jobs below, the daemon in a leaf.
                 self.parent = own_dir
                 self._move_into_leaf(own_dir)
             else:
@@ -190,6 +199,28 @@ class V2Backend(Backend):
         enforce = [n for n, c in _NEEDS.items() if c in self.controllers]
         can = ", ".join(enforce) or "none, no controllers delegated"
         self.description = f"v2 {self.parent} (limits: {can})"
+
+    @staticmethod
+    def _scope(mount: str, own: str, instance: str) -> JobsScope | None:
+        where = scope_location(mount, own, instance)
+        if where is None:
+            return None
+        unit, slice_, path = where
+        try:
+            return JobsScope(unit, slice_, path, user="/user@" in own)
+        except (CgroupError, OSError) as exc:
+            log.warning(
+                "%s; job cgroups go below the daemon's unit, so while jobs outlive a daemon "
+                "systemd < 254 cannot start the next one",
+                exc,
+            )
+            return None
+
+    def helper_pids(self) -> list[int]:
+        """Children this backend started (the scope's holder), for the reaper to expect."""
+        if self.scope is None or self.scope.holder_pid is None:
+            return []
+        return [self.scope.holder_pid]
 
     @staticmethod
     def _move_into_leaf(own_dir: str) -> None:
@@ -225,8 +256,10 @@ class V2Backend(Backend):
         return V2Group(job_id, Limits(), path) if os.path.isdir(path) else None
 
     def close(self) -> None:
-        """Remove ``ccxd-<instance>`` if empty (a delegated unit cgroup stays)."""
-        if os.path.basename(self.parent).startswith("ccxd-"):
+        """Remove ``ccxd-<instance>`` if empty, end the jobs' scope if empty (a unit cgroup stays)."""
+        if self.scope is not None:
+            self.scope.release()
+        elif os.path.basename(self.parent).startswith("ccxd-"):
             with contextlib.suppress(OSError):
                 os.rmdir(self.parent)
 

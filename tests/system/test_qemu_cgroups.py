@@ -60,6 +60,19 @@ def _events(jsonl: str) -> tuple[str, dict[str, Any]]:
     return "".join(out), job
 
 
+def _attach_events(jsonl: str) -> tuple[str, dict[str, Any]]:
+    """The output and the final job record of a ``ccxctl attach --json`` transcript."""
+    out, job = [], None
+    for line in jsonl.splitlines():
+        msg = json.loads(line)
+        if msg["event"] == "OutputChunk":
+            out.append(msg["data"]["data"])
+        elif msg["event"] == "JobFinished":
+            job = msg["data"]["job"]
+    assert job is not None, jsonl
+    return "".join(out), job
+
+
 def test_the_guest_has_full_cgroup_v2(guest: dict[str, Any]) -> None:
     assert guest["boot"]["cgroupfs"] == "cgroup2fs"
     assert {"memory", "pids"} <= set(guest["boot"]["controllers"].split())
@@ -70,12 +83,15 @@ def test_ccxd_runs_delegated_and_jobs_get_their_own_cgroups_below_it(guest: dict
     assert (unit["ActiveState"], unit["SubState"], unit["Delegate"]) == ("active", "running", "yes")
     service = unit["ControlGroup"]
     assert service.endswith("/ccxd.service")
-    # v2 allows no processes next to child cgroups: the daemon moved itself into a leaf.
+    # The daemon's unit stays a leaf (so systemd can start it again while jobs run on);
+    # jobs get groups in a delegated scope beside it, with the memory and pids controllers.
     daemon_cgroup = guest["daemon-cgroup"].strip().removeprefix("0::")
-    assert daemon_cgroup.startswith(service + "/") and daemon_cgroup != service
-    assert {"memory", "pids"} <= set(guest["subtree-control"].split())
+    assert daemon_cgroup == service
     job_cgroup = guest["job-cgroup"].strip().removeprefix("0::")
-    assert job_cgroup.startswith(service + "/") and job_cgroup != daemon_cgroup
+    scope, job_dir = job_cgroup.rsplit("/", 1)
+    assert scope.startswith(service.rsplit("/", 1)[0] + "/ccxd-jobs-") and scope.endswith(".scope")
+    assert job_dir.startswith("job-")
+    assert {"memory", "pids"} <= set(guest["scope-subtree-control"].split())
 
 
 def test_a_job_past_its_memory_limit_is_killed_as_oom(guest: dict[str, Any]) -> None:
@@ -95,8 +111,11 @@ def test_a_job_past_its_pids_limit_cannot_fork(guest: dict[str, Any]) -> None:
 def test_a_job_adopted_after_a_restart_keeps_its_cgroup_and_memory_limit(guest: dict[str, Any]) -> None:
     before = json.loads(guest["adopted-before"])
     assert len(before) == 1 and before[0]["state"] == "running"
-    out, job = _events(guest["adopted"])
-    assert job["id"] == before[0]["id"] and job["cgroup"] == before[0]["cgroup"]
+    why = (guest["adopted-unit"], guest["adopted-daemon-cgroup"], guest["adopted-journal"])
+    assert guest["adopted-status"], why
+    assert json.loads(guest["adopted-status"])["cgroups"].startswith("v2 "), why
+    out, job = _attach_events(guest["adopted"])
+    assert job["id"] == before[0]["id"] and job.get("cgroup") == before[0]["cgroup"], (job, why)
     assert job["limits"]["memory"] == 64 * 1024 * 1024
     # The daemon that adopted the job saw it hit the limit it was started with.
     assert job["reason"] == "oom" and "survived" not in out, (out, job)
@@ -104,3 +123,5 @@ def test_a_job_adopted_after_a_restart_keeps_its_cgroup_and_memory_limit(guest: 
 
 def test_stop_leaves_no_process_in_the_service_cgroup(guest: dict[str, Any]) -> None:
     assert guest["after-stop"].split() == []
+    # The jobs' scope ends with the last job.
+    assert guest["scopes-after-stop"].split() == [], guest["scope-tree-after-stop"]
