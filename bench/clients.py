@@ -330,12 +330,14 @@ def _seq_bytes(n: int) -> int:
 
 
 async def soak(args: list[str]) -> dict[str, Any]:
-    """``soak SOCKET WS_URL TOKEN SECONDS REDIS_URL``: mixed load, then check every job's stored record.
+    """``soak SOCKET WS_URL TOKEN SECONDS REDIS_URL CLAUDE_ENV``: mixed load, then check every stored record.
 
     Short jobs with known output (``seq``), 4 MiB streams over WebSocket
-    binary frames, failing jobs and cancelled jobs run side by side until
-    SECONDS pass.  Every job's record must then be in the store, finished, with
-    the reason and output size the client saw.
+    binary frames, failing jobs, cancelled jobs, Claude jobs (the real CLI
+    against the fake API; CLAUDE_ENV is its environment as JSON) and jobs
+    followed across detach and re-attach run side by side until SECONDS pass.
+    Every job's record must then be in the store, finished, with the reason and
+    output size the client saw.
     """
     import random
 
@@ -344,15 +346,17 @@ async def soak(args: list[str]) -> dict[str, Any]:
     from ccxd.store.redis_store import RedisStore
 
     sock, ws_url, token, seconds, redis_url = args[0], args[1], args[2], float(args[3]), args[4]
+    claude_env: dict[str, str] = json.loads(args[5])
     unix = await connect(sock)
     ws = await connect(ws_url, token=token)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     expected: dict[str, tuple[str, int]] = {}  # job id -> (reason, output bytes)
     problems: list[str] = []
+    claude_ids: set[str] = set()
     rng = random.Random(10)
 
-    async def run(client: Any, command: str, want_bytes: int, want_reason: str, **options: Any) -> None:
+    async def run(client: Any, command: str | None, want_bytes: int, want_reason: str, **options: Any) -> None:
         got = 0
         finished: JobInfo | None = None
         job_id = ""
@@ -364,6 +368,10 @@ async def soak(args: list[str]) -> dict[str, Any]:
                 finished = ev.job
         assert finished is not None
         expected[finished.id] = (finished.reason.value if finished.reason else "?", got)
+        if options.get("kind") == "claude":
+            claude_ids.add(finished.id)
+            if finished.claude is None or finished.claude.ok is not True:
+                problems.append(f"{finished.id}: the Claude job did not succeed: {finished.claude}")
         if got != want_bytes and want_bytes >= 0:
             problems.append(f"{finished.id or job_id}: received {got} bytes, expected {want_bytes}")
         if finished.reason is None or finished.reason.value != want_reason:
@@ -399,17 +407,56 @@ async def soak(args: list[str]) -> dict[str, Any]:
                         problems.append(f"{job.id}: reason {ev.job.reason}, expected cancelled")
             await asyncio.sleep(0.5)
 
-    await asyncio.gather(*(short_jobs() for _ in range(4)), streams(), failing(), cancelled())
+    async def claude_jobs() -> None:
+        while loop.time() < deadline:
+            await run(unix, None, -1, "exited", kind="claude", prompt="tell a story", env=claude_env, cwd="/tmp")
+            await asyncio.sleep(2)
+
+    counter = "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); sleep 0.01; done"
+    wanted = "".join(f"line {i}\n" for i in range(300)).encode()
+    attaches = 0
+
+    async def attach_detach() -> None:
+        nonlocal attaches
+        while loop.time() < deadline:
+            first = await connect(sock)
+            job = await first.start(counter, subscribe=True, timeout=0)
+            got = b""
+            async for ev in first.events(job.id):
+                if isinstance(ev, OutputChunk):
+                    got += ev.raw()
+                    if len(got) >= 200:
+                        break
+            await first.close()  # detach mid-stream
+            await asyncio.sleep(rng.uniform(0.1, 1.5))
+            again = await connect(sock)  # re-attach where the first connection stopped
+            finished: JobInfo | None = None
+            async for ev in again.follow(job.id, from_offset=len(got)):
+                if isinstance(ev, OutputChunk):
+                    got += ev.raw()
+                elif isinstance(ev, JobFinished):
+                    finished = ev.job
+            await again.close()
+            attaches += 1
+            assert finished is not None
+            expected[job.id] = (finished.reason.value if finished.reason else "?", len(got))
+            if got != wanted:
+                problems.append(f"{job.id}: {len(got)} bytes across detach/attach, not the {len(wanted)} written")
+
+    await asyncio.gather(
+        *(short_jobs() for _ in range(4)), streams(), failing(), cancelled(), claude_jobs(), attach_detach()
+    )
     await ws.close()
     await unix.close()
 
     # Every job must reach the store (write-behind: give it a moment).
     store = RedisStore(redis_url, "soak-check", timeout=10)
     await store.open()
-    missing: list[str] = []
+    missing = list(expected)
     for _ in range(60):
-        missing = []
-        for job_id, (reason, size) in expected.items():
+        still = []
+        for job_id in missing:
+            reason, size = expected[job_id]
             rec = await store.get_job(job_id)
             ok = (
                 rec is not None
@@ -419,12 +466,21 @@ async def soak(args: list[str]) -> dict[str, Any]:
                 and rec.reason.value == reason
             )
             if not ok:
-                missing.append(job_id)
+                still.append(job_id)
+        missing = still
         if not missing:
             break
         await asyncio.sleep(0.5)
     await store.close()
-    return {"jobs": len(expected), "lost": len(missing), "lost_ids": missing[:20], "problems": problems[:20]}
+    claude = sum(1 for job_id in expected if job_id in claude_ids)
+    return {
+        "jobs": len(expected),
+        "claude_jobs": claude,
+        "attaches": attaches,
+        "lost": len(missing),
+        "lost_ids": missing[:20],
+        "problems": problems[:20],
+    }
 
 
 HANDLERS: dict[str, Handler] = {

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import tempfile
 import time
+from pathlib import Path
 
 from bench.daemon import BenchDaemon, proc_fd_targets, proc_fds, proc_rss_kib
 from bench.harness import Context
 from bench.report import Row
 from bench.stats import median
+from ccxd.supervision.tree import children_of
 
 __all__ = ["soak"]
 
@@ -18,35 +24,79 @@ def _kind(target: str) -> str:
     return target.split(":[", 1)[0] if ":[" in target else target
 
 
+def _redis_child(pid: int) -> int | None:
+    """The daemon's embedded redis-server."""
+    for child in children_of(pid) or ():
+        try:
+            with open(f"/proc/{child}/comm") as f:
+                if f.read().strip() == "redis-server":
+                    return child
+        except OSError:
+            continue
+    return None
+
+
 def soak(ctx: Context) -> list[Row]:
-    """Run the soak client while sampling the daemon's RSS and fds."""
+    """Run the soak client while sampling the daemon's RSS and fds; kill its Redis now and then."""
+    # The outside edge is faked: the Anthropic API (the real claude CLI runs against it).
+    from tests.claude.cli import claude_env, pinned_cli
+    from tests.claude.fake_api import FakeApi
+
     seconds = ctx.soak_minutes * 60
     interval = 10.0 if seconds >= 600 else max(0.5, seconds / 60)
-    with BenchDaemon(ctx.log_dir, name="soak") as d:
-        url, token = d.ws_url(), d.token
-        redis_url = f"unix://{d.runtime / 'ccxd' / 'redis.sock'}"  # the embedded redis-server
-        ctx.client("ws-stream", url, token, "echo warm")
-        time.sleep(1)
-        base = proc_fd_targets(d.pid)
-        base_fds = len(base)
-        client = ctx.spawn_client(
-            "soak", str(d.socket), url, token, str(seconds), redis_url, env=d.client_env
-        )
-        samples: list[tuple[float, int, int]] = []
-        t0 = time.monotonic()
-        while client.poll() is None:
-            samples.append((time.monotonic() - t0, proc_rss_kib(d.pid), proc_fds(d.pid)))
-            time.sleep(interval)
-        out, err = client.communicate()
-        if client.returncode != 0:
-            raise RuntimeError(f"soak client failed: {err[-2000:]}")
-        result = json.loads(out.strip().splitlines()[-1])
-        deadline = time.monotonic() + 30
-        while proc_fds(d.pid) > base_fds and time.monotonic() < deadline:
-            time.sleep(0.2)
-        end = proc_fd_targets(d.pid)
-        end_fds = len(end)
-        extra = sorted({_kind(t) for fd, t in end.items() if base.get(fd) != t})
+    redis_every = seconds / 6  # five Redis deaths in a run, the daemon restarts its own
+    home = Path(tempfile.mkdtemp(prefix="ccxd-soak-home-"))
+    api = FakeApi().start()
+    settings = {
+        "claude_program": pinned_cli(),
+        "claude_retry": "false",
+        "history_max_jobs": "100000000",  # retention must not pass for loss
+    }
+    try:
+        with BenchDaemon(ctx.log_dir, settings, name="soak") as d:
+            rows = _soak(ctx, d, seconds, interval, redis_every, claude_env(api, home))
+    finally:
+        api.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    return rows
+
+
+def _soak(
+    ctx: Context, d: BenchDaemon, seconds: float, interval: float, redis_every: float, claude_env: dict[str, str]
+) -> list[Row]:
+    url, token = d.ws_url(), d.token
+    redis_url = f"unix://{d.runtime / 'ccxd' / 'redis.sock'}"  # the embedded redis-server
+    ctx.client("ws-stream", url, token, "echo warm")
+    time.sleep(1)
+    base = proc_fd_targets(d.pid)
+    base_fds = len(base)
+    client = ctx.spawn_client(
+        "soak", str(d.socket), url, token, str(seconds), redis_url, json.dumps(claude_env), env=d.client_env
+    )
+    samples: list[tuple[float, int, int]] = []
+    t0 = time.monotonic()
+    redis_kills = 0
+    next_kill = redis_every / 2
+    while client.poll() is None:
+        now = time.monotonic() - t0
+        samples.append((now, proc_rss_kib(d.pid), proc_fds(d.pid)))
+        if now >= next_kill and now < seconds:
+            redis = _redis_child(d.pid)
+            if redis is not None:
+                os.kill(redis, signal.SIGKILL)
+                redis_kills += 1
+            next_kill += redis_every
+        time.sleep(min(interval, max(0.1, next_kill - now)))
+    out, err = client.communicate()
+    if client.returncode != 0:
+        raise RuntimeError(f"soak client failed: {err[-2000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    deadline = time.monotonic() + 30
+    while proc_fds(d.pid) > base_fds and time.monotonic() < deadline:
+        time.sleep(0.2)
+    end = proc_fd_targets(d.pid)
+    end_fds = len(end)
+    extra = sorted({_kind(t) for fd, t in end.items() if base.get(fd) != t})
     (ctx.out / "soak-samples.json").write_text(json.dumps({"samples": samples, "result": result}))
     # Warm-up: the first fifth of the run (caches, the store's connection pool, the page cache).
     warm = [s for s in samples if s[0] <= seconds / 5] or samples[:1]
@@ -72,7 +122,9 @@ def soak(ctx: Context) -> list[Row]:
             runs=len(samples),
             samples=[s[1] / 1024 for s in samples],
             note=f"{result['jobs']:,} jobs: `seq` jobs ×4 in parallel, 4 MiB WebSocket streams, failing and "
-            f"cancelled jobs; RSS sampled every {interval:g} s (samples in soak-samples.json)",
+            f"cancelled jobs, {result['claude_jobs']:,} Claude jobs (real CLI, fake API), "
+            f"{result['attaches']:,} detach/re-attach follows; the embedded Redis SIGKILLed {redis_kills}× "
+            f"(restarted by the daemon); RSS sampled every {interval:g} s (samples in soak-samples.json)",
         ),
         Row(
             case="Soak",

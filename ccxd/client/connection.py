@@ -302,8 +302,10 @@ class Client:
 
     # -- API ------------------------------------------------------------------
 
-    async def start(self, command: str | list[str], **options: Any) -> JobInfo:
+    async def start(self, command: str | list[str] | None, **options: Any) -> JobInfo:
         """Start a job; ``options`` are :class:`~ccxd.protocol.StartParams` fields.
+
+        ``command`` is None for a Claude job given by ``kind="claude", prompt=…``.
 
         With ``subscribe=True`` the job's events are queued from the first one on;
         read them with :meth:`events`.
@@ -312,7 +314,7 @@ class Client:
         info: JobInfo = await self.call("job.start", params, follow=params.subscribe)
         return info
 
-    async def run(self, command: str | list[str], **options: Any) -> AsyncIterator[Event]:
+    async def run(self, command: str | list[str] | None, **options: Any) -> AsyncIterator[Event]:
         """Start a job and yield its events until (and including) ``JobFinished``."""
         job = await self.start(command, subscribe=True, **options)
         async for event in self.events(job.id):
