@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.claude.conftest import claude_env
+from tests.claude.cli import claude_env
 from tests.claude.fake_api import FakeApi, Stream, UsageLimit, rate_limited
 from tests.integration.test_cc_executor_compat import LEGACY_ENV, Legacy
 

@@ -15,7 +15,7 @@ from msgspec import structs
 
 from ccxd.claude.events import Assistant, Init, Result, StreamEvent
 from ccxd.protocol import ClaudeEventNote, HistoryParams, JobFinished, JobInfo, OutputChunk, StartParams
-from tests.claude.conftest import claude_env
+from tests.claude.cli import claude_env
 from tests.claude.fake_api import FakeApi, Hang, Stream, ToolUse, UsageLimit, overloaded, rate_limited
 
 pytestmark = pytest.mark.timeout(240)

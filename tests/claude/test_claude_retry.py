@@ -22,7 +22,7 @@ from ccxd.protocol import JobFinished, JobInfo, JobRetry, RetryParams
 
 # The fake API and the CLI fixtures come with the Claude job kind (tests/claude/conftest.py).
 pytest.importorskip("tests.claude.fake_api", reason="needs tests/claude/fake_api.py (the Claude job kind)")
-from tests.claude.conftest import claude_env
+from tests.claude.cli import claude_env
 from tests.claude.fake_api import FakeApi, Hang, Stream, UsageLimit, rate_limited
 
 pytestmark = pytest.mark.timeout(240)

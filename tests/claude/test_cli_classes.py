@@ -15,7 +15,7 @@ import pytest
 from ccxd.claude.classify import Classification, RunFacts, classify
 from ccxd.claude.events import ApiRetry, Assistant, ClaudeEvent, Init, RateLimit, Result
 from ccxd.claude.stream import StreamJsonParser
-from tests.claude.conftest import claude_env
+from tests.claude.cli import claude_env
 from tests.claude.fake_api import (
     ApiError,
     FakeApi,
