@@ -646,8 +646,10 @@ class Supervisor:
             first: list[asyncio.Future[Any]] = [leader_exited, shim_task]
             await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
             assert job.tree is not None
-            # The leader is gone; anything it left behind goes too.
-            if job.tree.members():
+            # The leader is gone; anything it left behind goes too.  Once the shim is
+            # reaped its orphans are ours, so nothing_left() can spare the /proc scan
+            # that members() falls back to without a live shim.
+            if not (shim_task.done() and job.tree.nothing_left(self.reaper.watching)) and job.tree.members():
                 await job.tree.terminate(self.config.kill_grace)
             # The shim ends once the pipes close; a process outside the job may hold them.
             for sig in (signal_mod.SIGTERM, signal_mod.SIGKILL):
