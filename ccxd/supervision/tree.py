@@ -43,11 +43,18 @@ class ProcInfo(NamedTuple):
 
 
 def _read_stat(pid: int) -> ProcInfo | None:
+    # os-level calls: open() would add an fstat, an ioctl and two lseeks per file,
+    # and this runs for every process of every job (and all of /proc on a scan).
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        raw = os.read(fd, 4096)  # ~300 bytes: /proc hands a stat file over in one read
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # The command name may hold spaces and parentheses: split after the last ')'.
     rest = raw[raw.rfind(b")") + 2 :].split()
     try:
