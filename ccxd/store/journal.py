@@ -71,9 +71,23 @@ class Journal:
                 except msgspec.DecodeError:
                     log.warning("journal %s holds an unreadable record; skipped", self.path)
 
-    def read_all(self) -> list[Op]:
-        """Every pending write, oldest first."""
-        return list(self._records()) if self.size else []
+    def batches(self, n: int) -> Iterator[list[Op]]:
+        """The pending writes, oldest first, ``n`` at a time.
+
+        A replay holds one batch in memory, not the journal: an outage of
+        minutes journals hundreds of megabytes, and a peak that size would stay
+        in the daemon's RSS long after.
+        """
+        if not self.size:
+            return
+        batch: list[Op] = []
+        for op in self._records():
+            batch.append(op)
+            if len(batch) >= n:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     def clear(self) -> None:
         """Forget everything (after a successful replay)."""

@@ -214,16 +214,19 @@ class StoreWriter:
 
     async def _replay(self, seg: Path) -> bool:
         reader = Journal(seg, 1 << 62)
-        ops = reader.read_all()
-        reader.close()
-        for i in range(0, len(ops), _BATCH_OPS):
-            try:
-                await self.store.apply(ops[i : i + _BATCH_OPS])
-            except StoreUnavailable as exc:
-                log.warning("replay interrupted (%s); will retry", exc)
-                return False
+        replayed = 0
+        try:
+            for batch in reader.batches(_BATCH_OPS):
+                try:
+                    await self.store.apply(batch)
+                except StoreUnavailable as exc:
+                    log.warning("replay interrupted (%s); will retry", exc)
+                    return False
+                replayed += len(batch)
+        finally:
+            reader.close()
         seg.unlink(missing_ok=True)
-        log.info("replayed %d journaled writes from %s", len(ops), seg.name)
+        log.info("replayed %d journaled writes from %s", replayed, seg.name)
         return True
 
 
