@@ -139,21 +139,29 @@ async def test_cancel_kills_a_job_that_forks_as_fast_as_it_can(v1_daemon):
     await c.close()
 
 
-async def test_leftover_groups_of_a_crashed_daemon_are_cleaned_on_start(daemon_factory, tmp_root):
-    need_v1()
-    # Without the shim a crashed daemon's jobs cannot be adopted: their groups are leftovers.
-    env = {"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory", "CCXD_JOB_SHIM": "false"}
+async def crash_under_an_escapee(daemon_factory, env, tmp_root, **options):  # type: ignore[no-untyped-def]
+    """A daemon on ``tmp_root/d`` SIGKILLed while its job runs with an escaped grandchild.
+
+    Returns the job's record from before the crash and the escapee's pid.
+    """
     first = daemon_factory(extra_env=env, root=tmp_root / "d")
     c = await first.client()
     pidfile = tmp_root / "escapee.pid"
-    job = await c.start(ESCAPE.format(pidfile=pidfile) + "; sleep 300", subscribe=True)
+    job = await c.start(ESCAPE.format(pidfile=pidfile) + "; sleep 300", subscribe=True, **options)
     async for ev in c.events(job.id):
         if isinstance(ev, OutputChunk):
             break
     info = await c.get(job.id)
     await c.close()
     first.stop(signal.SIGKILL)
-    escapee = int(pidfile.read_text())
+    return info, int(pidfile.read_text())
+
+
+async def test_leftover_groups_of_a_crashed_daemon_are_cleaned_on_start(daemon_factory, tmp_root):
+    need_v1()
+    # Without the shim a crashed daemon's jobs cannot be adopted: their groups are leftovers.
+    env = {"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory", "CCXD_JOB_SHIM": "false"}
+    info, escapee = await crash_under_an_escapee(daemon_factory, env, tmp_root)
     assert info.cgroup is not None and os.path.isdir(info.cgroup) and alive(escapee)
 
     second = daemon_factory(extra_env=env, root=tmp_root / "d")  # same socket: same groups
@@ -165,17 +173,7 @@ async def test_leftover_groups_of_a_crashed_daemon_are_cleaned_on_start(daemon_f
 async def test_an_adopted_job_keeps_its_group_limits_and_whole_group_cancel(daemon_factory, tmp_root):
     need_v1()
     env = {"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory", "CCXD_KILL_GRACE": "0.5"}
-    first = daemon_factory(extra_env=env, root=tmp_root / "d")
-    c = await first.client()
-    pidfile = tmp_root / "escapee.pid"
-    job = await c.start(ESCAPE.format(pidfile=pidfile) + "; sleep 300", subscribe=True, pids=20)
-    async for ev in c.events(job.id):
-        if isinstance(ev, OutputChunk):
-            break
-    info = await c.get(job.id)
-    await c.close()
-    first.stop(signal.SIGKILL)
-    escapee = int(pidfile.read_text())
+    info, escapee = await crash_under_an_escapee(daemon_factory, env, tmp_root, pids=20)
     assert info.cgroup is not None and alive(escapee)
 
     second = daemon_factory(extra_env=env, root=tmp_root / "d")
@@ -188,13 +186,13 @@ async def test_an_adopted_job_keeps_its_group_limits_and_whole_group_cancel(daem
     with open(f"{pids_dir}/pids.max") as f:
         assert f.read().strip() == "20"
     c = await second.client()
-    adopted = await c.get(job.id)
+    adopted = await c.get(info.id)
     assert adopted.state == "running" and adopted.cgroup == info.cgroup
     assert adopted.limits is not None and adopted.limits.pids == 20
     # Only the cgroup knows the escapee belongs to the job; cancel still ends it.
-    await c.cancel(job.id)
+    await c.cancel(info.id)
     final = None
-    async for ev in c.follow(job.id):
+    async for ev in c.follow(info.id):
         if isinstance(ev, JobFinished):
             final = ev.job
     assert final is not None and final.reason == "cancelled"

@@ -125,12 +125,16 @@ def running_jobs(machine: Machine) -> dict[str, dict]:  # type: ignore[type-arg]
     return {j["id"]: j for j in json.loads(user(machine, "ccxctl ps --json").stdout)}
 
 
-def test_restart_and_a_crash_leave_jobs_running_for_the_next_daemon(machine: Machine) -> None:
+def start_counter(machine: Machine) -> tuple[str, dict, str]:  # type: ignore[type-arg]
+    """A fresh daemon running COUNTER: the job id, its record, the daemon's pid."""
     user(machine, "systemctl --user restart ccxd.service")
     job = user(machine, f"ccxctl run --detach '{COUNTER}'").stdout.strip()
     wait_for("the job's output", lambda: "line 5" in user(machine, f"ccxctl logs {job}").stdout)
-    before = running_jobs(machine)[job]
-    first = show(machine, "ccxd.service", "MainPID")["MainPID"]
+    return job, running_jobs(machine)[job], show(machine, "ccxd.service", "MainPID")["MainPID"]
+
+
+def test_restart_and_a_crash_leave_jobs_running_for_the_next_daemon(machine: Machine) -> None:
+    job, before, first = start_counter(machine)
 
     # systemctl restart: SIGTERM as for a stop, but on_restart (leave) applies.
     user(machine, "systemctl --user restart ccxd.service")
@@ -160,11 +164,7 @@ def test_restart_and_a_crash_leave_jobs_running_for_the_next_daemon(machine: Mac
 
 
 def test_a_package_upgrade_restarts_the_daemon_and_keeps_its_jobs(machine: Machine) -> None:
-    user(machine, "systemctl --user restart ccxd.service")
-    job = user(machine, f"ccxctl run --detach '{COUNTER}'").stdout.strip()
-    wait_for("the job's output", lambda: "line 3" in user(machine, f"ccxctl logs {job}").stdout)
-    before = running_jobs(machine)[job]
-    old_pid = show(machine, "ccxd.service", "MainPID")["MainPID"]
+    job, before, old_pid = start_counter(machine)
     # Reinstalling runs postinst as an upgrade from the same version.
     deb = machine.run("ls /var/tmp/ccxd_*.deb").stdout.split()[0]
     machine.run(f"apt-get install -y -q --reinstall {deb}", timeout=120)
