@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
@@ -117,6 +116,8 @@ class WebSocketTransport:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         ctx = None
         if url.startswith("wss://"):
+            import ssl  # only here: it costs a tenth of ccxctl's start-up
+
             ctx = ssl.create_default_context(cafile=cafile)
         try:
             ws = await connect(
