@@ -176,6 +176,26 @@ def test_a_package_upgrade_restarts_the_daemon_and_keeps_its_jobs(machine: Machi
     wait_for("the cancel", lambda: job not in running_jobs(machine))
 
 
+def test_init_enables_and_starts_the_units_and_doctor_agrees(machine: Machine) -> None:
+    user(machine, "systemctl --user disable --now ccxd.service ccxd.socket")
+    user(machine, "rm -rf ~/.config/ccxd")
+    first = user(machine, "ccxctl init").stdout
+    assert "created" in first and "config.toml" in first
+    assert "enabled   ccxd.service" in first and "enabled   ccxd.socket" in first
+    assert "started   ccxd.service" in first
+    state = show(machine, "ccxd.service", "ActiveState", "UnitFileState")
+    assert state == {"ActiveState": "active", "UnitFileState": "enabled"}
+    assert user(machine, "ccxctl run 'echo set up by init'").stdout == "set up by init\n"
+    # Run again: nothing that exists is changed, nothing restarted.
+    pid = show(machine, "ccxd.service", "MainPID")["MainPID"]
+    again = user(machine, "ccxctl init").stdout
+    assert "kept      ccxd.service (already enabled)" in again and "started" not in again
+    assert show(machine, "ccxd.service", "MainPID")["MainPID"] == pid
+    doctor = user(machine, "ccxctl doctor", check=False).stdout
+    unit_line = next(line for line in doctor.splitlines() if "systemd unit" in line)
+    assert unit_line.startswith("ok") and "service enabled, socket enabled, active" in unit_line, doctor
+
+
 def test_stop_ends_running_jobs_cleanly_and_leaves_no_process(machine: Machine) -> None:
     user(machine, "systemctl --user restart ccxd.service")
     single = user(machine, "ccxctl run --detach 'sleep 301'").stdout.strip()
