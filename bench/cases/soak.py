@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -96,7 +97,13 @@ def _soak(
         time.sleep(0.2)
     end = proc_fd_targets(d.pid)
     end_fds = len(end)
-    extra = sorted({_kind(t) for fd, t in end.items() if base.get(fd) != t})
+    before_kinds = collections.Counter(_kind(t) for t in base.values())
+    after_kinds = collections.Counter(_kind(t) for t in end.values())
+    extra = sorted(
+        f"{kind} {after_kinds[kind] - before_kinds[kind]:+d}"
+        for kind in before_kinds | after_kinds
+        if after_kinds[kind] != before_kinds[kind]
+    )
     (ctx.out / "soak-samples.json").write_text(json.dumps({"samples": samples, "result": result}))
     # Warm-up: the first fifth of the run (caches, the store's connection pool, the page cache).
     warm = [s for s in samples if s[0] <= seconds / 5] or samples[:1]
@@ -138,7 +145,7 @@ def _soak(
             goal=0,
             higher_is_better=False,
             note=f"max while loaded {max((s[2] for s in samples), default=0)}"
-            + (f"; new at the end: {', '.join(extra)}" if extra else ""),
+            + (f"; changed at the end: {', '.join(extra)}" if extra else ""),
         ),
         Row(
             case="Soak",
