@@ -64,14 +64,8 @@ class JobsScope:
         self.holder_dir = os.path.join(path, "holder")
         self.holder_pid: int | None = None
         """The holder, when this daemon started it (so it is this daemon's child)."""
-        if not self._held():
+        if not _pids(self.holder_dir):
             self._make(slice_, user)
-
-    def _held(self) -> bool:
-        try:
-            return bool(fs.read_pids(f"{self.holder_dir}/cgroup.procs"))
-        except CgroupError:
-            return False
 
     def _make(self, slice_: str, user: bool) -> None:
         systemd_run = shutil.which("systemd-run")
@@ -100,7 +94,7 @@ class JobsScope:
             close_fds=True,
         )
         deadline = time.monotonic() + _WAIT
-        while proc.pid not in self._procs():
+        while proc.pid not in _pids(self.path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
                 with contextlib.suppress(OSError):
@@ -117,12 +111,6 @@ class JobsScope:
         self.holder_pid = proc.pid
         log.info("job cgroups in %s (%s)", self.unit, self.path)
 
-    def _procs(self) -> list[int]:
-        try:
-            return fs.read_pids(f"{self.path}/cgroup.procs")
-        except CgroupError:
-            return []
-
     def release(self) -> None:
         """End the scope (its holder) if no job group is left in it; systemd removes it."""
         try:
@@ -131,10 +119,14 @@ class JobsScope:
             return
         if any(os.path.isdir(os.path.join(self.path, n)) and n != "holder" for n in names):
             return  # jobs left running for the next daemon
-        try:
-            pids = fs.read_pids(f"{self.holder_dir}/cgroup.procs")
-        except CgroupError:
-            return
-        for pid in pids:
+        for pid in _pids(self.holder_dir):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
+
+
+def _pids(directory: str) -> list[int]:
+    """The processes in the cgroup ``directory``; none when it is not there (yet)."""
+    try:
+        return fs.read_pids(f"{directory}/cgroup.procs")
+    except CgroupError:
+        return []
