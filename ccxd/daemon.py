@@ -279,6 +279,7 @@ class Daemon:
         reaper.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        self.notifier.flush(timeout=1.0)
         log.info("stopped")
         return 0
 
