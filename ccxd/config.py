@@ -143,6 +143,8 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Successful runs needed before the estimate replaces the bootstrap."""
     estimate_bootstrap: Positive | None = 3600.0
     """Timeout for commands with too little history (unset: none)."""
+    estimate_min: Positive = 10.0
+    """An estimate is never shorter: a command of milliseconds can take far longer on a busy machine."""
 
     # Claude jobs: limits and retries (ccxd/claude/retry_policy.py says what each does)
     claude_max_concurrent: Annotated[int, Meta(ge=1, le=100_000)] = 4

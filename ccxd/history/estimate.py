@@ -5,7 +5,9 @@ successful runs of its command signature.  Runs that timed out are *censored*:
 they only say "at least this long", so they never count as successes, and the
 estimate is never below ``k ×`` the longest of them.  With fewer than
 ``min_samples`` successful runs the estimate is the conservative bootstrap
-value.
+value.  An estimate from runs is never below ``minimum``: a command that takes
+milliseconds when the machine is idle can take far longer on a busy one, and
+that must not be a timeout.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def estimate(
     k: float,
     min_samples: int,
     bootstrap: float | None,
+    minimum: float = 0.0,
 ) -> Estimate:
     """The timeout for a job of a signature with these ``samples``."""
     ok = [s.duration for s in samples if s.ok and not s.censored]
@@ -70,6 +73,8 @@ def estimate(
     if censored and k * max(censored) > value:
         value = k * max(censored)
         basis = f"{k:g} × longest timed-out run ({max(censored):.3g}s; p95 of {len(ok)} runs is {p95:.3g}s)"
-    if default is not None and default > value:
+    if default is not None and default > value and default >= minimum:
         return Estimate(default, f"default_timeout (estimate {value:.3g}s is lower)")
+    if value < minimum:
+        return Estimate(minimum, f"estimate_min ({basis} is {value:.3g}s)")
     return Estimate(round(value, 3), basis)

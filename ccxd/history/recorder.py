@@ -38,9 +38,17 @@ class EstimateSettings:
     """The knobs of timeout estimation (from the config)."""
 
     def __init__(
-        self, *, enabled: bool, default: float | None, k: float, min_samples: int, bootstrap: float | None
+        self,
+        *,
+        enabled: bool,
+        default: float | None,
+        k: float,
+        min_samples: int,
+        bootstrap: float | None,
+        minimum: float = 0.0,
     ) -> None:
         self.enabled = enabled
+        self.minimum = minimum
         self.default = default
         self.k = k
         self.min_samples = min_samples
@@ -112,7 +120,9 @@ class Recorder:
         if not s.enabled:
             return Estimate(s.default, "default_timeout" if s.default is not None else "none")
         samples = await self._samples_for(signature(command))
-        return estimate(samples, default=s.default, k=s.k, min_samples=s.min_samples, bootstrap=s.bootstrap)
+        return estimate(
+            samples, default=s.default, k=s.k, min_samples=s.min_samples, bootstrap=s.bootstrap, minimum=s.minimum
+        )
 
     async def _samples_for(self, sig: str) -> list[Sample]:
         now = time.monotonic()

@@ -46,6 +46,7 @@ class History:
             k=c.estimate_k,
             min_samples=c.estimate_min_samples,
             bootstrap=c.estimate_bootstrap,
+            minimum=c.estimate_min,
         )
 
     @classmethod

@@ -37,3 +37,10 @@ def test_failures_do_not_count_as_successes() -> None:
     samples = [Sample(1.0, False, False)] * 50
     e = estimate(samples, default=None, k=3, min_samples=5, bootstrap=900)
     assert e.timeout == 900
+
+
+def test_a_command_of_milliseconds_is_not_timed_out_by_a_busy_machine() -> None:
+    e = estimate(ok(*[0.004] * 20), default=None, k=3, min_samples=5, bootstrap=3600, minimum=10)
+    assert e.timeout == 10 and e.basis.startswith("estimate_min (3 × p95 0.004s")
+    slow = estimate(ok(*[60.0] * 20), default=None, k=3, min_samples=5, bootstrap=3600, minimum=10)
+    assert slow.timeout == 180, "the minimum only ever raises an estimate"

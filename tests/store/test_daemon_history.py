@@ -181,7 +181,9 @@ def test_missing_redis_server_says_how_to_install(tmp_root):
 
 
 async def test_timeout_estimates_come_from_successful_runs(daemon_factory):
-    d = daemon_factory(extra_env={"CCXD_ESTIMATE_MIN_SAMPLES": "3", "CCXD_ESTIMATE_K": "2"})
+    d = daemon_factory(
+        extra_env={"CCXD_ESTIMATE_MIN_SAMPLES": "3", "CCXD_ESTIMATE_K": "2", "CCXD_ESTIMATE_MIN": "0.1"}
+    )
     c = await d.client()
     _, _first, events = await collect(c, "sleep 0.1")
     started = next(e for e in events if isinstance(e, JobStarted))
