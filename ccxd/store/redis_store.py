@@ -66,13 +66,19 @@ class RedisStore:
 
     async def open(self) -> None:
         """Create the client and check that Redis answers."""
-        self._redis = aioredis.Redis.from_url(
+        # One connection, shared in turn: every command here is short, and a pool that
+        # grows with concurrency would keep its extra connections (and descriptors)
+        # for good after a burst or a reconnect.
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
+            max_connections=1,
+            timeout=self.timeout,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
             health_check_interval=0,
             retry_on_timeout=False,
         )
+        self._redis = aioredis.Redis.from_pool(pool)
         await self.ping()
 
     async def close(self) -> None:

@@ -19,7 +19,13 @@ import pytest
 
 from ccxd.protocol import JobFinished, OutputChunk, OutputCut
 from tests.conftest import REQUIRE_TOOLS, require_tool
-from tests.gauntlet.drills import assert_drill_ends_clean, daemon_fds, daemon_rss
+from tests.gauntlet.drills import (
+    assert_drill_ends_clean,
+    daemon_fd_targets,
+    daemon_fds,
+    daemon_rss,
+    describe_new_fds,
+)
 from tests.store.test_daemon_history import collect, history, wait_store
 
 
@@ -251,6 +257,7 @@ async def test_500_clients_connecting_subscribing_and_vanishing_leave_memory_and
         await round_of(500)
     await settled()
     base_fds, base_rss = daemon_fds(pid), daemon_rss(pid)
+    base_targets = daemon_fd_targets(pid)
     rounds = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline or rounds < 3:
@@ -263,7 +270,7 @@ async def test_500_clients_connecting_subscribing_and_vanishing_leave_memory_and
     deadline = time.monotonic() + 10
     while daemon_fds(pid) != base_fds and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert daemon_fds(pid) == base_fds
+    assert daemon_fds(pid) == base_fds, describe_new_fds(pid, base_targets)
     grown = daemon_rss(pid) - base_rss
     assert grown < max(8 << 20, base_rss // 10), f"RSS grew {grown >> 20} MiB over {rounds} rounds"
     await c.cancel(streamer.id)
@@ -273,3 +280,21 @@ async def test_500_clients_connecting_subscribing_and_vanishing_leave_memory_and
             break
     await c.close()
     assert_drill_ends_clean(daemon.socket, [streamer.id])
+
+
+async def test_a_service_manager_that_stops_reading_notifications_never_freezes_the_daemon(daemon):
+    # The daemon fixture reads NOTIFY_SOCKET only until READY=1, like a wedged manager;
+    # the unix datagram queue holds ten messages, and STATUS= changes as jobs finish.
+    c = await daemon.client()
+    finished = 0
+    while "not reading notifications" not in daemon.log():
+        assert finished < 2000, "the notification queue never filled"
+        _, job, _ = await asyncio.wait_for(collect(c, "true"), 30)
+        assert job.reason == "exited"
+        finished += 1
+    for _ in range(20):  # before the fix, the daemon froze in a blocking send by now
+        _, job, _ = await asyncio.wait_for(collect(c, "echo still here"), 30)
+        assert job.reason == "exited"
+    assert_drill_ends_clean(daemon.socket)
+    # Its way out does not hang on the wedged manager either (a bounded flush, then exit 0).
+    assert daemon.stop() == 0
