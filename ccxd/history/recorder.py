@@ -121,7 +121,12 @@ class Recorder:
             return Estimate(s.default, "default_timeout" if s.default is not None else "none")
         samples = await self._samples_for(signature(command))
         return estimate(
-            samples, default=s.default, k=s.k, min_samples=s.min_samples, bootstrap=s.bootstrap, minimum=s.minimum
+            samples,
+            default=s.default,
+            k=s.k,
+            min_samples=s.min_samples,
+            bootstrap=s.bootstrap,
+            minimum=s.minimum,
         )
 
     async def _samples_for(self, sig: str) -> list[Sample]:
