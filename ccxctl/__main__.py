@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from typing import NoReturn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,5 +24,26 @@ def main(argv: list[str] | None = None) -> int:
     return run_app(args)
 
 
+def entry() -> NoReturn:
+    """The ``ccxctl`` command: :func:`main`, then exit without tearing the interpreter down.
+
+    Tearing down msgspec, typing and the protocol module's classes takes longer than
+    the whole job of ``ccxctl run true`` (about 8 ms of 75 here), and nothing is left
+    to do by then: output is flushed, the daemon connection is closed.
+    """
+    code: int | str | None
+    try:
+        code = main()
+    except SystemExit as exc:  # typer and argument errors exit this way
+        code = exc.code
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

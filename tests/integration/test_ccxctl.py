@@ -20,6 +20,7 @@ def ccxctl(
     """Run ccxctl; ``fast=False`` puts the global option first, which forces the typer path."""
     argv = [sys.executable, "-m", "ccxctl"]
     env = dict(daemon.env, CCXD_SOCKET=str(daemon.socket))
+    env.pop("PYTHONUNBUFFERED", None)  # block-buffered output to a pipe, as users have it
     if not fast:
         argv += ["--socket", str(daemon.socket)]
     return subprocess.run([*argv, *args], env=env, capture_output=True, input=input, timeout=timeout, **kw)
@@ -29,6 +30,16 @@ def ccxctl(
 def test_run_separates_streams_and_exits_with_the_job_code(daemon, fast):
     res = ccxctl(daemon, "run", "echo out; echo err >&2; exit 7", fast=fast)
     assert (res.stdout, res.stderr, res.returncode) == (b"out\n", b"err\n", 7)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_run_output_is_whole_in_a_pipe_though_ccxctl_exits_without_teardown(daemon, fast):
+    # ccxctl ends with os._exit: every byte written must be flushed before it.
+    res = ccxctl(daemon, "run", "seq 1 300000; echo done >&2", fast=fast)
+    assert res.returncode == 0 and res.stderr == b"done\n"
+    assert res.stdout == b"".join(b"%d\n" % i for i in range(1, 300001))
+    status = ccxctl(daemon, "status", "--json", fast=fast)  # printed, not streamed
+    assert status.returncode == 0 and json.loads(status.stdout)["pid"] == daemon.proc.pid
 
 
 @pytest.mark.parametrize("fast", [True, False])
