@@ -213,6 +213,9 @@ class Daemon:
         # READY=1 means a client asking about recovered jobs sees them lost, not still running.
         if history.recorder.recovered and await history.writer.flush(self.config.store_timeout):
             history.recorder.forget_recovered(spool_dir)
+        swept = self.supervisor.sweep_spools()
+        if swept:
+            log.info("removed the spools of %d finished job(s) of a previous run", swept)
         history.start_retention()
         # After recovery (which kills lost jobs' processes and says so): what is still in a
         # job group of the previous run goes, except groups of jobs this daemon already has.

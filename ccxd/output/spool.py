@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["Spool", "SpoolRecord", "read_spool"]
+__all__ = ["Spool", "SpoolRecord", "read_spool", "remove_spool", "spooled_jobs"]
 
 log = logging.getLogger("ccxd.output")
 
@@ -240,3 +240,23 @@ def read_spool(directory: Path, job_id: str) -> Iterator[tuple[int, int, bytes]]
             if len(chunk) < length:
                 return
             yield offset, stream, chunk
+
+
+_SPOOL_SUFFIXES = (".out", ".idx")
+
+
+def spooled_jobs(directory: Path) -> set[str]:
+    """The ids of the jobs that have spool files in ``directory``."""
+    found = set()
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            stem, dot, ext = entry.name.rpartition(".")
+            if dot and f".{ext}" in _SPOOL_SUFFIXES:
+                found.add(stem)
+    return found
+
+
+def remove_spool(directory: Path, job_id: str) -> None:
+    """Delete a job's spool files (missing is fine)."""
+    for suffix in _SPOOL_SUFFIXES:
+        (directory / f"{job_id}{suffix}").unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from ccxd.errors import RpcError
 from ccxd.output.chunker import Utf8Chunker
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.log import Chunk, OutputLog
-from ccxd.output.spool import FLUSH_INTERVAL, Spool
+from ccxd.output.spool import FLUSH_INTERVAL, Spool, remove_spool, spooled_jobs
 from ccxd.protocol import ErrorCode, HookOutcome, JobInfo, JobReason, JobState, ListParams, StartParams
 from ccxd.supervision import jobfile, shimjob
 from ccxd.supervision.gate import JobGate, OpenGate
@@ -701,6 +701,28 @@ class Supervisor:
             spool.cut = True
             job._notify()
         return bool(chunks)
+
+    def sweep_spools(self) -> int:
+        """Delete the spools a previous run left that nothing can need any more; how many.
+
+        A finished job's spool goes when the job is retired from memory, which a
+        stopped or killed daemon never gets to.  After recovery, a spool is still
+        needed only by a job this daemon has, a job whose record may not have
+        reached the store (its job file is still there) or one a shim may still
+        write to (its adoption record is still there).
+        """
+        try:
+            spooled = spooled_jobs(self.spool_dir)
+            needed = set(self.jobs)
+            needed.update(info.id for info in jobfile.load_all(self.spool_dir))
+            needed.update(rec.info.id for rec in shimjob.load_records(self.spool_dir))
+        except OSError as exc:
+            log.warning("cannot sweep the spool directory: %s", exc)
+            return 0
+        orphans = spooled - needed
+        for job_id in orphans:
+            remove_spool(self.spool_dir, job_id)
+        return len(orphans)
 
     def adoptable(self, records: Iterable[shimjob.AdoptRecord]) -> list[shimjob.AdoptRecord]:
         """The records of jobs that can be adopted: the shim lives or the exit status is there.

@@ -7,6 +7,10 @@ import subprocess
 import sys
 
 import psutil
+import pytest
+
+from ccxd.output.spool import spooled_jobs
+from ccxd.protocol import JobFinished
 
 from .helpers import RawConnection, job_pids
 
@@ -114,3 +118,28 @@ def test_the_daemon_writes_nothing_to_stdout(daemon):
     assert daemon.stop() == 0
     assert daemon.stdout_path.read_bytes() == b""  # logs go to stderr only
     assert "ccxd.daemon: stopped" in daemon.log()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+async def test_a_restart_clears_the_spools_of_finished_jobs_and_keeps_their_output(daemon_factory, tmp_root, sig):
+    root = tmp_root / "spools"
+    d = daemon_factory(root=root)
+    c = await d.client()
+    ids = []
+    for i in range(3):
+        async for ev in c.run(f"seq 1 {1000 + i}"):
+            if isinstance(ev, JobFinished):
+                ids.append(ev.job.id)
+    await c.close()
+    spool = root / "state" / "ccxd" / "spool"
+    assert spooled_jobs(spool) >= set(ids)  # finished jobs kept in memory keep their spools
+    d.stop(sig)
+
+    d2 = daemon_factory(root=root)
+    # Before, every restart left them behind for good: up to spool_max_bytes each.
+    assert not spooled_jobs(spool) & set(ids)
+    c2 = await d2.client()
+    for i, job_id in enumerate(ids):
+        page = await c2.read(job_id, max_bytes=1 << 20)
+        assert b"".join(ch.raw() for ch in page.chunks) == b"".join(b"%d\n" % n for n in range(1, 1001 + i))
+    await c2.close()
