@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 from pathlib import Path
 
 from ccxd.supervision.reaper import ExitStatus, Reaper
@@ -47,6 +48,11 @@ class EmbeddedRedis:
         if binary is None:
             raise RedisMissing(f"redis-server not found; {INSTALL_HINT}")
         self.binary = binary
+        # A ccxd that is SIGKILLed and not started again must not leave its private
+        # redis-server running for good: it gets SIGTERM (and saves) when we die.
+        # setpriv is Linux's (util-linux); elsewhere the next start stops a leftover.
+        setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+        self._prefix = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
     @property
     def url(self) -> str:
@@ -55,6 +61,7 @@ class EmbeddedRedis:
 
     def _argv(self) -> list[str]:
         return [
+            *self._prefix,
             self.binary,
             "--port",
             "0",

@@ -109,8 +109,11 @@ async def test_sigkilled_daemon_leaves_lost_jobs_and_no_processes(daemon_factory
                 break  # the job has written its line: it is running
         ids.append(job.id)
     await c.close()
+    [redis_proc] = [p for p in psutil.Process(d.proc.pid).children() if p.name() == "redis-server"]
     d.stop(signal.SIGKILL)
     assert all(job_processes(i) for i in ids)  # orphans still run until the next start
+    # Its private redis-server does not: it is told (SIGTERM, so it saves) when ccxd dies.
+    redis_proc.wait(timeout=30)
 
     d2 = daemon_factory(root=tmp_root / "d")
     c2 = await d2.client()
