@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,13 @@ def fake_api() -> Iterator[FakeApi]:
 def claude_home() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="ccxd-claude-home-") as d:
         yield Path(d)
+
+
+@pytest.fixture
+def daemon_factory(claude_home: Path, daemon_factory: Any) -> Any:
+    """The daemons of a Claude test live in ``claude_home``: stop them before it is removed.
+
+    Requesting ``claude_home`` first makes pytest tear it down after the daemons; the
+    other way round, removing it raced with a Claude job still writing its session.
+    """
+    return daemon_factory
