@@ -1,7 +1,9 @@
 """A spool written by someone else (the job's shim), followed by the daemon.
 
 The shim appends output to ``<job>.out`` and one record per chunk to
-``<job>.idx`` (data first, so a record never points at missing bytes).  The
+``<job>.idx`` (data first, so a record never points at missing bytes).  It
+creates both files when the job first writes (data file first), so a job
+without output has none; the daemon opens them once the index exists.  The
 daemon reads new records with :meth:`FollowedSpool.read_new` and appends their
 chunks to the job's :class:`~ccxd.output.log.OutputLog`, which calls
 :meth:`FollowedSpool.append` only to keep count: the bytes are already on disk.
@@ -26,34 +28,32 @@ READ_BYTES = 1024 * 1024
 class FollowedSpool(Spool):
     """The reading side of a spool whose writer is another process."""
 
-    def __init__(self, directory: Path, job_id: str, limit: int, *, create: bool) -> None:
-        super().__init__(directory, job_id, limit)  # state only; the files are opened below
+    def __init__(self, directory: Path, job_id: str, limit: int, *, existing: bool = False) -> None:
+        """``existing``: the spool of an adopted job (open what is there); else the shim's files come later."""
+        super().__init__(directory, job_id, limit)  # state only; the files are opened on demand
         self._read_pos = 0  # next index byte to read
         self.cut_seen = False
-        self.writer_fds: tuple[int, int] | None = None
-        opened: list[int] = []
-        try:
-            if create:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_APPEND
-                opened += [os.open(self.data_path, flags, 0o600), os.open(self.index_path, flags, 0o600)]
-            opened += [
-                os.open(self.data_path, os.O_RDONLY | os.O_CLOEXEC),
-                os.open(self.index_path, os.O_RDONLY | os.O_CLOEXEC),
-            ]
-        except OSError:
-            for fd in opened:
-                os.close(fd)
-            raise
-        if create:
-            self.writer_fds = (opened[0], opened[1])
-        self._data_r, self._index_r = opened[-2], opened[-1]
+        self._done = False  # closed for good: reads open the files briefly
+        if existing:
+            self._open_readers()
 
-    def close_writer_fds(self) -> None:
-        """Close the write ends once the shim has its own copies."""
-        if self.writer_fds is not None:
-            for fd in self.writer_fds:
-                os.close(fd)
-            self.writer_fds = None
+    def _open_readers(self) -> bool:
+        """Open the files once the shim has made them; False while there is no index yet."""
+        if self._index_r >= 0:
+            return True
+        if self._done:
+            return False
+        try:
+            index = os.open(self.index_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            data = os.open(self.data_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(index)
+            raise
+        self._data_r, self._index_r = data, index
+        return True
 
     # The shim writes; the daemon only counts what it has taken in.
 
@@ -80,7 +80,7 @@ class FollowedSpool(Spool):
 
     def close_writer(self) -> None:
         """The job's output is complete: hold no descriptor (reads open the files briefly)."""
-        self.close_writer_fds()
+        self._done = True
         for fd in (self._data_r, self._index_r):
             if fd >= 0:
                 os.close(fd)
@@ -98,6 +98,8 @@ class FollowedSpool(Spool):
 
     def read_new(self) -> list[tuple[int, bytes]]:
         """Chunks the shim wrote since the last call (about READ_BYTES), as (stream, data)."""
+        if not self._open_readers():
+            return []
         raw = os.pread(self._index_r, _RECORD.size * _READ_RECORDS, self._read_pos)
         whole = len(raw) - len(raw) % _RECORD.size
         if not whole:
@@ -132,6 +134,8 @@ class FollowedSpool(Spool):
         """
         stream_bytes = [0, 0]
         pos = 0
+        if not self._open_readers():
+            return 0, stream_bytes  # the job has written nothing yet
         while most is None or self.records < most:
             want = _READ_RECORDS if most is None else min(_READ_RECORDS, most - self.records)
             raw = os.pread(self._index_r, _RECORD.size * want, pos)

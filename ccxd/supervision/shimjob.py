@@ -89,9 +89,8 @@ def spawn_shim(
     """Start ``argv`` under the shim; raise :class:`SpawnError` (bad cwd, no shim).
 
     ``join_files`` are the ``cgroup.procs`` files the job joins before it execs.
+    The shim creates the spool's files when the job first writes.
     """
-    assert spool.writer_fds is not None
-    data_w, index_w = spool.writer_fds
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     overflow_r, overflow_w = os.pipe2(os.O_CLOEXEC)
     stdin: int = subprocess.DEVNULL
@@ -107,8 +106,8 @@ def spawn_shim(
         stdin = memfd
     args = [
         shim,
-        str(data_w),
-        str(index_w),
+        str(spool.data_path),
+        str(spool.index_path),
         str(report_w),
         str(exit_file),
         str(chunk_size),
@@ -128,7 +127,7 @@ def spawn_shim(
             env={k: v for k, v in env.items() if k != "CCXD_JOB_ID"},  # the shim is not the job
             start_new_session=True,
             close_fds=True,
-            pass_fds=(data_w, index_w, report_w),
+            pass_fds=(report_w,),
         )
     except OSError as exc:
         os.close(report_r)
@@ -141,7 +140,6 @@ def spawn_shim(
         os.close(overflow_w)
         if memfd is not None:
             os.close(memfd)
-        spool.close_writer_fds()
     proc.returncode = 0  # the reaper owns the exit status (see spawn.py)
     os.set_blocking(overflow_r, False)
     return ShimStart(proc.pid, report_r, overflow_r)

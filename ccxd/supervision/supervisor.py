@@ -263,14 +263,13 @@ class Supervisor:
             argv = list(params.command or ())
         cwd = params.cwd or self._base_env.get("HOME", "/")
         idle = params.idle_timeout if params.idle_timeout is not None else self.config.idle_timeout
-        spool: Spool | None = None
-        try:
-            if self.shim is not None:
-                spool = FollowedSpool(self.spool_dir, job_id, self.config.spool_max_bytes, create=True)
-            else:
-                spool = Spool(self.spool_dir, job_id, self.config.spool_max_bytes)
-        except OSError as exc:
-            log.warning("job %s: no spool (%s); output kept in memory only", job_id, exc)
+        # Neither kind of spool makes a file here: the shim creates its spool when the
+        # job first writes, and a pipe job's Spool does the same.
+        spool: Spool
+        if self.shim is not None:
+            spool = FollowedSpool(self.spool_dir, job_id, self.config.spool_max_bytes)
+        else:
+            spool = Spool(self.spool_dir, job_id, self.config.spool_max_bytes)
         job = Job(
             job_id,
             params,
@@ -562,7 +561,9 @@ class Supervisor:
         self, job: Job, shim: str, spool: FollowedSpool, env: dict[str, str], stdin_data: bytes | None
     ) -> None:
         exit_file = shimjob.exit_path(self.spool_dir, job.id)
-        exit_file.unlink(missing_ok=True)
+        # A reused id (a restored job) must not see an earlier status or output.
+        for path in (exit_file, spool.index_path, spool.data_path):
+            path.unlink(missing_ok=True)
         try:
             join_files = self.resources.prepare_group(job)
             started = shimjob.spawn_shim(
@@ -781,10 +782,13 @@ class Supervisor:
 
     def _adopted_job(self, rec: shimjob.AdoptRecord, stored: int | None) -> Job:
         info = rec.info
-        spool = FollowedSpool(self.spool_dir, info.id, self.config.spool_max_bytes, create=False)
+        spool = FollowedSpool(self.spool_dir, info.id, self.config.spool_max_bytes, existing=True)
         try:
             records, stream_bytes = spool.skip_existing(stored)
-            mtime = os.stat(spool.index_path).st_mtime
+            try:
+                mtime = os.stat(spool.index_path).st_mtime
+            except FileNotFoundError:  # no output yet: idle since it started
+                mtime = info.started_at or time.time()
         except OSError:
             spool.close()
             raise

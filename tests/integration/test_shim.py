@@ -25,19 +25,17 @@ def shim() -> str:
 
 def run_shim(shim: str, tmp: Path, argv: list[str], limit: int = 1 << 30, chunk: int = 1024):
     """Run the shim to its end; return (report line, exit file text or None, spool, overflow frames)."""
-    spool = FollowedSpool(tmp, "j", limit, create=True)
-    assert spool.writer_fds is not None
-    data_w, index_w = spool.writer_fds
+    spool = FollowedSpool(tmp, "j", limit)
     report_r, report_w = os.pipe()
     exit_file = tmp / "j.exit"
+    data, index = str(spool.data_path), str(spool.index_path)
     proc = subprocess.Popen(
-        [shim, str(data_w), str(index_w), str(report_w), str(exit_file), str(chunk), str(limit), "-", "-", "--", *argv],
-        pass_fds=(data_w, index_w, report_w),
+        [shim, data, index, str(report_w), str(exit_file), str(chunk), str(limit), "-", "-", "--", *argv],
+        pass_fds=(report_w,),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
     )
     os.close(report_w)
-    spool.close_writer_fds()
     with os.fdopen(report_r, "rb") as f:
         report = f.read().decode()
     assert proc.stdout is not None
@@ -105,3 +103,20 @@ def test_a_program_that_cannot_start_is_reported_with_its_errno(shim, tmp_path):
     report, status, spool, overflow = run_shim(shim, tmp_path, ["/nonexistent/program"])
     assert report.split() == ["E", "2", "exec"] and status is None and overflow == []
     assert read_all(spool) == []
+
+
+def test_a_job_that_writes_nothing_leaves_no_spool_files(shim, tmp_path):
+    report, status, spool, overflow = run_shim(shim, tmp_path, ["true"])
+    assert report.startswith("P ") and status == "0 -\n"
+    assert read_all(spool) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.exit"]
+
+
+def test_a_spool_that_cannot_be_created_sends_the_output_to_the_overflow_pipe(shim, tmp_path):
+    (tmp_path / "j.out").mkdir()  # the shim cannot create its data file
+    report, status, spool, overflow = run_shim(shim, tmp_path, ["bash", "-c", "echo one; echo two >&2"])
+    assert status == "0 -\n"
+    assert read_all(spool) == []
+    assert [d for s, d in overflow if s == 0] == [b"one\n"]
+    assert [d for s, d in overflow if s == 1] == [b"two\n"]
+    assert overflow[-1] == (254, b"0 -")

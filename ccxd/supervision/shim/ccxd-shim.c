@@ -7,9 +7,13 @@
  * depends on a pipe to the daemon, so a daemon may die and a new one adopt the
  * job: the output keeps flowing to disk and the exit status is not lost.
  *
- *   ccxd-shim DATA_FD INDEX_FD REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP MARKER -- ARGV...
+ *   ccxd-shim DATA_PATH INDEX_PATH REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP MARKER -- ARGV...
  *
- * DATA_FD, INDEX_FD: the spool files, open for writing at their end.
+ * DATA_PATH, INDEX_PATH: the spool files, created (data first, so an index that
+ *   exists has its data file) when the job first writes: a job that writes
+ *   nothing costs no files, and creating a file is the dearest part of starting
+ *   a job on ext4 with many recent deletes.  If they cannot be created, the
+ *   output goes to the overflow pipe as past a cut.
  * REPORT_FD: gets "P <pid>\n" once the job was exec'd, or "E <errno> <stage>\n"
  *   (stage: exec, cgroup or shim) if it could not be, then is closed.
  * EXIT_PATH: written (atomically, by rename) as "<code> -\n" or "- <signal>\n"
@@ -49,7 +53,8 @@
 #define CUT_STREAM 255
 #define EXIT_STREAM 254
 
-static int data_fd, index_fd;
+static int data_fd = -1, index_fd = -1;
+static const char *data_path, *index_path;
 static uint64_t size_written;     /* bytes in the data file */
 static uint64_t limit;
 static size_t chunk_max;
@@ -118,10 +123,19 @@ static size_t write_some(int fd, const unsigned char *p, size_t n) {
     return done;
 }
 
+static int open_spool(void) {
+    int flags = O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC;
+    if (data_fd < 0) data_fd = open(data_path, flags, 0600);
+    if (data_fd >= 0 && index_fd < 0) index_fd = open(index_path, flags, 0600);
+    return data_fd >= 0 && index_fd >= 0;
+}
+
 static void flush_out(void) {
     /* Data before index: a record never points at bytes that are not there. */
     size_t from = ilen; /* first record the daemon will not find in the index */
-    if (wlen && write_some(data_fd, wbuf, wlen) < wlen)
+    if ((wlen || ilen) && index_fd < 0 && !open_spool())
+        from = 0; /* no spool: this batch goes to the overflow */
+    else if (wlen && write_some(data_fd, wbuf, wlen) < wlen)
         from = 0; /* the disk is full (or failing): none of this batch is in the spool */
     else if (ilen)
         from = write_some(index_fd, ibuf, ilen) / RECORD * RECORD;
@@ -237,11 +251,11 @@ static void write_exit(const char *path, int status) {
 
 int main(int argc, char **argv) {
     if (argc < 11 || strcmp(argv[9], "--") != 0) {
-        fprintf(stderr, "usage: ccxd-shim DATA_FD INDEX_FD REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP MARKER -- ARGV...\n");
+        fprintf(stderr, "usage: ccxd-shim DATA_PATH INDEX_PATH REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP MARKER -- ARGV...\n");
         return 2;
     }
-    data_fd = atoi(argv[1]);
-    index_fd = atoi(argv[2]);
+    data_path = argv[1];
+    index_path = argv[2];
     int report_fd = atoi(argv[3]);
     const char *exit_path = argv[4];
     chunk_max = (size_t)strtoull(argv[5], NULL, 10);
@@ -250,7 +264,7 @@ int main(int argc, char **argv) {
     char *cgroup = strcmp(argv[7], "-") ? argv[7] : NULL;
     char *marker = strcmp(argv[8], "-") ? argv[8] : NULL;
     char **job_argv = argv + 10;
-    size_written = batch_start = (uint64_t)lseek(data_fd, 0, SEEK_END);
+    size_written = batch_start = 0;
     wbuf = malloc(READ_MAX + 4);
     /* Frames add 5 bytes per chunk of at least 1021 bytes. */
     obuf = malloc(READ_MAX + 4 + 5 * ((READ_MAX + 4) / 1000 + 8));
@@ -259,8 +273,6 @@ int main(int argc, char **argv) {
     ibuf = malloc(RECORD * ((READ_MAX + 4) / 1000 + 8));
     if (!wbuf || !ibuf || !obuf || !fbuf) return 1;
     signal(SIGPIPE, SIG_IGN); /* no daemon on the overflow pipe: drop, do not die */
-    fcntl(data_fd, F_SETFD, FD_CLOEXEC);
-    fcntl(index_fd, F_SETFD, FD_CLOEXEC);
     fcntl(report_fd, F_SETFD, FD_CLOEXEC);
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
