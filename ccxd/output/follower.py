@@ -29,7 +29,7 @@ class FollowedSpool(Spool):
     """The reading side of a spool whose writer is another process."""
 
     def __init__(self, directory: Path, job_id: str, limit: int, *, existing: bool = False) -> None:
-        """``existing``: the spool of an adopted job (open what is there); else the shim's files come later."""
+        """``existing``: an adopted job's spool (open what is there); else the shim makes the files later."""
         super().__init__(directory, job_id, limit)  # state only; the files are opened on demand
         self._read_pos = 0  # next index byte to read
         self.cut_seen = False

@@ -8,6 +8,11 @@ with the spool, and crash recovery treats a job file the store does not know
 as an unfinished job.  A plain write survives the daemon being killed (the
 kernel has it); only a machine crash in the same instant could lose it, and
 then the job's processes are gone too.
+
+The file is rewritten in place (never a new file or a truncate: those are the
+dearest part of starting a job on a busy ext4): when a job under a shim starts, with
+the shim's fields next to the record (``shimjob.save_record``, what a later
+daemon needs to adopt it), and when the job ends, without them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import msgspec
 
 from ccxd.protocol import JobInfo
 
-__all__ = ["load_all", "remove", "save"]
+__all__ = ["load_all", "path", "remove", "save"]
 
 log = logging.getLogger("ccxd.supervision")
 
@@ -30,15 +35,28 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(JobInfo)
 
 
-def _path(directory: Path, job_id: str) -> Path:
+def path(directory: Path, job_id: str) -> Path:
+    """The job file of ``job_id``."""
     return directory / f"{job_id}{_SUFFIX}"
 
 
-def save(directory: Path, info: JobInfo) -> None:
-    """Write ``info`` as the job's admission record; raises OSError."""
-    fd = os.open(_path(directory, info.id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def save(directory: Path, info: JobInfo, extra: bytes = b"") -> None:
+    """Write ``info`` as the job's record; raises OSError.
+
+    ``extra`` is more JSON members (``"name":value,...``) in the same object;
+    readers of the record ignore them.
+    """
+    raw = _encoder.encode(info)
+    if extra:
+        raw = raw[:-1] + b"," + extra + b"}"
+    fd = os.open(path(directory, info.id), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, _encoder.encode(info))
+        # Overwritten in one write, never truncated (a truncate costs a journal
+        # transaction): a shorter record is padded with spaces, which JSON ignores.
+        old = os.fstat(fd).st_size
+        if len(raw) < old:
+            raw += b" " * (old - len(raw))
+        os.pwrite(fd, raw, 0)
     finally:
         os.close(fd)
 
@@ -46,15 +64,15 @@ def save(directory: Path, info: JobInfo) -> None:
 def remove(directory: Path, job_id: str) -> None:
     """Forget a job's admission record (missing is fine)."""
     with contextlib.suppress(FileNotFoundError):
-        _path(directory, job_id).unlink()
+        path(directory, job_id).unlink()
 
 
 def load_all(directory: Path) -> list[JobInfo]:
     """Every readable admission record in ``directory``; torn or foreign files are skipped."""
     found = []
-    for path in directory.glob(f"*{_SUFFIX}"):
+    for file in directory.glob(f"*{_SUFFIX}"):
         try:
-            found.append(_decoder.decode(path.read_bytes()))
+            found.append(_decoder.decode(file.read_bytes()))
         except (OSError, msgspec.DecodeError) as exc:
-            log.warning("ignoring unreadable job file %s: %s", path, exc)
+            log.warning("ignoring unreadable job file %s: %s", file, exc)
     return found

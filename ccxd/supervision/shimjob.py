@@ -5,10 +5,14 @@ Under the shim (``shim/ccxd-shim.c``) a job's process tree is::
     ccxd ─ ccxd-shim (own session) ─ job leader (own session) ─ …
 
 The shim, not the daemon, owns the job's pipes, writes its output to the spool
-and records its exit status in ``<job>.exit``.  The daemon writes
-``<job>.shim`` (an :class:`AdoptRecord`) once the job runs; a daemon that starts
-later finds these files, checks that the shim still lives (pid and start time)
-and adopts the job.  Both files are removed when the job's end is recorded.
+and records its exit status in ``<job>.exit``.  Once the job runs, the daemon
+rewrites the job's file (``<job>.job``, see ``jobfile.py``) as an
+:class:`AdoptRecord`: the job record with the shim's pid and start times next to
+it; a daemon that starts later finds these records, checks that the shim still
+lives (pid and start time) and adopts the job.  When the job's end is recorded
+the exit status is removed and the job file rewritten without the shim's
+fields.  (Earlier versions wrote the record to ``<job>.shim``; those are still
+read, so an upgrade adopts the jobs an older daemon left.)
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import msgspec
 
 from ccxd.output.follower import FollowedSpool
 from ccxd.protocol import JobInfo
+from ccxd.supervision import jobfile
 from ccxd.supervision.reaper import ExitStatus
 from ccxd.supervision.spawn import SpawnError, _explain
 from ccxd.supervision.tree import _read_stat
@@ -65,8 +70,16 @@ class ShimStart:
         self.overflow = overflow  # the shim's stdout: output past a cut of the spool
 
 
+class _ShimFields(msgspec.Struct, kw_only=True):
+    """The members a job file holds next to the job record while its shim runs."""
+
+    shim_pid: int | None = None
+    shim_start: int = 0
+    leader_start: int = 0
+
+
 def job_path(spool_dir: Path, job_id: str) -> Path:
-    """The job's adoption record (next to its admission record, ``<job>.job``)."""
+    """Where an earlier daemon kept the job's adoption record (now in ``<job>.job``)."""
     return spool_dir / f"{job_id}.shim"
 
 
@@ -206,31 +219,44 @@ def read_exit(path: Path) -> ExitStatus | None:
 
 
 def save_record(spool_dir: Path, record: AdoptRecord) -> None:
-    """Write the adoption record (atomically: a reader sees all of it or nothing)."""
-    path = job_path(spool_dir, record.info.id)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, msgspec.json.encode(record))
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Rewrite the job's file as its adoption record (in place: no new file)."""
+    fields = msgspec.json.encode(
+        _ShimFields(shim_pid=record.shim_pid, shim_start=record.shim_start, leader_start=record.leader_start)
+    )
+    jobfile.save(spool_dir, record.info, fields[1:-1])
 
 
 def load_records(spool_dir: Path) -> list[AdoptRecord]:
-    """Every adoption record left in ``spool_dir`` (unreadable ones are dropped)."""
-    found = []
-    decoder = msgspec.json.Decoder(AdoptRecord)
+    """Every adoption record left in ``spool_dir`` (unreadable ones are skipped)."""
+    found: dict[str, AdoptRecord] = {}
+    legacy = msgspec.json.Decoder(AdoptRecord)
     for path in sorted(spool_dir.glob("*.shim")):
         try:
-            found.append(decoder.decode(path.read_bytes()))
+            rec = legacy.decode(path.read_bytes())
         except (OSError, msgspec.DecodeError):
             path.unlink(missing_ok=True)
-    return found
+            continue
+        found[rec.info.id] = rec
+    fields_of = msgspec.json.Decoder(_ShimFields)
+    info_of = msgspec.json.Decoder(JobInfo)
+    for path in sorted(spool_dir.glob("*.job")):
+        try:
+            raw = path.read_bytes()
+            fields = fields_of.decode(raw)
+            if fields.shim_pid is None:
+                continue  # queued, starting, finished, or not under a shim
+            info = info_of.decode(raw)
+        except (OSError, msgspec.DecodeError):
+            continue  # crash recovery reports the unreadable ones
+        found[info.id] = AdoptRecord(info, fields.shim_pid, fields.shim_start, fields.leader_start)
+    return [found[k] for k in sorted(found)]
 
 
 def remove_files(spool_dir: Path, job_id: str) -> None:
-    """Forget the adoption record and exit status of a job whose end is recorded."""
+    """Forget the exit status (and an earlier daemon's adoption record) of a job whose end is recorded.
+
+    The job's file stays: the finished record written next replaces the adoption record.
+    """
     for path in (job_path(spool_dir, job_id), exit_path(spool_dir, job_id)):
         path.unlink(missing_ok=True)
 

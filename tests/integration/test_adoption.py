@@ -7,6 +7,7 @@ stopped in ``leave`` mode), a second one starts on the same state directory.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ccxd.protocol import JobFinished, OutputChunk, OutputGap, ShutdownParams, ShutdownResult
+from ccxd.protocol import JobFinished, JobStarted, OutputChunk, OutputGap, ShutdownParams, ShutdownResult
 from ccxd.supervision.shim import find_shim
 from tests.conftest import REQUIRE_TOOLS
 from tests.integration.helpers import job_pids
@@ -252,4 +253,39 @@ async def test_jobs_whose_processes_are_gone_are_still_lost(daemon_factory, tmp_
     assert (info.state, info.reason) == ("finished", "lost")
     page = await c2.read(job.id)
     assert b"".join(ch.raw() for ch in page.chunks) == b"started\n"
+    await c2.close()
+
+
+async def test_silent_jobs_and_an_earlier_versions_shim_records_are_adopted(daemon_factory, tmp_root):
+    # Jobs that write nothing have no spool files; one of them is left the way an
+    # earlier version kept it (adoption record in <job>.shim, admission record in <job>.job).
+    go = tmp_root / "go"
+    wait = f"while [ ! -e {go} ]; do sleep 0.05; done; exit "
+    d = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
+    c = await d.client()
+    new = await c.start(wait + "7", timeout=0, subscribe=True)
+    old = await c.start(wait + "3", timeout=0, subscribe=True)
+    for job in (new, old):
+        async for ev in c.events(job.id):
+            if isinstance(ev, JobStarted):
+                break
+    await c.close()
+    d.stop(signal.SIGKILL)
+    spool = d.state / "ccxd" / "spool"
+    assert not list(spool.glob("*.out")) and not list(spool.glob("*.idx"))
+    record = json.loads((spool / f"{old.id}.job").read_text())
+    shim = {k: record.pop(k) for k in ("shim_pid", "shim_start", "leader_start")}
+    (spool / f"{old.id}.shim").write_text(json.dumps({"info": record, **shim}))
+    (spool / f"{old.id}.job").write_text(json.dumps(record))
+
+    d2 = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
+    c2 = await d2.client()
+    for job in (new, old):
+        assert (await c2.get(job.id)).state == "running"
+    go.touch()
+    for job, code in ((new, 7), (old, 3)):
+        out, final, gaps = await follow_to_end(c2, job.id, 0)
+        assert out == b"" and gaps == []
+        assert final.reason == "exited" and final.exit_code == code
+    assert not (spool / f"{old.id}.shim").exists()
     await c2.close()
