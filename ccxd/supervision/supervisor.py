@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import collections
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -24,6 +25,7 @@ from ccxd.output.log import Chunk, OutputLog
 from ccxd.output.spool import FLUSH_INTERVAL, Spool, remove_spool, spooled_jobs
 from ccxd.protocol import ErrorCode, HookOutcome, JobInfo, JobReason, JobState, ListParams, StartParams
 from ccxd.supervision import jobfile, shimjob
+from ccxd.supervision.diskqueue import DiskQueue
 from ccxd.supervision.gate import JobGate, OpenGate
 from ccxd.supervision.job import Job
 from ccxd.supervision.observer import JobKind
@@ -114,6 +116,9 @@ class Supervisor:
         if config.job_shim and self.shim is None:
             log.warning("no ccxd-shim: jobs end with the daemon (build: python -m ccxd.supervision.shim)")
         self._watch: SpoolWatch | None = None
+        self.disk = DiskQueue()
+        """Job files and adoption records are written and removed here, in order, off the loop."""
+        self._job_file_written: dict[str, asyncio.Future[None]] = {}
         self._job_tasks: dict[str, asyncio.Task[None]] = {}
         self._left: set[str] = set()
         """Jobs a ``leave`` shutdown left running for the next daemon: not finished here."""
@@ -185,7 +190,7 @@ class Supervisor:
         slot = self._running < self.config.max_concurrent_jobs
         if slot and self._admitted(job) and self.gate.may_start(job):
             self.jobs[job.id] = job
-            self._save_job_file(job)
+            self._job_file_written[job.id] = self._save_job_file(job)
             self._launch(job)
         else:
             if len(self._queue) >= self.config.max_queued_jobs:
@@ -196,7 +201,7 @@ class Supervisor:
                     {"queued": len(self._queue)},
                 )
             self.jobs[job.id] = job
-            self._save_job_file(job)
+            self._job_file_written[job.id] = self._save_job_file(job)
             self._queue.append(job)
             job.queue_position = len(self._queue)
             log.info("job %s queued at position %d", job.id, job.queue_position)
@@ -213,13 +218,20 @@ class Supervisor:
         est = await self.recorder.timeout_for(params.command or "")
         return est.timeout, est.basis
 
-    def _save_job_file(self, job: Job, info: JobInfo | None = None) -> None:
+    def _save_job_file(self, job: Job, info: JobInfo | None = None) -> asyncio.Future[None]:
         # Before anything runs, and again when it ends: the store is written behind,
-        # and a daemon killed in between must not lose the job or its outcome.
-        try:
-            jobfile.save(self.spool_dir, info or job.info())
-        except OSError as exc:
-            log.warning("job %s: cannot write its job file (%s); a crash now could lose it", job.id, exc)
+        # and a daemon killed in between must not lose the job or its outcome.  The
+        # future is done once it is written (or failed): _run_inner waits for it
+        # before the job's spawn.
+        directory, info = self.spool_dir, info or job.info()
+
+        def save() -> None:
+            try:
+                jobfile.save(directory, info)
+            except OSError as exc:
+                log.warning("job %s: cannot write its job file (%s); a crash now could lose it", info.id, exc)
+
+        return self.disk.submit(save)
 
     def _record(self, job: Job) -> None:
         if self.recorder is not None:
@@ -372,6 +384,9 @@ class Supervisor:
 
     async def _run_inner(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
+        written = self._job_file_written.pop(job.id, None)
+        if written is not None:
+            await written  # no process before its job file
         if job.stop_reason is not None:
             job.settle(job.stop_reason)
             return
@@ -596,11 +611,8 @@ class Supervisor:
             job.observer.started(lambda reason: self._stop(job, reason))
         if job.stop_reason is not None:
             self._terminate(job)  # cancelled while the shim was starting it
-        try:
-            record = shimjob.AdoptRecord(job.info(), started.pid, shim_start, job.tree.leader_start)
-            shimjob.save_record(self.spool_dir, record)
-        except OSError as exc:
-            log.warning("job %s: cannot save its adoption record (%s)", job.id, exc)
+        record = shimjob.AdoptRecord(job.info(), started.pid, shim_start, job.tree.leader_start)
+        self.disk.later(functools.partial(_save_record, self.spool_dir, record))
         await self._follow_shim(job, spool, started.pid, shim_exited, started.overflow)
 
     async def _follow_shim(
@@ -678,7 +690,8 @@ class Supervisor:
         if reader is not None:
             reader.finish()  # the shim is gone: the rest of the pipe is there to read
             status = status or reader.exit_status
-        shimjob.remove_files(self.spool_dir, job.id)
+        # Queued after the adoption record, before the finished record (_record).
+        self.disk.later(functools.partial(shimjob.remove_files, self.spool_dir, job.id))
         if status is None:
             job.settle(JobReason.KILLED, error="the job's shim ended without recording an exit status")
             log.warning("job %s: shim ended without an exit status", job.id)
@@ -927,13 +940,15 @@ class Supervisor:
     # -- retention and shutdown -----------------------------------------------
 
     def _retire(self, job: Job) -> None:
+        self._job_file_written.pop(job.id, None)  # a queued job that never ran
         self._finished[job.id] = None
         while len(self._finished) > self.config.finished_jobs_kept:
             old_id, _ = self._finished.popitem(last=False)
             old = self.jobs.pop(old_id, None)
-            if old is not None and old.log.spool is not None:
-                old.log.spool.remove()
-            jobfile.remove(self.spool_dir, old_id)
+            spool = old.log.spool if old is not None else None
+            if spool is not None:
+                spool.close()
+            self.disk.later(functools.partial(_remove_files, self.spool_dir, old_id, spool))
 
     async def shutdown(self, mode: str, drain_timeout: float) -> None:
         """Stop accepting jobs; drain (up to ``drain_timeout``), cancel, or leave the rest.
@@ -973,6 +988,23 @@ class Supervisor:
                 job.log.spool.close()
         if self._watch is not None:
             self._watch.close()
+        if not await self.disk.flush(timeout=30):
+            log.warning("job files still queued at exit; a later daemon recovers from what is on disk")
+
+
+def _save_record(directory: Path, record: shimjob.AdoptRecord) -> None:
+    try:
+        shimjob.save_record(directory, record)
+    except OSError as exc:
+        log.warning("job %s: cannot save its adoption record (%s)", record.info.id, exc)
+
+
+def _remove_files(directory: Path, job_id: str, spool: Spool | None) -> None:
+    """Delete a retired job's spool, then its job file (the disk queue runs this)."""
+    if spool is not None:
+        for path in (spool.data_path, spool.index_path):
+            path.unlink(missing_ok=True)
+    jobfile.remove(directory, job_id)
 
 
 def _discard(job: Job) -> None:
