@@ -180,6 +180,11 @@ class Supervisor:
         job.timeout, job.timeout_basis = timeout, basis
         job.hooks, job.annotations = outcomes, notes
         self.admit(job)
+        written = self._job_file_written.get(job.id)
+        if written is not None:
+            # The reply tells a client the job exists: it must, even if ccxd is killed
+            # right after.  Only this request waits (in the I/O thread); the loop goes on.
+            await asyncio.shield(written)
         return job
 
     def admit(self, job: Job) -> None:
