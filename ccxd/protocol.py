@@ -956,9 +956,14 @@ def encode_output_frame(job_id: str, stream: int | Stream, seq: int, offset: int
     Every other message (replies, ``job.started``, ``job.finished``, gaps)
     stays a JSON text frame, in order with the binary frames.
     """
+    return output_frame_head(job_id, stream, seq, offset) + data
+
+
+def output_frame_head(job_id: str, stream: int | Stream, seq: int, offset: int) -> bytes:
+    """The first ``20 + len(job_id)`` bytes of :func:`encode_output_frame`'s frame (the data follows)."""
     code = stream if isinstance(stream, int) else _STREAM_CODES[stream]
     ident = job_id.encode("ascii")
-    return _OUTPUT_FRAME_HEAD.pack(OUTPUT_FRAME_MAGIC, code, seq, offset, len(ident)) + ident + data
+    return _OUTPUT_FRAME_HEAD.pack(OUTPUT_FRAME_MAGIC, code, seq, offset, len(ident)) + ident
 
 
 def unpack_output_frame(frame: bytes) -> OutputFrame:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from ccxd.errors import RpcError
@@ -36,6 +36,9 @@ class BinarySink(Sink, Protocol):
     def write_binary(self, message: bytes) -> None:
         """Queue one binary message."""
 
+    def write_binary_parts(self, parts: Sequence[bytes]) -> None:
+        """Queue one binary message made of ``parts``, without joining them."""
+
 
 class Connection:
     """Per-connection state: the sink, who the peer is, and its subscriptions."""
@@ -66,6 +69,11 @@ class Connection:
         """Send one binary frame unless the connection is closing."""
         if self._binary is not None and not self._binary.closing:
             self._binary.write_binary(frame)
+
+    def send_binary_parts(self, parts: Sequence[bytes]) -> None:
+        """Send one binary frame whose payload is ``parts`` in order (no copy), unless closing."""
+        if self._binary is not None and not self._binary.closing:
+            self._binary.write_binary_parts(parts)
 
     def send(self, message: bytes) -> None:
         """Send one encoded message unless the connection is closing."""

@@ -45,6 +45,7 @@ from ccxd.config import Config
 from ccxd.protocol import HEALTH_PATH, WS_PATHS, Health, WsClose, encode
 from ccxd.rpc.connection import Connection
 from ccxd.transports.auth import Authenticator, is_loopback_host, select_subprotocol
+from ccxd.transports.wsframe import OP_BINARY, frame_header
 
 __all__ = ["SessionHandler", "StartupRefused", "WebSocketServer"]
 
@@ -105,6 +106,19 @@ class _WsSink:
     def write_binary(self, message: bytes) -> None:
         if not self.closing:
             broadcast((self.ws,), message, text=False)
+
+    def write_binary_parts(self, parts: Sequence[bytes]) -> None:
+        # Output is the bulk of what we send: the header is built here and the parts
+        # go to the kernel as they are (one writev), instead of being copied into a
+        # frame by the library.  Whole frames only, so the library's own frames
+        # (pings, replies, close) still never interleave with ours.
+        ws = self.ws
+        if self.closing or ws.send_in_progress is not None:
+            return
+        size = 0
+        for part in parts:
+            size += len(part)
+        ws.transport.writelines([frame_header(OP_BINARY, size) + parts[0], *parts[1:]])
 
     async def drain(self) -> None:
         if self.closing:
