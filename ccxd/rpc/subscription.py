@@ -22,12 +22,20 @@ from ccxd.protocol import (
     OutputCut,
     OutputGap,
     encode,
-    encode_output_frame,
+    output_frame_head,
 )
 from ccxd.rpc.connection import Connection
 from ccxd.supervision.job import Job
 
-__all__ = ["encode_chunk", "pump"]
+__all__ = ["FRAME_BYTES", "encode_chunk", "pump"]
+
+FRAME_BYTES = 192 * 1024
+"""A binary output frame takes in further chunks of its stream until it holds this much.
+
+Chunks are at most 64 KiB, so a frame carries at most 256 KiB of output: a
+fraction of the 1 MiB that common WebSocket clients accept by default, and few
+enough frames per GiB that neither side spends its time on per-frame work.
+"""
 
 
 def encode_chunk(job_id: str, chunk: Chunk, skip: int = 0) -> bytes:
@@ -55,8 +63,10 @@ async def pump(
 ) -> None:
     """Replay ``job`` from ``from_offset`` then follow it until it finishes.
 
-    With ``binary`` output goes as binary frames (:func:`encode_output_frame`),
-    every other event as JSON; the caller checked that the connection can.
+    With ``binary`` output goes as binary frames (:func:`encode_output_frame`'s
+    layout; consecutive chunks of one stream share a frame, up to about
+    :data:`FRAME_BYTES`), every other event as JSON; the caller checked that the
+    connection can.
     """
     loop = asyncio.get_running_loop()
     changed: asyncio.Future[None] = loop.create_future()
@@ -109,10 +119,9 @@ async def pump(
                 skip = offset - chunk.offset if offset > chunk.offset else 0
                 if skip < len(chunk.data):
                     if binary:
-                        data = chunk.data[skip:] if skip else chunk.data
-                        conn.send_binary(
-                            encode_output_frame(job.id, chunk.stream, chunk.seq, chunk.offset + skip, data)
-                        )
+                        last = _send_frame(conn, job, chunk, skip)
+                        seq = last.seq
+                        chunk = last
                     else:
                         conn.send(encode_chunk(job.id, chunk, skip))
                 offset = chunk.end
@@ -139,6 +148,29 @@ async def pump(
             changed = loop.create_future()
     finally:
         job.remove_listener(wake)
+
+
+def _send_frame(conn: Connection, job: Job, first: Chunk, skip: int) -> Chunk:
+    """Send ``first`` (minus ``skip`` bytes) and the chunks after it that are ready, as one frame.
+
+    Only chunks of the same stream join (a frame has one), and none for Claude
+    jobs, whose ``claude.event`` notifications follow the chunk holding their
+    line.  Returns the last chunk sent.
+    """
+    out = job.log
+    parts = [first.data[skip:] if skip else first.data]
+    size = len(parts[0])
+    last = first
+    if job.claude is None:
+        while size < FRAME_BYTES and last.seq + 1 < out.next_seq:
+            nxt = out.get(last.seq + 1)
+            if nxt is None or nxt.stream != first.stream:
+                break
+            parts.append(nxt.data)
+            size += len(nxt.data)
+            last = nxt
+    conn.send_binary_parts([output_frame_head(job.id, first.stream, first.seq, first.offset + skip), *parts])
+    return last
 
 
 def _claude_events(conn: Connection, job: Job, ev_seq: int, after: int, upto: int | None) -> int:

@@ -35,6 +35,7 @@ from ccxd.protocol import (
     encode_output_frame,
     unpack_output_frame,
 )
+from ccxd.rpc.subscription import FRAME_BYTES
 
 from ..conftest import require_tool
 from .helpers import RawConnection
@@ -453,6 +454,43 @@ async def test_binary_output_frames_decode_to_the_exact_bytes(daemon, tmp_root):
             got.extend(ev.raw())
     await client.close()
     assert hashlib.sha256(got).hexdigest() == out.hexdigest()
+
+
+async def test_binary_frames_carry_several_chunks_of_one_stream_to_a_reader_that_fell_behind(daemon, tmp_root):
+    # Several chunks that are ready share a frame (written by ccxd, not the library); the
+    # `websockets` client checks every frame against RFC 6455 while this test checks the bytes.
+    path = tmp_root / "random.bin"
+    path.write_bytes(os.urandom(600_000))
+    cmd = f"for i in 1 2 3; do cat {path}; cat {path} >&2; done; printf tail"
+    unix = RawConnection(daemon.socket)
+    ws = await ws_open(daemon, max_queue=1)
+    peer = Peer(ws)
+    job = await peer.result("job.start", {"command": cmd, "subscribe": True, "binary": True})
+    # Read nothing until the job has ended: the daemon must hold back (drain), not drop.
+    unix.call("job.subscribe", {"job_id": job["id"], "output": False})
+    while (note := unix.recv()).get("method") != "job.finished":
+        pass
+    streams: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+    sizes: list[int] = []
+    offset = 0
+    while True:
+        msg = await peer.recv()
+        if isinstance(msg, bytes):
+            frame = unpack_output_frame(msg)
+            assert frame.job_id == job["id"] and frame.offset == offset
+            offset += len(frame.data)
+            sizes.append(len(frame.data))
+            streams[frame.stream].extend(frame.data)
+        elif msg.get("method") == "job.finished":
+            break
+    await ws.close()
+    assert note["params"]["job"]["output_bytes"] == offset == 3_600_000 + 4
+    data = path.read_bytes()
+    assert bytes(streams["stdout"]) == data * 3 + b"tail"
+    assert bytes(streams["stderr"]) == data * 3
+    assert max(sizes) > 64 * 1024, "no frame carried more than one chunk"
+    assert max(sizes) <= FRAME_BYTES + 64 * 1024
+    assert len(sizes) < 3_600_000 // (64 * 1024)
 
 
 async def test_binary_output_is_refused_on_the_unix_socket(client):
