@@ -982,13 +982,46 @@ def unpack_output_frame(frame: bytes) -> OutputFrame:
     return OutputFrame(job_id, _STREAM_NAMES[code], seq, offset, bytes(frame[end:]))
 
 
-def decode_output_frame(frame: bytes) -> OutputChunk:
+def decode_output_frame(frame: bytes | bytearray) -> OutputChunk:
     """A binary output frame as the :class:`OutputChunk` a ``job.output`` would carry."""
-    f = unpack_output_frame(frame)
-    data, encoding = OutputChunk.encode_data(f.data)
-    return OutputChunk(
-        job_id=f.job_id, stream=f.stream, seq=f.seq, offset=f.offset, data=data, encoding=encoding
+    return decode_output_frame_sized(frame)[0]
+
+
+def decode_output_frame_sized(frame: bytes | bytearray) -> tuple[OutputChunk, int]:
+    """:func:`decode_output_frame` and the number of output bytes the frame carried.
+
+    The output is decoded straight from the frame (no intermediate ``bytes``):
+    for a client this is the one copy of each byte it has to make.
+    """
+    if len(frame) < OUTPUT_FRAME_HEADER_SIZE:
+        raise ValueError(f"binary frame too short: {len(frame)} bytes")
+    magic, code, seq, offset, n = _OUTPUT_FRAME_HEAD.unpack_from(frame)
+    if magic != OUTPUT_FRAME_MAGIC:
+        raise ValueError(f"not an output frame (magic byte {magic:#04x})")
+    if code > 1:
+        raise ValueError(f"unknown stream code {code}")
+    end = OUTPUT_FRAME_HEADER_SIZE + n
+    if len(frame) < end:
+        raise ValueError("binary frame shorter than its job id")
+    job_id = bytes(frame[OUTPUT_FRAME_HEADER_SIZE:end]).decode("ascii")
+    encoding: Encoding = "utf-8"
+    with memoryview(frame) as view:
+        raw = view[end:]
+        try:
+            data = str(raw, "utf-8")
+        except UnicodeDecodeError:
+            data, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        size = len(raw)
+        raw.release()
+    chunk = OutputChunk(
+        job_id=job_id,
+        stream=_STREAM_NAMES[code],
+        seq=seq,
+        offset=offset,
+        data=data,
+        encoding=encoding,
     )
+    return chunk, size
 
 
 class Health(Struct):

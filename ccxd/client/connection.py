@@ -89,6 +89,15 @@ _encoder = msgspec.json.Encoder()
 Opener = Callable[[], Awaitable[Transport]]
 
 
+def _byte_size(chunk: OutputChunk) -> int:
+    """How many output bytes ``chunk`` carries, without building them when it can."""
+    if chunk.encoding == "base64":
+        return len(chunk.raw())
+    data = chunk.data
+    # An ASCII str (known in O(1)) has as many bytes as characters: no encode needed.
+    return len(data) if data.isascii() else len(data.encode("utf-8"))
+
+
 class Client:
     """One logical connection to a ccxd daemon.
 
@@ -179,8 +188,8 @@ class Client:
     async def _dispatch_binary(self, frame: bytes) -> None:
         from ccxd import protocol  # binary frames exist only on WebSocket connections
 
-        chunk = protocol.decode_output_frame(frame)
-        await self._deliver(chunk.job_id, chunk)
+        chunk, size = protocol.decode_output_frame_sized(frame)
+        await self._deliver(chunk.job_id, chunk, size)
 
     async def _dispatch(self, line: bytes) -> None:
         if line.startswith(OUTPUT_NOTIFICATION_PREFIX):
@@ -227,12 +236,14 @@ class Client:
         self._next_offset.setdefault(job_id, offset)
         return self._queues.setdefault(job_id, asyncio.Queue(_QUEUE_DEPTH))
 
-    async def _deliver(self, job_id: str, event: Event) -> None:
+    async def _deliver(self, job_id: str, event: Event, size: int = -1) -> None:
+        """Queue ``event`` for its follower; ``size`` is an output chunk's byte count when known."""
         queue = self._queues.get(job_id)
         if queue is None:
             return
         if isinstance(event, OutputChunk):
-            size = len(event.raw()) if event.encoding == "base64" else len(event.data.encode("utf-8"))
+            if size < 0:
+                size = _byte_size(event)
             end = event.offset + size
             if end <= self._next_offset.get(job_id, 0):
                 return  # already delivered before a reconnect

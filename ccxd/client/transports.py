@@ -7,17 +7,23 @@ Both transports carry the same JSON-RPC messages; each yields whole messages
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from ccxd.transports.framing import LineFramer
 
 __all__ = ["Message", "Transport", "UnixTransport", "WebSocketTransport", "open_transport"]
 
 _READ_SIZE = 256 * 1024
+_HEAD_READ = 4096  # the handshake response is read in pieces this big
+_MAX_MESSAGE = 1 << 30  # the daemon bounds what it sends; this only stops a runaway length
+_QUEUE_HIGH, _QUEUE_LOW = 64, 16  # messages waiting for the reader: stop reading the socket, resume
+_OPEN_TIMEOUT = 10.0
+_CLOSE_TIMEOUT = 5.0
 
 
 class TransportError(Exception):
@@ -100,67 +106,276 @@ class UnixTransport:
             await self._writer.wait_closed()
 
 
-class WebSocketTransport:
-    """JSON-RPC over a WebSocket (``ws://`` or ``wss://``), authenticated by a bearer token."""
+class _WsProtocol(asyncio.BufferedProtocol):
+    """The I/O half of :class:`WebSocketTransport`: the kernel writes into :class:`FrameReader`'s buffers."""
 
-    def __init__(self, ws: object, url: str) -> None:
-        self._ws = ws
+    def __init__(self, key: str, max_size: int) -> None:
+        from ccxd.client.wsproto import FrameReader
+
+        self.key = key
+        self.reader = FrameReader(max_size)
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = self.loop.create_future()
+        self.messages: collections.deque[Message] = collections.deque()
+        self.error: ConnectionError | None = None
+        self.ended = False  # the server closed normally (1000/1001) or we did
+        self.close_sent = False
+        self._head: bytearray | None = bytearray(_HEAD_READ)
+        self._head_len = 0
+        self._wake: asyncio.Future[None] | None = None
+        self._paused_reading = False
+        self._paused_writing = False
+        self._drained: asyncio.Future[None] | None = None
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+
+    # -- asyncio callbacks --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._head is not None:
+            if self._head_len == len(self._head):
+                self._head.extend(bytes(_HEAD_READ))
+            return memoryview(self._head)[self._head_len :]
+        return self.reader.buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        from ccxd.client.wsproto import HandshakeError, WsProtocolError
+
+        try:
+            if self._head is not None:
+                self._head_len += nbytes
+                self._handshake()
+            else:
+                self.reader.received(nbytes)
+        except HandshakeError as exc:
+            if not self.opened.done():
+                self.opened.set_exception(exc)
+            self._abort()
+            return
+        except WsProtocolError as exc:
+            self._fail(exc.code, exc.reason)
+            return
+        self._take_events()
+
+    def eof_received(self) -> bool:
+        return False  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            from ccxd.client.wsproto import HandshakeError
+
+            self.opened.set_exception(HandshakeError(f"connection closed during the handshake: {exc}"))
+        if not self.ended and self.error is None:
+            self.error = ConnectionError(f"websocket closed: no close frame received ({exc or 'EOF'})")
+        self._notify()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # -- the rest ---------------------------------------------------------------
+
+    def _handshake(self) -> None:
+        from ccxd.client.wsproto import head_end, parse_handshake
+
+        assert self._head is not None
+        data = self._head[: self._head_len]
+        end = head_end(data)
+        if end < 0:
+            return
+        parse_handshake(bytes(data[:end]), self.key)
+        rest = bytes(data[end:])
+        self._head = None
+        self.opened.set_result(None)
+        if rest:
+            self.reader.feed(rest)
+
+    def _take_events(self) -> None:
+        from ccxd.client.wsproto import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_frame
+
+        events = self.reader.events
+        while events:
+            op, data = events.popleft()
+            if op == OP_BINARY:
+                self.messages.append((True, data))  # type: ignore[arg-type]  # bytearray is bytes-like
+            elif op == OP_TEXT:
+                self.messages.append((False, bytes(data)))
+            elif op == OP_PING:
+                self.write(encode_frame(OP_PONG, bytes(data)))
+            elif op == OP_CLOSE:
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                if not self.close_sent:
+                    self.close_sent = True
+                    self.write(encode_frame(OP_CLOSE, bytes(data[:2])))
+                if code in (1000, 1001):
+                    self.ended = True
+                else:
+                    reason = bytes(data[2:]).decode("utf-8", "replace")
+                    self.error = ConnectionError(f"websocket closed: {code} {reason}".rstrip())
+        if len(self.messages) >= _QUEUE_HIGH and not self._paused_reading and self.transport is not None:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        self._notify()
+
+    def _fail(self, code: int, reason: str) -> None:
+        from ccxd.client.wsproto import OP_CLOSE, close_payload, encode_frame
+
+        self.error = ConnectionError(f"websocket closed: {code} {reason}")
+        if not self.close_sent:
+            self.close_sent = True
+            self.write(encode_frame(OP_CLOSE, close_payload(code, reason)))
+        if self.transport is not None:
+            self.transport.close()
+        self._notify()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _notify(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._paused_writing:
+            self._drained = self.loop.create_future()
+            await self._drained
+
+    async def next_batch(self) -> bool:
+        """Wait for messages; False once the connection has ended and none are left."""
+        while not self.messages:
+            if self.error is not None:
+                raise self.error
+            if self.ended or (self.transport is not None and self.transport.is_closing()):
+                return False
+            self._wake = self.loop.create_future()
+            await self._wake
+        return True
+
+    def resume(self) -> None:
+        if self._paused_reading and len(self.messages) <= _QUEUE_LOW and self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()
+
+
+class WebSocketTransport:
+    """JSON-RPC over a WebSocket (``ws://`` or ``wss://``), authenticated by a bearer token.
+
+    Frames are read by :mod:`ccxd.client.wsproto` (RFC 6455, client side) on a
+    buffered asyncio protocol: a large binary frame is received straight into
+    its own buffer and handed on without a copy.
+    """
+
+    def __init__(self, proto: _WsProtocol, url: str) -> None:
+        self._proto = proto
         self.description = url
 
     @classmethod
     async def open(cls, url: str, token: str | None, cafile: str | None = None) -> WebSocketTransport:
         """Connect and authenticate."""
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import InvalidStatus, WebSocketException
+        from urllib.parse import urlsplit
 
-        headers = {"Authorization": f"Bearer {token}"} if token else None
+        from ccxd.client.wsproto import HandshakeError, handshake_request, new_key
+
+        parts = urlsplit(url)
+        secure = parts.scheme == "wss"
         ctx = None
-        if url.startswith("wss://"):
+        if secure:
             import ssl  # only here: it costs a tenth of ccxctl's start-up
 
             ctx = ssl.create_default_context(cafile=cafile)
+        host = parts.hostname or "localhost"
         try:
-            ws = await connect(
-                url,
-                additional_headers=headers,
-                ssl=ctx,
-                max_size=None,  # the daemon bounds what it sends; output chunks are ≤ 64 KiB
-                compression=None,
-                open_timeout=10,
-            )
-        except InvalidStatus as exc:
-            code = exc.response.status_code
+            port = parts.port or (443 if secure else 80)
+        except ValueError:
+            raise TransportError(f"cannot connect to {url}: bad port") from None
+        resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        key = new_key()
+        headers = [("Authorization", f"Bearer {token}")] if token else []
+        loop = asyncio.get_running_loop()
+        proto: _WsProtocol | None = None
+        try:
+            async with asyncio.timeout(_OPEN_TIMEOUT):
+                _, proto = await loop.create_connection(
+                    lambda: _WsProtocol(key, _MAX_MESSAGE),
+                    host,
+                    port,
+                    ssl=ctx,
+                    server_hostname=host if secure else None,
+                )
+                proto.write(handshake_request(parts.netloc, resource, key, headers))
+                await proto.opened
+        except HandshakeError as exc:
+            if proto is not None:
+                proto._abort()
+            code = exc.status
+            if code is None:
+                raise TransportError(f"cannot connect to {url}: {exc}") from None
             reason = {
                 401: "authentication failed (token missing or wrong)",
                 403: "forbidden",
                 429: "too many failed attempts; try later",
             }.get(code, f"HTTP {code}")
             raise TransportError(f"{url}: {reason}", denied=code in (401, 403, 429)) from None
-        except (OSError, WebSocketException, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
+            if proto is not None:
+                proto._abort()
             refused = isinstance(exc, ConnectionRefusedError)
             raise TransportError(f"cannot connect to {url}: {exc}", not_running=refused) from None
-        return cls(ws, url)
+        return cls(proto, url)
 
     async def send(self, data: bytes) -> None:
         """Send one message as a text frame."""
-        await self._ws.send(data.decode("utf-8"))  # type: ignore[attr-defined]
+        from ccxd.client.wsproto import OP_TEXT, encode_frame
+
+        proto = self._proto
+        if proto.error is not None:
+            raise proto.error
+        if proto.close_sent or proto.transport is None or proto.transport.is_closing():
+            raise ConnectionError("websocket closed")
+        proto.write(encode_frame(OP_TEXT, data))
+        await proto.drain()
 
     async def messages(self) -> AsyncIterator[Message]:
-        """Yield frames until the connection closes."""
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            async for frame in self._ws:  # type: ignore[attr-defined]
-                if isinstance(frame, bytes):
-                    yield True, frame
-                else:
-                    yield False, frame.encode("utf-8")
-        except ConnectionClosed as exc:
-            raise ConnectionError(f"websocket closed: {exc}") from None
+        """Yield messages until the connection closes (binary payloads may be bytearrays)."""
+        proto = self._proto
+        queue = proto.messages
+        while await proto.next_batch():
+            while queue:
+                yield queue.popleft()
+                proto.resume()
 
     async def close(self) -> None:
-        """Close the WebSocket."""
-        await self._ws.close()  # type: ignore[attr-defined]
+        """Close the WebSocket (1000) and wait briefly for the server to hang up."""
+        from ccxd.client.wsproto import OP_CLOSE, close_payload, encode_frame
+
+        proto = self._proto
+        if proto.transport is None:
+            return
+        if not proto.close_sent and not proto.transport.is_closing():
+            proto.close_sent = True
+            proto.ended = True
+            proto.write(encode_frame(OP_CLOSE, close_payload(1000)))
+            proto.resume()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await asyncio.shield(proto.lost)
+        proto.transport.close()
 
 
 async def open_transport(target: str, token: str | None, cafile: str | None = None) -> Transport:
