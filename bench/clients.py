@@ -79,10 +79,9 @@ async def ws_stream(args: list[str]) -> dict[str, Any]:
                 if isinstance(frame, bytes):
                     if command != "-":
                         # Skip the binary frame's header (see ccxd.protocol.encode_output_frame).
-                        n = int.from_bytes(frame[18:20], "little")
-                        payload = memoryview(frame)[20 + n :]
-                        received += len(payload)
-                        lines += bytes(payload).count(b"\n")
+                        head = 20 + int.from_bytes(frame[18:20], "little")
+                        received += len(frame) - head
+                        lines += frame.count(b"\n", head)
                     else:
                         received += len(frame)
                         lines += frame.count(b"\n")
@@ -94,6 +93,32 @@ async def ws_stream(args: list[str]) -> dict[str, Any]:
         except ConnectionClosed:
             pass
     return {"bytes": received, "lines": lines, "messages": messages, "seconds": _now() - t0}
+
+
+async def ws_client(args: list[str]) -> dict[str, Any]:
+    """``ws-client URL TOKEN COMMAND``: run a job through ``ccxd.client`` over ``ws://``, binary output.
+
+    Counts what a user of the library gets: each ``OutputChunk``'s text and its lines.
+    """
+    from ccxd.client import connect
+    from ccxd.protocol import JobFinished, OutputChunk
+
+    url, token, command = args
+    t0 = _now()
+    client = await connect(url, token=token, reconnect=False)
+    received = lines = messages = 0
+    finished = None
+    async for ev in client.run(command, timeout=0, binary=True):
+        if isinstance(ev, OutputChunk):
+            messages += 1
+            received += len(ev.data)  # text output: characters == bytes (ASCII)
+            lines += ev.data.count("\n")
+        elif isinstance(ev, JobFinished):
+            finished = ev.job
+    seconds = _now() - t0
+    await client.close()
+    assert finished is not None
+    return {"bytes": received, "lines": lines, "messages": messages, "seconds": seconds}
 
 
 # -- job throughput ------------------------------------------------------------
@@ -486,6 +511,7 @@ async def soak(args: list[str]) -> dict[str, Any]:
 HANDLERS: dict[str, Handler] = {
     "unix-stream": unix_stream,
     "ws-stream": ws_stream,
+    "ws-client": ws_client,
     "jobs-ccxd": jobs_ccxd,
     "jobs-asyncio": jobs_asyncio,
     "latency-ccxd": latency_ccxd,
