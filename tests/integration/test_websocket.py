@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
@@ -246,6 +247,20 @@ def test_tls(daemon_factory, tmp_root):
                 pass
 
     asyncio.run(session())
+
+    async def library() -> bytes:
+        # The client library's own WebSocket reader, over TLS.
+        client = await client_connect(d.ws_url, token=d.token, cafile=str(cert), reconnect=False)
+        got = bytearray()
+        async for ev in client.run("head -c 300000 /dev/zero; echo done", binary=True):
+            if isinstance(ev, OutputChunk):
+                got.extend(ev.raw())
+        await client.close()
+        return bytes(got)
+
+    # Both event loops the library meets: asyncio's own and uvloop (ccxctl's).
+    assert asyncio.run(library()) == bytes(300000) + b"done\n"
+    assert uvloop.run(library()) == bytes(300000) + b"done\n"
     with urllib.request.urlopen(d.http_url + "/health", context=ctx, timeout=10) as res:
         assert json.loads(res.read())["status"] == "healthy"
 
