@@ -218,7 +218,7 @@ class _WsProtocol(asyncio.BufferedProtocol):
                 if not self.close_sent:
                     self.close_sent = True
                     self.write(encode_frame(OP_CLOSE, bytes(data[:2])))
-                if code in (1000, 1001):
+                if code in (1000, 1001, 1005):  # 1005: a close frame without a code
                     self.ended = True
                 else:
                     reason = bytes(data[2:]).decode("utf-8", "replace")
