@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ccxd.cgroups.control import ResourceControl
 from ccxd.config import Config
 from ccxd.errors import RpcError
@@ -609,6 +611,11 @@ class Supervisor:
         job.shim_pid = started.pid
         job.started_at = time.time()
         job.started_mono = job.last_output_mono = time.monotonic()
+        # The adoption record is on disk before anyone hears that the job runs: a
+        # daemon killed after job.started leaves a job the next one adopts.
+        info = msgspec.structs.replace(job.info(), state=JobState.RUNNING)
+        record = shimjob.AdoptRecord(info, started.pid, shim_start, job.tree.leader_start)
+        await self.disk.submit(functools.partial(_save_record, self.spool_dir, record))
         job.move(JobState.RUNNING)
         self._record(job)
         log.info("job %s started: pid %d (shim %d) %s", job.id, pid, started.pid, _short(job.argv))
@@ -616,8 +623,6 @@ class Supervisor:
             job.observer.started(lambda reason: self._stop(job, reason))
         if job.stop_reason is not None:
             self._terminate(job)  # cancelled while the shim was starting it
-        record = shimjob.AdoptRecord(job.info(), started.pid, shim_start, job.tree.leader_start)
-        self.disk.later(functools.partial(_save_record, self.spool_dir, record))
         await self._follow_shim(job, spool, started.pid, shim_exited, started.overflow)
 
     async def _follow_shim(
