@@ -968,6 +968,12 @@ def output_frame_head(job_id: str, stream: int | Stream, seq: int, offset: int) 
 
 def unpack_output_frame(frame: bytes) -> OutputFrame:
     """Decode :func:`encode_output_frame`'s layout; ValueError if ``frame`` is not one."""
+    job_id, code, seq, offset, end = _output_frame_head(frame)
+    return OutputFrame(job_id, _STREAM_NAMES[code], seq, offset, bytes(frame[end:]))
+
+
+def _output_frame_head(frame: bytes | bytearray) -> tuple[str, int, int, int, int]:
+    """(job id, stream code, seq, offset, where the data starts); ValueError if not an output frame."""
     if len(frame) < OUTPUT_FRAME_HEADER_SIZE:
         raise ValueError(f"binary frame too short: {len(frame)} bytes")
     magic, code, seq, offset, n = _OUTPUT_FRAME_HEAD.unpack_from(frame)
@@ -978,8 +984,7 @@ def unpack_output_frame(frame: bytes) -> OutputFrame:
     end = OUTPUT_FRAME_HEADER_SIZE + n
     if len(frame) < end:
         raise ValueError("binary frame shorter than its job id")
-    job_id = bytes(frame[OUTPUT_FRAME_HEADER_SIZE:end]).decode("ascii")
-    return OutputFrame(job_id, _STREAM_NAMES[code], seq, offset, bytes(frame[end:]))
+    return bytes(frame[OUTPUT_FRAME_HEADER_SIZE:end]).decode("ascii"), code, seq, offset, end
 
 
 def decode_output_frame(frame: bytes | bytearray) -> OutputChunk:
@@ -993,17 +998,7 @@ def decode_output_frame_sized(frame: bytes | bytearray) -> tuple[OutputChunk, in
     The output is decoded straight from the frame (no intermediate ``bytes``):
     for a client this is the one copy of each byte it has to make.
     """
-    if len(frame) < OUTPUT_FRAME_HEADER_SIZE:
-        raise ValueError(f"binary frame too short: {len(frame)} bytes")
-    magic, code, seq, offset, n = _OUTPUT_FRAME_HEAD.unpack_from(frame)
-    if magic != OUTPUT_FRAME_MAGIC:
-        raise ValueError(f"not an output frame (magic byte {magic:#04x})")
-    if code > 1:
-        raise ValueError(f"unknown stream code {code}")
-    end = OUTPUT_FRAME_HEADER_SIZE + n
-    if len(frame) < end:
-        raise ValueError("binary frame shorter than its job id")
-    job_id = bytes(frame[OUTPUT_FRAME_HEADER_SIZE:end]).decode("ascii")
+    job_id, code, seq, offset, end = _output_frame_head(frame)
     encoding: Encoding = "utf-8"
     with memoryview(frame) as view:
         raw = view[end:]

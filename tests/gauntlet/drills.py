@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from bench.daemon import proc_fd_targets
 from tests.integration.helpers import RawConnection, job_pids
 
 
@@ -13,22 +14,11 @@ def daemon_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def daemon_fd_targets(pid: int) -> dict[int, str]:
-    """Each open descriptor and what it points at; sockets get their peer from ``ss``."""
-    targets = {}
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            targets[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
-        except FileNotFoundError:
-            pass
-    return targets
-
-
 def describe_new_fds(pid: int, before: dict[int, str]) -> str:
     """A readable account of the descriptors opened since ``before``, for a failure message."""
     import subprocess
 
-    now = daemon_fd_targets(pid)
+    now = proc_fd_targets(pid)
     new = {fd: t for fd, t in now.items() if before.get(fd) != t}
     gone = {fd: t for fd, t in before.items() if now.get(fd) != t}
     ss = subprocess.run(["ss", "-axpn"], capture_output=True, text=True).stdout.splitlines()

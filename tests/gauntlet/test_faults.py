@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.daemon import proc_fd_targets
 from ccxd.protocol import JobFinished, OutputChunk, OutputCut
 from tests.conftest import REQUIRE_TOOLS, require_tool
 from tests.gauntlet.drills import (
     assert_drill_ends_clean,
-    daemon_fd_targets,
     daemon_fds,
     daemon_rss,
     describe_new_fds,
@@ -257,7 +257,7 @@ async def test_500_clients_connecting_subscribing_and_vanishing_leave_memory_and
         await round_of(500)
     await settled()
     base_fds, base_rss = daemon_fds(pid), daemon_rss(pid)
-    base_targets = daemon_fd_targets(pid)
+    base_targets = proc_fd_targets(pid)
     rounds = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline or rounds < 3:
