@@ -368,6 +368,7 @@ async def soak(args: list[str]) -> dict[str, Any]:
 
     from ccxd.client import connect
     from ccxd.protocol import JobFinished, JobInfo, OutputChunk
+    from ccxd.store.base import StoreUnavailable
     from ccxd.store.redis_store import RedisStore
 
     sock, ws_url, token, seconds, redis_url = args[0], args[1], args[2], float(args[3]), args[4]
@@ -476,7 +477,17 @@ async def soak(args: list[str]) -> dict[str, Any]:
 
     # Every job must reach the store (write-behind: give it a moment).
     store = RedisStore(redis_url, "soak-check", timeout=10)
-    await store.open()
+    # A Redis SIGKILLed late in the run may still be loading its append-only file
+    # (hundreds of MiB after 30 minutes): wait for it rather than fail the check.
+    opened = asyncio.get_running_loop().time() + 900
+    while True:
+        try:
+            await store.open()
+            break
+        except StoreUnavailable:
+            if asyncio.get_running_loop().time() > opened:
+                raise
+            await asyncio.sleep(1)
     missing = list(expected)
     for _ in range(60):
         still = []

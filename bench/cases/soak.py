@@ -90,6 +90,7 @@ def _soak(
         time.sleep(min(interval, max(0.1, next_kill - now)))
     out, err = client.communicate()
     if client.returncode != 0:
+        (ctx.out / "soak-samples.json").write_text(json.dumps({"samples": samples, "result": None}))
         raise RuntimeError(f"soak client failed: {err[-2000:]}")
     result = json.loads(out.strip().splitlines()[-1])
     deadline = time.monotonic() + 30
