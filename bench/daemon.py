@@ -61,6 +61,14 @@ def _clean_env() -> dict[str, str]:
     }
 
 
+def _tmpfs_dir() -> str | None:
+    """A tmpfs directory for runtime files (``/run/user/UID`` or ``/dev/shm``), else the default."""
+    for path in (f"/run/user/{os.getuid()}", "/dev/shm"):  # noqa: S108 - a private mkdtemp inside
+        if os.path.isdir(path) and os.access(path, os.W_OK):
+            return path
+    return None
+
+
 class BenchDaemon:
     """A ccxd on private temporary paths, run under ``/usr/bin/time -v`` for its peak RSS.
 
@@ -71,10 +79,11 @@ class BenchDaemon:
         self.tmp = Path(tempfile.mkdtemp(prefix="ccxd-b-"))  # short: socket paths are limited to 108 bytes
         self.log_dir = log_dir
         self.name = name
-        self.runtime = self.tmp / "run"
+        # The runtime directory is on tmpfs, as systemd's $XDG_RUNTIME_DIR (/run/user/UID) is.
+        self.runtime = Path(tempfile.mkdtemp(prefix="ccxd-b-", dir=_tmpfs_dir()))
         self.socket = self.runtime / "ccxd" / "ccxd.sock"
         self.env = _clean_env()
-        for sub in ("run", "state", "config"):
+        for sub in ("state", "config"):
             (self.tmp / sub).mkdir(mode=0o700)
         self.env.update(
             XDG_RUNTIME_DIR=str(self.runtime),
@@ -181,6 +190,7 @@ class BenchDaemon:
                 if sep:
                     self.time_v[key] = value
         shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.runtime, ignore_errors=True)
 
     @property
     def max_rss_kib(self) -> int:

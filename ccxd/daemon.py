@@ -32,6 +32,7 @@ from ccxd.rpc.history_methods import register_history_methods
 from ccxd.rpc.hook_methods import register_hook_methods
 from ccxd.rpc.methods import DaemonInfo, register_methods
 from ccxd.store.base import StoreUnavailable
+from ccxd.supervision import jobfile
 from ccxd.supervision.reaper import Reaper, become_subreaper
 from ccxd.supervision.shimjob import load_records
 from ccxd.supervision.supervisor import Supervisor
@@ -172,6 +173,9 @@ class Daemon:
         sock_dir = self._socket_path.parent
         state = paths.ensure_private_dir(self.config.resolved_state_dir())
         spool_dir = paths.ensure_private_dir(state / "spool")
+        jobs_dir = paths.ensure_private_dir(paths.jobs_dir(self._socket_path))
+        if jobfile.move_all(spool_dir, jobs_dir):
+            log.info("moved an earlier version's job files from %s to %s", spool_dir, jobs_dir)
 
         if not become_subreaper():
             log.warning("cannot become a child subreaper; orphaned job processes go to init")
@@ -196,23 +200,25 @@ class Daemon:
             raise
         self.hooks = self._load_hooks(reaper, history)
         self.supervisor = Supervisor(
-            self.config, reaper, spool_dir, history.recorder, resources, hooks=self.hooks
+            self.config, reaper, spool_dir, history.recorder, resources, hooks=self.hooks, jobs_dir=jobs_dir
         )
         restored = await self._start_claude(history)
         # Jobs a previous daemon left running under their shims are adopted, not lost.
-        adoptable = self.supervisor.adoptable(load_records(spool_dir))
+        adoptable = self.supervisor.adoptable(load_records(jobs_dir))
         imported = {}
         for rec in adoptable:  # before any new output: the store takes chunks in order
             imported[rec.info.id] = (await history.recorder.import_spool(rec.info.id, spool_dir))[2]
         adopted = self.supervisor.adopt(adoptable, imported)
         if adopted:
             log.info("adopted %d job(s) of a previous run", len(adopted))
-        lost = await history.recorder.recover(spool_dir, taken_over=restored | {j.id for j in adopted})
+        lost = await history.recorder.recover(
+            spool_dir, taken_over=restored | {j.id for j in adopted}, jobs_dir=jobs_dir
+        )
         if lost:
             log.warning("%d job(s) of a previous run were recorded as lost", len(lost))
         # READY=1 means a client asking about recovered jobs sees them lost, not still running.
         if history.recorder.recovered and await history.writer.flush(self.config.store_timeout):
-            history.recorder.forget_recovered(spool_dir)
+            history.recorder.forget_recovered(jobs_dir)
         swept = self.supervisor.sweep_spools()
         if swept:
             log.info("removed the spools of %d finished job(s) of a previous run", swept)

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["config_dir", "ensure_private_dir", "runtime_dir", "state_dir"]
+__all__ = ["config_dir", "ensure_private_dir", "jobs_dir", "runtime_dir", "state_dir"]
 
 
 def _xdg(var: str, fallback: Path) -> Path:
@@ -21,6 +21,17 @@ def runtime_dir() -> Path:
     if base and os.path.isabs(base):
         return Path(base) / "ccxd"
     return Path(f"/tmp/ccxd-{os.getuid()}")
+
+
+def jobs_dir(socket_path: Path) -> Path:
+    """Where the daemon serving ``socket_path`` keeps job files and exit statuses.
+
+    Runtime state: it matters only while a job's processes may still run, so it
+    lives next to the socket (and its lock: one daemon at a time), which is on
+    tmpfs under systemd (``$XDG_RUNTIME_DIR``).  Creating and deleting a few
+    files per job there costs microseconds, on a busy ext4 up to a millisecond.
+    """
+    return socket_path.with_name(socket_path.name + ".jobs")
 
 
 def state_dir() -> Path:

@@ -170,21 +170,26 @@ class Recorder:
                 imported += len(data)
         return imported, stream_bytes, seq
 
-    async def recover(self, spool_dir: Path, taken_over: Collection[str] = ()) -> list[JobInfo]:
+    async def recover(
+        self, spool_dir: Path, taken_over: Collection[str] = (), jobs_dir: Path | None = None
+    ) -> list[JobInfo]:
         """Mark jobs a previous daemon left unfinished as ``lost``.
+
+        Job files are read from ``jobs_dir`` (default: ``spool_dir``).
 
         Their leftover processes are killed (a job nobody supervises must not
         run on), and output that reached the spool but not the store is saved.
         Jobs in ``taken_over`` are left alone: Claude retry attempts already queued
         again, and jobs this daemon adopted (still running under their shims).
         """
+        jobs_dir = jobs_dir or spool_dir
         try:
             unfinished = await self.store.unfinished_jobs()
             known = {j.id for j in unfinished}
-            for admitted in jobfile.load_all(spool_dir):
+            for admitted in jobfile.load_all(jobs_dir):
                 stored = await self.store.get_job(admitted.id)
                 if stored is not None and stored.state is JobState.FINISHED:
-                    jobfile.remove(spool_dir, admitted.id)
+                    jobfile.remove(jobs_dir, admitted.id)
                 elif admitted.state is JobState.FINISHED:  # its outcome never reached the store
                     self._import_spool(spool_dir, admitted, await self.store.output_end(admitted.id))
                     self.writer.submit(SaveJob(admitted))
@@ -234,10 +239,10 @@ class Recorder:
                 imported += len(data)
         return imported, stream_bytes
 
-    def forget_recovered(self, spool_dir: Path) -> None:
+    def forget_recovered(self, jobs_dir: Path) -> None:
         """Drop the job files of recovered jobs, once their records are in the store."""
         for job_id in self.recovered:
-            jobfile.remove(spool_dir, job_id)
+            jobfile.remove(jobs_dir, job_id)
         self.recovered.clear()
 
     # -- retention ------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""One inotify watch on the spool directory: wakes the daemon when a shim writes.
+"""One inotify descriptor on the spool and job directories: wakes the daemon when a shim writes.
 
-Shims write a job's output records to ``<job>.idx`` and its exit status to
-``<job>.exit`` (by rename).  One inotify descriptor for the whole directory
+Shims write a job's output records to ``<job>.idx`` in the spool directory and
+its exit status to ``<job>.exit`` (by rename) in the job directory (the two are
+the same where no separate job directory is used).  One inotify descriptor
 serves every job, so a thousand jobs cost one file descriptor, not two
 thousand pipes.  Events are coalesced per read: a job is told once per wake-up
 however many writes it made.
@@ -32,17 +33,22 @@ _EVENT = struct.Struct("iIII")
 class SpoolWatch:
     """Calls a job's ``on_output`` / ``on_exit`` when its shim writes."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, directory: Path) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, directory: Path, exit_directory: Path | None = None
+    ) -> None:
         self._loop = loop
         libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        wd = libc.inotify_add_watch(fd, os.fsencode(directory), _IN_MODIFY | _IN_MOVED_TO)
-        if wd < 0:
-            err = ctypes.get_errno()
-            os.close(fd)
-            raise OSError(err, f"cannot watch {directory}")
+        watches = {directory: _IN_MODIFY | _IN_MOVED_TO}
+        if exit_directory is not None and exit_directory != directory:
+            watches[exit_directory] = _IN_MOVED_TO
+        for path, mask in watches.items():
+            if libc.inotify_add_watch(fd, os.fsencode(path), mask) < 0:
+                err = ctypes.get_errno()
+                os.close(fd)
+                raise OSError(err, f"cannot watch {path}")
         self._fd = fd
         self._output: dict[str, Callable[[], None]] = {}
         self._exit: dict[str, Callable[[], None]] = {}

@@ -96,12 +96,15 @@ class Supervisor:
         recorder: Recorder | None = None,
         resources: ResourceControl | None = None,
         hooks: HookRunner | None = None,
+        jobs_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.hooks = hooks
         self.recorder = recorder
         self.reaper = reaper
         self.spool_dir = spool_dir
+        self.jobs_dir = jobs_dir or spool_dir
+        """Job files and exit statuses: runtime state, best on tmpfs (``paths.jobs_dir``)."""
         self.node = config.resolved_node_id()
         self.jobs: dict[str, Job] = {}
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -230,7 +233,7 @@ class Supervisor:
         # and a daemon killed in between must not lose the job or its outcome.  The
         # future is done once it is written (or failed): _run_inner waits for it
         # before the job's spawn.
-        directory, info = self.spool_dir, info or job.info()
+        directory, info = self.jobs_dir, info or job.info()
 
         def save() -> None:
             try:
@@ -576,13 +579,13 @@ class Supervisor:
 
     def _spool_watch(self) -> SpoolWatch:
         if self._watch is None:
-            self._watch = SpoolWatch(asyncio.get_running_loop(), self.spool_dir)
+            self._watch = SpoolWatch(asyncio.get_running_loop(), self.spool_dir, self.jobs_dir)
         return self._watch
 
     async def _run_shim(
         self, job: Job, shim: str, spool: FollowedSpool, env: dict[str, str], stdin_data: bytes | None
     ) -> None:
-        exit_file = shimjob.exit_path(self.spool_dir, job.id)
+        exit_file = shimjob.exit_path(self.jobs_dir, job.id)
         # A reused id (a restored job) must not see an earlier status or output.
         for path in (exit_file, spool.index_path, spool.data_path):
             path.unlink(missing_ok=True)
@@ -615,7 +618,7 @@ class Supervisor:
         # daemon killed after job.started leaves a job the next one adopts.
         info = msgspec.structs.replace(job.info(), state=JobState.RUNNING)
         record = shimjob.AdoptRecord(info, started.pid, shim_start, job.tree.leader_start)
-        await self.disk.submit(functools.partial(_save_record, self.spool_dir, record))
+        await self.disk.submit(functools.partial(_save_record, self.jobs_dir, record))
         job.move(JobState.RUNNING)
         self._record(job)
         log.info("job %s started: pid %d (shim %d) %s", job.id, pid, started.pid, _short(job.argv))
@@ -641,7 +644,7 @@ class Supervisor:
         """
         loop = asyncio.get_running_loop()
         reader = _OverflowReader(self, job, spool, overflow) if overflow is not None else None
-        exit_file = shimjob.exit_path(self.spool_dir, job.id)
+        exit_file = shimjob.exit_path(self.jobs_dir, job.id)
         leader_exited: asyncio.Future[None] = loop.create_future()
 
         pending: list[asyncio.Handle] = []
@@ -701,7 +704,7 @@ class Supervisor:
             reader.finish()  # the shim is gone: the rest of the pipe is there to read
             status = status or reader.exit_status
         # Queued after the adoption record, before the finished record (_record).
-        self.disk.later(functools.partial(shimjob.remove_files, self.spool_dir, job.id))
+        self.disk.later(functools.partial(shimjob.remove_files, self.jobs_dir, job.id))
         if status is None:
             job.settle(JobReason.KILLED, error="the job's shim ended without recording an exit status")
             log.warning("job %s: shim ended without an exit status", job.id)
@@ -738,8 +741,8 @@ class Supervisor:
         try:
             spooled = spooled_jobs(self.spool_dir)
             needed = set(self.jobs)
-            needed.update(info.id for info in jobfile.load_all(self.spool_dir))
-            needed.update(rec.info.id for rec in shimjob.load_records(self.spool_dir))
+            needed.update(info.id for info in jobfile.load_all(self.jobs_dir))
+            needed.update(rec.info.id for rec in shimjob.load_records(self.jobs_dir))
         except OSError as exc:
             log.warning("cannot sweep the spool directory: %s", exc)
             return 0
@@ -758,9 +761,9 @@ class Supervisor:
         for rec in records:
             info = rec.info
             alive = shimjob.pid_alive(rec.shim_pid, rec.shim_start)
-            there = shimjob.exit_path(self.spool_dir, info.id).exists()
+            there = shimjob.exit_path(self.jobs_dir, info.id).exists()
             if info.id in self.jobs or info.pid is None or not (alive or there):
-                shimjob.remove_files(self.spool_dir, info.id)
+                shimjob.remove_files(self.jobs_dir, info.id)
             else:
                 found.append(rec)
         return found
@@ -782,7 +785,7 @@ class Supervisor:
                 job = self._adopted_job(rec, None if stored is None else stored.get(info.id, 0))
             except OSError as exc:
                 log.warning("job %s cannot be adopted: %s", info.id, exc)
-                shimjob.remove_files(self.spool_dir, info.id)
+                shimjob.remove_files(self.jobs_dir, info.id)
                 continue
             self.jobs[job.id] = job
             self._running += 1
@@ -958,7 +961,7 @@ class Supervisor:
             spool = old.log.spool if old is not None else None
             if spool is not None:
                 spool.close()
-            self.disk.later(functools.partial(_remove_files, self.spool_dir, old_id, spool))
+            self.disk.later(functools.partial(_remove_files, self.jobs_dir, old_id, spool))
 
     async def shutdown(self, mode: str, drain_timeout: float) -> None:
         """Stop accepting jobs; drain (up to ``drain_timeout``), cancel, or leave the rest.

@@ -64,11 +64,49 @@ async def test_status_names_the_v1_backend_and_groups_are_removed(v1_daemon):
     for ctrl in ("memory", "pids", "freezer", "cpu", "cpuacct"):
         assert lines[ctrl].endswith(f"/job-{job.id}"), (ctrl, lines)
     assert job.cgroup is not None and job.cgroup.endswith(f"/job-{job.id}")
-    assert not os.path.exists(job.cgroup)  # removed once empty
+    assert not os.path.exists(job.cgroup)  # removed once empty (or renamed free-N for the next job)
     parent = os.path.dirname(job.cgroup)
     await c.close()
     v1_daemon.stop()
-    assert not os.path.exists(parent)
+    assert not os.path.exists(parent)  # free groups too: nothing of ours is left
+
+
+def free_groups(parent: str) -> list[str]:
+    return sorted(n for n in os.listdir(parent) if n.startswith("free-"))
+
+
+async def test_a_recycled_group_reports_only_its_new_jobs_usage(v1_daemon):
+    c = await v1_daemon.client()
+    # About 80 MiB and a few tenths of a second of CPU, then nothing left charged.
+    busy = "a=( {1..1000000} ); i=0; while (( i < 300000 )); do (( i++ )); done"
+    _, _, first, _ = await run_job(c, busy)
+    assert first.usage is not None and first.usage.cpu_seconds > 0.1
+    assert first.usage.memory_peak > 40 << 20
+    assert first.cgroup is not None
+    parent = os.path.dirname(first.cgroup)
+    assert not os.path.exists(first.cgroup)
+    kept = free_groups(parent)
+    assert len(kept) == 1  # the first job's group, reset and renamed
+    out, _, second, _ = await run_job(c, "cat /proc/self/cgroup")
+    # The next job runs in that group under its own name, and sees only its own usage.
+    lines = dict(line.split(":", 2)[1:] for line in out.decode().splitlines())
+    assert lines["memory"].endswith(f"/job-{second.id}")
+    assert second.usage is not None
+    assert second.usage.cpu_seconds < first.usage.cpu_seconds / 2
+    assert second.usage.memory_peak < first.usage.memory_peak / 4
+    assert free_groups(parent) != kept  # taken, then freed under a new name
+    assert len(free_groups(parent)) == 1
+    assert sorted(n for n in os.listdir(parent) if n.startswith("job-")) == []
+    await c.close()
+
+
+async def test_a_group_with_limits_is_removed_not_recycled(v1_daemon):
+    c = await v1_daemon.client()
+    _, _, job, _ = await run_job(c, "true", memory="256M")
+    assert job.cgroup is not None and job.limits is not None
+    assert not os.path.exists(job.cgroup)
+    assert free_groups(os.path.dirname(job.cgroup)) == []
+    await c.close()
 
 
 async def test_memory_limit_ends_in_oom_with_the_limit(v1_daemon):
@@ -206,9 +244,12 @@ async def test_a_backend_that_fails_mid_way_falls_back_with_one_log_line(v1_daem
     _, _, first, _ = await run_job(c, "true")
     assert first.cgroup is not None
     # Someone removes ccxd's parent group while the daemon runs (no job is in it).
-    os.rmdir(os.path.dirname(first.cgroup))
-    for _ in range(2):
-        out, _, job, _ = await run_job(c, "echo still runs", memory="64M")
+    parent = os.path.dirname(first.cgroup)
+    for name in free_groups(parent):
+        os.rmdir(os.path.join(parent, name))
+    os.rmdir(parent)
+    for limit in (None, "64M"):  # the free group kept for reuse is gone too
+        out, _, job, _ = await run_job(c, "echo still runs", memory=limit)
         assert out == b"still runs\n" and job.reason == "exited" and job.cgroup is None
     st = await c.status()
     assert st.cgroups.startswith("none") and "v1 failed" in st.cgroups

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ccxd import paths
 from ccxd.protocol import JobFinished, JobStarted, OutputChunk, OutputGap, ShutdownParams, ShutdownResult
 from ccxd.supervision.shim import find_shim
 from tests.conftest import REQUIRE_TOOLS
@@ -258,7 +259,8 @@ async def test_jobs_whose_processes_are_gone_are_still_lost(daemon_factory, tmp_
 
 async def test_silent_jobs_and_an_earlier_versions_shim_records_are_adopted(daemon_factory, tmp_root):
     # Jobs that write nothing have no spool files; one of them is left the way an
-    # earlier version kept it (adoption record in <job>.shim, admission record in <job>.job).
+    # earlier version kept it: in the spool directory, not the runtime job directory,
+    # with the adoption record in <job>.shim and the admission record in <job>.job.
     go = tmp_root / "go"
     wait = f"while [ ! -e {go} ]; do sleep 0.05; done; exit "
     d = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
@@ -273,7 +275,9 @@ async def test_silent_jobs_and_an_earlier_versions_shim_records_are_adopted(daem
     d.stop(signal.SIGKILL)
     spool = d.state / "ccxd" / "spool"
     assert not list(spool.glob("*.out")) and not list(spool.glob("*.idx"))
-    record = json.loads((spool / f"{old.id}.job").read_text())
+    jobs = paths.jobs_dir(d.socket)
+    record = json.loads((jobs / f"{old.id}.job").read_text())
+    (jobs / f"{old.id}.job").unlink()
     shim = {k: record.pop(k) for k in ("shim_pid", "shim_start", "leader_start")}
     (spool / f"{old.id}.shim").write_text(json.dumps({"info": record, **shim}))
     (spool / f"{old.id}.job").write_text(json.dumps(record))
@@ -287,5 +291,6 @@ async def test_silent_jobs_and_an_earlier_versions_shim_records_are_adopted(daem
         out, final, gaps = await follow_to_end(c2, job.id, 0)
         assert out == b"" and gaps == []
         assert final.reason == "exited" and final.exit_code == code
-    assert not (spool / f"{old.id}.shim").exists()
+    assert not (spool / f"{old.id}.shim").exists() and not (jobs / f"{old.id}.shim").exists()
+    assert not list(spool.glob("*.job"))  # moved to the job directory
     await c2.close()
