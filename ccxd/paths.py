@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["config_dir", "ensure_private_dir", "jobs_dir", "runtime_dir", "state_dir"]
+__all__ = ["config_dir", "ensure_private_dir", "in_memory", "jobs_dir", "runtime_dir", "state_dir"]
 
 
 def _xdg(var: str, fallback: Path) -> Path:
@@ -59,3 +59,22 @@ def ensure_private_dir(path: Path) -> Path:
     if st.st_mode & 0o077:
         os.chmod(path, 0o700)
     return path
+
+
+def in_memory(path: Path) -> bool:
+    """True if ``path`` is on a memory file system (tmpfs, ramfs), where file work costs microseconds."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return False
+    target = os.path.realpath(path)
+    best, kind = "", ""
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind in ("tmpfs", "ramfs")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ccxd import paths
 from ccxd.cgroups.control import ResourceControl
 from ccxd.config import Config
 from ccxd.errors import RpcError
@@ -122,6 +123,8 @@ class Supervisor:
             log.warning("no ccxd-shim: jobs end with the daemon (build: python -m ccxd.supervision.shim)")
         self._watch: SpoolWatch | None = None
         self.disk = DiskQueue()
+        """Spool files are removed here, in order, off the loop."""
+        self.job_disk = DiskQueue("ccxd-jobs", inline=paths.in_memory(self.jobs_dir))
         """Job files and adoption records are written and removed here, in order, off the loop."""
         self._job_file_written: dict[str, asyncio.Future[None]] = {}
         self._job_tasks: dict[str, asyncio.Task[None]] = {}
@@ -241,7 +244,7 @@ class Supervisor:
             except OSError as exc:
                 log.warning("job %s: cannot write its job file (%s); a crash now could lose it", info.id, exc)
 
-        return self.disk.submit(save)
+        return self.job_disk.submit(save)
 
     def _record(self, job: Job) -> None:
         if self.recorder is not None:
@@ -618,7 +621,7 @@ class Supervisor:
         # daemon killed after job.started leaves a job the next one adopts.
         info = msgspec.structs.replace(job.info(), state=JobState.RUNNING)
         record = shimjob.AdoptRecord(info, started.pid, shim_start, job.tree.leader_start)
-        await self.disk.submit(functools.partial(_save_record, self.jobs_dir, record))
+        await self.job_disk.submit(functools.partial(_save_record, self.jobs_dir, record))
         job.move(JobState.RUNNING)
         self._record(job)
         log.info("job %s started: pid %d (shim %d) %s", job.id, pid, started.pid, _short(job.argv))
@@ -704,7 +707,7 @@ class Supervisor:
             reader.finish()  # the shim is gone: the rest of the pipe is there to read
             status = status or reader.exit_status
         # Queued after the adoption record, before the finished record (_record).
-        self.disk.later(functools.partial(shimjob.remove_files, self.jobs_dir, job.id))
+        self.job_disk.later(functools.partial(shimjob.remove_files, self.jobs_dir, job.id))
         if status is None:
             job.settle(JobReason.KILLED, error="the job's shim ended without recording an exit status")
             log.warning("job %s: shim ended without an exit status", job.id)
@@ -961,7 +964,11 @@ class Supervisor:
             spool = old.log.spool if old is not None else None
             if spool is not None:
                 spool.close()
-            self.disk.later(functools.partial(_remove_files, self.jobs_dir, old_id, spool))
+            # Two queues: the job file may go before the spool, and a crash in between
+            # leaves a spool nothing needs, which sweep_spools removes at the next start.
+            if spool is not None:
+                self.disk.later(functools.partial(_remove_spool_files, spool))
+            self.job_disk.later(functools.partial(jobfile.remove, self.jobs_dir, old_id))
 
     async def shutdown(self, mode: str, drain_timeout: float) -> None:
         """Stop accepting jobs; drain (up to ``drain_timeout``), cancel, or leave the rest.
@@ -1001,7 +1008,7 @@ class Supervisor:
                 job.log.spool.close()
         if self._watch is not None:
             self._watch.close()
-        if not await self.disk.flush(timeout=30):
+        if not (await self.disk.flush(timeout=30) and await self.job_disk.flush(timeout=30)):
             log.warning("job files still queued at exit; a later daemon recovers from what is on disk")
 
 
@@ -1012,12 +1019,10 @@ def _save_record(directory: Path, record: shimjob.AdoptRecord) -> None:
         log.warning("job %s: cannot save its adoption record (%s)", record.info.id, exc)
 
 
-def _remove_files(directory: Path, job_id: str, spool: Spool | None) -> None:
-    """Delete a retired job's spool, then its job file (the disk queue runs this)."""
-    if spool is not None:
-        for path in (spool.data_path, spool.index_path):
-            path.unlink(missing_ok=True)
-    jobfile.remove(directory, job_id)
+def _remove_spool_files(spool: Spool) -> None:
+    """Delete a retired job's spool (the disk queue runs this)."""
+    for path in (spool.data_path, spool.index_path):
+        path.unlink(missing_ok=True)
 
 
 def _discard(job: Job) -> None:
