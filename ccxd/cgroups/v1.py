@@ -1,11 +1,11 @@
-"""cgroup v1: a job's group is one child per hierarchy (memory, cpu, cpuacct, pids, freezer, blkio).
+"""cgroup v1: a job's group is a child per hierarchy (memory, cpuacct, pids, freezer, blkio; cpu with a quota).
 
 Each child sits under ``<own cgroup>/ccxd-<instance>/`` of that hierarchy, where
 ``<own cgroup>`` is what ``/proc/self/cgroup`` gives the daemon.  Memory is a
 hard limit with swap forbidden (memsw = limit); a kill freezes the group, sends
 SIGKILL to every task, and thaws it so nothing forks in between.
 
-Groups are recycled: making and removing six cgroups per job (and the kernel's
+Groups are recycled: making and removing five or six cgroups per job (and the kernel's
 deferred teardown of each memory cgroup) cost about half a millisecond of CPU
 for every job.  An empty group without limits is reset (its CPU, peak-memory
 and I/O counters) and renamed ``free-<n>``; the next job without limits renames
@@ -29,7 +29,7 @@ __all__ = ["V1Backend", "V1Group"]
 
 log = logging.getLogger("ccxd.cgroups")
 
-# Controllers a job group lives in, in the order they are joined.
+# Controllers a job group lives in, in the order they are joined (cpu only with a quota).
 WANTED = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio")
 CPU_PERIOD_US = 100_000
 FREE_PREFIX = "free-"
@@ -133,7 +133,8 @@ class V1Group(JobCgroup):
 
         pids = self.pids()
         cpu_seconds: float | None = None
-        throttled: float | None = None
+        # Without a quota nothing is throttled (and a job without one has no cpu group).
+        throttled: float | None = 0.0 if self.limits.cpus is None else None
         if "cpuacct" in self.dirs:
             cpu_seconds = (fs.read_int(f"{self.dirs['cpuacct']}/cpuacct.usage") or 0) / 1e9
         if "cpu" in self.dirs:
@@ -275,6 +276,10 @@ class V1Backend(Backend):
             if reused is not None:
                 return reused
         dirs = self._dirs(job_id)
+        if limits.cpus is None and dirs.get("cpu") not in (None, dirs.get("cpuacct")):
+            # The cpu controller only enforces a quota; cpuacct counts.  Each hierarchy
+            # a job joins is one more cgroup migration when it starts.
+            del dirs["cpu"]
         made: list[str] = []
         try:
             for d in dict.fromkeys(dirs.values()):
