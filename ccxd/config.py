@@ -69,6 +69,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     false runs jobs as children of the daemon (they end with it)."""
     shim_path: str = ""
     """The ccxd-shim binary; empty means the one built into the package, then PATH."""
+    shim_server: bool = True
+    """Start shims through one ``ccxd-shim --server`` that forks them (the daemon never waits
+    for a fork and exec); false starts each shim directly."""
 
     # Output
     chunk_size: Annotated[int, Meta(ge=1024, le=65536)] = 65536

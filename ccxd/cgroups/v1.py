@@ -1,4 +1,4 @@
-"""cgroup v1: a job's group is a child per hierarchy (memory, cpuacct, pids, freezer, blkio; cpu with a quota).
+"""cgroup v1: a job's group is a child per hierarchy (memory, cpuacct, pids, freezer, blkio; cpu: quota).
 
 Each child sits under ``<own cgroup>/ccxd-<instance>/`` of that hierarchy, where
 ``<own cgroup>`` is what ``/proc/self/cgroup`` gives the daemon.  Memory is a

@@ -9,16 +9,17 @@ time per node, across nodes and per session.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ccxd.history.query import Matcher
 from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
-from ccxd.store import keys
+from ccxd.store import keys, scripts
 from ccxd.store.base import DurationSample, StoredChunk, StoreUnavailable
 from ccxd.store.ops import (
     AppendOutput,
@@ -31,6 +32,8 @@ from ccxd.store.ops import (
 )
 
 __all__ = ["RedisStore"]
+
+log = logging.getLogger("ccxd.store")
 
 _DURATIONS_KEPT = 200
 _PAGE = 200
@@ -56,6 +59,8 @@ class RedisStore:
         self.timeout = timeout
         self.output_limit = output_limit
         self._redis: aioredis.Redis | None = None
+        self._scripts = True
+        """Write through the Lua scripts of ``scripts.py`` (false: plain commands)."""
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -80,6 +85,7 @@ class RedisStore:
         )
         self._redis = aioredis.Redis.from_pool(pool)
         await self.ping()
+        await self._load_scripts()
 
     async def close(self) -> None:
         """Close the client."""
@@ -101,60 +107,115 @@ class RedisStore:
 
     async def apply(self, ops: list[Op]) -> None:
         """Write a batch in one pipeline; duplicate output chunks are ignored."""
-        pipe = self.redis.pipeline(transaction=False)
-        for op in ops:
-            if isinstance(op, AppendOutput):
-                if op.offset + len(op.data) > self.output_limit:
-                    continue
-                pipe.xadd(
-                    keys.output(self.node, op.job_id),
-                    {"s": op.stream, "d": op.data},
-                    id=f"{op.offset + 1}-0",
-                )
-            elif isinstance(op, SaveJob):
-                self._save_job(pipe, op.info)
-            elif isinstance(op, RecordDuration):
-                key = keys.durations(op.signature)
-                sample = DurationSample(op.duration, op.ok, op.censored, op.at)
-                pipe.lpush(key, _msgpack.encode(sample))
-                pipe.ltrim(key, 0, _DURATIONS_KEPT - 1)
-                pipe.hset(keys.SIGNATURES, keys.signature_hash(op.signature), op.signature)
-            elif isinstance(op, SaveClaudeState):
-                pipe.set(keys.claude_state(self.node), _json.encode(op.state))
-            elif isinstance(op, RecordMetric):
-                key = keys.metrics(op.signature)
-                pipe.hset(key, "signature", op.signature)
-                pipe.hincrby(key, "count", 1)
-                pipe.hincrbyfloat(key, "duration_sum", op.duration)
-                pipe.hincrby(key, f"reason:{op.reason}", 1)
-                if op.exit_code is not None:
-                    pipe.hincrby(key, f"exit:{op.exit_code}", 1)
-                pipe.zincrby(keys.METRICS, 1, keys.signature_hash(op.signature))
-        if not len(pipe):
-            return
-        results = await self._guard(pipe.execute(raise_on_error=False))
-        for res in results:
-            if isinstance(res, ResponseError) and "equal or smaller" not in str(res):
-                raise StoreUnavailable(f"redis refused a write: {res}")
+        pending = ops
+        for _ in range(3):
+            pipe = self.redis.pipeline(transaction=False)
+            sent = [(op, n) for op in pending if (n := self._queue(pipe, op))]
+            if not sent:
+                return
+            results = await self._guard(pipe.execute(raise_on_error=False))
+            retry: list[Op] = []
+            at = 0
+            for op, n in sent:
+                for res in results[at : at + n]:
+                    if not isinstance(res, ResponseError):
+                        continue
+                    if isinstance(res, NoScriptError):  # Redis restarted: nothing of it ran
+                        retry.append(op)
+                        break
+                    if "equal or smaller" not in str(res):
+                        raise StoreUnavailable(f"redis refused a write: {res}")
+                at += n
+            if not retry:
+                return
+            await self._load_scripts()
+            pending = retry
+        raise StoreUnavailable("redis keeps losing its scripts")
 
-    def _save_job(self, pipe: Any, info: JobInfo) -> None:
+    def _queue(self, pipe: Any, op: Op) -> int:
+        """Queue ``op``'s commands; how many."""
+        if isinstance(op, AppendOutput):
+            if op.offset + len(op.data) > self.output_limit:
+                return 0
+            key = keys.output(self.node, op.job_id)
+            pipe.xadd(key, {"s": op.stream, "d": op.data}, id=f"{op.offset + 1}-0")
+            return 1
+        if isinstance(op, SaveJob):
+            return self._save_job(pipe, op.info)
+        if isinstance(op, RecordDuration):
+            key = keys.durations(op.signature)
+            sample = _msgpack.encode(DurationSample(op.duration, op.ok, op.censored, op.at))
+            sig_hash = keys.signature_hash(op.signature)
+            if self._scripts:
+                s = scripts.RECORD_DURATION
+                pipe.evalsha(s.sha, 2, key, keys.SIGNATURES, sample, _DURATIONS_KEPT, sig_hash, op.signature)
+                return 1
+            pipe.lpush(key, sample)
+            pipe.ltrim(key, 0, _DURATIONS_KEPT - 1)
+            pipe.hset(keys.SIGNATURES, sig_hash, op.signature)
+            return 3
+        if isinstance(op, SaveClaudeState):
+            pipe.set(keys.claude_state(self.node), _json.encode(op.state))
+            return 1
+        assert isinstance(op, RecordMetric)
+        key = keys.metrics(op.signature)
+        reason, exit_field = f"reason:{op.reason}", "" if op.exit_code is None else f"exit:{op.exit_code}"
+        sig_hash = keys.signature_hash(op.signature)
+        if self._scripts:
+            s = scripts.RECORD_METRIC
+            pipe.evalsha(s.sha, 2, key, keys.METRICS, op.signature, op.duration, reason, exit_field, sig_hash)
+            return 1
+        pipe.hset(key, "signature", op.signature)
+        pipe.hincrby(key, "count", 1)
+        pipe.hincrbyfloat(key, "duration_sum", op.duration)
+        pipe.hincrby(key, reason, 1)
+        if exit_field:
+            pipe.hincrby(key, exit_field, 1)
+        pipe.zincrby(keys.METRICS, 1, sig_hash)
+        return 6 if exit_field else 5
+
+    def _save_job(self, pipe: Any, info: JobInfo) -> int:
         node = info.node or self.node
         member = keys.member(node, info.id)
-        pipe.set(keys.job(node, info.id), _json.encode(info))
+        record = _json.encode(info)
+        finished = info.state is JobState.FINISHED
+        last = info.finished_at or info.started_at or info.queued_at
+        if self._scripts:
+            names = [keys.job(node, info.id), keys.JOB_NODES, keys.ALL_JOBS, keys.node_jobs(node)]
+            names.append(keys.node_active(node))
+            args: list[Any] = [record, info.id, node, member, info.queued_at, 1 if finished else 0]
+            if info.session:
+                names += [keys.session(info.session), keys.session_jobs(info.session), keys.SESSIONS]
+                args += [last, info.session]
+            pipe.evalsha(scripts.SAVE_JOB.sha, len(names), *names, *args)
+            return 1
+        pipe.set(keys.job(node, info.id), record)
         pipe.hset(keys.JOB_NODES, info.id, node)
         pipe.zadd(keys.ALL_JOBS, {member: info.queued_at})
         pipe.zadd(keys.node_jobs(node), {info.id: info.queued_at})
-        if info.state is JobState.FINISHED:
+        if finished:
             pipe.srem(keys.node_active(node), info.id)
         else:
             pipe.sadd(keys.node_active(node), info.id)
-        if info.session:
-            last = info.finished_at or info.started_at or info.queued_at
-            pipe.hsetnx(keys.session(info.session), "created", info.queued_at)
-            pipe.hset(keys.session(info.session), "last_active", last)
-            pipe.zadd(keys.session_jobs(info.session), {member: info.queued_at})
-            # GT still adds new members; it only keeps an older write from going back in time.
-            pipe.zadd(keys.SESSIONS, {info.session: last}, gt=True)
+        if not info.session:
+            return 5
+        pipe.hsetnx(keys.session(info.session), "created", info.queued_at)
+        pipe.hset(keys.session(info.session), "last_active", last)
+        pipe.zadd(keys.session_jobs(info.session), {member: info.queued_at})
+        # GT still adds new members; it only keeps an older write from going back in time.
+        pipe.zadd(keys.SESSIONS, {info.session: last}, gt=True)
+        return 9
+
+    async def _load_scripts(self) -> None:
+        """Load the write scripts; without scripting (a restricted Redis) write plain commands."""
+        try:
+            for script in scripts.ALL:
+                await self._guard(self.redis.script_load(script.source))
+        except StoreUnavailable:
+            raise
+        except ResponseError as exc:
+            self._scripts = False
+            log.warning("redis refused the write scripts (%s); writing plain commands", exc)
 
     # -- reads ----------------------------------------------------------------
 

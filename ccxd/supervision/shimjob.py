@@ -31,6 +31,7 @@ from ccxd.output.follower import FollowedSpool
 from ccxd.protocol import JobInfo
 from ccxd.supervision import jobfile
 from ccxd.supervision.reaper import ExitStatus
+from ccxd.supervision.shimserver import ServerGone, ShimServer
 from ccxd.supervision.spawn import SpawnError, _explain
 from ccxd.supervision.tree import _read_stat
 
@@ -46,6 +47,7 @@ __all__ = [
     "remove_files",
     "save_record",
     "spawn_shim",
+    "start_shim",
     "wait_pid",
 ]
 
@@ -62,12 +64,16 @@ class AdoptRecord(msgspec.Struct):
 class ShimStart:
     """A shim started by this daemon: its pid and the pipe its report comes on."""
 
-    __slots__ = ("overflow", "pid", "report")
+    __slots__ = ("exited", "overflow", "pid", "report")
 
-    def __init__(self, pid: int, report: int, overflow: int) -> None:
+    def __init__(
+        self, pid: int, report: int, overflow: int, exited: asyncio.Future[None] | None = None
+    ) -> None:
         self.pid = pid
         self.report = report
         self.overflow = overflow  # the shim's stdout: output past a cut of the spool
+        self.exited = exited
+        """Done when the shim is gone, for a shim the spawn server started (None: our child)."""
 
 
 class _ShimFields(msgspec.Struct, kw_only=True):
@@ -88,6 +94,107 @@ def exit_path(spool_dir: Path, job_id: str) -> Path:
     return spool_dir / f"{job_id}.exit"
 
 
+def _stdin_fd(stdin_data: bytes | None) -> int | None:
+    if stdin_data is None:
+        return None
+    # Input lives in memory the job reads at its pace: no writer in the daemon that
+    # a restart could cut short.
+    memfd = os.memfd_create("ccxd-input", os.MFD_CLOEXEC)
+    view = memoryview(stdin_data)
+    while view:
+        view = view[os.write(memfd, view) :]
+    os.lseek(memfd, 0, os.SEEK_SET)
+    return memfd
+
+
+def _shim_args(
+    report_fd: int,
+    argv: list[str],
+    env: dict[str, str],
+    spool: FollowedSpool,
+    exit_file: Path,
+    chunk_size: int,
+    join_files: Sequence[str],
+) -> list[str]:
+    return [
+        str(spool.data_path),
+        str(spool.index_path),
+        str(report_fd),
+        str(exit_file),
+        str(chunk_size),
+        str(spool.limit),
+        "\n".join(join_files) or "-",
+        f"CCXD_JOB_ID={env['CCXD_JOB_ID']}" if "CCXD_JOB_ID" in env else "-",
+        "--",
+        *argv,
+    ]
+
+
+async def start_shim(
+    server: ShimServer | None,
+    shim: str,
+    argv: list[str],
+    cwd: str,
+    env: dict[str, str],
+    spool: FollowedSpool,
+    exit_file: Path,
+    chunk_size: int,
+    stdin_data: bytes | None,
+    join_files: Sequence[str] = (),
+) -> ShimStart:
+    """Start ``argv`` under a shim, through the spawn server when there is one.
+
+    Falls back to :func:`spawn_shim` when the server cannot take the request
+    (too big, not running).  Raises :class:`SpawnError`.
+    """
+    if server is None or server.disabled:
+        return spawn_shim(shim, argv, cwd, env, spool, exit_file, chunk_size, stdin_data, join_files)
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    overflow_r, overflow_w = os.pipe2(os.O_CLOEXEC)
+    stdin = _stdin_fd(stdin_data)
+    shim_env = [f"{k}={v}" for k, v in env.items() if k != "CCXD_JOB_ID"]  # the shim is not the job
+    fields = [cwd, str(len(shim_env)), *shim_env, shim]
+    fields += _shim_args(3, argv, env, spool, exit_file, chunk_size, join_files)
+    fds = [overflow_w, report_w] if stdin is None else [overflow_w, report_w, stdin]
+    try:
+        answer = server.spawn(fields, fds)
+    except ServerGone:
+        answer = None
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if answer is None:
+        os.close(report_r)
+        os.close(overflow_r)
+        return spawn_shim(shim, argv, cwd, env, spool, exit_file, chunk_size, stdin_data, join_files)
+    try:
+        pid, pidfd = await answer
+    except (OSError, ServerGone) as exc:
+        os.close(report_r)
+        os.close(overflow_r)
+        raise SpawnError(f"the job shim could not be started: {exc}") from None
+    os.set_blocking(overflow_r, False)
+    return ShimStart(pid, report_r, overflow_r, _on_exit(pidfd))
+
+
+def _on_exit(pidfd: int) -> asyncio.Future[None]:
+    """Done when the process of ``pidfd`` has exited (the fd is closed then)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    if pidfd < 0:  # no pidfd: the server could not take one, so the shim was already gone
+        fut.set_result(None)
+        return fut
+
+    def exited() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(pidfd, exited)
+    return fut
+
+
 def spawn_shim(
     shim: str,
     argv: list[str],
@@ -99,41 +206,19 @@ def spawn_shim(
     stdin_data: bytes | None,
     join_files: Sequence[str] = (),
 ) -> ShimStart:
-    """Start ``argv`` under the shim; raise :class:`SpawnError` (bad cwd, no shim).
+    """Start ``argv`` under the shim, as this daemon's child; raise :class:`SpawnError` (bad cwd, no shim).
 
     ``join_files`` are the ``cgroup.procs`` files the job joins before it execs.
     The shim creates the spool's files when the job first writes.
     """
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     overflow_r, overflow_w = os.pipe2(os.O_CLOEXEC)
-    stdin: int = subprocess.DEVNULL
-    memfd = None
-    if stdin_data is not None:
-        # Input lives in memory the job reads at its pace: no writer in the daemon that
-        # a restart could cut short.
-        memfd = os.memfd_create("ccxd-input", os.MFD_CLOEXEC)
-        view = memoryview(stdin_data)
-        while view:
-            view = view[os.write(memfd, view) :]
-        os.lseek(memfd, 0, os.SEEK_SET)
-        stdin = memfd
-    args = [
-        shim,
-        str(spool.data_path),
-        str(spool.index_path),
-        str(report_w),
-        str(exit_file),
-        str(chunk_size),
-        str(spool.limit),
-        "\n".join(join_files) or "-",
-        f"CCXD_JOB_ID={env['CCXD_JOB_ID']}" if "CCXD_JOB_ID" in env else "-",
-        "--",
-        *argv,
-    ]
+    memfd = _stdin_fd(stdin_data)
+    args = [shim, *_shim_args(report_w, argv, env, spool, exit_file, chunk_size, join_files)]
     try:
         proc = subprocess.Popen(
             args,
-            stdin=stdin,
+            stdin=subprocess.DEVNULL if memfd is None else memfd,
             stdout=overflow_w,
             stderr=subprocess.DEVNULL,
             cwd=cwd,
@@ -194,6 +279,8 @@ async def read_report(start: ShimStart, argv: list[str], cwd: str) -> int:
             raise SpawnError(f"cannot join the job's cgroup: {os.strerror(code)}")
         if stage == "shim":
             raise SpawnError(f"the job shim could not start the job: {os.strerror(code)}")
+        if stage == "cwd":
+            raise SpawnError(_explain(OSError(code, os.strerror(code), cwd), argv, cwd))
         return _raise_exec(code, argv, cwd)
     raise SpawnError("the job shim died before starting the job")
 

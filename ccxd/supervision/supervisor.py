@@ -35,6 +35,7 @@ from ccxd.supervision.observer import JobKind
 from ccxd.supervision.reaper import ExitStatus, Reaper
 from ccxd.supervision.shell import resolve_shell
 from ccxd.supervision.shim import find_shim
+from ccxd.supervision.shimserver import ShimServer
 from ccxd.supervision.spawn import SpawnError, spawn, write_input
 from ccxd.supervision.spoolwatch import SpoolWatch
 
@@ -122,6 +123,8 @@ class Supervisor:
         if config.job_shim and self.shim is None:
             log.warning("no ccxd-shim: jobs end with the daemon (build: python -m ccxd.supervision.shim)")
         self._watch: SpoolWatch | None = None
+        self._shims: ShimServer | None = None
+        """Forks job shims without blocking the loop (shimserver.py); started with the first job."""
         self.disk = DiskQueue()
         """Spool files are removed here, in order, off the loop."""
         self.job_disk = DiskQueue("ccxd-jobs", inline=paths.in_memory(self.jobs_dir))
@@ -580,6 +583,11 @@ class Supervisor:
 
     # -- jobs under a shim (adoptable) ----------------------------------------
 
+    def _shim_server(self, shim: str) -> ShimServer | None:
+        if self._shims is None and self.config.shim_server:
+            self._shims = ShimServer(shim, self.reaper)
+        return self._shims
+
     def _spool_watch(self) -> SpoolWatch:
         if self._watch is None:
             self._watch = SpoolWatch(asyncio.get_running_loop(), self.spool_dir, self.jobs_dir)
@@ -594,14 +602,23 @@ class Supervisor:
             path.unlink(missing_ok=True)
         try:
             join_files = self.resources.prepare_group(job)
-            started = shimjob.spawn_shim(
-                shim, job.argv, job.cwd, env, spool, exit_file, self.config.chunk_size, stdin_data, join_files
+            started = await shimjob.start_shim(
+                self._shim_server(shim),
+                shim,
+                job.argv,
+                job.cwd,
+                env,
+                spool,
+                exit_file,
+                self.config.chunk_size,
+                stdin_data,
+                join_files,
             )
         except SpawnError as exc:
             log.info("job %s failed to start: %s", job.id, exc)
             job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
-        shim_exited = self.reaper.watch(started.pid)
+        shim_exited = started.exited if started.exited is not None else self.reaper.watch(started.pid)
         shim_start = shimjob.start_time(started.pid)
         try:
             pid = await shimjob.read_report(started, job.argv, job.cwd)
@@ -1008,6 +1025,8 @@ class Supervisor:
                 job.log.spool.close()
         if self._watch is not None:
             self._watch.close()
+        if self._shims is not None:
+            self._shims.close()
         if not (await self.disk.flush(timeout=30) and await self.job_disk.flush(timeout=30)):
             log.warning("job files still queued at exit; a later daemon recovers from what is on disk")
 

@@ -181,3 +181,65 @@ async def test_a_hung_redis_times_out_instead_of_hanging(redis_server):
         redis_server.cont()
     await asyncio.wait_for(store.ping(), 5)
     await store.close()
+
+
+async def _dump(store: RedisStore) -> dict[bytes, object]:
+    """Every key's type and contents, as Redis holds them."""
+    r = store.redis
+    out: dict[bytes, object] = {}
+    for key in sorted(await r.keys("*")):
+        kind = (await r.type(key)).decode()
+        if kind == "string":
+            out[key] = await r.get(key)
+        elif kind == "hash":
+            out[key] = await r.hgetall(key)
+        elif kind == "zset":
+            out[key] = await r.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            out[key] = sorted(await r.smembers(key))
+        elif kind == "list":
+            out[key] = await r.lrange(key, 0, -1)
+        else:
+            out[key] = kind
+    return out
+
+
+def _writes() -> list:
+    from ccxd.store.ops import RecordMetric
+
+    t = 1_700_000_000.5
+    return [
+        SaveJob(job("a", session="s1", state=JobState.RUNNING, reason=None, queued_at=t)),
+        SaveJob(job("a", session="s1", queued_at=t)),
+        SaveJob(job("b", queued_at=t + 1)),
+        RecordDuration("echo hi", 0.25, True, False, t + 2, "a"),
+        RecordMetric("echo hi", "exited", 0, 0.25),
+        RecordMetric("echo hi", "timeout", None, 1.5),
+    ]
+
+
+async def test_scripted_writes_leave_exactly_what_plain_commands_leave(redis_server):
+    # The scripts (one command per write) must store what the plain commands store.
+    store = await open_store(redis_server)
+    await store.redis.flushall()
+    store._scripts = False
+    await store.apply(_writes())
+    plain = await _dump(store)
+    await store.redis.flushall()
+    store._scripts = True
+    await store.apply(_writes())
+    assert await _dump(store) == plain
+    assert any(k.endswith(b":sessions") for k in plain) and len(plain) >= 10
+    await store.close()
+
+
+async def test_a_redis_that_lost_its_scripts_gets_them_again_and_nothing_is_lost(redis_server):
+    store = await open_store(redis_server)
+    await store.redis.flushall()
+    await store.redis.script_flush()  # what a restarted Redis has
+    await store.apply(_writes())
+    assert (await store.get_job("a")).session == "s1"
+    assert len(await store.durations("echo hi", 10)) == 1
+    [metrics] = await store.metrics(10)
+    assert metrics.count == 2  # each counted once: a refused script ran nothing
+    await store.close()

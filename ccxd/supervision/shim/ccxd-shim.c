@@ -33,6 +33,21 @@
  * It exits once the leader has exited, both pipes are closed and no child is
  * left; SIGTERM means "stop waiting for the pipes" (something outside the job
  * holds them).
+ *
+ *   ccxd-shim --server
+ *
+ * Spawn server (see ccxd/supervision/shimserver.py): fd 0 is a SOCK_SEQPACKET
+ * socket to the daemon.  Each request is one message: NUL-terminated fields
+ * CWD, ENV_COUNT, ENV..., then the shim's own arguments as above (REPORT_FD
+ * given as 3), with SCM_RIGHTS descriptors: the overflow pipe, the report pipe
+ * and optionally stdin.  The server forks; the child becomes that job's shim
+ * without an exec (stdin, stdout = overflow pipe, stderr = /dev/null, 3 = report
+ * pipe, its own session, CWD, exactly ENV).  The reply, in request order, is
+ * "P <pid>" with a pidfd of the shim attached, or "E <errno>".  A daemon
+ * blocked in vfork/exec of a shim per job on a busy machine waited for the
+ * scheduler for most of a millisecond; a write to this socket does not wait.
+ * The server exits when the daemon closes the socket; shims already started
+ * run on.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,8 +60,14 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 
 #define READ_MAX (1024 * 1024)
 #define RECORD 13
@@ -249,7 +270,7 @@ static void write_exit(const char *path, int status) {
     if (ok) rename(tmp, path);
 }
 
-int main(int argc, char **argv) {
+static int shim_main(int argc, char **argv) {
     if (argc < 11 || strcmp(argv[9], "--") != 0) {
         fprintf(stderr, "usage: ccxd-shim DATA_PATH INDEX_PATH REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP MARKER -- ARGV...\n");
         return 2;
@@ -397,4 +418,154 @@ int main(int argc, char **argv) {
         }
     }
     return 0;
+}
+
+#define REQUEST_MAX (256 * 1024)
+#define ARGS_MAX 65536
+
+extern char **environ;
+
+static void reply(int sock, const char *text, int fd) {
+    struct iovec iov = {(void *)text, strlen(text)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (fd >= 0) {
+        memset(&u, 0, sizeof u);
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof u.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+}
+
+/* One request: fork the shim of one job; the child never returns. */
+static void start_one(int sock, int sfd, char *req, size_t len, int *fds, int nfds) {
+    char *fields[ARGS_MAX];
+    size_t n = 0;
+    for (size_t at = 0; at < len && n < ARGS_MAX - 1;) {
+        fields[n++] = req + at;
+        at += strlen(req + at) + 1;
+    }
+    size_t envc = n >= 2 ? (size_t)strtoul(fields[1], NULL, 10) : 0;
+    if (n < 2 || nfds < 2 || 2 + envc > n) {
+        reply(sock, "E 22", -1); /* EINVAL */
+        return;
+    }
+    char **env = fields + 2;
+    char **args = fields + 2 + envc;
+    int argc = (int)(n - 2 - envc);
+    pid_t pid = fork();
+    if (pid < 0) {
+        char text[32];
+        snprintf(text, sizeof text, "E %d", errno);
+        reply(sock, text, -1);
+        return;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGCHLD, SIG_DFL);
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int in = nfds >= 3 ? fds[2] : devnull;
+        /* Above every descriptor the dup2s below write, so none is clobbered first. */
+        int hi[3];
+        hi[0] = fcntl(in, F_DUPFD_CLOEXEC, 10);
+        hi[1] = fcntl(fds[0], F_DUPFD_CLOEXEC, 10);
+        hi[2] = fcntl(fds[1], F_DUPFD_CLOEXEC, 10);
+        if (hi[0] < 0 || hi[1] < 0 || hi[2] < 0 || devnull < 0 || dup2(hi[0], 0) < 0 || dup2(hi[1], 1) < 0 ||
+            dup2(devnull, 2) < 0 || dup2(hi[2], 3) < 0)
+            _exit(127);
+        for (int i = 0; i < 3; i++) close(hi[i]);
+        for (int i = 0; i < nfds; i++)
+            if (fds[i] > 3) close(fds[i]);
+        if (devnull > 3) close(devnull);
+        if (sock > 3) close(sock);
+        if (sfd > 3) close(sfd);
+        setsid();
+        if (chdir(fields[0]) < 0) {
+            dprintf(3, "E %d cwd\n", errno);
+            _exit(127);
+        }
+        char *argv_copy[ARGS_MAX];
+        for (int i = 0; i < argc; i++) argv_copy[i] = args[i];
+        argv_copy[argc] = NULL;
+        env[envc] = NULL; /* was args[0]'s slot, copied above */
+        environ = env;
+        _exit(shim_main(argc, argv_copy));
+    }
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    char text[32];
+    snprintf(text, sizeof text, "P %d", (int)pid);
+    reply(sock, text, pidfd);
+    if (pidfd >= 0) close(pidfd);
+}
+
+static int serve(int sock) {
+    /* Shims are reaped here, and only here, so a pid is never reused before its pidfd is taken. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    char *req = malloc(REQUEST_MAX + 1);
+    if (sfd < 0 || !req) return 1;
+    for (;;) {
+        struct pollfd p[2] = {{sock, POLLIN, 0}, {sfd, POLLIN, 0}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            return 1;
+        }
+        if (p[1].revents) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+            }
+            while (waitpid(-1, NULL, WNOHANG) > 0) {
+            }
+        }
+        if (!p[0].revents) continue;
+        union {
+            char buf[CMSG_SPACE(3 * sizeof(int))];
+            struct cmsghdr align;
+        } u;
+        struct iovec iov = {req, REQUEST_MAX};
+        struct msghdr msg = {0};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof u.buf;
+        ssize_t got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return 0; /* the daemon is gone: its shims run on without us */
+        int fds[3], nfds = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                for (int i = 0; i < count; i++) {
+                    int fd;
+                    memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                    if (nfds < 3) fds[nfds++] = fd;
+                    else close(fd);
+                }
+            }
+        req[got] = '\0';
+        if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) reply(sock, "E 90", -1); /* EMSGSIZE */
+        else start_one(sock, sfd, req, (size_t)got, fds, nfds);
+        for (int i = 0; i < nfds; i++) close(fds[i]);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--server") == 0) return serve(0);
+    return shim_main(argc, argv);
 }
