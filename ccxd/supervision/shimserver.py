@@ -96,7 +96,7 @@ class ShimServer:
         :class:`ServerGone` when the request cannot be sent (then nothing was
         started); the future fails with it when the server died before answering.
         """
-        data = b"".join(os.fsencode(f) + b"\0" for f in fields)
+        data = os.fsencode("\0".join(fields) + "\0")  # NUL bytes in fields are refused at admission
         if len(data) > REQUEST_MAX:
             raise ServerGone("the request is too big for one datagram")
         sock = self._ensure()
