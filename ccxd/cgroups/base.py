@@ -66,6 +66,8 @@ class JobCgroup(abc.ABC):
         self.limits = limits
         self.unenforced = []
         self.path = None
+        self.ended = False
+        """Set once the job ended and its final sample was taken (``ResourceControl.verdict``)."""
 
     @abc.abstractmethod
     def join_files(self) -> list[str]:

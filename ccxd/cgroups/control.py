@@ -173,6 +173,7 @@ class ResourceControl:
         if group is None:
             return reason, None
         self._sample(job, group)
+        group.ended = True
         if reason not in (JobReason.EXITED, JobReason.KILLED, JobReason.OOM):
             return reason, None  # a timeout or cancel is what the user should see
         try:

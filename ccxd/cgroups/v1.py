@@ -58,6 +58,11 @@ class V1Group(JobCgroup):
         self.path = dirs.get("memory") or next(iter(dirs.values()))
         self._pool = pool
         self._oom_base = 0  # OOM kills counted before this job had the group (it is recycled)
+        # What the last sample and the final OOM count read, so recycling need not read them again.
+        self._seen_pids: int | None = None
+        self._seen_memory: int | None = None
+        self._final_oom: int | None = None
+        self._froze = False
 
     def _file(self, ctrl: str, name: str) -> str | None:
         d = self.dirs.get(ctrl)
@@ -125,13 +130,13 @@ class V1Group(JobCgroup):
         """SIGKILL everything in the group until it is empty."""
         freezer = self.dirs.get("freezer")
         freeze = (f"{freezer}/freezer.state", "FROZEN", "THAWED") if freezer is not None else None
+        self._froze = self._froze or freeze is not None
         await fs.kill_until_empty(self._procs_file(), freeze)
 
     def sample(self) -> RawSample:
         """Read the group's counters."""
         from ccxd.cgroups.procfs import proc_usage
 
-        pids = self.pids()
         cpu_seconds: float | None = None
         # Without a quota nothing is throttled (and a job without one has no cpu group).
         throttled: float | None = 0.0 if self.limits.cpus is None else None
@@ -153,8 +158,9 @@ class V1Group(JobCgroup):
         rd = wr = 0
         if "blkio" in self.dirs:
             rd, wr = _blkio_bytes(self.dirs["blkio"])
+        self._seen_pids, self._seen_memory = count, memory
         if cpu_seconds is None or memory is None or count is None:
-            u = proc_usage(pids)
+            u = proc_usage(self.pids())
             cpu_seconds = u.cpu_seconds if cpu_seconds is None else cpu_seconds
             memory = u.memory if memory is None else memory
             count = u.threads if count is None else count
@@ -178,9 +184,12 @@ class V1Group(JobCgroup):
         if mem is None:
             return 0
         try:
-            return fs.read_keyed(f"{mem}/memory.oom_control").get("oom_kill", 0) - self._oom_base
+            total = fs.read_keyed(f"{mem}/memory.oom_control").get("oom_kill", 0)
         except CgroupError:
             return 0
+        if self.ended:
+            self._final_oom = total
+        return total - self._oom_base
 
     def remove(self) -> bool:
         """Remove the group if empty (or put it back in its backend's pool of free groups)."""
@@ -338,21 +347,30 @@ class V1Backend(Backend):
         if group.limits != _NO_LIMITS or len(self._free) >= POOL_MAX:
             return False
         dirs = group.dirs
+        # The verdict took the job's final sample (and usually its OOM count): once the
+        # job ended nothing of it can enter the group again, so what it read still holds.
+        final = group.ended
         try:
             if "pids" in dirs:
-                if fs.read_int(f"{dirs['pids']}/pids.current"):
+                if not (final and group._seen_pids == 0) and fs.read_int(f"{dirs['pids']}/pids.current"):
                     return False
             elif group.pids():
                 return False
-            if "freezer" in dirs and fs.read_text(f"{dirs['freezer']}/freezer.state").strip() != "THAWED":
+            if group._froze and fs.read_text(f"{dirs['freezer']}/freezer.state").strip() != "THAWED":
                 return False
             mem = dirs.get("memory")
             oom_base = group._oom_base
             if mem is not None:
-                if (fs.read_int(f"{mem}/memory.usage_in_bytes") or 0) > RECYCLE_MAX_MEMORY:
+                memory = group._seen_memory if final else None
+                if memory is None:
+                    memory = fs.read_int(f"{mem}/memory.usage_in_bytes") or 0
+                if memory > RECYCLE_MAX_MEMORY:
                     return False
                 fs.write(f"{mem}/memory.max_usage_in_bytes", "0")
-                oom_base += group.oom_kills()
+                if group._final_oom is None:
+                    group.ended = True
+                    group.oom_kills()
+                oom_base = group._final_oom if group._final_oom is not None else oom_base
             if "cpuacct" in dirs:
                 fs.write(f"{dirs['cpuacct']}/cpuacct.usage", "0")
             if "blkio" in dirs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import os
@@ -38,6 +39,7 @@ from ccxd.protocol import (
     StartParams,
     StatusResult,
     SubscribeParams,
+    SubscribeResult,
 )
 
 __all__ = ["AccessDenied", "Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "connect"]
@@ -117,6 +119,14 @@ class Client:
         self._pending: dict[int, tuple[asyncio.Future[Any], type[Struct], bool]] = {}
         self._queues: dict[str, asyncio.Queue[Event | None]] = {}
         self._next_offset: dict[str, int] = {}
+        # Readers of each job's queue: a reader abandoned mid-way (``break`` out of
+        # ``events``) is closed only when garbage collected, maybe after a new reader
+        # of the same job started; it must not take the queue away from that one.
+        self._readers: collections.Counter[str] = collections.Counter()
+        # Jobs being (re)subscribed by follow(), with the offset asked for: events of an
+        # earlier subscription of the job can still be on the wire, and until the reply
+        # they are that subscription's (the daemon sends a new one's events after it).
+        self._resubscribing: dict[str, int] = {}
         self._started: set[str] = set()
         self._closed: BaseException | None = None
         self._closing = False
@@ -230,7 +240,18 @@ class Client:
             # The job's events follow this reply on the wire: route them from now on.
             assert isinstance(result, JobInfo)
             self._follow(result.id, 0)
+        elif isinstance(result, SubscribeResult) and result.job.id in self._resubscribing:
+            self._resubscribed(result.job.id)
         fut.set_result(result)
+
+    def _resubscribed(self, job_id: str) -> None:
+        """The reply to follow()'s subscribe: what is queued is stale, the replay comes next."""
+        offset = self._resubscribing.pop(job_id)
+        queue = self._queues.get(job_id)
+        while queue is not None and not queue.empty():
+            queue.get_nowait()
+        self._next_offset[job_id] = offset
+        self._started.discard(job_id)
 
     def _follow(self, job_id: str, offset: int) -> asyncio.Queue[Event | None]:
         self._next_offset.setdefault(job_id, offset)
@@ -239,7 +260,7 @@ class Client:
     async def _deliver(self, job_id: str, event: Event, size: int = -1) -> None:
         """Queue ``event`` for its follower; ``size`` is an output chunk's byte count when known."""
         queue = self._queues.get(job_id)
-        if queue is None:
+        if queue is None or job_id in self._resubscribing:
             return
         if isinstance(event, OutputChunk):
             if size < 0:
@@ -333,14 +354,35 @@ class Client:
 
     async def follow(self, job_id: str, from_offset: int = 0) -> AsyncIterator[Event]:
         """Replay a job from ``from_offset`` and yield its events until it finishes."""
-        self._follow(job_id, from_offset)
-        await self.call("job.subscribe", SubscribeParams(job_id=job_id, from_offset=from_offset))
-        async for event in self.events(job_id):
+        # A reader from here on: what arrives while the subscription is made is kept.
+        queue = self._follow(job_id, from_offset)
+        self._readers[job_id] += 1
+        self._resubscribing[job_id] = from_offset
+        try:
+            await self.call("job.subscribe", SubscribeParams(job_id=job_id, from_offset=from_offset))
+        except BaseException:
+            self._resubscribing.pop(job_id, None)
+            self._unread(job_id)
+            raise
+        async for event in self._read(job_id, queue):
             yield event
 
     async def events(self, job_id: str) -> AsyncIterator[Event]:
         """Yield the queued events of a followed job until it finishes."""
         queue = self._follow(job_id, 0)
+        self._readers[job_id] += 1
+        async for event in self._read(job_id, queue):
+            yield event
+
+    def _unread(self, job_id: str) -> None:
+        self._readers[job_id] -= 1
+        if self._readers[job_id] <= 0:
+            del self._readers[job_id]
+            self._queues.pop(job_id, None)
+            self._next_offset.pop(job_id, None)
+
+    async def _read(self, job_id: str, queue: asyncio.Queue[Event | None]) -> AsyncIterator[Event]:
+        """Yield from ``queue`` (one counted reader of ``job_id``) until the job finishes."""
         try:
             while True:
                 event = await queue.get()
@@ -350,8 +392,7 @@ class Client:
                 if isinstance(event, JobFinished):
                     return
         finally:
-            self._queues.pop(job_id, None)
-            self._next_offset.pop(job_id, None)
+            self._unread(job_id)
 
     async def get(self, job_id: str) -> JobInfo:
         """One job's record."""

@@ -65,7 +65,8 @@ def new_job_id() -> str:
     for _ in range(9):
         ms, rem = divmod(ms, 32)
         stamp = _ID_ALPHABET[rem] + stamp
-    tail = "".join(secrets.choice(_ID_ALPHABET) for _ in range(4))
+    bits = secrets.randbits(20)  # one getrandom, not one per character
+    tail = "".join(_ID_ALPHABET[(bits >> shift) & 31] for shift in (15, 10, 5, 0))
     return stamp + tail
 
 
@@ -275,6 +276,7 @@ class Supervisor:
     def _make_job(self, params: StartParams, peer: str, job_id: str | None = None) -> Job:
         params = self._prepare(params)
         _check_text(params)
+        reused = job_id is not None
         job_id = job_id or new_job_id()
         if isinstance(params.command, str):
             wanted = params.shell or self.config.shell
@@ -311,6 +313,7 @@ class Supervisor:
             idle_timeout=idle,
         )
         job.limits = self.resources.limits_for(params)
+        job.reused_id = reused
         for kind in self.kinds:
             kind.made(job)
         return job
@@ -597,9 +600,9 @@ class Supervisor:
         self, job: Job, shim: str, spool: FollowedSpool, env: dict[str, str], stdin_data: bytes | None
     ) -> None:
         exit_file = shimjob.exit_path(self.jobs_dir, job.id)
-        # A reused id (a restored job) must not see an earlier status or output.
-        for path in (exit_file, spool.index_path, spool.data_path):
-            path.unlink(missing_ok=True)
+        if job.reused_id:  # a restored job must not see its earlier run's status or output
+            for path in (exit_file, spool.index_path, spool.data_path):
+                path.unlink(missing_ok=True)
         try:
             join_files = self.resources.prepare_group(job)
             started = await shimjob.start_shim(

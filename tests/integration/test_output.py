@@ -170,3 +170,26 @@ async def test_spool_cap_cuts_with_a_marker(daemon_factory):
     assert cut is not None and cut.limit == 100000
     assert job.output_cut and job.output_bytes == MIB
     await c.close()
+
+
+async def test_a_reader_abandoned_mid_job_does_not_take_the_events_of_a_later_one(client, tmp_root):
+    # ``break`` out of ``events()`` leaves the generator open until it is garbage
+    # collected, possibly after the caller began following the same job again.
+    from ccxd.protocol import JobStarted
+
+    go = tmp_root / "go"
+    job = await client.start(f"while [ ! -e {go} ]; do sleep 0.02; done; echo done", subscribe=True)
+    old = client.events(job.id)
+    assert isinstance(await old.__anext__(), JobStarted)
+    new = client.events(job.id)
+    first = asyncio.ensure_future(new.__anext__())
+    await asyncio.sleep(0)  # one loop turn: the new reader is waiting on the job's events
+    await old.aclose()  # what the garbage collector does to the abandoned one, later
+    go.touch()
+
+    async def rest() -> list:
+        return [await first] + [ev async for ev in new]
+
+    events = await asyncio.wait_for(rest(), 30)
+    out = b"".join(ev.raw() for ev in events if isinstance(ev, OutputChunk))
+    assert out == b"done\n" and isinstance(events[-1], JobFinished)

@@ -55,7 +55,7 @@ async def test_shims_are_the_servers_children_or_with_it_off_the_daemons(daemon_
     d = daemon_factory(root=tmp_root / "d", extra_env=env)
     c = await d.client()
     go = tmp_root / "go"
-    running = await start_waiting(c, go, 3)
+    running = await start_waiting(c, go, 6)
     found = servers(d.proc.pid)
     parent = found[0].pid if server else d.proc.pid
     assert len(found) == (1 if server else 0)
