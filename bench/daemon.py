@@ -63,7 +63,7 @@ def _clean_env() -> dict[str, str]:
 
 def _tmpfs_dir() -> str | None:
     """A tmpfs directory for runtime files (``/run/user/UID`` or ``/dev/shm``), else the default."""
-    for path in (f"/run/user/{os.getuid()}", "/dev/shm"):
+    for path in (f"/run/user/{os.getuid()}", "/dev/shm"):  # a private mkdtemp is made inside
         if os.path.isdir(path) and os.access(path, os.W_OK):
             return path
     return None

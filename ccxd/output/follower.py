@@ -4,9 +4,11 @@ The shim appends output to ``<job>.out`` and one record per chunk to
 ``<job>.idx`` (data first, so a record never points at missing bytes).  It
 creates both files when the job first writes (data file first), so a job
 without output has none; the daemon opens them once the index exists.  The
-daemon reads new records with :meth:`FollowedSpool.read_new` and appends their
-chunks to the job's :class:`~ccxd.output.log.OutputLog`, which calls
-:meth:`FollowedSpool.append` only to keep count: the bytes are already on disk.
+daemon takes in new records with :meth:`FollowedSpool.take_new` and appends
+their chunks to the job's :class:`~ccxd.output.log.OutputLog` without their
+bytes (:meth:`~ccxd.output.log.OutputLog.append_spooled`, which calls
+:meth:`FollowedSpool.count`): whoever needs a chunk's bytes reads them from
+the data file then, once.
 A record with stream 255 marks where the shim cut the spool (``spool_max_bytes``).
 """
 
@@ -64,10 +66,14 @@ class FollowedSpool(Spool):
         """
         if self.cut:
             return False
+        self.count(len(data))
+        return True
+
+    def count(self, length: int) -> None:
+        """Count a chunk of ``length`` bytes :meth:`take_new` returned (it is on disk already)."""
         self.records += 1
-        self.size += len(data)
+        self.size += length
         self.flushed_records = self.records
-        return not self.cut
 
     @property
     def pending(self) -> bool:
@@ -96,8 +102,22 @@ class FollowedSpool(Spool):
         offset, length, stream = _RECORD.unpack(raw)
         return offset, length, stream
 
+    def take_new(self) -> list[tuple[int, int]]:
+        """Chunks the shim wrote since the last call (about READ_BYTES), as (stream, length).
+
+        Their bytes stay on disk: :meth:`read_at` reads them.
+        """
+        return [(stream, length) for _, length, stream in self._new_records()]
+
     def read_new(self) -> list[tuple[int, bytes]]:
         """Chunks the shim wrote since the last call (about READ_BYTES), as (stream, data)."""
+        out = []
+        for off, length, stream in self._new_records():
+            # One read per chunk: the bytes object is the chunk, no second copy.
+            out.append((stream, self.read_at(off, length)))
+        return out
+
+    def _new_records(self) -> list[tuple[int, int, int]]:
         if not self._open_readers():
             return []
         raw = os.pread(self._index_r, _RECORD.size * _READ_RECORDS, self._read_pos)
@@ -115,17 +135,7 @@ class FollowedSpool(Spool):
         if recs[-1][2] == CUT_STREAM:
             recs.pop()
             self.cut_seen = True  # the caller sets ``cut`` once it took in these chunks
-        if not recs:
-            return []
-        out = []
-        fd = self._data_r
-        for off, length, stream in recs:
-            # One read per chunk: the bytes object is the chunk, no second copy.
-            data = os.pread(fd, length, off)
-            if len(data) < length:  # cannot happen: data is written before its record
-                raise OSError(f"spool {self.data_path.name} is shorter than its index")
-            out.append((stream, data))
-        return out
+        return recs
 
     def skip_existing(self, most: int | None = None) -> tuple[int, list[int]]:
         """Take in the records already on disk (at most ``most``) without their data (adoption).

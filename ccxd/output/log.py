@@ -20,21 +20,61 @@ STREAMS = ("stdout", "stderr")
 
 
 class Chunk:
-    """One chunk of output; ``wire`` caches its encoded notification for fan-out."""
+    """One chunk of output; ``wire`` caches its encoded notification for fan-out.
 
-    __slots__ = ("data", "offset", "seq", "stream", "wire")
+    A chunk taken in from a spool someone else wrote (the job's shim) may
+    arrive without its bytes: they are read from the spool the first time
+    :attr:`data` is asked for, so output nobody reads from memory (a
+    subscriber that fell behind reads it from the spool anyway) is never
+    copied into the daemon.
+    """
 
-    def __init__(self, seq: int, stream: int, offset: int, data: bytes) -> None:
+    __slots__ = ("_data", "_spool", "length", "offset", "seq", "stream", "wire")
+
+    def __init__(
+        self,
+        seq: int,
+        stream: int,
+        offset: int,
+        data: bytes | None,
+        length: int = -1,
+        spool: Spool | None = None,
+    ) -> None:
         self.seq = seq
         self.stream = stream
         self.offset = offset
-        self.data = data
+        self._data = data
+        self.length = len(data) if data is not None else length
+        self._spool = spool  # where the bytes are, while they are not read yet
         self.wire: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The chunk's bytes (read from the spool once, if they were not given).
+
+        Raises OSError when they cannot be read any more (the spool was removed).
+        """
+        data = self._data
+        if data is None:
+            assert self._spool is not None
+            data = self._spool.read_at(self.offset, self.length)
+            self._data, self._spool = data, None
+        return data
+
+    def load(self) -> bool:
+        """Make sure :attr:`data` is in memory; False if it cannot be read."""
+        if self._data is not None:
+            return True
+        try:
+            self.data  # noqa: B018 - reads and keeps the bytes
+        except OSError:
+            return False
+        return True
 
     @property
     def end(self) -> int:
         """Combined offset just past this chunk."""
-        return self.offset + len(self.data)
+        return self.offset + self.length
 
 
 class OutputLog:
@@ -68,6 +108,20 @@ class OutputLog:
         self._notify()
         return chunk
 
+    def append_spooled(self, stream: int, length: int) -> Chunk:
+        """Record a chunk of ``length`` bytes that is in the spool already; its bytes are read when needed."""
+        assert self.spool is not None
+        chunk = Chunk(self.next_seq, stream, self.size, None, length, self.spool)
+        self.spool.count(length)
+        self.next_seq += 1
+        self.size += length
+        self.stream_bytes[stream] += length
+        self._ring.append(chunk)
+        self._ring_bytes += length
+        self._evict()
+        self._notify()
+        return chunk
+
     def resume_at(self, records: int, size: int, stream_bytes: list[int]) -> None:
         """Start after output already in the spool (a job adopted from an earlier daemon)."""
         self.next_seq = records
@@ -95,10 +149,18 @@ class OutputLog:
         self._ring_bytes = 0
         return True
 
+    def _drop_through(self, seq: int) -> None:
+        ring = self._ring
+        last = self._head + seq - self.first_memory_seq
+        while self._head <= last and len(ring) - self._head > 0:
+            self._ring_bytes -= ring[self._head].length
+            ring[self._head] = None  # type: ignore[call-overload]
+            self._head += 1
+
     def _evict(self) -> None:
         ring = self._ring
         while self._ring_bytes > self.memory_limit and len(ring) - self._head > 1:
-            self._ring_bytes -= len(ring[self._head].data)
+            self._ring_bytes -= ring[self._head].length
             ring[self._head] = None  # type: ignore[call-overload]
             self._head += 1
         if self._head > 1024 and self._head * 2 > len(ring):
@@ -123,7 +185,14 @@ class OutputLog:
         if seq >= first:
             if seq >= self.next_seq:
                 return None
-            return self._ring[self._head + seq - first]
+            chunk = self._ring[self._head + seq - first]
+            if not chunk.load():
+                # Its spool is gone (the job was retired while followed): so are the
+                # bytes of every older chunk not read yet.  Dropping them from memory
+                # lets readers report the gap and go on.
+                self._drop_through(seq)
+                return None
+            return chunk
         if self.spool is None:
             return None
         found = self.spool.read(seq)

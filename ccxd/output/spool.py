@@ -154,6 +154,17 @@ class Spool:
         data = _pread(self._data_r, self.data_path, rec[1], rec[0])
         return (rec, data) if len(data) == rec[1] else None
 
+    def read_at(self, offset: int, length: int) -> bytes:
+        """``length`` bytes of the data file at ``offset``; OSError if they are not all there."""
+        data = _pread(self._data_r, self.data_path, length, offset)
+        if len(data) != length:
+            raise OSError(f"spool {self.data_path.name} holds {len(data)} of {length} bytes at {offset}")
+        return data
+
+    def count(self, length: int) -> None:
+        """Count a chunk another process wrote to the spool (:class:`~ccxd.output.follower.FollowedSpool`)."""
+        raise NotImplementedError("this spool is written by the daemon itself")
+
     def seq_at(self, offset: int) -> int:
         """The first chunk whose bytes end after ``offset`` (``records`` if none)."""
         lo, hi = 0, self.records

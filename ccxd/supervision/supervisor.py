@@ -590,9 +590,14 @@ class Supervisor:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _append_output(self, job: Job, stream: int, data: bytes) -> Chunk:
-        """The one place a job's output enters its log (and the store)."""
-        chunk = job.log.append(stream, data)
+    def _append_output(self, job: Job, stream: int, data: bytes | int) -> Chunk:
+        """The one place a job's output enters its log (and the store).
+
+        ``data`` is the bytes, or the length of a chunk that is in the job's
+        spool already (the shim wrote it): its bytes are read only when needed.
+        """
+        out = job.log
+        chunk = out.append(stream, data) if isinstance(data, bytes) else out.append_spooled(stream, data)
         if self.recorder is not None:
             self.recorder.output(job.id, chunk)
         if job.observer is not None:
@@ -759,9 +764,9 @@ class Supervisor:
         """
         if job.log.closed:
             return False
-        chunks = spool.read_new()
-        for stream, data in chunks:
-            self._append_output(job, stream, data)
+        chunks = spool.take_new()
+        for stream, length in chunks:
+            self._append_output(job, stream, length)
         if spool.cut_seen and not spool.cut:
             spool.cut = True
             job._notify()

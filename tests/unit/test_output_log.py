@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ccxd.output.log import STREAMS, OutputLog
-from ccxd.output.spool import Spool
+from ccxd.output.follower import FollowedSpool
+from ccxd.output.log import STREAMS, Chunk, OutputLog
+from ccxd.output.spool import _RECORD, Spool
 
 
 def ten(i: int) -> bytes:
@@ -156,3 +157,59 @@ def test_listeners_hear_every_append_and_the_close(tmp_path: Path) -> None:
     log.remove_listener(listener)  # removing twice is harmless
     log.append(0, b"d")
     assert heard == [1, 2, 2]
+
+
+# -- chunks taken in from a spool the shim wrote ---------------------------------------
+
+
+def shim_spool(tmp_path: Path, chunks: list[tuple[int, bytes]]) -> FollowedSpool:
+    """A spool as ccxd-shim leaves it (data file, then its index), and its follower."""
+    spool = FollowedSpool(tmp_path, "j", 1 << 30)
+    offset = 0
+    with open(spool.data_path, "wb") as data, open(spool.index_path, "wb") as index:
+        for stream, raw in chunks:
+            data.write(raw)
+            index.write(_RECORD.pack(offset, len(raw), stream))
+            offset += len(raw)
+    return spool
+
+
+def take_in(log: OutputLog, spool: FollowedSpool) -> list[Chunk]:
+    return [log.append_spooled(stream, length) for stream, length in spool.take_new()]
+
+
+def test_spooled_chunks_are_read_from_the_spool_only_when_asked_for(tmp_path: Path) -> None:
+    spool = shim_spool(tmp_path, [(0, b"hello\n"), (1, b"oops\n"), (0, b"bye\n")])
+    log = OutputLog(memory_limit=1 << 20, spool=spool)
+    a, b, c = take_in(log, spool)
+    assert [(x.seq, x.stream, x.offset, x.end) for x in (a, b, c)] == [(0, 0, 0, 6), (1, 1, 6, 11), (2, 0, 11, 15)]
+    assert log.size == 15 and log.stream_bytes == [10, 5] and spool.records == 3
+    # Nothing was read yet: what the file holds when a chunk is first asked for is what it gets ...
+    with open(spool.data_path, "r+b") as f:
+        f.seek(6)
+        f.write(b"OOPS\n")
+    got = log.get(1)
+    assert got is b and got.data == b"OOPS\n"
+    # ... and it keeps those bytes (one read per chunk, however many readers).
+    with open(spool.data_path, "r+b") as f:
+        f.seek(6)
+        f.write(b"later")
+    assert log.get(1) is b and b.data == b"OOPS\n"
+    assert log.get(2) is c and c.data == b"bye\n"
+
+
+def test_unread_chunks_whose_spool_is_gone_become_a_gap_readers_get_past(tmp_path: Path) -> None:
+    spool = shim_spool(tmp_path, [(0, ten(i)) for i in range(5)])
+    log = OutputLog(memory_limit=1 << 20, spool=spool)
+    chunks = take_in(log, spool)
+    assert chunks[3].data == ten(3)  # read while the spool was there: stays readable
+    spool.close_writer()
+    spool.remove()  # the job was retired while someone still followed it
+    assert log.get(1) is None
+    # A reader (subscription.pump's loop) resumes at the oldest readable chunk.
+    seq = log.first_memory_seq
+    assert seq == 2 and log.get(0) is None
+    assert log.get(2) is None and log.first_memory_seq == 3
+    got = log.get(3)
+    assert got is not None and got.data == ten(3) and log.available_offset(3) == 30
+    assert log.get(4) is None and log.next_seq == 5 and log.first_memory_seq == 5
