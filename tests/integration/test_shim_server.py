@@ -8,20 +8,9 @@ import psutil
 import pytest
 
 from ccxd.protocol import JobStarted
-from ccxd.supervision.shim import find_shim
-from tests.conftest import REQUIRE_TOOLS
 from tests.integration.helpers import run_job
 
-from .test_adoption import follow_to_end
-
-
-@pytest.fixture(autouse=True)
-def _need_shim() -> None:
-    if find_shim() is None:
-        message = "ccxd-shim is not built (python -m ccxd.supervision.shim)"
-        if REQUIRE_TOOLS:
-            pytest.fail(message)
-        pytest.skip(message)
+from .test_adoption import _need_shim, follow_to_end  # noqa: F401 - an autouse fixture
 
 
 def servers(daemon_pid: int) -> list[psutil.Process]:
