@@ -367,10 +367,10 @@ class V1Backend(Backend):
                 if memory > RECYCLE_MAX_MEMORY:
                     return False
                 fs.write(f"{mem}/memory.max_usage_in_bytes", "0")
-                if group._final_oom is None:
-                    group.ended = True
-                    group.oom_kills()
-                oom_base = group._final_oom if group._final_oom is not None else oom_base
+                total = group._final_oom  # the verdict's count, when it read one
+                if total is None:
+                    total = fs.read_keyed(f"{mem}/memory.oom_control").get("oom_kill", 0)
+                oom_base = total
             if "cpuacct" in dirs:
                 fs.write(f"{dirs['cpuacct']}/cpuacct.usage", "0")
             if "blkio" in dirs:
