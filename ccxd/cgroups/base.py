@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Collection
 
 from ccxd.protocol import Limits
 
@@ -111,12 +112,19 @@ class Backend(abc.ABC):
         """A new, empty group for ``job_id`` with ``limits`` applied; raises :class:`CgroupError`."""
 
     @abc.abstractmethod
-    def open(self, job_id: str) -> JobCgroup | None:
-        """The existing group of ``job_id`` (a daemon adopting a job), or None."""
+    def open(self, job_id: str, path: str | None = None) -> JobCgroup | None:
+        """The existing group of ``job_id`` (a daemon adopting a job), or None.
+
+        ``path`` is the group the job's record names (v1 pools groups under other names).
+        """
 
     @abc.abstractmethod
     def leftovers(self) -> list[str]:
         """Job ids whose groups exist (left by an earlier run of this daemon)."""
+
+    def strays(self, in_use: Collection[str]) -> list[JobCgroup]:
+        """Groups not named after a job that an earlier run left and no job uses (``in_use``: paths)."""
+        return []
 
     def helper_pids(self) -> list[int]:
         """Children of the daemon the backend started and keeps (the reaper must expect them)."""

@@ -153,12 +153,15 @@ class ResourceControl:
         self._ensure_sampler()
         return tree
 
-    def adopt(self, job: Job, pid: int, pgid: int, reaper: int | None = None) -> ProcessTree:
+    def adopt(
+        self, job: Job, pid: int, pgid: int, reaper: int | None = None, cgroup: str | None = None
+    ) -> ProcessTree:
         """The tree of a job an earlier daemon started (its group reopened, sampling resumed).
 
-        Pass the ids of adopted jobs to :meth:`clean_leftovers` as ``keep`` first.
+        ``cgroup`` is the group its record names.  Pass the ids of adopted jobs to
+        :meth:`clean_leftovers` as ``keep`` first.
         """
-        group = self.backend.open(job.id)
+        group = self.backend.open(job.id, cgroup)
         if group is None:  # no group (none backend, or it is gone): the tree alone
             group = NoneBackend().create(job.id, job.limits or Limits())
         if job.limits is not None:
@@ -251,6 +254,17 @@ class ResourceControl:
                     await group.kill()
             except CgroupError as exc:
                 log.warning("job %s: %s", job_id, exc)
+            if group.remove():
+                removed += 1
+        # Pool groups (v1) are not named after their job: those no adopted job uses go too.
+        in_use = [j.group.path for j in self._jobs.values() if j.group is not None and j.group.path]
+        for group in self.backend.strays(in_use):
+            try:
+                if group.pids():
+                    log.warning("killing processes left in cgroup %s by an earlier run", group.path)
+                    await group.kill()
+            except CgroupError as exc:
+                log.warning("cgroup %s: %s", group.path, exc)
             if group.remove():
                 removed += 1
         if removed:

@@ -81,8 +81,8 @@ class NoneBackend(Backend):
         """Make the job's group with its limits."""
         return TreeGroup(job_id, limits)
 
-    def open(self, job_id: str) -> JobCgroup | None:
-        """Reopen a job's existing group."""
+    def open(self, job_id: str, path: str | None = None) -> JobCgroup | None:
+        """Reopen a job's existing group (there are none)."""
         return None
 
     def leftovers(self) -> list[str]:

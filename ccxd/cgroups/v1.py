@@ -5,13 +5,16 @@ Each child sits under ``<own cgroup>/ccxd-<instance>/`` of that hierarchy, where
 hard limit with swap forbidden (memsw = limit); a kill freezes the group, sends
 SIGKILL to every task, and thaws it so nothing forks in between.
 
-Groups are recycled: making and removing five or six cgroups per job (and the kernel's
-deferred teardown of each memory cgroup) cost about half a millisecond of CPU
-for every job.  An empty group without limits is reset (its CPU, peak-memory
-and I/O counters) and renamed ``free-<n>``; the next job without limits renames
-it ``job-<id>``.  A group still holding more than :data:`RECYCLE_MAX_MEMORY` of
-charged memory, or one with limits, is removed as before.  (cgroup v2 cannot
-rename a group, so v2 makes and removes them.)
+Groups of jobs without limits are pooled: making and removing five or six
+cgroups per job (and the kernel's deferred teardown of each memory cgroup) cost
+about half a millisecond of CPU for every job, and renaming them for each job
+still cost a quarter of that.  Such a job runs in ``pool-<n>``; once empty, the
+group's CPU, peak-memory and I/O counters are reset and the next job without
+limits runs in it, under the same name.  The job's record names its group (the
+``cgroup`` of its JobInfo), which is how a restarted daemon finds the group of a
+job it adopts.  A group still holding more than :data:`RECYCLE_MAX_MEMORY` of
+charged memory is removed; a job with limits gets ``job-<id>``, made for it and
+removed after it.  (cgroup v2 always makes and removes ``job-<id>``.)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Collection
 
 from ccxd.cgroups import fs
 from ccxd.cgroups.base import Backend, CgroupError, JobCgroup, RawSample, job_dir_name, job_id_of
@@ -32,7 +36,9 @@ log = logging.getLogger("ccxd.cgroups")
 # Controllers a job group lives in, in the order they are joined (cpu only with a quota).
 WANTED = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio")
 CPU_PERIOD_US = 100_000
-FREE_PREFIX = "free-"
+POOL_PREFIX = "pool-"
+LEGACY_FREE_PREFIX = "free-"
+"""Free groups of an earlier version, which renamed pooled groups per job."""
 RECYCLE_MAX_MEMORY = 1024 * 1024
 """A group still charged more than this (page cache a job left) is removed, not recycled."""
 POOL_MAX = 256
@@ -49,6 +55,8 @@ def blkio_weight(io_weight: int) -> int:
 
 class V1Group(JobCgroup):
     """A job's children in each v1 hierarchy."""
+
+    path: str
 
     def __init__(
         self, job_id: str, limits: Limits, dirs: dict[str, str], pool: V1Backend | None = None
@@ -207,6 +215,16 @@ class V1Group(JobCgroup):
         return clean
 
 
+def _pool_number(name: str) -> int:
+    tail = name[len(POOL_PREFIX) :]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _is_pool(path: str) -> bool:
+    name = os.path.basename(path)
+    return name.startswith(POOL_PREFIX) and name[len(POOL_PREFIX) :].isdigit()
+
+
 def _blkio_bytes(d: str) -> tuple[int, int]:
     rd = wr = 0
     for name in ("blkio.throttle.io_service_bytes_recursive", "blkio.io_service_bytes_recursive"):
@@ -263,28 +281,44 @@ class V1Backend(Backend):
         where = self.parents.get("memory") or next(iter(self.parents.values()))
         self.description = f"v1 {where} (limits: {', '.join(enforce) or 'none'})"
         self._free: list[V1Group] = []
-        self._serial = 0
-        self._remove_free()  # an earlier run's: their counters may not have been reset
+        # Pool groups an earlier run left may belong to jobs this daemon adopts; new ones
+        # are numbered past them, and :meth:`strays` removes those nobody adopted.
+        self._serial = max((_pool_number(n) for n in self._names(POOL_PREFIX)), default=0)
+        for name in self._names(LEGACY_FREE_PREFIX):
+            self._rmdir_all(name)
 
-    def _remove_free(self) -> None:
-        self._free.clear()
+    def _names(self, prefix: str) -> set[str]:
+        """Names of the groups starting with ``prefix`` in any hierarchy."""
+        names: set[str] = set()
         for parent in dict.fromkeys(self.parents.values()):
             with contextlib.suppress(OSError):
-                for name in os.listdir(parent):
-                    if name.startswith(FREE_PREFIX):
-                        with contextlib.suppress(OSError):
-                            os.rmdir(os.path.join(parent, name))
+                names.update(n for n in os.listdir(parent) if n.startswith(prefix))
+        return names
 
-    def _dirs(self, job_id: str) -> dict[str, str]:
-        return {c: os.path.join(p, job_dir_name(job_id)) for c, p in self.parents.items()}
+    def _rmdir_all(self, name: str) -> None:
+        for parent in dict.fromkeys(self.parents.values()):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(parent, name))
+
+    def _dirs(self, name: str) -> dict[str, str]:
+        return {c: os.path.join(p, name) for c, p in self.parents.items()}
 
     def create(self, job_id: str, limits: Limits) -> JobCgroup:
-        """Make the job's group with its limits (a recycled one, when it has none)."""
+        """The job's group with its limits: a pool group when it has none, else ``job-<id>``."""
         if limits == _NO_LIMITS:
-            reused = self._reuse(job_id)
-            if reused is not None:
-                return reused
-        dirs = self._dirs(job_id)
+            while self._free:
+                free = self._free.pop()
+                if not os.path.isdir(free.path):  # removed behind our back: make a new one
+                    free._pool = None
+                    free.remove()
+                    continue
+                group = V1Group(job_id, _NO_LIMITS, free.dirs, self)
+                group._oom_base = free._oom_base
+                return group
+            self._serial += 1
+            dirs = self._dirs(f"{POOL_PREFIX}{self._serial}")
+        else:
+            dirs = self._dirs(job_dir_name(job_id))
         if limits.cpus is None and dirs.get("cpu") not in (None, dirs.get("cpuacct")):
             # The cpu controller only enforces a quota; cpuacct counts.  Each hierarchy
             # a job joins is one more cgroup migration when it starts.
@@ -307,44 +341,9 @@ class V1Backend(Backend):
             raise
         return group
 
-    @staticmethod
-    def _rename(dirs: dict[str, str], name: str) -> dict[str, str] | None:
-        """``dirs`` (one per hierarchy) renamed ``name``; None if one failed (the others are renamed back)."""
-        moved: dict[str, str] = {}
-        for old in dict.fromkeys(dirs.values()):
-            new = os.path.join(os.path.dirname(old), name)
-            try:
-                os.rename(old, new)
-            except OSError as exc:
-                log.debug("cannot rename cgroup %s: %s", old, exc)
-                for back, done in moved.items():
-                    with contextlib.suppress(OSError):
-                        os.rename(done, back)
-                return None
-            moved[old] = new
-        return {ctrl: moved[d] for ctrl, d in dirs.items()}
-
-    def _reuse(self, job_id: str) -> V1Group | None:
-        """A free group renamed for ``job_id``, or None."""
-        while self._free:
-            free = self._free.pop()
-            dirs = self._rename(free.dirs, job_dir_name(job_id))
-            if dirs is None:
-                free._pool = None
-                free.remove()
-                continue
-            group = V1Group(job_id, _NO_LIMITS, dirs, self)
-            group._oom_base = free._oom_base
-            return group
-        return None
-
     def recycle(self, group: V1Group) -> bool:
-        """Reset an empty group's counters and keep it as ``free-<n>``; False: remove it instead.
-
-        The released group object keeps its old paths (the finished job's record
-        names them); the pool holds a new object for the renamed directories.
-        """
-        if group.limits != _NO_LIMITS or len(self._free) >= POOL_MAX:
+        """Reset an empty pool group's counters and keep it for the next job; False: remove it instead."""
+        if group.limits != _NO_LIMITS or len(self._free) >= POOL_MAX or not _is_pool(group.path):
             return False
         dirs = group.dirs
         # The verdict took the job's final sample (and usually its OOM count): once the
@@ -378,23 +377,36 @@ class V1Backend(Backend):
         except CgroupError as exc:
             log.debug("cgroup %s is removed, not recycled: %s", group.path, exc)
             return False
-        self._serial += 1
-        renamed = self._rename(dirs, f"{FREE_PREFIX}{self._serial}")
-        if renamed is None:
-            return False
-        free = V1Group("", _NO_LIMITS, renamed, self)
+        free = V1Group("", _NO_LIMITS, dirs, self)
         free._oom_base = oom_base
         self._free.append(free)
         return True
 
-    def open(self, job_id: str) -> JobCgroup | None:
-        """Reopen a job's existing group."""
-        dirs = {c: d for c, d in self._dirs(job_id).items() if os.path.isdir(d)}
+    def open(self, job_id: str, path: str | None = None) -> JobCgroup | None:
+        """Reopen a job's existing group (``path``: the one its record names)."""
+        name = os.path.basename(path) if path else ""
+        if not (_is_pool(name) or name == job_dir_name(job_id)):
+            name = job_dir_name(job_id)
+        dirs = {c: d for c, d in self._dirs(name).items() if os.path.isdir(d)}
         return V1Group(job_id, Limits(), dirs) if dirs else None
+
+    def strays(self, in_use: Collection[str]) -> list[JobCgroup]:
+        """Pool groups an earlier run left that no job here uses (``in_use``: their paths)."""
+        known = {os.path.basename(p) for p in in_use}
+        known.update(os.path.basename(g.path) for g in self._free)
+        groups: list[JobCgroup] = []
+        for name in sorted(self._names(POOL_PREFIX) - known, key=_pool_number):
+            dirs = {c: d for c, d in self._dirs(name).items() if os.path.isdir(d)}
+            if dirs:
+                groups.append(V1Group("", Limits(), dirs))
+        return groups
 
     def close(self) -> None:
         """Remove the free groups, then the ``ccxd-<instance>`` parents if no job group is left in them."""
-        self._remove_free()
+        for free in self._free:
+            free._pool = None
+            free.remove()
+        self._free.clear()
         for parent in dict.fromkeys(self.parents.values()):
             with contextlib.suppress(OSError):
                 os.rmdir(parent)

@@ -250,8 +250,8 @@ class V2Backend(Backend):
             raise
         return group
 
-    def open(self, job_id: str) -> JobCgroup | None:
-        """Reopen a job's existing group."""
+    def open(self, job_id: str, path: str | None = None) -> JobCgroup | None:
+        """Reopen a job's existing group (always ``job-<id>`` here)."""
         path = os.path.join(self.parent, job_dir_name(job_id))
         return V2Group(job_id, Limits(), path) if os.path.isdir(path) else None
 

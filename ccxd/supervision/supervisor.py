@@ -894,7 +894,7 @@ class Supervisor:
         assert info.pid is not None
         job.pid, job.pgid = info.pid, info.pgid or info.pid
         job.limits = info.limits
-        job.tree = self.resources.adopt(job, job.pid, job.pgid, reaper=rec.shim_pid)
+        job.tree = self.resources.adopt(job, job.pid, job.pgid, reaper=rec.shim_pid, cgroup=info.cgroup)
         job.tree.leader_start = rec.leader_start
         job.tree.reaper_start = rec.shim_start
         job.shim_pid = rec.shim_pid

@@ -61,20 +61,27 @@ async def test_status_names_the_v1_backend_and_groups_are_removed(v1_daemon):
     out, _, job, _ = await run_job(c, "cat /proc/self/cgroup")
     # The command itself already ran inside the job's groups (joined before exec).
     lines = dict(line.split(":", 2)[1:] for line in out.decode().splitlines())
+    # A job without limits runs in a pool group, which its record names.
+    assert job.cgroup is not None and os.path.basename(job.cgroup).startswith("pool-")
+    where = "/".join(job.cgroup.split("/")[-2:])  # ccxd-<instance>/pool-<n>
     for ctrl in ("memory", "pids", "freezer", "cpuacct", "blkio"):
-        assert lines[ctrl].endswith(f"/job-{job.id}"), (ctrl, lines)
+        assert lines[ctrl].endswith("/" + where), (ctrl, lines)
     # The cpu hierarchy only enforces quotas: a job without one stays in the daemon's group.
-    assert "job-" not in lines["cpu"]
-    assert job.cgroup is not None and job.cgroup.endswith(f"/job-{job.id}")
-    assert not os.path.exists(job.cgroup)  # removed once empty (or renamed free-N for the next job)
+    assert "pool-" not in lines["cpu"]
+    # One with limits gets a group named after it, removed once empty.
+    out, _, limited, _ = await run_job(c, "cat /proc/self/cgroup", pids=100)
+    lines = dict(line.split(":", 2)[1:] for line in out.decode().splitlines())
+    assert lines["pids"].endswith(f"/job-{limited.id}")
+    assert limited.cgroup is not None and limited.cgroup.endswith(f"/job-{limited.id}")
+    assert not os.path.exists(limited.cgroup)
     parent = os.path.dirname(job.cgroup)
     await c.close()
     v1_daemon.stop()
     assert not os.path.exists(parent)  # free groups too: nothing of ours is left
 
 
-def free_groups(parent: str) -> list[str]:
-    return sorted(n for n in os.listdir(parent) if n.startswith("free-"))
+def pool_groups(parent: str) -> list[str]:
+    return sorted(n for n in os.listdir(parent) if n.startswith("pool-"))
 
 
 async def test_a_recycled_group_reports_only_its_new_jobs_usage(v1_daemon):
@@ -86,18 +93,16 @@ async def test_a_recycled_group_reports_only_its_new_jobs_usage(v1_daemon):
     assert first.usage.memory_peak > 40 << 20
     assert first.cgroup is not None
     parent = os.path.dirname(first.cgroup)
-    assert not os.path.exists(first.cgroup)
-    kept = free_groups(parent)
-    assert len(kept) == 1  # the first job's group, reset and renamed
+    assert pool_groups(parent) == [os.path.basename(first.cgroup)]  # kept, reset, for the next job
     out, _, second, _ = await run_job(c, "cat /proc/self/cgroup")
-    # The next job runs in that group under its own name, and sees only its own usage.
+    # The next job runs in that group, and sees only its own usage.
     lines = dict(line.split(":", 2)[1:] for line in out.decode().splitlines())
-    assert lines["memory"].endswith(f"/job-{second.id}")
+    assert second.cgroup == first.cgroup
+    assert lines["memory"].endswith("/" + os.path.basename(first.cgroup))
     assert second.usage is not None
     assert second.usage.cpu_seconds < first.usage.cpu_seconds / 2
     assert second.usage.memory_peak < first.usage.memory_peak / 4
-    assert free_groups(parent) != kept  # taken, then freed under a new name
-    assert len(free_groups(parent)) == 1
+    assert pool_groups(parent) == [os.path.basename(first.cgroup)]
     assert sorted(n for n in os.listdir(parent) if n.startswith("job-")) == []
     await c.close()
 
@@ -107,7 +112,7 @@ async def test_a_group_with_limits_is_removed_not_recycled(v1_daemon):
     _, _, job, _ = await run_job(c, "true", memory="256M")
     assert job.cgroup is not None and job.limits is not None
     assert not os.path.exists(job.cgroup)
-    assert free_groups(os.path.dirname(job.cgroup)) == []
+    assert pool_groups(os.path.dirname(job.cgroup)) == []
     await c.close()
 
 
@@ -201,13 +206,63 @@ async def test_leftover_groups_of_a_crashed_daemon_are_cleaned_on_start(daemon_f
     need_v1()
     # Without the shim a crashed daemon's jobs cannot be adopted: their groups are leftovers.
     env = {"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory", "CCXD_JOB_SHIM": "false"}
-    info, escapee = await crash_under_an_escapee(daemon_factory, env, tmp_root)
-    assert info.cgroup is not None and os.path.isdir(info.cgroup) and alive(escapee)
+    info, escapee = await crash_under_an_escapee(daemon_factory, env, tmp_root, pids=50)
+    assert info.cgroup is not None and info.cgroup.endswith(f"/job-{info.id}")
+    assert os.path.isdir(info.cgroup) and alive(escapee)
 
     second = daemon_factory(extra_env=env, root=tmp_root / "d")  # same socket: same groups
     assert not os.path.exists(info.cgroup)
     assert not alive(escapee)
     assert "killing processes left in its cgroup" in second.log()
+
+
+async def test_a_crashed_daemons_pool_groups_are_cleaned_on_start(daemon_factory, tmp_root):
+    need_v1()
+    # A job without limits runs in a pool group, not named after it: found all the same.
+    env = {"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory", "CCXD_JOB_SHIM": "false"}
+    info, escapee = await crash_under_an_escapee(daemon_factory, env, tmp_root)
+    assert info.cgroup is not None and os.path.basename(info.cgroup).startswith("pool-")
+    assert os.path.isdir(info.cgroup) and alive(escapee)
+
+    second = daemon_factory(extra_env=env, root=tmp_root / "d")
+    assert not os.path.exists(info.cgroup)
+    assert not alive(escapee)
+    assert f"killing processes left in cgroup {info.cgroup}" in second.log()
+    # New pool groups are numbered past what the crashed daemon left.
+    c = await second.client()
+    _, _, job, _ = await run_job(c, "true")
+    assert job.cgroup is not None and job.cgroup != info.cgroup
+    await c.close()
+
+
+async def test_an_adopted_job_in_a_pool_group_keeps_it(daemon_factory, tmp_root):
+    need_v1()
+    env = {"CCXD_CGROUP_BACKEND": "v1", "CCXD_STORE": "memory", "CCXD_KILL_GRACE": "0.5"}
+    info, escapee = await crash_under_an_escapee(daemon_factory, env, tmp_root)
+    assert info.cgroup is not None and os.path.basename(info.cgroup).startswith("pool-")
+
+    second = daemon_factory(extra_env=env, root=tmp_root / "d")
+    # Adopted through the group its record names: the group and the escapee stay.
+    assert os.path.isdir(info.cgroup) and alive(escapee)
+    assert "killing processes left" not in second.log()
+    c = await second.client()
+    # A new job does not get the adopted job's group.
+    _, _, other, _ = await run_job(c, "true")
+    assert other.cgroup is not None and other.cgroup != info.cgroup
+    adopted = await c.get(info.id)
+    assert adopted.state == "running" and adopted.cgroup == info.cgroup
+    # Only the cgroup knows the escapee belongs to the job; cancel still ends it.
+    await c.cancel(info.id)
+    final = None
+    async for ev in c.follow(info.id):
+        if isinstance(ev, JobFinished):
+            final = ev.job
+    assert final is not None and final.reason == "cancelled"
+    assert final.usage is not None and final.usage.memory_peak > 0
+    assert not alive(escapee)
+    await c.close()
+    second.stop()
+    assert not os.path.exists(os.path.dirname(info.cgroup))
 
 
 async def test_an_adopted_job_keeps_its_group_limits_and_whole_group_cancel(daemon_factory, tmp_root):
@@ -247,7 +302,7 @@ async def test_a_backend_that_fails_mid_way_falls_back_with_one_log_line(v1_daem
     assert first.cgroup is not None
     # Someone removes ccxd's parent group while the daemon runs (no job is in it).
     parent = os.path.dirname(first.cgroup)
-    for name in free_groups(parent):
+    for name in pool_groups(parent):
         os.rmdir(os.path.join(parent, name))
     os.rmdir(parent)
     for limit in (None, "64M"):  # the free group kept for reuse is gone too

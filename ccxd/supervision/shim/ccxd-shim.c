@@ -70,6 +70,7 @@
 #endif
 
 #define READ_MAX (1024 * 1024)
+#define DEFAULT_PIPE 65536
 #define RECORD 13
 #define CUT_STREAM 255
 #define EXIT_STREAM 254
@@ -94,6 +95,7 @@ static int overflow_ok = 1;
 static unsigned char pending[2][4];
 static size_t pending_len[2];
 static unsigned char rbuf[READ_MAX + 4];
+static int pipe_grown[2]; /* F_SETPIPE_SZ done: only for a writer that filled the pipe */
 
 static int write_all(int fd, const unsigned char *p, size_t n) {
     while (n > 0) {
@@ -245,6 +247,11 @@ static int drain(int fd, int stream) {
             flush_out();
             return 0;
         }
+        if (!pipe_grown[stream] && (size_t)n >= DEFAULT_PIPE) {
+            /* A writer that fills the default pipe gets a bigger one: fewer wake-ups per megabyte. */
+            pipe_grown[stream] = 1;
+            fcntl(fd, F_SETPIPE_SZ, READ_MAX);
+        }
         size_t total = held + (size_t)n;
         size_t keep = complete_length(rbuf, total);
         pending_len[stream] = total - keep;
@@ -304,54 +311,68 @@ static int shim_main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &mask, &old);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
-    int out[2], err[2], ep[2];
-    if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(ep, O_CLOEXEC) || sfd < 0) {
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || sfd < 0) {
         dprintf(report_fd, "E %d shim\n", errno);
         return 127;
     }
-    /* A bigger pipe means fewer wake-ups per megabyte for fast writers. */
-    fcntl(out[0], F_SETPIPE_SZ, READ_MAX);
-    fcntl(err[0], F_SETPIPE_SZ, READ_MAX);
+    /* Joined files and environment are made here: the vforked child only makes system calls. */
+    char *cg_files[64];
+    size_t ncg = 0;
+    for (char *file = cgroup; file && *file && ncg < 63;) {
+        char *next = strchr(file, '\n');
+        if (next) *next++ = '\0';
+        cg_files[ncg++] = file;
+        file = next;
+    }
+    cg_files[ncg] = NULL;
+    char **job_env = environ;
+    if (marker) {
+        size_t envc = 0;
+        while (environ[envc]) envc++;
+        job_env = malloc((envc + 2) * sizeof *job_env);
+        if (!job_env) {
+            dprintf(report_fd, "E %d shim\n", ENOMEM);
+            return 127;
+        }
+        memcpy(job_env, environ, envc * sizeof *job_env);
+        job_env[envc] = marker;
+        job_env[envc + 1] = NULL;
+    }
 
-    pid_t pid = fork();
+    /* vfork: the job's exec costs no copy of the shim's page tables, and the
+     * shim resumes once the job has exec'd (or failed to, saying why below). */
+    static volatile int failed[2]; /* errno, stage: 0 exec, 1 joining the cgroup */
+    failed[0] = 0;
+    pid_t pid = vfork();
     if (pid < 0) {
         dprintf(report_fd, "E %d shim\n", errno);
         return 127;
     }
     if (pid == 0) {
         setsid();
-        /* The child's own copy of argv: cutting it at each newline harms nobody. */
-        for (char *file = cgroup; file && *file;) {
-            char *next = strchr(file, '\n');
-            if (next) *next++ = '\0';
-            int cg = open(file, O_WRONLY | O_CLOEXEC);
+        for (size_t i = 0; i < ncg; i++) {
+            int cg = open(cg_files[i], O_WRONLY | O_CLOEXEC);
             if (cg < 0 || write(cg, "0\n", 2) != 2) {
-                int e[2] = {errno, 1};
-                (void)!write(ep[1], e, sizeof e);
+                failed[1] = 1;
+                failed[0] = errno ? errno : EIO;
                 _exit(127);
             }
             close(cg);
-            file = next;
         }
-        if (marker) putenv(marker);
         signal(SIGPIPE, SIG_DFL);
         dup2(out[1], 1);
         dup2(err[1], 2);
         sigprocmask(SIG_SETMASK, &old, NULL);
-        execvp(job_argv[0], job_argv);
-        int e[2] = {errno, 0};
-        (void)!write(ep[1], e, sizeof e);
+        execvpe(job_argv[0], job_argv, job_env);
+        failed[1] = 0;
+        failed[0] = errno ? errno : ENOEXEC;
         _exit(127);
     }
+    if (job_env != environ) free(job_env);
     close(out[1]);
     close(err[1]);
-    close(ep[1]);
-    int failed[2] = {0, 0}; /* errno, stage: 0 exec, 1 joining the cgroup */
-    ssize_t got;
-    do got = read(ep[0], failed, sizeof failed);
-    while (got < 0 && errno == EINTR);
-    close(ep[0]);
-    if (got == (ssize_t)sizeof failed) {
+    if (failed[0]) {
         int status;
         waitpid(pid, &status, 0);
         dprintf(report_fd, "E %d %s\n", failed[0], failed[1] ? "cgroup" : "exec");
