@@ -62,6 +62,7 @@ class Job:
         self.pgid: int | None = None
         self.tree: ProcessTree | None = None
         self.shim_pid: int | None = None  # the job's shim, when it runs under one (adoptable)
+        self.adopted = False  # started by an earlier daemon
         self.reused_id = False  # a restored job's id: files of its earlier run may be left
         self.queued_at = time.time()
         self.started_at: float | None = None

@@ -89,9 +89,9 @@ def job_path(spool_dir: Path, job_id: str) -> Path:
     return spool_dir / f"{job_id}.shim"
 
 
-def exit_path(spool_dir: Path, job_id: str) -> Path:
+def exit_path(spool_dir: Path, job_id: str) -> str:
     """Where the shim writes the leader's exit status."""
-    return spool_dir / f"{job_id}.exit"
+    return f"{spool_dir}/{job_id}.exit"  # a str: a Path costs more than the file operations on it
 
 
 def _stdin_fd(stdin_data: bytes | None) -> int | None:
@@ -112,7 +112,7 @@ def _shim_args(
     argv: list[str],
     env: dict[str, str],
     spool: FollowedSpool,
-    exit_file: Path,
+    exit_file: str,
     chunk_size: int,
     join_files: Sequence[str],
 ) -> list[str]:
@@ -137,7 +137,7 @@ async def start_shim(
     cwd: str,
     env: dict[str, str],
     spool: FollowedSpool,
-    exit_file: Path,
+    exit_file: str,
     chunk_size: int,
     stdin_data: bytes | None,
     join_files: Sequence[str] = (),
@@ -201,7 +201,7 @@ def spawn_shim(
     cwd: str,
     env: dict[str, str],
     spool: FollowedSpool,
-    exit_file: Path,
+    exit_file: str,
     chunk_size: int,
     stdin_data: bytes | None,
     join_files: Sequence[str] = (),
@@ -291,18 +291,27 @@ def _raise_exec(code: int, argv: list[str], cwd: str) -> int:
     raise SpawnError(f"cannot start {argv[0]!r}: {os.strerror(code)}")
 
 
-def read_exit(path: Path) -> ExitStatus | None:
+def read_exit(path: str) -> ExitStatus | None:
     """The exit status the shim recorded, or None if there is none (yet)."""
     try:
-        words = path.read_text().split()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        words = os.read(fd, 64).split()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if len(words) != 2:
         return None
     code, sig = words
-    if sig != "-":
-        return ExitStatus(None, int(sig))
-    return ExitStatus(int(code), None)
+    try:
+        if sig != b"-":
+            return ExitStatus(None, int(sig))
+        return ExitStatus(int(code), None)
+    except ValueError:
+        return None
 
 
 def save_record(spool_dir: Path, record: AdoptRecord) -> None:
@@ -339,13 +348,19 @@ def load_records(spool_dir: Path) -> list[AdoptRecord]:
     return [found[k] for k in sorted(found)]
 
 
-def remove_files(spool_dir: Path, job_id: str) -> None:
-    """Forget the exit status (and an earlier daemon's adoption record) of a job whose end is recorded.
+def remove_files(spool_dir: Path, job_id: str, legacy: bool = True) -> None:
+    """Forget the exit status of a job whose end is recorded.
 
-    The job's file stays: the finished record written next replaces the adoption record.
+    With ``legacy``, an earlier version's adoption record too (only an adopted job
+    can have one).  The job's file stays: the finished record written next
+    replaces the adoption record.
     """
-    for path in (job_path(spool_dir, job_id), exit_path(spool_dir, job_id)):
-        path.unlink(missing_ok=True)
+    paths: list[str | Path] = [exit_path(spool_dir, job_id)]
+    if legacy:
+        paths.append(job_path(spool_dir, job_id))
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def pid_alive(pid: int, start: int) -> bool:

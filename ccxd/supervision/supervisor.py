@@ -622,7 +622,8 @@ class Supervisor:
         exit_file = shimjob.exit_path(self.jobs_dir, job.id)
         if job.reused_id:  # a restored job must not see its earlier run's status or output
             for path in (exit_file, spool.index_path, spool.data_path):
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         try:
             join_files = self.resources.prepare_group(job)
             started = await shimjob.start_shim(
@@ -702,7 +703,7 @@ class Supervisor:
                 pending.append(loop.call_soon(step))
 
         def on_exit() -> None:
-            if not leader_exited.done() and exit_file.exists():
+            if not leader_exited.done() and os.path.exists(exit_file):
                 leader_exited.set_result(None)
 
         watch = self._spool_watch()
@@ -747,7 +748,7 @@ class Supervisor:
             reader.finish()  # the shim is gone: the rest of the pipe is there to read
             status = status or reader.exit_status
         # Queued after the adoption record, before the finished record (_record).
-        self.job_disk.later(functools.partial(shimjob.remove_files, self.jobs_dir, job.id))
+        self.job_disk.later(functools.partial(shimjob.remove_files, self.jobs_dir, job.id, job.adopted))
         if status is None:
             job.settle(JobReason.KILLED, error="the job's shim ended without recording an exit status")
             log.warning("job %s: shim ended without an exit status", job.id)
@@ -804,7 +805,7 @@ class Supervisor:
         for rec in records:
             info = rec.info
             alive = shimjob.pid_alive(rec.shim_pid, rec.shim_start)
-            there = shimjob.exit_path(self.jobs_dir, info.id).exists()
+            there = os.path.exists(shimjob.exit_path(self.jobs_dir, info.id))
             if info.id in self.jobs or info.pid is None or not (alive or there):
                 shimjob.remove_files(self.jobs_dir, info.id)
             else:
@@ -898,6 +899,7 @@ class Supervisor:
         job.tree.leader_start = rec.leader_start
         job.tree.reaper_start = rec.shim_start
         job.shim_pid = rec.shim_pid
+        job.adopted = True
         job.move(JobState.STARTING)
         job.move(JobState.RUNNING)
         if shimjob.is_stopped(job.pid, rec.leader_start):
