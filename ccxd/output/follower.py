@@ -55,6 +55,7 @@ class FollowedSpool(Spool):
             os.close(index)
             raise
         self._data_r, self._index_r = data, index
+        self.created = True
         return True
 
     # The shim writes; the daemon only counts what it has taken in.

@@ -57,6 +57,8 @@ class Spool:
         self._index_w: int | None = None
         self._data_r = self._index_r = -1
         self._writing = True
+        self.created = False
+        """True once the files exist (seen or made here); a spool that never had any needs no removal."""
 
     def _open(self) -> bool:
         """Create the files; on failure cut the spool (the job keeps its memory ring)."""
@@ -79,6 +81,7 @@ class Spool:
             log.warning("spool %s cut: %s", self.data_path.name, self.error)
             return False
         self._data_w, self._index_w, self._data_r, self._index_r = opened
+        self.created = True
         return True
 
     def append(self, offset: int, stream: int, data: bytes) -> bool:

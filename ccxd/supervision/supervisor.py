@@ -1007,8 +1007,10 @@ class Supervisor:
             if spool is not None:
                 spool.close()
             # Two queues: the job file may go before the spool, and a crash in between
-            # leaves a spool nothing needs, which sweep_spools removes at the next start.
-            if spool is not None:
+            # leaves a spool nothing needs, which sweep_spools removes at the next start
+            # (as it does the files of a shim that made one but failed to make the other).
+            # A job that wrote nothing has no files: removing them cost a thread hand-off.
+            if spool is not None and spool.created:
                 self.disk.later(functools.partial(_remove_spool_files, spool))
             self.job_disk.later(functools.partial(jobfile.remove, self.jobs_dir, old_id))
 
