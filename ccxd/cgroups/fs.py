@@ -28,7 +28,12 @@ def _read(path: str) -> bytes:
     # and every job end samples about ten of these files.
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        parts = []
+        first = os.read(fd, 65536)
+        if len(first) < 4096:
+            # cgroup files are seq_files, which fill a read as far as they can: a read
+            # short of a page is the whole file (a second read for EOF cost a syscall).
+            return first
+        parts = [first]
         while chunk := os.read(fd, 65536):
             parts.append(chunk)
         return b"".join(parts)

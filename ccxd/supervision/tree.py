@@ -135,8 +135,14 @@ def children_of(pid: int | str) -> list[int] | None:
     found: list[int] = []
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                found += [int(p) for p in f.read().split()]
+            fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                raw = b""
+                while chunk := os.read(fd, 65536):
+                    raw += chunk
+            finally:
+                os.close(fd)
+            found += [int(p) for p in raw.split()]
         except FileNotFoundError:
             if not os.path.exists(f"/proc/{pid}/task/{tid}"):
                 continue  # the thread ended
