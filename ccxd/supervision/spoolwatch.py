@@ -36,28 +36,43 @@ class SpoolWatch:
     def __init__(
         self, loop: asyncio.AbstractEventLoop, directory: Path, exit_directory: Path | None = None
     ) -> None:
+        """Watch ``directory`` for output, and ``exit_directory`` for exit files once a job needs them."""
         self._loop = loop
         libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        watches = {directory: _IN_MODIFY | _IN_MOVED_TO}
-        if exit_directory is not None and exit_directory != directory:
-            watches[exit_directory] = _IN_MOVED_TO
-        for path, mask in watches.items():
-            if libc.inotify_add_watch(fd, os.fsencode(path), mask) < 0:
-                err = ctypes.get_errno()
-                os.close(fd)
-                raise OSError(err, f"cannot watch {path}")
+        if libc.inotify_add_watch(fd, os.fsencode(directory), _IN_MODIFY | _IN_MOVED_TO) < 0:
+            err = ctypes.get_errno()
+            os.close(fd)
+            raise OSError(err, f"cannot watch {directory}")
         self._fd = fd
+        self._libc = libc
+        # Watched from the first job that needs its exit file (an adopted one): the
+        # daemon's own shims send the exit status down their link, and an event per
+        # job would wake the daemon for nothing.
+        self._exit_directory = exit_directory if exit_directory not in (None, directory) else None
         self._output: dict[str, Callable[[], None]] = {}
         self._exit: dict[str, Callable[[], None]] = {}
         loop.add_reader(fd, self._read)
 
-    def follow(self, job_id: str, on_output: Callable[[], None], on_exit: Callable[[], None]) -> None:
-        """Start calling back for ``job_id`` (before its shim can write anything)."""
+    def follow(
+        self, job_id: str, on_output: Callable[[], None], on_exit: Callable[[], None] | None = None
+    ) -> None:
+        """Start calling back for ``job_id`` (before its shim can write anything).
+
+        ``on_exit`` is for a job whose exit status only its exit file tells (an adopted one).
+        """
         self._output[job_id] = on_output
-        self._exit[job_id] = on_exit
+        if on_exit is not None:
+            self._exit[job_id] = on_exit
+            self._watch_exits()
+
+    def _watch_exits(self) -> None:
+        path, self._exit_directory = self._exit_directory, None
+        if path is not None and self._libc.inotify_add_watch(self._fd, os.fsencode(path), _IN_MOVED_TO) < 0:
+            # Adopted jobs are then seen to end when their shim does, a moment later.
+            log.warning("cannot watch %s: %s", path, os.strerror(ctypes.get_errno()))
 
     def forget(self, job_id: str) -> None:
         """Stop calling back for ``job_id``."""

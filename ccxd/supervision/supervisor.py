@@ -647,8 +647,8 @@ class Supervisor:
         try:
             pid = await shimjob.read_report(started, job.argv, job.cwd)
         except SpawnError as exc:
-            os.close(started.overflow)
-            await shim_exited
+            await shim_exited  # the shim exits after its error report
+            started.link.close()
             log.info("job %s failed to start: %s", job.id, exc)
             job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
@@ -670,7 +670,7 @@ class Supervisor:
             job.observer.started(lambda reason: self._stop(job, reason))
         if job.stop_reason is not None:
             self._terminate(job)  # cancelled while the shim was starting it
-        await self._follow_shim(job, spool, started.pid, shim_exited, started.overflow)
+        await self._follow_shim(job, spool, started.pid, shim_exited, started.link)
 
     async def _follow_shim(
         self,
@@ -678,18 +678,22 @@ class Supervisor:
         spool: FollowedSpool,
         shim_pid: int,
         shim_gone: Awaitable[object],
-        overflow: int | None = None,
+        link: shimjob.ShimLink | None = None,
     ) -> None:
         """Take in the job's output as its shim writes it, until the shim is gone.
 
-        ``overflow`` is the pipe on which the shim sends what the spool could not
-        take (past ``spool_max_bytes``, a full disk) and the exit status; only the
-        daemon that started the shim has it.
+        ``link`` is the pipe on which the shim sends what the spool could not take
+        (past ``spool_max_bytes``, a full disk) and the exit status; only the
+        daemon that started the shim has it.  Without it (an adopted job) the exit
+        status comes from the exit file.
         """
         loop = asyncio.get_running_loop()
-        reader = _OverflowReader(self, job, spool, overflow) if overflow is not None else None
         exit_file = shimjob.exit_path(self.jobs_dir, job.id)
-        leader_exited: asyncio.Future[None] = loop.create_future()
+        if link is not None:
+            link.attach(functools.partial(self._overflow_frame, job, spool))
+            leader_exited = link.leader_exited
+        else:
+            leader_exited = loop.create_future()
 
         pending: list[asyncio.Handle] = []
 
@@ -707,9 +711,10 @@ class Supervisor:
                 leader_exited.set_result(None)
 
         watch = self._spool_watch()
-        watch.follow(job.id, on_output, on_exit)
+        watch.follow(job.id, on_output, on_exit if link is None else None)
         on_output()
-        on_exit()
+        if link is None:
+            on_exit()
         shim_task: asyncio.Future[Any] = asyncio.ensure_future(shim_gone)
         timers = self._arm_timers(job)
         try:
@@ -732,8 +737,8 @@ class Supervisor:
             await shim_task
         except asyncio.CancelledError:
             shim_task.cancel()
-            if reader is not None:
-                reader.close()
+            if link is not None:
+                link.close()
             raise
         finally:
             for t in timers:
@@ -743,10 +748,12 @@ class Supervisor:
             watch.forget(job.id)
         while self._take_output(job, spool):  # noqa: ASYNC110 - a turn for subscribers, not a wait
             await asyncio.sleep(0)
-        status = shimjob.read_exit(exit_file)
-        if reader is not None:
-            reader.finish()  # the shim is gone: the rest of the pipe is there to read
-            status = status or reader.exit_status
+        status = None
+        if link is not None:
+            link.finish()  # the shim is gone: the rest of the pipe is there to read
+            status = link.exit_status
+        # The exit file too, if the frame is missing (the pipe failed, or no link).
+        status = status or shimjob.read_exit(exit_file)
         # Queued after the adoption record, before the finished record (_record).
         self.job_disk.later(functools.partial(shimjob.remove_files, self.jobs_dir, job.id, job.adopted))
         if status is None:
@@ -756,6 +763,18 @@ class Supervisor:
             if job.observer is not None:
                 job.observer.exited(status.code, status.signal)
             self._finish_exited(job, status)
+
+    def _overflow_frame(self, job: Job, spool: FollowedSpool, stream: int, data: bytes) -> None:
+        """Output the shim sent down its link instead of the spool (past a cut; see ccxd-shim.c)."""
+        if not spool.cut:
+            # Everything the spool holds comes before the first frame.
+            while self._take_output(job, spool):
+                pass
+            if not spool.cut:
+                spool.cut = True
+                job._notify()
+        if not job.log.closed:
+            self._append_output(job, stream, data)
 
     def _take_output(self, job: Job, spool: FollowedSpool) -> bool:
         """Take in up to about 1 MiB of new output; True if there may be more.
@@ -1076,68 +1095,6 @@ def _discard(job: Job) -> None:
     job.log.close()
     if job.log.spool is not None:
         job.log.spool.remove()
-
-
-class _OverflowReader:
-    """Reads the frames a shim sends past a cut of its spool (see ccxd-shim.c)."""
-
-    def __init__(self, sup: Supervisor, job: Job, spool: FollowedSpool, fd: int) -> None:
-        self.sup, self.job, self.spool, self.fd = sup, job, spool, fd
-        self.buf = bytearray()
-        self.exit_status: ExitStatus | None = None
-        self.loop = asyncio.get_running_loop()
-        self.loop.add_reader(fd, self._readable)
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self.fd, 1 << 20)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.close()
-            return
-        self.buf += data
-        self._frames()
-
-    def _frames(self) -> None:
-        buf, pos = self.buf, 0
-        while len(buf) - pos >= 5:
-            stream = buf[pos]
-            size = int.from_bytes(buf[pos + 1 : pos + 5], "little")
-            if len(buf) - pos - 5 < size:
-                break
-            payload = bytes(buf[pos + 5 : pos + 5 + size])
-            pos += 5 + size
-            if stream == 254:  # the leader's exit status
-                code, sig = payload.decode().split()
-                self.exit_status = ExitStatus(
-                    None if code == "-" else int(code), None if sig == "-" else int(sig)
-                )
-                continue
-            if not self.spool.cut:
-                # Everything the spool holds comes before the first frame.
-                while self.sup._take_output(self.job, self.spool):
-                    pass
-                if not self.spool.cut:
-                    self.spool.cut = True
-                    self.job._notify()
-            if not self.job.log.closed:
-                self.sup._append_output(self.job, stream, payload)
-        del buf[:pos]
-
-    def finish(self) -> None:
-        """Read what is left (the shim has exited: the pipe ends)."""
-        while self.fd >= 0:
-            self._readable()
-
-    def close(self) -> None:
-        """Stop reading."""
-        if self.fd >= 0:
-            self.loop.remove_reader(self.fd)
-            os.close(self.fd)
-            self.fd = -1
 
 
 def _alias_shell(name: str) -> str:
