@@ -276,7 +276,7 @@ class Supervisor:
 
     def make_job(self, params: StartParams, peer: str = "", job_id: str | None = None) -> Job:
         """A job for ``params`` (not admitted yet); ``job_id`` reuses an id (a restored job)."""
-        return self._make_job(params, peer, job_id)
+        return self._make_job(params, peer, job_id, reused=job_id is not None)
 
     def _prepare(self, params: StartParams) -> StartParams:
         try:
@@ -288,10 +288,12 @@ class Supervisor:
             raise RpcError(ErrorCode.INVALID_PARAMS, 'command is required (or kind: "claude" with a prompt)')
         return params
 
-    def _make_job(self, params: StartParams, peer: str, job_id: str | None = None) -> Job:
+    def _make_job(
+        self, params: StartParams, peer: str, job_id: str | None = None, *, reused: bool = False
+    ) -> Job:
+        """``reused``: ``job_id`` was an earlier run's (files of that run may be left)."""
         params = self._prepare(params)
         _check_text(params)
-        reused = job_id is not None
         job_id = job_id or new_job_id()
         if isinstance(params.command, str):
             wanted = params.shell or self.config.shell
