@@ -36,6 +36,7 @@ log = logging.getLogger("ccxd.transports")
 
 _HIGH_WATER = 1024 * 1024
 _MAX_PENDING = 64  # requests read ahead of dispatch before reading pauses
+_GATHER_MAX = 64 * 1024  # bytes of lines gathered for one send before they go out at once
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -74,6 +75,7 @@ class _UnixPeer(asyncio.Protocol):
         self._eof = False
         self._reading_paused = False
         self._out: list[bytes] | None = None
+        self._out_bytes = 0
 
     # -- Sink -----------------------------------------------------------------
 
@@ -85,12 +87,19 @@ class _UnixPeer(asyncio.Protocol):
             return
         if self._out is None:
             self._out = [message, b"\n"]
+            self._out_bytes = len(message)
             asyncio.get_running_loop().call_soon(self._flush)
         else:
             self._out += (message, b"\n")
+            self._out_bytes += len(message)
+        if self._out_bytes >= _GATHER_MAX:
+            # A subscriber replaying a backlog writes without yielding: the transport must
+            # see it now, or drain() would never push back and the turn would gather it all.
+            self._flush()
 
     def _flush(self) -> None:
         out, self._out = self._out, None
+        self._out_bytes = 0
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(out)
 
