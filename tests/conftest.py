@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -211,6 +212,39 @@ def daemon_factory(tmp_root: Path) -> Iterator:  # type: ignore[type-arg]
     yield make
     for d in started:
         d.stop()
+    for d in started:
+        remove_cgroups_of(d)
+
+
+def remove_cgroups_of(d: DaemonProcess) -> None:
+    """Remove the empty job groups a stopped test daemon left (one it SIGKILLed cannot clean up).
+
+    Without this every crash drill leaves a ``ccxd-<instance>`` group in each v1
+    hierarchy of the machine running the tests.
+    """
+    from ccxd.cgroups.detect import instance_name
+
+    name = f"ccxd-{instance_name(str(d.socket))}"
+    try:
+        own = [line.strip().split(":", 2) for line in open("/proc/self/cgroup")]
+    except OSError:
+        return
+    for _, ctrls, path in own:
+        if ctrls:
+            mount = f"/sys/fs/cgroup/{ctrls}"
+        else:  # v2: the whole tree, or its "unified" mount on a hybrid machine
+            mount = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+        if ctrls.startswith("name="):
+            continue
+        parent = os.path.join(mount, path.lstrip("/"), name)
+        if not os.path.isdir(parent):
+            continue
+        for root, dirs, _ in os.walk(parent, topdown=False):
+            for sub in dirs:
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(root, sub))
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
 
 
 @pytest.fixture

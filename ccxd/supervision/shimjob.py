@@ -98,6 +98,7 @@ class ShimLink:
             on_frame(stream, data)
 
     def _readable(self) -> None:
+        exited = self.leader_exited.done()
         try:
             data = os.read(self.fd, 1 << 20)
         except BlockingIOError:
@@ -113,6 +114,10 @@ class ShimLink:
             return
         self._buf += data
         self._parse()
+        if not exited and self.leader_exited.done():
+            # The shim exits right after the exit status unless job processes are left:
+            # seeing its end now spares the daemon a look for them.
+            self._readable()
 
     def _parse(self) -> None:
         buf = self._buf

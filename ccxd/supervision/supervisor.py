@@ -720,8 +720,9 @@ class Supervisor:
         shim_task: asyncio.Future[Any] = asyncio.ensure_future(shim_gone)
         timers = self._arm_timers(job)
         try:
-            first: list[asyncio.Future[Any]] = [leader_exited, shim_task]
-            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+            if not (leader_exited.done() or shim_task.done()):
+                first: list[asyncio.Future[Any]] = [leader_exited, shim_task]
+                await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
             assert job.tree is not None
             # The leader is gone; anything it left behind goes too.  Once the shim is
             # reaped its orphans are ours, so nothing_left() can spare the /proc scan
@@ -730,6 +731,8 @@ class Supervisor:
                 await job.tree.terminate(self.config.kill_grace)
             # The shim ends once the pipes close; a process outside the job may hold them.
             for sig in (signal_mod.SIGTERM, signal_mod.SIGKILL):
+                if shim_task.done():
+                    break
                 done, _ = await asyncio.wait([shim_task], timeout=_PIPE_LINGER)
                 if done:
                     break

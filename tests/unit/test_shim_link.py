@@ -1,0 +1,55 @@
+"""The link from a shim to its daemon: one pipe carries the report, frames, the exit status and the end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from ccxd.supervision.shimjob import EXIT_STREAM, ShimLink
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    return bytes([stream]) + len(data).to_bytes(4, "little") + data
+
+
+async def test_report_frames_exit_status_and_end_arrive_in_order_whatever_the_reads() -> None:
+    r, w = os.pipe()
+    link = ShimLink(r)
+    got: list[tuple[int, bytes]] = []
+    wire = b"P 1234\n" + frame(0, b"past the cut") + frame(1, b"err") + frame(EXIT_STREAM, b"3 -")
+    # Written a byte at a time, read as the loop turns: wherever reads split the stream.
+    for i, byte in enumerate(wire):
+        os.write(w, bytes([byte]))
+        await asyncio.sleep(0)  # a turn of the loop, in which the link may read
+        if i == 3:
+            assert not link.report.done()
+        if i == 20:
+            link.attach(lambda stream, data: got.append((stream, data)))  # earlier frames too
+    assert await link.report == b"P 1234"
+    await link.leader_exited
+    assert link.exit_status is not None
+    assert (link.exit_status.code, link.exit_status.signal) == (3, None)
+    assert got == [(0, b"past the cut"), (1, b"err")]
+    assert not link.gone.done()
+    os.close(w)
+    await link.gone  # end of file: the shim is gone
+    assert link.fd == -1
+
+
+async def test_a_shim_that_ends_without_a_report_gives_an_empty_one() -> None:
+    r, w = os.pipe()
+    link = ShimLink(r)
+    os.close(w)
+    assert await link.report == b""
+    await link.gone
+    assert link.exit_status is None and not link.leader_exited.done()
+
+
+async def test_a_killed_leader_is_reported_by_signal() -> None:
+    r, w = os.pipe()
+    link = ShimLink(r)
+    os.write(w, b"P 1\n" + frame(EXIT_STREAM, b"- 9"))
+    os.close(w)
+    await link.gone
+    assert link.exit_status is not None
+    assert (link.exit_status.code, link.exit_status.signal) == (None, 9)
