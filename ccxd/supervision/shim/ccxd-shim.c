@@ -197,6 +197,28 @@ static void emit(int stream, const unsigned char *p, size_t n) {
     size_written += n;
 }
 
+/* The output buffers, made when the job first writes: a job that writes nothing
+ * costs no mappings (four of a megabyte each, made and torn down per job). */
+static int have_buffers(void) {
+    static int failed;
+    if (wbuf) return 1;
+    if (failed) return 0;
+    wbuf = malloc(READ_MAX + 4);
+    /* Frames add 5 bytes per chunk of at least 1021 bytes. */
+    obuf = malloc(READ_MAX + 4 + 5 * ((READ_MAX + 4) / 1000 + 8));
+    fbuf = malloc(READ_MAX + 4 + 5 * ((READ_MAX + 4) / 1000 + 8));
+    /* Chunks hold at least chunk_max - 3 >= 1021 bytes, except the last of a read. */
+    ibuf = malloc(RECORD * ((READ_MAX + 4) / 1000 + 8));
+    if (wbuf && obuf && fbuf && ibuf) return 1;
+    free(wbuf);
+    free(obuf);
+    free(fbuf);
+    free(ibuf);
+    wbuf = obuf = fbuf = ibuf = NULL;
+    failed = 1; /* out of memory: the job's output is drained and dropped, the job never blocks */
+    return 0;
+}
+
 static int is_cont(unsigned char b) { return (b & 0xC0) == 0x80; }
 
 static size_t seq_len(unsigned char lead) {
@@ -247,6 +269,11 @@ static int drain(int fd, int stream) {
             flush_out();
             return 0;
         }
+        if (!have_buffers()) {
+            pending_len[stream] = 0;
+            if ((size_t)n < READ_MAX) return 1;
+            continue;
+        }
         if (!pipe_grown[stream] && (size_t)n >= DEFAULT_PIPE) {
             /* A writer that fills the default pipe gets a bigger one: fewer wake-ups per megabyte. */
             pipe_grown[stream] = 1;
@@ -293,13 +320,6 @@ static int shim_main(int argc, char **argv) {
     char *marker = strcmp(argv[8], "-") ? argv[8] : NULL;
     char **job_argv = argv + 10;
     size_written = batch_start = 0;
-    wbuf = malloc(READ_MAX + 4);
-    /* Frames add 5 bytes per chunk of at least 1021 bytes. */
-    obuf = malloc(READ_MAX + 4 + 5 * ((READ_MAX + 4) / 1000 + 8));
-    fbuf = malloc(READ_MAX + 4 + 5 * ((READ_MAX + 4) / 1000 + 8));
-    /* Chunks hold at least chunk_max - 3 >= 1021 bytes, except the last of a read. */
-    ibuf = malloc(RECORD * ((READ_MAX + 4) / 1000 + 8));
-    if (!wbuf || !ibuf || !obuf || !fbuf) return 1;
     signal(SIGPIPE, SIG_IGN); /* no daemon on the overflow pipe: drop, do not die */
     fcntl(report_fd, F_SETFD, FD_CLOEXEC);
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -431,9 +451,10 @@ static int shim_main(int argc, char **argv) {
                     char text[32];
                     int len = WIFSIGNALED(status) ? snprintf(text, sizeof text, "- %d", WTERMSIG(status))
                                                   : snprintf(text, sizeof text, "%d -", WEXITSTATUS(status));
+                    unsigned char eframe[64];
                     size_t flen = 0;
-                    frame(fbuf, &flen, EXIT_STREAM, (unsigned char *)text, (size_t)len);
-                    send_overflow(fbuf, flen);
+                    frame(eframe, &flen, EXIT_STREAM, (unsigned char *)text, (size_t)len);
+                    send_overflow(eframe, flen);
                 }
             }
         }
