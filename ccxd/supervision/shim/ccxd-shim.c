@@ -492,25 +492,37 @@ static void reply(int sock, const char *text, int fd) {
 
 /* One request: fork the shim of one job; the child never returns. */
 static void start_one(int sock, int sfd, char *req, size_t len, int *fds, int nfds) {
-    char *fields[ARGS_MAX];
     size_t n = 0;
-    for (size_t at = 0; at < len && n < ARGS_MAX - 1;) {
-        fields[n++] = req + at;
-        at += strlen(req + at) + 1;
-    }
-    size_t envc = n >= 2 ? (size_t)strtoul(fields[1], NULL, 10) : 0;
-    if (n < 2 || nfds < 2 || 2 + envc > n) {
-        reply(sock, "E 22", -1); /* EINVAL */
+    for (size_t at = 0; at < len; at += strlen(req + at) + 1) n++;
+    const char *cwd = req;
+    size_t envc = n >= 2 ? (size_t)strtoul(req + strlen(req) + 1, NULL, 10) : 0;
+    if (n < 2 || nfds < 2 || 2 + envc > n || n > ARGS_MAX) {
+        reply(sock, n > ARGS_MAX ? "E 7" : "E 22", -1); /* E2BIG, EINVAL */
         return;
     }
-    char **env = fields + 2;
-    char **args = fields + 2 + envc;
-    int argc = (int)(n - 2 - envc);
+    /* The environment, NULL, the shim's argv, NULL: sized to the request (arrays of
+     * ARGS_MAX pointers on the stack made every shim fault in a megabyte's worth of
+     * stack pages' tables). */
+    size_t argc = n - 2 - envc;
+    char **vec = malloc((n + 1) * sizeof *vec);
+    if (!vec) {
+        reply(sock, "E 12", -1); /* ENOMEM */
+        return;
+    }
+    char **env = vec, **args = vec + envc + 1;
+    size_t i = 0;
+    for (size_t at = 0; at < len; at += strlen(req + at) + 1, i++) {
+        if (i >= 2 + envc) args[i - 2 - envc] = req + at;
+        else if (i >= 2) env[i - 2] = req + at;
+    }
+    env[envc] = NULL;
+    args[argc] = NULL;
     pid_t pid = fork();
     if (pid < 0) {
         char text[32];
         snprintf(text, sizeof text, "E %d", errno);
         reply(sock, text, -1);
+        free(vec);
         return;
     }
     if (pid == 0) {
@@ -528,24 +540,21 @@ static void start_one(int sock, int sfd, char *req, size_t len, int *fds, int nf
         if (hi[0] < 0 || hi[1] < 0 || hi[2] < 0 || devnull < 0 || dup2(hi[0], 0) < 0 || dup2(hi[1], 1) < 0 ||
             dup2(devnull, 2) < 0 || dup2(hi[2], 3) < 0)
             _exit(127);
-        for (int i = 0; i < 3; i++) close(hi[i]);
-        for (int i = 0; i < nfds; i++)
-            if (fds[i] > 3) close(fds[i]);
+        for (int k = 0; k < 3; k++) close(hi[k]);
+        for (int k = 0; k < nfds; k++)
+            if (fds[k] > 3) close(fds[k]);
         if (devnull > 3) close(devnull);
         if (sock > 3) close(sock);
         if (sfd > 3) close(sfd);
         setsid();
-        if (chdir(fields[0]) < 0) {
+        if (chdir(cwd) < 0) {
             dprintf(3, "E %d cwd\n", errno);
             _exit(127);
         }
-        char *argv_copy[ARGS_MAX];
-        for (int i = 0; i < argc; i++) argv_copy[i] = args[i];
-        argv_copy[argc] = NULL;
-        env[envc] = NULL; /* was args[0]'s slot, copied above */
         environ = env;
-        _exit(shim_main(argc, argv_copy));
+        _exit(shim_main((int)argc, args));
     }
+    free(vec);
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     char text[32];
     snprintf(text, sizeof text, "P %d", (int)pid);
