@@ -136,19 +136,22 @@ class ResourceControl:
             )
         return group.join_files()
 
-    def started(self, job: Job, pid: int, pgid: int, reaper: int | None = None) -> ProcessTree:
+    def started(
+        self, job: Job, pid: int, pgid: int, reaper: int | None = None, reaper_start: int | None = None
+    ) -> ProcessTree:
         """The job's process tree once ``pid`` runs; sampling begins.
 
-        ``reaper`` is the job's shim, which adopts its orphans (None: this daemon).
+        ``reaper`` is the job's shim, which adopts its orphans (None: this daemon);
+        ``reaper_start`` its start time, if the caller has it.
         """
         group = job.group
         assert group is not None
         if isinstance(group, TreeGroup):
             # No cgroup to join: the group is the process tree.
-            tree: ProcessTree = ProcessTree(job.id, pid, pgid, reaper)
+            tree: ProcessTree = ProcessTree(job.id, pid, pgid, reaper, reaper_start)
             group.tree = tree
         else:
-            tree = GroupTree(job.id, pid, pgid, group, reaper)
+            tree = GroupTree(job.id, pid, pgid, group, reaper, reaper_start)
         self._jobs[job.id] = job
         self._ensure_sampler()
         return tree

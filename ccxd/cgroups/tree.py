@@ -21,9 +21,15 @@ class GroupTree(ProcessTree):
     """
 
     def __init__(
-        self, job_id: str, leader: int, pgid: int, group: JobCgroup, reaper: int | None = None
+        self,
+        job_id: str,
+        leader: int,
+        pgid: int,
+        group: JobCgroup,
+        reaper: int | None = None,
+        reaper_start: int | None = None,
     ) -> None:
-        super().__init__(job_id, leader, pgid, reaper)
+        super().__init__(job_id, leader, pgid, reaper, reaper_start)
         self.group = group
         self._failed = False
 

@@ -655,7 +655,7 @@ class Supervisor:
             job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
         job.pid = job.pgid = pid
-        job.tree = self.resources.started(job, pid, pid, reaper=started.pid)
+        job.tree = self.resources.started(job, pid, pid, reaper=started.pid, reaper_start=shim_start)
         self.resources.stretch(job)
         job.shim_pid = started.pid
         job.started_at = time.time()

@@ -189,14 +189,19 @@ def _has_marker(pid: int, marker: bytes) -> bool:
 class ProcessTree:
     """The processes of one job, found on demand."""
 
-    def __init__(self, job_id: str, leader: int, pgid: int, reaper: int | None = None) -> None:
+    def __init__(
+        self, job_id: str, leader: int, pgid: int, reaper: int | None = None, reaper_start: int | None = None
+    ) -> None:
+        """``reaper_start``: the reaper's start time when the caller read it already."""
         self.job_id = job_id
         self.leader = leader
         self.pgid = pgid
         # Who adopts the job's orphans: the daemon (subreaper), or the job's shim.
         self.reaper = reaper
-        reaper_info = _read_stat(reaper) if reaper is not None else None
-        self.reaper_start = reaper_info.start if reaper_info is not None else None
+        if reaper is not None and reaper_start is None:
+            reaper_info = _read_stat(reaper)
+            reaper_start = reaper_info.start if reaper_info is not None else None
+        self.reaper_start = reaper_start if reaper is not None and reaper_start != -1 else None
         info = _read_stat(leader)
         self.leader_start = info.start if info is not None else -1
         self._marker = f"CCXD_JOB_ID={job_id}".encode()

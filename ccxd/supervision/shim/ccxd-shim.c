@@ -491,7 +491,7 @@ static void reply(int sock, const char *text, int fd) {
 }
 
 /* One request: fork the shim of one job; the child never returns. */
-static void start_one(int sock, int sfd, char *req, size_t len, int *fds, int nfds) {
+static void start_one(int sock, int sfd, int devnull, char *req, size_t len, int *fds, int nfds) {
     size_t n = 0;
     for (size_t at = 0; at < len; at += strlen(req + at) + 1) n++;
     const char *cwd = req;
@@ -530,7 +530,6 @@ static void start_one(int sock, int sfd, char *req, size_t len, int *fds, int nf
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGCHLD, SIG_DFL);
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
         int in = nfds >= 3 ? fds[2] : devnull;
         /* Above every descriptor the dup2s below write, so none is clobbered first. */
         int hi[3];
@@ -570,7 +569,9 @@ static int serve(int sock) {
     sigprocmask(SIG_BLOCK, &mask, NULL);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     char *req = malloc(REQUEST_MAX + 1);
-    if (sfd < 0 || !req) return 1;
+    /* Opened once: every shim's stderr (and stdin, without input). */
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (sfd < 0 || !req || devnull < 0) return 1;
     for (;;) {
         struct pollfd p[2] = {{sock, POLLIN, 0}, {sfd, POLLIN, 0}};
         if (poll(p, 2, -1) < 0) {
@@ -611,7 +612,7 @@ static int serve(int sock) {
             }
         req[got] = '\0';
         if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) reply(sock, "E 90", -1); /* EMSGSIZE */
-        else start_one(sock, sfd, req, (size_t)got, fds, nfds);
+        else start_one(sock, sfd, devnull, req, (size_t)got, fds, nfds);
         for (int i = 0; i < nfds; i++) close(fds[i]);
     }
 }
