@@ -450,7 +450,7 @@ class Supervisor:
         job.started_mono = job.last_output_mono = time.monotonic()
         job.move(JobState.RUNNING)
         self._record(job)
-        log.info("job %s started: pid %d %s", job.id, proc.pid, _short(job.argv))
+        log.debug("job %s started: pid %d %s", job.id, proc.pid, _short(job.argv))
         if job.observer is not None:
             job.observer.started(lambda reason: self._stop(job, reason))
         if stdin_data is not None and proc.stdin is not None:
@@ -486,13 +486,16 @@ class Supervisor:
             reason = JobReason.EXITED
         reason, error = self.resources.verdict(job, reason)
         job.settle(reason, exit_code=status.code, signal=status.signal, error=error)
+        # One line per job at info, when it ends (like an access log); its start is at debug.
         log.info(
-            "job %s finished: %s (exit %s, signal %s) in %.3fs",
+            "job %s finished: %s (exit %s, signal %s) in %.3fs: pid %s %s",
             job.id,
             reason,
             status.code,
             status.signal,
             job.duration or 0.0,
+            job.pid,
+            _short(job.argv),
         )
 
     async def _after_hooks(self, job: Job) -> None:
@@ -667,7 +670,7 @@ class Supervisor:
         await self.job_disk.submit(functools.partial(_save_record, self.jobs_dir, record))
         job.move(JobState.RUNNING)
         self._record(job)
-        log.info("job %s started: pid %d (shim %d) %s", job.id, pid, started.pid, _short(job.argv))
+        log.debug("job %s started: pid %d (shim %d) %s", job.id, pid, started.pid, _short(job.argv))
         if job.observer is not None:
             job.observer.started(lambda reason: self._stop(job, reason))
         if job.stop_reason is not None:
