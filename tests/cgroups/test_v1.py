@@ -202,6 +202,17 @@ async def crash_under_an_escapee(daemon_factory, env, tmp_root, **options):  # t
     return info, int(pidfile.read_text())
 
 
+async def cancel_to_end(c, job_id: str):  # type: ignore[no-untyped-def]
+    """Cancel a job and follow it to its end; its final record, ended as cancelled."""
+    await c.cancel(job_id)
+    final = None
+    async for ev in c.follow(job_id):
+        if isinstance(ev, JobFinished):
+            final = ev.job
+    assert final is not None and final.reason == "cancelled"
+    return final
+
+
 async def test_leftover_groups_of_a_crashed_daemon_are_cleaned_on_start(daemon_factory, tmp_root):
     need_v1()
     # Without the shim a crashed daemon's jobs cannot be adopted: their groups are leftovers.
@@ -252,12 +263,7 @@ async def test_an_adopted_job_in_a_pool_group_keeps_it(daemon_factory, tmp_root)
     adopted = await c.get(info.id)
     assert adopted.state == "running" and adopted.cgroup == info.cgroup
     # Only the cgroup knows the escapee belongs to the job; cancel still ends it.
-    await c.cancel(info.id)
-    final = None
-    async for ev in c.follow(info.id):
-        if isinstance(ev, JobFinished):
-            final = ev.job
-    assert final is not None and final.reason == "cancelled"
+    final = await cancel_to_end(c, info.id)
     assert final.usage is not None and final.usage.memory_peak > 0
     assert not alive(escapee)
     await c.close()
@@ -285,12 +291,7 @@ async def test_an_adopted_job_keeps_its_group_limits_and_whole_group_cancel(daem
     assert adopted.state == "running" and adopted.cgroup == info.cgroup
     assert adopted.limits is not None and adopted.limits.pids == 20
     # Only the cgroup knows the escapee belongs to the job; cancel still ends it.
-    await c.cancel(info.id)
-    final = None
-    async for ev in c.follow(info.id):
-        if isinstance(ev, JobFinished):
-            final = ev.job
-    assert final is not None and final.reason == "cancelled"
+    await cancel_to_end(c, info.id)
     assert not alive(escapee)
     assert not os.path.exists(info.cgroup)
     await c.close()
