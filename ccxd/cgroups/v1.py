@@ -71,6 +71,9 @@ class V1Group(JobCgroup):
         self._seen_memory: int | None = None
         self._final_oom: int | None = None
         self._froze = False
+        # Set once the group went back to the pool: another job may run in these
+        # directories now, so this (finished) job's object must not see or signal them.
+        self._released = False
 
     def _file(self, ctrl: str, name: str) -> str | None:
         d = self.dirs.get(ctrl)
@@ -131,11 +134,15 @@ class V1Group(JobCgroup):
         return f"{d}/cgroup.procs"
 
     def pids(self) -> list[int]:
-        """Processes in the group now."""
+        """Processes in the group now (none once it went back to the pool)."""
+        if self._released:
+            return []
         return fs.read_pids(self._procs_file())
 
     async def kill(self) -> None:
-        """SIGKILL everything in the group until it is empty."""
+        """SIGKILL everything in the group until it is empty (nothing once it went back to the pool)."""
+        if self._released:
+            return
         freezer = self.dirs.get("freezer")
         freeze = (f"{freezer}/freezer.state", "FROZEN", "THAWED") if freezer is not None else None
         self._froze = self._froze or freeze is not None
@@ -377,6 +384,7 @@ class V1Backend(Backend):
         except CgroupError as exc:
             log.debug("cgroup %s is removed, not recycled: %s", group.path, exc)
             return False
+        group._released = True  # a stop still under way for the finished job must not reach the next
         free = V1Group("", _NO_LIMITS, dirs, self)
         free._oom_base = oom_base
         self._free.append(free)

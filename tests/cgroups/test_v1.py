@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -333,3 +334,30 @@ async def test_limits_and_peaks_are_kept_in_history(daemon_factory, tmp_root):
     assert stored.usage is not None and stored.usage.memory_peak >= 20 << 20
     assert stored.usage.cpu_seconds > 0
     await c.close()
+
+
+async def test_a_finished_jobs_group_cannot_reach_the_next_job_in_its_pool_group(tmp_root):
+    need_v1()
+    from ccxd.cgroups.detect import make_backend
+    from ccxd.protocol import Limits
+
+    backend = make_backend("v1", f"test-{os.getpid()}")
+    first = backend.create("a", Limits())
+    assert first.remove()  # empty, no limits: back to the pool
+    second = backend.create("b", Limits())
+    assert second.path == first.path  # the next job runs in the same directories
+    proc = subprocess.Popen(["sleep", "300"])
+    try:
+        second.attach(proc.pid)
+        # A stop of the finished job still under way (its grace period over) finds
+        # nothing to signal in the group it had.
+        assert first.pids() == []
+        await first.kill()
+        assert proc.poll() is None
+        assert second.pids() == [proc.pid]
+    finally:
+        proc.kill()
+        proc.wait()
+        await second.kill()
+        second.remove()
+        backend.close()
