@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -263,6 +264,10 @@ class Daemon:
             self.supervisor.default_shell,
         )
         self.notifier.ready(self._status_line())
+        # What start-up made lives as long as the daemon: the cycle collector's full passes
+        # need not walk it again.  (Larger generation thresholds saved a few percent of job
+        # throughput more, but let a churn of vanishing clients grow the RSS: not taken.)
+        gc.freeze()
 
         await self._stop.wait()
 
