@@ -223,20 +223,19 @@ def remove_cgroups_of(d: DaemonProcess) -> None:
     hierarchy of the machine running the tests.
     """
     from ccxd.cgroups.detect import instance_name
+    from ccxd.cgroups.mounts import parse_mountinfo, parse_proc_cgroup
 
     name = f"ccxd-{instance_name(str(d.socket))}"
     try:
-        own = [line.strip().split(":", 2) for line in open("/proc/self/cgroup")]
+        own_v2, own_v1 = parse_proc_cgroup(Path("/proc/self/cgroup").read_text())
+        hierarchies = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
     except OSError:
         return
-    for _, ctrls, path in own:
-        if ctrls:
-            mount = f"/sys/fs/cgroup/{ctrls}"
-        else:  # v2: the whole tree, or its "unified" mount on a hybrid machine
-            mount = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
-        if ctrls.startswith("name="):
+    for h in hierarchies:
+        own = own_v2 if h.version == 2 else next((own_v1[c] for c in h.controllers if c in own_v1), None)
+        if own is None:
             continue
-        parent = os.path.join(mount, path.lstrip("/"), name)
+        parent = os.path.join(h.mount, own.lstrip("/"), name)
         if not os.path.isdir(parent):
             continue
         for root, dirs, _ in os.walk(parent, topdown=False):

@@ -249,27 +249,12 @@ class ResourceControl:
             if job_id in keep:
                 continue
             group = self.backend.open(job_id)
-            if group is None:
-                continue
-            try:
-                if group.pids():
-                    log.warning("job %s: killing processes left in its cgroup by an earlier run", job_id)
-                    await group.kill()
-            except CgroupError as exc:
-                log.warning("job %s: %s", job_id, exc)
-            if group.remove():
-                removed += 1
+            if group is not None:
+                removed += await _clear(group, f"job {job_id}", "its cgroup")
         # Pool groups (v1) are not named after their job: those no adopted job uses go too.
         in_use = [j.group.path for j in self._jobs.values() if j.group is not None and j.group.path]
         for group in self.backend.strays(in_use):
-            try:
-                if group.pids():
-                    log.warning("killing processes left in cgroup %s by an earlier run", group.path)
-                    await group.kill()
-            except CgroupError as exc:
-                log.warning("cgroup %s: %s", group.path, exc)
-            if group.remove():
-                removed += 1
+            removed += await _clear(group, "", f"cgroup {group.path}")
         if removed:
             log.info("removed %d job cgroup(s) left by an earlier run", removed)
         return removed
@@ -332,3 +317,18 @@ class ResourceControl:
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=5)
         self.backend.close()
+
+
+async def _clear(group: JobCgroup, who: str, where: str) -> int:
+    """Kill what an earlier run left in ``group`` and remove it; 1 if it is gone.
+
+    Log lines start with ``who`` (``job <id>: ``), if any, and name the group as ``where``.
+    """
+    prefix = f"{who}: " if who else ""
+    try:
+        if group.pids():
+            log.warning("%skilling processes left in %s by an earlier run", prefix, where)
+            await group.kill()
+    except CgroupError as exc:
+        log.warning("%s%s: %s", prefix, where, exc)
+    return 1 if group.remove() else 0

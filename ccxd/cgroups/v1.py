@@ -310,6 +310,10 @@ class V1Backend(Backend):
     def _dirs(self, name: str) -> dict[str, str]:
         return {c: os.path.join(p, name) for c, p in self.parents.items()}
 
+    def _existing(self, name: str) -> dict[str, str]:
+        """The hierarchies that have a group ``name``."""
+        return {c: d for c, d in self._dirs(name).items() if os.path.isdir(d)}
+
     def create(self, job_id: str, limits: Limits) -> JobCgroup:
         """The job's group with its limits: a pool group when it has none, else ``job-<id>``."""
         if limits == _NO_LIMITS:
@@ -395,7 +399,7 @@ class V1Backend(Backend):
         name = os.path.basename(path) if path else ""
         if not (_is_pool(name) or name == job_dir_name(job_id)):
             name = job_dir_name(job_id)
-        dirs = {c: d for c, d in self._dirs(name).items() if os.path.isdir(d)}
+        dirs = self._existing(name)
         return V1Group(job_id, Limits(), dirs) if dirs else None
 
     def strays(self, in_use: Collection[str]) -> list[JobCgroup]:
@@ -404,7 +408,7 @@ class V1Backend(Backend):
         known.update(os.path.basename(g.path) for g in self._free)
         groups: list[JobCgroup] = []
         for name in sorted(self._names(POOL_PREFIX) - known, key=_pool_number):
-            dirs = {c: d for c, d in self._dirs(name).items() if os.path.isdir(d)}
+            dirs = self._existing(name)
             if dirs:
                 groups.append(V1Group("", Limits(), dirs))
         return groups
