@@ -120,3 +120,24 @@ def test_a_spool_that_cannot_be_created_sends_the_output_to_the_overflow_pipe(sh
     assert [d for s, d in overflow if s == 0] == [b"one\n"]
     assert [d for s, d in overflow if s == 1] == [b"two\n"]
     assert overflow[-1] == (254, b"0 -")
+
+
+WRITER = """
+import os, time
+for i in range(512):
+    os.write(1, b"%05d" % i + b"x" * 4090 + b"\\n")
+    until = time.perf_counter_ns() + 20_000  # a steady 4 KiB every 20 us (200 MB/s)
+    while time.perf_counter_ns() < until:
+        pass
+"""
+
+
+def test_a_busy_writer_s_output_gathers_into_big_chunks(shim, tmp_path):
+    # Taken in as it comes, each 4 KiB write would be a chunk of its own: hundreds of
+    # chunks, and as many wake-ups for the shim, the daemon and every client.
+    report, status, spool, overflow = run_shim(shim, tmp_path, ["python3", "-c", WRITER], chunk=65536)
+    assert status == "0 -\n"
+    chunks = read_all(spool)
+    assert b"".join(d for _, d in chunks) == b"".join(b"%05d" % i + b"x" * 4090 + b"\n" for i in range(512))
+    average = (2 << 20) // len(chunks)
+    assert average >= 16 * 1024, f"{len(chunks)} chunks of {average} bytes on average: the output did not gather"
