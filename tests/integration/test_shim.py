@@ -141,3 +141,15 @@ def test_a_busy_writer_s_output_gathers_into_big_chunks(shim, tmp_path):
     assert b"".join(d for _, d in chunks) == b"".join(b"%05d" % i + b"x" * 4090 + b"\n" for i in range(512))
     average = (2 << 20) // len(chunks)
     assert average >= 16 * 1024, f"{len(chunks)} chunks of {average} bytes on average: the output did not gather"
+
+
+def test_a_big_spool_keeps_no_disk_space_past_its_data(shim, tmp_path):
+    # The shim reserves the data file's blocks ahead of a big writer; once the job
+    # ended, what it reserved and did not use is given back.
+    size = 3 * 1024 * 1024 + 12345
+    report, status, spool, overflow = run_shim(shim, tmp_path, ["head", "-c", str(size), "/dev/zero"], chunk=65536)
+    assert status == "0 -\n"
+    st = os.stat(spool.data_path)
+    assert st.st_size == size
+    assert st.st_blocks * 512 < size + 64 * 1024, f"{st.st_blocks * 512} bytes on disk for {size} bytes of output"
+    assert sum(len(d) for _, d in read_all(spool)) == size
