@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 from collections.abc import Collection
 
 from ccxd.cgroups import fs
@@ -42,6 +43,8 @@ LEGACY_FREE_PREFIX = "free-"
 RECYCLE_MAX_MEMORY = 1024 * 1024
 """A group still charged more than this (page cache a job left) is removed, not recycled."""
 POOL_MAX = 256
+HANDLE_GROUPS_MAX = 64
+"""Pool groups whose counter files stay open while jobs run (at most one per 128 of the fd limit)."""
 """Most free groups kept for reuse."""
 
 
@@ -74,6 +77,9 @@ class V1Group(JobCgroup):
         # Set once the group went back to the pool: another job may run in these
         # directories now, so this (finished) job's object must not see or signal them.
         self._released = False
+        self.handles: fs.Handles | None = None
+        """The group's open counter files, for a pool group (see :class:`~ccxd.cgroups.fs.Handles`)."""
+        self._counted = False  # a pool group handed out by its backend and not yet back
 
     def _file(self, ctrl: str, name: str) -> str | None:
         d = self.dirs.get(ctrl)
@@ -152,11 +158,12 @@ class V1Group(JobCgroup):
         """Read the group's counters."""
         from ccxd.cgroups.procfs import proc_usage
 
+        h = self.handles
         cpu_seconds: float | None = None
         # Without a quota nothing is throttled (and a job without one has no cpu group).
         throttled: float | None = 0.0 if self.limits.cpus is None else None
         if "cpuacct" in self.dirs:
-            cpu_seconds = (fs.read_int(f"{self.dirs['cpuacct']}/cpuacct.usage") or 0) / 1e9
+            cpu_seconds = (fs.read_int(f"{self.dirs['cpuacct']}/cpuacct.usage", h) or 0) / 1e9
         if "cpu" in self.dirs:
             stat = fs.read_keyed(f"{self.dirs['cpu']}/cpu.stat")
             if "throttled_time" in stat:
@@ -165,14 +172,14 @@ class V1Group(JobCgroup):
         peak: int | None = None
         if "memory" in self.dirs:
             mem = self.dirs["memory"]
-            memory = fs.read_int(f"{mem}/memory.usage_in_bytes") or 0
-            peak = fs.read_int(f"{mem}/memory.max_usage_in_bytes")
+            memory = fs.read_int(f"{mem}/memory.usage_in_bytes", h) or 0
+            peak = fs.read_int(f"{mem}/memory.max_usage_in_bytes", h)
         count = None
         if "pids" in self.dirs:
-            count = fs.read_int(f"{self.dirs['pids']}/pids.current")
+            count = fs.read_int(f"{self.dirs['pids']}/pids.current", h)
         rd = wr = 0
         if "blkio" in self.dirs:
-            rd, wr = _blkio_bytes(self.dirs["blkio"])
+            rd, wr = _blkio_bytes(self.dirs["blkio"], h)
         self._seen_pids, self._seen_memory = count, memory
         if cpu_seconds is None or memory is None or count is None:
             u = proc_usage(self.pids())
@@ -199,7 +206,7 @@ class V1Group(JobCgroup):
         if mem is None:
             return 0
         try:
-            total = fs.read_keyed(f"{mem}/memory.oom_control").get("oom_kill", 0)
+            total = fs.read_keyed(f"{mem}/memory.oom_control", self.handles).get("oom_kill", 0)
         except CgroupError:
             return 0
         if self.ended:
@@ -210,6 +217,8 @@ class V1Group(JobCgroup):
         """Remove the group if empty (or put it back in its backend's pool of free groups)."""
         if self._pool is not None and self._pool.recycle(self):
             return True
+        if self._pool is not None:
+            self._pool.returned(self, kept=False)
         clean = True
         for d in dict.fromkeys(self.dirs.values()):
             try:
@@ -232,11 +241,11 @@ def _is_pool(path: str) -> bool:
     return name.startswith(POOL_PREFIX) and name[len(POOL_PREFIX) :].isdigit()
 
 
-def _blkio_bytes(d: str) -> tuple[int, int]:
+def _blkio_bytes(d: str, handles: fs.Handles | None = None) -> tuple[int, int]:
     rd = wr = 0
     for name in ("blkio.throttle.io_service_bytes_recursive", "blkio.io_service_bytes_recursive"):
         try:
-            text = fs.read_text(f"{d}/{name}")
+            text = fs.read_text(f"{d}/{name}", handles)
         except CgroupError:
             continue
         for line in text.splitlines():
@@ -288,6 +297,9 @@ class V1Backend(Backend):
         where = self.parents.get("memory") or next(iter(self.parents.values()))
         self.description = f"v1 {where} (limits: {', '.join(enforce) or 'none'})"
         self._free: list[V1Group] = []
+        self._handles: dict[str, fs.Handles] = {}  # by pool group path
+        self._handle_groups = min(HANDLE_GROUPS_MAX, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 128)
+        self._out = 0  # pool groups handed out and not back yet
         # Pool groups an earlier run left may belong to jobs this daemon adopts; new ones
         # are numbered past them, and :meth:`strays` removes those nobody adopted.
         self._serial = max((_pool_number(n) for n in self._names(POOL_PREFIX)), default=0)
@@ -322,10 +334,11 @@ class V1Backend(Backend):
                 if not os.path.isdir(free.path):  # removed behind our back: make a new one
                     free._pool = None
                     free.remove()
+                    self._drop_handles(free.path)
                     continue
                 group = V1Group(job_id, _NO_LIMITS, free.dirs, self)
                 group._oom_base = free._oom_base
-                return group
+                return self._hand_out(group)
             self._serial += 1
             dirs = self._dirs(f"{POOL_PREFIX}{self._serial}")
         else:
@@ -350,19 +363,50 @@ class V1Backend(Backend):
         except CgroupError:
             group.remove()
             raise
+        return self._hand_out(group) if limits == _NO_LIMITS else group
+
+    def _hand_out(self, group: V1Group) -> V1Group:
+        handles = self._handles.get(group.path)
+        if handles is None and len(self._handles) < self._handle_groups:
+            handles = self._handles[group.path] = fs.Handles()
+        group.handles = handles
+        group._counted = True
+        self._out += 1
         return group
+
+    def returned(self, group: V1Group, kept: bool) -> None:
+        """A pool group came back (``kept``: into the pool; else it is being removed).
+
+        Once none is out (no job runs) every counter file is closed: an idle
+        daemon holds no descriptors for them.
+        """
+        if not group._counted:
+            return
+        group._counted = False
+        self._out -= 1
+        if not kept:
+            self._drop_handles(group.path)
+        if self._out == 0:
+            for handles in self._handles.values():
+                handles.close()
+
+    def _drop_handles(self, path: str) -> None:
+        handles = self._handles.pop(path, None)
+        if handles is not None:
+            handles.close()
 
     def recycle(self, group: V1Group) -> bool:
         """Reset an empty pool group's counters and keep it for the next job; False: remove it instead."""
         if group.limits != _NO_LIMITS or len(self._free) >= POOL_MAX or not _is_pool(group.path):
             return False
         dirs = group.dirs
+        h = group.handles
         # The verdict took the job's final sample (and usually its OOM count): once the
         # job ended nothing of it can enter the group again, so what it read still holds.
         final = group.ended
         try:
             if "pids" in dirs:
-                if not (final and group._seen_pids == 0) and fs.read_int(f"{dirs['pids']}/pids.current"):
+                if not (final and group._seen_pids == 0) and fs.read_int(f"{dirs['pids']}/pids.current", h):
                     return False
             elif group.pids():
                 return False
@@ -373,18 +417,18 @@ class V1Backend(Backend):
             if mem is not None:
                 memory = group._seen_memory if final else None
                 if memory is None:
-                    memory = fs.read_int(f"{mem}/memory.usage_in_bytes") or 0
+                    memory = fs.read_int(f"{mem}/memory.usage_in_bytes", h) or 0
                 if memory > RECYCLE_MAX_MEMORY:
                     return False
-                fs.write(f"{mem}/memory.max_usage_in_bytes", "0")
+                fs.write(f"{mem}/memory.max_usage_in_bytes", "0", h)
                 total = group._final_oom  # the verdict's count, when it read one
                 if total is None:
-                    total = fs.read_keyed(f"{mem}/memory.oom_control").get("oom_kill", 0)
+                    total = fs.read_keyed(f"{mem}/memory.oom_control", h).get("oom_kill", 0)
                 oom_base = total
             if "cpuacct" in dirs:
-                fs.write(f"{dirs['cpuacct']}/cpuacct.usage", "0")
+                fs.write(f"{dirs['cpuacct']}/cpuacct.usage", "0", h)
             if "blkio" in dirs:
-                fs.write(f"{dirs['blkio']}/blkio.reset_stats", "1")
+                fs.write(f"{dirs['blkio']}/blkio.reset_stats", "1", h)
         except CgroupError as exc:
             log.debug("cgroup %s is removed, not recycled: %s", group.path, exc)
             return False
@@ -392,6 +436,7 @@ class V1Backend(Backend):
         free = V1Group("", _NO_LIMITS, dirs, self)
         free._oom_base = oom_base
         self._free.append(free)
+        self.returned(group, kept=True)
         return True
 
     def open(self, job_id: str, path: str | None = None) -> JobCgroup | None:
@@ -419,6 +464,9 @@ class V1Backend(Backend):
             free._pool = None
             free.remove()
         self._free.clear()
+        for handles in self._handles.values():
+            handles.close()
+        self._handles.clear()
         for parent in dict.fromkeys(self.parents.values()):
             with contextlib.suppress(OSError):
                 os.rmdir(parent)

@@ -361,3 +361,42 @@ async def test_a_finished_jobs_group_cannot_reach_the_next_job_in_its_pool_group
         await second.kill()
         second.remove()
         backend.close()
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_pool_groups_report_each_jobs_own_usage_and_an_idle_backend_holds_no_files(tmp_root):
+    # While jobs run, a pool group's counter files stay open from one job to the next
+    # (the reset between jobs goes through them too); once no job runs, none is open.
+    need_v1()
+    from ccxd.cgroups.detect import make_backend
+    from ccxd.protocol import Limits
+
+    backend = make_backend("v1", f"test-{os.getpid()}")
+    baseline = _fds()
+    other = backend.create("long", Limits())  # a job that keeps running meanwhile
+    paths = set()
+    try:
+        for i in range(3):
+            group = backend.create(f"j{i}", Limits())
+            burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass"
+            proc = subprocess.Popen([PYTHON, "-c", f"import os\nos.read(0, 1)\n{burn}"], stdin=subprocess.PIPE)
+            try:
+                group.attach(proc.pid)
+                proc.communicate(b"x", timeout=30)
+            finally:
+                proc.kill()
+            sample = group.sample()
+            group.ended = True
+            assert 0.15 < sample.cpu_seconds < 0.4, f"job {i}: {sample.cpu_seconds} s (usage not reset?)"
+            assert group.oom_kills() == 0
+            assert group.remove()  # back to the pool: the next job gets the same directories
+            paths.add(group.path)
+            assert _fds() > baseline  # its files stay open while the other job runs
+    finally:
+        assert other.remove()
+    assert len(paths) == 1
+    assert _fds() == baseline
+    backend.close()
