@@ -68,7 +68,7 @@ class JobCgroup(abc.ABC):
         self.unenforced = []
         self.path = None
         self.ended = False
-        """Set once the job ended and its final sample was taken (``ResourceControl.verdict``)."""
+        """Set once the job ended, just before its final sample (``ResourceControl.verdict``)."""
 
     @abc.abstractmethod
     def join_files(self) -> list[str]:

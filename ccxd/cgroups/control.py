@@ -178,8 +178,8 @@ class ResourceControl:
         group = job.group
         if group is None:
             return reason, None
+        group.ended = True  # before the sample: a pool group's final reads go through its open files
         self._sample(job, group)
-        group.ended = True
         if reason not in (JobReason.EXITED, JobReason.KILLED, JobReason.OOM):
             return reason, None  # a timeout or cancel is what the user should see
         try:

@@ -73,6 +73,7 @@ class V1Group(JobCgroup):
         self._seen_pids: int | None = None
         self._seen_memory: int | None = None
         self._final_oom: int | None = None
+        self._final_sample = False  # the _seen values are the ended job's final sample
         self._froze = False
         # Set once the group went back to the pool: another job may run in these
         # directories now, so this (finished) job's object must not see or signal them.
@@ -158,7 +159,9 @@ class V1Group(JobCgroup):
         """Read the group's counters."""
         from ccxd.cgroups.procfs import proc_usage
 
-        h = self.handles
+        # Only the final sample (and the reset after it) keeps files open: a running
+        # job's periodic samples are seconds apart and would hold them for its lifetime.
+        h = self.handles if self.ended else None
         cpu_seconds: float | None = None
         # Without a quota nothing is throttled (and a job without one has no cpu group).
         throttled: float | None = 0.0 if self.limits.cpus is None else None
@@ -181,6 +184,7 @@ class V1Group(JobCgroup):
         if "blkio" in self.dirs:
             rd, wr = _blkio_bytes(self.dirs["blkio"], h)
         self._seen_pids, self._seen_memory = count, memory
+        self._final_sample = self.ended
         if cpu_seconds is None or memory is None or count is None:
             u = proc_usage(self.pids())
             cpu_seconds = u.cpu_seconds if cpu_seconds is None else cpu_seconds
@@ -206,7 +210,9 @@ class V1Group(JobCgroup):
         if mem is None:
             return 0
         try:
-            total = fs.read_keyed(f"{mem}/memory.oom_control", self.handles).get("oom_kill", 0)
+            total = fs.read_keyed(f"{mem}/memory.oom_control", self.handles if self.ended else None).get(
+                "oom_kill", 0
+            )
         except CgroupError:
             return 0
         if self.ended:
@@ -403,7 +409,7 @@ class V1Backend(Backend):
         h = group.handles
         # The verdict took the job's final sample (and usually its OOM count): once the
         # job ended nothing of it can enter the group again, so what it read still holds.
-        final = group.ended
+        final = group._final_sample
         try:
             if "pids" in dirs:
                 if not (final and group._seen_pids == 0) and fs.read_int(f"{dirs['pids']}/pids.current", h):

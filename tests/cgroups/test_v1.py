@@ -368,8 +368,9 @@ def _fds() -> int:
 
 
 async def test_pool_groups_report_each_jobs_own_usage_and_an_idle_backend_holds_no_files(tmp_root):
-    # While jobs run, a pool group's counter files stay open from one job to the next
-    # (the reset between jobs goes through them too); once no job runs, none is open.
+    # While jobs run, the counter files a pool group's final sample and reset use stay
+    # open from one job to the next; a running job's samples open none of their own,
+    # and once no job runs, none is open.
     need_v1()
     from ccxd.cgroups.detect import make_backend
     from ccxd.protocol import Limits
@@ -377,6 +378,8 @@ async def test_pool_groups_report_each_jobs_own_usage_and_an_idle_backend_holds_
     backend = make_backend("v1", f"test-{os.getpid()}")
     baseline = _fds()
     other = backend.create("long", Limits())  # a job that keeps running meanwhile
+    other.sample()
+    assert _fds() == baseline  # a running job's periodic samples hold no files open
     paths = set()
     try:
         for i in range(3):
@@ -388,8 +391,8 @@ async def test_pool_groups_report_each_jobs_own_usage_and_an_idle_backend_holds_
                 proc.communicate(b"x", timeout=30)
             finally:
                 proc.kill()
+            group.ended = True  # as the verdict does: the job ended, then its final sample
             sample = group.sample()
-            group.ended = True
             assert 0.15 < sample.cpu_seconds < 0.4, f"job {i}: {sample.cpu_seconds} s (usage not reset?)"
             assert group.oom_kills() == 0
             assert group.remove()  # back to the pool: the next job gets the same directories
