@@ -75,7 +75,8 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
 
     # Output
     chunk_size: Annotated[int, Meta(ge=1024, le=65536)] = 65536
-    """Largest output chunk, in bytes."""
+    """Largest output chunk, in bytes.  Under ccxd-shim a busy job's output gathers for 0.3 ms between
+    reads, so its chunks come out near this size; output written now and then goes at once."""
     buffer_size: Annotated[int, Meta(ge=65536)] = 8 * 1024 * 1024
     """Recent output kept in memory per job; older output is read from the spool."""
     spool_max_bytes: Bytes = 1024**3
