@@ -266,13 +266,11 @@ async def start_shim(
         return spawn_shim(shim, argv, cwd, env, spool, exit_file, chunk_size, stdin_data, join_files)
     link = ShimLink(overflow_r)
     try:
-        pid, pidfd = await answer
+        pid = await answer
     except (OSError, ServerGone) as exc:
         link.close()
         raise SpawnError(f"the job shim could not be started: {exc}") from None
-    if pidfd >= 0:
-        os.close(pidfd)  # the link's end of file says when the shim is gone
-    return ShimStart(pid, link, link.gone)
+    return ShimStart(pid, link, link.gone)  # the link's end of file says when the shim is gone
 
 
 def spawn_shim(

@@ -7,10 +7,11 @@ scheduler first, and the event loop stood still for most of a millisecond per
 job.  The server is one small C process started once; the daemon sends it a
 request (one datagram on a ``SOCK_SEQPACKET`` socket, the job's pipes attached)
 and goes on.  The server forks, the child becomes the job's shim without an
-exec, and the reply brings the shim's pid and a pidfd of it.
+exec, and the reply brings the shim's pid.
 
 The shim is the server's child, not the daemon's: the server reaps it, and the
-daemon learns of its end from the pidfd.  Requests that do not fit one
+daemon learns of its end from the end of file on the shim's link (its stdout;
+``shimjob.ShimLink``).  Requests that do not fit one
 datagram, and every spawn after the server failed, fall back to starting the
 shim directly (``shimjob.spawn_shim``).
 """
@@ -48,7 +49,7 @@ class ShimServer:
         self._reaper = reaper
         self._sock: socket.socket | None = None
         self._pid = 0
-        self._waiting: collections.deque[asyncio.Future[tuple[int, int]]] = collections.deque()
+        self._waiting: collections.deque[asyncio.Future[int]] = collections.deque()
         self._failures = 0
         self.disabled = False
         """True once the server failed to start or died too often: spawns go direct."""
@@ -89,10 +90,10 @@ class ShimServer:
         self._sock = ours
         return ours
 
-    def spawn(self, fields: list[str], fds: list[int]) -> asyncio.Future[tuple[int, int]]:
+    def spawn(self, fields: list[str], fds: list[int]) -> asyncio.Future[int]:
         """Ask for one shim: ``fields`` (cwd, env count, env…, shim arguments), ``fds`` to pass.
 
-        The future has ``(pid, pidfd)``; the caller owns the pidfd.  Raises
+        The future has the shim's pid.  Raises
         :class:`ServerGone` when the request cannot be sent (then nothing was
         started); the future fails with it when the server died before answering.
         """
@@ -107,7 +108,7 @@ class ShimServer:
         except OSError as exc:
             self._lost(f"cannot send to the shim server: {exc}")
             raise ServerGone(str(exc)) from None
-        fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
         return fut
 
@@ -117,7 +118,7 @@ class ShimServer:
             return
         while True:
             try:
-                data, anc, _flags, _addr = sock.recvmsg(64, socket.CMSG_SPACE(4))
+                data = sock.recv(64)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -126,27 +127,13 @@ class ShimServer:
             if not data:
                 self._lost("the shim server closed its socket")
                 return
-            pidfd = -1
-            for level, kind, payload in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    got = array.array("i")
-                    got.frombytes(payload[: len(payload) - len(payload) % got.itemsize])
-                    for i, fd in enumerate(got):
-                        if i == 0:
-                            pidfd = fd
-                        else:
-                            os.close(fd)
             fut = self._waiting.popleft() if self._waiting else None
-            words = data.split()
             if fut is None or fut.done():
-                if pidfd >= 0:
-                    os.close(pidfd)
                 continue
+            words = data.split()
             if len(words) == 2 and words[0] == b"P":
-                fut.set_result((int(words[1]), pidfd))
+                fut.set_result(int(words[1]))
             else:
-                if pidfd >= 0:
-                    os.close(pidfd)
                 code = int(words[1]) if len(words) == 2 and words[1].isdigit() else 0
                 fut.set_exception(OSError(code, os.strerror(code) if code else data.decode(errors="replace")))
 

@@ -50,7 +50,8 @@
  * and optionally stdin.  The server forks; the child becomes that job's shim
  * without an exec (stdin, stdout = overflow pipe, stderr = /dev/null, 3 = report
  * pipe, its own session, CWD, exactly ENV).  The reply, in request order, is
- * "P <pid>" with a pidfd of the shim attached, or "E <errno>".  A daemon
+ * "P <pid>" or "E <errno>" (the daemon learns of the shim's end from the end of
+ * file on its overflow pipe, so no pidfd travels with it).  A daemon
  * blocked in vfork/exec of a shim per job on a busy machine waited for the
  * scheduler for most of a millisecond; a write to this socket does not wait.
  * The server exits when the daemon closes the socket; shims already started
@@ -69,14 +70,10 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
 
 #define READ_MAX (1024 * 1024)
 #define DEFAULT_PIPE 65536
@@ -534,26 +531,8 @@ static int shim_main(int argc, char **argv) {
 
 extern char **environ;
 
-static void reply(int sock, const char *text, int fd) {
-    struct iovec iov = {(void *)text, strlen(text)};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (fd >= 0) {
-        memset(&u, 0, sizeof u);
-        msg.msg_control = u.buf;
-        msg.msg_controllen = sizeof u.buf;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+static void reply(int sock, const char *text) {
+    while (send(sock, text, strlen(text), MSG_NOSIGNAL) < 0 && errno == EINTR) {
     }
 }
 
@@ -564,7 +543,7 @@ static void start_one(int sock, int sfd, int devnull, char *req, size_t len, int
     const char *cwd = req;
     size_t envc = n >= 2 ? (size_t)strtoul(req + strlen(req) + 1, NULL, 10) : 0;
     if (n < 2 || nfds < 2 || 2 + envc > n || n > ARGS_MAX) {
-        reply(sock, n > ARGS_MAX ? "E 7" : "E 22", -1); /* E2BIG, EINVAL */
+        reply(sock, n > ARGS_MAX ? "E 7" : "E 22"); /* E2BIG, EINVAL */
         return;
     }
     /* The environment, NULL, the shim's argv, NULL: sized to the request (arrays of
@@ -573,7 +552,7 @@ static void start_one(int sock, int sfd, int devnull, char *req, size_t len, int
     size_t argc = n - 2 - envc;
     char **vec = malloc((n + 1) * sizeof *vec);
     if (!vec) {
-        reply(sock, "E 12", -1); /* ENOMEM */
+        reply(sock, "E 12"); /* ENOMEM */
         return;
     }
     char **env = vec, **args = vec + envc + 1;
@@ -588,7 +567,7 @@ static void start_one(int sock, int sfd, int devnull, char *req, size_t len, int
     if (pid < 0) {
         char text[32];
         snprintf(text, sizeof text, "E %d", errno);
-        reply(sock, text, -1);
+        reply(sock, text);
         free(vec);
         return;
     }
@@ -621,15 +600,13 @@ static void start_one(int sock, int sfd, int devnull, char *req, size_t len, int
         _exit(shim_main((int)argc, args));
     }
     free(vec);
-    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     char text[32];
     snprintf(text, sizeof text, "P %d", (int)pid);
-    reply(sock, text, pidfd);
-    if (pidfd >= 0) close(pidfd);
+    reply(sock, text);
 }
 
 static int serve(int sock) {
-    /* Shims are reaped here, and only here, so a pid is never reused before its pidfd is taken. */
+    /* Shims are reaped here, and only here: the daemon learns of a shim's end from its link's end of file. */
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
@@ -678,7 +655,7 @@ static int serve(int sock) {
                 }
             }
         req[got] = '\0';
-        if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) reply(sock, "E 90", -1); /* EMSGSIZE */
+        if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) reply(sock, "E 90"); /* EMSGSIZE */
         else start_one(sock, sfd, devnull, req, (size_t)got, fds, nfds);
         for (int i = 0; i < nfds; i++) close(fds[i]);
     }
