@@ -58,9 +58,6 @@ class Handles:
     def __init__(self) -> None:
         self._fds: dict[tuple[str, int], int] = {}
 
-    def __len__(self) -> int:
-        return len(self._fds)
-
     def _fd(self, path: str, mode: int) -> int:
         fd = self._fds.get((path, mode))
         if fd is None:
@@ -79,9 +76,10 @@ class Handles:
             first = os.pread(fd, 65536, 0)
             if len(first) < 4096:  # a seq_file fills a read: short of a page is all of it
                 return first
-            parts = [first]
-            while chunk := os.pread(fd, 65536, sum(map(len, parts))):
+            parts, pos = [first], len(first)
+            while chunk := os.pread(fd, 65536, pos):
                 parts.append(chunk)
+                pos += len(chunk)
             return b"".join(parts)
         except OSError:
             self._drop(path, os.O_RDONLY)

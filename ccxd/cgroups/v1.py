@@ -43,9 +43,9 @@ LEGACY_FREE_PREFIX = "free-"
 RECYCLE_MAX_MEMORY = 1024 * 1024
 """A group still charged more than this (page cache a job left) is removed, not recycled."""
 POOL_MAX = 256
+"""Most free groups kept for reuse."""
 HANDLE_GROUPS_MAX = 64
 """Pool groups whose counter files stay open while jobs run (at most one per 128 of the fd limit)."""
-"""Most free groups kept for reuse."""
 
 
 _NO_LIMITS = Limits()
@@ -391,6 +391,9 @@ class V1Backend(Backend):
         group._counted = False
         self._out -= 1
         if not kept:
+            # A removal that is retried (processes still in the group) must not reopen
+            # files into handles nobody would close.
+            group.handles = None
             self._drop_handles(group.path)
         if self._out == 0:
             for handles in self._handles.values():

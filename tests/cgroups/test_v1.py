@@ -403,3 +403,28 @@ async def test_pool_groups_report_each_jobs_own_usage_and_an_idle_backend_holds_
     assert len(paths) == 1
     assert _fds() == baseline
     backend.close()
+
+
+async def test_a_pool_group_removed_only_on_a_second_try_leaves_no_file_open(tmp_root):
+    # A job's group still holding a process is not recycled, and its removal fails
+    # until the process is gone; the retry must not keep counter files open.
+    need_v1()
+    from ccxd.cgroups.detect import make_backend
+    from ccxd.protocol import Limits
+
+    backend = make_backend("v1", f"test-{os.getpid()}")
+    baseline = _fds()
+    group = backend.create("a", Limits())
+    proc = subprocess.Popen(["sleep", "300"])
+    try:
+        group.attach(proc.pid)
+        group.ended = True
+        group.sample()
+        assert not group.remove()  # a process is still in it
+    finally:
+        proc.kill()
+        proc.wait()
+    await group.kill()
+    assert group.remove()
+    assert _fds() == baseline
+    backend.close()
