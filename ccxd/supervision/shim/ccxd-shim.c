@@ -74,7 +74,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #define READ_MAX (1024 * 1024)
 #define DEFAULT_PIPE 65536
 #define RECORD 13
@@ -200,9 +199,10 @@ static int open_spool(void) {
 static void flush_out(void) {
     /* Data before index: a record never points at bytes that are not there. */
     size_t from = ilen; /* first record the daemon will not find in the index */
+    if (wlen && data_fd >= 0) reserve(size_written);
     if ((wlen || ilen) && index_fd < 0 && !open_spool())
         from = 0; /* no spool: this batch goes to the overflow */
-    else if (wlen && (reserve(size_written), write_some(data_fd, wbuf, wlen) < wlen))
+    else if (wlen && write_some(data_fd, wbuf, wlen) < wlen)
         from = 0; /* the disk is full (or failing): none of this batch is in the spool */
     else if (ilen)
         from = write_some(index_fd, ibuf, ilen) / RECORD * RECORD;
