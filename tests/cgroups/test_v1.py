@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -367,6 +368,17 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _close_all(backend) -> None:
+    """Close a test's backend and remove every group it left (a failed assertion leaves some)."""
+    backend.close()
+    for parent in set(backend.parents.values()):
+        for name in os.listdir(parent) if os.path.isdir(parent) else []:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(parent, name))
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
+
+
 async def test_pool_groups_report_each_jobs_own_usage_and_an_idle_backend_holds_no_files(tmp_root):
     # While jobs run, the counter files a pool group's final sample and reset use stay
     # open from one job to the next; a running job's samples open none of their own,
@@ -378,10 +390,10 @@ async def test_pool_groups_report_each_jobs_own_usage_and_an_idle_backend_holds_
     backend = make_backend("v1", f"test-{os.getpid()}")
     baseline = _fds()
     other = backend.create("long", Limits())  # a job that keeps running meanwhile
-    other.sample()
-    assert _fds() == baseline  # a running job's periodic samples hold no files open
     paths = set()
     try:
+        other.sample()
+        assert _fds() == baseline  # a running job's periodic samples hold no files open
         for i in range(3):
             group = backend.create(f"j{i}", Limits())
             burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass"
@@ -398,11 +410,11 @@ async def test_pool_groups_report_each_jobs_own_usage_and_an_idle_backend_holds_
             assert group.remove()  # back to the pool: the next job gets the same directories
             paths.add(group.path)
             assert _fds() > baseline  # its files stay open while the other job runs
-    finally:
         assert other.remove()
-    assert len(paths) == 1
-    assert _fds() == baseline
-    backend.close()
+        assert len(paths) == 1
+        assert _fds() == baseline
+    finally:
+        _close_all(backend)
 
 
 async def test_a_pool_group_removed_only_on_a_second_try_leaves_no_file_open(tmp_root):
@@ -421,10 +433,12 @@ async def test_a_pool_group_removed_only_on_a_second_try_leaves_no_file_open(tmp
         group.ended = True
         group.sample()
         assert not group.remove()  # a process is still in it
+        proc.kill()
+        proc.wait()
+        await group.kill()
+        assert group.remove()
+        assert _fds() == baseline
     finally:
         proc.kill()
         proc.wait()
-    await group.kill()
-    assert group.remove()
-    assert _fds() == baseline
-    backend.close()
+        _close_all(backend)
