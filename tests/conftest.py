@@ -235,15 +235,19 @@ def remove_cgroups_of(d: DaemonProcess) -> None:
         own = own_v2 if h.version == 2 else next((own_v1[c] for c in h.controllers if c in own_v1), None)
         if own is None:
             continue
-        parent = os.path.join(h.mount, own.lstrip("/"), name)
-        if not os.path.isdir(parent):
-            continue
-        for root, dirs, _ in os.walk(parent, topdown=False):
-            for sub in dirs:
-                with contextlib.suppress(OSError):
-                    os.rmdir(os.path.join(root, sub))
-        with contextlib.suppress(OSError):
-            os.rmdir(parent)
+        remove_empty_groups(os.path.join(h.mount, own.lstrip("/"), name))
+
+
+def remove_empty_groups(parent: str) -> None:
+    """Remove the cgroup ``parent`` and every group below it that holds no process."""
+    if not os.path.isdir(parent):
+        return
+    for root, dirs, _ in os.walk(parent, topdown=False):
+        for sub in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, sub))
+    with contextlib.suppress(OSError):
+        os.rmdir(parent)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -11,6 +10,7 @@ import sys
 import pytest
 
 from ccxd.protocol import JobFinished, OutputChunk
+from tests.conftest import remove_empty_groups
 from tests.integration.helpers import run_job
 
 from .conftest import need_v1, v1_mount
@@ -372,11 +372,7 @@ def _close_all(backend) -> None:
     """Close a test's backend and remove every group it left (a failed assertion leaves some)."""
     backend.close()
     for parent in set(backend.parents.values()):
-        for name in os.listdir(parent) if os.path.isdir(parent) else []:
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.join(parent, name))
-        with contextlib.suppress(OSError):
-            os.rmdir(parent)
+        remove_empty_groups(parent)
 
 
 async def test_pool_groups_report_each_jobs_own_usage_and_an_idle_backend_holds_no_files(tmp_root):
