@@ -70,8 +70,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     shim_path: str = ""
     """The ccxd-shim binary; empty means the one built into the package, then PATH."""
     shim_server: bool = True
-    """Start shims through one ``ccxd-shim --server`` that forks them (the daemon never waits
-    for a fork and exec); false starts each shim directly."""
+    """Start shims through one ``ccxd-shim --server`` that keeps a pool of them, each running one
+    job at a time (the daemon never waits for a fork and exec, and most jobs need none); false
+    starts a shim of its own for each job directly."""
 
     # Output
     chunk_size: Annotated[int, Meta(ge=1024, le=65536)] = 65536

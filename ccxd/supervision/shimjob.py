@@ -69,7 +69,10 @@ class ShimLink:
     ``E <errno> <stage>``, one line: its REPORT_FD is this pipe too), then frames
     (stream byte, 4-byte little-endian length, data): output past a cut of the
     spool and, with stream 254, the leader's exit status.  End of file means the
-    shim is gone (no job process holds this pipe).  A later daemon, which has no
+    shim is gone (no job process holds this pipe); so does a frame with stream
+    253, from a pooled shim done with the job: it waits for this end to close
+    before it takes another job (the job's processes are found below its shim,
+    see ``on_gone``).  A later daemon, which has no
     link, reads the exit file and waits on the shim's pid instead.  One pipe
     instead of a report pipe, a pidfd and the exit file's inotify event saved
     about twenty system calls and two wake-ups per job.
@@ -83,7 +86,8 @@ class ShimLink:
         self.leader_exited: asyncio.Future[None] = self.loop.create_future()
         self.exit_status: ExitStatus | None = None
         self.gone: asyncio.Future[None] = self.loop.create_future()
-        """Done at end of file: the shim has exited."""
+        """Done at end of file or the done frame: the shim is through with the job."""
+        self._on_gone: list[Callable[[], None]] = []
         self._buf = bytearray()
         self._on_frame: Callable[[int, bytes], None] | None = None
         self._early: list[tuple[int, bytes]] = []
@@ -97,6 +101,31 @@ class ShimLink:
         for stream, data in early:
             on_frame(stream, data)
 
+    def on_gone(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` as the shim is through with the job, before this end closes (now if it is)."""
+        if self.gone.done():
+            callback()
+        else:
+            self._on_gone.append(callback)
+
+    def read_now(self) -> bool:
+        """Read what the pipe holds now; True if the shim is through with the job."""
+        if self.fd >= 0:
+            self._readable()
+        return self.gone.done()
+
+    def _end(self) -> None:
+        # The callbacks run before the close: a pooled shim takes its next job only once
+        # this end is closed, and until then the job's processes are the ones below it.
+        callbacks, self._on_gone = self._on_gone, []
+        for callback in callbacks:
+            callback()
+        self.close()
+        if not self.report.done():
+            self.report.set_result(b"")
+        if not self.gone.done():
+            self.gone.set_result(None)
+
     def _readable(self) -> None:
         exited = self.leader_exited.done()
         try:
@@ -106,25 +135,24 @@ class ShimLink:
         except OSError:
             data = b""
         if not data:
-            self.close()
-            if not self.report.done():
-                self.report.set_result(b"")
-            if not self.gone.done():
-                self.gone.set_result(None)
+            self._end()
             return
         self._buf += data
-        self._parse()
+        if self._parse():
+            self._end()
+            return
         if not exited and self.leader_exited.done():
             # The shim exits right after the exit status unless job processes are left:
             # seeing its end now spares the daemon a look for them.
             self._readable()
 
-    def _parse(self) -> None:
+    def _parse(self) -> bool:
+        """Take in the complete frames; True at the done frame."""
         buf = self._buf
         if not self.report.done():
             end = buf.find(b"\n")
             if end < 0:
-                return
+                return False
             self.report.set_result(bytes(buf[:end]))
             del buf[: end + 1]
         pos = 0
@@ -139,11 +167,15 @@ class ShimLink:
                 self.exit_status = _parse_exit(payload)
                 if not self.leader_exited.done():
                     self.leader_exited.set_result(None)
+            elif stream == DONE_STREAM:
+                del buf[:pos]
+                return True
             elif self._on_frame is None:
                 self._early.append((stream, payload))
             else:
                 self._on_frame(stream, payload)
         del buf[:pos]
+        return False
 
     def finish(self) -> None:
         """Read what is left (the shim has exited: the pipe ends)."""
@@ -161,17 +193,24 @@ class ShimLink:
 EXIT_STREAM = 254
 """The frame stream that carries the leader's exit status."""
 
+DONE_STREAM = 253
+"""The frame stream with which a pooled shim says it is through with the job (no data)."""
+
 
 class ShimStart:
     """A shim started by this daemon: its pid and its link."""
 
-    __slots__ = ("exited", "link", "pid")
+    __slots__ = ("exited", "link", "pid", "start")
 
-    def __init__(self, pid: int, link: ShimLink, exited: asyncio.Future[None] | None = None) -> None:
+    def __init__(
+        self, pid: int, link: ShimLink, exited: asyncio.Future[None] | None = None, start: int | None = None
+    ) -> None:
         self.pid = pid
         self.link = link
         self.exited = exited
-        """Done when the shim is gone, for a shim the spawn server started (None: our child)."""
+        """Done when the shim is through with the job, for a shim of the spawn server (None: our child)."""
+        self.start = start
+        """The shim's start time when the spawn server told it (None: read it from /proc)."""
 
 
 class _ShimFields(msgspec.Struct, kw_only=True):
@@ -266,11 +305,11 @@ async def start_shim(
         return spawn_shim(shim, argv, cwd, env, spool, exit_file, chunk_size, stdin_data, join_files)
     link = ShimLink(overflow_r)
     try:
-        pid = await answer
+        pid, start = await answer
     except (OSError, ServerGone) as exc:
         link.close()
         raise SpawnError(f"the job shim could not be started: {exc}") from None
-    return ShimStart(pid, link, link.gone)  # the link's end of file says when the shim is gone
+    return ShimStart(pid, link, link.gone, start)  # the link says when the shim is through with the job
 
 
 def spawn_shim(

@@ -1,4 +1,4 @@
-"""A spawn server for job shims: ``ccxd-shim --server`` forks each job's shim.
+"""A spawn server for job shims: ``ccxd-shim --server`` and its pool of shims.
 
 Starting a shim from the daemon is a vfork and an exec, and the daemon's only
 thread is suspended until the child has exec'd.  On a machine whose cores are
@@ -6,14 +6,18 @@ busy (the case that matters: many jobs at once) the child waits for the
 scheduler first, and the event loop stood still for most of a millisecond per
 job.  The server is one small C process started once; the daemon sends it a
 request (one datagram on a ``SOCK_SEQPACKET`` socket, the job's pipes attached)
-and goes on.  The server forks, the child becomes the job's shim without an
-exec, and the reply brings the shim's pid.
+and goes on.  The server hands it to an idle shim of its pool (forking one,
+without an exec, when none is idle), and the reply brings the shim's pid.  A
+shim runs one job at a time and then waits for the next: a fork and an exit
+per job were a third of a shim's CPU time.
 
-The shim is the server's child, not the daemon's: the server reaps it, and the
-daemon learns of its end from the end of file on the shim's link (its stdout;
-``shimjob.ShimLink``).  Requests that do not fit one
-datagram, and every spawn after the server failed, fall back to starting the
-shim directly (``shimjob.spawn_shim``).
+The shims are the server's children, not the daemon's: the server reaps them,
+and the daemon learns that a shim is through with a job from its link (its
+stdout; ``shimjob.ShimLink``): a done frame, or the end of file.  A pooled
+shim takes its next job only once the daemon has closed the link, so until
+then the processes below it are that job's (see ``ShimLink.on_gone``).
+Requests that do not fit one datagram, and every spawn after the server
+failed, fall back to starting the shim directly (``shimjob.spawn_shim``).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class ShimServer:
         self._reaper = reaper
         self._sock: socket.socket | None = None
         self._pid = 0
-        self._waiting: collections.deque[asyncio.Future[int]] = collections.deque()
+        self._waiting: collections.deque[asyncio.Future[tuple[int, int | None]]] = collections.deque()
         self._failures = 0
         self.disabled = False
         """True once the server failed to start or died too often: spawns go direct."""
@@ -90,10 +94,10 @@ class ShimServer:
         self._sock = ours
         return ours
 
-    def spawn(self, fields: list[str], fds: list[int]) -> asyncio.Future[int]:
+    def spawn(self, fields: list[str], fds: list[int]) -> asyncio.Future[tuple[int, int | None]]:
         """Ask for one shim: ``fields`` (cwd, env count, env…, shim arguments), ``fds`` to pass.
 
-        The future has the shim's pid.  Raises
+        The future has the shim's pid and start time (None if the server could not read it).  Raises
         :class:`ServerGone` when the request cannot be sent (then nothing was
         started); the future fails with it when the server died before answering.
         """
@@ -108,7 +112,7 @@ class ShimServer:
         except OSError as exc:
             self._lost(f"cannot send to the shim server: {exc}")
             raise ServerGone(str(exc)) from None
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
         return fut
 
@@ -131,8 +135,8 @@ class ShimServer:
             if fut is None or fut.done():
                 continue
             words = data.split()
-            if len(words) == 2 and words[0] == b"P":
-                fut.set_result(int(words[1]))
+            if len(words) in (2, 3) and words[0] == b"P":
+                fut.set_result((int(words[1]), int(words[2]) if len(words) == 3 else None))
             else:
                 code = int(words[1]) if len(words) == 2 and words[1].isdigit() else 0
                 fut.set_exception(OSError(code, os.strerror(code) if code else data.decode(errors="replace")))
@@ -158,7 +162,7 @@ class ShimServer:
                 fut.set_exception(ServerGone(why))
 
     def close(self) -> None:
-        """Close the socket: the server exits (shims it started run on)."""
+        """Close the socket: the server exits, and so do its shims once their jobs have ended."""
         sock, self._sock, self._pid = self._sock, None, 0
         if sock is not None:
             with contextlib.suppress(Exception):

@@ -648,7 +648,7 @@ class Supervisor:
             job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
         shim_exited = started.exited if started.exited is not None else self.reaper.watch(started.pid)
-        shim_start = shimjob.start_time(started.pid)
+        shim_start = started.start if started.start is not None else shimjob.start_time(started.pid)
         try:
             pid = await shimjob.read_report(started, job.argv, job.cwd)
         except SpawnError as exc:
@@ -659,6 +659,7 @@ class Supervisor:
             return
         job.pid = job.pgid = pid
         job.tree = self.resources.started(job, pid, pid, reaper=started.pid, reaper_start=shim_start)
+        started.link.on_gone(job.tree.forget_reaper)
         self.resources.stretch(job)
         job.shim_pid = started.pid
         job.started_at = time.time()
@@ -737,8 +738,8 @@ class Supervisor:
                 if shim_task.done():
                     break
                 done, _ = await asyncio.wait([shim_task], timeout=_PIPE_LINGER)
-                if done:
-                    break
+                if done or (link is not None and link.read_now()):
+                    break  # (read_now: a pooled shim may have ended the job since, and taken another)
                 log.warning("job %s: shim %d waits for its pipes; sending %s", job.id, shim_pid, sig.name)
                 with contextlib.suppress(OSError):
                     os.kill(shim_pid, sig)

@@ -206,6 +206,10 @@ class ProcessTree:
         self.leader_start = info.start if info is not None else -1
         self._marker = f"CCXD_JOB_ID={job_id}".encode()
 
+    def forget_reaper(self) -> None:
+        """The job's shim is through with it: a pooled shim's next job is below it, not this one's."""
+        self.reaper = self.reaper_start = None
+
     def nothing_left(self, expected_child: Callable[[int], bool]) -> bool:
         """True only when, after the leader was reaped, no process of the job can be left.
 

@@ -1,5 +1,5 @@
 /*
- * ccxd-shim: the light parent of one ccxd job (see ccxd/supervision/adopt.py).
+ * ccxd-shim: the light parent of a ccxd job (see ccxd/supervision/shimjob.py).
  *
  * It starts the job in its own session, reads the job's stdout and stderr and
  * writes them to the job's spool (data file + 13-byte index records, the format
@@ -37,9 +37,10 @@
  * that writes a little now and then is never held back.
  *
  * The shim is a child subreaper, so processes the job orphans stay below it.
- * It exits once the leader has exited, both pipes are closed and no child is
- * left; SIGTERM means "stop waiting for the pipes" (something outside the job
- * holds them).
+ * It is done with the job (exits, or in the pool below waits for the next) once
+ * the leader has exited, both pipes are closed and no child is left; SIGTERM
+ * means "stop waiting for the pipes" (something outside the job holds them), and
+ * one still pending when the next job starts is dropped.
  *
  *   ccxd-shim --server
  *
@@ -47,15 +48,25 @@
  * socket to the daemon.  Each request is one message: NUL-terminated fields
  * CWD, ENV_COUNT, ENV..., then the shim's own arguments as above (REPORT_FD
  * given as 3), with SCM_RIGHTS descriptors: the overflow pipe, the report pipe
- * and optionally stdin.  The server forks; the child becomes that job's shim
- * without an exec (stdin, stdout = overflow pipe, stderr = /dev/null, 3 = report
- * pipe, its own session, CWD, exactly ENV).  The reply, in request order, is
- * "P <pid>" or "E <errno>" (the daemon learns of the shim's end from the end of
- * file on its overflow pipe, so no pidfd travels with it).  A daemon
+ * and optionally stdin.  The reply, in request order, is "P <pid> <start>" (the
+ * job's shim and its start time; "P <pid>" if that could not be read) or
+ * "E <errno>"; the daemon learns of the shim's end of the job from the
+ * end of file on its overflow pipe, so no pidfd travels with it.  A daemon
  * blocked in vfork/exec of a shim per job on a busy machine waited for the
  * scheduler for most of a millisecond; a write to this socket does not wait.
- * The server exits when the daemon closes the socket; shims already started
- * run on.
+ *
+ * The shims are pooled: the server hands each request to an idle shim (its
+ * children, forked without an exec, each with its own session and a
+ * SOCK_SEQPACKET link to the server), forking one when none is idle.  The shim
+ * takes stdin, stdout = overflow pipe, 3 = report pipe, CWD and exactly ENV,
+ * runs the job as above, then closes them (the overflow pipe's end of file),
+ * returns to "/" and tells the server it is free.  A fork, a page-table copy
+ * and an exit per job were a third of a shim's CPU time.  Jobs stay one per
+ * shim at a time, so "no child left" still means this job's processes are
+ * gone.  At most POOL_IDLE_MAX shims wait; one more that finishes a job exits.
+ * The server exits when the daemon closes the socket; idle shims exit with it,
+ * busy ones once their job has ended (an adopting daemon sees the job's end as
+ * its shim's, as before).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -66,6 +77,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -79,6 +91,7 @@
 #define RECORD 13
 #define CUT_STREAM 255
 #define EXIT_STREAM 254
+#define DONE_STREAM 253
 /* Output gathering (see the main loop): a wake-up that read at least
  * COALESCE_MIN bytes, or read output less than COALESCE_HOT_NS after the last
  * one that did, waits COALESCE_NS before the next read. */
@@ -109,7 +122,9 @@ static uint64_t batch_start; /* spool offset of wbuf[0] */
 static int overflow_ok = 1;
 static unsigned char pending[2][4];
 static size_t pending_len[2];
-static unsigned char rbuf[READ_MAX + 4];
+/* Page-aligned: a pooled shim gives back the pages a job's reads touched (see end_job). */
+static unsigned char rbuf[READ_MAX + 4] __attribute__((aligned(4096)));
+static size_t rbuf_used; /* bytes of rbuf a read reached */
 static int pipe_grown[2]; /* F_SETPIPE_SZ done: only for a writer that filled the pipe */
 static size_t round_bytes; /* read from the job's pipes since the last poll */
 
@@ -171,6 +186,7 @@ static size_t write_some(int fd, const unsigned char *p, size_t n) {
 #define PREALLOC_MAX (16u << 20)
 static uint64_t reserved; /* data file bytes reserved so far */
 static int reserve_off;   /* fallocate failed (unsupported, disk full): stop trying */
+static int buffers_failed; /* out of memory for this job's buffers */
 
 static void reserve(uint64_t end) {
     if (reserve_off || end <= reserved || end < PREALLOC_MIN) return;
@@ -244,9 +260,8 @@ static void emit(int stream, const unsigned char *p, size_t n) {
 /* The output buffers, made when the job first writes: a job that writes nothing
  * costs no mappings (four of a megabyte each, made and torn down per job). */
 static int have_buffers(void) {
-    static int failed;
     if (wbuf) return 1;
-    if (failed) return 0;
+    if (buffers_failed) return 0;
     wbuf = malloc(READ_MAX + 4);
     /* Frames add 5 bytes per chunk of at least 1021 bytes. */
     obuf = malloc(READ_MAX + 4 + 5 * ((READ_MAX + 4) / 1000 + 8));
@@ -259,7 +274,7 @@ static int have_buffers(void) {
     free(fbuf);
     free(ibuf);
     wbuf = obuf = fbuf = ibuf = NULL;
-    failed = 1; /* out of memory: the job's output is drained and dropped, the job never blocks */
+    buffers_failed = 1; /* out of memory: the job's output is drained and dropped, the job never blocks */
     return 0;
 }
 
@@ -302,6 +317,7 @@ static int drain(int fd, int stream) {
         size_t held = pending_len[stream];
         memcpy(rbuf, pending[stream], held);
         ssize_t n = read(fd, rbuf + held, READ_MAX);
+        if (n > 0 && held + (size_t)n > rbuf_used) rbuf_used = held + (size_t)n;
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) return 1;
@@ -349,9 +365,57 @@ static void write_exit(const char *path, int status) {
     if (ok) rename(tmp, path);
 }
 
-static int shim_main(int argc, char **argv) {
+/* Set up once per shim process: a pooled shim (see pool_shim) runs one job after another. */
+static sigset_t job_mask; /* the signal mask jobs start with */
+static int sfd = -1;      /* SIGCHLD and SIGTERM */
+
+static int shim_setup(void) {
+    signal(SIGPIPE, SIG_IGN); /* no daemon on the overflow pipe: drop, do not die */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, &job_mask);
+    sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    return sfd;
+}
+
+/* Everything one job had goes before the next: spool files closed, blocks given back,
+ * buffers freed, the per-job variables as at the start. */
+static void end_job(void) {
+    unreserve();
+    if (data_fd >= 0) close(data_fd);
+    if (index_fd >= 0) close(index_fd);
+    data_fd = index_fd = -1;
+    free(wbuf);
+    free(obuf);
+    free(fbuf);
+    free(ibuf);
+    wbuf = obuf = fbuf = ibuf = NULL;
+    /* Whole pages inside rbuf only: past its end lie other variables. */
+    if (rbuf_used > DEFAULT_PIPE) madvise(rbuf, rbuf_used & ~(size_t)4095, MADV_DONTNEED);
+    rbuf_used = 0;
+    size_written = batch_start = 0;
+    wlen = ilen = olen = 0;
+    cut = 0;
+    overflow_ok = 1;
+    pending_len[0] = pending_len[1] = 0;
+    pipe_grown[0] = pipe_grown[1] = 0;
+    round_bytes = 0;
+    reserved = 0;
+    reserve_off = 0;
+    buffers_failed = 0;
+}
+
+/* Run one job to its end (see the top of this file); REPORT_FD is closed on every path. */
+static int run_job(int argc, char **argv) {
     if (argc < 11 || strcmp(argv[9], "--") != 0) {
         fprintf(stderr, "usage: ccxd-shim DATA_PATH INDEX_PATH REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP MARKER -- ARGV...\n");
+        if (argc > 3 && atoi(argv[3]) > 2) {
+            dprintf(atoi(argv[3]), "E %d shim\n", EINVAL); /* every job's link starts with a report */
+            close(atoi(argv[3]));
+        }
         return 2;
     }
     data_path = argv[1];
@@ -364,21 +428,20 @@ static int shim_main(int argc, char **argv) {
     char *cgroup = strcmp(argv[7], "-") ? argv[7] : NULL;
     char *marker = strcmp(argv[8], "-") ? argv[8] : NULL;
     char **job_argv = argv + 10;
-    size_written = batch_start = 0;
-    signal(SIGPIPE, SIG_IGN); /* no daemon on the overflow pipe: drop, do not die */
     fcntl(report_fd, F_SETFD, FD_CLOEXEC);
-    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    /* A stop meant for this shim's previous job must not cut this one short. */
+    struct signalfd_siginfo si;
+    while (sfd >= 0 && read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+    }
 
-    sigset_t mask, old;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGCHLD);
-    sigaddset(&mask, SIGTERM);
-    sigprocmask(SIG_BLOCK, &mask, &old);
-    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-
-    int out[2], err[2];
-    if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || sfd < 0) {
-        dprintf(report_fd, "E %d shim\n", errno);
+    int out[2] = {-1, -1}, err[2] = {-1, -1};
+    if (sfd < 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
+        dprintf(report_fd, "E %d shim\n", sfd < 0 ? EMFILE : errno);
+        for (int i = 0; i < 2; i++) {
+            if (out[i] >= 0) close(out[i]);
+            if (err[i] >= 0) close(err[i]);
+        }
+        close(report_fd);
         return 127;
     }
     /* Joined files and environment are made here: the vforked child only makes system calls. */
@@ -396,22 +459,26 @@ static int shim_main(int argc, char **argv) {
         size_t envc = 0;
         while (environ[envc]) envc++;
         job_env = malloc((envc + 2) * sizeof *job_env);
-        if (!job_env) {
-            dprintf(report_fd, "E %d shim\n", ENOMEM);
-            return 127;
+        if (job_env) {
+            memcpy(job_env, environ, envc * sizeof *job_env);
+            job_env[envc] = marker;
+            job_env[envc + 1] = NULL;
         }
-        memcpy(job_env, environ, envc * sizeof *job_env);
-        job_env[envc] = marker;
-        job_env[envc + 1] = NULL;
     }
 
     /* vfork: the job's exec costs no copy of the shim's page tables, and the
      * shim resumes once the job has exec'd (or failed to, saying why below). */
     static volatile int failed[2]; /* errno, stage: 0 exec, 1 joining the cgroup */
     failed[0] = 0;
-    pid_t pid = vfork();
+    pid_t pid = job_env ? vfork() : -1;
     if (pid < 0) {
-        dprintf(report_fd, "E %d shim\n", errno);
+        dprintf(report_fd, "E %d shim\n", job_env ? errno : ENOMEM);
+        if (job_env != environ) free(job_env);
+        for (int i = 0; i < 2; i++) {
+            close(out[i]);
+            close(err[i]);
+        }
+        close(report_fd);
         return 127;
     }
     if (pid == 0) {
@@ -428,7 +495,7 @@ static int shim_main(int argc, char **argv) {
         signal(SIGPIPE, SIG_DFL);
         dup2(out[1], 1);
         dup2(err[1], 2);
-        sigprocmask(SIG_SETMASK, &old, NULL);
+        sigprocmask(SIG_SETMASK, &job_mask, NULL);
         execvpe(job_argv[0], job_argv, job_env);
         failed[1] = 0;
         failed[0] = errno ? errno : ENOEXEC;
@@ -441,6 +508,9 @@ static int shim_main(int argc, char **argv) {
         int status;
         waitpid(pid, &status, 0);
         dprintf(report_fd, "E %d %s\n", failed[0], failed[1] ? "cgroup" : "exec");
+        close(out[0]);
+        close(err[0]);
+        close(report_fd);
         return 127;
     }
     dprintf(report_fd, "P %d\n", (int)pid);
@@ -522,12 +592,21 @@ static int shim_main(int argc, char **argv) {
             }
         }
     }
-    unreserve();
+    end_job();
     return 0;
+}
+
+static int shim_main(int argc, char **argv) {
+    shim_setup();
+    return run_job(argc, argv);
 }
 
 #define REQUEST_MAX (256 * 1024)
 #define ARGS_MAX 65536
+/* Shims kept waiting for a job; one more that finishes a job exits. */
+#ifndef POOL_IDLE_MAX
+#define POOL_IDLE_MAX 32
+#endif
 
 extern char **environ;
 
@@ -536,24 +615,72 @@ static void reply(int sock, const char *text) {
     }
 }
 
-/* One request: fork the shim of one job; the child never returns. */
-static void start_one(int sock, int sfd, int devnull, char *req, size_t len, int *fds, int nfds) {
+/* A descriptor moved to 10 or above (close-on-exec): the ones a job's set-up writes (0-3) stay free. */
+static int keep_high(int fd) {
+    if (fd < 0) return -1;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    close(fd);
+    return high;
+}
+
+/* One datagram with up to three descriptors; its length, 0 at end of file, -1 on error. */
+static ssize_t receive(int sock, char *buf, int *fds, int *nfds, int *truncated) {
+    union {
+        char buf[CMSG_SPACE(3 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {buf, REQUEST_MAX};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    ssize_t got;
+    do got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (got < 0 && errno == EINTR);
+    *nfds = 0;
+    if (got < 0) return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (int i = 0; i < count; i++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                if (*nfds < 3) fds[(*nfds)++] = fd;
+                else close(fd);
+            }
+        }
+    buf[got] = '\0';
+    *truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+    return got;
+}
+
+/* Take one request (checked by the server): stdin, stdout = the link, 3 = the report
+ * pipe, CWD and exactly ENV, then run the job.  0 if the link could not be set up. */
+static int take_job(char *req, size_t len, int *fds, int nfds, int devnull) {
     size_t n = 0;
     for (size_t at = 0; at < len; at += strlen(req + at) + 1) n++;
-    const char *cwd = req;
-    size_t envc = n >= 2 ? (size_t)strtoul(req + strlen(req) + 1, NULL, 10) : 0;
-    if (n < 2 || nfds < 2 || 2 + envc > n || n > ARGS_MAX) {
-        reply(sock, n > ARGS_MAX ? "E 7" : "E 22"); /* E2BIG, EINVAL */
-        return;
-    }
+    size_t envc = (size_t)strtoul(req + strlen(req) + 1, NULL, 10);
+    size_t argc = n - 2 - envc;
     /* The environment, NULL, the shim's argv, NULL: sized to the request (arrays of
      * ARGS_MAX pointers on the stack made every shim fault in a megabyte's worth of
      * stack pages' tables). */
-    size_t argc = n - 2 - envc;
     char **vec = malloc((n + 1) * sizeof *vec);
-    if (!vec) {
-        reply(sock, "E 12"); /* ENOMEM */
-        return;
+    int in = nfds >= 3 ? fds[2] : devnull;
+    /* Above every descriptor the dup2s below write, so none is clobbered first. */
+    int hi[3];
+    hi[0] = fcntl(in, F_DUPFD_CLOEXEC, 10);
+    hi[1] = fcntl(fds[0], F_DUPFD_CLOEXEC, 10);
+    hi[2] = fcntl(fds[1], F_DUPFD_CLOEXEC, 10);
+    int ok = vec && hi[0] >= 0 && hi[1] >= 0 && hi[2] >= 0 && dup2(hi[0], 0) >= 0 && dup2(hi[1], 1) >= 0 &&
+             dup2(hi[2], 3) >= 0;
+    for (int k = 0; k < 3; k++)
+        if (hi[k] >= 0) close(hi[k]);
+    for (int k = 0; k < nfds; k++)
+        if (fds[k] > 3) close(fds[k]);
+    if (!ok) {
+        free(vec);
+        return 0; /* the link's end of file without a report: the daemon says the shim failed */
     }
     char **env = vec, **args = vec + envc + 1;
     size_t i = 0;
@@ -563,62 +690,238 @@ static void start_one(int sock, int sfd, int devnull, char *req, size_t len, int
     }
     env[envc] = NULL;
     args[argc] = NULL;
+    if (chdir(req) < 0) {
+        dprintf(3, "E %d cwd\n", errno);
+        close(3);
+    } else {
+        char **own = environ;
+        environ = env;
+        run_job((int)argc, args);
+        environ = own;
+    }
+    free(vec);
+    return 1;
+}
+
+/* A pooled shim: one job after another from the server, each a datagram on LINK as
+ * the server got it (with its descriptors).  After each, the job's descriptors are
+ * closed (the link's end of file tells the daemon the job's shim is done), and
+ * "SLOT PID" on IDLE_W says it is free again.  It exits at the end of file on LINK:
+ * the server is gone, or keeps enough idle shims. */
+static int pool_shim(int link, int idle_w, int devnull, int slot) {
+    link = keep_high(link);
+    idle_w = keep_high(idle_w);
+    devnull = keep_high(devnull);
+    char *req = malloc(REQUEST_MAX + 1);
+    if (link < 0 || idle_w < 0 || devnull < 0 || !req || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 ||
+        dup2(devnull, 2) < 0 || shim_setup() < 0)
+        return 1;
+    sfd = keep_high(sfd);
+    int32_t free_msg[2] = {slot, (int32_t)getpid()};
+    for (;;) {
+        int fds[3], nfds, truncated;
+        ssize_t got = receive(link, req, fds, &nfds, &truncated);
+        if (got <= 0) return 0;
+        if (take_job(req, (size_t)got, fds, nfds, devnull)) {
+            /* Done with the job; the next waits until the daemon has closed its end of the
+             * link (POLLERR here): the daemon finds a job's processes below its shim, and
+             * until it knows the job ended they must be this job's alone. */
+            unsigned char done[5] = {DONE_STREAM, 0, 0, 0, 0};
+            if (write(1, done, sizeof done) == (ssize_t)sizeof done) {
+                struct pollfd w[2] = {{1, 0, 0}, {link, POLLIN, 0}};
+                while (poll(w, 2, -1) < 0 && errno == EINTR) {
+                }
+                if (w[1].revents && !w[0].revents) return 0; /* the server is gone: so is the pool */
+            }
+        }
+        dup2(devnull, 0);
+        dup2(devnull, 1); /* the link: its end of file */
+        close(3);
+        if (chdir("/") < 0) return 0; /* no idle shim pins a job's directory */
+        if (write(idle_w, free_msg, sizeof free_msg) != (ssize_t)sizeof free_msg) return 0;
+    }
+}
+
+/* The server's shims (a slot is free once its shim is reaped) and the idle ones. */
+struct shim {
+    pid_t pid;
+    int sock;                /* the server's end of the shim's link, -1 once closed */
+    unsigned long long start; /* its start time (clock ticks since boot), 0 if unknown */
+};
+static struct shim *shims;
+static size_t nshims;
+static int idle[POOL_IDLE_MAX];
+static size_t nidle;
+
+static void forget_idle(int slot) {
+    for (size_t i = 0; i < nidle; i++)
+        if (idle[i] == slot) {
+            idle[i] = idle[--nidle];
+            return;
+        }
+}
+
+/* The start time of PID from /proc/PID/stat (field 22), 0 if it cannot be read: the
+ * daemon keeps it with the job to know the shim again after a restart, and reading
+ * it here once per shim spares the daemon a read per job. */
+static unsigned long long start_of(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold anything */
+    for (int field = 2; p && field < 22; field++) p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* Fork a shim into a free slot; its slot, or -1 (errno set).  HELD: descriptors of the
+ * request at hand, which the new shim gets through its link, not by inheritance (a copy
+ * inherited would keep the job's link open past its end). */
+static int new_shim(int sock, int sfd, int idle_r, int idle_w, int devnull, const int *held, int nheld) {
+    size_t slot = 0;
+    while (slot < nshims && (shims[slot].pid || shims[slot].sock >= 0)) slot++;
+    if (slot == nshims) {
+        size_t more = nshims ? 2 * nshims : 64;
+        struct shim *grown = realloc(shims, more * sizeof *grown);
+        if (!grown) return -1;
+        for (size_t i = nshims; i < more; i++) grown[i] = (struct shim){0, -1, 0};
+        shims = grown;
+        nshims = more;
+    }
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return -1;
     pid_t pid = fork();
     if (pid < 0) {
-        char text[32];
-        snprintf(text, sizeof text, "E %d", errno);
-        reply(sock, text);
-        free(vec);
-        return;
+        close(sp[0]);
+        close(sp[1]);
+        return -1;
     }
     if (pid == 0) {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGCHLD, SIG_DFL);
-        int in = nfds >= 3 ? fds[2] : devnull;
-        /* Above every descriptor the dup2s below write, so none is clobbered first. */
-        int hi[3];
-        hi[0] = fcntl(in, F_DUPFD_CLOEXEC, 10);
-        hi[1] = fcntl(fds[0], F_DUPFD_CLOEXEC, 10);
-        hi[2] = fcntl(fds[1], F_DUPFD_CLOEXEC, 10);
-        if (hi[0] < 0 || hi[1] < 0 || hi[2] < 0 || devnull < 0 || dup2(hi[0], 0) < 0 || dup2(hi[1], 1) < 0 ||
-            dup2(devnull, 2) < 0 || dup2(hi[2], 3) < 0)
-            _exit(127);
-        for (int k = 0; k < 3; k++) close(hi[k]);
-        for (int k = 0; k < nfds; k++)
-            if (fds[k] > 3) close(fds[k]);
-        if (devnull > 3) close(devnull);
-        if (sock > 3) close(sock);
-        if (sfd > 3) close(sfd);
+        close(sock);
+        close(sfd);
+        close(idle_r);
+        close(sp[0]);
+        for (size_t i = 0; i < nshims; i++)
+            if (shims[i].sock >= 0) close(shims[i].sock);
+        for (int i = 0; i < nheld; i++) close(held[i]);
         setsid();
-        if (chdir(cwd) < 0) {
-            dprintf(3, "E %d cwd\n", errno);
-            _exit(127);
-        }
-        environ = env;
-        _exit(shim_main((int)argc, args));
+        _exit(pool_shim(sp[1], idle_w, devnull, (int)slot));
     }
-    free(vec);
-    char text[32];
-    snprintf(text, sizeof text, "P %d", (int)pid);
+    close(sp[1]);
+    shims[slot] = (struct shim){pid, sp[0], start_of(pid)};
+    return (int)slot;
+}
+
+static int send_job(int to, const char *req, size_t len, const int *fds, int nfds) {
+    union {
+        char buf[CMSG_SPACE(3 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {(void *)req, len};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+    ssize_t sent;
+    do sent = sendmsg(to, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    return sent == (ssize_t)len ? 0 : -1;
+}
+
+/* One request: check it, hand it to an idle shim (or a new one), reply with the shim's pid. */
+static void start_one(int sock, int sfd, int idle_r, int idle_w, int devnull, char *req, size_t len, int *fds,
+                      int nfds) {
+    errno = 0;
+    size_t n = 0;
+    for (size_t at = 0; at < len; at += strlen(req + at) + 1) n++;
+    size_t envc = n >= 2 ? (size_t)strtoul(req + strlen(req) + 1, NULL, 10) : 0;
+    if (n < 2 || nfds < 2 || 2 + envc > n || n > ARGS_MAX) {
+        reply(sock, n > ARGS_MAX ? "E 7" : "E 22"); /* E2BIG, EINVAL */
+        return;
+    }
+    int slot = -1;
+    while (nidle && slot < 0) {
+        int s = idle[--nidle];
+        if (send_job(shims[s].sock, req, len, fds, nfds) == 0) slot = s;
+        else {
+            close(shims[s].sock); /* it died while idle: its reaping frees the slot */
+            shims[s].sock = -1;
+        }
+    }
+    if (slot < 0) {
+        slot = new_shim(sock, sfd, idle_r, idle_w, devnull, fds, nfds);
+        if (slot >= 0 && send_job(shims[slot].sock, req, len, fds, nfds) < 0) {
+            close(shims[slot].sock);
+            shims[slot].sock = -1;
+            slot = -1;
+        }
+    }
+    char text[64];
+    if (slot < 0) snprintf(text, sizeof text, "E %d", errno ? errno : EAGAIN);
+    else if (shims[slot].start) snprintf(text, sizeof text, "P %d %llu", (int)shims[slot].pid, shims[slot].start);
+    else snprintf(text, sizeof text, "P %d", (int)shims[slot].pid);
     reply(sock, text);
 }
 
+/* "SLOT PID" from shims done with a job: kept idle, or told to exit past POOL_IDLE_MAX. */
+static void take_idle(int idle_r) {
+    int32_t msgs[2 * 256];
+    ssize_t got;
+    while ((got = read(idle_r, msgs, sizeof msgs)) > 0 || (got < 0 && errno == EINTR))
+        for (ssize_t i = 0; i + 1 < got / (ssize_t)sizeof(int32_t); i += 2) {
+            int32_t slot = msgs[i], pid = msgs[i + 1];
+            if (slot < 0 || (size_t)slot >= nshims || shims[slot].pid != pid || shims[slot].sock < 0) continue;
+            if (nidle < POOL_IDLE_MAX) idle[nidle++] = slot;
+            else {
+                close(shims[slot].sock);
+                shims[slot].sock = -1;
+            }
+        }
+}
+
+static void reap(void) {
+    pid_t pid;
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+        for (size_t i = 0; i < nshims; i++)
+            if (shims[i].pid == pid) {
+                forget_idle((int)i);
+                if (shims[i].sock >= 0) close(shims[i].sock);
+                shims[i] = (struct shim){0, -1, 0};
+                break;
+            }
+}
+
 static int serve(int sock) {
-    /* Shims are reaped here, and only here: the daemon learns of a shim's end from its link's end of file. */
+    /* Shims are reaped here, and only here: the daemon learns of a job's end from its link's end of file. */
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     char *req = malloc(REQUEST_MAX + 1);
     /* Opened once: every shim's stderr (and stdin, without input). */
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (sfd < 0 || !req || devnull < 0) return 1;
+    int idle_pipe[2];
+    if (sfd < 0 || !req || devnull < 0 || pipe2(idle_pipe, O_CLOEXEC) < 0) return 1;
+    fcntl(idle_pipe[0], F_SETFL, O_NONBLOCK);
     for (;;) {
-        struct pollfd p[2] = {{sock, POLLIN, 0}, {sfd, POLLIN, 0}};
-        if (poll(p, 2, -1) < 0) {
+        struct pollfd p[3] = {{sock, POLLIN, 0}, {sfd, POLLIN, 0}, {idle_pipe[0], POLLIN, 0}};
+        if (poll(p, 3, -1) < 0) {
             if (errno == EINTR) continue;
             return 1;
         }
@@ -626,37 +929,15 @@ static int serve(int sock) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
             }
-            while (waitpid(-1, NULL, WNOHANG) > 0) {
-            }
+            reap();
         }
+        if (p[2].revents) take_idle(idle_pipe[0]);
         if (!p[0].revents) continue;
-        union {
-            char buf[CMSG_SPACE(3 * sizeof(int))];
-            struct cmsghdr align;
-        } u;
-        struct iovec iov = {req, REQUEST_MAX};
-        struct msghdr msg = {0};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = u.buf;
-        msg.msg_controllen = sizeof u.buf;
-        ssize_t got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) return 0; /* the daemon is gone: its shims run on without us */
-        int fds[3], nfds = 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-                for (int i = 0; i < count; i++) {
-                    int fd;
-                    memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                    if (nfds < 3) fds[nfds++] = fd;
-                    else close(fd);
-                }
-            }
-        req[got] = '\0';
-        if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) reply(sock, "E 90"); /* EMSGSIZE */
-        else start_one(sock, sfd, devnull, req, (size_t)got, fds, nfds);
+        int fds[3], nfds, truncated;
+        ssize_t got = receive(sock, req, fds, &nfds, &truncated);
+        if (got <= 0) return 0; /* the daemon is gone: busy shims finish their jobs, idle ones exit */
+        if (truncated) reply(sock, "E 90"); /* EMSGSIZE */
+        else start_one(sock, sfd, idle_pipe[0], idle_pipe[1], devnull, req, (size_t)got, fds, nfds);
         for (int i = 0; i < nfds; i++) close(fds[i]);
     }
 }
