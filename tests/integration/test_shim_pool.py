@@ -14,6 +14,8 @@ import psutil
 import pytest
 
 from ccxd.supervision.shimjob import DONE_STREAM, EXIT_STREAM
+from tests.cgroups.conftest import need_v1, v1_mount
+from tests.conftest import remove_empty_groups
 from tests.integration.helpers import run_job
 
 from .test_adoption import _need_shim  # noqa: F401 - an autouse fixture
@@ -36,19 +38,26 @@ class Server:
         self.sock = ours
         self.n = 0
 
-    def start(self, argv: list[str], cwd: Path | None = None) -> tuple[int, int]:
+    def start(self, argv: list[str], cwd: Path | None = None, cgroup: str = "-") -> tuple[int, int]:
         """Start ``argv``; return (the shim's pid, our end of its link)."""
         self.n += 1
         j = self.tmp / f"j{self.n}"
         link_r, link_w = os.pipe2(os.O_CLOEXEC)
         fields = [str(cwd or self.tmp), "0", self.shim, f"{j}.data", f"{j}.idx", "3", f"{j}.exit"]
-        fields += ["65536", str(1 << 30), "-", "-", "--", *argv]
+        fields += ["65536", str(1 << 30), cgroup, "-", "--", *argv]
         data = ("\0".join(fields) + "\0").encode()
         self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [link_w, link_w]))])
         os.close(link_w)
         reply = self.sock.recv(64).split()
-        assert reply[0] == b"P", reply
-        return int(reply[1]), link_r
+        assert reply[0] == b"P" and len(reply) == 3, reply
+        pid = int(reply[1])
+        # The shim's start time, which the daemon keeps to know it again after a restart.
+        assert int(reply[2]) == int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19])
+        return pid, link_r
+
+    def output(self) -> bytes:
+        """What the last job wrote to its spool."""
+        return (self.tmp / f"j{self.n}.data").read_bytes()
 
     def pool(self) -> list[psutil.Process]:
         return psutil.Process(self.proc.pid).children()
@@ -120,7 +129,7 @@ def test_a_pooled_shim_runs_each_job_with_its_own_directory_environment_and_outp
         read_job(link)
         os.close(link)
         pids.add(pid)
-        data = (server.tmp / f"j{server.n}.data").read_bytes()
+        data = server.output()
         assert data == f"{where}\nnone\n".encode() + b"\0" * (i * 300_000)
         assert (server.tmp / f"j{server.n}.exit").read_text() == "0 -\n"
     assert len(pids) < 4  # some shim ran more than one of them
@@ -158,7 +167,32 @@ def test_when_the_daemon_goes_idle_shims_exit_and_a_busy_one_finishes_its_job(se
     os.close(busy)
     gone, alive = psutil.wait_procs([psutil.Process(busy_pid)], timeout=10)
     assert not alive
-    assert (server.tmp / f"j{server.n}.data").read_bytes() == b"done\n"
+    assert server.output() == b"done\n"
+
+
+def test_a_pooled_shim_joins_a_group_whose_parent_was_removed_and_made_again(server: Server) -> None:
+    # A pooled shim keeps the groups' parent directories open; a parent it kept that was
+    # removed (a daemon restarted) must not keep a job out of its group.
+    need_v1()
+    base = v1_mount("pids")
+    assert base is not None
+    parent = os.path.join(base, f"ccxd-test-pool-{os.getpid()}")
+    group = os.path.join(parent, "g")
+    shims = set()
+    try:
+        for _ in range(5):
+            os.makedirs(group)
+            pid, link = server.start(["cat", "/proc/self/cgroup"], cgroup=os.path.join(group, "cgroup.procs"))
+            read_job(link)
+            os.close(link)
+            shims.add(pid)
+            pids_line = next(line for line in server.output().decode().splitlines() if ":pids:" in line)
+            assert pids_line.endswith(f"/ccxd-test-pool-{os.getpid()}/g")
+            os.rmdir(group)
+            os.rmdir(parent)
+        assert len(shims) < 5  # some shim met a parent it had kept, removed and made again
+    finally:
+        remove_empty_groups(parent)
 
 
 async def test_jobs_through_the_daemon_share_shims_and_none_sees_another_s_state(daemon_factory, tmp_root):

@@ -365,6 +365,63 @@ static void write_exit(const char *path, int status) {
     if (ok) rename(tmp, path);
 }
 
+/* A descriptor moved to 10 or above (close-on-exec): the ones a job's set-up writes (0-3) stay free. */
+static int keep_high(int fd) {
+    if (fd < 0) return -1;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    close(fd);
+    return high;
+}
+
+/* A pooled shim keeps the groups' parent directories open: a job joins each group
+ * through openat(parent, "GROUP/cgroup.procs"), a walk of two names instead of the
+ * whole path (cgroup v1 has five hierarchies, so five opens per job).  A parent that
+ * is gone (a daemon removed and remade it) falls back to the whole path and is
+ * opened again for the next job. */
+#define CG_PARENTS 16
+static int pooled;
+static struct {
+    char *path;
+    int fd;
+} cg_parent[CG_PARENTS];
+
+/* Split FILE into a kept parent and the part below it; -1 if it has none. */
+static int cg_at(char *file, const char **below) {
+    char *end = strrchr(file, '/');
+    if (!pooled || !end || end == file) return -1;
+    char *group = end - 1;
+    while (group > file && *group != '/') group--;
+    if (group == file) return -1;
+    size_t len = (size_t)(group - file);
+    int free_slot = -1;
+    for (int i = 0; i < CG_PARENTS; i++) {
+        if (!cg_parent[i].path) {
+            if (free_slot < 0) free_slot = i;
+        } else if (strlen(cg_parent[i].path) == len && memcmp(cg_parent[i].path, file, len) == 0) {
+            *below = group + 1;
+            return i;
+        }
+    }
+    if (free_slot < 0) return -1;
+    char *path = strndup(file, len);
+    int fd = path ? open(path, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd >= 0) fd = keep_high(fd);
+    if (fd < 0) {
+        free(path);
+        return -1;
+    }
+    cg_parent[free_slot].path = path;
+    cg_parent[free_slot].fd = fd;
+    *below = group + 1;
+    return free_slot;
+}
+
+static void cg_forget(int i) {
+    close(cg_parent[i].fd);
+    free(cg_parent[i].path);
+    cg_parent[i].path = NULL;
+}
+
 /* Set up once per shim process: a pooled shim (see pool_shim) runs one job after another. */
 static sigset_t job_mask; /* the signal mask jobs start with */
 static int sfd = -1;      /* SIGCHLD and SIGTERM */
@@ -446,10 +503,14 @@ static int run_job(int argc, char **argv) {
     }
     /* Joined files and environment are made here: the vforked child only makes system calls. */
     char *cg_files[64];
+    const char *cg_below[64];
+    int cg_dir[64];
+    static volatile char cg_stale[CG_PARENTS]; /* set by the vforked child */
     size_t ncg = 0;
     for (char *file = cgroup; file && *file && ncg < 63;) {
         char *next = strchr(file, '\n');
         if (next) *next++ = '\0';
+        cg_dir[ncg] = cg_at(file, &cg_below[ncg]);
         cg_files[ncg++] = file;
         file = next;
     }
@@ -484,7 +545,9 @@ static int run_job(int argc, char **argv) {
     if (pid == 0) {
         setsid();
         for (size_t i = 0; i < ncg; i++) {
-            int cg = open(cg_files[i], O_WRONLY | O_CLOEXEC);
+            int cg = cg_dir[i] >= 0 ? openat(cg_parent[cg_dir[i]].fd, cg_below[i], O_WRONLY | O_CLOEXEC) : -1;
+            if (cg < 0 && cg_dir[i] >= 0) cg_stale[cg_dir[i]] = 1;
+            if (cg < 0) cg = open(cg_files[i], O_WRONLY | O_CLOEXEC);
             if (cg < 0 || write(cg, "0\n", 2) != 2) {
                 failed[1] = 1;
                 failed[0] = errno ? errno : EIO;
@@ -502,6 +565,11 @@ static int run_job(int argc, char **argv) {
         _exit(127);
     }
     if (job_env != environ) free(job_env);
+    for (int i = 0; i < CG_PARENTS; i++)
+        if (cg_stale[i]) {
+            cg_stale[i] = 0;
+            if (cg_parent[i].path) cg_forget(i);
+        }
     close(out[1]);
     close(err[1]);
     if (failed[0]) {
@@ -615,14 +683,6 @@ static void reply(int sock, const char *text) {
     }
 }
 
-/* A descriptor moved to 10 or above (close-on-exec): the ones a job's set-up writes (0-3) stay free. */
-static int keep_high(int fd) {
-    if (fd < 0) return -1;
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, 10);
-    close(fd);
-    return high;
-}
-
 /* One datagram with up to three descriptors; its length, 0 at end of file, -1 on error. */
 static ssize_t receive(int sock, char *buf, int *fds, int *nfds, int *truncated) {
     union {
@@ -716,6 +776,7 @@ static int pool_shim(int link, int idle_w, int devnull, int slot) {
     if (link < 0 || idle_w < 0 || devnull < 0 || !req || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 ||
         dup2(devnull, 2) < 0 || shim_setup() < 0)
         return 1;
+    pooled = 1;
     sfd = keep_high(sfd);
     int32_t free_msg[2] = {slot, (int32_t)getpid()};
     for (;;) {
