@@ -130,5 +130,8 @@ class Backend(abc.ABC):
         """Children of the daemon the backend started and keeps (the reaper must expect them)."""
         return []
 
+    def close_idle(self) -> None:  # noqa: B027 - optional: most backends keep nothing open
+        """Close what the backend keeps open for running jobs, if no job runs (called when idle a while)."""
+
     def close(self) -> None:  # noqa: B027 - optional: most backends make nothing of their own
         """Remove what the backend made for itself, if it is empty (on daemon exit)."""

@@ -49,6 +49,8 @@ _SAMPLE_RATE = 100
 _SAMPLE_STEP = 0.25
 """Shortest pause between two batches of samples within a round."""
 
+_IDLE_CLOSE = 1.0
+"""Seconds after a job's end at which the backend closes what it keeps open for jobs, if none runs then."""
 _REMOVE_TRIES = 40
 _REMOVE_RETRY = 0.25
 
@@ -62,6 +64,7 @@ class ResourceControl:
         self._jobs: dict[str, Job] = {}
         self._sampler: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._idle_close: asyncio.TimerHandle | None = None
         self.on_over_limit: Callable[[Job], None] = lambda job: None
         """Called when a job must end as ``oom`` (set by the supervisor)."""
 
@@ -196,11 +199,19 @@ class ResourceControl:
         """Remove the job's group (now, or after killing what is still in it)."""
         self._jobs.pop(job.id, None)
         group = job.group
+        if group is not None and self._idle_close is None:
+            # At most one timer at a time: the backend closes its kept files within a
+            # second of the daemon going idle, and keeps them while jobs come and go.
+            self._idle_close = asyncio.get_running_loop().call_later(_IDLE_CLOSE, self._close_idle)
         if group is None or group.remove():
             return
         task = asyncio.get_running_loop().create_task(self._kill_and_remove(group))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def _close_idle(self) -> None:
+        self._idle_close = None
+        self.backend.close_idle()
 
     @staticmethod
     async def _kill_and_remove(group: JobCgroup) -> None:
@@ -314,6 +325,9 @@ class ResourceControl:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
+        if self._idle_close is not None:
+            self._idle_close.cancel()
+            self._idle_close = None
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=5)
         self.backend.close()

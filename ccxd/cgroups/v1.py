@@ -381,11 +381,7 @@ class V1Backend(Backend):
         return group
 
     def returned(self, group: V1Group, kept: bool) -> None:
-        """A pool group came back (``kept``: into the pool; else it is being removed).
-
-        Once none is out (no job runs) every counter file is closed: an idle
-        daemon holds no descriptors for them.
-        """
+        """A pool group came back (``kept``: into the pool; else it is being removed)."""
         if not group._counted:
             return
         group._counted = False
@@ -395,6 +391,15 @@ class V1Backend(Backend):
             # files into handles nobody would close.
             group.handles = None
             self._drop_handles(group.path)
+
+    def close_idle(self) -> None:
+        """Close every counter file once no pool group is out: an idle daemon holds none.
+
+        Not at the moment the last job ends: jobs come in waves (a client starts
+        the next ones when it hears the last ended), and closing at every gap
+        between two waves reopened the files about once every 70 jobs of the
+        job-throughput benchmark, 4% of its rate.
+        """
         if self._out == 0:
             for handles in self._handles.values():
                 handles.close()
