@@ -50,8 +50,9 @@
  * given as 3), with SCM_RIGHTS descriptors: the overflow pipe, the report pipe
  * and optionally stdin.  The reply, in request order, is "P <pid> <start>" (the
  * job's shim and its start time; "P <pid>" if that could not be read) or
- * "E <errno>"; the daemon learns of the shim's end of the job from the
- * end of file on its overflow pipe, so no pidfd travels with it.  A daemon
+ * "E <errno>"; the daemon learns that the shim is through with the job from
+ * its overflow pipe (the done frame below, or its end of file), so no pidfd
+ * travels with it.  A daemon
  * blocked in vfork/exec of a shim per job on a busy machine waited for the
  * scheduler for most of a millisecond; a write to this socket does not wait.
  *
@@ -59,8 +60,9 @@
  * children, forked without an exec, each with its own session and a
  * SOCK_SEQPACKET link to the server), forking one when none is idle.  The shim
  * takes stdin, stdout = overflow pipe, 3 = report pipe, CWD and exactly ENV,
- * runs the job as above, then closes them (the overflow pipe's end of file),
- * returns to "/" and tells the server it is free.  A fork, a page-table copy
+ * runs the job as above, sends a done frame (stream 253, no data), waits until
+ * the daemon has closed its end of the overflow pipe, closes its own, returns
+ * to "/" and tells the server it is free.  A fork, a page-table copy
  * and an exit per job were a third of a shim's CPU time.  Jobs stay one per
  * shim at a time, so "no child left" still means this job's processes are
  * gone.  At most POOL_IDLE_MAX shims wait; one more that finishes a job exits.
