@@ -142,8 +142,8 @@ class ShimLink:
             self._end()
             return
         if not exited and self.leader_exited.done():
-            # The shim exits right after the exit status unless job processes are left:
-            # seeing its end now spares the daemon a look for them.
+            # The shim is through with the job right after the exit status unless job
+            # processes are left: seeing that now spares the daemon a look for them.
             self._readable()
 
     def _parse(self) -> bool:

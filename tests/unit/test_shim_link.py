@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 
-from ccxd.supervision.shimjob import EXIT_STREAM, ShimLink
+from ccxd.supervision.shimjob import DONE_STREAM, EXIT_STREAM, ShimLink
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -53,3 +54,31 @@ async def test_a_killed_leader_is_reported_by_signal() -> None:
     await link.gone
     assert link.exit_status is not None
     assert (link.exit_status.code, link.exit_status.signal) == (None, 9)
+
+
+async def test_a_pooled_shims_done_frame_ends_the_job_and_closes_the_link_after_the_callbacks() -> None:
+    # A pooled shim takes its next job only once this end is closed, and until then the
+    # job's processes are the ones below it: the callbacks must run while it still waits.
+    r, w = os.pipe()
+    link = ShimLink(r)
+    seen: list[bool] = []
+
+    def readers_gone() -> bool:
+        # What the shim polls for on its end of the link: POLLERR once no reader is left.
+        p = select.poll()
+        p.register(w, 0)
+        return bool(p.poll(0))
+
+    def still_open() -> None:
+        seen.append(not readers_gone())
+
+    link.on_gone(still_open)
+    os.write(w, b"P 7\n" + frame(EXIT_STREAM, b"0 -") + frame(DONE_STREAM, b""))
+    assert link.read_now()  # the done frame is in the pipe: read at once, no loop turn needed
+    assert seen == [True] and link.fd == -1 and readers_gone()
+    assert link.exit_status is not None and link.exit_status.code == 0
+    assert await link.report == b"P 7"
+    os.close(w)
+    late: list[int] = []
+    link.on_gone(lambda: late.append(1))  # registered after the end: called at once
+    assert late == [1]
