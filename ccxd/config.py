@@ -136,6 +136,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Finished jobs kept in history per node (oldest pruned first)."""
     history_max_age_days: Positive | None = 30.0
     """Finished jobs older than this are pruned."""
+    history_max_signatures: Annotated[int, Meta(ge=1)] | None = 10_000
+    """Command signatures whose run times (for timeout estimates) and metrics are kept; past it,
+    those whose jobs finished longest ago are forgotten.  Each distinct command shape is one."""
     state_dir: str = ""
     """Spool and state directory; empty means ``$XDG_STATE_HOME/ccxd``."""
 

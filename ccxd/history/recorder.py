@@ -248,19 +248,31 @@ class Recorder:
     # -- retention ------------------------------------------------------------
 
     async def retention(
-        self, interval: float, max_age: Callable[[], float | None], max_jobs: Callable[[], int | None]
+        self,
+        interval: float,
+        max_age: Callable[[], float | None],
+        max_jobs: Callable[[], int | None],
+        max_signatures: Callable[[], int | None] = lambda: None,
     ) -> None:
         """Prune old history every ``interval`` seconds, in small batches."""
         while True:
             try:
-                removed = await self.store.prune(max_age(), max_jobs())
-                if removed:
-                    log.info("retention removed %d old jobs", removed)
+                await self.retain(max_age(), max_jobs(), max_signatures())
             except StoreUnavailable:
                 pass
             except Exception:
                 log.exception("retention failed")
             await asyncio.sleep(interval)
+
+    async def retain(self, max_age: float | None, max_jobs: int | None, max_signatures: int | None) -> int:
+        """One round of retention: old jobs, then signatures past ``max_signatures``; jobs removed."""
+        removed = await self.store.prune(max_age, max_jobs)
+        if removed:
+            log.info("retention removed %d old jobs", removed)
+        forgotten = await self.store.prune_signatures(max_signatures) if max_signatures is not None else 0
+        if forgotten:
+            log.info("retention forgot %d command signatures seen longest ago", forgotten)
+        return removed
 
 
 def _kill_marked(job_ids: Iterable[str]) -> dict[str, int]:

@@ -79,7 +79,9 @@ class History:
             return c.history_max_age_days * 86400 if c.history_max_age_days is not None else None
 
         self._retention = asyncio.get_running_loop().create_task(
-            self.recorder.retention(_RETENTION_INTERVAL, max_age, lambda: c.history_max_jobs)
+            self.recorder.retention(
+                _RETENTION_INTERVAL, max_age, lambda: c.history_max_jobs, lambda: c.history_max_signatures
+            )
         )
 
     def describe(self) -> str:

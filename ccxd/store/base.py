@@ -89,5 +89,8 @@ class Store(Protocol):
     async def prune(self, older_than: float | None, keep: int | None) -> int:
         """Delete finished jobs (and their output) by age and count; return how many."""
 
+    async def prune_signatures(self, keep: int) -> int:
+        """Forget the run times and metrics of all but the ``keep`` signatures seen last; return how many."""
+
     async def claude_state(self) -> ClaudeState | None:
         """This node's Claude retry state (``SaveClaudeState``), if any was saved."""

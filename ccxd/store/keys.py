@@ -19,6 +19,10 @@ SESSIONS = f"{PREFIX}:sessions"
 SIGNATURES = f"{PREFIX}:signatures"
 """HASH signature hash → signature text."""
 
+SIGNATURES_SEEN = f"{PREFIX}:signatures:seen"
+"""ZSET signature hash → when a job of it last finished: past ``history_max_signatures``
+the signatures seen longest ago are forgotten (run times, metrics, name)."""
+
 
 def job(node: str, job_id: str) -> str:
     """STRING: the job's record (JSON of JobInfo)."""
@@ -62,7 +66,12 @@ def signature_hash(signature: str) -> str:
 
 def durations(signature: str) -> str:
     """LIST of recent runs (msgpack) of one command signature, newest first."""
-    return f"{PREFIX}:sig:{signature_hash(signature)}"
+    return durations_of(signature_hash(signature))
+
+
+def durations_of(sig_hash: str) -> str:
+    """:func:`durations` by the signature's hash."""
+    return f"{PREFIX}:sig:{sig_hash}"
 
 
 METRICS = f"{PREFIX}:metrics"
@@ -71,7 +80,12 @@ METRICS = f"{PREFIX}:metrics"
 
 def metrics(signature: str) -> str:
     """HASH of one signature's metrics: count, duration_sum, reason:R, exit:N (metrics hook)."""
-    return f"{PREFIX}:metrics:{signature_hash(signature)}"
+    return metrics_of(signature_hash(signature))
+
+
+def metrics_of(sig_hash: str) -> str:
+    """:func:`metrics` by the signature's hash."""
+    return f"{PREFIX}:metrics:{sig_hash}"
 
 
 def member(node: str, job_id: str) -> str:

@@ -36,6 +36,7 @@ class MemoryStore:
         self._sessions: dict[str, SessionInfo] = {}
         self._claude: ClaudeState | None = None
         self._metrics: dict[str, CommandMetrics] = {}
+        self._seen: dict[str, float] = {}  # signature → when a job of it last finished
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -59,6 +60,7 @@ class MemoryStore:
             elif isinstance(op, RecordDuration):
                 runs = self._durations.setdefault(op.signature, collections.deque(maxlen=200))
                 runs.appendleft(DurationSample(op.duration, op.ok, op.censored, op.at))
+                self._seen[op.signature] = max(op.at, self._seen.get(op.signature, 0.0))
             elif isinstance(op, SaveClaudeState):
                 self._claude = op.state
             elif isinstance(op, RecordMetric):
@@ -68,6 +70,7 @@ class MemoryStore:
                         signature=op.signature, count=0, duration_sum=0.0, reasons={}, exit_codes={}
                     ),
                 )
+                self._seen[op.signature] = max(op.at or time.time(), self._seen.get(op.signature, 0.0))
                 m.count += 1
                 m.duration_sum = round(m.duration_sum + op.duration, 6)
                 m.reasons[op.reason] = m.reasons.get(op.reason, 0) + 1
@@ -155,6 +158,15 @@ class MemoryStore:
             return None
         jobs = await self.list_jobs(HistoryParams(session=name, limit=limit))
         return SessionDetail(session=info, jobs=jobs)
+
+    async def prune_signatures(self, keep: int) -> int:
+        """Forget all but the ``keep`` signatures whose jobs finished last."""
+        doomed = sorted(self._seen, key=self._seen.__getitem__)[: max(0, len(self._seen) - keep)]
+        for sig in doomed:
+            del self._seen[sig]
+            self._durations.pop(sig, None)
+            self._metrics.pop(sig, None)
+        return len(doomed)
 
     async def prune(self, older_than: float | None, keep: int | None) -> int:
         """Drop finished jobs by age and count."""

@@ -86,6 +86,8 @@ class RecordMetric(Struct, tag="metric"):
     reason: str
     exit_code: int | None
     duration: float
+    at: float = 0.0
+    """When the job finished (0: unknown, a record journalled by an older version)."""
 
 
 

@@ -61,6 +61,7 @@ class RedisStore:
         self._redis: aioredis.Redis | None = None
         self._scripts = True
         """Write through the Lua scripts of ``scripts.py`` (false: plain commands)."""
+        self._seen_indexed = False  # SIGNATURES_SEEN holds every signature (prune_signatures)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -150,12 +151,14 @@ class RedisStore:
             sig_hash = keys.signature_hash(op.signature)
             if self._scripts:
                 s = scripts.RECORD_DURATION
-                pipe.evalsha(s.sha, 2, key, keys.SIGNATURES, sample, _DURATIONS_KEPT, sig_hash, op.signature)
+                sigs, seen, kept = keys.SIGNATURES, keys.SIGNATURES_SEEN, _DURATIONS_KEPT
+                pipe.evalsha(s.sha, 3, key, sigs, seen, sample, kept, sig_hash, op.signature, op.at)
                 return 1
             pipe.lpush(key, sample)
             pipe.ltrim(key, 0, _DURATIONS_KEPT - 1)
             pipe.hset(keys.SIGNATURES, sig_hash, op.signature)
-            return 3
+            pipe.zadd(keys.SIGNATURES_SEEN, {sig_hash: op.at})
+            return 4
         if isinstance(op, SaveClaudeState):
             pipe.set(keys.claude_state(self.node), _json.encode(op.state))
             return 1
@@ -163,9 +166,13 @@ class RedisStore:
         key = keys.metrics(op.signature)
         reason, exit_field = f"reason:{op.reason}", "" if op.exit_code is None else f"exit:{op.exit_code}"
         sig_hash = keys.signature_hash(op.signature)
+        at = op.at or time.time()
         if self._scripts:
             s = scripts.RECORD_METRIC
-            pipe.evalsha(s.sha, 2, key, keys.METRICS, op.signature, op.duration, reason, exit_field, sig_hash)
+            seen = keys.SIGNATURES_SEEN
+            pipe.evalsha(
+                s.sha, 3, key, keys.METRICS, seen, op.signature, op.duration, reason, exit_field, sig_hash, at
+            )
             return 1
         pipe.hset(key, "signature", op.signature)
         pipe.hincrby(key, "count", 1)
@@ -174,7 +181,8 @@ class RedisStore:
         if exit_field:
             pipe.hincrby(key, exit_field, 1)
         pipe.zincrby(keys.METRICS, 1, sig_hash)
-        return 6 if exit_field else 5
+        pipe.zadd(keys.SIGNATURES_SEEN, {sig_hash: at})
+        return 7 if exit_field else 6
 
     def _save_job(self, pipe: Any, info: JobInfo) -> int:
         node = info.node or self.node
@@ -411,6 +419,41 @@ class RedisStore:
                     removed += await self._delete(batch)
                     excess -= len(batch)
                 await asyncio.sleep(0)
+        return removed
+
+    async def prune_signatures(self, keep: int) -> int:
+        """Forget all but the ``keep`` signatures whose jobs finished last; return how many went.
+
+        A signature's run times, metrics and name go together, in small batches.
+        Signatures recorded before the index of when each was last seen existed
+        count as seen longest ago (once per daemon run).
+        """
+        seen = keys.SIGNATURES_SEEN
+        if not self._seen_indexed:
+            for key, scan in ((keys.SIGNATURES, self.redis.hscan), (keys.METRICS, self.redis.zscan)):
+                cursor = 0
+                while True:
+                    cursor, found = await self._guard(scan(key, cursor, count=_PAGE))
+                    # HSCAN gives {hash: name}, ZSCAN [(hash, score)].
+                    members = list(found) if isinstance(found, dict) else [m for m, _ in found]
+                    if members:
+                        await self._guard(self.redis.zadd(seen, dict.fromkeys(members, 0), nx=True))
+                    if not cursor:
+                        break
+            self._seen_indexed = True
+        removed = 0
+        while (excess := await self._guard(self.redis.zcard(seen)) - keep) > 0:
+            oldest = await self._guard(self.redis.zrange(seen, 0, min(excess, _PAGE) - 1))
+            hashes = [h.decode() for h in oldest]
+            pipe = self.redis.pipeline(transaction=False)
+            for h in hashes:
+                pipe.delete(keys.durations_of(h), keys.metrics_of(h))
+                pipe.hdel(keys.SIGNATURES, h)
+                pipe.zrem(keys.METRICS, h)
+                pipe.zrem(seen, h)
+            await self._guard(pipe.execute())
+            removed += len(hashes)
+            await asyncio.sleep(0)  # let the loop breathe between batches
         return removed
 
     async def _finished_only(self, ids: list[bytes]) -> list[str]:

@@ -51,18 +51,19 @@ return 1
 
 RECORD_DURATION = Script(
     """
--- KEYS: durations, signatures.  ARGV: sample, kept, signature hash, signature
+-- KEYS: durations, signatures, signatures seen.  ARGV: sample, kept, signature hash, signature, time
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
 return 1
 """
 )
 
 RECORD_METRIC = Script(
     """
--- KEYS: metrics of the signature, metrics index.
--- ARGV: signature, duration, reason field, exit field ('' for none), signature hash
+-- KEYS: metrics of the signature, metrics index, signatures seen.
+-- ARGV: signature, duration, reason field, exit field ('' for none), signature hash, time
 redis.call('HSET', KEYS[1], 'signature', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'count', 1)
 redis.call('HINCRBYFLOAT', KEYS[1], 'duration_sum', ARGV[2])
@@ -71,6 +72,7 @@ if ARGV[4] ~= '' then
   redis.call('HINCRBY', KEYS[1], ARGV[4], 1)
 end
 redis.call('ZINCRBY', KEYS[2], 1, ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
 return 1
 """
 )

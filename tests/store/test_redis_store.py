@@ -213,8 +213,8 @@ def _writes() -> list:
         SaveJob(job("a", session="s1", queued_at=t)),
         SaveJob(job("b", queued_at=t + 1)),
         RecordDuration("echo hi", 0.25, True, False, t + 2, "a"),
-        RecordMetric("echo hi", "exited", 0, 0.25),
-        RecordMetric("echo hi", "timeout", None, 1.5),
+        RecordMetric("echo hi", "exited", 0, 0.25, t + 2),
+        RecordMetric("echo hi", "timeout", None, 1.5, t + 3),
     ]
 
 

@@ -9,6 +9,7 @@ they survive restarts; ``ccxctl status`` shows them and the optional
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from ccxd.history.signature import signature
@@ -35,7 +36,8 @@ class Metrics:
         if job is None or job.reason is None:
             return HookResult.allow("no finished job")
         sig = signature(ctx.command)
-        self.record(RecordMetric(sig, job.reason.value, job.exit_code, job.duration or 0.0))
+        at = job.finished_at or time.time()
+        self.record(RecordMetric(sig, job.reason.value, job.exit_code, job.duration or 0.0, at))
         return HookResult.allow(f"counted under {sig!r}")
 
     async def post_hook(self, ctx: HookContext) -> HookResult:
