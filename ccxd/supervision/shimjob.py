@@ -178,7 +178,7 @@ class ShimLink:
         return False
 
     def finish(self) -> None:
-        """Read what is left (the shim has exited: the pipe ends)."""
+        """Read what is left (the shim is through with the job: the pipe ends)."""
         while self.fd >= 0:
             self._readable()
 

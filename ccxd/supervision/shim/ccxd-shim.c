@@ -467,6 +467,17 @@ static void end_job(void) {
     buffers_failed = 0;
 }
 
+/* The job could not start: say why on the report pipe, close it and what is open of the job's pipes. */
+static int not_started(int report_fd, int error, const char *stage, const int *out, const int *err) {
+    dprintf(report_fd, "E %d %s\n", error, stage);
+    for (int i = 0; i < 2; i++) {
+        if (out[i] >= 0) close(out[i]);
+        if (err[i] >= 0) close(err[i]);
+    }
+    close(report_fd);
+    return 127;
+}
+
 /* Run one job to its end (see the top of this file); REPORT_FD is closed on every path. */
 static int run_job(int argc, char **argv) {
     if (argc < 11 || strcmp(argv[9], "--") != 0) {
@@ -494,15 +505,8 @@ static int run_job(int argc, char **argv) {
     }
 
     int out[2] = {-1, -1}, err[2] = {-1, -1};
-    if (sfd < 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
-        dprintf(report_fd, "E %d shim\n", sfd < 0 ? EMFILE : errno);
-        for (int i = 0; i < 2; i++) {
-            if (out[i] >= 0) close(out[i]);
-            if (err[i] >= 0) close(err[i]);
-        }
-        close(report_fd);
-        return 127;
-    }
+    if (sfd < 0 || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
+        return not_started(report_fd, sfd < 0 ? EMFILE : errno, "shim", out, err);
     /* Joined files and environment are made here: the vforked child only makes system calls. */
     char *cg_files[64];
     const char *cg_below[64];
@@ -535,14 +539,9 @@ static int run_job(int argc, char **argv) {
     failed[0] = 0;
     pid_t pid = job_env ? vfork() : -1;
     if (pid < 0) {
-        dprintf(report_fd, "E %d shim\n", job_env ? errno : ENOMEM);
+        int error = job_env ? errno : ENOMEM;
         if (job_env != environ) free(job_env);
-        for (int i = 0; i < 2; i++) {
-            close(out[i]);
-            close(err[i]);
-        }
-        close(report_fd);
-        return 127;
+        return not_started(report_fd, error, "shim", out, err);
     }
     if (pid == 0) {
         setsid();
@@ -574,14 +573,11 @@ static int run_job(int argc, char **argv) {
         }
     close(out[1]);
     close(err[1]);
+    out[1] = err[1] = -1;
     if (failed[0]) {
         int status;
         waitpid(pid, &status, 0);
-        dprintf(report_fd, "E %d %s\n", failed[0], failed[1] ? "cgroup" : "exec");
-        close(out[0]);
-        close(err[0]);
-        close(report_fd);
-        return 127;
+        return not_started(report_fd, failed[0], failed[1] ? "cgroup" : "exec", out, err);
     }
     dprintf(report_fd, "P %d\n", (int)pid);
     close(report_fd);
@@ -717,12 +713,19 @@ static ssize_t receive(int sock, char *buf, int *fds, int *nfds, int *truncated)
     return got;
 }
 
+/* The number of NUL-terminated fields in a request, and its ENV_COUNT (the second field; 0 without one). */
+static size_t count_fields(const char *req, size_t len, size_t *envc) {
+    size_t n = 0;
+    for (size_t at = 0; at < len; at += strlen(req + at) + 1) n++;
+    *envc = n >= 2 ? (size_t)strtoul(req + strlen(req) + 1, NULL, 10) : 0;
+    return n;
+}
+
 /* Take one request (checked by the server): stdin, stdout = the link, 3 = the report
  * pipe, CWD and exactly ENV, then run the job.  0 if the link could not be set up. */
 static int take_job(char *req, size_t len, int *fds, int nfds, int devnull) {
-    size_t n = 0;
-    for (size_t at = 0; at < len; at += strlen(req + at) + 1) n++;
-    size_t envc = (size_t)strtoul(req + strlen(req) + 1, NULL, 10);
+    size_t envc;
+    size_t n = count_fields(req, len, &envc);
     size_t argc = n - 2 - envc;
     /* The environment, NULL, the shim's argv, NULL: sized to the request (arrays of
      * ARGS_MAX pointers on the stack made every shim fault in a megabyte's worth of
@@ -909,9 +912,8 @@ static int send_job(int to, const char *req, size_t len, const int *fds, int nfd
 static void start_one(int sock, int sfd, int idle_r, int idle_w, int devnull, char *req, size_t len, int *fds,
                       int nfds) {
     errno = 0;
-    size_t n = 0;
-    for (size_t at = 0; at < len; at += strlen(req + at) + 1) n++;
-    size_t envc = n >= 2 ? (size_t)strtoul(req + strlen(req) + 1, NULL, 10) : 0;
+    size_t envc;
+    size_t n = count_fields(req, len, &envc);
     if (n < 2 || nfds < 2 || 2 + envc > n || n > ARGS_MAX) {
         reply(sock, n > ARGS_MAX ? "E 7" : "E 22"); /* E2BIG, EINVAL */
         return;
