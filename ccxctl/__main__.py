@@ -36,6 +36,14 @@ def entry() -> NoReturn:
         code = main()
     except SystemExit as exc:  # typer and argument errors exit this way
         code = exc.code
+    except BrokenPipeError:  # `ccxctl ... | head -1`: the reader left, as with any Unix filter
+        code = 141
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # a user never gets a traceback; CCXCTL_DEBUG=1 shows it
+        if os.environ.get("CCXCTL_DEBUG"):
+            raise
+        code = f"ccxctl: unexpected error: {type(exc).__name__}: {exc} (CCXCTL_DEBUG=1 shows where)"
     status = code if isinstance(code, int) else (0 if code is None else 1)
     if isinstance(code, str):
         print(code, file=sys.stderr)

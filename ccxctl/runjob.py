@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import msgspec
 from msgspec import UNSET, Struct
@@ -28,6 +28,9 @@ from ccxd.protocol import (
     SubscribeParams,
 )
 
+if TYPE_CHECKING:
+    from ccxctl.blocking import BlockingConnection
+
 __all__ = ["EX_NOPERM", "EX_NOT_RUNNING", "RunOptions", "exit_code_for", "run_job"]
 
 EX_NOT_RUNNING = 69
@@ -35,6 +38,7 @@ EX_NOPERM = 77  # sysexits: the daemon refused us (token missing or wrong)
 EX_TIMEOUT = 124
 EX_CANNOT_START = 127
 EX_INTERRUPTED = 130
+EX_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a filter whose reader left exits with
 
 
 class RunOptions(Struct, kw_only=True):
@@ -141,6 +145,19 @@ def _stream(conn: object, opts: RunOptions) -> int:
     from ccxctl.blocking import BlockingConnection
 
     assert isinstance(conn, BlockingConnection)
+    started: list[str] = []
+    try:
+        return _follow(conn, opts, started)
+    except BrokenPipeError:
+        # Nobody reads any more (`| head -1`): end the job as SIGPIPE would end it
+        # outside ccxd, and leave quietly like any Unix filter.
+        if started and not opts.detach:
+            conn.send("job.cancel", JobRef(started[-1]))
+        return EX_BROKEN_PIPE
+
+
+def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> int:
+    """Start the job and copy its output until it ends; ``started`` gets the ids followed."""
     start_id = conn.send("job.start", opts.start_params())
     out: BinaryIO = sys.stdout.buffer
     err: BinaryIO = sys.stderr.buffer
@@ -177,6 +194,7 @@ def _stream(conn: object, opts: RunOptions) -> int:
             assert msg.result is not UNSET
             info = msgspec.json.decode(msg.result, type=JobInfo)
             job_id = info.id
+            started.append(job_id)
             if opts.detach:
                 print(job_id)
                 return 0
@@ -211,6 +229,7 @@ def _stream(conn: object, opts: RunOptions) -> int:
             job = msgspec.json.decode(msg.params, type=JobFinished).job
             if retry is not None and retry.job_id == job.id and not interrupted:
                 job_id = retry.next_job_id
+                started.append(job_id)
                 retry = None
                 conn.send("job.subscribe", SubscribeParams(job_id=job_id))
                 continue
@@ -262,16 +281,20 @@ def _run_remote(opts: RunOptions, url: str) -> int:
                 fut.add_done_callback(pending.discard)
 
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, cancel)
-            async for ev in client.events(job.id):
-                if opts.json:
-                    sys.stdout.buffer.write(msgspec.json.encode(ev) + b"\n")
-                    sys.stdout.buffer.flush()
-                if isinstance(ev, OutputChunk) and not opts.json:
-                    stream = sys.stdout.buffer if ev.stream == "stdout" else sys.stderr.buffer
-                    stream.write(ev.raw())
-                    stream.flush()
-                elif isinstance(ev, JobFinished):
-                    return exit_code_for(ev.job, bool(interrupted))
+            try:
+                async for ev in client.events(job.id):
+                    if opts.json:
+                        sys.stdout.buffer.write(msgspec.json.encode(ev) + b"\n")
+                        sys.stdout.buffer.flush()
+                    if isinstance(ev, OutputChunk) and not opts.json:
+                        stream = sys.stdout.buffer if ev.stream == "stdout" else sys.stderr.buffer
+                        stream.write(ev.raw())
+                        stream.flush()
+                    elif isinstance(ev, JobFinished):
+                        return exit_code_for(ev.job, bool(interrupted))
+            except BrokenPipeError:  # the reader left: end the job, as on the Unix socket
+                await client.cancel(job.id)
+                return EX_BROKEN_PIPE
             return 1
         finally:
             await client.close()

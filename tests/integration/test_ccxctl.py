@@ -107,6 +107,24 @@ def test_ctrl_c_cancels_the_job_and_exits_130(daemon):
     assert job["state"] == "finished" and job["reason"] == "cancelled"
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_reader_that_leaves_ends_the_job_and_ccxctl_quietly(daemon, fast):
+    # `ccxctl run ... | head -1`: the pipe closes under ccxctl, as under any Unix filter.
+    command = "i=0; while true; do echo line $i; i=$((i+1)); done"
+    env = dict(daemon.env, CCXD_SOCKET=str(daemon.socket))
+    argv = [sys.executable, "-m", "ccxctl"] + ([] if fast else ["--socket", str(daemon.socket)])
+    proc = subprocess.Popen([*argv, "run", command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()  # the reader is gone
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141 and err == b""  # 128 + SIGPIPE, and no traceback
+    jobs = json.loads(ccxctl(daemon, "ps", "--all", "--json").stdout)
+    [job] = [j for j in jobs if j["command"] == command]
+    # `attach --json` ends with the job's end: the endless job does not run on unread.
+    events = ccxctl(daemon, "attach", "--json", job["id"]).stdout.splitlines()
+    assert json.loads(events[-1])["data"]["job"]["reason"] == "cancelled"
+
+
 def test_daemon_not_running_is_one_line_and_exit_69(tmp_root):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCXD_")}
     env["CCXD_SOCKET"] = str(tmp_root / "nothing.sock")
