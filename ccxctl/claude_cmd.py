@@ -89,6 +89,13 @@ async def claude_job(
 def _show(job: JobInfo, json_out: bool) -> int:
     from ccxctl.runjob import exit_code_for
 
+    if job.reason == "failed_to_start":  # no `claude` where the daemon looked, a bad cwd...
+        if not json_out:
+            sys.stderr.write(
+                f"ccxctl: claude job {job.id} could not start: {job.error}"
+                " (is Claude Code installed where ccxd looks? `claude_program` in ccxd.toml)\n"
+            )
+        return exit_code_for(job)
     c = job.claude
     ok = c is not None and c.error_class is None and c.ok is not False
     if not json_out:

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable
 
 from msgspec import Struct
 
-from ccxd.protocol import JobInfo
+from ccxd.protocol import JobInfo, JobReason
 
-__all__ = ["UsageRow", "by_day", "by_session", "usage_by"]
+__all__ = ["UsageRow", "by_day", "by_session", "succeeded", "usage_by"]
 
 
 class UsageRow(Struct, kw_only=True):
@@ -25,6 +25,21 @@ class UsageRow(Struct, kw_only=True):
     turns: int = 0
 
 
+def succeeded(job: JobInfo) -> bool:
+    """True when a finished Claude job gave its answer.
+
+    A CLI that hung after a good result (``hung_after_result``) succeeded; a job
+    that never started (no ``claude`` program), was cancelled, timed out or was
+    lost did not, though the CLI said nothing to classify.
+    """
+    c = job.claude
+    if c is not None and c.error_class == "hung_after_result":
+        return True
+    if c is not None and (c.error_class or c.ok is False):
+        return False
+    return job.reason == JobReason.EXITED and job.exit_code == 0
+
+
 def usage_by(jobs: Iterable[JobInfo], key: Callable[[JobInfo], str]) -> list[UsageRow]:
     """Rows keyed by ``key(job)``, for jobs with Claude information, sorted by key."""
     rows: dict[str, UsageRow] = {}
@@ -37,7 +52,7 @@ def usage_by(jobs: Iterable[JobInfo], key: Callable[[JobInfo], str]) -> list[Usa
         if row is None:
             row = rows[k] = UsageRow(key=k)
         row.jobs += 1
-        row.failed += 1 if c.error_class else 0
+        row.failed += 0 if succeeded(job) else 1
         row.cost_usd += c.cost_usd or 0.0
         row.input_tokens += c.input_tokens or 0
         row.output_tokens += c.output_tokens or 0

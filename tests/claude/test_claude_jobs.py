@@ -299,3 +299,23 @@ async def test_resume_runs_in_the_session_with_its_history(claude_daemon, fake_a
     sent = json.dumps(fake_api.messages[-1].body)
     assert "remember the word apple" in sent and "first answer" in sent and "which word?" in sent
     assert second.claude.session_id  # read back from the CLI (a resume may fork a new id)
+
+
+def test_ccxctl_claude_without_the_cli_says_so_and_fails(daemon_factory, tmp_path) -> None:
+    # A machine without Claude Code: the job cannot start, and the user hears it.
+    d = daemon_factory({"CCXD_CLAUDE_PROGRAM": str(tmp_path / "no" / "claude")})
+    env = dict(d.env, CCXD_SOCKET=str(d.socket))
+    res = subprocess.run(
+        [sys.executable, "-m", "ccxctl", "claude", "hi"], env=env, capture_output=True, timeout=120
+    )
+    assert res.returncode == 127 and res.stdout == b""
+    [line] = res.stderr.decode().splitlines()
+    assert "could not start" in line and "claude_program" in line
+    stats = subprocess.run(
+        [sys.executable, "-m", "ccxctl", "history", "stats", "--claude", "--json"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    [day] = json.loads(stats.stdout)["days"]
+    assert (day["jobs"], day["failed"]) == (1, 1)

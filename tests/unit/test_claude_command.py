@@ -8,7 +8,7 @@ import pytest
 
 from ccxd.claude.command import add_session_id, build_argv, claude_params, wants_events
 from ccxd.claude.usage import by_day, by_session
-from ccxd.protocol import ClaudeInfo, JobInfo, JobState, StartParams
+from ccxd.protocol import ClaudeInfo, JobInfo, JobReason, JobState, StartParams
 
 
 def test_argv_from_members_with_the_prompt_last_after_a_double_dash() -> None:
@@ -82,7 +82,15 @@ def _job(
     c = ClaudeInfo(
         session_id=session, cost_usd=cost, input_tokens=tin, output_tokens=tout, turns=1, error_class=err
     )
-    return JobInfo(id=str(day), state=JobState.FINISHED, command=["claude"], queued_at=day, claude=c)
+    return JobInfo(
+        id=str(day),
+        state=JobState.FINISHED,
+        command=["claude"],
+        queued_at=day,
+        claude=c,
+        reason=JobReason.EXITED,
+        exit_code=1 if err else 0,
+    )
 
 
 def test_usage_per_day_and_session() -> None:
@@ -93,10 +101,21 @@ def test_usage_per_day_and_session() -> None:
         _job(day2, "a", 1.0, 5, 5),
     ]
     jobs.append(JobInfo(id="shell", state=JobState.FINISHED, command="ls", queued_at=day1))
+    # No `claude` program: the CLI never ran, so nothing classified it, but it failed.
+    jobs.append(
+        JobInfo(
+            id="nocli",
+            state=JobState.FINISHED,
+            command=["claude"],
+            queued_at=day2 + 60,
+            claude=ClaudeInfo(),
+            reason=JobReason.FAILED_TO_START,
+        )
+    )
     days = by_day(jobs, utc=True)
     assert [(d.jobs, d.failed, d.cost_usd, d.input_tokens, d.output_tokens) for d in days] == [
         (2, 1, 0.75, 11, 22),
-        (1, 0, 1.0, 5, 5),
+        (2, 1, 1.0, 5, 5),
     ]
     sessions = {s.key: (s.jobs, s.cost_usd, s.turns) for s in by_session(jobs)}
-    assert sessions == {"a": (2, 1.5, 2), "b": (1, 0.25, 1)}
+    assert sessions == {"a": (2, 1.5, 2), "b": (1, 0.25, 1), "-": (1, 0.0, 0)}
