@@ -33,6 +33,7 @@ from ccxd.protocol import (
     OutputGap,
     PruneParams,
     PruneResult,
+    ReloadResult,
     SessionDetail,
     SessionList,
     SessionListParams,
@@ -461,6 +462,22 @@ def shutdown(
         return
     what = {"cancel": "cancelling", "drain": "draining", "leave": "leaving running"}[res.mode]
     print(f"ccxd is stopping ({what} {res.running} job{'s' if res.running != 1 else ''})")
+
+
+@app.command()
+def reload(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Re-read the config and hooks (as SIGHUP does); say what changed."""
+    res: ReloadResult = _with_client(ctx, lambda c: c.call("daemon.reload", EmptyParams()))
+    if json_out:
+        emit_json(res)
+    elif res.error is None:
+        print("ccxd reloaded its config: " + (", ".join(res.changed) or "no changes"))
+        if res.restart_needed:
+            print("these settings take a restart to change: " + ", ".join(res.restart_needed))
+    if res.error is not None:
+        if not json_out:
+            print(f"ccxctl: reload failed, ccxd keeps its config: {res.error}", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 # -- history --------------------------------------------------------------------

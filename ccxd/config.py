@@ -9,6 +9,7 @@ environment variables.  :func:`load` records where each value came from so
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 import typing
@@ -308,8 +309,9 @@ def _expected(exc: msgspec.ValidationError) -> str:
 def _coerce(key: str, value: object, source: str, from_env: bool) -> object:
     types = _field_types()
     if key not in types:
-        known = ", ".join(sorted(types))
-        raise ConfigError(f"{source}: unknown setting {key!r} (known settings: {known})")
+        near = difflib.get_close_matches(key, types, n=3, cutoff=0.6)
+        hint = "did you mean " + " or ".join(f"`{n}`" for n in near) + "?" if near else "see ccxd.toml(5)"
+        raise ConfigError(f"{source}: unknown setting {key!r} ({hint})")
     typ = types[key]
     raw = value
     if from_env and isinstance(value, str):

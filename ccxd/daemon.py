@@ -27,7 +27,7 @@ from ccxd.hooks.metrics_http import MetricsServer
 from ccxd.hooks.prometheus import render as render_prometheus
 from ccxd.hooks.runner import HookRunner
 from ccxd.notify import Notifier
-from ccxd.protocol import CommandMetrics, Listener
+from ccxd.protocol import CommandMetrics, Listener, ReloadResult
 from ccxd.rpc.dispatcher import Dispatcher
 from ccxd.rpc.history_methods import register_history_methods
 from ccxd.rpc.hook_methods import register_hook_methods
@@ -234,6 +234,7 @@ class Daemon:
         metrics_server = await self._start_metrics_server(history)
         self.info.store = history.describe
         self.info.request_stop = self.request_stop
+        self.info.reload = self.reload
         unix = UnixServer(dispatcher, self.config.max_message_bytes)
         await unix.start(sock)
         self.unix = unix
@@ -422,15 +423,15 @@ class Daemon:
                 log.warning("debug stall switch found: blocking the event loop")
                 time.sleep(10**6)  # noqa: ASYNC251 - blocking is the point
 
-    def reload(self) -> None:
-        """Re-read the config (SIGHUP) and apply what can change while running."""
+    def reload(self) -> ReloadResult:
+        """Re-read the config (SIGHUP, ``daemon.reload``) and apply what can change while running."""
         self.notifier.reloading()
         try:
             fresh = config_mod.load(self.config_path)
         except ConfigError as exc:
             log.error("reload failed, keeping the old config: %s", exc)
             self.notifier.ready(self._status_line())
-            return
+            return ReloadResult(error=str(exc))
         changed = []
         for key in _RELOADABLE:
             new = getattr(fresh.config, key)
@@ -451,6 +452,7 @@ class Daemon:
         if ignored:
             log.warning("these settings need a restart to change: %s", ", ".join(ignored))
         self.notifier.ready(self._status_line())
+        return ReloadResult(changed=changed, restart_needed=ignored)
 
     async def _systemd_stop_mode(self) -> str | None:
         """``on_restart`` when systemd is restarting the unit (not stopping it), else None."""

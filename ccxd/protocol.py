@@ -543,6 +543,17 @@ class ShutdownResult(Struct, kw_only=True):
     """Jobs running (or paused) when the stop began."""
 
 
+class ReloadResult(Struct, kw_only=True):
+    """``daemon.reload`` result: what re-reading the config changed."""
+
+    changed: list[str] = []
+    """``key=value`` of each setting now in effect with a new value."""
+    restart_needed: list[str] = []
+    """Settings whose new value in the file takes a restart to apply."""
+    error: str | None = None
+    """The config could not be read: the old one stays (nothing changed)."""
+
+
 class HistoryParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """``history.list``: stored jobs newest first, filtered."""
 
@@ -845,6 +856,7 @@ METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "daemon.status": (EmptyParams, StatusResult),
     "daemon.ping": (EmptyParams, PingResult),
     "daemon.shutdown": (ShutdownParams, ShutdownResult),
+    "daemon.reload": (EmptyParams, ReloadResult),
     "hooks.list": (EmptyParams, HookList),
     "hooks.test": (HookTestParams, HookTestResult),
 }

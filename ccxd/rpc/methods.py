@@ -28,6 +28,7 @@ from ccxd.protocol import (
     PingResult,
     ReadParams,
     ReadResult,
+    ReloadResult,
     ShutdownParams,
     ShutdownResult,
     SignalParams,
@@ -61,6 +62,8 @@ class DaemonInfo:
         self.cgroups: Callable[[], str] = lambda: "none"
         self.hooks: Callable[[], int] = lambda: 0
         self.metrics: Callable[[], Awaitable[list[CommandMetrics]]] | None = None
+        # Re-reads the config (as SIGHUP does); set by the daemon.
+        self.reload: Callable[[], ReloadResult] | None = None
 
 
 def register_methods(
@@ -260,6 +263,11 @@ def register_methods(
         asyncio.get_running_loop().call_soon(info.request_stop, mode, timeout)
         return ShutdownResult(mode=mode, running=counts["running"] + counts["paused"])
 
+    async def reload(p: EmptyParams, conn: Connection) -> ReloadResult:
+        if info.reload is None:
+            raise RpcError(ErrorCode.INTERNAL_ERROR, "this daemon cannot reload over the protocol")
+        return info.reload()
+
     table: dict[str, Callable[..., object]] = {
         "job.start": start,
         "job.get": get,
@@ -274,6 +282,7 @@ def register_methods(
         "daemon.status": status,
         "daemon.ping": ping,
         "daemon.shutdown": shutdown,
+        "daemon.reload": reload,
     }
     for name, handler in table.items():
         dispatcher.register(name, handler)  # type: ignore[arg-type]

@@ -96,6 +96,35 @@ def test_sighup_reloads_the_config(daemon_factory, tmp_root):
     assert queued["state"] == "queued"
 
 
+def test_ccxctl_reload_says_what_changed_and_keeps_a_config_it_cannot_read(daemon_factory, tmp_root):
+    config = tmp_root / "ccxd.toml"
+    config.write_text("max_concurrent_jobs = 4\n")
+    d = daemon_factory(args=["--config", str(config)])
+    env = dict(d.env, CCXD_SOCKET=str(d.socket))
+
+    def reload() -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "ccxctl", "reload"]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+    config.write_text("max_concurrent_jobs = 1\nws_host = '::1'\n")
+    res = reload()
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "ccxd reloaded its config: max_concurrent_jobs=1",
+        "these settings take a restart to change: ws_host",
+    ]
+    c = RawConnection(d.socket)
+    c.call("job.start", {"command": "sleep 30"}, req_id=1)
+    assert c.call("job.start", {"command": "true"}, req_id=2)["result"]["state"] == "queued"
+    config.write_text("max_concurrent_jobs = 1\nport = 1\n")
+    bad = reload()
+    assert bad.returncode == 1 and bad.stdout == ""
+    [line] = bad.stderr.splitlines()
+    assert line.startswith("ccxctl: reload failed, ccxd keeps its config:")
+    assert line.endswith("unknown setting 'port' (did you mean `ws_port`?)")
+    assert c.call("daemon.status", req_id=3)["result"]["pid"] == d.proc.pid  # still serving
+
+
 def test_watchdog_pings_come_from_the_event_loop(daemon_factory):
     d = daemon_factory(extra_env={"WATCHDOG_USEC": "200000"}, start=False)
     d.start()
