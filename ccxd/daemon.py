@@ -233,6 +233,7 @@ class Daemon:
         register_hook_methods(dispatcher, self.hooks)
         metrics_server = await self._start_metrics_server(history)
         self.info.store = history.describe
+        self.info.store_health = history.writer.health
         self.info.request_stop = self.request_stop
         self.info.reload = self.reload
         unix = UnixServer(dispatcher, self.config.max_message_bytes)

@@ -496,6 +496,23 @@ class Listener(Struct):
     address: str
 
 
+class StoreHealth(Struct, kw_only=True):
+    """``daemon.status``'s ``store_health``: the writes that did not reach the store."""
+
+    refused: int = 0
+    """Writes the store refused since the daemon started (a key that holds another type, a
+    script error); each is logged with its key, and the rest of its batch was written."""
+    last_refused: str | None = None
+    """The last refused write: what it was, the store's words and the key at fault."""
+    journal_dropped: int = 0
+    """Writes lost since the daemon started because the journal was full (``journal_max_bytes``)
+    while the store was unreachable; each fill is logged."""
+    journal_full: bool = False
+    """The journal is full now: writes are being dropped until the store answers."""
+    journal_bytes: int = 0
+    """Size of the journal being written: writes waiting for the store."""
+
+
 class StatusResult(Struct, kw_only=True):
     """``daemon.status`` result."""
 
@@ -509,6 +526,8 @@ class StatusResult(Struct, kw_only=True):
     connections: int
     shell: str
     store: str = "memory"
+    store_health: StoreHealth = msgspec.field(default_factory=StoreHealth)
+    """Writes the store refused, and writes a full journal dropped."""
     cgroups: str = "none"
     """The resource backend: ``v2 /sys/fs/cgroup/…``, ``v1 …`` or ``none``, and why."""
     hooks: int = 0

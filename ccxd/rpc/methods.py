@@ -35,6 +35,7 @@ from ccxd.protocol import (
     StartParams,
     StatusResult,
     StopMode,
+    StoreHealth,
     SubscribeParams,
     SubscribeResult,
     encode,
@@ -57,6 +58,7 @@ class DaemonInfo:
         self.loop_lag_ms = 0.0
         self.connections: Callable[[], int] = lambda: 0
         self.store: Callable[[], str] = lambda: "none"
+        self.store_health: Callable[[], StoreHealth] = StoreHealth
         # Begins the daemon's stop (mode, drain timeout); set by the daemon.
         self.request_stop: Callable[[StopMode, float], None] | None = None
         self.cgroups: Callable[[], str] = lambda: "none"
@@ -245,6 +247,7 @@ def register_methods(
             connections=info.connections(),
             shell=sup.default_shell,
             store=info.store(),
+            store_health=info.store_health(),
             cgroups=info.cgroups(),
             hooks=info.hooks(),
             metrics=await info.metrics() if info.metrics is not None else [],

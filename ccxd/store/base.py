@@ -9,11 +9,26 @@ from msgspec import Struct
 from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, SessionDetail, SessionInfo
 from ccxd.store.ops import ClaudeState, Op
 
-__all__ = ["DurationSample", "Store", "StoreUnavailable", "StoredChunk"]
+__all__ = ["DurationSample", "Store", "StoreUnavailable", "StoredChunk", "WriteRefused"]
 
 
 class StoreUnavailable(Exception):
     """The store cannot answer right now (e.g. Redis is down)."""
+
+
+class WriteRefused(Struct):
+    """One write the store refused while it answered the rest of its batch.
+
+    A key that holds another type (``WRONGTYPE``) or a script error is that
+    write's failure, not an outage: nothing is journaled or retried for it.
+    """
+
+    what: str
+    """The write, in words: ``job 0190… (session 'x')``."""
+    key: str
+    """The key at fault when known (one that holds another type), else empty."""
+    error: str
+    """The store's words."""
 
 
 class StoredChunk(Struct):
@@ -52,8 +67,12 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the backend answers."""
 
-    async def apply(self, ops: list[Op]) -> None:
-        """Perform writes in order; idempotent, so a batch may be applied twice."""
+    async def apply(self, ops: list[Op]) -> list[WriteRefused]:
+        """Perform writes in order; idempotent, so a batch may be applied twice.
+
+        Return the writes the store refused (the others are done); raise
+        StoreUnavailable only when the store itself does not answer.
+        """
 
     async def get_job(self, job_id: str) -> JobInfo | None:
         """A stored job record."""

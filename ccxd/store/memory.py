@@ -7,7 +7,7 @@ import time
 
 from ccxd.history.query import Matcher
 from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
-from ccxd.store.base import DurationSample, StoredChunk
+from ccxd.store.base import DurationSample, StoredChunk, WriteRefused
 from ccxd.store.ops import (
     AppendOutput,
     ClaudeState,
@@ -47,8 +47,8 @@ class MemoryStore:
     async def ping(self) -> None:
         """Always answers."""
 
-    async def apply(self, ops: list[Op]) -> None:
-        """Apply writes in order."""
+    async def apply(self, ops: list[Op]) -> list[WriteRefused]:
+        """Apply writes in order; any name is a plain dict key here, so none is refused."""
         for op in ops:
             if isinstance(op, SaveJob):
                 self._save(op.info)
@@ -77,6 +77,7 @@ class MemoryStore:
                 if op.exit_code is not None:
                     code = str(op.exit_code)
                     m.exit_codes[code] = m.exit_codes.get(code, 0) + 1
+        return []
 
     def _save(self, info: JobInfo) -> None:
         self._jobs[info.id] = info

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -19,8 +20,8 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ccxd.history.query import Matcher
 from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
-from ccxd.store import keys, scripts
-from ccxd.store.base import DurationSample, StoredChunk, StoreUnavailable
+from ccxd.store import keys, migrate, scripts
+from ccxd.store.base import DurationSample, StoredChunk, StoreUnavailable, WriteRefused
 from ccxd.store.ops import (
     AppendOutput,
     ClaudeState,
@@ -38,6 +39,10 @@ log = logging.getLogger("ccxd.store")
 _DURATIONS_KEPT = 200
 _PAGE = 200
 _SCAN_LIMIT = 200_000  # most records a filtered history query looks at
+
+_JOB_KEY_TYPES = ("string", "hash", "zset", "zset", "set", "hash", "zset", "zset")
+_OUTAGE = re.compile(r"(^|-)(LOADING|OOM|READONLY|MISCONF|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|NOREPLICAS)\b")
+"""Replies that say Redis cannot write at all now: an outage (journal and retry), not one write's failure."""
 
 _job_decoder = msgspec.json.Decoder(JobInfo)
 _json = msgspec.json.Encoder()
@@ -89,6 +94,10 @@ class RedisStore:
         self._redis = aioredis.Redis.from_pool(pool)
         await self.ping()
         await self._load_scripts()
+        try:
+            await migrate.escape_names(self._redis, self.node)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc or type(exc).__name__}") from None
 
     async def close(self) -> None:
         """Close the client."""
@@ -108,32 +117,92 @@ class RedisStore:
 
     # -- writes ---------------------------------------------------------------
 
-    async def apply(self, ops: list[Op]) -> None:
-        """Write a batch in one pipeline; duplicate output chunks are ignored."""
+    async def apply(self, ops: list[Op]) -> list[WriteRefused]:
+        """Write a batch in one pipeline; return the writes Redis refused, the rest are written.
+
+        A refused write (a key of another type, a script error) is logged by the
+        writer and counted, never taken for an outage: only a Redis that does not
+        answer, or answers that it cannot write at all (loading, out of memory,
+        read-only), raises StoreUnavailable.  Duplicate output chunks are ignored.
+        """
+        refused: list[WriteRefused] = []
         pending = ops
         for _ in range(3):
             pipe = self.redis.pipeline(transaction=False)
-            sent = [(op, n) for op in pending if (n := self._queue(pipe, op))]
+            sent: list[tuple[Op, int]] = []
+            for op in pending:
+                try:
+                    n = self._queue(pipe, op)
+                except (ValueError, TypeError, UnicodeError) as exc:  # nothing of it was queued
+                    refused.append(WriteRefused(_what(op), "", f"cannot encode: {exc}"))
+                    continue
+                if n:
+                    sent.append((op, n))
             if not sent:
-                return
+                break
             results = await self._guard(pipe.execute(raise_on_error=False))
             retry: list[Op] = []
+            failed: list[tuple[Op, ResponseError]] = []
             at = 0
             for op, n in sent:
                 for res in results[at : at + n]:
-                    if not isinstance(res, ResponseError):
+                    if not isinstance(res, Exception) or "equal or smaller" in str(res):
                         continue
                     if isinstance(res, NoScriptError):  # Redis restarted: nothing of it ran
                         retry.append(op)
-                        break
-                    if "equal or smaller" not in str(res):
-                        raise StoreUnavailable(f"redis refused a write: {res}")
+                    elif not isinstance(res, ResponseError) or _OUTAGE.search(str(res)):
+                        raise StoreUnavailable(f"redis cannot write: {res}")
+                    else:
+                        failed.append((op, res))
+                    break
                 at += n
+            for op, err in failed:
+                refused.append(WriteRefused(_what(op), await self._key_at_fault(op), str(err)))
             if not retry:
-                return
+                return refused
             await self._load_scripts()
             pending = retry
-        raise StoreUnavailable("redis keeps losing its scripts")
+        else:
+            raise StoreUnavailable("redis keeps losing its scripts")
+        return refused
+
+    async def _key_at_fault(self, op: Op) -> str:
+        """The first key ``op`` writes that holds another type than it writes ('' if none)."""
+        expected = self._key_types(op)
+        pipe = self.redis.pipeline(transaction=False)
+        for key, _ in expected:
+            pipe.type(key)
+        found = await self._guard(pipe.execute())
+        for (key, kind), have in zip(expected, found, strict=True):
+            if have.decode() not in ("none", kind):
+                return key
+        return ""
+
+    def _key_types(self, op: Op) -> list[tuple[str, str]]:
+        """The keys ``op`` writes and the type each must have."""
+        if isinstance(op, AppendOutput):
+            return [(keys.output(self.node, op.job_id), "stream")]
+        if isinstance(op, SaveJob):
+            return list(zip(self._job_keys(op.info), _JOB_KEY_TYPES, strict=False))
+        if isinstance(op, RecordDuration):
+            return [
+                (keys.durations(op.signature), "list"),
+                (keys.SIGNATURES, "hash"),
+                (keys.SIGNATURES_SEEN, "zset"),
+            ]
+        if isinstance(op, RecordMetric):
+            seen = keys.SIGNATURES_SEEN
+            return [(keys.metrics(op.signature), "hash"), (keys.METRICS, "zset"), (seen, "zset")]
+        return [(keys.claude_state(self.node), "string")]
+
+    def _job_keys(self, info: JobInfo) -> list[str]:
+        """The keys a job's record writes, in the order of ``_JOB_KEY_TYPES`` (and of SAVE_JOB's KEYS)."""
+        node = info.node or self.node
+        names = [keys.job(node, info.id), keys.JOB_NODES, keys.ALL_JOBS, keys.node_jobs(node)]
+        names.append(keys.node_active(node))
+        if info.session:
+            names += [keys.session(info.session), keys.session_jobs(info.session), keys.SESSIONS]
+        return names
 
     def _queue(self, pipe: Any, op: Op) -> int:
         """Queue ``op``'s commands; how many."""
@@ -191,11 +260,9 @@ class RedisStore:
         finished = info.state is JobState.FINISHED
         last = info.finished_at or info.started_at or info.queued_at
         if self._scripts:
-            names = [keys.job(node, info.id), keys.JOB_NODES, keys.ALL_JOBS, keys.node_jobs(node)]
-            names.append(keys.node_active(node))
+            names = self._job_keys(info)
             args: list[Any] = [record, info.id, node, member, info.queued_at, 1 if finished else 0]
             if info.session:
-                names += [keys.session(info.session), keys.session_jobs(info.session), keys.SESSIONS]
                 args += [last, info.session]
             pipe.evalsha(scripts.SAVE_JOB.sha, len(names), *names, *args)
             return 1
@@ -341,7 +408,7 @@ class RedisStore:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for h in hashes:
-            pipe.hgetall(f"{keys.METRICS}:{h.decode()}")
+            pipe.hgetall(keys.metrics_of(h.decode()))
         out = []
         for fields in await self._guard(pipe.execute()):
             decoded = {k.decode(): v.decode() for k, v in fields.items()}
@@ -365,10 +432,14 @@ class RedisStore:
         return out
 
     async def _session_info(self, name: str) -> SessionInfo | None:
-        fields = await self._guard(self.redis.hgetall(keys.session(name)))
-        if not fields:
-            return None
-        count = await self._guard(self.redis.zcard(keys.session_jobs(name)))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.session(name))
+        pipe.zcard(keys.session_jobs(name))
+        fields, count = await self._guard(pipe.execute(raise_on_error=False))
+        if isinstance(count, ResponseError):
+            count = 0
+        if not fields or isinstance(fields, ResponseError):
+            return None  # a key of another type where the record belongs: its write was refused (logged)
         return SessionInfo(
             name=name,
             created=float(fields.get(b"created", 0)),
@@ -475,6 +546,20 @@ class RedisStore:
                 pipe.zrem(keys.session_jobs(session), member)
         await self._guard(pipe.execute())
         return len(ids)
+
+
+def _what(op: Op) -> str:
+    """A write in words, for the log and ``daemon.status``."""
+    if isinstance(op, SaveJob):
+        session = f" (session {op.info.session!r})" if op.info.session else ""
+        return f"the record of job {op.info.id}{session}"
+    if isinstance(op, AppendOutput):
+        return f"output of job {op.job_id} at offset {op.offset}"
+    if isinstance(op, RecordDuration):
+        return f"a run time of {op.signature[:80]!r}"
+    if isinstance(op, RecordMetric):
+        return f"the metrics of {op.signature[:80]!r}"
+    return "the Claude retry state"
 
 
 def metrics_from_fields(fields: dict[str, str]) -> CommandMetrics:

@@ -8,6 +8,11 @@ once it answers the journal is replayed oldest first and the writer returns to
 direct writes.  Replays are safe to repeat: job records are overwritten and
 output chunks carry their offset as the stream entry id, so a chunk is never
 stored twice.
+
+A write the store refuses while it answers (a key of another type, a script
+error) is that write's failure: logged with its key, counted in
+``daemon.status``, and the rest of its batch is written.  A full journal
+(``journal_max_bytes``) drops writes, and says so the same ways.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from pathlib import Path
 
-from ccxd.store.base import Store, StoreUnavailable
+from ccxd.protocol import StoreHealth
+from ccxd.store.base import Store, StoreUnavailable, WriteRefused
 from ccxd.store.journal import Journal
 from ccxd.store.ops import AppendOutput, Op
 
@@ -29,6 +36,8 @@ log = logging.getLogger("ccxd.store")
 _BATCH_OPS = 512
 _BATCH_BYTES = 4 * 1024 * 1024
 _PROBE_INTERVAL = 1.0
+_LOG_INTERVAL = 60.0
+"""A repeated refusal of one key, or a journal that stays full, is logged again this often."""
 
 
 def _size(op: Op) -> int:
@@ -56,6 +65,13 @@ class StoreWriter:
         self._state_changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.written = 0
+        self.refused = 0
+        """Writes the store refused since the start (see :class:`WriteRefused`)."""
+        self.last_refused: WriteRefused | None = None
+        self.dropped = 0
+        """Writes lost since the start because the journal was full (or could not be written)."""
+        self._refusals_logged: dict[str, tuple[float, int]] = {}  # key → (last logged, unlogged since)
+        self._full_logged: float | None = None  # when "journal full" was last logged; None: not full
 
     # -- public ---------------------------------------------------------------
 
@@ -84,7 +100,7 @@ class StoreWriter:
     def submit(self, op: Op) -> None:
         """Queue a write; never blocks, never raises."""
         if self.degraded:
-            self.journal.append(op)
+            self._journal(op)
             return
         self._queue.append(op)
         self._queued_bytes += _size(op)
@@ -101,10 +117,24 @@ class StoreWriter:
         return len(self._queue) + self.journal.count + self._segment_count
 
     def describe(self) -> str:
-        """One line for ``status``: ``redis`` or ``redis: degraded (N pending)``."""
+        """One line for ``status``: ``redis`` or ``redis: degraded (N pending)``, and a full journal."""
         if self.degraded:
-            return f"{self.store.name}: degraded ({self.pending} pending)"
+            full = f"; journal full, {self.dropped} writes dropped" if self._full_logged is not None else ""
+            return f"{self.store.name}: degraded ({self.pending} pending{full})"
         return self.store.name
+
+    def health(self) -> StoreHealth:
+        """The writes that did not reach the store, for ``daemon.status``."""
+        last = self.last_refused
+        return StoreHealth(
+            refused=self.refused,
+            last_refused=f"{last.what}: {last.error}" + (f" (key {last.key})" if last.key else "")
+            if last is not None
+            else None,
+            journal_dropped=self.dropped,
+            journal_full=self._full_logged is not None,
+            journal_bytes=self.journal.size,
+        )
 
     async def flush(self, timeout: float) -> bool:
         """Wait until everything queued is written (or journaled); False on timeout."""
@@ -131,9 +161,40 @@ class StoreWriter:
     def _spill(self) -> None:
         self.degraded = True
         while self._queue:
-            self.journal.append(self._queue.popleft())
+            self._journal(self._queue.popleft())
         self._queued_bytes = 0
         self._wake.set()
+
+    def _journal(self, op: Op) -> None:
+        """Append ``op`` to the journal; a full journal drops it and says so (log, counter, status)."""
+        if self.journal.append(op):
+            return
+        self.dropped += 1
+        now = time.monotonic()
+        if self._full_logged is None or now - self._full_logged >= _LOG_INTERVAL:
+            self._full_logged = now
+            log.error(
+                "store journal full (journal_max_bytes = %d, %s): %d writes dropped so far; "
+                "history will miss them",
+                self.journal_limit,
+                self.journal.path,
+                self.dropped,
+            )
+
+    def _refused(self, refusals: list[WriteRefused]) -> None:
+        """Count and log writes the store refused (each key at most once a minute, with a count)."""
+        now = time.monotonic()
+        for r in refusals:
+            self.refused += 1
+            self.last_refused = r
+            last, unlogged = self._refusals_logged.get(r.key or r.what, (-_LOG_INTERVAL, 0))
+            if now - last < _LOG_INTERVAL:
+                self._refusals_logged[r.key or r.what] = (last, unlogged + 1)
+                continue
+            self._refusals_logged[r.key or r.what] = (now, 0)
+            more = f" ({unlogged} more refused since the last report)" if unlogged else ""
+            at = f" at key {r.key!r}" if r.key else ""
+            log.error("the store refused %s%s: %s%s", r.what, at, r.error, more)
 
     _segment_count = 0
 
@@ -154,20 +215,22 @@ class StoreWriter:
                 continue
             batch = self._take_batch()
             try:
-                await self.store.apply(batch)
-                self.written += len(batch)
+                refused = await self.store.apply(batch)
             except StoreUnavailable as exc:
                 log.error("store unavailable (%s); writing to the journal until it is back", exc)
                 self.degraded = True
                 for op in batch:
-                    self.journal.append(op)
+                    self._journal(op)
                 self._spill()
             except Exception:
                 log.exception("store write failed; %d writes journaled", len(batch))
                 self.degraded = True
                 for op in batch:
-                    self.journal.append(op)
+                    self._journal(op)
                 self._spill()
+            else:
+                self.written += len(batch) - len(refused)
+                self._refused(refused)
 
     def _take_batch(self) -> list[Op]:
         batch: list[Op] = []
@@ -195,6 +258,7 @@ class StoreWriter:
                 if self.journal.count == 0:
                     # Switching back is synchronous with submit(): no write can slip between.
                     self.degraded = False
+                    self._full_logged = None
                     log.info("store is back; journal replayed")
                     return
                 segments = [self._rotate()]
@@ -206,6 +270,7 @@ class StoreWriter:
 
     def _rotate(self) -> Path:
         self.journal.close()
+        self._full_logged = None  # writes go to a fresh journal from here
         # Segments are numbered so replay keeps their order, across restarts too.
         seg = self.journal_dir / f"segment-{_next_serial(self.journal_dir):012d}.journal"
         (self.journal_dir / "current.journal").rename(seg)
@@ -218,11 +283,12 @@ class StoreWriter:
         try:
             for batch in reader.batches(_BATCH_OPS):
                 try:
-                    await self.store.apply(batch)
+                    refused = await self.store.apply(batch)
                 except StoreUnavailable as exc:
                     log.warning("replay interrupted (%s); will retry", exc)
                     return False
-                replayed += len(batch)
+                self._refused(refused)
+                replayed += len(batch) - len(refused)
         finally:
             reader.close()
         seg.unlink(missing_ok=True)
