@@ -28,6 +28,7 @@ from ccxd.protocol import (
     JobInfo,
     JobList,
     JobState,
+    ErrorCode,
     OutputChunk,
     OutputCut,
     OutputGap,
@@ -120,8 +121,8 @@ def _with_client(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> 
         raise _fail(not_running_hint(str(exc)), EX_NOT_RUNNING) from None
     except AccessDenied as exc:
         raise _fail(str(exc), EX_NOPERM) from None
-    except RemoteError as exc:
-        raise _fail(exc.message) from None
+    except RemoteError as exc:  # params the daemon refused are a usage error, as in `run`
+        raise _fail(exc.message, 2 if exc.code == ErrorCode.INVALID_PARAMS else 1) from None
     except ClientError as exc:
         raise _fail(str(exc)) from None
 
@@ -526,7 +527,7 @@ def history_list(
     """Stored jobs, newest first."""
     query = HistoryParams(
         session=session,
-        status=status_filter,
+        status=status_filter,  # type: ignore[arg-type]  # the daemon checks it, naming the choices
         since=parse_since(since) if since else None,
         grep=grep,
         limit=limit,

@@ -573,11 +573,18 @@ class ReloadResult(Struct, kw_only=True):
     """The config could not be read: the old one stays (nothing changed)."""
 
 
+HistoryStatus = Literal[
+    "queued", "starting", "running", "paused", "finished",
+    "exited", "timeout", "idle_timeout", "cancelled", "killed", "failed_to_start", "lost", "oom",
+]  # fmt: skip
+"""A job state or a finished job's reason (``history.list --status``)."""
+
+
 class HistoryParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """``history.list``: stored jobs newest first, filtered."""
 
     session: str | None = None
-    status: str | None = None
+    status: HistoryStatus | None = None
     since: float | None = None
     grep: str | None = None
     node: str | None = None

@@ -8,15 +8,17 @@ bad field under ``$.params``, becomes the ``-32602`` error text.
 
 from __future__ import annotations
 
+import enum
 import re
+import typing
 from typing import Any
 
 import msgspec
 from msgspec import UNSET, Raw, Struct
 
-from ccxd.protocol import METHODS, ErrorCode, ErrorResponse, Request, RequestId, error
+from ccxd.protocol import METHODS, SIZE_PATTERN, ErrorCode, ErrorResponse, Request, RequestId, error
 
-__all__ = ["Call", "Parsed", "decode_params", "parse"]
+__all__ = ["Call", "Parsed", "decode_params", "in_words", "parse"]
 
 
 class Call(Struct):
@@ -120,5 +122,61 @@ def decode_params(method: str, params: Raw | None) -> Struct:
         message = str(exc)
         text, sep, path = message.rpartition(" - at `$")
         if sep and _PATH_TAIL.fullmatch(path):
+            text = in_words(text, params_type, raw, path[:-1])
             raise ValueError(f"{text} - at `$.params{path}") from None
         raise ValueError(f"{message} - at `$.params`") from None
+
+
+_REGEX = re.compile(r"matching regex '(.*)'$")
+_PATTERN_WORDS = {SIZE_PATTERN: "a size such as 512M, 2G or 1.5GiB (bytes, or a number with K, M, G or T)"}
+
+
+def in_words(text: str, params_type: type[Struct], raw: bytes, path: str) -> str:
+    """The validation ``text`` for the field at ``path`` (``.memory``), with the value and the form in words.
+
+    A pattern is named in words, an enum lists its values, and the value the
+    client sent is quoted (when it is short) so a person sees what was refused.
+    """
+    match = _REGEX.search(text)
+    if match is not None:
+        pattern = match.group(1).replace("\\\\", "\\")
+        words = _PATTERN_WORDS.get(pattern)
+        if words is not None:
+            text = text[: match.start()].replace("`str` ", "") + words
+    field = path[1:] if _FIELD.fullmatch(path) else None
+    if field is not None and text.startswith("Invalid enum value"):
+        choices = _choices(params_type, field)
+        if choices:
+            text += " (one of: " + ", ".join(choices) + ")"
+    if field is not None and ", got " not in text and not text.startswith("Invalid enum value"):
+        value = _value_of(raw, field)
+        if value is not None:
+            text += f", got {value}"
+    return text
+
+
+_FIELD = re.compile(r"\.\w+")
+
+
+def _choices(params_type: type[Struct], field: str) -> list[str]:
+    for f in msgspec.structs.fields(params_type):
+        if f.name == field:
+            return [str(a) for arg in typing.get_args(f.type) or (f.type,) for a in _literal_values(arg)]
+    return []
+
+
+def _literal_values(tp: Any) -> list[object]:
+    if typing.get_origin(tp) is typing.Literal:
+        return list(typing.get_args(tp))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return [m.value for m in tp]
+    return []
+
+
+def _value_of(raw: bytes, field: str) -> str | None:
+    try:
+        value = msgspec.json.decode(raw).get(field)
+    except (msgspec.DecodeError, RecursionError, AttributeError):
+        return None
+    shown = msgspec.json.encode(value).decode()
+    return shown if len(shown) <= 80 else None

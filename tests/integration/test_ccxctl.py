@@ -125,6 +125,21 @@ def test_a_reader_that_leaves_ends_the_job_and_ccxctl_quietly(daemon, fast):
     assert json.loads(events[-1])["data"]["job"]["reason"] == "cancelled"
 
 
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["run", "--memory", "2X", "true"], ['got "2X"', "512M", "$.params.memory"]),
+        (["history", "list", "--status", "bogus"], ["'bogus'", "one of: queued", "$.params.status"]),
+    ],
+)
+def test_a_refused_value_is_named_with_the_accepted_form_in_words(daemon, args, needles):
+    res = ccxctl(daemon, *args)
+    assert res.returncode == 2 and res.stdout == b""
+    [line] = res.stderr.decode().splitlines()
+    assert all(n in line for n in needles), line
+    assert "regex" not in line
+
+
 def test_daemon_not_running_is_one_line_and_exit_69(tmp_root):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCXD_")}
     env["CCXD_SOCKET"] = str(tmp_root / "nothing.sock")

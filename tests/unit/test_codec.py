@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 from msgspec import Raw
 
-from ccxd.protocol import ErrorCode, ErrorResponse, JobRef, ListParams, StartParams
+from ccxd.protocol import (
+    ErrorCode,
+    ErrorResponse,
+    HistoryStatus,
+    JobReason,
+    JobRef,
+    JobState,
+    ListParams,
+    StartParams,
+)
 from ccxd.rpc.codec import Call, decode_params, parse
 
 
@@ -221,11 +232,11 @@ def test_params_by_position_are_refused() -> None:
     ("method", "params", "message"),
     [
         ("job.list", b'{"limit":"ten"}', "Expected `int`, got `str` - at `$.params.limit`"),
-        ("job.list", b'{"limit":0}', "Expected `int` >= 1 - at `$.params.limit`"),
-        ("job.list", b'{"state":"sleeping"}', "Invalid enum value 'sleeping' - at `$.params.state`"),
+        ("job.list", b'{"limit":0}', "Expected `int` >= 1, got 0 - at `$.params.limit`"),
+        ("job.list", b'{"state":"sleeping"}', "Invalid enum value 'sleeping' (one of: queued, starting, running, paused, finished) - at `$.params.state`"),
         ("job.start", b'{"command":"x","env":{"A":1}}', "Expected `str`, got `int` - at `$.params.env[...]`"),
         ("job.start", b'{"command":["ls",1]}', "Expected `str`, got `int` - at `$.params.command[1]`"),
-        ("job.start", b'{"command":"x","timeout":-1}', "Expected `float` >= 0.0 - at `$.params.timeout`"),
+        ("job.start", b'{"command":"x","timeout":-1}', "Expected `float` >= 0.0, got -1 - at `$.params.timeout`"),
         (
             "job.start",
             b'{"command":"x","colour":"red"}',
@@ -247,8 +258,11 @@ def test_wrong_params_report_msgspecs_message_with_the_path_under_params(
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        (b'{"state":"`$x"}', "Invalid enum value '`$x' - at `$.params.state`"),
-        (b'{"state":" - at `$.x"}', "Invalid enum value ' - at `$.x' - at `$.params.state`"),
+        (b'{"state":"`$x"}', "Invalid enum value '`$x' (one of: queued, starting, running, paused, finished) - at `$.params.state`"),
+        (
+            b'{"state":" - at `$.x"}',
+            "Invalid enum value ' - at `$.x' (one of: queued, starting, running, paused, finished) - at `$.params.state`",
+        ),
         (b'{"`$x":1}', "Object contains unknown field ``$x` - at `$.params`"),
         (b'{" - at `$x":1}', "Object contains unknown field ` - at `$x` - at `$.params`"),
     ],
@@ -263,3 +277,32 @@ def test_params_of_another_method_do_not_fit() -> None:
     assert decode_params("job.cancel", Raw(b'{"job_id":"a"}')) == JobRef("a")
     with pytest.raises(ValueError, match="unknown field `offset`"):
         decode_params("job.cancel", Raw(b'{"job_id":"a","offset":3}'))
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "message"),
+    [
+        (
+            "job.start",
+            b'{"command":"x","memory":"2X"}',
+            'Expected a size such as 512M, 2G or 1.5GiB (bytes, or a number with K, M, G or T), got "2X"'
+            " - at `$.params.memory`",
+        ),
+        (
+            "history.list",
+            b'{"status":"bogus"}',
+            "Invalid enum value 'bogus' (one of: queued, starting, running, paused, finished, exited,"
+            " timeout, idle_timeout, cancelled, killed, failed_to_start, lost, oom) - at `$.params.status`",
+        ),
+        # A long value is not echoed back whole: the field and the form say enough.
+        ("job.start", b'{"command":"x","timeout":-' + b"1" * 100 + b"}", "Expected `float` >= 0.0 - at"),
+    ],
+)
+def test_a_refused_value_is_quoted_and_its_form_said_in_words(method: str, params: bytes, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        decode_params(method, Raw(params))
+    assert str(info.value).startswith(message)
+
+
+def test_history_status_names_every_state_and_reason() -> None:
+    assert set(typing.get_args(HistoryStatus)) == {*JobState, *JobReason}
