@@ -575,7 +575,7 @@ def history_show(
         "shell": info.shell or "-",
         "session": info.session or "-",
         "duration": human_duration(info.duration),
-        "timeout": f"{info.timeout:g}s ({info.timeout_basis})" if info.timeout else "none",
+        "timeout": _timeout_text(info),
         "output": f"{info.stdout_bytes} bytes stdout, {info.stderr_bytes} bytes stderr",
         "node": info.node,
         "peer": info.peer or "-",
@@ -594,6 +594,15 @@ def history_show(
     sys.stdout.buffer.write(out)
     sys.stdout.flush()
     sys.stderr.buffer.write(err)
+
+
+def _timeout_text(info: JobInfo) -> str:
+    if not info.timeout:
+        return "none"
+    if info.timeout_silence is None:
+        return f"{info.timeout:g}s ({info.timeout_basis})"
+    quiet = f"{info.timeout_silence:g}s"
+    return f"{info.timeout:g}s, then only after {quiet} without output ({info.timeout_basis})"
 
 
 @history_app.command("stats")

@@ -10,7 +10,7 @@ import msgspec
 
 from ccxd.protocol import ClaudeInfo, JobInfo
 
-__all__ = ["describe_outcome", "emit_json", "human_duration", "job_rows", "table"]
+__all__ = ["describe_limit", "describe_outcome", "emit_json", "human_duration", "job_rows", "table"]
 
 
 def emit_json(value: object) -> None:
@@ -45,6 +45,27 @@ def human_duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def human_limit(seconds: float) -> str:
+    """``0.5s``, ``30s``, ``10m``, ``2m30s``, ``1h``, ``1h05m``."""
+    if seconds < 60:
+        return f"{round(seconds, 2):g}s"
+    whole = round(seconds)
+    if whole < 3600:
+        m, s = divmod(whole, 60)
+        return f"{m}m{s:02d}s" if s else f"{m}m"
+    h, m = divmod(whole // 60, 60)
+    return f"{h}h{m:02d}m" if m else f"{h}h"
+
+
+def describe_limit(job: JobInfo) -> str:
+    """The timeout rule: ``30s`` (a deadline), ``silent 5m after 10m`` (an estimate's guard) or ``-``."""
+    if job.timeout is None:
+        return "-"
+    if job.timeout_silence is None:
+        return human_limit(job.timeout)
+    return f"silent {human_limit(job.timeout_silence)} after {human_limit(job.timeout)}"
 
 
 def describe_outcome(job: JobInfo) -> str:
@@ -84,7 +105,7 @@ def _when(ts: float | None) -> str:
 def job_rows(jobs: Sequence[JobInfo]) -> tuple[list[str], list[list[str]]]:
     """Headers and rows for a list of jobs (cost and tokens when there are Claude jobs)."""
     claude = any(j.claude is not None for j in jobs)
-    headers = ["id", "state", "outcome", "started", "duration"]
+    headers = ["id", "state", "outcome", "started", "duration", "limit"]
     headers += ["cost", "tokens in/out"] if claude else []
     headers.append("command")
     rows = []
@@ -96,6 +117,7 @@ def job_rows(jobs: Sequence[JobInfo]) -> tuple[list[str], list[list[str]]]:
             describe_outcome(j),
             _when(j.started_at or j.queued_at),
             human_duration(j.duration),
+            describe_limit(j),
         ]
         if claude:
             c = j.claude

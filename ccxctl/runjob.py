@@ -235,6 +235,8 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
                 continue
             if job.reason == "failed_to_start" and not opts.json:
                 _say(f"job {job.id} could not start: {job.error}")
+            elif job.reason == "timeout" and job.timeout_silence is not None and not opts.json:
+                _say(f"job {job.id} stopped: timeout: {job.error or 'estimated timeout'}")
             elif job.reason in ("timeout", "idle_timeout") and not opts.json:
                 limit = job.timeout if job.reason == "timeout" else job.idle_timeout
                 _say(f"job {job.id} stopped: {job.reason.replace('_', ' ')} after {limit:g}s")

@@ -154,6 +154,13 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Timeout for commands with too little history (unset: none)."""
     estimate_min: Positive = 10.0
     """An estimate is never shorter: a command of milliseconds can take far longer on a busy machine."""
+    estimate_silence: Positive | None = 300.0
+    """An estimated timeout guards against hangs and is no deadline: past it (and estimate_floor) a job
+    is ended only once it has also written nothing for this many seconds.  Unset: estimates are
+    wall-clock deadlines like an explicit timeout (ccxd before 2026-12)."""
+    estimate_floor: NonNegative = 600.0
+    """An estimated timeout never ends a job sooner than this many seconds after its start
+    (cc_executor's stream timeout was 600 s)."""
 
     # Claude jobs: limits and retries (ccxd/claude/retry_policy.py says what each does)
     claude_max_concurrent: Annotated[int, Meta(ge=1, le=100_000)] = 4

@@ -269,6 +269,9 @@ class JobInfo(Struct, omit_defaults=True, kw_only=True):
     tags: list[str] = []
     timeout: float | None = None
     timeout_basis: str | None = None
+    timeout_silence: float | None = None
+    """Set when ``timeout`` is an estimate (a guard): past it, the job is ended only once it has
+    also written nothing for this many seconds.  Unset: ``timeout`` is a wall-clock deadline."""
     idle_timeout: float | None = None
     reason: JobReason | None = None
     exit_code: int | None = None
@@ -687,6 +690,8 @@ class JobStarted(Struct):
     pgid: int
     timeout: float | None = None
     timeout_basis: str | None = None
+    timeout_silence: float | None = None
+    """Set for an estimated timeout: it ends the job only after this long without output."""
 
 
 class JobFinished(Struct):

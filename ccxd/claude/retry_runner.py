@@ -283,6 +283,7 @@ class RetryRunner:
         params = without_session_id(structs.replace(params, env=env, subscribe=False))
         nxt = self.sup.make_job(params, job.peer)
         nxt.timeout, nxt.timeout_basis = job.timeout, job.timeout_basis
+        nxt.timeout_silence = job.timeout_silence
         nxt.attempt = decision.attempt
         nxt.retry_of = job.id
         nxt.retry_note = decision.reason

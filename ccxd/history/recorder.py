@@ -46,9 +46,14 @@ class EstimateSettings:
         min_samples: int,
         bootstrap: float | None,
         minimum: float = 0.0,
+        floor: float = 0.0,
+        silence: float | None = None,
     ) -> None:
         self.enabled = enabled
         self.minimum = minimum
+        self.floor = floor
+        self.silence = silence
+        """Set: estimates are guards (ended only when silent this long, past ``floor``)."""
         self.default = default
         self.k = k
         self.min_samples = min_samples
@@ -127,6 +132,8 @@ class Recorder:
             min_samples=s.min_samples,
             bootstrap=s.bootstrap,
             minimum=s.minimum,
+            floor=s.floor,
+            silence=s.silence,
         )
 
     async def _samples_for(self, sig: str) -> list[Sample]:

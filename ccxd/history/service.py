@@ -47,6 +47,8 @@ class History:
             min_samples=c.estimate_min_samples,
             bootstrap=c.estimate_bootstrap,
             minimum=c.estimate_min,
+            floor=c.estimate_floor,
+            silence=c.estimate_silence,
         )
 
     @classmethod

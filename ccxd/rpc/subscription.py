@@ -101,7 +101,14 @@ async def pump(
                 conn.send(
                     _note(
                         "job.started",
-                        JobStarted(job.id, job.pid, job.pgid or job.pid, job.timeout, job.timeout_basis),
+                        JobStarted(
+                            job.id,
+                            job.pid,
+                            job.pgid or job.pid,
+                            job.timeout,
+                            job.timeout_basis,
+                            job.timeout_silence,
+                        ),
                     )
                 )
             while with_output and seq < out.next_seq:

@@ -52,6 +52,7 @@ class Job:
         self.peer = peer
         self.timeout = timeout
         self.timeout_basis: str | None = None
+        self.timeout_silence: float | None = None  # set: the timeout is a guard (deadline.py)
         self.idle_timeout = idle_timeout
         self.state = JobState.QUEUED
         self.reason: JobReason | None = None
@@ -71,6 +72,7 @@ class Job:
         self.finished_mono: float | None = None
         self.last_output_mono = time.monotonic()
         self.stop_reason: JobReason | None = None  # why *we* are stopping it
+        self.stop_note: str | None = None  # said in the record's error (a guard's timeout)
         self.queue_position: int | None = None
         # Retry chains (Claude jobs): see ccxd/claude/retry_runner.py.
         self.attempt = 1
@@ -202,6 +204,7 @@ class Job:
             tags=self.params.tags,
             timeout=self.timeout,
             timeout_basis=self.timeout_basis,
+            timeout_silence=self.timeout_silence,
             idle_timeout=self.idle_timeout,
             reason=self.reason,
             exit_code=self.exit_code,

@@ -28,6 +28,7 @@ from ccxd.output.log import Chunk, OutputLog
 from ccxd.output.spool import FLUSH_INTERVAL, Spool, remove_spool, spooled_jobs
 from ccxd.protocol import ErrorCode, HookOutcome, JobInfo, JobReason, JobState, ListParams, StartParams
 from ccxd.supervision import jobfile, shimjob
+from ccxd.supervision.deadline import LimitTimer, guard_note
 from ccxd.supervision.diskqueue import DiskQueue
 from ccxd.supervision.gate import JobGate, OpenGate
 from ccxd.supervision.job import Job
@@ -202,9 +203,9 @@ class Supervisor:
         notes: dict[str, object] = {}
         if self.hooks is not None:  # may change the params, or refuse (HOOK_REFUSED)
             params, outcomes, notes = await self.hooks.pre(params, job_id, peer)
-        timeout, basis = await self._timeout_for(params)
+        timeout, basis, silence = await self._timeout_for(params)
         job = self._make_job(params, peer, job_id)
-        job.timeout, job.timeout_basis = timeout, basis
+        job.timeout, job.timeout_basis, job.timeout_silence = timeout, basis, silence
         job.hooks, job.annotations = outcomes, notes
         self.admit(job)
         written = self._job_file_written.get(job.id)
@@ -239,16 +240,17 @@ class Supervisor:
             log.info("job %s queued at position %d", job.id, job.queue_position)
             self._record(job)
 
-    async def _timeout_for(self, params: StartParams) -> tuple[float | None, str]:
+    async def _timeout_for(self, params: StartParams) -> tuple[float | None, str, float | None]:
+        """The timeout, its basis, and its silence window when it is an estimate (a guard)."""
         if params.timeout == 0:
-            return None, "none (timeout 0)"
+            return None, "none (timeout 0)", None
         if params.timeout is not None:
-            return params.timeout, "explicit"
+            return params.timeout, "explicit", None
         if self.recorder is None:
             c = self.config.default_timeout
-            return c, "default_timeout" if c is not None else "none"
+            return c, "default_timeout" if c is not None else "none", None
         est = await self.recorder.timeout_for(params.command or "")
-        return est.timeout, est.basis
+        return est.timeout, est.basis, est.silence
 
     def _save_job_file(self, job: Job, info: JobInfo | None = None) -> asyncio.Future[None]:
         # Before anything runs, and again when it ends: the store is written behind,
@@ -485,6 +487,8 @@ class Supervisor:
         else:
             reason = JobReason.EXITED
         reason, error = self.resources.verdict(job, reason)
+        if error is None and reason is job.stop_reason:
+            error = job.stop_note
         job.settle(reason, exit_code=status.code, signal=status.signal, error=error)
         # One line per job at info, when it ends (like an access log); its start is at debug.
         log.info(
@@ -556,37 +560,29 @@ class Supervisor:
         eof.add_done_callback(on_cancel)
         loop.add_reader(fd, on_readable)
 
-    def _arm_timers(self, job: Job) -> builtins.list[asyncio.TimerHandle]:
+    def _arm_timers(self, job: Job) -> builtins.list[LimitTimer]:
+        """The job's timeout and idle timeout (deadline.py), counted from its start."""
         loop = asyncio.get_running_loop()
-        timers: list[asyncio.TimerHandle] = []
-        # From the job's start, not from now: an adopted job keeps its original deadline.
-        elapsed = time.monotonic() - (job.started_mono or time.monotonic())
+        timers: list[LimitTimer] = []
         if job.timeout is not None:
-            timers.append(
-                loop.call_later(max(0.0, job.timeout - elapsed), self._stop, job, JobReason.TIMEOUT)
-            )
+            after, silence = job.timeout, job.timeout_silence
+
+            def timed_out(elapsed: float, quiet: float) -> None:
+                note = None if silence is None else guard_note(after, silence, elapsed, quiet)
+                self._stop(job, JobReason.TIMEOUT, note)
+
+            timers.append(LimitTimer(loop, job, after, silence, timed_out, spare_paused=True))
         if job.idle_timeout is not None:
-            idle = job.idle_timeout
-
-            def check_idle() -> None:
-                if job.finished or job.stop_reason is not None:
-                    return
-                quiet = time.monotonic() - job.last_output_mono
-                if quiet >= idle:
-                    self._stop(job, JobReason.IDLE_TIMEOUT)
-                else:
-                    timers.append(loop.call_later(idle - quiet, check_idle))
-
-            quiet = time.monotonic() - job.last_output_mono
-            timers.append(loop.call_later(max(0.0, idle - quiet), check_idle))
+            idle = functools.partial(self._stop, job, JobReason.IDLE_TIMEOUT)
+            timers.append(LimitTimer(loop, job, 0.0, job.idle_timeout, lambda _e, _q: idle()))
         return timers
 
-    def _stop(self, job: Job, reason: JobReason) -> None:
-        """Begin stopping ``job`` for ``reason`` (first reason wins)."""
+    def _stop(self, job: Job, reason: JobReason, note: str | None = None) -> None:
+        """Begin stopping ``job`` for ``reason`` (first reason wins); ``note`` goes to its record's error."""
         if job.finished or job.stop_reason is not None:
             return
-        job.stop_reason = reason
-        log.info("job %s: stopping (%s)", job.id, reason)
+        job.stop_reason, job.stop_note = reason, note
+        log.info("job %s: stopping (%s%s)", job.id, reason, f": {note}" if note else "")
         self._terminate(job)
 
     def _terminate(self, job: Job) -> None:
@@ -915,7 +911,7 @@ class Supervisor:
             idle_timeout=info.idle_timeout,
         )
         now, mono = time.time(), time.monotonic()
-        job.timeout_basis = info.timeout_basis
+        job.timeout_basis, job.timeout_silence = info.timeout_basis, info.timeout_silence
         job.queued_at = info.queued_at
         job.started_at = info.started_at or now
         job.started_mono = mono - (now - job.started_at)

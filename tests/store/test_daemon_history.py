@@ -185,7 +185,12 @@ def test_missing_redis_server_says_how_to_install(tmp_root):
 
 async def test_timeout_estimates_come_from_successful_runs(daemon_factory):
     d = daemon_factory(
-        extra_env={"CCXD_ESTIMATE_MIN_SAMPLES": "3", "CCXD_ESTIMATE_K": "2", "CCXD_ESTIMATE_MIN": "0.1"}
+        extra_env={
+            "CCXD_ESTIMATE_MIN_SAMPLES": "3",
+            "CCXD_ESTIMATE_K": "2",
+            "CCXD_ESTIMATE_MIN": "0.1",
+            "CCXD_ESTIMATE_FLOOR": "0",  # the estimate itself, not the guard's floor
+        }
     )
     c = await d.client()
     _, _first, events = await collect(c, "sleep 0.1")
