@@ -121,6 +121,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds an address that failed too often is refused (429) for."""
     ws_legacy_ping_interval: Positive | None = 30.0
     """Seconds between cc_executor-style ``ping`` notifications; unset disables them."""
+    legacy_cancel_on_disconnect: bool = True
+    """Cancel a cc_executor ``execute`` job when its WebSocket connection closes, as cc_executor
+    did; false keeps it running (follow it again with ``job.subscribe``)."""
 
     # Store
     store: Literal["redis", "memory"] = "redis"

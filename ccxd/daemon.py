@@ -59,6 +59,7 @@ _RELOADABLE = (
     "drain_timeout",
     "on_stop",
     "on_restart",
+    "legacy_cancel_on_disconnect",
     "claude_max_concurrent",
     "claude_retry",
     "claude_retry_max_attempts",
@@ -277,8 +278,8 @@ class Daemon:
         self.notifier.stopping()
         await unix.stop()
         if ws is not None:
+            await compat.stop()  # first: closing its connections now must not cancel their jobs
             await ws.stop()
-            await compat.stop()
         self._unlink_socket()
         mode = self._stop_mode or await self._systemd_stop_mode() or self.config.on_stop
         drain = self._stop_drain if self._stop_drain is not None else self.config.drain_timeout

@@ -1087,7 +1087,7 @@ class ExecuteParams(Struct, kw_only=True):
 
     command: Annotated[str, Meta(min_length=1)]
     timeout: TimeoutSeconds | None = None
-    """Seconds; unset means ccxd's estimate, 0 means none."""
+    """Seconds; unset or 0 means none, as in cc_executor (``idle_timeout`` still applies)."""
 
 
 class ExecuteResult(Struct):
@@ -1142,15 +1142,19 @@ class ProcessStatus(Struct):
 
 
 class ProcessOutput(Struct):
-    """``process.output``: one chunk (≤ 64 KiB) of a stream, as text.
+    """``process.output``: one line of a stream (newline included), as text, as cc_executor sent it.
 
-    Bytes that are not UTF-8 arrive as U+FFFD (use native ``job.subscribe``
-    for exact bytes).  ``truncated`` is true when output before this chunk was
-    lost to this client (evicted from memory and the spool).
+    A line longer than 64 KiB comes in pieces of at most 64 KiB, never cut inside
+    a UTF-8 character; only the last piece ends with the newline.  A last line
+    without a newline comes when the job ends.  Bytes that are not UTF-8 arrive
+    as U+FFFD (use native ``job.subscribe`` for exact bytes).  ``truncated`` is
+    true when output before this line was lost to this client (evicted from
+    memory and the spool).
     """
 
     type: Stream
     data: str
+    job_id: str
     truncated: bool = False
     chunk_index: int | UnsetType = UNSET
     total_chunks: int | UnsetType = UNSET

@@ -1,10 +1,12 @@
 """A drop-in for cc_executor's ``WebSocketClient`` for people migrating.
 
 ``execute_command`` returns cc_executor's result dict (``success``,
-``exit_code``, ``duration``, ``output_data``, ``error`` …) but runs through the
-native protocol, so exit codes are real: a job that hit its timeout reports
-``success: False``, ``exit_code: 124`` and says so in ``error`` (cc_executor
-reported exit code 0).
+``exit_code``, ``duration``, ``outputs`` (the number of output lines, as
+cc_executor counted its one message per line), ``output_data`` (the output as
+one string), ``error`` …) but runs through the native protocol, so exit codes
+are real: a job that hit its timeout reports ``success: False``,
+``exit_code: 124`` and says so in ``error`` (cc_executor reported exit code 0).
+Without ``timeout`` a command has none, as with cc_executor.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from typing import Any
 
 from ccxd.client.connection import ClientError, connect
+from ccxd.compat.lines import LineSplitter
 from ccxd.protocol import JobFinished, OutputChunk
 
 __all__ = ["MinimalWebSocketClient", "WebSocketClient"]
@@ -42,6 +45,7 @@ class WebSocketClient:
         """Run ``command`` and return cc_executor's result dict."""
         started = time.time()
         output: list[str] = []
+        splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         exit_code: int | None = None
         error: str | None = None
         try:
@@ -49,10 +53,11 @@ class WebSocketClient:
                 self.ws_url, token=self._token, token_file=self._token_file, reconnect=True
             )
             try:
-                options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-                async for ev in client.run(command, **options):
+                # cc_executor had no timeout unless asked: 0 is none (unset would be ccxd's estimate).
+                async for ev in client.run(command, timeout=timeout or 0):
                     if isinstance(ev, OutputChunk):
-                        output.append(ev.raw().decode("utf-8", errors="replace"))
+                        pieces = splitters[ev.stream].feed(ev.raw())
+                        output += [p.decode("utf-8", errors="replace") for p in pieces]
                     elif isinstance(ev, JobFinished):
                         job = ev.job
                         if job.reason in ("timeout", "idle_timeout"):
@@ -68,13 +73,14 @@ class WebSocketClient:
                 await client.close()
         except ClientError as exc:
             error = str(exc)
+        output += [tail.decode("utf-8", errors="replace") for s in splitters.values() if (tail := s.flush())]
         return {
             "success": error is None,
             "exit_code": exit_code if exit_code is not None else -1,
             "duration": time.time() - started,
             "restart_overhead": 0,
             "outputs": len(output),
-            "output_data": output,
+            "output_data": "".join(output),
             "error": error,
         }
 

@@ -13,26 +13,37 @@ What a cc_executor client sees:
 * ``execute {command, timeout?}`` starts a real ccxd job (tagged
   ``cc_executor``, so ``ccxctl ps`` shows it) and answers
   ``{status: "started", pid, pgid, job_id}`` once the process runs (a job that
-  must queue for a slot answers when it starts).  Then come ``process.started``,
-  ``process.output`` (one per output chunk, text) and ``process.completed``
-  with the real exit code: ``completed`` for 0, ``failed`` otherwise, 124 for
-  a timeout, 128+N for signal N.  A job that cannot run ends with
-  ``process.failed {error}``; a failure while following it with
+  must queue for a slot answers when it starts).  Without ``timeout`` it has
+  none, as in cc_executor (``idle_timeout`` still applies).  Then come
+  ``process.started``, ``process.output`` (one per output line, as
+  cc_executor's ``readline`` loop sent them: :mod:`ccxd.compat.lines`) and
+  ``process.completed`` with the real exit code: ``completed`` for 0,
+  ``failed`` otherwise, 124 for a timeout, 128+N for signal N.  Every
+  ``process.*`` notification carries ``job_id``.  A job that cannot run ends
+  with ``process.failed {error}``; a failure while following it with
   ``process.error {error}``.  One ``execute`` job runs per connection at a
   time (-32602 otherwise); the next ``execute`` works as soon as it finished
   or was cancelled.
 * ``control {type: PAUSE|RESUME|CANCEL}`` acts on that job, answers
   ``{status: paused|resumed|canceled}`` and then sends ``process.paused`` /
   ``process.resumed`` / ``process.canceled``.  A cancelled job sends no
-  ``process.completed`` (as in cc_executor); no running job is -32003.
+  ``process.completed`` (as in cc_executor); no running job is -32002, as in
+  cc_executor.
 * A ``ping`` notification ``{timestamp}`` every ``ws_legacy_ping_interval``
   seconds (cc_executor: 30); the client's ``pong`` (request or notification) is
   accepted and ignored.
 * ``hook_status`` answers ``{enabled, hooks, message}`` from the loaded hooks
   (``point:name`` each; ``enabled`` false when none are loaded).
 
-Jobs outlive the connection (unlike cc_executor, which killed them): follow
-them again with ``job.subscribe`` and the ``job_id`` from the result.
+A connection's ``execute`` job is cancelled when the connection closes, as
+cc_executor killed it (``legacy_cancel_on_disconnect``; false keeps it running,
+to be followed again with ``job.subscribe`` and the ``job_id`` from the
+result).  A daemon that is stopping leaves them to its stop mode instead.
+
+Error codes are cc_executor's on the legacy methods (:data:`_LEGACY_CODES`):
+-32001 a command refused (by a pre-execution hook here), -32002 no process
+running, -32602 bad params or a process already running, -32603 anything else
+(``data.ccxd_code`` then holds ccxd's own code).
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ import msgspec
 from msgspec import Struct
 
 from ccxd import __version__
+from ccxd.compat.lines import LineSplitter
 from ccxd.errors import RpcError
 from ccxd.output.log import STREAMS
 from ccxd.protocol import (
@@ -57,6 +69,7 @@ from ccxd.protocol import (
     ControlParams,
     ControlResult,
     ErrorCode,
+    ErrorObject,
     ErrorResponse,
     ExecuteParams,
     ExecuteResult,
@@ -90,6 +103,10 @@ CAPABILITIES = ["execute", "control", "stream", "hook_status", "ccxd.native", "c
 TIMEOUT_EXIT_CODE = 124
 """Exit code reported for a job stopped by its timeout (as GNU ``timeout`` does)."""
 JOB_TAG = "cc_executor"
+COMMAND_NOT_ALLOWED = -32001
+"""cc_executor's code for a command it refused (ccxd: a pre-execution hook refused it)."""
+PROCESS_NOT_FOUND = -32002
+"""cc_executor's code for ``control`` with no process running."""
 _SUBSCRIPTION_PREFIX = "cc_executor:"
 
 LegacyHandler = Callable[[Any, Connection], Awaitable[Struct]]
@@ -114,6 +131,7 @@ class CompatHandler:
         self.sup = sup
         self.ping_interval = ping_interval
         self.sessions: dict[Connection, _Session] = {}
+        self._stopping = False
         self._pinger: asyncio.Task[None] | None = None
         self._handlers: dict[str, LegacyHandler] = {
             "execute": self._execute,
@@ -131,7 +149,8 @@ class CompatHandler:
             self._pinger = asyncio.get_running_loop().create_task(self._ping_loop(self.ping_interval))
 
     async def stop(self) -> None:
-        """Stop the pings."""
+        """Stop the pings; from now on a closing connection leaves its job to the daemon's stop mode."""
+        self._stopping = True
         if self._pinger is not None:
             self._pinger.cancel()
             await asyncio.gather(self._pinger, return_exceptions=True)
@@ -145,8 +164,18 @@ class CompatHandler:
         return encode(legacy_notification("connected", hello))
 
     def close(self, conn: Connection) -> None:
-        """Forget the connection (its jobs keep running)."""
-        self.sessions.pop(conn, None)
+        """Forget the connection and cancel its ``execute`` job (``legacy_cancel_on_disconnect``)."""
+        session = self.sessions.pop(conn, None)
+        job = session.job if session is not None else None
+        if job is None or job.finished or job.stop_reason is not None or self._stopping:
+            return
+        if not self.sup.config.legacy_cancel_on_disconnect:
+            return
+        log.info("job %s: its cc_executor connection %s closed; cancelling it", job.id, conn.peer)
+        try:
+            self.sup.cancel(job.id)
+        except RpcError as exc:  # it ended meanwhile
+            log.debug("job %s: not cancelled: %s", job.id, exc.message)
 
     async def _ping_loop(self, interval: float) -> None:
         while True:
@@ -174,7 +203,8 @@ class CompatHandler:
         try:
             result = await self._handlers[call.method](params, conn)
         except RpcError as exc:
-            return error(call.id, exc.code, exc.message, exc.data)
+            code, data = _legacy_error(exc)
+            return ErrorResponse(id=call.id, error=ErrorObject(code=code, message=exc.message, data=data))
         except Exception:
             log.exception("internal error in %s", call.method)
             return error(call.id, ErrorCode.INTERNAL_ERROR, f"internal error in {call.method}")
@@ -195,13 +225,15 @@ class CompatHandler:
             if old.stop_reason is None:
                 raise RpcError(
                     ErrorCode.INVALID_PARAMS,
-                    f"a process is already running (job {old.id}); "
+                    f"A process is already running (job {old.id}); "
                     "wait for process.completed or send control CANCEL",
                     {"job_id": old.id},
                 )
             _stop_follower(conn, session)  # it is being stopped: do not mix its events in
-        params = StartParams(command=p.command, timeout=p.timeout, tags=[JOB_TAG])
+        # cc_executor had no timeout unless asked: unset is none (0), never ccxd's estimate.
+        params = StartParams(command=p.command, timeout=p.timeout or 0, tags=[JOB_TAG])
         job = await self.sup.start(params, peer=conn.peer)
+        session.job = job  # from here on, a closing connection cancels it
         await _started(job)
         if job.pid is None:
             raise RpcError(
@@ -209,7 +241,6 @@ class CompatHandler:
                 f"the command could not start: {job.error or job.reason}",
                 {"job_id": job.id},
             )
-        session.job = job
         # The follower's first message goes out after this reply: tasks run later.
         task = asyncio.get_running_loop().create_task(_follow(conn, job, session.id))
         session.follower = task
@@ -220,7 +251,7 @@ class CompatHandler:
         session = self._session(conn)
         job = session.job
         if job is None or job.finished or job.stop_reason is not None:
-            raise RpcError(ErrorCode.JOB_NOT_ACTIVE, "no process is running")
+            raise RpcError(ErrorCode.JOB_NOT_ACTIVE, "No process is running")  # -32002 to the client
         status: Any
         if p.type == "PAUSE":
             self.sup.pause(job.id)
@@ -268,6 +299,27 @@ def _decode_params(method: str, params: msgspec.Raw | None) -> Struct:
         if sep:
             raise ValueError(f"{text} - at `$.params{path}") from None
         raise ValueError(f"{exc} - at `$.params`") from None
+
+
+_LEGACY_CODES: dict[int, int] = {
+    ErrorCode.INVALID_PARAMS: ErrorCode.INVALID_PARAMS,
+    ErrorCode.INTERNAL_ERROR: ErrorCode.INTERNAL_ERROR,
+    ErrorCode.HOOK_REFUSED: COMMAND_NOT_ALLOWED,
+    ErrorCode.JOB_NOT_ACTIVE: PROCESS_NOT_FOUND,
+    ErrorCode.JOB_NOT_FOUND: PROCESS_NOT_FOUND,
+}
+"""ccxd's error code → cc_executor's, on the legacy methods; any other is -32603 (its "failed")."""
+
+
+def _legacy_error(exc: RpcError) -> tuple[int, Any]:
+    """cc_executor's code for a native error; ``data.ccxd_code`` keeps ccxd's own when they differ."""
+    code = int(exc.code)
+    legacy = _LEGACY_CODES.get(code, ErrorCode.INTERNAL_ERROR)
+    if legacy == code:
+        return code, exc.data
+    data = dict(exc.data) if isinstance(exc.data, dict) else {}
+    data["ccxd_code"] = code
+    return int(legacy), data
 
 
 def _stop_follower(conn: Connection, session: _Session) -> None:
@@ -386,6 +438,22 @@ async def _pump(conn: Connection, job: Job, session_id: str = "") -> None:
     seq = 0
     offset = 0
     lost = False
+    # One splitter per stream: a partial stdout line is not ended by stderr output.
+    splitters = [LineSplitter() for _ in STREAMS]
+
+    def send(stream: int, line: bytes) -> None:
+        nonlocal lost
+        text = line.decode("utf-8", errors="replace")
+        params = ProcessOutput(type=STREAMS[stream], data=text, job_id=job.id, truncated=lost)  # type: ignore[arg-type]
+        conn.send(encode(legacy_notification("process.output", params)))
+        lost = False
+
+    def flush() -> None:
+        for stream, splitter in enumerate(splitters):
+            tail = splitter.flush()
+            if tail:
+                send(stream, tail)
+
     try:
         started = ProcessStatus("started", job.pid, job.pgid, job.id)
         conn.send(encode(legacy_notification("process.started", started)))
@@ -398,18 +466,20 @@ async def _pump(conn: Connection, job: Job, session_id: str = "") -> None:
                 if chunk is None:  # evicted from memory and not in the spool
                     seq = out.first_memory_seq
                     resume = out.available_offset(seq)
-                    lost = lost or resume > offset
+                    if resume > offset:  # a gap: what was held ends before it
+                        flush()
+                        lost = True
                     offset = max(offset, resume)
                     continue
                 skip = max(0, offset - chunk.offset)
                 if skip < len(chunk.data):
-                    text = chunk.data[skip:].decode("utf-8", errors="replace")
-                    params = ProcessOutput(type=STREAMS[chunk.stream], data=text, truncated=lost)  # type: ignore[arg-type]
-                    conn.send(encode(legacy_notification("process.output", params)))
-                    lost = False
+                    data = chunk.data[skip:] if skip else chunk.data
+                    for line in splitters[chunk.stream].feed(data):
+                        send(chunk.stream, line)
                 offset = chunk.end
                 seq += 1
             if job.finished and seq >= out.next_seq:
+                flush()  # a last line without its newline
                 notice = claude_error_notification(job, session_id)
                 if notice is not None:
                     conn.send(notice)

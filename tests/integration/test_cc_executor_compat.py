@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import signal
 import urllib.request
 import uuid
 
@@ -12,7 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .helpers import RawConnection
+from .helpers import RawConnection, job_pids
 
 LEGACY_ENV = {"CCXD_WS_AUTH": "false", "CCXD_WS_LEGACY_PING_INTERVAL": "0.2"}
 
@@ -103,7 +105,7 @@ async def test_a_cc_executor_session(legacy):
 
     result, outputs, done, kind = await c.run({"command": "echo hi"})
     assert result["status"] == "started" and result["pid"] > 0 and result["pgid"] > 0
-    assert outputs == [{"type": "stdout", "data": "hi\n", "truncated": False}]
+    assert outputs == [{"type": "stdout", "data": "hi\n", "job_id": result["job_id"], "truncated": False}]
     assert kind == "process.completed"
     assert done["status"] == "completed" and done["exit_code"] == 0
     assert done["pid"] == result["pid"] and done["execution_time"] >= 0
@@ -132,8 +134,10 @@ async def test_control_pause_resume_cancel(legacy):
     c = await Legacy.open(legacy)
     await c.next()  # connected
     unix = RawConnection(legacy.socket)
+    # No process yet: cc_executor's -32002 and its words (-32003 meant "session limit" there).
     with_string_id = await c.call("control", {"type": "PAUSE"}, req_id="ctl-0")
-    assert with_string_id["error"]["code"] == -32003 and with_string_id["id"] == "ctl-0"
+    assert with_string_id["error"]["code"] == -32002 and with_string_id["id"] == "ctl-0"
+    assert with_string_id["error"]["message"] == "No process is running"
 
     reply = await c.call("execute", {"command": "while true; do echo tick; sleep 0.05; done"})
     job_id, pid = reply["result"]["job_id"], reply["result"]["pid"]
@@ -143,7 +147,7 @@ async def test_control_pause_resume_cancel(legacy):
 
     busy = await c.call("execute", {"command": "echo no"}, req_id="busy-1")
     assert busy["error"]["code"] == -32602 and busy["id"] == "busy-1"
-    assert "already running" in busy["error"]["message"]
+    assert busy["error"]["message"].startswith("A process is already running")
 
     for kind, status, state in (("PAUSE", "paused", "paused"), ("RESUME", "resumed", "running")):
         reply = await c.call("control", {"type": kind})
@@ -172,6 +176,9 @@ async def test_control_pause_resume_cancel(legacy):
     assert final["state"] == "finished" and final["reason"] == "cancelled"
     bad = await c.call("control", {"type": "STOP"})
     assert bad["error"]["code"] == -32602
+    # The job finished: again no process to act on.
+    for kind in ("PAUSE", "RESUME", "CANCEL"):
+        assert (await c.call("control", {"type": kind}))["error"]["code"] == -32002
     await c.ws.close()
 
 
@@ -217,27 +224,150 @@ async def test_health_counts_sessions(legacy):
     await b.ws.close()
 
 
-async def test_jobs_outlive_the_connection_and_a_stop_closes_with_1001(legacy):
+async def sessions(daemon) -> int:
+    url = daemon.ws_url.replace("ws://", "http://").rsplit("/", 1)[0] + "/health"
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+    return json.loads(body)["active_sessions"]
+
+
+def wait_finished(daemon, job_id: str) -> dict:
+    """The job's final record, once job.finished says it ended."""
+    unix = RawConnection(daemon.socket)
+    try:
+        reply = unix.call("job.subscribe", {"job_id": job_id, "output": False})
+        assert "result" in reply, reply
+        while (note := unix.recv()).get("method") != "job.finished":
+            pass
+        return note["params"]["job"]
+    finally:
+        unix.close()
+
+
+async def test_closing_the_connection_kills_the_job_tree(legacy):
+    # cc_executor killed the process when its client went away: a client's own timeout
+    # (it closes the socket) stops the work.
     c = await Legacy.open(legacy)
     await c.next()
+    reply = await c.call("execute", {"command": "sleep 60 & sleep 61; wait"})
+    job_id, pid = reply["result"]["job_id"], reply["result"]["pid"]
+    assert (await c.next())["method"] == "process.started"
+    while len(job_pids(job_id)) < 3:  # the shell and both sleeps
+        await asyncio.sleep(0.05)
+    tree = job_pids(job_id)
+    assert pid in tree
+    await c.ws.close()
+    final = await asyncio.to_thread(wait_finished, legacy, job_id)
+    assert final["reason"] == "cancelled"
+    assert job_pids(job_id) == []
+    for p in tree:
+        with pytest.raises(ProcessLookupError):
+            os.kill(p, 0)
+
+
+async def test_with_the_switch_off_jobs_outlive_the_connection(daemon_factory):
+    d = daemon_factory({**LEGACY_ENV, "CCXD_LEGACY_CANCEL_ON_DISCONNECT": "false"})
+    c = await Legacy.open(d)
+    await c.next()
     reply = await c.call("execute", {"command": "sleep 30"})
-    job_id = reply["result"]["job_id"]
+    job_id, pid = reply["result"]["job_id"], reply["result"]["pid"]
     await c.ws.close()
     assert c.ws.close_code == 1000
-    unix = RawConnection(legacy.socket)
+    while await sessions(d):  # the daemon has let the connection go (and run its close hook)
+        await asyncio.sleep(0.05)
+    unix = RawConnection(d.socket)
     assert unix.call("job.get", {"job_id": job_id})["result"]["state"] == "running"
+    os.kill(pid, 0)
     unix.call("job.cancel", {"job_id": job_id})
 
-    d = await Legacy.open(legacy)
-    await d.next()
-    stopping = asyncio.create_task(asyncio.to_thread(legacy.stop))  # keep our loop free to answer the close
+
+async def test_a_daemon_stop_closes_with_1001_and_leaves_jobs_to_on_stop(daemon_factory):
+    d = daemon_factory({**LEGACY_ENV, "CCXD_ON_STOP": "leave"})
+    c = await Legacy.open(d)
+    await c.next()
+    reply = await c.call("execute", {"command": "sleep 30"})
+    pid = reply["result"]["pid"]
+    stopping = asyncio.create_task(asyncio.to_thread(d.stop))  # keep our loop free to answer the close
     try:
         while True:
-            await asyncio.wait_for(d.ws.recv(), 30)
+            await asyncio.wait_for(c.ws.recv(), 30)
     except ConnectionClosed as exc:
         closed = exc
     assert await stopping == 0
     assert closed.rcvd is not None and closed.rcvd.code == 1001  # not cc_executor's 1006
+    # The stop closed the connection, but the daemon's stop mode (leave) decides: it runs on.
+    try:
+        os.kill(pid, 0)
+    finally:
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def test_one_process_output_per_line_as_cc_executor_sent(legacy):
+    c = await Legacy.open(legacy)
+    await c.next()
+    result, outputs, done, _ = await c.run({"command": "seq 1 20000"})
+    assert done["exit_code"] == 0
+    assert len(outputs) == 20000
+    assert [o["data"] for o in outputs] == [f"{i}\n" for i in range(1, 20001)]
+    assert {o["job_id"] for o in outputs} == {result["job_id"]}
+    assert not any(o["truncated"] for o in outputs)
+
+    # A client that looks for a variable at the start of a message finds it.
+    _, outputs, _, _ = await c.run({"command": "env"})
+    assert any(o["data"].startswith("PATH=") for o in outputs)
+    assert all(o["data"].endswith("\n") and o["data"].count("\n") == 1 for o in outputs)
+
+    # stdout and stderr lines interleaved within one line's time stay whole, each on its stream.
+    _, outputs, _, _ = await c.run({"command": "for i in {1..200}; do printf 'o%d ' $i; printf 'e%d\\n' $i >&2; echo; done"})
+    assert [o["data"] for o in outputs if o["type"] == "stdout"] == [f"o{i} \n" for i in range(1, 201)]
+    assert [o["data"] for o in outputs if o["type"] == "stderr"] == [f"e{i}\n" for i in range(1, 201)]
+
+    # A last line without a newline comes when the job ends.
+    _, outputs, _, _ = await c.run({"command": "echo one; printf two"})
+    assert [o["data"] for o in outputs] == ["one\n", "two"]
+    await c.ws.close()
+
+
+async def test_a_long_line_comes_in_64_kib_pieces_never_inside_a_character(legacy):
+    c = await Legacy.open(legacy)
+    await c.next()
+    _, outputs, _, _ = await c.run({"command": "head -c 204800 /dev/zero | tr '\\0' x; echo; echo next"})
+    pieces = [o["data"] for o in outputs]
+    assert [len(p) for p in pieces] == [65536, 65536, 65536, 8193, 5]
+    assert "".join(pieces[:4]) == "x" * 204800 + "\n" and pieces[4] == "next\n"
+
+    # "ab" then 3-byte characters: 64 KiB falls inside one, so each piece ends before it.
+    _, outputs, _, _ = await c.run({"command": "printf ab; printf '€%.0s' {1..30000}; echo"})
+    pieces = [o["data"] for o in outputs]
+    assert len(pieces) == 2 and "".join(pieces) == "ab" + "€" * 30000 + "\n"
+    assert "\ufffd" not in "".join(pieces)
+    assert [len(p.encode()) for p in pieces] == [65534, 2 + 3 * 30000 + 1 - 65534]
+    await c.ws.close()
+
+
+async def test_an_execute_without_timeout_has_none_whatever_history_estimates(daemon_factory):
+    # History would give this command shape a 1 s timeout (5 runs of 0.1 s, and a silent job).
+    d = daemon_factory(
+        {
+            **LEGACY_ENV,
+            "CCXD_ESTIMATE_MIN": "1",
+            "CCXD_ESTIMATE_FLOOR": "0",
+            "CCXD_ESTIMATE_SILENCE": "0.5",
+        }
+    )
+    c = await Legacy.open(d)
+    await c.next()
+    for _ in range(5):
+        _, _, done, _ = await c.run({"command": "sleep 0.1"})
+        assert done["exit_code"] == 0
+    result, _, done, kind = await c.run({"command": "sleep 3"})
+    assert kind == "process.completed" and done["status"] == "completed", done
+    assert done["exit_code"] == 0 and done["reason"] == "exited" and done["execution_time"] >= 3
+    job = RawConnection(d.socket).call("job.get", {"job_id": result["job_id"]})["result"]
+    assert job.get("timeout") is None and job["timeout_basis"] == "none (timeout 0)", job
+    # An explicit timeout still holds.
+    _, _, done, _ = await c.run({"command": "sleep 3", "timeout": 0.5})
+    assert done["exit_code"] == 124 and done["reason"] == "timeout"
+    await c.ws.close()
 
 
 async def test_with_auth_on_cc_executor_clients_need_the_token(daemon):

@@ -26,8 +26,9 @@ def test_sync_client_runs_jobs_and_reports_exit_codes(daemon):
 def test_cc_executor_drop_in_over_the_unix_socket(daemon):
     # The drop-in takes any target URL; the WebSocket path is covered with the WS front-end.
     client = WebSocketClient(url=str(daemon.socket))
-    result = asyncio.run(client.execute_command("echo hello; exit 3"))
+    result = asyncio.run(client.execute_command("echo hello; echo world; printf tail; exit 3"))
     assert result["success"] is True and result["exit_code"] == 3
-    assert "".join(result["output_data"]) == "hello\n"
+    # As cc_executor's client: the output as one string, and one output per line.
+    assert result["output_data"] == "hello\nworld\ntail" and result["outputs"] == 3
     timed = asyncio.run(client.execute_command("sleep 30", timeout=1))
     assert timed["success"] is False and timed["exit_code"] == 124 and "timed out" in timed["error"]
