@@ -35,11 +35,19 @@ BLOCK_REASON = "usage limit"
 
 
 def is_claude_job(job: Job) -> bool:
-    """A job of kind ``claude``, or one whose program is ``claude``."""
+    """A job of kind ``claude``, an argv whose program is ``claude``, or a recognised shell string.
+
+    ``kind: "shell"`` says no to all of them.  Shell strings are recognised
+    once, when the job is made (``ClaudeKind.made`` gives them a monitor that
+    knows its command).
+    """
     kind = getattr(job.params, "kind", None)
     if kind is not None:
         return str(kind) == "claude"
-    return bool(job.argv) and os.path.basename(job.argv[0]) == "claude" and job.shell is None
+    if job.shell is None:
+        return bool(job.argv) and os.path.basename(job.argv[0]) == "claude"
+    run = getattr(job, "claude", None)
+    return run is not None and getattr(run, "shell_command", None) is not None
 
 
 class ClaudeGate:

@@ -1,15 +1,24 @@
 """Claude jobs as a job kind: the supervisor's seam (:class:`~ccxd.supervision.observer.JobKind`).
 
 ``prepare`` builds the argv of ``kind: "claude"`` requests; ``made`` gives
-every Claude job (``kind: "claude"``, or an argv whose program is ``claude``)
-its pre-assigned ``--session-id``, the configured API key (only when
+every Claude job (``kind: "claude"``, an argv whose program is ``claude``, or a
+shell string :func:`~ccxd.claude.shell_command.recognise` recognises) its
+pre-assigned ``--session-id``, the configured API key (only when
 ``claude_api_key_file`` is set) and a :class:`ClaudeMonitor`.
+
+A recognised shell string that would print text runs behind the text
+renderer (``textview.py``): the CLI is asked for stream-json, which the
+monitor follows in ``<spool>/<job>.claude``, and the job's stdout is the text
+the CLI would have printed.  Only the command the shell runs (``job.argv``)
+changes; the request (``job.params.command``) stays the user's.
 """
 
 from __future__ import annotations
 
 import logging
 import shlex
+import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +26,7 @@ from typing import TYPE_CHECKING
 from ccxd.claude.command import add_session_id, claude_params, is_claude_argv, wants_events
 from ccxd.claude.gate import is_claude_job
 from ccxd.claude.monitor import ClaudeMonitor
+from ccxd.claude.shell_command import ShellClaude, recognise
 from ccxd.config import Config
 from ccxd.protocol import StartParams
 
@@ -26,6 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["ClaudeKind"]
 
 log = logging.getLogger("ccxd.claude")
+
+TEXTVIEW = Path(__file__).with_name("textview.py")
+EVENTS_SUFFIX = ".claude"
+"""A rendered job's stream-json: ``<job>.claude`` next to its spool (removed with it)."""
 
 
 class ClaudeKind:
@@ -47,6 +61,13 @@ class ClaudeKind:
         classified, nothing about it is changed.
         """
         cfg = self.config()
+        if job.params.kind == "shell":
+            return  # the caller said: not a Claude job, whatever the command
+        if job.shell is not None and isinstance(job.params.command, str) and job.params.kind is None:
+            found = recognise(job.params.command, cfg.claude_program)
+            if found is not None:
+                self._shell_job(job, found, cfg)
+                return
         if not is_claude_job(job):
             words = _shell_words(job.params.command)
             if words and is_claude_argv(words):
@@ -72,6 +93,38 @@ class ClaudeKind:
         )
         job.claude = monitor
         job.observer = monitor
+
+    def _shell_job(self, job: Job, found: ShellClaude, cfg: Config) -> None:
+        """A recognised shell string: a Claude job, rendered as text when it would print text."""
+        assert job.shell is not None
+        key = _api_key(cfg.claude_api_key_file)
+        if key is not None:
+            job.extra_env["ANTHROPIC_API_KEY"] = key
+        stall = job.params.stall_timeout if job.params.stall_timeout is not None else cfg.claude_stall_timeout
+        spool = job.log.spool
+        if found.renders_text and spool is not None:
+            events = spool.data_path.with_name(job.id + EVENTS_SUFFIX)
+            session_id = None if found.own_session else str(uuid.uuid4())
+            renderer = [sys.executable, "-I", "-S", str(TEXTVIEW), "--events", str(events), "--"]
+            job.argv = [job.shell, "-c", found.rendered(renderer, session_id)]
+            monitor = ClaudeMonitor(
+                job,
+                structured=True,
+                stall_timeout=stall,
+                exit_grace=cfg.claude_exit_grace,
+                session_id=session_id,
+                events_file=events,
+                shell_command=found,
+            )
+        else:  # stream-json or json, as asked: nothing is changed
+            monitor = ClaudeMonitor(
+                job,
+                structured=found.output_format == "stream-json",
+                stall_timeout=stall,
+                exit_grace=cfg.claude_exit_grace,
+                shell_command=found,
+            )
+        job.claude = job.observer = monitor
 
 
 def _shell_words(command: str | list[str] | None) -> list[str]:
