@@ -347,10 +347,12 @@ def ps(
         return jobs
 
     jobs = _with_client(ctx, work)
+    finished: list[int] = []
     if json_out:
         emit_json(jobs)
         return
     table(*job_rows(jobs))
+            finished.append(sum(j.state == JobState.FINISHED for j in jobs))
 
 
 def _job_action(ctx: typer.Context, call: Callable[[Client], Awaitable[JobInfo]], json_out: bool) -> None:
@@ -359,14 +361,31 @@ def _job_action(ctx: typer.Context, call: Callable[[Client], Awaitable[JobInfo]]
         emit_json(info)
     else:
         print(f"{info.id}\t{info.state}\t{describe_outcome(info)}")
+    if not jobs and finished and finished[0]:
+        n = finished[0]
+        print(f"(nothing queued or running; {n} finished job{'s' if n != 1 else ''}: ccxctl ps --all)")
 
 
 @app.command()
 def cancel(
     ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False
 ) -> None:
-    """Cancel a job: SIGTERM to its whole tree, SIGKILL after the grace period."""
-    _job_action(ctx, lambda c: c.cancel(job), json_out)
+    """Cancel a job: SIGTERM to its whole tree, SIGKILL after the grace period; print how it ended."""
+
+    async def work(client: Client) -> JobInfo:
+        info = await client.cancel(job)
+        if info.state == JobState.FINISHED:
+            return info
+        try:  # the tree gets kill_grace to go after SIGTERM, then SIGKILL: it ends soon
+            return await asyncio.wait_for(client.wait(job), CANCEL_WAIT)
+        except TimeoutError:
+            return await client.get(job)
+
+    _job_action(ctx, work, json_out)
+
+
+CANCEL_WAIT = 60.0
+"""Seconds ``cancel`` waits for the job's end before it prints the state as it is."""
 
 
 @app.command()

@@ -7,6 +7,8 @@ is marked finished), and it
 
 * parses stdout as stream-json, keeps :class:`RunFacts` and a bounded list of
   encoded ``claude.event`` notifications for subscribers (:meth:`events_after`);
+  a shell-string job whose stdout is rendered as text (``textview.py``) has
+  its stream-json in an events file instead, read as it grows;
 * keeps ``job.info().claude`` (:class:`ClaudeInfo`) current;
 * ends a *stalled* job (no event for ``stall_timeout`` seconds) and a job whose
   process is still alive ``exit_grace`` seconds after its ``result`` event (a
@@ -19,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from msgspec import structs
@@ -32,6 +36,7 @@ from ccxd.output.log import Chunk
 from ccxd.protocol import ClaudeEventNote, ClaudeInfo, JobReason, Notification, encode
 
 if TYPE_CHECKING:
+    from ccxd.claude.shell_command import ShellClaude
     from ccxd.supervision.job import Job
 
 __all__ = ["RESULT_KEEP", "ClaudeMonitor"]
@@ -43,6 +48,8 @@ RESULT_KEEP = 1 << 20
 _EVENTS_KEPT = 4096
 _EVENT_BYTES_KEPT = 16 << 20  # encoded events kept for subscribers (late ones get the output instead)
 _STDERR_TAIL = 8192
+EVENTS_POLL = 0.2
+"""Seconds between looks at a rendered job's events file (a stat; a read only when it grew)."""
 
 
 class ClaudeMonitor:
@@ -57,8 +64,19 @@ class ClaudeMonitor:
         exit_grace: float,
         session_id: str | None = None,
         max_line: int | None = None,
+        events_file: Path | None = None,
+        shell_command: ShellClaude | None = None,
     ) -> None:
+        """Watch ``job``; its stream-json is on stdout, or in ``events_file`` (stdout is text).
+
+        ``shell_command``: the recognised shell string of a shell Claude job.
+        """
         self.job = job
+        self.events_file = events_file
+        self.shell_command = shell_command
+        self._events_fd = -1
+        self._events_pos = 0
+        self._poll: asyncio.TimerHandle | None = None
         self.structured = structured
         self.stall_timeout = stall_timeout if structured else None
         self.exit_grace = exit_grace
@@ -87,12 +105,17 @@ class ClaudeMonitor:
         self.last_event_mono = time.monotonic()
         if self.stall_timeout is not None:
             self._arm_stall(self.stall_timeout)
+        if self.events_file is not None:
+            self._poll_events()
 
     def output(self, stream: int, chunk: Chunk) -> None:
         """A chunk of the job's output (stream 0 stdout, 1 stderr)."""
         if stream == 1:
             self._stderr += chunk.data
             del self._stderr[:-_STDERR_TAIL]
+            return
+        if self.events_file is not None:
+            self._follow()  # the text comes after the result event that made it
             return
         if self._broken:
             return
@@ -108,6 +131,9 @@ class ClaudeMonitor:
         """The process is gone and its output read: classify (before the job finishes)."""
         if self._closed:
             return
+        if self.events_file is not None:
+            self._follow()
+            self._close_events()
         self._closed = True
         for event in self.parser.flush():
             self._take(event, self.job.log.size)
@@ -215,6 +241,43 @@ class ClaudeMonitor:
 
     def _arm_stall(self, delay: float) -> None:
         self._later(delay, self._check_stall)
+
+    def _follow(self) -> None:
+        """Take the events the renderer appended to the events file since the last look."""
+        if self._closed or self._broken or self.events_file is None:
+            return
+        if self._events_fd < 0:
+            try:
+                self._events_fd = os.open(self.events_file, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return  # not written yet
+        taken = self.next_seq
+        try:
+            while data := os.pread(self._events_fd, 1 << 20, self._events_pos):
+                self._events_pos += len(data)
+                for event in self.parser.feed(data):
+                    self._take(event, self.job.log.size)
+        except Exception:  # never let a parsing bug disturb the job
+            log.exception("job %s: claude events file unreadable; no more events", self.job.id)
+            self._broken = True
+            self.stall_timeout = None
+        if self.next_seq != taken:
+            self.job.waiting_changed()  # wake subscribers: claude.event notifications to send
+
+    def _poll_events(self) -> None:
+        self._poll = None
+        if self._closed:
+            return
+        self._follow()
+        self._poll = asyncio.get_running_loop().call_later(EVENTS_POLL, self._poll_events)
+
+    def _close_events(self) -> None:
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
+        if self._events_fd >= 0:
+            os.close(self._events_fd)
+            self._events_fd = -1
 
     def _check_stall(self) -> None:
         if self._closed or self.facts.result is not None or self.stall_timeout is None:

@@ -26,6 +26,7 @@ from msgspec import structs
 
 from ccxd.claude.gate import ClaudeGate
 from ccxd.claude.retry_policy import STALLED, Decision, Failure, RetrySettings, add_concision, decide
+from ccxd.claude.shell_command import ShellClaude, recognise
 from ccxd.config import Config
 from ccxd.errors import RpcError
 from ccxd.protocol import JobReason, JobRetry, StartParams
@@ -83,16 +84,20 @@ def failure_of(job: Job) -> Failure | None:
         return None  # success (a CLI that hung after a good result was only ended late)
     facts: Any = getattr(run, "facts", None)
     retries = list(getattr(facts, "retries", ()) or ())
+    shell: ShellClaude | None = getattr(run, "shell_command", None)  # a recognised shell string
     model = (
         getattr(facts, "model", None)
-        or _flag_value(job.argv, "--model")
+        or (shell.value_of("--model") if shell is not None else _flag_value(job.argv, "--model"))
         or getattr(job.params, "model", None)
     )
+    tokens = shell.assigned(MAX_TOKENS_ENV) if shell is not None else None
     return Failure(
         error_class=str(cls),
         status=getattr(verdict, "status", None),
         model=model,
-        max_output_tokens=_int(job.params.env.get(MAX_TOKENS_ENV) or os.environ.get(MAX_TOKENS_ENV)),
+        max_output_tokens=_int(
+            tokens or job.params.env.get(MAX_TOKENS_ENV) or os.environ.get(MAX_TOKENS_ENV)
+        ),
         token_limit=getattr(verdict, "limit", None),
         resets_at=getattr(verdict, "reset_at", None),
         cli_last_delay=getattr(verdict, "retry_after", None),
@@ -120,19 +125,30 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
 def _resumes(job: Job) -> bool:
     if getattr(job.params, "resume", None) or getattr(job.params, "continue_session", None):
         return True
+    shell: ShellClaude | None = getattr(getattr(job, "claude", None), "shell_command", None)
+    if shell is not None:
+        return shell.resumes
     return any(a in _RESUME_FLAGS or a.startswith(("--resume=", "--continue=")) for a in job.argv[1:])
 
 
-def edit_prompt(params: StartParams, transform: Callable[[str], str]) -> StartParams | None:
+def edit_prompt(
+    params: StartParams, transform: Callable[[str], str], program: str = "claude"
+) -> StartParams | None:
     """``params`` with its prompt transformed, or None when the prompt cannot be found.
 
     The prompt is the ``prompt`` member of a ``kind: "claude"`` request, the
-    argument after ``-p``/``--print`` of a ``claude`` argv, or the stdin input
-    of a ``claude -p`` argv that has no prompt argument.
+    argument after ``-p``/``--print`` of a ``claude`` argv, the stdin input
+    of a ``claude -p`` argv that has no prompt argument, or the literal word
+    after ``-p`` of a recognised shell string (``program``: the configured
+    CLI), re-quoted; every other byte of the string is kept.
     """
     prompt = getattr(params, "prompt", None)
     if isinstance(prompt, str):
         return structs.replace(params, prompt=transform(prompt))
+    if isinstance(params.command, str):
+        found = recognise(params.command, program) if params.kind is None else None
+        command = found.with_prompt(transform) if found is not None else None
+        return structs.replace(params, command=command) if command is not None else None
     if isinstance(params.command, list):
         argv = list(params.command)
         for i, arg in enumerate(argv[:-1]):
@@ -142,6 +158,19 @@ def edit_prompt(params: StartParams, transform: Callable[[str], str]) -> StartPa
         if params.input is not None and any(a in _PROMPT_FLAGS for a in argv):
             return structs.replace(params, input=transform(params.input))
     return None
+
+
+def with_inline_env(params: StartParams, name: str, value: str, program: str = "claude") -> StartParams:
+    """``params`` whose shell string's own ``name=...`` in front of ``claude`` says ``value``.
+
+    The job's environment cannot override a variable the command line sets
+    itself; other commands are returned as they are.
+    """
+    if not isinstance(params.command, str) or params.kind is not None:
+        return params
+    found = recognise(params.command, program)
+    command = found.with_assigned(name, value) if found is not None else None
+    return structs.replace(params, command=command) if command is not None else params
 
 
 def without_session_id(params: StartParams) -> StartParams:
@@ -246,7 +275,7 @@ class RetryRunner:
             failure,
             attempt=job.attempt,
             concision_level=level,
-            can_edit_prompt=edit_prompt(base, lambda p: p) is not None,
+            can_edit_prompt=edit_prompt(base, lambda p: p, self.config.claude_program) is not None,
         )
         now = self.clock()
         decision = decide(self.settings_for(job), failure, now=now, rng=self.rng)
@@ -274,11 +303,14 @@ class RetryRunner:
         params = base
         if decision.concision_level:
             level = decision.concision_level
-            edited = edit_prompt(base, lambda p: add_concision(p, level, failure.token_limit))
+            edited = edit_prompt(
+                base, lambda p: add_concision(p, level, failure.token_limit), self.config.claude_program
+            )
             params = edited or base
         env = dict(job.params.env)
         if decision.max_output_tokens is not None:
             env[MAX_TOKENS_ENV] = str(decision.max_output_tokens)
+            params = with_inline_env(params, MAX_TOKENS_ENV, env[MAX_TOKENS_ENV], self.config.claude_program)
         # Subscribers follow the chain through job.retry; the attempt itself is not subscribed.
         params = without_session_id(structs.replace(params, env=env, subscribe=False))
         nxt = self.sup.make_job(params, job.peer)

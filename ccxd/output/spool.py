@@ -256,7 +256,7 @@ def read_spool(directory: Path, job_id: str) -> Iterator[tuple[int, int, bytes]]
             yield offset, stream, chunk
 
 
-_SPOOL_SUFFIXES = (".out", ".idx")
+_SPOOL_SUFFIXES = (".out", ".idx", ".claude")  # .claude: a text-rendered Claude job's stream-json
 
 
 def spooled_jobs(directory: Path) -> set[str]:

@@ -173,7 +173,18 @@ def test_ps_status_signal_pause_resume(daemon):
     assert res.returncode == 0
     final = ccxctl(daemon, "attach", job_id)
     assert final.returncode == 128 + signal.SIGTERM
-    assert ccxctl(daemon, "signal", job_id, "NOPE").returncode == 1
+    assert ccxctl(daemon, "signal", job_id, "NOPE").returncode == 2  # a usage error, like any bad value
+
+
+def test_cancel_prints_how_the_job_ended_and_ps_says_where_finished_jobs_are(daemon):
+    # A job that ignores SIGTERM ends by SIGKILL after kill_grace: cancel reports that end.
+    job_id = ccxctl(daemon, "run", "-d", "trap '' TERM; echo ready; sleep 300").stdout.decode().strip()
+    res = ccxctl(daemon, "cancel", job_id)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().split("\t") == [job_id, "finished", "cancelled\n"]
+    empty = ccxctl(daemon, "ps").stdout.decode().splitlines()
+    assert empty[0].startswith("id\tstate") and len(empty) == 2
+    assert "1 finished job" in empty[1] and "ccxctl ps --all" in empty[1]
 
 
 def test_every_command_speaks_json(daemon):

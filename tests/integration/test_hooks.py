@@ -245,7 +245,7 @@ def test_ccxctl_hooks_list_and_dry_run(daemon_factory, tmp_root):
         and "would be refused" in refused.stdout.decode()
     )
     unknown = ccxctl(d, "hooks", "test", "nope", "--command", "ls", fast=False)
-    assert unknown.returncode == 1 and b"no hook named 'nope'" in unknown.stderr
+    assert unknown.returncode == 2 and b"no hook named 'nope'" in unknown.stderr
     # The dry run started no job.
     assert RawConnection(d.socket).call("job.list")["result"]["jobs"] == []
 
