@@ -17,9 +17,18 @@ import typer
 from ccxctl.render import describe_outcome, emit_json, human_duration, job_rows, table
 from ccxctl.runjob import EX_NOPERM, EX_NOT_RUNNING, RunOptions, not_running_hint, run_job
 from ccxctl.top import resource_fields
-from ccxd.client import AccessDenied, Client, ClientError, DaemonNotRunning, RemoteError, connect
+from ccxd.client import (
+    AccessDenied,
+    Client,
+    ClientError,
+    DaemonNotRunning,
+    RemoteError,
+    UntrustedDaemon,
+    connect,
+)
 from ccxd.protocol import (
     EmptyParams,
+    ErrorCode,
     HistoryParams,
     HookList,
     HookTestParams,
@@ -28,7 +37,6 @@ from ccxd.protocol import (
     JobInfo,
     JobList,
     JobState,
-    ErrorCode,
     OutputChunk,
     OutputCut,
     OutputGap,
@@ -119,7 +127,7 @@ def _with_client(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> 
         return asyncio.run(go())
     except DaemonNotRunning as exc:
         raise _fail(not_running_hint(str(exc)), EX_NOT_RUNNING) from None
-    except AccessDenied as exc:
+    except (AccessDenied, UntrustedDaemon) as exc:
         raise _fail(str(exc), EX_NOPERM) from None
     except RemoteError as exc:  # params the daemon refused are a usage error, as in `run`
         raise _fail(exc.message, 2 if exc.code == ErrorCode.INVALID_PARAMS else 1) from None
@@ -446,6 +454,7 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         ["loop lag", f"{st.loop_lag_ms:.1f} ms"],
         ["connections", str(st.connections)],
         ["shell", st.shell],
+        ["shim", st.shim or "unknown (a daemon older than this ccxctl)"],
         ["store", st.store],
     ]
     health = st.store_health

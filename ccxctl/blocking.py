@@ -18,8 +18,9 @@ import msgspec
 from msgspec import Struct
 
 from ccxd.protocol import EmptyParams, Reply, Request
+from ccxd.trust import Untrusted, check_socket_dir, check_unix_peer
 
-__all__ = ["BlockingConnection", "NotRunning"]
+__all__ = ["BlockingConnection", "CannotConnect", "ConnectionLost", "NotRunning", "Untrusted"]
 
 _READ = 256 * 1024
 
@@ -28,22 +29,39 @@ class NotRunning(Exception):
     """No daemon listens on the socket."""
 
 
+class CannotConnect(Exception):
+    """The socket is there but cannot be used (permission denied, …)."""
+
+
+class ConnectionLost(Exception):
+    """The connection broke, or the daemon sent something that is not its protocol."""
+
+
 class BlockingConnection:
     """One connection; send requests, iterate incoming messages."""
 
     def __init__(self, path: Path) -> None:
+        """Connect, once :mod:`ccxd.trust` says the socket is the user's daemon (else Untrusted)."""
         self.path = path
+        where = check_socket_dir(path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
+            self._sock.connect(str(where))
+            check_unix_peer(self._sock, str(path))
+        except FileNotFoundError:
             self._sock.close()
-            raise NotRunning(f"ccxd is not running (no daemon listens on {path})") from None
+            raise NotRunning(f"ccxd is not running (no socket at {path})") from None
+        except ConnectionRefusedError:
+            self._sock.close()
+            raise NotRunning(f"ccxd is not running (nothing listens on {path})") from None
+        except Untrusted:
+            self._sock.close()
+            raise
         except OSError as exc:
             self._sock.close()
             if exc.errno in (errno.ENOTSOCK, errno.ENOTDIR):
                 raise NotRunning(f"ccxd is not running ({path} is not a socket)") from None
-            raise
+            raise CannotConnect(f"cannot connect to ccxd at {path}: {exc.strerror or exc}") from None
         self._ids = itertools.count(1)
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(Reply)
@@ -58,7 +76,10 @@ class BlockingConnection:
             params=msgspec.Raw(self._encoder.encode(params if params is not None else EmptyParams())),
             id=req_id,
         )
-        self._sock.sendall(self._encoder.encode(body) + b"\n")
+        try:
+            self._sock.sendall(self._encoder.encode(body) + b"\n")
+        except OSError as exc:
+            raise ConnectionLost(self._lost(exc)) from None
         return req_id
 
     def next_message(self, wakeup_fd: int | None = None) -> tuple[bytes, Reply] | int | None:
@@ -72,7 +93,12 @@ class BlockingConnection:
             nl = self._buf.find(b"\n")
             if nl >= 0:
                 line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
-                return line, self._decoder.decode(line)
+                try:
+                    return line, self._decoder.decode(line)
+                except msgspec.DecodeError:
+                    raise ConnectionLost(
+                        f"ccxd at {self.path} sent something that is not its protocol: {line[:60]!r}"
+                    ) from None
             if wakeup_fd is not None:
                 ready, _, _ = select.select([self._sock.fileno(), wakeup_fd], [], [])
                 if wakeup_fd in ready:
@@ -80,10 +106,16 @@ class BlockingConnection:
                     if signals:
                         return signals[-1]
                     continue
-            data = self._sock.recv(_READ)
+            try:
+                data = self._sock.recv(_READ)
+            except OSError as exc:
+                raise ConnectionLost(self._lost(exc)) from None
             if not data:
                 return None
             self._buf += data
+
+    def _lost(self, exc: OSError) -> str:
+        return f"lost the connection to ccxd at {self.path}: {exc.strerror or exc}"
 
     def close(self) -> None:
         """Close the socket."""

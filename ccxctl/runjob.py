@@ -127,7 +127,7 @@ def run_job(opts: RunOptions) -> int:
     url = opts.url or (os.environ.get("CCXD_URL") if not opts.socket else None)
     if url and not url.startswith("unix:"):
         return _run_remote(opts, url)
-    from ccxctl.blocking import BlockingConnection, NotRunning
+    from ccxctl.blocking import BlockingConnection, CannotConnect, ConnectionLost, NotRunning, Untrusted
 
     path = Path(url[5:]) if url else _socket_path(opts)
     try:
@@ -135,8 +135,17 @@ def run_job(opts: RunOptions) -> int:
     except NotRunning as exc:
         _say(not_running_hint(str(exc)))
         return EX_NOT_RUNNING
+    except Untrusted as exc:
+        _say(str(exc))
+        return EX_NOPERM
+    except CannotConnect as exc:
+        _say(str(exc))
+        return 1
     try:
         return _stream(conn, opts)
+    except ConnectionLost as exc:
+        _say(str(exc))
+        return 1
     finally:
         conn.close()
 
@@ -249,7 +258,7 @@ def _run_remote(opts: RunOptions, url: str) -> int:
     """``run`` over a WebSocket URL, through the async client library."""
     import asyncio
 
-    from ccxd.client import AccessDenied, ClientError, DaemonNotRunning, connect
+    from ccxd.client import AccessDenied, ClientError, DaemonNotRunning, UntrustedDaemon, connect
 
     async def go() -> int:
         try:
@@ -257,7 +266,7 @@ def _run_remote(opts: RunOptions, url: str) -> int:
         except DaemonNotRunning as exc:
             _say(not_running_hint(str(exc)))
             return EX_NOT_RUNNING
-        except AccessDenied as exc:
+        except (AccessDenied, UntrustedDaemon) as exc:
             _say(str(exc))
             return EX_NOPERM
         except ClientError as exc:
@@ -305,3 +314,6 @@ def _run_remote(opts: RunOptions, url: str) -> int:
         return asyncio.run(go())
     except KeyboardInterrupt:
         return EX_INTERRUPTED
+    except ClientError as exc:  # the connection broke after it was made
+        _say(str(exc))
+        return 1

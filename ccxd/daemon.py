@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import gc
 import logging
 import os
 import signal
 import socket
+import stat
 import time
 from pathlib import Path
 
 import msgspec
 
-from ccxd import __version__, activation, logs, paths
+from ccxd import __version__, activation, logs, paths, trust
 from ccxd import config as config_mod
 from ccxd.cgroups.control import ResourceControl
 from ccxd.cgroups.detect import instance_name
@@ -124,7 +126,20 @@ class Daemon:
 
     def _take_lock(self) -> None:
         lock_path = self._socket_path.with_name(self._socket_path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Never through a symlink: one planted there would have us truncate its target.
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise PermissionError(
+                f"the lock file {lock_path} is a symbolic link, which ccxd never follows "
+                "(another user may have planted it): remove it"
+            ) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            os.close(fd)
+            raise PermissionError(f"the lock file {lock_path} is not a regular file of ours: remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -146,6 +161,10 @@ class Daemon:
             paths.ensure_private_dir(path.parent)
         else:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:  # clients refuse a socket others could have put there: say so now
+                trust.check_socket_dir(path)
+            except trust.Untrusted as exc:
+                raise PermissionError(str(exc)) from None
         self._take_lock()
         if path.exists() or path.is_symlink():
             # We hold the lock, so whatever is there was left by a daemon that died.

@@ -391,7 +391,9 @@ class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """Relative IO weight 1..10000."""
     # Claude jobs (kind "claude"): ccxd builds `claude -p PROMPT ...` itself (no shell quoting).
     kind: Literal["shell", "claude"] | None = None
-    """``"claude"``: run Claude Code with the members below; a ``claude`` argv is a Claude job too."""
+    """``"claude"``: run Claude Code with the members below; a ``claude`` argv is a Claude job too,
+    and so is a shell string that runs ``claude -p`` in a recognised shape (README, "Claude jobs").
+    ``"shell"``: never a Claude job (no monitor, retry, gate or text rendering), whatever it runs."""
     prompt: str | None = None
     prompt_on_stdin: bool = False
     """Write the prompt to stdin (then close it) instead of passing it as an argument."""
@@ -528,6 +530,9 @@ class StatusResult(Struct, kw_only=True):
     loop_lag_ms: float
     connections: int
     shell: str
+    shim: str = ""
+    """The job shim (its path), or why jobs end with the daemon: ``missing: …``, ``stale: …``
+    or ``off …``, with the fix."""
     store: str = "memory"
     store_health: StoreHealth = msgspec.field(default_factory=StoreHealth)
     """Writes the store refused, and writes a full journal dropped."""
@@ -946,6 +951,14 @@ WS_SUBPROTOCOL: Final = "ccxd"
 """The subprotocol the server selects; browsers must offer it next to the bearer one."""
 WS_BEARER_PREFIX: Final = "ccxd.bearer."
 """``Sec-WebSocket-Protocol: ccxd, ccxd.bearer.<token>``: the token for clients that cannot set headers."""
+WS_CLIENT_NONCE: Final = "Ccxd-Client-Nonce"
+"""Challenge–response (:mod:`ccxd.transports.challenge`): the client's fresh nonce, in both requests."""
+WS_SERVER_NONCE: Final = "Ccxd-Server-Nonce"
+"""Challenge–response: the server's nonce, in its 401 answer and then in the client's second request."""
+WS_SERVER_PROOF: Final = "Ccxd-Server-Proof"
+"""Challenge–response: the server's HMAC proof that it knows the token, in its 401 and 101 answers."""
+WS_CLIENT_PROOF: Final = "Ccxd-Client-Proof"
+"""Challenge–response: the client's HMAC proof that it knows the token, in its second request."""
 
 
 class WsClose(enum.IntEnum):

@@ -14,10 +14,12 @@ from ccxd.client.connection import (
     DaemonNotRunning,
     Event,
     RemoteError,
+    UntrustedDaemon,
     connect,
     default_socket,
 )
 
 __all__ = [
     "AccessDenied",
-    "Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "connect", "default_socket"]
+    "Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "UntrustedDaemon", "connect",
+    "default_socket"]

@@ -42,7 +42,16 @@ from ccxd.protocol import (
     SubscribeResult,
 )
 
-__all__ = ["AccessDenied", "Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "connect"]
+__all__ = [
+    "AccessDenied",
+    "Client",
+    "ClientError",
+    "DaemonNotRunning",
+    "Event",
+    "RemoteError",
+    "UntrustedDaemon",
+    "connect",
+]
 
 T = TypeVar("T", bound=Struct)
 
@@ -62,6 +71,13 @@ class DaemonNotRunning(ClientError):
 
 class AccessDenied(ClientError):
     """The daemon refused us: token missing or wrong, a foreign origin, or too many failures."""
+
+
+class UntrustedDaemon(ClientError):
+    """We refused the server: nothing shows it is the user's own ccxd (see :mod:`ccxd.trust`).
+
+    Nothing was sent to it: no request, no environment, no token.
+    """
 
 
 class ConnectionLost(ClientError):
@@ -156,6 +172,10 @@ class Client:
                 raise
             except (ConnectionError, OSError) as exc:
                 err = ConnectionLost(f"connection to the daemon lost: {exc}")
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                err = ConnectionLost(f"the daemon sent something that is not ccxd's protocol: {exc}")
+                with contextlib.suppress(Exception):
+                    await self._transport.close()
             if self._closing or self._opener is None or not await self._reopen(err):
                 self._fail(err)
                 return
@@ -461,6 +481,14 @@ class Client:
         return res
 
 
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ClientError(f"cannot read the token file {path}: {why}") from None
+
+
 async def connect(
     target: str | Path | None = None,
     *,
@@ -480,11 +508,11 @@ async def connect(
     where = str(target) if target else os.environ.get("CCXD_URL") or str(default_socket())
     secret = token
     if secret is None and token_file is not None:
-        secret = Path(token_file).read_text().strip()
+        secret = _read_token(Path(token_file))
     if secret is None:
         secret = os.environ.get("CCXD_TOKEN") or None
     if secret is None and os.environ.get("CCXD_TOKEN_FILE"):
-        secret = Path(os.environ["CCXD_TOKEN_FILE"]).read_text().strip()
+        secret = _read_token(Path(os.environ["CCXD_TOKEN_FILE"]))
 
     async def opener() -> Transport:
         return await open_transport(where, secret, cafile)
@@ -496,6 +524,8 @@ async def connect(
             raise DaemonNotRunning(str(exc)) from None
         if exc.denied:
             raise AccessDenied(str(exc)) from None
+        if exc.untrusted:
+            raise UntrustedDaemon(str(exc)) from None
         raise ClientError(str(exc)) from None
     return Client(transport, opener if reconnect else None, reconnect_timeout)
 

@@ -10,11 +10,15 @@ import asyncio
 import collections
 import contextlib
 import errno
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ccxd.transports.framing import LineFramer
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["Message", "Transport", "UnixTransport", "WebSocketTransport", "open_transport"]
 
@@ -27,12 +31,20 @@ _CLOSE_TIMEOUT = 5.0
 
 
 class TransportError(Exception):
-    """The transport could not be opened; ``not_running`` when nothing listens."""
+    """The transport could not be opened; ``not_running`` when nothing listens.
 
-    def __init__(self, message: str, *, not_running: bool = False, denied: bool = False) -> None:
+    ``denied`` when the daemon refused us; ``untrusted`` when we refused it: it is
+    not shown to be the user's own ccxd (:mod:`ccxd.trust`), and nothing
+    was sent to it.
+    """
+
+    def __init__(
+        self, message: str, *, not_running: bool = False, denied: bool = False, untrusted: bool = False
+    ) -> None:
         super().__init__(message)
         self.not_running = not_running
         self.denied = denied
+        self.untrusted = untrusted
 
 
 Message = tuple[bool, bytes]
@@ -64,9 +76,14 @@ class UnixTransport:
 
     @classmethod
     async def open(cls, path: Path) -> UnixTransport:
-        """Connect to the socket at ``path``."""
+        """Connect to the socket at ``path``, once :mod:`ccxd.trust` says it is the user's daemon."""
+        from ccxd import trust
+
         try:
-            reader, writer = await asyncio.open_unix_connection(str(path), limit=_READ_SIZE)
+            where = trust.check_socket_dir(path)
+            reader, writer = await asyncio.open_unix_connection(str(where), limit=_READ_SIZE)
+        except trust.Untrusted as exc:
+            raise TransportError(str(exc), untrusted=True) from None
         except FileNotFoundError:
             raise TransportError(f"ccxd is not running (no socket at {path})", not_running=True) from None
         except ConnectionRefusedError:
@@ -81,6 +98,11 @@ class UnixTransport:
                     f"ccxd is not running ({path} is not a socket)", not_running=True
                 ) from None
             raise TransportError(f"cannot connect to {path}: {exc}") from None
+        try:
+            trust.check_unix_peer(writer.get_extra_info("socket"), str(path))
+        except trust.Untrusted as exc:
+            writer.transport.abort()
+            raise TransportError(str(exc), untrusted=True) from None
         return cls(reader, writer, path)
 
     async def send(self, data: bytes) -> None:
@@ -119,6 +141,7 @@ class _WsProtocol(asyncio.BufferedProtocol):
         self.opened: asyncio.Future[None] = self.loop.create_future()
         self.messages: collections.deque[Message] = collections.deque()
         self.error: ConnectionError | None = None
+        self.response_headers: dict[str, list[str]] = {}  # of the 101 answer (lower-case names)
         self.ended = False  # the server closed normally (1000/1001) or we did
         self.close_sent = False
         self._head: bytearray | None = bytearray(_HEAD_READ)
@@ -194,7 +217,7 @@ class _WsProtocol(asyncio.BufferedProtocol):
         end = head_end(data)
         if end < 0:
             return
-        parse_handshake(bytes(data[:end]), self.key)
+        self.response_headers = parse_handshake(bytes(data[:end]), self.key)
         rest = bytes(data[end:])
         self._head = None
         self.opened.set_result(None)
@@ -287,10 +310,16 @@ class WebSocketTransport:
 
     @classmethod
     async def open(cls, url: str, token: str | None, cafile: str | None = None) -> WebSocketTransport:
-        """Connect and authenticate."""
+        """Connect, and make sure the server is the user's ccxd before sending it anything.
+
+        With a token, the challenge–response of :mod:`ccxd.transports.challenge`
+        proves the server knows it; the token itself is never sent.  Without one,
+        only a loopback server of the user's own (or root's) is talked to
+        (:func:`ccxd.trust.check_tcp_peer`).
+        """
         from urllib.parse import urlsplit
 
-        from ccxd.client.wsproto import HandshakeError, handshake_request, new_key
+        from ccxd.client.wsproto import HandshakeError
 
         parts = urlsplit(url)
         secure = parts.scheme == "wss"
@@ -305,24 +334,13 @@ class WebSocketTransport:
         except ValueError:
             raise TransportError(f"cannot connect to {url}: bad port") from None
         resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        key = new_key()
-        headers = [("Authorization", f"Bearer {token}")] if token else []
-        loop = asyncio.get_running_loop()
-        proto: _WsProtocol | None = None
+        dialer = _Dialer(url, host, port, ctx, parts.netloc, resource)
         try:
-            async with asyncio.timeout(_OPEN_TIMEOUT):
-                _, proto = await loop.create_connection(
-                    lambda: _WsProtocol(key, _MAX_MESSAGE),
-                    host,
-                    port,
-                    ssl=ctx,
-                    server_hostname=host if secure else None,
-                )
-                proto.write(handshake_request(parts.netloc, resource, key, headers))
-                await proto.opened
+            if token:
+                proto, local, proven = await dialer.login(token.encode("utf-8"))
+            else:
+                (proto, local), proven = await dialer.dial([]), False
         except HandshakeError as exc:
-            if proto is not None:
-                proto._abort()
             code = exc.status
             if code is None:
                 raise TransportError(f"cannot connect to {url}: {exc}") from None
@@ -332,11 +350,13 @@ class WebSocketTransport:
                 429: "too many failed attempts; try later",
             }.get(code, f"HTTP {code}")
             raise TransportError(f"{url}: {reason}", denied=code in (401, 403, 429)) from None
-        except (OSError, TimeoutError) as exc:
-            if proto is not None:
-                proto._abort()
-            refused = isinstance(exc, ConnectionRefusedError)
-            raise TransportError(f"cannot connect to {url}: {exc}", not_running=refused) from None
+        if not (proven or local):
+            proto._abort()
+            raise TransportError(
+                f"refusing to talk to {url}: it let us in without proving it knows the token, so nothing "
+                "was sent (only a loopback ccxd of your own may run with ws_auth = false)",
+                untrusted=True,
+            )
         return cls(proto, url)
 
     async def send(self, data: bytes) -> None:
@@ -376,6 +396,101 @@ class WebSocketTransport:
                 async with asyncio.timeout(_CLOSE_TIMEOUT):
                     await asyncio.shield(proto.lost)
         proto.transport.close()
+
+
+class _Dialer:
+    """Opens WebSocket connections to one URL: a TCP connection, its checks, the opening handshake."""
+
+    def __init__(
+        self, url: str, host: str, port: int, ctx: ssl.SSLContext | None, netloc: str, resource: str
+    ) -> None:
+        self.url, self.host, self.port, self.ctx = url, host, port, ctx
+        self.netloc, self.resource = netloc, resource
+
+    async def dial(self, headers: list[tuple[str, str]]) -> tuple[_WsProtocol, bool]:
+        """One opened connection, and whether it is a loopback one of the user's own.
+
+        Raises HandshakeError for an answer other than 101, TransportError otherwise.
+        """
+        from ccxd import trust
+        from ccxd.client.wsproto import HandshakeError, handshake_request, new_key
+
+        key = new_key()
+        loop = asyncio.get_running_loop()
+        proto: _WsProtocol | None = None
+        try:
+            async with asyncio.timeout(_OPEN_TIMEOUT):
+                transport, proto = await loop.create_connection(
+                    lambda: _WsProtocol(key, _MAX_MESSAGE),
+                    self.host,
+                    self.port,
+                    ssl=self.ctx,
+                    server_hostname=self.host if self.ctx is not None else None,
+                )
+                # Before the first byte: is the other end of a loopback connection ours?
+                sockname = transport.get_extra_info("sockname")
+                peername = transport.get_extra_info("peername")
+                local = trust.check_tcp_peer(sockname[:2], peername[:2], self.url)
+                proto.write(handshake_request(self.netloc, self.resource, key, headers))
+                await proto.opened
+        except HandshakeError:
+            if proto is not None:
+                proto._abort()
+            raise
+        except trust.Untrusted as exc:
+            if proto is not None:
+                proto._abort()
+            raise TransportError(str(exc), untrusted=True) from None
+        except (OSError, TimeoutError) as exc:
+            if proto is not None:
+                proto._abort()
+            refused = isinstance(exc, ConnectionRefusedError)
+            raise TransportError(f"cannot connect to {self.url}: {exc}", not_running=refused) from None
+        return proto, local
+
+    async def login(self, token: bytes) -> tuple[_WsProtocol, bool, bool]:
+        """Connect by challenge–response: (connection, loopback and ours, the server proved the token)."""
+        import hmac
+
+        from ccxd.client.wsproto import HandshakeError
+        from ccxd.protocol import WS_CLIENT_NONCE, WS_CLIENT_PROOF, WS_SERVER_NONCE, WS_SERVER_PROOF
+        from ccxd.transports.challenge import accept_proof, client_proof, server_proof
+
+        nonce = os.urandom(16).hex()
+        try:
+            proto, local = await self.dial([(WS_CLIENT_NONCE, nonce)])
+            return proto, local, False  # let in without a token: only good enough on our own loopback
+        except HandshakeError as exc:
+            if exc.status != 401:
+                raise
+            theirs = exc.headers.get(WS_SERVER_NONCE.lower(), [])
+            proofs = exc.headers.get(WS_SERVER_PROOF.lower(), [])
+        if len(theirs) != 1 or len(proofs) != 1:
+            raise TransportError(
+                f"refusing to talk to {self.url}: it did not prove it knows the token (it is not ccxd, or "
+                "a ccxd older than this client), so the token was not sent",
+                untrusted=True,
+            )
+        server_nonce = theirs[0]
+        if not hmac.compare_digest(proofs[0], server_proof(token, nonce, server_nonce)):
+            raise TransportError(
+                f"{self.url}: authentication failed (the server does not know this token: "
+                "the token is wrong, or it is not your ccxd)",
+                denied=True,
+            )
+        proof = client_proof(token, server_nonce, nonce)
+        headers = [(WS_CLIENT_NONCE, nonce), (WS_SERVER_NONCE, server_nonce), (WS_CLIENT_PROOF, proof)]
+        proto, local = await self.dial(headers)
+        accepted = proto.response_headers.get(WS_SERVER_PROOF.lower(), [])
+        expected = accept_proof(token, nonce, server_nonce)
+        if len(accepted) != 1 or not hmac.compare_digest(accepted[0], expected):
+            proto._abort()
+            raise TransportError(
+                f"refusing to talk to {self.url}: the server that let us in did not prove it knows the "
+                "token, so nothing was sent",
+                untrusted=True,
+            )
+        return proto, local, True
 
 
 async def open_transport(target: str, token: str | None, cafile: str | None = None) -> Transport:

@@ -71,11 +71,14 @@ class WsProtocolError(Exception):
 
 
 class HandshakeError(Exception):
-    """The opening handshake failed; ``status`` is the HTTP status when there was one."""
+    """The opening handshake failed; ``status`` and ``headers`` (names in lower case) of an answer."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, headers: dict[str, list[str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
 
 
 # -- opening handshake ----------------------------------------------------------
@@ -109,8 +112,12 @@ def handshake_request(host: str, resource: str, key: str, headers: Iterable[tupl
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def parse_handshake(head: bytes, key: str) -> None:
-    """Check the server's response head (up to the blank line) to a request made with ``key``."""
+def parse_handshake(head: bytes, key: str) -> dict[str, list[str]]:
+    """Check the server's response head (up to the blank line) to a request made with ``key``.
+
+    Returns its headers (lower-case names); any other answer than 101 raises
+    :class:`HandshakeError` with its status and headers.
+    """
     try:
         text = head.decode("latin-1")
         status_line, *header_lines = text.split("\r\n")
@@ -120,16 +127,16 @@ def parse_handshake(head: bytes, key: str) -> None:
         raise HandshakeError("the server did not answer with HTTP") from None
     if not version.startswith("HTTP/1."):
         raise HandshakeError(f"unexpected HTTP version {version!r}")
-    if status != 101:
-        raise HandshakeError(f"HTTP {status}", status)
     fields: dict[str, list[str]] = {}
     for line in header_lines:
         if not line:
             continue
         name, sep, value = line.partition(":")
         if not sep:
-            raise HandshakeError(f"malformed header line {line!r}")
+            raise HandshakeError(f"malformed header line {line[:100]!r}", status if status != 101 else None)
         fields.setdefault(name.strip().lower(), []).append(value.strip())
+    if status != 101:
+        raise HandshakeError(f"HTTP {status}", status, fields)
     if [v.lower() for v in fields.get("upgrade", [])] != ["websocket"]:
         raise HandshakeError("the server did not upgrade to websocket")
     tokens = {t.strip().lower() for v in fields.get("connection", []) for t in v.split(",")}
@@ -141,6 +148,7 @@ def parse_handshake(head: bytes, key: str) -> None:
         raise HandshakeError("the server chose an extension nobody asked for")
     if "sec-websocket-protocol" in fields:
         raise HandshakeError("the server chose a subprotocol nobody asked for")
+    return fields
 
 
 def head_end(data: bytes | bytearray) -> int:

@@ -14,12 +14,16 @@ Where a client puts the token:
   ``ccxd`` and never echoes the token back; proxies do not log this header the
   way they log URLs.  (A client that offers only ``ccxd.bearer.<token>`` is
   authenticated but gets no subprotocol, which browsers reject: offer both.)
+* The challenge–response of :mod:`ccxd.transports.challenge`
+  (``Ccxd-Client-Nonce``, ``Ccxd-Server-Proof``, ``Ccxd-Client-Proof``), which
+  ccxd's own clients use: the server proves it knows the token first, and the
+  token itself never crosses the wire.
 * ``?token=`` is **not** accepted: URLs end up in proxy and server access logs,
   shell and browser history and ``Referer`` headers.  A request that tries it
   is told so in the log, without the value.
 
-Tokens are compared with :func:`hmac.compare_digest`.  Only wrong tokens count
-as failures (a client without any token is not guessing); an address with
+Tokens and proofs are compared with :func:`hmac.compare_digest`.  Only wrong
+tokens and proofs count as failures (a client without any token is not guessing); an address with
 ``max_failures`` wrong tokens within ``window`` seconds gets 429 for ``block``
 seconds, whatever it sends.
 """
@@ -39,7 +43,23 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from ccxd.protocol import WS_BEARER_PREFIX, WS_SUBPROTOCOL
+from ccxd.protocol import (
+    WS_BEARER_PREFIX,
+    WS_CLIENT_NONCE,
+    WS_CLIENT_PROOF,
+    WS_SERVER_NONCE,
+    WS_SERVER_PROOF,
+    WS_SUBPROTOCOL,
+)
+from ccxd.transports.challenge import (
+    NONCE_LIFETIME,
+    accept_proof,
+    client_proof,
+    is_nonce,
+    issue_server_nonce,
+    server_nonce_time,
+    server_proof,
+)
 
 __all__ = [
     "Authenticator",
@@ -151,7 +171,9 @@ class Verdict(NamedTuple):
     headers: tuple[tuple[str, str], ...] = ()
     """Extra response headers (WWW-Authenticate, Retry-After)."""
     via: str = ""
-    """How an accepted peer authenticated: ``header``, ``subprotocol`` or ``none`` (auth off)."""
+    """How an accepted peer authenticated: ``header``, ``subprotocol``, ``challenge``, ``none`` (auth off)."""
+    accept_headers: tuple[tuple[str, str], ...] = ()
+    """Headers for the 101 answer of an accepted handshake (the challenge's ``Ccxd-Server-Proof``)."""
 
 
 OK_NO_AUTH = Verdict(0, via="none")
@@ -241,6 +263,7 @@ class Authenticator:
     ``token`` None switches authentication off (the config only allows that on
     loopback).  ``allowed_origins`` lists the browser origins allowed; a request
     without an ``Origin`` header (any non-browser client) is not affected.
+    Challenges are timed by the limiter's clock; ``rng`` makes their nonces.
     """
 
     def __init__(
@@ -248,10 +271,15 @@ class Authenticator:
         token: str | None,
         allowed_origins: Iterable[str] = (),
         limiter: FailureLimiter | None = None,
+        rng: Callable[[int], bytes] = os.urandom,
+        max_used_nonces: int = 10_000,
     ) -> None:
         self._token = token.encode("utf-8") if token is not None else None
         self.allowed_origins = frozenset(_normalize_origin(o) for o in allowed_origins)
         self.limiter = limiter or FailureLimiter()
+        self._rng = rng
+        self._max_used = max_used_nonces
+        self._used: dict[str, float] = {}  # server nonces already logged in with -> when they expire
 
     @property
     def required(self) -> bool:
@@ -280,7 +308,12 @@ class Authenticator:
                 )
         if self._token is None:
             return OK_NO_AUTH
+        client_nonce = _one(headers, WS_CLIENT_NONCE)
+        if headers.get_all(WS_CLIENT_PROOF):
+            return self._login(addr, self._token, client_nonce, headers)
         presented, via = _credentials(headers)
+        if presented is None and client_nonce is not None:
+            return self._challenge(self._token, client_nonce)
         if presented is None:
             hint = " (a token in the query string is not accepted)" if _has_query_token(target) else ""
             return Verdict(
@@ -291,6 +324,58 @@ class Authenticator:
             )
         if hmac.compare_digest(presented.encode("utf-8", errors="surrogateescape"), self._token):
             return Verdict(0, via=via)
+        return self._wrong(addr, via)
+
+    def _challenge(self, token: bytes, client_nonce: str) -> Verdict:
+        """Step 2 of the challenge–response: our nonce and our proof, in a 401."""
+        if not is_nonce(client_nonce):
+            return Verdict(400, f"{WS_CLIENT_NONCE} must be 32 to 128 lower-case hex digits\n")
+        nonce = issue_server_nonce(token, client_nonce, self.limiter.clock(), self._rng)
+        return Verdict(
+            401,
+            "answer the challenge: send Ccxd-Client-Proof (or a bearer token)\n",
+            headers=(
+                ("WWW-Authenticate", 'Bearer realm="ccxd"'),
+                (WS_SERVER_NONCE, nonce),
+                (WS_SERVER_PROOF, server_proof(token, client_nonce, nonce)),
+            ),
+        )
+
+    def _login(self, addr: str, token: bytes, client_nonce: str | None, headers: HeaderView) -> Verdict:
+        """Step 3 of the challenge–response: check the client's proof."""
+        server_nonce = _one(headers, WS_SERVER_NONCE)
+        proof = _one(headers, WS_CLIENT_PROOF)
+        if client_nonce is None or server_nonce is None or proof is None or not is_nonce(client_nonce):
+            return Verdict(400, f"{WS_CLIENT_PROOF} needs one {WS_CLIENT_NONCE} and one {WS_SERVER_NONCE}\n")
+        made = server_nonce_time(token, client_nonce, server_nonce)
+        if made is None:
+            return self._wrong(addr, "challenge")  # a nonce we never made: forged
+        now = self.limiter.clock()
+        if not now - NONCE_LIFETIME <= made <= now:
+            return Verdict(401, "the challenge expired; start again\n", log=f"refused {addr}: stale nonce")
+        if server_nonce in self._used:
+            return self._wrong(addr, "challenge (replayed)")
+        if not hmac.compare_digest(proof, client_proof(token, server_nonce, client_nonce)):
+            return self._wrong(addr, "challenge")
+        self._remember(server_nonce, made + NONCE_LIFETIME, now)
+        return Verdict(
+            0,
+            via="challenge",
+            accept_headers=((WS_SERVER_PROOF, accept_proof(token, client_nonce, server_nonce)),),
+        )
+
+    def _remember(self, server_nonce: str, expires: float, now: float) -> None:
+        """Mark a server nonce used, forgetting expired ones; only logins add, so this stays small."""
+        used = self._used
+        if len(used) >= self._max_used:
+            for key in [k for k, t in used.items() if t < now]:
+                del used[key]
+        while len(used) >= self._max_used:
+            del used[next(iter(used))]
+        used[server_nonce] = expires
+
+    def _wrong(self, addr: str, via: str) -> Verdict:
+        """A wrong token or proof: count it against ``addr``."""
         blocked = self.limiter.failure(addr)
         count = self.limiter.failures(addr)
         if blocked:
@@ -310,6 +395,12 @@ class Authenticator:
             warn=True,
             headers=(("WWW-Authenticate", 'Bearer realm="ccxd", error="invalid_token"'),),
         )
+
+
+def _one(headers: HeaderView, name: str) -> str | None:
+    """The value of a header sent exactly once, else None."""
+    values = headers.get_all(name)
+    return values[0].strip() if len(values) == 1 else None
 
 
 def _credentials(headers: HeaderView) -> tuple[str | None, str]:

@@ -8,7 +8,9 @@ method behaves the same on both.
 
 Admission happens in the HTTP opening handshake (``process_request``), before
 any WebSocket exists: unknown path 404, blocked address 429, foreign
-``Origin`` 403, missing or wrong token 401, connection limit 503.
+``Origin`` 403, missing or wrong token 401 (or the challenge of
+:mod:`ccxd.transports.challenge`, whose proof the 101 answer then carries),
+connection limit 503.
 
 Limits: incoming messages over ``max_message_bytes`` close the connection with
 1009; keepalive pings (``ws_ping_interval``/``ws_ping_timeout``); a connection
@@ -153,6 +155,10 @@ class WebSocketServer:
         self._server: Server | None = None
         # Refused handshakes linger until the peer hangs up (up to close_timeout).
         self._refused: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        # Headers the 101 answer of an admitted handshake carries (the challenge's proof).
+        self._accept_headers: weakref.WeakKeyDictionary[ServerConnection, tuple[tuple[str, str], ...]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -202,6 +208,7 @@ class WebSocketServer:
             sock=self._sock,
             ssl=self._ssl,
             process_request=self._process_request,
+            process_response=self._process_response,
             select_subprotocol=self._select_subprotocol,
             compression=None,
             max_size=cfg.max_message_bytes,
@@ -285,7 +292,15 @@ class WebSocketServer:
         if len(self.connections) >= self.config.max_connections:
             log.warning("refused %s: %d WebSocket connections already open", addr, len(self.connections))
             return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
+        if verdict.accept_headers:
+            self._accept_headers[ws] = verdict.accept_headers
         return None
+
+    def _process_response(self, ws: ServerConnection, request: Request, response: Response) -> None:
+        """Add the challenge's proof to the 101 answer of a client that logged in with one."""
+        for name, value in self._accept_headers.pop(ws, ()):
+            if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
+                response.headers[name] = value
 
     def _select_subprotocol(self, ws: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
         chosen = select_subprotocol(offered)

@@ -34,7 +34,7 @@ async def test_messages_pings_fragments_and_a_normal_close():
     pinged: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
     async def handler(ws: ServerConnection) -> None:
-        assert ws.request is not None and ws.request.headers["Authorization"] == "Bearer s3cret"
+        assert ws.request is not None and "Authorization" not in ws.request.headers
         assert await ws.recv() == '{"hello":1}'
         pong = await ws.ping(b"ping!")
         await ws.send(b"small")
@@ -44,7 +44,7 @@ async def test_messages_pings_fragments_and_a_normal_close():
         await ws.close(1000, "done")
 
     async for url in serving(handler):
-        transport = await WebSocketTransport.open(url, "s3cret")
+        transport = await WebSocketTransport.open(url, None)  # a loopback server of our own: no token
         await transport.send(b'{"hello":1}')
         got = await asyncio.wait_for(collect(transport), 30)
         await transport.close()
@@ -110,5 +110,9 @@ async def test_refusals_say_why():
 
     async for url in serving(never, process_request=refuse):
         with pytest.raises(TransportError, match="authentication failed") as info:
-            await WebSocketTransport.open(url, "wrong")
+            await WebSocketTransport.open(url, None)
         assert info.value.denied
+        # With a token, a 401 without the challenge's proof is no ccxd: the token stays here.
+        with pytest.raises(TransportError, match="did not prove it knows the token") as info:
+            await WebSocketTransport.open(url, "s3cret-token-s3cret-token")
+        assert info.value.untrusted
