@@ -223,6 +223,8 @@ class Recorder:
             info.reason = JobReason.LOST
             info.error = note
             info.finished_at = now
+            if info.started_at is not None:  # it ran until this daemon killed what was left
+                info.duration = round(max(0.0, now - info.started_at), 3)
             info.queue_position = None
             if stream_bytes != [0, 0]:
                 info.stdout_bytes, info.stderr_bytes = stream_bytes
@@ -231,7 +233,11 @@ class Recorder:
             self.recovered.append(info.id)
             lost.append(info)
             log.warning(
-                "job %s recorded as lost (%s; %d output bytes recovered from spool)", info.id, note, imported
+                "job %s recorded as lost (%s; %d output bytes kept, %d of them recovered from its spool)",
+                info.id,
+                note,
+                info.output_bytes,
+                imported,
             )
         return lost
 

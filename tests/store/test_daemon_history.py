@@ -10,6 +10,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from ccxd.protocol import (
     HistoryParams,
@@ -121,9 +122,15 @@ async def test_sigkilled_daemon_leaves_lost_jobs_and_no_processes(daemon_factory
         info = await c2.get(job_id)
         assert info.state == "finished" and info.reason == "lost"
         assert "killed" in (info.error or "")
+        # It ran from its start until the new daemon killed what was left of it.
+        assert info.started_at is not None and info.finished_at is not None
+        assert info.duration == pytest.approx(info.finished_at - info.started_at, abs=0.01)
+        assert info.duration > 0
         page = await c2.read(job_id)
         assert b"".join(ch.raw() for ch in page.chunks) == f"started {i}\n".encode()
         assert job_processes(job_id) == []
+        assert f"job {job_id} recorded as lost (" in d2.log()
+        assert "10 output bytes kept" in d2.log().split(f"job {job_id} recorded as lost", 1)[1].split("\n")[0]
     assert {j.id for j in await history(c2, status="lost")} == set(ids)
     await c2.close()
 
