@@ -23,8 +23,11 @@ __all__ = ["EmbeddedRedis", "RedisMissing"]
 log = logging.getLogger("ccxd.store")
 
 INSTALL_HINT = (
-    "install it with `sudo apt-get install redis-server` (or `brew install redis`), or set redis_url"
+    "sudo apt install redis-server (or brew install redis); "
+    'or point redis_url at a Redis, or set store = "memory" (history is lost on restart)'
 )
+"""What to do without redis-server: why the OS package and not a bundled one is in
+docs/decisions/21-redis-for-pip-installs.md."""
 
 
 class RedisMissing(Exception):
@@ -46,7 +49,7 @@ class EmbeddedRedis:
         self._stopping = False
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RedisMissing(f"redis-server not found; {INSTALL_HINT}")
+            raise RedisMissing(f"the embedded store needs redis-server, which is not on PATH: {INSTALL_HINT}")
         self.binary = binary
         # A ccxd that is SIGKILLed and not started again must not leave its private
         # redis-server running for good: it gets SIGTERM (and saves) when we die.
