@@ -58,6 +58,8 @@ class DaemonProcess:
         )
         self.env.update(extra_env or {})
         self.args = args or []
+        self.command = [sys.executable, "-m", "ccxd"]
+        """How ccxd is started: this tree's by default (tests/packaging: an installed one's)."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "ccxd.log"
         self.notify_messages: list[str] = []
@@ -74,7 +76,7 @@ class DaemonProcess:
         self._log = open(self.log_path, "ab")
         self.stdout_path = self.root / "ccxd.stdout"
         self._stdout = open(self.stdout_path, "ab")
-        argv = [sys.executable, "-m", "ccxd", *self.args]
+        argv = [*self.command, *self.args]
         if self.activation:
             # LISTEN_PID must be the daemon's own pid: a launcher sets it, then execs ccxd.
             launcher = Path(__file__).parent / "socket_activate.py"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -19,6 +18,8 @@ from ccxctl.firstrun import units
 from ccxd import config as config_mod
 from ccxd import paths
 from ccxd.config import Config
+from ccxd.supervision.shim import shim_state
+from ccxd.supervision.shim.build import is_static
 
 __all__ = ["Check", "run_checks"]
 
@@ -62,6 +63,29 @@ def check_redis(cfg: Config) -> Check:
             "sudo apt install redis-server (or brew install redis), or set redis_url",
         )
     return Check("ok", "redis-server", f"{path} ({_version([path, '--version'])})")
+
+
+def check_shim(cfg: Config, status: dict[str, object] | None = None) -> Check:
+    """The job shim is built and current: without it jobs end with the daemon.
+
+    With a daemon running, its own view (``daemon.status``) counts: it may run from
+    another installation than this ccxctl.
+    """
+    reported = str(status.get("shim") or "") if status is not None else ""
+    if reported.startswith(("missing", "stale")):
+        problem, _, fix = reported.partition(" — fix: ")
+        return Check("fail", "shim", f"the running ccxd: {problem}", fix)
+    state = shim_state(cfg.shim_path, cfg.job_shim)
+    if not cfg.job_shim:
+        return Check("warn", "shim", state.problem, "set job_shim = true")
+    if state.problem:
+        return Check("fail", "shim", state.problem, state.fix)
+    assert state.path is not None
+    try:
+        kind = "static" if is_static(Path(state.path)) else "dynamic"
+    except OSError as exc:
+        return Check("fail", "shim", f"{state.path}: {exc.strerror}", state.fix)
+    return Check("ok", "shim", f"{state.path} ({kind}; jobs outlive the daemon)")
 
 
 def check_shell(cfg: Config) -> Check:
@@ -167,23 +191,39 @@ def check_permissions(cfg: Config) -> list[Check]:
     ]
 
 
-def check_daemon(cfg: Config) -> Check:
-    """Something answers on the Unix socket."""
-    sock = cfg.resolved_socket_path()
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    try:
+def _daemon_status(sock: Path) -> dict[str, object]:
+    """``daemon.status`` of the daemon on ``sock`` (raises OSError, ValueError)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
         s.connect(str(sock))
+        s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\n')
+        buf = b""
+        while b"\n" not in buf:
+            data = s.recv(65536)
+            if not data:
+                raise ValueError("the daemon closed the connection")
+            buf += data
+    result = json.loads(buf.split(b"\n", 1)[0]).get("result")
+    if not isinstance(result, dict):
+        raise ValueError("no daemon.status result")
+    return result
+
+
+def check_daemon(cfg: Config) -> tuple[Check, dict[str, object] | None]:
+    """Something answers on the Unix socket; with it, the daemon's own status."""
+    sock = cfg.resolved_socket_path()
+    try:
+        status = _daemon_status(sock)
     except OSError as exc:
         return Check(
             "warn",
             "daemon",
-            f"not running ({sock}: {exc.strerror})",
+            f"not running ({sock}: {exc.strerror or exc})",
             "systemctl --user start ccxd (or run ccxd)",
-        )
-    finally:
-        s.close()
-    return Check("ok", "daemon", f"answers on {sock}")
+        ), None
+    except ValueError as exc:
+        return Check("warn", "daemon", f"something on {sock} does not answer daemon.status: {exc}"), None
+    return Check("ok", "daemon", f"ccxd {status.get('version', '?')} answers on {sock}"), status
 
 
 def check_unit() -> Check:
@@ -204,21 +244,31 @@ def check_unit() -> Check:
     return Check("ok", "systemd unit", detail)
 
 
-def check_port(cfg: Config, daemon_up: bool) -> Check:
-    """The WebSocket port is free (or ours)."""
+def check_port(cfg: Config, status: dict[str, object] | None) -> Check:
+    """The WebSocket port is free; with a daemon running, where it really listens."""
+    if status is not None:
+        # The running daemon may have been started with another config or environment.
+        listeners = status.get("listeners")
+        ws = [
+            str(x.get("address"))
+            for x in (listeners if isinstance(listeners, list) else [])
+            if isinstance(x, dict) and x.get("kind") == "websocket"
+        ]
+        if ws:
+            return Check("ok", "port", f"the running ccxd listens on {', '.join(ws)}")
+        return Check("ok", "port", "the running ccxd has no WebSocket listener")
     if not cfg.ws_enabled:
         return Check("ok", "port", "WebSocket front-end disabled (ws_enabled = false)")
     if cfg.ws_port == 0:
         return Check("ok", "port", "ws_port = 0: any free port")
     family = socket.AF_INET6 if ":" in cfg.ws_host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
+    # As the daemon binds: a port whose last connections are in TIME-WAIT (a ccxd
+    # that just stopped) is free to listen on.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((cfg.ws_host, cfg.ws_port))
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE and daemon_up:
-            return Check(
-                "ok", "port", f"{cfg.ws_host}:{cfg.ws_port} in use (by the running ccxd, presumably)"
-            )
         return Check(
             "fail",
             "port",
@@ -234,19 +284,22 @@ def run_checks(config_path: Path | None, say: Callable[[str], None], as_json: bo
     """Run every check, print one line each (or JSON); 1 when any failed."""
     try:
         cfg = config_mod.load(config_path).config
-        checks = [Check("ok", "config", str(config_path or config_mod.default_config_path()))]
+        path = config_path or config_mod.default_config_path()
+        found = str(path) if path.exists() else f"{path} does not exist: built-in defaults"
+        checks = [Check("ok", "config", found)]
     except config_mod.ConfigError as exc:
         cfg = Config()
         checks = [Check("fail", "config", str(exc), "fix the setting named above (ccxd.toml(5))")]
+    daemon, status = check_daemon(cfg)
     checks.append(check_redis(cfg))
+    checks.append(check_shim(cfg, status))
     checks.append(check_shell(cfg))
     checks += check_claude(Path.home(), dict(os.environ))
     checks.append(check_cgroups())
     checks += check_permissions(cfg)
-    daemon = check_daemon(cfg)
     checks.append(daemon)
     checks.append(check_unit())
-    checks.append(check_port(cfg, daemon.status == "ok"))
+    checks.append(check_port(cfg, status))
     if as_json:
         say(json.dumps([msgspec.to_builtins(c) for c in checks], indent=2))
     else:

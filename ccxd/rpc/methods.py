@@ -44,6 +44,7 @@ from ccxd.rpc.connection import Connection
 from ccxd.rpc.dispatcher import Dispatcher
 from ccxd.rpc.subscription import pump
 from ccxd.store.base import Store, StoreUnavailable
+from ccxd.supervision.shim import shim_state
 from ccxd.supervision.supervisor import Supervisor, parse_signal
 
 __all__ = ["DaemonInfo", "register_methods"]
@@ -246,6 +247,7 @@ def register_methods(
             loop_lag_ms=round(info.loop_lag_ms, 3),
             connections=info.connections(),
             shell=sup.default_shell,
+            shim=shim_state(sup.config.shim_path, sup.config.job_shim).line(),
             store=info.store(),
             store_health=info.store_health(),
             cgroups=info.cgroups(),
