@@ -304,6 +304,11 @@ class Daemon:
         drain = self._stop_drain if self._stop_drain is not None else self.config.drain_timeout
         log.info("stop mode: %s", mode)
         await self.supervisor.shutdown(mode, drain)
+        if await history.writer.flush(self.config.store_timeout):
+            # Finished jobs' records are in the store (or its journal): their job files are done.
+            for job in self.supervisor.jobs.values():
+                if job.finished:
+                    jobfile.remove(jobs_dir, job.id)
         self.claude_gate.close()
         if metrics_server is not None:
             await metrics_server.stop()

@@ -79,6 +79,24 @@ def test_drain_lets_short_jobs_finish(daemon_factory):
     assert f"job {job['id']} finished: exited (exit 0" in log
 
 
+def test_a_clean_stop_leaves_no_job_files_and_loses_no_record(daemon_factory, tmp_root):
+    d = daemon_factory(root=tmp_root / "d")
+    c = RawConnection(d.socket)
+    done = c.call("job.start", {"command": "echo done", "subscribe": True}, req_id=1)["result"]
+    while (msg := c.recv()).get("method") != "job.finished":
+        pass
+    assert msg["params"]["job"]["id"] == done["id"]
+    running = c.call("job.start", {"command": "echo up; sleep 300"}, req_id=2)["result"]
+    jobs = paths.jobs_dir(d.socket)
+    assert d.stop(signal.SIGINT) == 0
+    assert list(jobs.iterdir()) == []  # the records are in the store: the files are done
+    d2 = daemon_factory(root=tmp_root / "d")
+    c2 = RawConnection(d2.socket)
+    listed = c2.call("history.list", {})["result"]["jobs"]
+    outcomes = {j["id"]: (j["state"], j["reason"]) for j in listed}
+    assert outcomes == {done["id"]: ("finished", "exited"), running["id"]: ("finished", "cancelled")}
+
+
 def test_sighup_reloads_the_config(daemon_factory, tmp_root):
     config = tmp_root / "ccxd.toml"
     config.write_text("max_concurrent_jobs = 4\n")
