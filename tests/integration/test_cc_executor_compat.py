@@ -317,7 +317,9 @@ async def test_one_process_output_per_line_as_cc_executor_sent(legacy):
     assert all(o["data"].endswith("\n") and o["data"].count("\n") == 1 for o in outputs)
 
     # stdout and stderr lines interleaved within one line's time stay whole, each on its stream.
-    _, outputs, _, _ = await c.run({"command": "for i in {1..200}; do printf 'o%d ' $i; printf 'e%d\\n' $i >&2; echo; done"})
+    _, outputs, _, _ = await c.run(
+        {"command": "for i in {1..200}; do printf 'o%d ' $i; printf 'e%d\\n' $i >&2; echo; done"}
+    )
     assert [o["data"] for o in outputs if o["type"] == "stdout"] == [f"o{i} \n" for i in range(1, 201)]
     assert [o["data"] for o in outputs if o["type"] == "stderr"] == [f"e{i}\n" for i in range(1, 201)]
 
@@ -379,4 +381,38 @@ async def test_with_auth_on_cc_executor_clients_need_the_token(daemon):
     assert (await c.next())["method"] == "connected"
     _, outputs, done, _ = await c.run({"command": "echo ok"})
     assert outputs[0]["data"] == "ok\n" and done["status"] == "completed"
+    await c.ws.close()
+
+
+async def test_execute_errors_carry_cc_executor_codes(daemon_factory, tmp_root):
+    # A command a hook refuses is cc_executor's "command not allowed"; a full queue, which is
+    # ccxd's -32002 but cc_executor's "process not found", is its plain failure -32603.
+    hooks = tmp_root / "hooks"
+    hooks.mkdir()
+    (hooks / "guard.py").write_text(
+        "async def no_rm(ctx):\n"
+        "    if 'rm -rf' in str(ctx.params['command']):\n"
+        "        return {'block': True, 'reason': 'no rm -rf'}\n"
+        "HOOKS = {'pre': [no_rm]}\n"
+    )
+    d = daemon_factory(
+        {
+            **LEGACY_ENV,
+            "CCXD_HOOKS_DIR": str(hooks),
+            "CCXD_MAX_CONCURRENT_JOBS": "1",
+            "CCXD_MAX_QUEUED_JOBS": "0",
+        }
+    )
+    c = await Legacy.open(d)
+    await c.next()
+    refused = await c.call("execute", {"command": "rm -rf /nonexistent"})
+    assert refused["error"]["code"] == -32001 and "no rm -rf" in refused["error"]["message"], refused
+    assert refused["error"]["data"]["ccxd_code"] == -32007
+
+    unix = RawConnection(d.socket)
+    busy = unix.call("job.start", {"command": "sleep 30"})["result"]["id"]
+    full = await c.call("execute", {"command": "echo queued"})
+    assert full["error"]["code"] == -32603 and full["error"]["data"]["ccxd_code"] == -32002, full
+    assert "queue full" in full["error"]["message"]
+    unix.call("job.cancel", {"job_id": busy})
     await c.ws.close()
