@@ -103,7 +103,7 @@ def _word(s: str, i: int) -> tuple[Word, int]:
             i, text, plain = _double_quoted(s, i + 1)
             literal = literal and plain
             parts.append(text)
-        elif c == "$":
+        elif c == "$" and _expands(s, i, quoted=False):
             i = _expansion(s, i)
             literal = False
         elif c == "`":
@@ -129,7 +129,7 @@ def _double_quoted(s: str, i: int) -> tuple[int, str, bool]:
             if s[i + 1] != "\n":
                 out.append(s[i + 1])
             i += 2
-        elif c == "$":
+        elif c == "$" and _expands(s, i, quoted=True):
             i = _expansion(s, i)
             plain = False
         elif c == "`":
@@ -138,6 +138,14 @@ def _double_quoted(s: str, i: int) -> tuple[int, str, bool]:
             out.append(c)
             i += 1
     raise _Unsupported("an open double quote")
+
+
+def _expands(s: str, i: int, *, quoted: bool) -> bool:
+    """The ``$`` at ``i`` starts an expansion (``$ `` or a closing ``$"`` is just a dollar)."""
+    nxt = s[i + 1 : i + 2]
+    if not nxt:
+        return False
+    return nxt.isalnum() or nxt in "_{(@*#?$!-" or (not quoted and nxt in "'\"")
 
 
 def _expansion(s: str, i: int) -> int:

@@ -288,4 +288,8 @@ def test_attempts_drop_a_chosen_session_id_and_edit_the_prompt() -> None:
     stdin = StartParams(command=["claude", "-p", "--verbose"], input="From stdin.")
     edited = edit_prompt(stdin, str.upper)
     assert edited is not None and edited.input == "FROM STDIN."
-    assert edit_prompt(StartParams(command="claude -p hi"), str.upper) is None
+    # A recognised shell string: only its prompt word changes (re-quoted).
+    shell = edit_prompt(StartParams(command="claude -p hi --model m"), str.upper)
+    assert shell is not None and shell.command == "claude -p HI --model m"
+    assert edit_prompt(StartParams(command="claude -p hi", kind="shell"), str.upper) is None
+    assert edit_prompt(StartParams(command="claude -p hi | cat"), str.upper) is None
