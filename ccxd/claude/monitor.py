@@ -99,12 +99,16 @@ class ClaudeMonitor:
 
     # -- called by the supervisor ---------------------------------------------
 
-    def started(self, stop: Callable[[JobReason], None]) -> None:
-        """The process runs: start watching for a stall; ``stop`` ends the job."""
+    def started(self, stop: Callable[[JobReason], None], since: float | None = None) -> None:
+        """The process runs: start watching for a stall; ``stop`` ends the job.
+
+        ``since``: the job's last output (an adopted job), where the stall timer starts.
+        """
         self._stop = stop
-        self.last_event_mono = time.monotonic()
+        now = time.monotonic()
+        self.last_event_mono = now if since is None else min(since, now)
         if self.stall_timeout is not None:
-            self._arm_stall(self.stall_timeout)
+            self._arm_stall(max(0.0, self.stall_timeout - (now - self.last_event_mono)))
         if self.events_file is not None:
             self._poll_events()
 

@@ -202,16 +202,6 @@ def without_session_id(params: StartParams) -> StartParams:
 # -- the runner ----------------------------------------------------------------
 
 
-class _Chain:
-    """What an attempt remembers of its chain."""
-
-    __slots__ = ("base", "level")
-
-    def __init__(self, base: StartParams, level: int) -> None:
-        self.base = base
-        self.level = level
-
-
 class RetryRunner:
     """Makes the next attempt of failed Claude jobs and keeps the waits across restarts."""
 
@@ -233,7 +223,6 @@ class RetryRunner:
         self.inspect = inspect
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self.clock = clock
-        self._chains: dict[str, _Chain] = {}
         self._pending: dict[str, PendingAttempt] = {}
         gate.finished_hooks.append(self.job_finished)
         gate.started_hooks.append(self.job_started)
@@ -261,7 +250,6 @@ class RetryRunner:
 
     def job_finished(self, job: Job) -> None:
         """Decide about a finished job; make and admit its next attempt if retrying."""
-        chain = self._chains.pop(job.id, None)
         if self._pending.pop(job.id, None) is not None:
             self._save()
         if not self.gate.is_claude(job):
@@ -269,8 +257,14 @@ class RetryRunner:
         failure = self.inspect(job)
         if failure is None:
             return
-        base = chain.base if chain else job.params
-        level = chain.level if chain else 0
+        if job.lost_env:
+            # Adopted after its leader ended: the values were nowhere to read back (adoption.py).
+            held = ", ".join(job.lost_env)
+            job.retry_note = f"not retried: its environment held {held}, which ccxd does not store"
+            return
+        # The chain lives on the job, so an adopted attempt keeps it (Job.retry_base).
+        base = job.retry_base or job.params
+        level = job.concision_level
         failure = structs.replace(
             failure,
             attempt=job.attempt,
@@ -322,7 +316,7 @@ class RetryRunner:
         if decision.delay > 0:
             nxt.wait_until = now + decision.delay
             nxt.wait_reason = decision.wait_reason
-        self._chains[nxt.id] = _Chain(base, decision.concision_level)
+        nxt.retry_base, nxt.concision_level = base, decision.concision_level
         job.retried_by = nxt.id
         job.retry_note = decision.reason
         job.retry_notice = JobRetry(
@@ -342,7 +336,6 @@ class RetryRunner:
         try:
             self.sup.admit(nxt)
         except RpcError:
-            self._chains.pop(nxt.id, None)
             if self._pending.pop(nxt.id, None) is not None:
                 self._save()
             job.retried_by = None
@@ -394,7 +387,7 @@ class RetryRunner:
             job.attempt, job.retry_of = p.attempt, p.retry_of
             job.wait_until, job.wait_reason = p.wait_until, p.wait_reason
             job.retry_note = "waiting again after a daemon restart"
-            self._chains[job.id] = _Chain(p.base_params, p.concision_level)
+            job.retry_base, job.concision_level = p.base_params, p.concision_level
             self._pending[job.id] = p
             try:
                 self.sup.admit(job)

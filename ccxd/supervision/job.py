@@ -82,6 +82,9 @@ class Job:
         self.wait_until: float | None = None  # not before then (epoch seconds)
         self.wait_reason: str | None = None
         self.retry_notice: JobRetry | None = None  # sent as job.retry before job.finished
+        self.retry_base: StartParams | None = None  # the chain's first request (None: this job's params)
+        self.concision_level = 0  # how hard this attempt's prompt asks for a short answer
+        self.lost_env: list[str] = []  # secret variables an adopting daemon could not read back
         # Resources (ccxd/cgroups): limits may be changed by pre-hooks until launch.
         self.limits: Limits | None = None
         self.group: JobCgroup | None = None

@@ -24,8 +24,14 @@ __all__ = ["JobKind", "JobObserver"]
 class JobObserver(Protocol):
     """Watches one job's process."""
 
-    def started(self, stop: Callable[[JobReason], None]) -> None:
-        """The process runs; ``stop(reason)`` ends the job (first reason wins)."""
+    def started(self, stop: Callable[[JobReason], None], since: float | None = None) -> None:
+        """The process runs; ``stop(reason)`` ends the job (first reason wins).
+
+        ``since`` (monotonic seconds) is when the job last wrote output, for a job
+        adopted from an earlier daemon: silences count from then, not from now.
+        Before this call such an observer was given the output the job wrote
+        before it was adopted, through :meth:`output`.
+        """
 
     def output(self, stream: int, chunk: Chunk) -> None:
         """A chunk was read (stream 0 stdout, 1 stderr), already in the job's log."""

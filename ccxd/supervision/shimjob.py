@@ -8,8 +8,10 @@ The shim, not the daemon, owns the job's pipes, writes its output to the spool
 and records its exit status in ``<job>.exit``.  Once the job runs, the daemon
 rewrites the job's file (``<job>.job``, see ``jobfile.py``) as an
 :class:`AdoptRecord`: the job record with the shim's pid and start times next to
-it; a daemon that starts later finds these records, checks that the shim still
-lives (pid and start time) and adopts the job.  When the job's end is recorded
+it, and what the job was made from (:class:`JobStart`: its whole request and
+retry chain, secrets left out); a daemon that starts later finds these records,
+checks that the shim still lives (pid and start time) and adopts the job
+(``adoption.py``).  When the job's end is recorded
 the exit status is removed and the job file rewritten without the shim's
 fields.  (Earlier versions wrote the record to ``<job>.shim``; those are still
 read, so an upgrade adopts the jobs an older daemon left.)
@@ -28,7 +30,7 @@ from pathlib import Path
 import msgspec
 
 from ccxd.output.follower import FollowedSpool
-from ccxd.protocol import JobInfo
+from ccxd.protocol import JobInfo, StartParams
 from ccxd.supervision import jobfile
 from ccxd.supervision.reaper import ExitStatus
 from ccxd.supervision.shimserver import ServerGone, ShimServer
@@ -37,6 +39,7 @@ from ccxd.supervision.tree import _read_stat
 
 __all__ = [
     "AdoptRecord",
+    "JobStart",
     "ShimLink",
     "ShimStart",
     "exit_path",
@@ -53,6 +56,23 @@ __all__ = [
 ]
 
 
+class JobStart(msgspec.Struct, kw_only=True):
+    """What a job was made from, so a later daemon rebuilds it through the same factory.
+
+    ``params`` are the request as it ran (after pre-hooks and the kind's
+    ``prepare``); ``retry_base`` and ``concision_level`` are its retry chain
+    (``Job.retry_base``).  The values of secret-named variables
+    (:func:`ccxd.redact.is_secret_name`) are never written: they are ``***``
+    here, listed in ``secret_env``, and read back from the job leader's
+    environment at adoption (``adoption.py``).
+    """
+
+    params: StartParams
+    retry_base: StartParams | None = None
+    concision_level: int = 0
+    secret_env: list[str] = []
+
+
 class AdoptRecord(msgspec.Struct):
     """What a later daemon needs to adopt a running job."""
 
@@ -60,6 +80,8 @@ class AdoptRecord(msgspec.Struct):
     shim_pid: int
     shim_start: int
     leader_start: int
+    start: JobStart | None = None
+    """None in the records of versions before 2026-12 (the job is rebuilt from ``info``)."""
 
 
 class ShimLink:
@@ -219,6 +241,12 @@ class _ShimFields(msgspec.Struct, kw_only=True):
     shim_pid: int | None = None
     shim_start: int = 0
     leader_start: int = 0
+
+
+class _StartField(msgspec.Struct):
+    """The member with what the job was made from (decoded apart: a bad one only loses itself)."""
+
+    start: JobStart | None = None
 
 
 def job_path(spool_dir: Path, job_id: str) -> Path:
@@ -416,7 +444,10 @@ def save_record(spool_dir: Path, record: AdoptRecord) -> None:
     fields = msgspec.json.encode(
         _ShimFields(shim_pid=record.shim_pid, shim_start=record.shim_start, leader_start=record.leader_start)
     )
-    jobfile.save(spool_dir, record.info, fields[1:-1])
+    extra = fields[1:-1]
+    if record.start is not None:
+        extra += b',"start":' + msgspec.json.encode(record.start)
+    jobfile.save(spool_dir, record.info, extra)
 
 
 def load_records(spool_dir: Path) -> list[AdoptRecord]:
@@ -432,6 +463,7 @@ def load_records(spool_dir: Path) -> list[AdoptRecord]:
         found[rec.info.id] = rec
     fields_of = msgspec.json.Decoder(_ShimFields)
     info_of = msgspec.json.Decoder(JobInfo)
+    start_of = msgspec.json.Decoder(_StartField)
     for path in sorted(spool_dir.glob("*.job")):
         try:
             raw = path.read_bytes()
@@ -441,7 +473,11 @@ def load_records(spool_dir: Path) -> list[AdoptRecord]:
             info = info_of.decode(raw)
         except (OSError, msgspec.DecodeError):
             continue  # crash recovery reports the unreadable ones
-        found[info.id] = AdoptRecord(info, fields.shim_pid, fields.shim_start, fields.leader_start)
+        try:
+            start = start_of.decode(raw).start
+        except msgspec.DecodeError:
+            start = None  # adopted as an earlier version's record would be
+        found[info.id] = AdoptRecord(info, fields.shim_pid, fields.shim_start, fields.leader_start, start)
     return [found[k] for k in sorted(found)]
 
 

@@ -26,8 +26,17 @@ from ccxd.output.chunker import Utf8Chunker
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.log import Chunk, OutputLog
 from ccxd.output.spool import FLUSH_INTERVAL, Spool, remove_spool, spooled_jobs
-from ccxd.protocol import ErrorCode, HookOutcome, JobInfo, JobReason, JobState, ListParams, StartParams
-from ccxd.supervision import jobfile, shimjob
+from ccxd.protocol import (
+    ErrorCode,
+    HookOutcome,
+    JobInfo,
+    JobReason,
+    JobState,
+    Limits,
+    ListParams,
+    StartParams,
+)
+from ccxd.supervision import adoption, jobfile, shimjob
 from ccxd.supervision.deadline import LimitTimer, guard_note
 from ccxd.supervision.diskqueue import DiskQueue
 from ccxd.supervision.gate import JobGate, OpenGate
@@ -311,7 +320,6 @@ class Supervisor:
             shell = None
             argv = list(params.command or ())
         cwd = params.cwd or self._base_env.get("HOME", "/")
-        idle = params.idle_timeout if params.idle_timeout is not None else self.config.idle_timeout
         # Neither kind of spool makes a file here: the shim creates its spool when the
         # job first writes, and a pipe job's Spool does the same.
         spool: Spool
@@ -319,20 +327,42 @@ class Supervisor:
             spool = FollowedSpool(self.spool_dir, job_id, self.config.spool_max_bytes)
         else:
             spool = Spool(self.spool_dir, job_id, self.config.spool_max_bytes)
+        job = self._build_job(
+            params, peer, job_id, argv, shell, cwd, OutputLog(self.config.buffer_size, spool)
+        )
+        job.reused_id = reused
+        return job
+
+    def _build_job(
+        self,
+        params: StartParams,
+        peer: str,
+        job_id: str,
+        argv: list[str],
+        shell: str | None,
+        cwd: str,
+        out: OutputLog,
+        limits: Limits | None = None,
+    ) -> Job:
+        """The one factory of jobs, new and adopted: limits, then each kind's ``made`` (its monitor).
+
+        ``params`` are prepared already; ``limits``, when given, are those in force
+        (an adopted job's, after pre-hooks), else they come from ``params``.
+        """
+        idle = params.idle_timeout if params.idle_timeout is not None else self.config.idle_timeout
         job = Job(
             job_id,
             params,
             argv=argv,
             shell=shell,
             cwd=cwd,
-            log=OutputLog(self.config.buffer_size, spool),
+            log=out,
             node=self.node,
             peer=peer,
             timeout=None,
             idle_timeout=idle,
         )
-        job.limits = self.resources.limits_for(params)
-        job.reused_id = reused
+        job.limits = limits if limits is not None else self.resources.limits_for(params)
         for kind in self.kinds:
             kind.made(job)
         return job
@@ -662,7 +692,9 @@ class Supervisor:
         # The adoption record is on disk before anyone hears that the job runs: a
         # daemon killed after job.started leaves a job the next one adopts.
         info = msgspec.structs.replace(job.info(), state=JobState.RUNNING)
-        record = shimjob.AdoptRecord(info, started.pid, shim_start, job.tree.leader_start)
+        record = shimjob.AdoptRecord(
+            info, started.pid, shim_start, job.tree.leader_start, adoption.start_of(job)
+        )
         await self.job_disk.submit(functools.partial(_save_record, self.jobs_dir, record))
         job.move(JobState.RUNNING)
         self._record(job)
@@ -850,7 +882,7 @@ class Supervisor:
             alive = shimjob.pid_alive(rec.shim_pid, rec.shim_start)
             try:
                 job = self._adopted_job(rec, None if stored is None else stored.get(info.id, 0))
-            except OSError as exc:
+            except (OSError, RpcError) as exc:
                 log.warning("job %s cannot be adopted: %s", info.id, exc)
                 shimjob.remove_files(self.jobs_dir, info.id)
                 continue
@@ -861,6 +893,14 @@ class Supervisor:
             assert isinstance(spool, FollowedSpool)
             gone = shimjob.wait_pid(rec.shim_pid, rec.shim_start)
             self._record(job)
+            if job.observer is not None:
+                # The output so far first, then silences count from the last of it (unless the
+                # job ended while no daemon ran: its exit is read at once).
+                adoption.replay(job)
+                ended = os.path.exists(shimjob.exit_path(self.jobs_dir, job.id))
+                job.observer.started(
+                    functools.partial(self._stop, job), since=None if ended else job.last_output_mono
+                )
             self._start_task(job, self._run(job, self._follow_shim(job, spool, rec.shim_pid, gone)))
             log.info(
                 "job %s adopted: pid %d (shim %d%s), %d output bytes so far",
@@ -874,50 +914,32 @@ class Supervisor:
         return adopted
 
     def _adopted_job(self, rec: shimjob.AdoptRecord, stored: int | None) -> Job:
+        """The job of ``rec``, made by the factory of new jobs and put back where it was."""
         info = rec.info
+        assert info.pid is not None
         spool = FollowedSpool(self.spool_dir, info.id, self.config.spool_max_bytes, existing=True)
+        out, last_output = adoption.resume_output(spool, stored, self.config.buffer_size, info.started_at)
+        start, lost = adoption.made_from(rec)
         try:
-            records, stream_bytes = spool.skip_existing(stored)
-            try:
-                mtime = os.stat(spool.index_path).st_mtime
-            except FileNotFoundError:  # no output yet: idle since it started
-                mtime = info.started_at or time.time()
-        except OSError:
+            # As it ran: the argv has its kind's additions (a Claude job's --session-id) already.
+            job = self._build_job(
+                start.params, info.peer, info.id, list(info.argv), info.shell, info.cwd, out, info.limits
+            )
+        except BaseException:
+            out.close()
             spool.close()
             raise
-        out = OutputLog(self.config.buffer_size, spool)
-        out.resume_at(records, spool.size, stream_bytes)
-        params = StartParams(
-            command=info.command,
-            cwd=info.cwd,
-            env=info.env,
-            shell=info.shell,
-            timeout=info.timeout,
-            idle_timeout=info.idle_timeout,
-            session=info.session,
-            tags=info.tags,
-        )
-        job = Job(
-            info.id,
-            params,
-            argv=info.argv,
-            shell=info.shell,
-            cwd=info.cwd,
-            log=out,
-            node=self.node,
-            peer=info.peer,
-            timeout=info.timeout,
-            idle_timeout=info.idle_timeout,
-        )
         now, mono = time.time(), time.monotonic()
+        job.timeout, job.idle_timeout = info.timeout, info.idle_timeout
         job.timeout_basis, job.timeout_silence = info.timeout_basis, info.timeout_silence
+        job.hooks, job.annotations = list(info.hooks), dict(info.annotations)
+        job.attempt, job.retry_of, job.retry_note = info.attempt, info.retry_of, info.retry_note
+        job.retry_base, job.concision_level, job.lost_env = start.retry_base, start.concision_level, lost
         job.queued_at = info.queued_at
         job.started_at = info.started_at or now
         job.started_mono = mono - (now - job.started_at)
-        job.last_output_mono = mono - max(0.0, now - mtime)
-        assert info.pid is not None
+        job.last_output_mono = mono - max(0.0, now - last_output)
         job.pid, job.pgid = info.pid, info.pgid or info.pid
-        job.limits = info.limits
         job.tree = self.resources.adopt(job, job.pid, job.pgid, reaper=rec.shim_pid, cgroup=info.cgroup)
         job.tree.leader_start = rec.leader_start
         job.tree.reaper_start = rec.shim_start

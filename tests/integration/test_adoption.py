@@ -294,3 +294,64 @@ async def test_silent_jobs_and_an_earlier_versions_shim_records_are_adopted(daem
     assert not (spool / f"{old.id}.shim").exists() and not (jobs / f"{old.id}.shim").exists()
     assert not list(spool.glob("*.job"))  # moved to the job directory
     await c2.close()
+
+
+LIMIT_AND_NOTE = """
+from ccxd.hooks import HookResult
+
+async def limit(ctx):
+    return HookResult(update={"memory": "64M"}, annotations={"pre": "first daemon"})
+
+async def seen(ctx):
+    return HookResult.annotate(memory_seen=ctx.params.get("memory"), tags_seen=ctx.tags)
+
+HOOKS = {"pre_execution": [limit], "post_execution": [seen]}
+"""
+
+
+def memory_limit_of(pid: int) -> int:
+    """The memory limit the kernel enforces on ``pid`` (its cgroup v2 or v1 memory group)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        num, controllers, path = line.split(":", 2)
+        if num == "0" and Path(f"/sys/fs/cgroup{path}/memory.max").exists():
+            return int(Path(f"/sys/fs/cgroup{path}/memory.max").read_text())
+        if "memory" in controllers.split(","):
+            return int(Path(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes").read_text())
+    raise AssertionError("no memory cgroup")
+
+
+async def test_a_shell_job_with_limits_keeps_them_its_deadline_and_its_hooks(daemon_factory, tmp_root):
+    hooks = tmp_root / "hooks"
+    hooks.mkdir()
+    (hooks / "limits.py").write_text(LIMIT_AND_NOTE)
+    env = {**SHIM, "CCXD_HOOKS_DIR": str(hooks)}
+    d = daemon_factory(root=tmp_root / "d", extra_env=env)
+    c = await d.client()
+    job = await c.start(COUNTER, timeout=8, tags=["adopt"], subscribe=True)
+    before = await read_until_lines(c, job.id, 3)
+    first = await c.get(job.id)
+    assert first.limits is not None and first.limits.memory == 64 << 20
+    enforced = memory_limit_of(first.pid)
+    assert enforced == 64 << 20
+    await c.close()
+    d.stop(signal.SIGKILL)
+
+    d2 = daemon_factory(root=tmp_root / "d", extra_env=env)
+    c2 = await d2.client()
+    adopted = await c2.get(job.id)
+    assert adopted.state == "running" and adopted.pid == first.pid
+    assert (adopted.limits, adopted.cgroup, adopted.timeout) == (first.limits, first.cgroup, 8)
+    assert memory_limit_of(adopted.pid) == enforced
+    after, final, _ = await follow_to_end(c2, job.id, len(before))
+    assert_counter(before + after)
+    # The deadline of its start (8 s), not 8 s after the adoption.
+    assert final.reason == "timeout" and 8.0 <= final.duration < 8.0 + 3.0
+    # The pre hook's outcome (first daemon) and the post hook's (second) are both on the record,
+    # and the post hook saw the job's whole request.
+    assert [(h.point, h.result) for h in final.hooks] == [
+        ("pre_execution", "changed"),
+        ("post_execution", "annotated"),
+    ]
+    assert final.annotations == {"pre": "first daemon", "memory_seen": "64M", "tags_seen": ["adopt"]}
+    assert final.limits == first.limits and final.cgroup == first.cgroup
+    await c2.close()

@@ -1,0 +1,156 @@
+"""What adopting a job needs besides the supervisor: its record, its secrets, its earlier output.
+
+A daemon killed while jobs run under their shims leaves an adoption record per
+job (``shimjob.AdoptRecord``); the next daemon rebuilds each job through the
+same factory as a new one (``Supervisor._build_job``: its kind's monitor,
+limits, hooks) from the :class:`~ccxd.supervision.shimjob.JobStart` in the
+record, then puts back what the record cannot give the factory:
+
+* secret values (names :func:`~ccxd.redact.is_secret_name` matches) are never
+  written to a file: :func:`start_of` leaves them out and :func:`made_from`
+  reads them back from the job leader's environment (``/proc/PID/environ``,
+  readable by the same user while the leader runs);
+* the output written before the adoption is replayed to the job's observer
+  (:func:`replay`): a Claude job's monitor learns the events so far, so it
+  classifies the whole run;
+* when the job last wrote (:func:`resume_output`: the spool index's
+  modification time): stall and idle timers count from there, not from the
+  adoption.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from msgspec import structs
+
+from ccxd.output.follower import FollowedSpool
+from ccxd.output.log import Chunk, OutputLog
+from ccxd.protocol import JobInfo, StartParams
+from ccxd.redact import is_secret_name, redact_env
+from ccxd.supervision import shimjob
+
+if TYPE_CHECKING:
+    from ccxd.supervision.job import Job
+
+__all__ = ["made_from", "read_environ", "replay", "resume_output", "start_of"]
+
+log = logging.getLogger("ccxd.supervision")
+
+
+def start_of(job: Job) -> shimjob.JobStart:
+    """What ``job`` was made from, to keep in its adoption record (secret values left out)."""
+    params, base = job.params, job.retry_base
+    secret = {k for k in params.env if is_secret_name(k)}
+    if base is not None:
+        secret.update(k for k in base.env if is_secret_name(k))
+    return shimjob.JobStart(
+        params=_redacted(params),
+        retry_base=_redacted(base) if base is not None else None,
+        concision_level=job.concision_level,
+        secret_env=sorted(secret),
+    )
+
+
+def made_from(rec: shimjob.AdoptRecord) -> tuple[shimjob.JobStart, list[str]]:
+    """What the job of ``rec`` was made from, secrets read back; the secret names that could not be.
+
+    A record of an earlier version has only the job's record: the request is
+    rebuilt from that (and its secrets are lost).
+    """
+    info = rec.info
+    start = rec.start if rec.start is not None else shimjob.JobStart(params=_params_of(info))
+    secret = start.secret_env if rec.start is not None else [k for k in info.env if is_secret_name(k)]
+    if not secret:
+        return start, []
+    assert info.pid is not None
+    environ = read_environ(info.pid, rec.leader_start) or {}
+    wanted = set(secret)
+
+    def fill(params: StartParams) -> StartParams:
+        env = {k: environ.get(k, v) if k in wanted else v for k, v in params.env.items()}
+        return structs.replace(params, env=env)
+
+    lost = [k for k in secret if k in start.params.env and k not in environ]
+    if lost:
+        log.warning("job %s: %s not readable from the job's environment", info.id, ", ".join(lost))
+    base = fill(start.retry_base) if start.retry_base is not None else None
+    return structs.replace(start, params=fill(start.params), retry_base=base), lost
+
+
+def read_environ(pid: int, start: int) -> dict[str, str] | None:
+    """The environment ``pid`` was started with, while it is the process that started at ``start``."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    if not shimjob.pid_alive(pid, start):  # looked at after the read: a reused pid is not believed
+        return None
+    env: dict[str, str] = {}
+    for entry in raw.split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep:
+            env[os.fsdecode(name)] = os.fsdecode(value)
+    return env
+
+
+def resume_output(
+    spool: FollowedSpool, stored: int | None, memory_limit: int, started_at: float | None
+) -> tuple[OutputLog, float]:
+    """The job's output log, taking up after what its spool holds; when it last wrote (epoch seconds).
+
+    ``stored`` is how many chunks the store has (None: all of them).  Raises
+    OSError (the spool is closed then).
+    """
+    try:
+        records, stream_bytes = spool.skip_existing(stored)
+        try:
+            last = os.stat(spool.index_path).st_mtime
+        except FileNotFoundError:  # no output yet: quiet since it started
+            last = started_at or time.time()
+    except OSError:
+        spool.close()
+        raise
+    out = OutputLog(memory_limit, spool)
+    out.resume_at(records, spool.size, stream_bytes)
+    return out, last
+
+
+def replay(job: Job) -> None:
+    """Give the job's observer the output written before it was adopted, in order."""
+    observer, spool = job.observer, job.log.spool
+    if observer is None or spool is None:
+        return
+    for seq in range(job.log.next_seq):
+        try:
+            got = spool.read(seq)
+        except OSError as exc:
+            log.warning("job %s: cannot read its output before the adoption: %s", job.id, exc)
+            return
+        if got is None:
+            return
+        (offset, _, stream), data = got
+        observer.output(stream, Chunk(seq, stream, offset, data))
+
+
+def _redacted(params: StartParams) -> StartParams:
+    if not any(is_secret_name(k) for k in params.env):
+        return params
+    return structs.replace(params, env=redact_env(params.env))
+
+
+def _params_of(info: JobInfo) -> StartParams:
+    return StartParams(
+        command=info.command,
+        cwd=info.cwd,
+        env=info.env,
+        shell=info.shell,
+        timeout=info.timeout,
+        idle_timeout=info.idle_timeout,
+        session=info.session,
+        tags=info.tags,
+    )
