@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from ccxctl.render import describe_outcome, emit_json, human_duration, job_rows, table
+from ccxctl.render import describe_outcome, emit_event, emit_json, human_duration, job_rows, table
 from ccxctl.runjob import EX_NOPERM, EX_NOT_RUNNING, RunOptions, not_running_hint, run_job
 from ccxctl.top import resource_fields
 from ccxd.client import (
@@ -268,7 +268,7 @@ async def _follow(client: Client, job_id: str, offset: int, prefix: bytes, json_
     fmt = _Prefixer(prefix)
     async for ev in client.follow(job_id, from_offset=offset):
         if json_out:
-            emit_json({"event": type(ev).__name__, "data": ev})
+            emit_event(ev)
         elif isinstance(ev, OutputChunk):
             stream = sys.stdout.buffer if ev.stream == "stdout" else sys.stderr.buffer
             stream.write(fmt.format(ev.stream, ev.raw()))
@@ -322,7 +322,7 @@ def logs(
             page = await client.read(job, offset=offset, max_bytes=4 << 20)
             for chunk in page.chunks:
                 if json_out:
-                    emit_json(chunk)
+                    emit_event(chunk)
                 else:
                     stream = sys.stdout.buffer if chunk.stream == "stdout" else sys.stderr.buffer
                     stream.write(chunk.raw())

@@ -13,7 +13,7 @@ import time
 
 from msgspec import structs
 
-from ccxctl.render import emit_json
+from ccxctl.render import emit_event
 from ccxd.claude.events import ApiRetry, Assistant, Init
 from ccxd.client import Client
 from ccxd.protocol import ClaudeEventNote, JobFinished, JobInfo, JobRetry, StartParams
@@ -61,7 +61,7 @@ async def claude_job(
         finished: JobInfo | None = None
         async for ev in stream:
             if json_out:
-                emit_json({"event": type(ev).__name__, "data": ev})
+                emit_event(ev)
             elif verbose and isinstance(ev, ClaudeEventNote):
                 line = _note(ev)
                 if line:

@@ -7,15 +7,49 @@ import time
 from collections.abc import Sequence
 
 import msgspec
+from msgspec import Struct
 
-from ccxd.protocol import ClaudeInfo, JobInfo
+from ccxd.protocol import NOTIFICATIONS, ClaudeInfo, HookEvent, JobInfo
 
-__all__ = ["describe_limit", "describe_outcome", "emit_json", "human_duration", "job_rows", "table"]
+__all__ = [
+    "describe_limit",
+    "describe_outcome",
+    "emit_event",
+    "emit_event_raw",
+    "emit_json",
+    "event_name",
+    "human_duration",
+    "job_rows",
+    "table",
+]
 
 
 def emit_json(value: object) -> None:
     """Print ``value`` (Structs, lists, dicts) as one JSON document."""
     sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+    sys.stdout.flush()
+
+
+_EVENT_NAMES: dict[type, str] = {}
+for _method, _params in NOTIFICATIONS.items():
+    _EVENT_NAMES.setdefault(_params, _method)
+
+
+def event_name(event: Struct) -> str:
+    """The notification method that carries ``event`` (``job.output``, ``hook.error`` ...)."""
+    if isinstance(event, HookEvent):  # one params type for the three hook notifications
+        return f"hook.{event.hook.point}"
+    return _EVENT_NAMES.get(type(event), type(event).__name__)
+
+
+def emit_event(event: Struct) -> None:
+    """Print one event of a followed job as ``{"event": METHOD, "data": PARAMS}`` on a line."""
+    emit_event_raw(event_name(event), msgspec.json.encode(event))
+
+
+def emit_event_raw(method: str, params: bytes) -> None:
+    """:func:`emit_event` for params already encoded (as the daemon sent them)."""
+    sys.stdout.buffer.write(b'{"event":"' + method.encode() + b'","data":' + params + b"}\n")
     sys.stdout.flush()
 
 

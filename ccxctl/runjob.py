@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import msgspec
 from msgspec import UNSET, Struct
 
+from ccxctl.render import emit_event, emit_event_raw
 from ccxd.protocol import (
     HookEvent,
     JobFinished,
@@ -195,7 +196,7 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
         if item is None:
             _say("the daemon closed the connection")
             return 1
-        line, msg = item
+        _, msg = item
         if msg.id == start_id:
             if msg.error is not UNSET:
                 _say(msg.error.message)
@@ -217,8 +218,7 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
                 _say(msg.error.message)
             continue
         if opts.json:
-            out.write(line + b"\n")
-            out.flush()
+            emit_event_raw(msg.method, bytes(msg.params))
         if msg.method == "job.output":
             if opts.json:
                 continue
@@ -295,8 +295,7 @@ def _run_remote(opts: RunOptions, url: str) -> int:
             try:
                 async for ev in client.events(job.id):
                     if opts.json:
-                        sys.stdout.buffer.write(msgspec.json.encode(ev) + b"\n")
-                        sys.stdout.buffer.flush()
+                        emit_event(ev)
                     if isinstance(ev, OutputChunk) and not opts.json:
                         stream = sys.stdout.buffer if ev.stream == "stdout" else sys.stderr.buffer
                         stream.write(ev.raw())

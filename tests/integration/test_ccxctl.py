@@ -85,9 +85,16 @@ def test_json_events_are_ndjson_ending_with_finished(daemon, fast):
     res = ccxctl(daemon, "run", "--json", "echo hi", fast=fast)
     events = [json.loads(line) for line in res.stdout.splitlines()]
     assert res.returncode == 0
-    methods = [e.get("method") or e.get("event") for e in events]
-    assert methods[-1] in ("job.finished", "JobFinished")
-    assert any("hi" in json.dumps(e) for e in events)
+    # One shape for every command that follows jobs: the protocol's notification and its params.
+    assert all(set(e) == {"event", "data"} for e in events)
+    methods = [e["event"] for e in events]
+    assert methods[-1] == "job.finished" and "job.output" in methods
+    [out] = [e["data"] for e in events if e["event"] == "job.output"]
+    assert out["data"] == "hi\n" and out["stream"] == "stdout"
+    job_id = events[-1]["data"]["job"]["id"]
+    for args in (["attach", "--json", job_id], ["logs", "--json", job_id]):
+        again = [json.loads(line) for line in ccxctl(daemon, *args, fast=fast).stdout.splitlines()]
+        assert [e["data"] for e in again if e["event"] == "job.output"] == [out], args
 
 
 def test_ctrl_c_cancels_the_job_and_exits_130(daemon):
