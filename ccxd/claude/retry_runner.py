@@ -10,7 +10,9 @@ failed one (``retry_of``/``retried_by``, ``attempt``), queued with
 A usage limit blocks every Claude job of the daemon until the reset
 (:meth:`ClaudeGate.block`).  The block and the attempts still waiting are saved
 in the store (``Recorder.claude_state``), so after a restart the waits go on
-with the same job ids (:meth:`RetryRunner.restore`).
+with the same job ids (:meth:`RetryRunner.restore`).  The chain an attempt
+belongs to (its first request and concision level) is kept on its job
+(``Job.retry_base``), so a running attempt adopted after a crash keeps it too.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ then the job's processes are gone too.
 
 The file is rewritten in place (never a new file or a truncate: those are the
 dearest part of starting a job on a busy ext4): when a job under a shim starts, with
-the shim's fields next to the record (``shimjob.save_record``, what a later
-daemon needs to adopt it), and when the job ends, without them.
+the shim's fields and the job's whole request next to the record
+(``shimjob.save_record``, what a later daemon needs to adopt it; secret values
+are left out), and when the job ends, without them.  The directory is private
+(0700) and the files 0600.
 """
 
 from __future__ import annotations
