@@ -12,7 +12,9 @@ that must not be a timeout.
 With a ``silence`` window an estimate is a *guard* against hangs, not a
 deadline: it is never below ``floor`` and ends a job only once the job has also
 written nothing for ``silence`` seconds (``ccxd/supervision/deadline.py``).  A
-timeout that is ``default`` (the operator's number) stays a deadline.
+timeout that is ``default`` (the operator's number) stays a deadline.  A run
+a guard ended is recorded as a failure, not censored: it had gone silent, which
+says nothing of how long the command takes.
 """
 
 from __future__ import annotations

@@ -104,7 +104,9 @@ class Recorder:
             return
         sig = signature(info.command)
         ok = info.reason is JobReason.EXITED and info.exit_code == 0
-        censored = info.reason is JobReason.TIMEOUT
+        # A deadline hid how long the run would have taken: "at least this long".  A job an
+        # estimate's guard ended had gone silent (hung), which says nothing of its length.
+        censored = info.reason is JobReason.TIMEOUT and info.timeout_silence is None
         self.writer.submit(
             RecordDuration(sig, info.duration, ok, censored, info.finished_at or time.time(), info.id)
         )

@@ -52,6 +52,13 @@ async def test_an_estimate_ends_a_silent_job_and_never_a_talking_one(daemon_fact
     d = daemon_factory(extra_env=GUARD_ENV)
     c = await d.client()
     await learn_the_shape(c)
+    # ccxctl run says why; and a hang ended by a guard does not lengthen the next estimates
+    # (it is no "ran at least this long" like a run a deadline cut short).
+    env = dict(d.env, CCXD_SOCKET=str(d.socket))
+    argv = [sys.executable, "-m", "ccxctl", "run", SHAPE.format(n=1, pause=60)]
+    run = subprocess.run(argv, env=env, capture_output=True, timeout=60)
+    assert run.returncode == 124 and run.stdout == b"tick 1\n"
+    assert b"stopped: timeout: no output for 2s, 2s after the start" in run.stderr
 
     # Started together, so all three see the same five runs.
     talking, silent, explicit = await asyncio.gather(
