@@ -181,7 +181,7 @@ class ClaudeMonitor:
             offset, wire = self._events[seq - first]
             if upto is not None and offset > upto:
                 break
-            if offset > after:
+            if offset > after or offset == after == 0:  # a rendered job's events may come before output
                 out.append(wire)
             seq += 1
         return out, seq
