@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import time
@@ -106,6 +107,10 @@ class ClaudeMonitor:
         """
         self._stop = stop
         now = time.monotonic()
+        if since is not None and self.events_file is not None:
+            # A rendered job's events go to their file, not to its output: its last write counts too.
+            with contextlib.suppress(OSError):
+                since = max(since, now - (time.time() - os.stat(self.events_file).st_mtime))
         self.last_event_mono = now if since is None else min(since, now)
         if self.stall_timeout is not None:
             self._arm_stall(max(0.0, self.stall_timeout - (now - self.last_event_mono)))

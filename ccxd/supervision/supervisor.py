@@ -929,6 +929,7 @@ class Supervisor:
             out.close()
             spool.close()
             raise
+        job.argv = list(info.argv)  # what runs, whatever a kind would shape for a new job
         now, mono = time.time(), time.monotonic()
         job.timeout, job.idle_timeout = info.timeout, info.idle_timeout
         job.timeout_basis, job.timeout_silence = info.timeout_basis, info.timeout_silence

@@ -12,6 +12,7 @@ ccxd never writes to a file), so the retries show it came back.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -64,10 +65,14 @@ def gated_api() -> Iterator[GatedApi]:
     api.stop()
 
 
-def start_daemon(daemon_factory: Any, claude_bin: str, api: FakeApi, home: Path, **config: str) -> Any:
+def start_daemon(
+    daemon_factory: Any, claude_bin: str, api: FakeApi, home: Path, path: Path | None = None, **config: str
+) -> Any:
     """A ccxd for Claude jobs whose only credential is the one in each job's own env."""
     env = claude_env(api, home)
     del env["ANTHROPIC_API_KEY"]
+    if path is not None:
+        env["PATH"] = f"{path}:{env['PATH']}"
     env["CCXD_CLAUDE_PROGRAM"] = claude_bin
     env.update({f"CCXD_{k.upper()}": v for k, v in config.items()})
     return daemon_factory(extra_env=env, root=home / "ccxd")
@@ -88,8 +93,7 @@ def crash(d: Any, job: JobInfo, secret: str) -> None:
     """SIGKILL the daemon; the job's adoption record holds its request, but not its secret."""
     d.stop(9)
     record = (paths.jobs_dir(d.socket) / f"{job.id}.job").read_text()
-    assert '"start"' in record and '"kind":"claude"' in record
-    assert secret not in record
+    assert '"start":{"params":' in record and secret not in record
 
 
 async def chain(c: Client, job_id: str) -> AsyncIterator[Any]:
@@ -205,4 +209,38 @@ async def test_a_usage_limit_after_adoption_holds_every_claude_job_until_the_res
         assert done[0].exit_code == 0 and (done[0].started_at or 0) >= resets
     assert (await c2.get(retry.next_job_id)).retry_of == first.id
     assert len(gated_api.answered_at) == 2  # one answer per job, both after the reset
+    await c2.close()
+
+
+async def test_a_shell_string_claude_job_adopted_after_a_crash_keeps_its_text_and_its_retry(
+    daemon_factory: Any, claude_bin: str, fake_api: FakeApi, claude_home: Path
+) -> None:
+    # `claude -p ...` in a shell string prints text, rendered from the stream-json it writes to a file.
+    cli_dir = claude_home / "bin"
+    cli_dir.mkdir()
+    (cli_dir / "claude").symlink_to(os.path.realpath(claude_bin))
+    fake_api.script(Hang())
+    fake_api.default = Stream(text="after the stall")
+    d = start_daemon(daemon_factory, claude_bin, fake_api, claude_home, path=cli_dir)
+    c = await d.client()
+    command = f"claude -p 'say hello' --model {MODEL}"
+    env = {"ANTHROPIC_API_KEY": KEY}
+    first = await c.start(command, cwd=str(claude_home), env=env, stall_timeout=4, subscribe=True)
+    while fake_api.messages == []:  # the CLI is waiting on the answer that never ends
+        await asyncio.sleep(0.05)
+    argv = (await c.get(first.id)).argv
+    await c.close()
+    crash(d, first, KEY)
+    d2 = daemon_factory(extra_env=d.env, root=claude_home / "ccxd")
+    c2 = await d2.client()
+    adopted = await c2.get(first.id)
+    assert adopted.state == "running" and adopted.argv == argv
+    events = await asyncio.wait_for(collect(chain(c2, first.id)), 60)
+    stalled, second = [ev.job for ev in events if isinstance(ev, JobFinished)]
+    assert stalled.reason == "idle_timeout" and stalled.claude is not None
+    assert stalled.claude.error_class == "stall" and stalled.claude.session_id is not None
+    assert (second.retry_of, second.exit_code) == (first.id, 0)
+    out = await c2.read(second.id)
+    assert "".join(ch.data for ch in out.chunks) == "after the stall\n"
+    assert keys_sent(fake_api) == [KEY, KEY]
     await c2.close()

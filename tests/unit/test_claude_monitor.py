@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import msgspec
@@ -115,6 +116,30 @@ async def test_the_event_window_is_bounded_by_bytes() -> None:
         feed(job, mon, 0, line(type="assistant", message={"content": [{"type": "text", "text": big}]}))
     wires, nxt = mon.events_after(0, 0, None)
     assert nxt == 20 and 0 < len(wires) < 20 and sum(map(len, wires)) <= 17 << 20
+
+
+async def test_an_adopted_job_is_silent_since_its_last_output_not_since_its_adoption() -> None:
+    job, mon = make(stall=5.0)
+    stopped: list[JobReason] = []
+    mon.started(stopped.append, since=time.monotonic() - 10)  # quiet for 10 s when adopted
+    await asyncio.sleep(0.05)
+    assert stopped == [JobReason.IDLE_TIMEOUT]
+    mon.exited(None, 15)
+    assert mon.info.error_class == "stall"
+
+
+async def test_an_adopted_rendered_job_counts_its_events_file_as_output(tmp_path: Path) -> None:
+    # A shell job rendered as text writes its events to a file; its text output may be old.
+    events = tmp_path / "j1.claude"
+    events.write_bytes(line(type="system", subtype="init", session_id="s1"))
+    job, _ = make()
+    mon = ClaudeMonitor(job, structured=True, stall_timeout=5.0, exit_grace=30.0, events_file=events)
+    feed(job, mon, 0, b"text printed long ago\n")  # replayed at adoption: the events are read with it
+    stopped: list[JobReason] = []
+    mon.started(stopped.append, since=time.monotonic() - 10)
+    await asyncio.sleep(0.1)
+    assert stopped == [] and mon.info.session_id == "s1"
+    mon.exited(0, None)
 
 
 async def test_a_rendered_job_s_events_come_from_its_events_file(tmp_path: Path) -> None:
