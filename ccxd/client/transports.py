@@ -263,6 +263,8 @@ class _WsProtocol(asyncio.BufferedProtocol):
         self._notify()
 
     def _abort(self) -> None:
+        # Nobody may wait for the handshake any more: its failure is no news.
+        self.opened.add_done_callback(lambda f: f.cancelled() or f.exception())
         if self.transport is not None:
             self.transport.abort()
 
