@@ -892,7 +892,6 @@ class Supervisor:
             spool = job.log.spool
             assert isinstance(spool, FollowedSpool)
             gone = shimjob.wait_pid(rec.shim_pid, rec.shim_start)
-            self._record(job)
             if job.observer is not None:
                 # The output so far first, then silences count from the last of it (unless the
                 # job ended while no daemon ran: its exit is read at once).
@@ -901,6 +900,7 @@ class Supervisor:
                 job.observer.started(
                     functools.partial(self._stop, job), since=None if ended else job.last_output_mono
                 )
+            self._record(job)
             self._start_task(job, self._run(job, self._follow_shim(job, spool, rec.shim_pid, gone)))
             log.info(
                 "job %s adopted: pid %d (shim %d%s), %d output bytes so far",
