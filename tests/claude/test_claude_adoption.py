@@ -154,7 +154,7 @@ async def test_a_token_limit_answered_after_adoption_reruns_with_more_output_tok
     cut = Stream(text="a very long answer that is cut", stop_reason="max_tokens")
     gated_api.script(cut, cut, cut, cut)  # the CLI asks 3 times to go on, then reports the limit
     gated_api.default = Stream(text="short enough now")
-    d = start_daemon(daemon_factory, claude_bin, gated_api, claude_home)
+    d = start_daemon(daemon_factory, claude_bin, gated_api, claude_home, claude_max_concurrent="1")
     c = await d.client()
     first = await start_claude(c, claude_home, {"ANTHROPIC_API_KEY": KEY})
     await c.close()
@@ -162,6 +162,12 @@ async def test_a_token_limit_answered_after_adoption_reruns_with_more_output_tok
     d2 = daemon_factory(extra_env=d.env, root=claude_home / "ccxd")
     c2 = await d2.client()
     assert (await c2.get(first.id)).state == "running"
+    # The adopted job counts against claude_max_concurrent like one started here.
+    other = await c2.start(
+        None, kind="claude", prompt="hi", cwd=str(claude_home), env={"ANTHROPIC_API_KEY": KEY}
+    )
+    assert other.state == "queued" and other.wait_reason == "claude concurrency limit"
+    await c2.cancel(other.id)
     gated_api.release.set()  # the answers come now, to the adopted job
     events = [ev async for ev in chain(c2, first.id)]
     cut_off, second = [ev.job for ev in events if isinstance(ev, JobFinished)]
