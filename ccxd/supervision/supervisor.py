@@ -921,7 +921,6 @@ class Supervisor:
         out, last_output = adoption.resume_output(spool, stored, self.config.buffer_size, info.started_at)
         start, lost = adoption.made_from(rec)
         try:
-            # As it ran: the argv has its kind's additions (a Claude job's --session-id) already.
             job = self._build_job(
                 start.params, info.peer, info.id, list(info.argv), info.shell, info.cwd, out, info.limits
             )
@@ -929,7 +928,7 @@ class Supervisor:
             out.close()
             spool.close()
             raise
-        job.argv = list(info.argv)  # what runs, whatever a kind would shape for a new job
+        job.argv = list(info.argv)  # what runs (with its --session-id), not what a kind would make anew
         now, mono = time.time(), time.monotonic()
         job.timeout, job.idle_timeout = info.timeout, info.idle_timeout
         job.timeout_basis, job.timeout_silence = info.timeout_basis, info.timeout_silence
