@@ -85,7 +85,7 @@ def stdout_of(events: list[Any], job_id: str) -> bytes:
     ],
     ids=["answer", "token_limit_error", "max_turns"],
 )
-def test_ccxctl_run_prints_what_the_cli_prints_in_text_mode(
+async def test_ccxctl_run_prints_what_the_cli_prints_in_text_mode(
     daemon_factory: Any,
     fake_api: FakeApi,
     claude_home: Path,
@@ -102,6 +102,12 @@ def test_ccxctl_run_prints_what_the_cli_prints_in_text_mode(
     res = ccxctl(d, "run", "--cwd", str(claude_home), "--", command)
     assert res.stdout == expected.stdout
     assert res.returncode == code, res.stderr
+    # ... and it ran as a watched Claude job, its stream-json behind the text.
+    c = await d.client()
+    (job,) = await c.list()
+    assert job.claude is not None and job.claude.events > 0 and job.claude.session_id
+    assert job.command == command and "textview.py" in job.argv[-1]
+    await c.close()
 
 
 async def test_text_job_is_watched_and_keeps_both_text_and_events(
