@@ -11,7 +11,7 @@ It runs the CLI as its child, appends every line of its stdout to ``FILE``
 (where the daemon's monitor follows them), writes to its own stdout the
 bytes the CLI would have printed in text mode (:class:`TextPrinter`, no I/O),
 leaves stdin and stderr to the child, and ends as the child ended (its exit
-code, or the same signal).
+code, or the same signal; a signal ccxd sends the job reaches the CLI directly).
 
 Only the standard library is used, and the daemon runs it with ``-I -S``: no
 directory of the job and no ``PYTHON*`` variable can change what it imports.
@@ -159,12 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{cmd[0]}: {exc.strerror}\n")
         return 127 if isinstance(exc, FileNotFoundError) else 126
 
-    def forward(signum: int, _frame: object) -> None:
-        if child.returncode is None:
-            child.send_signal(signum)
-
+    # ccxd signals every process of a job itself: the CLI gets the signal directly, and
+    # forwarding it would send it twice. The renderer outlives it to print the CLI's last
+    # words, then ends the way the CLI ended.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
+        signal.signal(sig, lambda _signum, _frame: None)
     printer = TextPrinter(_flag(cmd, "--max-turns"), _flag(cmd, "--max-budget-usd"))
     assert child.stdout is not None
     out = sys.stdout.fileno()

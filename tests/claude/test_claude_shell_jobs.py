@@ -251,3 +251,31 @@ async def test_concurrency_gate_holds_a_second_shell_claude_job(
     assert all(f.exit_code == 0 for f in finals)
     assert (finals[1].started_at or 0) >= (finals[0].finished_at or 0)
     await c.close()
+
+
+# -- the renderer on its own ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ending", "code"), [("sys.exit(3)", 3), ("os.kill(os.getpid(), 15)", -15)])
+def test_the_renderer_keeps_the_events_prints_the_text_and_ends_as_the_cli_did(
+    tmp_path: Path, ending: str, code: int
+) -> None:
+    fake = tmp_path / "claude"
+    fake.write_text(
+        "import json, os, sys\n"
+        "print(json.dumps({'type': 'system', 'subtype': 'init'}), flush=True)\n"
+        "print('a warning on stderr', file=sys.stderr, flush=True)\n"
+        "print(json.dumps({'type': 'result', 'subtype': 'success', 'result': 'Four.'}), flush=True)\n"
+        f"{ending}\n"
+    )
+    events = tmp_path / "j.claude"
+    textview = Path(__file__).parents[2] / "ccxd" / "claude" / "textview.py"
+    res = subprocess.run(
+        [sys.executable, "-I", "-S", str(textview), "--events", str(events), "--", sys.executable, str(fake)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (res.stdout, res.stderr, res.returncode) == (b"Four.\n", b"a warning on stderr\n", code)
+    lines = events.read_bytes().splitlines()
+    assert [json.loads(line)["type"] for line in lines] == ["system", "result"]
