@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from msgspec import structs
@@ -63,6 +64,10 @@ def test_secrets_come_back_from_the_running_leader_and_are_lost_once_it_is_gone(
     env = {"GH_TOKEN": SECRET, "PLAIN": "x"}
     leader = subprocess.Popen(["sleep", "30"], env={**env, "PATH": os.environ["PATH"]})
     try:
+        exec_done = time.monotonic() + 10  # a shim reports its job only once it exec'd: wait for that too
+        while Path(f"/proc/{leader.pid}/cmdline").read_bytes().split(b"\0")[0] != b"sleep":
+            assert time.monotonic() < exec_done
+            time.sleep(0.01)
         job = running_job(leader.pid, StartParams(command=["sleep", "30"], env=env))
         shimjob.save_record(tmp_path, record_of(job, shimjob.start_time(leader.pid)))
         (rec,) = shimjob.load_records(tmp_path)
