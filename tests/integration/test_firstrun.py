@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ccxd.config import Config, load
 
 
@@ -112,3 +114,54 @@ def test_doctor_says_what_is_wrong_and_how_to_fix_it(tmp_path: Path) -> None:
     )
     assert lines["daemon"].startswith("WARN")
     assert proc.returncode == 1
+
+
+def test_doctor_right_after_a_daemon_stopped_finds_its_port_free(tmp_path: Path) -> None:
+    # A daemon that just stopped leaves its closed connections in TIME-WAIT on the port;
+    # ccxd binds with SO_REUSEADDR, so the port is free for it, and the doctor must agree.
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first: its end of the connection waits in TIME-WAIT
+    client.close()
+    server.close()
+    with socket.socket() as s:  # what a bind without SO_REUSEADDR meets
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            pass
+        else:
+            pytest.skip("no TIME-WAIT connection held the port")
+    proc = _ccxctl(_env(tmp_path, CCXD_WS_PORT=str(port)), "doctor")
+    assert _lines(proc.stdout)["port"].startswith("ok") and "is free" in _lines(proc.stdout)["port"], proc.stdout
+
+
+def test_doctor_says_the_config_file_does_not_exist(tmp_path: Path) -> None:
+    proc = _ccxctl(_env(tmp_path), "doctor")
+    line = _lines(proc.stdout)["config"]
+    assert str(tmp_path / "config" / "ccxd" / "config.toml") in line and "does not exist" in line, line
+    assert "built-in defaults" in line
+
+
+def test_doctor_checks_the_port_the_running_daemon_listens_on(daemon) -> None:  # type: ignore[no-untyped-def]
+    # The daemon was started with CCXD_WS_PORT=0 (a free port); the doctor's own config says 8003.
+    env = {k: v for k, v in daemon.env.items() if k != "CCXD_WS_PORT"}
+    line = _lines(_ccxctl(env, "doctor").stdout)["port"]
+    assert line.startswith("ok") and daemon.ws_url in line and ":8003" not in line, line
+
+
+def test_ccxd_without_redis_server_says_in_one_line_what_to_install(tmp_path: Path) -> None:
+    # PATH without redis-server, as after a pipx install on a machine without Redis.
+    env = _env(tmp_path, PATH="/nonexistent", CCXD_WS_PORT="0")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ccxd"], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert proc.returncode == 69
+    said = [line for line in proc.stderr.splitlines() if line.startswith("ccxd:")]
+    assert len(said) == 1, proc.stderr
+    assert "needs redis-server" in said[0] and "apt install redis-server" in said[0]
+    assert 'store = "memory"' in said[0] and "redis_url" in said[0]

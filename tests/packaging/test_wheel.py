@@ -154,8 +154,10 @@ def _ccxctl(venv: Path, env: dict[str, str], *args: str) -> subprocess.Completed
     )
 
 
-def _line(out: str, name: str) -> str:
-    return next(line for line in out.splitlines() if line[6:19].strip() == name)
+def _line(proc: subprocess.CompletedProcess[str], name: str) -> str:
+    found = [line for line in proc.stdout.splitlines() if line[6:19].strip() == name]
+    assert found, f"no {name} line in:\n{proc.stdout}\n{proc.stderr}"
+    return found[0]
 
 
 @pytest.fixture
@@ -176,18 +178,18 @@ async def test_doctor_and_status_tell_a_missing_or_stale_shim(
     d = _daemon(tmp_root / "d", venv)
     env = {**d.env, "CCXD_WS_PORT": "0"}
     healthy = _ccxctl(venv, env, "doctor")
-    assert _line(healthy.stdout, "shim").startswith("ok") and "static" in _line(healthy.stdout, "shim")
+    assert _line(healthy, "shim").startswith("ok") and "static" in _line(healthy, "shim")
 
     # A newer source next to the binary: the binary is stale.
     with open(broken_venv / "ccxd-shim.c", "a") as f:
         f.write("/* changed */\n")
-    stale = _line(_ccxctl(venv, env, "doctor").stdout, "shim")
+    stale = _line(_ccxctl(venv, env, "doctor"), "shim")
     assert stale.startswith("FAIL") and "stale" in stale and "-m ccxd.supervision.shim" in stale, stale
 
     # No binary: jobs would end with the daemon; the daemon says so in its status too.
     (broken_venv / "ccxd-shim").unlink()
     missing = _ccxctl(venv, env, "doctor")
-    line = _line(missing.stdout, "shim")
+    line = _line(missing, "shim")
     assert line.startswith("FAIL") and "jobs end with the daemon" in line and "fix:" in line, line
     assert missing.returncode == 1
     d.start()
@@ -195,12 +197,12 @@ async def test_doctor_and_status_tell_a_missing_or_stale_shim(
         status = _ccxctl(venv, d.env, "status")
         shim = next(x for x in status.stdout.splitlines() if x.startswith("shim"))
         assert "missing" in shim and "-m ccxd.supervision.shim" in shim, status.stdout
-        running = _line(_ccxctl(venv, d.env, "doctor").stdout, "shim")
+        running = _line(_ccxctl(venv, d.env, "doctor"), "shim")
         assert running.startswith("FAIL") and "the running ccxd: missing" in running, running
     finally:
         d.stop()
 
     # The fix the doctor gives works.
     _run(venv / "bin" / "python", "-m", "ccxd.supervision.shim", cwd=tmp_root)
-    assert _line(_ccxctl(venv, env, "doctor").stdout, "shim").startswith("ok")
+    assert _line(_ccxctl(venv, env, "doctor"), "shim").startswith("ok")
     assert os.access(broken_venv / "ccxd-shim", os.X_OK)
