@@ -522,7 +522,7 @@ class Supervisor:
         job.settle(reason, exit_code=status.code, signal=status.signal, error=error)
         # One line per job at info, when it ends (like an access log); its start is at debug.
         log.info(
-            "job %s finished: %s (exit %s, signal %s) in %.3fs: pid %s %s",
+            "job %s finished: %s (%s) in %.3fs: pid %s %s",
             job.id,
             reason,
             f"exit {status.code}" if status.signal is None else f"signal {status.signal}",
