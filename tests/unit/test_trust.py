@@ -1,0 +1,85 @@
+"""Who serves the daemon's address: socket directories, /proc/net/tcp and peer credentials."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from ccxd.trust import (
+    Untrusted,
+    check_socket_dir,
+    check_tcp_peer,
+    check_unix_peer,
+    proc_net_address,
+    tcp_socket_uids,
+)
+
+TABLE = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F43 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 48674 1
+   1: 0100007F:1F43 0100007F:D431 01 00000000:00000000 00:00000000 00000000   999        0 48675 1
+   2: 0100007F:D431 0100007F:1F43 01 00000000:00000000 00:00000000 00000000     0        0 48676 1
+"""
+
+
+def test_proc_net_spells_addresses_as_the_kernel_does():
+    assert proc_net_address("127.0.0.1", 8003)[0] == f"{int.from_bytes(bytes([127, 0, 0, 1]), 'little'):08X}:1F43"
+    assert len(proc_net_address("127.0.0.1", 1)) == 2  # also as IPv4-mapped IPv6
+    assert proc_net_address("::ffff:127.0.0.1", 1) == proc_net_address("127.0.0.1", 1)
+    assert len(proc_net_address("::1", 80)) == 1 and proc_net_address("::1", 80)[0].endswith(":0050")
+
+
+def test_the_server_side_of_a_connection_is_found_by_its_two_addresses():
+    server = proc_net_address("127.0.0.1", 8003)
+    client = proc_net_address("127.0.0.1", 0xD431)
+    assert tcp_socket_uids(TABLE.splitlines(), server, client) == [999]
+    assert tcp_socket_uids(TABLE.splitlines(), client, server) == [0]
+
+
+def test_a_real_loopback_connection_of_our_own_passes():
+    with socket.create_server(("127.0.0.1", 0)) as srv, socket.create_connection(srv.getsockname()) as c:
+        assert check_tcp_peer(c.getsockname(), c.getpeername(), "ws://test") is True
+    assert check_tcp_peer(("192.0.2.2", 5), ("192.0.2.1", 80), "ws://x") is False  # not loopback
+
+
+def test_a_unix_server_of_our_own_passes(tmp_path: Path):
+    with socket.socket(socket.AF_UNIX) as srv, socket.socket(socket.AF_UNIX) as c:
+        srv.bind(str(tmp_path / "s"))
+        srv.listen()
+        c.connect(str(tmp_path / "s"))
+        check_unix_peer(c, "test")
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o755, 0o750])
+def test_a_private_socket_directory_passes(tmp_path: Path, mode: int):
+    d = tmp_path / "run"
+    d.mkdir()
+    os.chmod(d, mode)
+    assert check_socket_dir(d / "ccxd.sock") == Path(os.path.realpath(d)) / "ccxd.sock"
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770])
+def test_a_socket_directory_others_can_write_is_refused(tmp_path: Path, mode: int):
+    d = tmp_path / "run"
+    d.mkdir()
+    os.chmod(d, mode)
+    with pytest.raises(Untrusted, match="other users can write to its directory"):
+        check_socket_dir(d / "ccxd.sock")
+
+
+def test_an_ancestor_others_can_write_is_refused_unless_sticky(tmp_path: Path):
+    top = tmp_path / "top"
+    (top / "run").mkdir(parents=True)
+    os.chmod(top / "run", 0o700)
+    os.chmod(top, 0o777)
+    with pytest.raises(Untrusted, match="lets other users replace"):
+        check_socket_dir(top / "run" / "ccxd.sock")
+    os.chmod(top, 0o1777)  # like /tmp: others cannot rename what is ours
+    check_socket_dir(top / "run" / "ccxd.sock")
+
+
+def test_a_missing_directory_is_left_to_the_connect(tmp_path: Path):
+    assert check_socket_dir(tmp_path / "nope" / "ccxd.sock") == tmp_path / "nope" / "ccxd.sock"
