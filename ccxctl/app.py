@@ -347,20 +347,23 @@ def ps(
     json_out: JsonOpt = False,
 ) -> None:
     """List jobs: queued, running and paused ones (all with --all), newest first."""
+    finished: list[int] = []
 
     async def work(client: Client) -> list[JobInfo]:
         jobs = await client.list(limit=limit if all_jobs else 10_000)
         if not all_jobs:
+            finished.append(sum(j.state == JobState.FINISHED for j in jobs))
             jobs = [j for j in jobs if j.state != JobState.FINISHED][:limit]
         return jobs
 
     jobs = _with_client(ctx, work)
-    finished: list[int] = []
     if json_out:
         emit_json(jobs)
         return
     table(*job_rows(jobs))
-            finished.append(sum(j.state == JobState.FINISHED for j in jobs))
+    if not jobs and finished and finished[0]:
+        n = finished[0]
+        print(f"(nothing queued or running; {n} finished job{'s' if n != 1 else ''}: ccxctl ps --all)")
 
 
 def _job_action(ctx: typer.Context, call: Callable[[Client], Awaitable[JobInfo]], json_out: bool) -> None:
@@ -369,9 +372,6 @@ def _job_action(ctx: typer.Context, call: Callable[[Client], Awaitable[JobInfo]]
         emit_json(info)
     else:
         print(f"{info.id}\t{info.state}\t{describe_outcome(info)}")
-    if not jobs and finished and finished[0]:
-        n = finished[0]
-        print(f"(nothing queued or running; {n} finished job{'s' if n != 1 else ''}: ccxctl ps --all)")
 
 
 @app.command()

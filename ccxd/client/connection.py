@@ -394,6 +394,20 @@ class Client:
         async for event in self._read(job_id, queue):
             yield event
 
+    async def wait(self, job_id: str) -> JobInfo:
+        """Wait until ``job_id`` finishes (its output is not sent) and return its final record."""
+        queue = self._follow(job_id, 0)
+        self._readers[job_id] += 1
+        try:
+            await self.call("job.subscribe", SubscribeParams(job_id=job_id, output=False))
+        except BaseException:
+            self._unread(job_id)
+            raise
+        async for event in self._read(job_id, queue):
+            if isinstance(event, JobFinished):
+                return event.job
+        raise ClientError(f"job {job_id}: the daemon stopped sending its events")  # pragma: no cover
+
     def _unread(self, job_id: str) -> None:
         self._readers[job_id] -= 1
         if self._readers[job_id] <= 0:
@@ -413,20 +427,6 @@ class Client:
                     return
         finally:
             self._unread(job_id)
-
-    async def wait(self, job_id: str) -> JobInfo:
-        """Wait until ``job_id`` finishes (its output is not sent) and return its final record."""
-        queue = self._follow(job_id, 0)
-        self._readers[job_id] += 1
-        try:
-            await self.call("job.subscribe", SubscribeParams(job_id=job_id, output=False))
-        except BaseException:
-            self._unread(job_id)
-            raise
-        async for event in self._read(job_id, queue):
-            if isinstance(event, JobFinished):
-                return event.job
-        raise ClientError(f"job {job_id}: the daemon stopped sending its events")  # pragma: no cover
 
     async def get(self, job_id: str) -> JobInfo:
         """One job's record."""
