@@ -11,7 +11,7 @@ import collections
 import contextlib
 import errno
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -314,10 +314,12 @@ class WebSocketTransport:
     async def open(cls, url: str, token: str | None, cafile: str | None = None) -> WebSocketTransport:
         """Connect, and make sure the server is the user's ccxd before sending it anything.
 
-        With a token, the challenge–response of :mod:`ccxd.transports.challenge`
-        proves the server knows it; the token itself is never sent.  Without one,
-        only a loopback server of the user's own (or root's) is talked to
-        (:func:`ccxd.trust.check_tcp_peer`).
+        On loopback the server side of the connection must belong to the user or
+        root (:func:`ccxd.trust.check_tcp_peer`), checked before the first byte;
+        such a server gets the token as a bearer header.  Any other server must
+        prove it knows the token by the challenge–response of
+        :mod:`ccxd.transports.challenge`, and never sees it; without a token,
+        only a loopback server of the user's own is talked to.
         """
         from urllib.parse import urlsplit
 
@@ -339,9 +341,9 @@ class WebSocketTransport:
         dialer = _Dialer(url, host, port, ctx, parts.netloc, resource)
         try:
             if token:
-                proto, local, proven = await dialer.login(token.encode("utf-8"))
+                proto, local, proven = await dialer.login(token)
             else:
-                (proto, local), proven = await dialer.dial([]), False
+                (proto, local), proven = await dialer.dial(lambda _: []), False
         except HandshakeError as exc:
             code = exc.status
             if code is None:
@@ -409,9 +411,12 @@ class _Dialer:
         self.url, self.host, self.port, self.ctx = url, host, port, ctx
         self.netloc, self.resource = netloc, resource
 
-    async def dial(self, headers: list[tuple[str, str]]) -> tuple[_WsProtocol, bool]:
+    async def dial(
+        self, headers: Callable[[bool], list[tuple[str, str]]]
+    ) -> tuple[_WsProtocol, bool]:
         """One opened connection, and whether it is a loopback one of the user's own.
 
+        ``headers(local)`` gives the request's extra headers once that is known.
         Raises HandshakeError for an answer other than 101, TransportError otherwise.
         """
         from ccxd import trust
@@ -433,7 +438,7 @@ class _Dialer:
                 sockname = transport.get_extra_info("sockname")
                 peername = transport.get_extra_info("peername")
                 local = trust.check_tcp_peer(sockname[:2], peername[:2], self.url)
-                proto.write(handshake_request(self.netloc, self.resource, key, headers))
+                proto.write(handshake_request(self.netloc, self.resource, key, headers(local)))
                 await proto.opened
         except HandshakeError:
             if proto is not None:
@@ -450,8 +455,13 @@ class _Dialer:
             raise TransportError(f"cannot connect to {self.url}: {exc}", not_running=refused) from None
         return proto, local
 
-    async def login(self, token: bytes) -> tuple[_WsProtocol, bool, bool]:
-        """Connect by challenge–response: (connection, loopback and ours, the server proved the token)."""
+    async def login(self, token: str) -> tuple[_WsProtocol, bool, bool]:
+        """Connect and authenticate: (connection, loopback and ours, the server proved the token).
+
+        A loopback server of the user's own gets the token as a bearer header (one
+        round trip, and older daemons work); any other must first prove it knows
+        the token by the challenge–response, and never sees it.
+        """
         import hmac
 
         from ccxd.client.wsproto import HandshakeError
@@ -459,14 +469,23 @@ class _Dialer:
         from ccxd.transports.challenge import accept_proof, client_proof, server_proof
 
         nonce = os.urandom(16).hex()
+        bearer: list[bool] = []
+
+        def first(local: bool) -> list[tuple[str, str]]:
+            if local:
+                bearer.append(True)
+                return [("Authorization", f"Bearer {token}")]
+            return [(WS_CLIENT_NONCE, nonce)]
+
         try:
-            proto, local = await self.dial([(WS_CLIENT_NONCE, nonce)])
-            return proto, local, False  # let in without a token: only good enough on our own loopback
+            proto, local = await self.dial(first)
+            return proto, local, bool(bearer)  # without a bearer: let in unasked, proven only if ours
         except HandshakeError as exc:
-            if exc.status != 401:
+            if exc.status != 401 or bearer:
                 raise
             theirs = exc.headers.get(WS_SERVER_NONCE.lower(), [])
             proofs = exc.headers.get(WS_SERVER_PROOF.lower(), [])
+        secret = token.encode("utf-8")
         if len(theirs) != 1 or len(proofs) != 1:
             raise TransportError(
                 f"refusing to talk to {self.url}: it did not prove it knows the token (it is not ccxd, or "
@@ -474,17 +493,17 @@ class _Dialer:
                 untrusted=True,
             )
         server_nonce = theirs[0]
-        if not hmac.compare_digest(proofs[0], server_proof(token, nonce, server_nonce)):
+        if not hmac.compare_digest(proofs[0], server_proof(secret, nonce, server_nonce)):
             raise TransportError(
                 f"{self.url}: authentication failed (the server does not know this token: "
                 "the token is wrong, or it is not your ccxd)",
                 denied=True,
             )
-        proof = client_proof(token, server_nonce, nonce)
+        proof = client_proof(secret, server_nonce, nonce)
         headers = [(WS_CLIENT_NONCE, nonce), (WS_SERVER_NONCE, server_nonce), (WS_CLIENT_PROOF, proof)]
-        proto, local = await self.dial(headers)
+        proto, local = await self.dial(lambda _: headers)
         accepted = proto.response_headers.get(WS_SERVER_PROOF.lower(), [])
-        expected = accept_proof(token, nonce, server_nonce)
+        expected = accept_proof(secret, nonce, server_nonce)
         if len(accepted) != 1 or not hmac.compare_digest(accepted[0], expected):
             proto._abort()
             raise TransportError(

@@ -16,8 +16,8 @@ Where a client puts the token:
   authenticated but gets no subprotocol, which browsers reject: offer both.)
 * The challenge–response of :mod:`ccxd.transports.challenge`
   (``Ccxd-Client-Nonce``, ``Ccxd-Server-Proof``, ``Ccxd-Client-Proof``), which
-  ccxd's own clients use: the server proves it knows the token first, and the
-  token itself never crosses the wire.
+  ccxd's own clients use off loopback: the server proves it knows the token
+  first, and the token itself never crosses the wire.
 * ``?token=`` is **not** accepted: URLs end up in proxy and server access logs,
   shell and browser history and ``Referer`` headers.  A request that tries it
   is told so in the log, without the value.

@@ -1,7 +1,8 @@
 """The WebSocket challenge–response: each side proves it knows the token without sending it (no I/O).
 
-ccxd's own clients never put the token on the wire, so a server that is not
-ccxd (another user listening on the port first) learns nothing from them:
+ccxd's own clients use it with every server they cannot check is the user's
+own (anything but loopback on Linux, see :mod:`ccxd.trust`), so such a server,
+if it is not ccxd, learns nothing from them:
 
 1. The client asks with a fresh nonce ``Ccxd-Client-Nonce: CN`` and no token.
 2. The server answers 401 with its nonce ``Ccxd-Server-Nonce: SN`` and

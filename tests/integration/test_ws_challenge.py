@@ -1,4 +1,8 @@
-"""ccxd's own clients log in to a real daemon by challenge–response: the token is never on the wire."""
+"""Off loopback, ccxd's own clients log in by challenge–response: the token is never on the wire.
+
+The daemon listens on loopback; a proxy on this machine's outward address
+makes it a remote one for the client, and records what the client sends.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ import subprocess
 import sys
 
 from tests.integration.helpers import run_job
+from tests.security.conftest import outward_address
 
 
 async def recording_proxy(port: int, seen: bytearray) -> asyncio.Server:
-    """A loopback TCP proxy to ``port`` that keeps every byte the client sends."""
+    """A TCP proxy (on every address) to loopback ``port`` that keeps every byte the client sends."""
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep: bool) -> None:
         try:
@@ -28,15 +33,16 @@ async def recording_proxy(port: int, seen: bytearray) -> asyncio.Server:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
         await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
 
-    return await asyncio.start_server(handle, "127.0.0.1", 0)
+    return await asyncio.start_server(handle, "0.0.0.0", 0)
 
 
-async def test_the_client_library_and_ccxctl_never_send_the_token(daemon):
+async def test_off_loopback_the_client_library_and_ccxctl_never_send_the_token(daemon):
     from ccxd.client import connect
 
+    host = outward_address()
     seen = bytearray()
     proxy = await recording_proxy(daemon.ws_port, seen)
-    url = f"ws://127.0.0.1:{proxy.sockets[0].getsockname()[1]}/ws"
+    url = f"ws://{host}:{proxy.sockets[0].getsockname()[1]}/ws"
     async with proxy:
         client = await connect(url, token=daemon.token, reconnect=False)
         try:

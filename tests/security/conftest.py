@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -167,3 +168,16 @@ def one_line_refusal(res: subprocess.CompletedProcess[bytes]) -> str:
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("ccxctl: "), err
     return lines[0]
+
+
+def outward_address() -> str:
+    """An address of this machine that is not loopback (the one it would use outward)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("198.51.100.1", 9))  # TEST-NET-2: nothing is sent
+        except OSError:
+            pytest.skip("this machine has no address but loopback")
+        addr = str(s.getsockname()[0])
+    if addr.startswith("127."):
+        pytest.skip("this machine has no address but loopback")
+    return addr

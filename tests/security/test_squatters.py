@@ -8,7 +8,6 @@ the victim is the test's own user with XDG_RUNTIME_DIR unset, as under cron,
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.security.conftest import (
     ccxctl,
     mark_as_test_dir,
     one_line_refusal,
+    outward_address,
     victim_env,
 )
 
@@ -156,26 +156,13 @@ def test_a_loopback_port_squatter_gets_no_token_and_no_bytes(tmp_path: Path, squ
     assert connections == len(runs) and record == b""
 
 
-def _outward_address() -> str:
-    """An address of this machine that is not loopback (the one it would use outward)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("198.51.100.1", 9))  # TEST-NET-2: nothing is sent
-        except OSError:
-            pytest.skip("this machine has no address but loopback")
-        addr = str(s.getsockname()[0])
-    if addr.startswith("127."):
-        pytest.skip("this machine has no address but loopback")
-    return addr
-
-
 def test_a_network_port_squatter_never_gets_the_token(tmp_path: Path, squat):
     """Not loopback: the server must prove it knows the token before anything else is sent.
 
     The squatter answers the upgrade with 101, as a server without authentication
     would; ccxctl sent it a nonce and nothing else, and refuses to go on.
     """
-    host = _outward_address()
+    host = outward_address()
     fake = squat("tcp", "0.0.0.0")
     url = f"ws://{host}:{fake.where}/ws"
     token_file = tmp_path / "token"
