@@ -110,11 +110,12 @@ async def test_ccxctl_run_prints_what_the_cli_prints_in_text_mode(
     await c.close()
 
 
+@pytest.mark.parametrize("job_shim", ["true", "false"])
 async def test_text_job_is_watched_and_keeps_both_text_and_events(
-    daemon_factory: Any, fake_api: FakeApi, claude_home: Path, cli_dir: Path
+    daemon_factory: Any, fake_api: FakeApi, claude_home: Path, cli_dir: Path, job_shim: str
 ) -> None:
     fake_api.script(Stream(text="Four.", input_tokens=321, output_tokens=7))
-    d = start_daemon(daemon_factory, fake_api, claude_home, cli_dir)
+    d = start_daemon(daemon_factory, fake_api, claude_home, cli_dir, job_shim=job_shim)
     c = await d.client()
     command = f"claude -p 'What is 2+2?' --model {MODEL}"
     job = await c.start(command, subscribe=True, cwd=str(claude_home))
@@ -279,3 +280,30 @@ def test_the_renderer_keeps_the_events_prints_the_text_and_ends_as_the_cli_did(
     assert (res.stdout, res.stderr, res.returncode) == (b"Four.\n", b"a warning on stderr\n", code)
     lines = events.read_bytes().splitlines()
     assert [json.loads(line)["type"] for line in lines] == ["system", "result"]
+
+
+async def test_a_cli_that_hangs_after_its_result_is_ended(
+    daemon_factory: Any, fake_api: FakeApi, claude_home: Path, tmp_path: Path
+) -> None:
+    # The known CLI hang, played by a stand-in `claude` (the real one exits): result, then silence.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "claude"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, time\n"
+        "print(json.dumps({'type': 'system', 'subtype': 'init', 'session_id': 's'}), flush=True)\n"
+        "print(json.dumps({'type': 'result', 'subtype': 'success', 'is_error': False, 'result': 'Four.',"
+        " 'session_id': 's'}), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    fake.chmod(0o755)
+    d = start_daemon(daemon_factory, fake_api, claude_home, bin_dir, claude_exit_grace="1")
+    c = await d.client()
+    job = await c.start("claude -p 'What is 2+2?'", subscribe=True, cwd=str(claude_home))
+    events = [ev async for ev in c.events(job.id)]
+    final = next(ev.job for ev in events if isinstance(ev, JobFinished))
+    assert stdout_of(events, job.id) == b"Four.\n"
+    assert final.claude is not None and final.claude.error_class == "hung_after_result"
+    assert final.claude.ok is True and (final.duration or 0) < 60
+    await c.close()
