@@ -5,7 +5,8 @@ die with it, so the shim is compiled whenever the package is built: static with
 musl-gcc where there is one, else with the system C compiler.  Without any C
 compiler the build fails and says what to install, unless
 ``CCXD_BUILD_WITHOUT_SHIM=1`` asks for a package without the shim (``ccxctl
-doctor`` then reports it missing).  The wheel holds a native program, so it is
+doctor`` then reports it missing).  The shim is Linux-only: elsewhere (Homebrew
+on macOS) the package is built without it.  The wheel holds a native program, so it is
 tagged for the platform: a static shim runs on any Linux of its architecture
 (``manylinux2014`` and ``musllinux``), a dynamic one only on systems like the
 one that built it (``linux_<arch>``).  See docs/decisions/21-shim-build.md.
@@ -46,6 +47,10 @@ class BuildPyWithShim(build_py):
         super().run()
         if os.environ.get("CCXD_BUILD_WITHOUT_SHIM") == "1":
             print("ccxd-shim: not built (CCXD_BUILD_WITHOUT_SHIM=1)", file=sys.stderr)
+            return
+        if not sys.platform.startswith("linux"):
+            # signalfd, prctl, pidfds: the shim is Linux's; elsewhere jobs end with the daemon.
+            print(f"ccxd-shim: not built on {sys.platform} (it needs Linux)", file=sys.stderr)
             return
         shim = _shim_build()
         if self.editable_mode:
