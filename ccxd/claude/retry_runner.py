@@ -140,16 +140,20 @@ def edit_prompt(
 
     The prompt is the ``prompt`` member of a ``kind: "claude"`` request, the
     argument after ``-p``/``--print`` of a ``claude`` argv, the stdin input
-    of a ``claude -p`` argv that has no prompt argument, or the literal word
-    after ``-p`` of a recognised shell string (``program``: the configured
-    CLI), re-quoted; every other byte of the string is kept.
+    of a ``claude -p`` argv or shell string that has no prompt argument, or
+    the literal word after ``-p`` of a recognised shell string (``program``:
+    the configured CLI), re-quoted; every other byte of the string is kept.
     """
     prompt = getattr(params, "prompt", None)
     if isinstance(prompt, str):
         return structs.replace(params, prompt=transform(prompt))
     if isinstance(params.command, str):
         found = recognise(params.command, program) if params.kind is None else None
-        command = found.with_prompt(transform) if found is not None else None
+        if found is None:
+            return None
+        if found.prompt is None and params.input is not None:
+            return structs.replace(params, input=transform(params.input))
+        command = found.with_prompt(transform)
         return structs.replace(params, command=command) if command is not None else None
     if isinstance(params.command, list):
         argv = list(params.command)

@@ -293,3 +293,5 @@ def test_attempts_drop_a_chosen_session_id_and_edit_the_prompt() -> None:
     assert shell is not None and shell.command == "claude -p HI --model m"
     assert edit_prompt(StartParams(command="claude -p hi", kind="shell"), str.upper) is None
     assert edit_prompt(StartParams(command="claude -p hi | cat"), str.upper) is None
+    piped = edit_prompt(StartParams(command="claude -p --model m", input="From stdin."), str.upper)
+    assert piped is not None and piped.input == "FROM STDIN." and piped.command == "claude -p --model m"
