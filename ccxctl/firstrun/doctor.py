@@ -16,7 +16,7 @@ import msgspec
 
 from ccxctl.firstrun import units
 from ccxd import config as config_mod
-from ccxd import paths
+from ccxd import paths, trust
 from ccxd.config import Config
 from ccxd.supervision.shim import shim_state
 from ccxd.supervision.shim.build import is_static
@@ -192,10 +192,12 @@ def check_permissions(cfg: Config) -> list[Check]:
 
 
 def _daemon_status(sock: Path) -> dict[str, object]:
-    """``daemon.status`` of the daemon on ``sock`` (raises OSError, ValueError)."""
+    """``daemon.status`` of the daemon on ``sock`` (raises OSError, ValueError, Untrusted)."""
+    where = trust.check_socket_dir(sock)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(5)
-        s.connect(str(sock))
+        s.connect(str(where))
+        trust.check_unix_peer(s, str(sock))
         s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\n')
         buf = b""
         while b"\n" not in buf:
@@ -223,6 +225,8 @@ def check_daemon(cfg: Config) -> tuple[Check, dict[str, object] | None]:
         ), None
     except ValueError as exc:
         return Check("warn", "daemon", f"something on {sock} does not answer daemon.status: {exc}"), None
+    except trust.Untrusted as exc:
+        return Check("fail", "daemon", str(exc), "see the README, Security on a shared machine"), None
     return Check("ok", "daemon", f"ccxd {status.get('version', '?')} answers on {sock}"), status
 
 

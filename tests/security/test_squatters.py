@@ -45,7 +45,13 @@ def test_a_squatted_fallback_directory_gets_no_command_env_or_token(fallback_dir
         ccxctl("run", "--env", SECRET_ENV, "--tag", "x", "--", *COMMAND.split()),
         ccxctl("status"),  # the typer path, through the async client library
     ]
+    doctor = ccxctl("doctor")
     record, connections = fake.stop()
+    assert doctor.returncode == 1 and b"Traceback" not in doctor.stdout + doctor.stderr
+    assert any(
+        line.startswith("FAIL") and "daemon" in line and f"owned by uid {attacker}" in line
+        for line in doctor.stdout.decode().splitlines()
+    ), doctor.stdout
     for res in runs:
         line = one_line_refusal(res)
         assert res.returncode == 77, line
