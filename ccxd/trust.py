@@ -123,12 +123,23 @@ def proc_net_address(host: str, port: int) -> list[str]:
     return spelled
 
 
-def tcp_socket_uids(table: Iterable[str], local: list[str], remote: list[str]) -> list[int]:
-    """The uids of the sockets in a ``/proc/net/tcp`` table with these local and remote addresses (no I/O)."""
+_LISTEN = "0A"
+_ANY_REMOTE = ("00000000:0000", "00000000000000000000000000000000:0000")
+
+
+def tcp_socket_uids(
+    table: Iterable[str], local: list[str], remote: list[str], listening: bool = False
+) -> list[int]:
+    """The uids of the sockets in a ``/proc/net/tcp`` table with these local and remote addresses (no I/O).
+
+    With ``listening``, those of listening sockets on ``local`` instead (``remote`` is ignored).
+    """
     uids = []
     for line in table:
         fields = line.split()
-        if len(fields) > 7 and fields[1] in local and fields[2] in remote:
+        if len(fields) <= 7 or fields[1] not in local:
+            continue
+        if (fields[3] == _LISTEN and fields[2] in _ANY_REMOTE) if listening else fields[2] in remote:
             try:
                 uids.append(int(fields[7]))
             except ValueError:
@@ -150,26 +161,32 @@ def check_tcp_peer(sockname: tuple[str, int], peername: tuple[str, int], where: 
     """On loopback, refuse a TCP connection whose server side belongs to another user.
 
     The connection's own server-side socket is looked up (it exists from the
-    moment the kernel completed the handshake, accepted or not), so there is
-    no race with whoever listens.  True when the server is the user's (or
-    root's); False when this cannot be known here (not loopback, or no
-    ``/proc/net``: not Linux).
+    moment the kernel completed the handshake, accepted or not, and carries
+    the uid of whoever made the listening socket), so there is no race with
+    whoever listens; only while the kernel has not made it yet (SYN cookies)
+    are the listening sockets on the port asked instead.  True when the server
+    is the user's (or root's); False when this cannot be known here (not
+    loopback, or no ``/proc/net``: not Linux).
     """
     if not _is_loopback(peername[0]):
         return False
     server = proc_net_address(peername[0], peername[1])
     client = proc_net_address(sockname[0], sockname[1])
-    uids: list[int] = []
-    readable = False
-    for table in _PROC_NET:
+    tables: list[list[str]] = []
+    for name in _PROC_NET:
         try:
-            with open(table, encoding="ascii", errors="replace") as f:
-                readable = True
-                uids += tcp_socket_uids(f, server, client)
+            with open(name, encoding="ascii", errors="replace") as f:
+                tables.append(f.readlines())
         except OSError:
             continue
-    if not readable:
+    if not tables:
         return False
+    uids = [uid for table in tables for uid in tcp_socket_uids(table, server, client)]
+    if not uids:
+        port = peername[1]
+        anywhere = proc_net_address("0.0.0.0", port) + proc_net_address("::", port)  # noqa: S104 - a name, no bind
+        listeners = [*server, *anywhere]
+        uids = [uid for table in tables for uid in tcp_socket_uids(table, listeners, [], listening=True)]
     if not uids:
         raise Untrusted(f"refusing {where}: cannot tell which user serves it")
     foreign = [u for u in uids if not _trusted(u)]

@@ -39,6 +39,14 @@ def test_the_server_side_of_a_connection_is_found_by_its_two_addresses():
     assert tcp_socket_uids(TABLE.splitlines(), client, server) == [0]
 
 
+def test_listening_sockets_are_found_by_their_address_or_the_wildcard():
+    server = proc_net_address("127.0.0.1", 8003)
+    assert tcp_socket_uids(TABLE.splitlines(), server, [], listening=True) == [999]
+    wildcard = proc_net_address("0.0.0.0", 0x07E8)
+    table = ["   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1001   0 318 1"]
+    assert tcp_socket_uids(table, wildcard, [], listening=True) == [1001]
+
+
 def test_a_real_loopback_connection_of_our_own_passes():
     with socket.create_server(("127.0.0.1", 0)) as srv, socket.create_connection(srv.getsockname()) as c:
         assert check_tcp_peer(c.getsockname(), c.getpeername(), "ws://test") is True
