@@ -115,20 +115,22 @@ async def test_the_writer_counts_and_logs_a_refusal_and_stays_direct(redis_serve
     redis_cli(redis_server, "SET", keys.output("n1", "victim"), "a string, not a stream")
     writer = StoreWriter(store, tmp_root / "journal", journal_limit=1 << 20)
     writer.start()
-    with caplog.at_level(logging.ERROR, logger="ccxd.store"):
-        writer.submit(SaveJob(job("victim")))
-        writer.submit(AppendOutput("victim", 0, 0, 0, b"lost\n"))
-        writer.submit(SaveJob(job("other")))
-        assert await writer.flush(5)
-    assert not writer.degraded and writer.pending == 0 and writer.journal.count == 0
-    health = writer.health()
-    assert health.refused == 1 and health.journal_dropped == 0
-    assert health.last_refused is not None and keys.output("n1", "victim") in health.last_refused
-    assert [r.getMessage() for r in caplog.records if keys.output("n1", "victim") in r.getMessage()]
-    assert (await store.get_job("other")) is not None
-    assert writer.describe() == "redis"
-    await writer.close()
-    await store.close()
+    try:
+        with caplog.at_level(logging.ERROR, logger="ccxd.store"):
+            writer.submit(SaveJob(job("victim")))
+            writer.submit(AppendOutput("victim", 0, 0, 0, b"lost\n"))
+            writer.submit(SaveJob(job("other")))
+            assert await writer.flush(5)
+        assert not writer.degraded and writer.pending == 0 and writer.journal.count == 0
+        health = writer.health()
+        assert health.refused == 1 and health.journal_dropped == 0
+        assert health.last_refused is not None and keys.output("n1", "victim") in health.last_refused
+        assert [r.getMessage() for r in caplog.records if keys.output("n1", "victim") in r.getMessage()]
+        assert (await store.get_job("other")) is not None
+        assert writer.describe() == "redis"
+    finally:
+        await writer.close()
+        await store.close()
 
 
 async def test_a_full_journal_is_logged_counted_and_shown(redis_server, tmp_root, caplog):
