@@ -135,7 +135,8 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     store_output_max_bytes: Bytes = 64 * 1024 * 1024
     """Output kept in the store per job (the local spool keeps up to spool_max_bytes)."""
     journal_max_bytes: Bytes = 1024**3
-    """Disk journal for store writes while Redis is unavailable."""
+    """Disk journal for store writes while Redis is unavailable; once it is full, further writes
+    are dropped, logged and counted (``ccxctl status``: journal)."""
     history_max_jobs: Annotated[int, Meta(ge=1)] | None = 100_000
     """Finished jobs kept in history per node (oldest pruned first)."""
     history_max_age_days: Positive | None = 30.0
