@@ -91,7 +91,7 @@ HOSTILE_PARAMS = {
     "relative cwd": ({"command": "true", "cwd": "some/dir"}, "cwd must be an absolute path"),
     "negative timeout": (
         {"command": "true", "timeout": -1},
-        "Expected `float` >= 0.0 - at `$.params.timeout`",
+        "Expected `float` >= 0.0, got -1 - at `$.params.timeout`",
     ),
     "absurd timeout": ({"command": "true", "timeout": 1e300}, "Expected `float` <= 31622400.0"),
     "timeout of the wrong type": (
