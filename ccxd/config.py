@@ -83,6 +83,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Recent output kept in memory per job; older output is read from the spool."""
     spool_max_bytes: Bytes = 1024**3
     """Output kept on disk per job; past it the output is cut (with a marker)."""
+    spool_max_total: Bytes = 4 * 1024**3
+    """Finished jobs' spools kept on disk in all; past it the oldest go, once the store has their
+    output (they are then read from the store, up to ``store_output_max_bytes`` each)."""
 
     # Transports
     socket_path: str = ""

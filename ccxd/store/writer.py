@@ -70,6 +70,11 @@ class StoreWriter:
         self.last_refused: WriteRefused | None = None
         self.dropped = 0
         """Writes lost since the start because the journal was full (or could not be written)."""
+        self.submitted = 0
+        """Writes submitted by this run: a mark for :meth:`has_stored`."""
+        self._stored = 0  # of those, how many the store has answered (written or refused), in order
+        self._segments()  # counts them
+        self._backlog = self.journal.count + self._segment_count  # an earlier run's, replayed before ours
         self._refusals_logged: dict[str, tuple[float, int]] = {}  # key → (last logged, unlogged since)
         self._full_logged: float | None = None  # when "journal full" was last logged; None: not full
 
@@ -99,6 +104,7 @@ class StoreWriter:
 
     def submit(self, op: Op) -> None:
         """Queue a write; never blocks, never raises."""
+        self.submitted += 1
         if self.degraded:
             self._journal(op)
             return
@@ -110,6 +116,14 @@ class StoreWriter:
             self._spill()
         self._idle.clear()
         self._wake.set()
+
+    def has_stored(self, mark: int) -> bool:
+        """Whether the store has every write up to ``mark`` (a value of :attr:`submitted`).
+
+        Writes reach it in order, directly or replayed from the journal.  Once a
+        full journal dropped one, the count no longer says which: never again.
+        """
+        return self.dropped == 0 and self._stored >= mark
 
     @property
     def pending(self) -> int:
@@ -230,6 +244,7 @@ class StoreWriter:
                 self._spill()
             else:
                 self.written += len(batch) - len(refused)
+                self._stored += len(batch)
                 self._refused(refused)
 
     def _take_batch(self) -> list[Op]:
@@ -279,7 +294,7 @@ class StoreWriter:
 
     async def _replay(self, seg: Path) -> bool:
         reader = Journal(seg, 1 << 62)
-        replayed = 0
+        replayed = refused_total = 0
         try:
             for batch in reader.batches(_BATCH_OPS):
                 try:
@@ -289,9 +304,15 @@ class StoreWriter:
                     return False
                 self._refused(refused)
                 replayed += len(batch) - len(refused)
+                refused_total += len(refused)
         finally:
             reader.close()
         seg.unlink(missing_ok=True)
+        # Counted per whole segment: an interrupted one is replayed again from its start.
+        done = replayed + refused_total
+        earlier = min(done, self._backlog)
+        self._backlog -= earlier
+        self._stored += done - earlier
         log.info("replayed %d journaled writes from %s", replayed, seg.name)
         return True
 

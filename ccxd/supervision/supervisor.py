@@ -136,6 +136,9 @@ class Supervisor:
         self.node = config.resolved_node_id()
         self.jobs: dict[str, Job] = {}
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._spooled: dict[str, tuple[int, int]] = {}
+        """Finished jobs with a spool, oldest first: its size and the store writer's mark."""
+        self._spooled_bytes = 0
         self._queue: collections.deque[Job] = collections.deque()
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -1045,19 +1048,45 @@ class Supervisor:
     def _retire(self, job: Job) -> None:
         self._job_file_written.pop(job.id, None)  # a queued job that never ran
         self._finished[job.id] = None
+        spool = job.log.spool
+        if spool is not None and spool.created and self.recorder is not None:
+            # Its writes are all submitted (``_record`` ran): once the store has this many, it has them.
+            self._spooled[job.id] = (spool.size, self.recorder.writer.submitted)
+            self._spooled_bytes += spool.size
         while len(self._finished) > self.config.finished_jobs_kept:
             old_id, _ = self._finished.popitem(last=False)
-            old = self.jobs.pop(old_id, None)
-            spool = old.log.spool if old is not None else None
-            if spool is not None:
-                spool.close()
-            # Two queues: the job file may go before the spool, and a crash in between
-            # leaves a spool nothing needs, which sweep_spools removes at the next start
-            # (as it does the files of a shim that made one but failed to make the other).
-            # A job that wrote nothing has no files: removing them cost a thread hand-off.
-            if spool is not None and spool.created:
-                self.disk.later(functools.partial(_remove_spool_files, spool))
-            self.job_disk.later(functools.partial(jobfile.remove, self.jobs_dir, old_id))
+            self._forget(old_id)
+        self._evict_spools()
+
+    def _evict_spools(self) -> None:
+        """Forget the oldest finished jobs, spools and all, past ``spool_max_total`` on disk.
+
+        Only jobs whose output the store has: from then on it answers for them.
+        """
+        if self._spooled_bytes <= self.config.spool_max_total or self.recorder is None:
+            return
+        writer = self.recorder.writer
+        for job_id, (_, mark) in list(self._spooled.items()):
+            if self._spooled_bytes <= self.config.spool_max_total or not writer.has_stored(mark):
+                break
+            self._finished.pop(job_id, None)
+            self._forget(job_id)
+
+    def _forget(self, old_id: str) -> None:
+        """Drop a finished job from memory and its spool and job file from disk."""
+        size, _ = self._spooled.pop(old_id, (0, 0))
+        self._spooled_bytes -= size
+        old = self.jobs.pop(old_id, None)
+        spool = old.log.spool if old is not None else None
+        if spool is not None:
+            spool.close()
+        # Two queues: the job file may go before the spool, and a crash in between
+        # leaves a spool nothing needs, which sweep_spools removes at the next start
+        # (as it does the files of a shim that made one but failed to make the other).
+        # A job that wrote nothing has no files: removing them cost a thread hand-off.
+        if spool is not None and spool.created:
+            self.disk.later(functools.partial(_remove_spool_files, spool))
+        self.job_disk.later(functools.partial(jobfile.remove, self.jobs_dir, old_id))
 
     async def shutdown(self, mode: str, drain_timeout: float) -> None:
         """Stop accepting jobs; drain (up to ``drain_timeout``), cancel, or leave the rest.

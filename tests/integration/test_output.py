@@ -193,3 +193,30 @@ async def test_a_reader_abandoned_mid_job_does_not_take_the_events_of_a_later_on
     events = await asyncio.wait_for(rest(), 30)
     out = b"".join(ev.raw() for ev in events if isinstance(ev, OutputChunk))
     assert out == b"done\n" and isinstance(events[-1], JobFinished)
+
+
+async def test_finished_jobs_spools_are_bounded_in_all_and_their_output_stays_readable(daemon_factory, tmp_root):
+    root = tmp_root / "bounded"
+    d = daemon_factory(root=root, extra_env={"CCXD_SPOOL_MAX_TOTAL": str(MIB), "CCXD_BUFFER_SIZE": "65536"})
+    spool = root / "state" / "ccxd" / "spool"
+
+    def spooled() -> int:
+        return sum(p.stat().st_size for p in spool.glob("*.out"))
+
+    c = await d.client()
+    outputs = {}
+    for i in range(6):
+        out, _, job, _ = await run_job(c, f"head -c 400000 /dev/urandom | base64; echo {i}")
+        outputs[job.id] = out
+    # A spool goes once the store has its job's output; each job that ends looks again.
+    for _ in range(100):
+        if spooled() <= MIB:
+            break
+        await run_job(c, "true")
+    assert spooled() <= MIB  # before: 6 x 540 kB, every finished job kept its whole spool
+    assert len(list(spool.glob("*.out"))) < 6
+    for job_id, out in outputs.items():
+        page = await c.read(job_id, max_bytes=1 << 20)  # from the store once the spool is gone
+        assert b"".join(ch.raw() for ch in page.chunks) == out and page.eof
+        assert (await c.get(job_id)).stdout_bytes == len(out)
+    await c.close()

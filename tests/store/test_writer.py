@@ -69,3 +69,44 @@ async def test_a_full_journal_drops_and_counts_instead_of_crashing(redis_server,
     assert writer.journal.size <= 4096
     writer.journal.close()
     await store.close()
+
+
+async def test_has_stored_says_when_the_store_has_every_write_up_to_a_mark(redis_server, tmp_root):
+    """What lets a finished job's spool go (``spool_max_total``): never before the store has its output."""
+    store = RedisStore(redis_server.url, "n1", timeout=0.5)
+    await store.open()
+    left = StoreWriter(store, tmp_root / "journal", journal_limit=1 << 20)
+    left.degraded = True  # a journal left by an earlier run: replayed first, counted as nobody's mark
+    for i in range(3):
+        left.submit(SaveJob(job(f"old{i}")))
+    left.journal.close()
+
+    writer = StoreWriter(store, tmp_root / "journal", journal_limit=1 << 20)
+    writer.submit(SaveJob(job("a")))
+    mark = writer.submitted
+    assert not writer.has_stored(mark)
+    writer.start()
+    await writer.wait_degraded(False, 20)
+    assert await writer.flush(5) and writer.has_stored(mark)
+
+    redis_server.kill()
+    writer.submit(SaveJob(job("b")))
+    writer.submit(AppendOutput("b", 0, 0, 0, b"during the outage\n"))
+    mark = writer.submitted
+    await writer.wait_degraded(True, 20)
+    assert not writer.has_stored(mark)
+    redis_server.start()
+    await writer.wait_degraded(False, 20)
+    assert writer.has_stored(mark) and not writer.has_stored(mark + 1)
+    assert b"".join(c.data for c in await store.read_output("b", 0, 1 << 20)) == b"during the outage\n"
+
+    # Once a full journal dropped a write, no mark counts as stored again.
+    writer.journal.limit = 0
+    writer.degraded = True
+    writer.submit(SaveJob(job("dropped")))
+    assert writer.dropped == 1
+    writer.degraded = False
+    writer.submit(SaveJob(job("c")))
+    assert await writer.flush(5) and not writer.has_stored(writer.submitted)
+    await writer.close()
+    await store.close()
