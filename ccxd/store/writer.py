@@ -198,6 +198,8 @@ class StoreWriter:
     def _refused(self, refusals: list[WriteRefused]) -> None:
         """Count and log writes the store refused (each key at most once a minute, with a count)."""
         now = time.monotonic()
+        if len(self._refusals_logged) > 1000:
+            self._refusals_logged.clear()  # many keys: some are said again sooner, none is kept forever
         for r in refusals:
             self.refused += 1
             self.last_refused = r
