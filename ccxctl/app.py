@@ -459,7 +459,7 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     ]
     health = st.store_health
     if health.refused:
-        rows.append(["store errors", f"{health.refused} writes refused; last: {health.last_refused}"])
+        rows.append(["refused", f"{health.refused} store writes; last: {health.last_refused}"])
     if health.journal_dropped:
         full = "journal full, " if health.journal_full else ""
         rows.append(["journal", f"{full}{health.journal_dropped} writes dropped (journal_max_bytes)"])

@@ -52,7 +52,7 @@ async def test_a_key_of_another_type_fails_that_write_only(daemon_factory, redis
     assert f"the store refused the record of job {victim.id}" in d.log()
     assert keys.session("poisoned") in d.log()
     shown = ccxctl(d, "status").stdout.decode()
-    assert "store errors" in shown and keys.session("poisoned") in shown
+    assert "refused" in shown and "store writes; last:" in shown and keys.session("poisoned") in shown
 
 
 async def test_a_full_journal_says_so_in_status_and_log(daemon_factory, redis_server):
