@@ -14,6 +14,11 @@ forged output.  So, before sending anything, the client checks:
 
 Root is trusted because it can read everything of every user anyway.  A refusal
 is :class:`Untrusted`, whose message is one line for the user.
+
+The daemon asks the mirror question of a connection it accepted
+(:func:`local_peer_uid`): which user on this machine opened it, so that
+``ws_auth = false`` serves only its own user and failed logins are counted
+per user, not per ``127.0.0.1``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ __all__ = [
     "check_socket_dir",
     "check_tcp_peer",
     "check_unix_peer",
+    "client_socket_uids",
+    "local_peer_uid",
     "proc_net_address",
     "tcp_socket_uids",
 ]
@@ -157,6 +164,71 @@ def _is_loopback(host: str) -> bool:
     return addr.is_loopback
 
 
+def client_socket_uids(table: Iterable[str], client: list[str], server: list[str]) -> list[int]:
+    """The uids of open sockets in a ``/proc/net/tcp`` table connected from ``client`` to ``server`` (no I/O).
+
+    The server-side mirror of :func:`tcp_socket_uids`: for a connection we
+    accepted, ``client`` is the peer's address and ``server`` our own.  Only
+    sockets a process still holds count (inode not 0): a closed connection's
+    leftover (TIME_WAIT, an orphan) shows uid 0, which would pass a peer off as root.
+    """
+    uids = []
+    for line in table:
+        fields = line.split()
+        if len(fields) <= 9 or fields[1] not in client or fields[2] not in server or fields[9] == "0":
+            continue
+        try:
+            uids.append(int(fields[7]))
+        except ValueError:
+            continue
+    return uids
+
+
+def _read_tables() -> list[list[str]]:
+    tables: list[list[str]] = []
+    for name in _PROC_NET:
+        try:
+            with open(name, encoding="ascii", errors="replace") as f:
+                tables.append(f.readlines())
+        except OSError:
+            continue
+    return tables
+
+
+def local_peer_uid(sockname: tuple[str, int], peername: tuple[str, int]) -> int | None:
+    """The uid of the process on this machine that opened an accepted TCP connection; None when unknown.
+
+    Asked only for peers that are this machine (a loopback address, or the
+    very address they connected to); found in ``/proc/net/tcp{,6}`` (Linux)
+    as the socket whose local address is the peer's and remote address ours.
+    None for other peers, without ``/proc/net``, or when the client already
+    closed its socket; callers treat that as "some user", never as theirs.
+    """
+    try:
+        if not (_is_loopback(peername[0]) or _same_address(peername[0], sockname[0])):
+            return None
+        client = proc_net_address(peername[0], peername[1])
+        server = proc_net_address(sockname[0], sockname[1])
+    except ValueError:
+        return None
+    uids = {uid for table in _read_tables() for uid in client_socket_uids(table, client, server)}
+    return uids.pop() if len(uids) == 1 else None
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return _plain(a) == _plain(b)
+    except ValueError:
+        return False
+
+
+def _plain(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    addr = ipaddress.ip_address(host.partition("%")[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
 def check_tcp_peer(sockname: tuple[str, int], peername: tuple[str, int], where: str) -> bool:
     """On loopback, refuse a TCP connection whose server side belongs to another user.
 
@@ -172,13 +244,7 @@ def check_tcp_peer(sockname: tuple[str, int], peername: tuple[str, int], where: 
         return False
     server = proc_net_address(peername[0], peername[1])
     client = proc_net_address(sockname[0], sockname[1])
-    tables: list[list[str]] = []
-    for name in _PROC_NET:
-        try:
-            with open(name, encoding="ascii", errors="replace") as f:
-                tables.append(f.readlines())
-        except OSError:
-            continue
+    tables = _read_tables()
     if not tables:
         return False
     uids = [uid for table in tables for uid in tcp_socket_uids(table, server, client)]

@@ -1,7 +1,8 @@
-"""Who may open a WebSocket: token, Origin and per-address failure limits (sans-I/O).
+"""Who may open a WebSocket: token, Origin and per-user failure limits (sans-I/O).
 
-:class:`Authenticator` decides on plain values (the peer's address, the
-request target, the headers) and a clock; the transport turns its
+:class:`Authenticator` decides on plain values (the peer's address, the uid
+of the local user who opened the connection when it is local, the request
+target, the headers) and a clock; the transport turns its
 :class:`Verdict` into the HTTP answer of the opening handshake, so a refused
 peer never reaches the dispatcher.  Only :func:`load_or_create_token` touches
 the disk.
@@ -23,9 +24,16 @@ Where a client puts the token:
   is told so in the log, without the value.
 
 Tokens and proofs are compared with :func:`hmac.compare_digest`.  Only wrong
-tokens and proofs count as failures (a client without any token is not guessing); an address with
-``max_failures`` wrong tokens within ``window`` seconds gets 429 for ``block``
-seconds, whatever it sends.
+tokens and proofs count as failures (a client without any token is not guessing).
+Failures are counted per *key*: the uid of a local peer (every local user is
+127.0.0.1, so one user's guesses must not lock out another), the address of
+any other.  A key with ``max_failures`` wrong tokens within ``window`` seconds
+gets 429 for ``block`` seconds, whatever it sends: checking tokens during the
+block would let the guessing go on unlimited.
+
+``open_uid`` is ``ws_auth = false``: connections that this uid opened need no
+token; everybody else (another local user, a peer whose user is unknown)
+needs it as if authentication were on.
 """
 
 from __future__ import annotations
@@ -38,9 +46,9 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeAlias
 from urllib.parse import parse_qsl, urlsplit
 
 from ccxd.protocol import (
@@ -68,9 +76,13 @@ __all__ = [
     "Verdict",
     "generate_token",
     "is_loopback_host",
+    "limit_key",
     "load_or_create_token",
     "select_subprotocol",
 ]
+
+LimitKey: TypeAlias = tuple[str, int | str]
+"""Whose failures are counted together: ``("uid", N)`` for a local user, ``("ip", ADDR)`` for the rest."""
 
 _MIN_TOKEN_LENGTH = 16
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
@@ -179,10 +191,19 @@ class Verdict(NamedTuple):
 OK_NO_AUTH = Verdict(0, via="none")
 
 
-class FailureLimiter:
-    """Counts wrong tokens per address and blocks addresses that fail too often.
+def limit_key(addr: str, uid: int | None) -> LimitKey:
+    """The failure counter of a peer: its uid when it is local and known, else its address (no I/O)."""
+    return ("uid", uid) if uid is not None else ("ip", addr)
 
-    Memory is bounded: at most ``max_tracked`` addresses are remembered (the
+
+def _who(addr: str, uid: int | None) -> str:
+    return f"{addr} (uid {uid})" if uid is not None else addr
+
+
+class FailureLimiter:
+    """Counts wrong tokens per key (:func:`limit_key`) and blocks keys that fail too often.
+
+    Memory is bounded: at most ``max_tracked`` keys are remembered (the
     oldest are forgotten first) and each keeps at most ``max_failures`` times.
     """
 
@@ -199,11 +220,11 @@ class FailureLimiter:
         self.block = block
         self.clock = clock
         self.max_tracked = max_tracked
-        self._failures: dict[str, collections.deque[float]] = {}
-        self._blocked: dict[str, float] = {}
+        self._failures: dict[Hashable, collections.deque[float]] = {}
+        self._blocked: dict[Hashable, float] = {}
 
-    def retry_after(self, addr: str) -> float:
-        """Seconds ``addr`` stays blocked; 0 when it is not."""
+    def retry_after(self, addr: Hashable) -> float:
+        """Seconds the key ``addr`` stays blocked; 0 when it is not."""
         until = self._blocked.get(addr)
         if until is None:
             return 0.0
@@ -213,16 +234,16 @@ class FailureLimiter:
             return 0.0
         return left
 
-    def failures(self, addr: str) -> int:
-        """Wrong tokens from ``addr`` within the window."""
+    def failures(self, addr: Hashable) -> int:
+        """Wrong tokens from the key ``addr`` within the window."""
         times = self._failures.get(addr)
         if not times:
             return 0
         self._expire(times, self.clock())
         return len(times)
 
-    def failure(self, addr: str) -> bool:
-        """Record a wrong token from ``addr``; True when this one blocks it."""
+    def failure(self, addr: Hashable) -> bool:
+        """Record a wrong token from the key ``addr``; True when this one blocks it."""
         now = self.clock()
         times = self._failures.pop(addr, None)
         if times is None:
@@ -243,7 +264,7 @@ class FailureLimiter:
         while times and times[0] <= now - self.window:
             times.popleft()
 
-    def _trim(self, table: dict[str, collections.deque[float]] | dict[str, float]) -> None:
+    def _trim(self, table: dict[Hashable, collections.deque[float]] | dict[Hashable, float]) -> None:
         if len(table) <= self.max_tracked:
             return
         now = self.clock()
@@ -260,10 +281,12 @@ class FailureLimiter:
 class Authenticator:
     """Decides whether an opening handshake may proceed.
 
-    ``token`` None switches authentication off (the config only allows that on
-    loopback).  ``allowed_origins`` lists the browser origins allowed; a request
-    without an ``Origin`` header (any non-browser client) is not affected.
-    Challenges are timed by the limiter's clock; ``rng`` makes their nonces.
+    ``open_uid`` lets that local user in without a token (``ws_auth = false``,
+    which the config only allows on loopback); ``token`` None lets everybody in
+    (tests only: the daemon always has a token).  ``allowed_origins`` lists
+    the browser origins allowed; a request without an ``Origin`` header (any
+    non-browser client) is not affected.  Challenges are timed by the
+    limiter's clock; ``rng`` makes their nonces.
     """
 
     def __init__(
@@ -273,8 +296,10 @@ class Authenticator:
         limiter: FailureLimiter | None = None,
         rng: Callable[[int], bytes] = os.urandom,
         max_used_nonces: int = 10_000,
+        open_uid: int | None = None,
     ) -> None:
         self._token = token.encode("utf-8") if token is not None else None
+        self.open_uid = open_uid
         self.allowed_origins = frozenset(_normalize_origin(o) for o in allowed_origins)
         self.limiter = limiter or FailureLimiter()
         self._rng = rng
@@ -283,12 +308,66 @@ class Authenticator:
 
     @property
     def required(self) -> bool:
-        """True when a token is needed."""
+        """True when some peers need a token (everybody but ``open_uid``)."""
         return self._token is not None
 
-    def check(self, addr: str, target: str, headers: HeaderView) -> Verdict:
-        """The verdict for a handshake from ``addr`` for ``target`` (path and query)."""
-        left = self.limiter.retry_after(addr)
+    def check(self, addr: str, target: str, headers: HeaderView, uid: int | None = None) -> Verdict:
+        """The verdict for a handshake from ``addr`` for ``target`` (path and query).
+
+        ``uid`` is the local user who opened the connection (None: a remote
+        peer, or one whose user is unknown).
+        """
+        refused = self._gate(addr, uid, headers, "ws_allowed_origins")
+        if refused is not None:
+            return refused
+        if self._token is None:
+            return OK_NO_AUTH
+        key, who = limit_key(addr, uid), _who(addr, uid)
+        client_nonce = _one(headers, WS_CLIENT_NONCE)
+        if headers.get_all(WS_CLIENT_PROOF):
+            return self._login(key, who, self._token, client_nonce, headers)
+        presented, via = _credentials(headers)
+        if presented is None and client_nonce is not None:
+            return self._challenge(self._token, client_nonce)
+        if presented is None:
+            if uid is not None and uid == self.open_uid:
+                return OK_NO_AUTH
+            hint = " (a token in the query string is not accepted)" if _has_query_token(target) else ""
+            return self._no_token(
+                who, "Authorization: Bearer, or subprotocol ccxd.bearer.TOKEN", hint + self._open_note()
+            )
+        if hmac.compare_digest(presented.encode("utf-8", errors="surrogateescape"), self._token):
+            return Verdict(0, via=via)
+        return self._wrong(key, who, via)
+
+    def check_bearer(self, addr: str, headers: HeaderView, uid: int | None = None) -> Verdict:
+        """The verdict for a plain HTTP request (``GET /metrics``): ``Authorization: Bearer`` only.
+
+        The same failure counters and blocks as the WebSocket; no browser
+        origin is allowed, and ``open_uid`` does not apply.
+        """
+        refused = self._gate(addr, uid, headers, None)
+        if refused is not None:
+            return refused
+        if self._token is None:
+            return OK_NO_AUTH
+        presented = None
+        for value in headers.get_all("Authorization"):
+            scheme, _, rest = value.strip().partition(" ")
+            if scheme.lower() == "bearer" and rest.strip():
+                presented = rest.strip()
+        who = _who(addr, uid)
+        if presented is None:
+            return self._no_token(who, "Authorization: Bearer", "")
+        if hmac.compare_digest(presented.encode("utf-8", errors="surrogateescape"), self._token):
+            return Verdict(0, via="header")
+        return self._wrong(limit_key(addr, uid), who, "header")
+
+    def _gate(
+        self, addr: str, uid: int | None, headers: HeaderView, origins_setting: str | None
+    ) -> Verdict | None:
+        """A block (429) or a foreign browser Origin (403), checked before any token."""
+        left = self.limiter.retry_after(limit_key(addr, uid))
         if left > 0:
             wait = max(1, math.ceil(left))
             return Verdict(
@@ -299,32 +378,29 @@ class Authenticator:
         origins = headers.get_all("Origin")
         if origins:
             origin = origins[0] if len(origins) == 1 else ", ".join(origins)
-            if len(origins) > 1 or _normalize_origin(origin) not in self.allowed_origins:
+            allowed = self.allowed_origins if origins_setting else frozenset()
+            if len(origins) > 1 or _normalize_origin(origin) not in allowed:
+                where = f"not in {origins_setting}" if origins_setting else "not allowed here"
                 return Verdict(
                     403,
                     "origin not allowed\n",
-                    log=f"refused {addr}: Origin {origin[:200]!r} is not in ws_allowed_origins",
+                    log=f"refused {_who(addr, uid)}: Origin {origin[:200]!r} is {where}",
                     warn=True,
                 )
-        if self._token is None:
-            return OK_NO_AUTH
-        client_nonce = _one(headers, WS_CLIENT_NONCE)
-        if headers.get_all(WS_CLIENT_PROOF):
-            return self._login(addr, self._token, client_nonce, headers)
-        presented, via = _credentials(headers)
-        if presented is None and client_nonce is not None:
-            return self._challenge(self._token, client_nonce)
-        if presented is None:
-            hint = " (a token in the query string is not accepted)" if _has_query_token(target) else ""
-            return Verdict(
-                401,
-                "a bearer token is required (Authorization: Bearer, or subprotocol ccxd.bearer.TOKEN)\n",
-                log=f"refused {addr}: no token{hint}",
-                headers=(("WWW-Authenticate", 'Bearer realm="ccxd"'),),
-            )
-        if hmac.compare_digest(presented.encode("utf-8", errors="surrogateescape"), self._token):
-            return Verdict(0, via=via)
-        return self._wrong(addr, via)
+        return None
+
+    def _open_note(self) -> str:
+        if self.open_uid is None:
+            return ""
+        return f" (ws_auth = false serves only uid {self.open_uid} without one)"
+
+    def _no_token(self, who: str, how: str, note: str) -> Verdict:
+        return Verdict(
+            401,
+            f"a bearer token is required ({how})\n",
+            log=f"refused {who}: no token{note}",
+            headers=(("WWW-Authenticate", 'Bearer realm="ccxd"'),),
+        )
 
     def _challenge(self, token: bytes, client_nonce: str) -> Verdict:
         """Step 2 of the challenge–response: our nonce and our proof, in a 401."""
@@ -341,7 +417,9 @@ class Authenticator:
             ),
         )
 
-    def _login(self, addr: str, token: bytes, client_nonce: str | None, headers: HeaderView) -> Verdict:
+    def _login(
+        self, key: LimitKey, who: str, token: bytes, client_nonce: str | None, headers: HeaderView
+    ) -> Verdict:
         """Step 3 of the challenge–response: check the client's proof."""
         server_nonce = _one(headers, WS_SERVER_NONCE)
         proof = _one(headers, WS_CLIENT_PROOF)
@@ -349,14 +427,14 @@ class Authenticator:
             return Verdict(400, f"{WS_CLIENT_PROOF} needs one {WS_CLIENT_NONCE} and one {WS_SERVER_NONCE}\n")
         made = server_nonce_time(token, client_nonce, server_nonce)
         if made is None:
-            return self._wrong(addr, "challenge")  # a nonce we never made: forged
+            return self._wrong(key, who, "challenge")  # a nonce we never made: forged
         now = self.limiter.clock()
         if not now - NONCE_LIFETIME <= made <= now:
-            return Verdict(401, "the challenge expired; start again\n", log=f"refused {addr}: stale nonce")
+            return Verdict(401, "the challenge expired; start again\n", log=f"refused {who}: stale nonce")
         if server_nonce in self._used:
-            return self._wrong(addr, "challenge (replayed)")
+            return self._wrong(key, who, "challenge (replayed)")
         if not hmac.compare_digest(proof, client_proof(token, server_nonce, client_nonce)):
-            return self._wrong(addr, "challenge")
+            return self._wrong(key, who, "challenge")
         self._remember(server_nonce, made + NONCE_LIFETIME, now)
         return Verdict(
             0,
@@ -374,18 +452,19 @@ class Authenticator:
             del used[next(iter(used))]
         used[server_nonce] = expires
 
-    def _wrong(self, addr: str, via: str) -> Verdict:
-        """A wrong token or proof: count it against ``addr``."""
-        blocked = self.limiter.failure(addr)
-        count = self.limiter.failures(addr)
+    def _wrong(self, key: LimitKey, who: str, via: str) -> Verdict:
+        """A wrong token or proof: count it against ``key``."""
+        blocked = self.limiter.failure(key)
+        count = self.limiter.failures(key)
         if blocked:
+            whom = "this user" if key[0] == "uid" else "this address"
             log = (
-                f"refused {addr}: wrong token (via {via}); {self.limiter.max_failures} failures within "
-                f"{self.limiter.window:g}s, refusing this address for {self.limiter.block:g}s"
+                f"refused {who}: wrong token (via {via}); {self.limiter.max_failures} failures within "
+                f"{self.limiter.window:g}s, refusing {whom} for {self.limiter.block:g}s"
             )
         else:
             log = (
-                f"refused {addr}: wrong token (via {via}); "
+                f"refused {who}: wrong token (via {via}); "
                 f"{count}/{self.limiter.max_failures} failures within {self.limiter.window:g}s"
             )
         return Verdict(

@@ -16,6 +16,7 @@ from ccxd.transports.auth import (
     FailureLimiter,
     generate_token,
     is_loopback_host,
+    limit_key,
     load_or_create_token,
     select_subprotocol,
 )
@@ -87,6 +88,52 @@ def test_only_wrong_tokens_count_toward_the_block_and_the_block_ends():
     assert a.check("5.6.7.8", "/ws", Headers(("Authorization", f"Bearer {TOKEN}"))).status == 0
     clock.now += 121
     assert a.check("1.2.3.4", "/ws", Headers(("Authorization", f"Bearer {TOKEN}"))).status == 0
+
+
+def test_failures_on_this_machine_count_per_user_not_per_127_0_0_1():
+    """Every local user is 127.0.0.1: one user's wrong tokens must not lock out another."""
+    clock = Clock()
+    a = auth(clock=clock)
+    for i in range(10):
+        a.check("127.0.0.1", "/ws", Headers(("Authorization", f"Bearer wrong{i}")), uid=1001)
+    blocked = a.check("127.0.0.1", "/ws", Headers(("Authorization", f"Bearer {TOKEN}")), uid=1001)
+    assert blocked.status == 429  # the guesser's own user stays blocked, right token or not
+    assert a.check("127.0.0.1", "/ws", Headers(("Authorization", f"Bearer {TOKEN}")), uid=1000).status == 0
+    assert a.check("127.0.0.1", "/ws", Headers(("Authorization", f"Bearer {TOKEN}"))).status == 0  # unknown user
+    assert a.limiter.retry_after(("uid", 1001)) > 0 and a.limiter.retry_after(("ip", "127.0.0.1")) == 0
+    wrong = a.check("127.0.0.1", "/ws", Headers(("Authorization", "Bearer nope")), uid=1000)
+    assert "127.0.0.1 (uid 1000)" in (wrong.log or "")
+    for i in range(5):
+        last = a.check("10.0.0.9", "/ws", Headers(("Authorization", f"Bearer wrong{i}")))
+    assert "refusing this address" in (last.log or "")
+    assert limit_key("10.0.0.9", None) == ("ip", "10.0.0.9") and limit_key("127.0.0.1", 0) == ("uid", 0)
+
+
+def test_auth_off_serves_only_its_own_user_without_a_token():
+    a = Authenticator(TOKEN, (), FailureLimiter(5, 60, 120, clock=Clock()), open_uid=1000)
+    assert a.check("127.0.0.1", "/ws", Headers(), uid=1000).via == "none"
+    other = a.check("127.0.0.1", "/ws", Headers(), uid=1001)
+    assert other.status == 401 and "serves only uid 1000" in (other.log or "")
+    assert a.check("127.0.0.1", "/ws", Headers()).status == 401  # whose connection is unknown
+    assert a.check("127.0.0.1", "/ws", Headers(), uid=0).status == 401  # root has the token file
+    # Another user with the token gets in; a wrong one from the owner counts as usual.
+    assert a.check("127.0.0.1", "/ws", Headers(("Authorization", f"Bearer {TOKEN}")), uid=1001).status == 0
+    assert a.check("127.0.0.1", "/ws", Headers(("Authorization", "Bearer x")), uid=1000).status == 401
+
+
+def test_plain_http_takes_only_a_bearer_header_and_shares_the_block():
+    clock = Clock()
+    a = Authenticator(TOKEN, ("https://app.example",), FailureLimiter(3, 60, 120, clock=clock), open_uid=1000)
+    assert a.check_bearer("127.0.0.1", Headers(("Authorization", f"Bearer {TOKEN}")), uid=1001).status == 0
+    assert a.check_bearer("127.0.0.1", Headers(), uid=1000).status == 401  # open_uid is for the WebSocket
+    sub = Headers(("Sec-WebSocket-Protocol", f"ccxd, ccxd.bearer.{TOKEN}"))
+    assert a.check_bearer("127.0.0.1", sub, uid=1001).status == 401
+    browser = Headers(("Authorization", f"Bearer {TOKEN}"), ("Origin", "https://app.example"))
+    assert a.check_bearer("127.0.0.1", browser, uid=1001).status == 403
+    for i in range(3):
+        assert a.check_bearer("127.0.0.1", Headers(("Authorization", f"Bearer w{i}")), uid=1001).status == 401
+    assert a.check("127.0.0.1", "/ws", Headers(("Authorization", f"Bearer {TOKEN}")), uid=1001).status == 429
+    assert a.check_bearer("127.0.0.1", Headers(("Authorization", f"Bearer {TOKEN}")), uid=1002).status == 0
 
 
 def test_failures_outside_the_window_are_forgotten():

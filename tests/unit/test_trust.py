@@ -13,6 +13,8 @@ from ccxd.trust import (
     check_socket_dir,
     check_tcp_peer,
     check_unix_peer,
+    client_socket_uids,
+    local_peer_uid,
     proc_net_address,
     tcp_socket_uids,
 )
@@ -91,3 +93,47 @@ def test_an_ancestor_others_can_write_is_refused_unless_sticky(tmp_path: Path):
 
 def test_a_missing_directory_is_left_to_the_connect(tmp_path: Path):
     assert check_socket_dir(tmp_path / "nope" / "ccxd.sock") == tmp_path / "nope" / "ccxd.sock"
+
+
+# -- the daemon's side: who opened a connection it accepted -------------------------
+
+PEERS = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F43 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 48674 1
+   1: 0100007F:1F43 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 48675 1
+   2: 0100007F:D431 0100007F:1F43 01 00000000:00000000 00:00000000 00000000  1001        0 48676 1
+   3: 0100007F:D432 0100007F:1F43 06 00000000:00000000 03:00001770 00000000     0        0 0 3
+   4: 0100007F:D433 0100007F:1F43 05 00000000:00000000 00:00000000 00000000  1002        0 0 1
+   5: 0100007F:D431 0100007F:0050 01 00000000:00000000 00:00000000 00000000  1003        0 48677 1
+"""
+
+
+def test_the_client_side_of_an_accepted_connection_is_found_by_its_two_addresses():
+    ours = proc_net_address("127.0.0.1", 8003)
+    table = PEERS.splitlines()
+    assert client_socket_uids(table, proc_net_address("127.0.0.1", 0xD431), ours) == [1001]
+    # Our own server-side socket (local address ours) is never taken for the client.
+    assert client_socket_uids(table, ours, proc_net_address("127.0.0.1", 0xD431)) == [0]
+    # Another connection from the same client port, to another server port, is not this one.
+    elsewhere = proc_net_address("127.0.0.1", 80)
+    assert client_socket_uids(table, proc_net_address("127.0.0.1", 0xD431), elsewhere) == [1003]
+
+
+def test_a_closed_client_socket_is_nobody_not_root():
+    """TIME_WAIT and orphans show uid 0 and inode 0: a peer that hung up must not pass for root."""
+    ours = proc_net_address("127.0.0.1", 8003)
+    table = PEERS.splitlines()
+    assert client_socket_uids(table, proc_net_address("127.0.0.1", 0xD432), ours) == []
+    assert client_socket_uids(table, proc_net_address("127.0.0.1", 0xD433), ours) == []
+    assert client_socket_uids(["garbage", "", "  1: x y"], ours, ours) == []
+
+
+def test_a_real_loopback_client_of_our_own_is_us():
+    with socket.create_server(("127.0.0.1", 0)) as srv, socket.create_connection(srv.getsockname()):
+        accepted, _ = srv.accept()
+        with accepted:
+            ours, peer = accepted.getsockname(), accepted.getpeername()
+            assert local_peer_uid(ours, peer) == os.getuid()
+    assert local_peer_uid(ours, peer) is None  # closed: nobody
+    assert local_peer_uid(ours, ("192.0.2.1", 5)) is None  # not this machine
+    assert local_peer_uid(("127.0.0.1", 1), ("not an address", 2)) is None
