@@ -197,6 +197,9 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
             _say("the daemon closed the connection")
             return 1
         _, msg = item
+        if msg.id is None and msg.error is not UNSET:
+            _say(msg.error.message)  # the daemon turned the connection away (max_connections, no descriptors)
+            return 1
         if msg.id == start_id:
             if msg.error is not UNSET:
                 _say(msg.error.message)

@@ -93,7 +93,11 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     max_message_bytes: Annotated[int, Meta(ge=1024)] = 1024 * 1024
     """Largest request a client may send."""
     max_connections: Annotated[int, Meta(ge=1)] = 4096
-    """Connections accepted at once on each transport."""
+    """Connections accepted at once on each transport (a client over it is refused in one line)."""
+    fd_reserve: Annotated[float, Meta(ge=0.0, le=0.9)] = 0.25
+    """Share of the daemon's file-descriptor limit (raised to its hard limit at start) kept for jobs,
+    their spools and Unix-socket clients: a WebSocket connection that would use it before logging in
+    is closed as soon as it is accepted."""
     ws_enabled: bool = True
     """Serve the WebSocket front-end (``/ws``, ``/ws/mcp``, ``GET /health``)."""
     ws_host: str = "127.0.0.1"
@@ -110,6 +114,12 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """PEM certificate (chain) for ``wss://``; set together with ws_tls_key."""
     ws_tls_key: str = ""
     """PEM private key for ``wss://``."""
+    ws_handshake_timeout: Positive = 5.0
+    """Seconds a WebSocket client has to connect (TLS included) and log in; then it is dropped."""
+    ws_handshakes_max: Annotated[int, Meta(ge=1)] = 64
+    """WebSocket connections not logged in yet, at once; more are closed as soon as they are accepted."""
+    ws_handshakes_per_peer: Annotated[int, Meta(ge=1)] = 16
+    """Of those, from one address (on loopback every local user shares 127.0.0.1)."""
     ws_ping_interval: Positive | None = 20.0
     """Seconds between WebSocket keepalive pings; unset disables them."""
     ws_ping_timeout: Positive | None = 20.0

@@ -9,6 +9,7 @@ import fcntl
 import gc
 import logging
 import os
+import resource
 import signal
 import socket
 import stat
@@ -29,7 +30,7 @@ from ccxd.hooks.metrics_http import MetricsServer
 from ccxd.hooks.prometheus import render as render_prometheus
 from ccxd.hooks.runner import HookRunner
 from ccxd.notify import Notifier
-from ccxd.protocol import CommandMetrics, Listener, ReloadResult
+from ccxd.protocol import CommandMetrics, Listener, Refusals, ReloadResult
 from ccxd.rpc.dispatcher import Dispatcher
 from ccxd.rpc.history_methods import register_history_methods
 from ccxd.rpc.hook_methods import register_hook_methods
@@ -190,6 +191,7 @@ class Daemon:
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit code."""
         loop = asyncio.get_running_loop()
+        self.info.fd_limit = raise_fd_limit()
         sock = self._open_socket()
         sock_dir = self._socket_path.parent
         state = paths.ensure_private_dir(self.config.resolved_state_dir())
@@ -256,9 +258,10 @@ class Daemon:
         self.info.store_health = history.writer.health
         self.info.request_stop = self.request_stop
         self.info.reload = self.reload
-        unix = UnixServer(dispatcher, self.config.max_message_bytes)
+        unix = UnixServer(dispatcher, self.config.max_message_bytes, self.config.max_connections)
         await unix.start(sock)
         self.unix = unix
+        self.info.refused = lambda: _refusals(unix, ws)
         self.info.connections = lambda: len(unix.connections) + (len(ws.connections) if ws else 0)
         self.info.listeners.append(Listener(kind="unix", address=str(self._socket_path)))
         if ws is not None:
@@ -493,6 +496,38 @@ class Daemon:
             self._stop_mode = mode
             self._stop_drain = drain_timeout
         self._stop.set()
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard one (logged); the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard
+    if hard == resource.RLIM_INFINITY:
+        try:  # the kernel's ceiling for one process
+            want = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            want = soft
+    if want > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot raise the file-descriptor limit from %d to %d: %s", soft, want, exc)
+            return soft
+        log.info("file-descriptor limit: %d (raised from %d)", want, soft)
+        return want
+    log.info("file-descriptor limit: %d", soft)
+    return soft
+
+
+def _refusals(unix: UnixServer, ws: WebSocketServer | None) -> Refusals:
+    gate = ws.gate.refused if ws is not None else {}
+    return Refusals(
+        ws_handshakes=gate.get("handshakes", 0),
+        ws_peer=gate.get("peer", 0),
+        ws_descriptors=gate.get("descriptors", 0),
+        unix_max_connections=unix.refused_full,
+        unix_descriptors=unix.refused,
+    )
 
 
 def _fields() -> tuple[msgspec.structs.FieldInfo, ...]:

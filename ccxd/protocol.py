@@ -288,6 +288,9 @@ class JobInfo(Struct, omit_defaults=True, kw_only=True):
     stderr_bytes: int = 0
     output_bytes: int = 0
     output_cut: bool = False
+    output_lost: str | None = None
+    """Why the daemon could not store (all of) the job's output: its own trouble (out of file
+    descriptors, a full disk), never the job's; ``reason`` and ``exit_code`` are still the job's."""
     node: str = ""
     peer: str = ""
     attempt: int = 1
@@ -518,6 +521,23 @@ class StoreHealth(Struct, kw_only=True):
     """Size of the journal being written: writes waiting for the store."""
 
 
+class Refusals(Struct, kw_only=True):
+    """``daemon.status``'s ``refused``: connections turned away since the daemon started, by cause."""
+
+    ws_handshakes: int = 0
+    """WebSocket connections closed as accepted: ``ws_handshakes_max`` were not logged in yet."""
+    ws_peer: int = 0
+    """WebSocket connections closed as accepted: ``ws_handshakes_per_peer`` from that address were
+    not logged in yet."""
+    ws_descriptors: int = 0
+    """WebSocket connections closed as accepted: the descriptors kept for jobs and the Unix socket
+    (``fd_reserve``) would have been used."""
+    unix_max_connections: int = 0
+    """Unix-socket clients refused because ``max_connections`` were connected."""
+    unix_descriptors: int = 0
+    """Unix-socket clients refused because the daemon was out of file descriptors."""
+
+
 class StatusResult(Struct, kw_only=True):
     """``daemon.status`` result."""
 
@@ -542,6 +562,10 @@ class StatusResult(Struct, kw_only=True):
     """Hooks loaded (``hooks.list`` for details)."""
     metrics: list[CommandMetrics] = []
     """With the metrics hook: the most frequent command signatures."""
+    fd_limit: int = 0
+    """The daemon's file-descriptor limit (its soft limit, raised to the hard one at start)."""
+    refused: Refusals = msgspec.field(default_factory=Refusals)
+    """Connections turned away before they could cost the daemon's jobs anything, by cause."""
 
 
 class EmptyParams(Struct, forbid_unknown_fields=True):

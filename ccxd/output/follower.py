@@ -10,16 +10,22 @@ bytes (:meth:`~ccxd.output.log.OutputLog.append_spooled`, which calls
 :meth:`FollowedSpool.count`): whoever needs a chunk's bytes reads them from
 the data file then, once.
 A record with stream 255 marks where the shim cut the spool (``spool_max_bytes``).
+When the daemon cannot open the files (out of descriptors) it tries again with
+the next output; if it never could, the job's record says so
+(``output_lost``) and keeps the job's own outcome.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from ccxd.output.spool import _RECORD, Spool, _pread
 
 __all__ = ["CUT_STREAM", "FollowedSpool"]
+
+log = logging.getLogger("ccxd.output")
 
 CUT_STREAM = 255
 _READ_RECORDS = 4096  # records per index read (~53 KiB)
@@ -36,6 +42,8 @@ class FollowedSpool(Spool):
         self._read_pos = 0  # next index byte to read
         self.cut_seen = False
         self._done = False  # closed for good: reads open the files briefly
+        self.open_error: str | None = None
+        """Why the files could not be opened the last time (tried again with the next output)."""
         if existing:
             self._open_readers()
 
@@ -49,14 +57,23 @@ class FollowedSpool(Spool):
             index = os.open(self.index_path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            return self._cannot_open(exc)
         try:
             data = os.open(self.data_path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        except OSError as exc:
             os.close(index)
-            raise
+            return self._cannot_open(exc)
         self._data_r, self._index_r = data, index
         self.created = True
+        self.open_error = None
         return True
+
+    def _cannot_open(self, exc: OSError) -> bool:
+        if self.open_error is None:
+            log.warning("cannot open the spool %s (tried again later): %s", self.index_path.name, exc)
+        self.open_error = exc.strerror or str(exc)
+        return False
 
     # The shim writes; the daemon only counts what it has taken in.
 
@@ -87,6 +104,9 @@ class FollowedSpool(Spool):
 
     def close_writer(self) -> None:
         """The job's output is complete: hold no descriptor (reads open the files briefly)."""
+        if self._index_r < 0 and self.open_error is not None and self.error is None:
+            self.error = f"the daemon could not open the spool its shim wrote: {self.open_error}"
+            log.error("spool %s: %s", self.index_path.name, self.error)
         self._done = True
         for fd in (self._data_r, self._index_r):
             if fd >= 0:

@@ -28,6 +28,7 @@ from ccxd.protocol import (
     PingResult,
     ReadParams,
     ReadResult,
+    Refusals,
     ReloadResult,
     ShutdownParams,
     ShutdownResult,
@@ -67,6 +68,9 @@ class DaemonInfo:
         self.metrics: Callable[[], Awaitable[list[CommandMetrics]]] | None = None
         # Re-reads the config (as SIGHUP does); set by the daemon.
         self.reload: Callable[[], ReloadResult] | None = None
+        self.fd_limit = 0
+        # Connections turned away (the transports' counts); set by the daemon.
+        self.refused: Callable[[], Refusals] = Refusals
 
 
 def register_methods(
@@ -253,6 +257,8 @@ def register_methods(
             cgroups=info.cgroups(),
             hooks=info.hooks(),
             metrics=await info.metrics() if info.metrics is not None else [],
+            fd_limit=info.fd_limit,
+            refused=info.refused(),
         )
 
     async def ping(p: EmptyParams, conn: Connection) -> PingResult:

@@ -224,6 +224,7 @@ class Job:
             stderr_bytes=log.stream_bytes[1],
             output_bytes=log.size,
             output_cut=log.cut,
+            output_lost=log.spool.error if log.spool is not None else None,
             node=self.node,
             peer=self.peer,
             attempt=self.attempt,

@@ -8,7 +8,8 @@ so that running out of file descriptors is seen: a spare descriptor is kept
 open, and when ``accept`` fails with EMFILE the spare is given up for a moment
 to accept each waiting client, tell it so in one JSON-RPC error line and close
 it, with a log line.  Existing connections go on; once descriptors are free
-again, new clients are served as before.
+again, new clients are served as before.  A client beyond ``max_connections``
+is told so the same way.
 """
 
 from __future__ import annotations
@@ -127,18 +128,30 @@ class _UnixPeer(asyncio.Protocol):
         pid, uid, _gid = peer_credentials(sock)
         if uid not in (os.getuid(), 0):
             log.warning("refused Unix connection from uid %d (pid %d)", uid, pid)
-            msg = f"permission denied: uid {uid} may not use this daemon"
-            self.transport.write(encode(error(None, ErrorCode.UNAUTHORIZED, msg)) + b"\n")  # type: ignore[union-attr]
-            self._closing = True
-            # Half-close and drain what the peer already sent: closing with unread
-            # data would reset the connection and the peer might never see the error.
-            transport.write_eof()  # type: ignore[attr-defined]
-            asyncio.get_running_loop().call_later(5.0, transport.abort)  # type: ignore[attr-defined]
+            self._refuse(ErrorCode.UNAUTHORIZED, f"permission denied: uid {uid} may not use this daemon")
+            return
+        limit = self.server.max_connections
+        if len(self.server.connections) >= limit:
+            self.server.count_full(pid)
+            self._refuse(
+                ErrorCode.INTERNAL_ERROR,
+                f"ccxd already serves {limit} connections (max_connections): connection refused, retry later",
+            )
             return
         self.conn = Connection(self, peer=f"uid={uid} pid={pid}", transport="unix")
         self.conn.on_idle = self.wakeup.set
         self.server.connections.add(self)
         self.task = asyncio.get_running_loop().create_task(self._serve())
+
+    def _refuse(self, code: ErrorCode, msg: str) -> None:
+        """Tell the peer why in one JSON-RPC error line, and close."""
+        assert self.transport is not None
+        self.transport.write(encode(error(None, code, msg)) + b"\n")
+        self._closing = True
+        # Half-close and drain what the peer already sent: closing with unread
+        # data would reset the connection and the peer might never see the error.
+        self.transport.write_eof()
+        asyncio.get_running_loop().call_later(5.0, self.transport.abort)
 
     def data_received(self, data: bytes) -> None:
         if self.conn is None:
@@ -225,12 +238,17 @@ _LOG_EVERY = 10.0  # seconds between "refused" log lines while it lasts
 class UnixServer:
     """Accepts Unix-socket clients and feeds their messages to the dispatcher."""
 
-    def __init__(self, dispatcher: Dispatcher, max_message_bytes: int) -> None:
+    def __init__(self, dispatcher: Dispatcher, max_message_bytes: int, max_connections: int = 4096) -> None:
         self.dispatcher = dispatcher
         self.max_message_bytes = max_message_bytes
+        self.max_connections = max_connections
         self.connections: set[_UnixPeer] = set()
         self.refused = 0
         """Clients refused for lack of file descriptors, since start."""
+        self.refused_full = 0
+        """Clients refused because ``max_connections`` were connected, since start."""
+        self._last_full_log = 0.0
+        self._unlogged_full = 0
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._spare: int | None = None
@@ -315,6 +333,22 @@ class UnixServer:
             )
             self._last_log = now
             self._unlogged = 0
+
+    def count_full(self, pid: int) -> None:
+        """A client was refused for ``max_connections``: count it, log now and then."""
+        self.refused_full += 1
+        self._unlogged_full += 1
+        now = time.monotonic()
+        if now - self._last_full_log >= _LOG_EVERY:
+            log.warning(
+                "refused %d Unix-socket client(s) (the last pid %d): %d connected, max_connections is %d",
+                self._unlogged_full,
+                pid,
+                len(self.connections),
+                self.max_connections,
+            )
+            self._last_full_log = now
+            self._unlogged_full = 0
 
     async def stop(self) -> None:
         """Stop accepting and drop every connection."""

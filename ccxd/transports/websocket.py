@@ -6,6 +6,10 @@ subscribers that ask.  Every message goes to the same dispatcher as on the Unix
 socket, through a :class:`SessionHandler` (the cc_executor adapter), so every
 method behaves the same on both.
 
+Before the handshake, as it is accepted, a connection passes the gate of
+:mod:`ccxd.transports.admission` (handshakes in progress, per address, and the
+descriptors kept for jobs and the Unix socket) or is closed at once; it then
+has ``ws_handshake_timeout`` seconds to log in.
 Admission happens in the HTTP opening handshake (``process_request``), before
 any WebSocket exists: unknown path 404, blocked address 429, foreign
 ``Origin`` 403, missing or wrong token 401 (or the challenge of
@@ -27,15 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http
 import logging
+import os
+import resource
 import socket
 import ssl
 import time
 import weakref
 from collections.abc import MutableMapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from websockets.asyncio.connection import Connection as _WsConnection
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -46,16 +54,18 @@ from ccxd import __version__
 from ccxd.config import Config
 from ccxd.protocol import HEALTH_PATH, WS_PATHS, Health, WsClose, encode
 from ccxd.rpc.connection import Connection
+from ccxd.transports.admission import AdmissionGate, Refusal, Ticket, fd_budget
 from ccxd.transports.auth import Authenticator, is_loopback_host, select_subprotocol
 from ccxd.transports.wsframe import OP_BINARY, frame_header
+from ccxd.trust import local_peer_uid
 
 __all__ = ["SessionHandler", "StartupRefused", "WebSocketServer"]
 
 log = logging.getLogger("ccxd.transports.ws")
 
 _WRITE_LIMIT = (1024 * 1024, 256 * 1024)  # high, low water marks of the write buffer
-_OPEN_TIMEOUT = 10.0
 _CLOSE_TIMEOUT = 5.0
+_LOG_EVERY = 10.0  # seconds between "refused before the handshake" log lines while it lasts
 
 
 class StartupRefused(PermissionError):
@@ -141,6 +151,41 @@ class _WsSink:
         self._close_task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
 
 
+class _GatedConnection(ServerConnection):
+    """A connection that asks the gate when it is accepted, and is closed there if refused."""
+
+    def __init__(self, front: WebSocketServer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.front = front
+        self.ticket: Ticket | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        verdict = self.front.gate.admit(host, _open_fds)
+        if isinstance(verdict, Ticket):
+            self.ticket = verdict
+            super().connection_made(transport)  # starts the handshake
+            return
+        # No handshake: set up only what connection_lost needs, and close now.
+        _WsConnection.connection_made(self, transport)
+        transport.abort()  # type: ignore[attr-defined]
+        self.front._refused_on_accept(host, verdict)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.ticket is not None:
+            self.front.gate.release(self.ticket)
+        super().connection_lost(exc)
+
+
+def _open_fds() -> int:
+    """Descriptors this process holds (less the one that counts them)."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1
+    except OSError:
+        return 1 << 30  # cannot tell: as good as none left
+
+
 class WebSocketServer:
     """Accepts WebSocket clients and feeds their messages to the shared dispatcher."""
 
@@ -159,6 +204,14 @@ class WebSocketServer:
         self._accept_headers: weakref.WeakKeyDictionary[ServerConnection, tuple[tuple[str, str], ...]] = (
             weakref.WeakKeyDictionary()
         )
+        self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.gate = AdmissionGate(
+            config.ws_handshakes_max,
+            config.ws_handshakes_per_peer,
+            fd_budget(self.fd_limit, config.fd_reserve),
+        )
+        self._last_log = 0.0
+        self._unlogged: dict[str, int] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -207,6 +260,7 @@ class WebSocketServer:
             self._serve,
             sock=self._sock,
             ssl=self._ssl,
+            create_connection=cast(Any, functools.partial(_GatedConnection, self)),
             process_request=self._process_request,
             process_response=self._process_response,
             select_subprotocol=self._select_subprotocol,
@@ -216,13 +270,16 @@ class WebSocketServer:
             write_limit=_WRITE_LIMIT,
             ping_interval=cfg.ws_ping_interval,
             ping_timeout=cfg.ws_ping_timeout,
-            open_timeout=_OPEN_TIMEOUT,
+            open_timeout=cfg.ws_handshake_timeout,
             close_timeout=_CLOSE_TIMEOUT,
             server_header="ccxd",
             logger=_QuietLogger(logging.getLogger("ccxd.transports.ws.lib"), {}),
         )
         if not cfg.ws_auth:
-            log.warning("WebSocket authentication is off (ws_auth = false); loopback only")
+            log.warning(
+                "WebSocket authentication is off for uid %d (ws_auth = false); other users need the token",
+                os.getuid(),
+            )
         elif self._ssl is None and not is_loopback_host(self.address[0]):
             log.warning(
                 "WebSocket on %s without TLS: the token crosses the network in clear text "
@@ -268,6 +325,30 @@ class WebSocketServer:
 
     # -- handshake ------------------------------------------------------------
 
+    def _refused_on_accept(self, peer: str, why: Refusal) -> None:
+        """Log refusals before the handshake, one line per ``_LOG_EVERY`` seconds at most."""
+        self._unlogged[peer] = self._unlogged.get(peer, 0) + 1
+        now = time.monotonic()
+        if now - self._last_log < _LOG_EVERY:
+            return
+        gate = self.gate
+        peers = ", ".join(f"{n} from {p}" for p, n in sorted(self._unlogged.items(), key=lambda i: -i[1])[:5])
+        log.warning(
+            "refused %d WebSocket connection(s) as accepted, before their handshake (%s; last: %s): "
+            "%d not logged in yet (ws_handshakes_max %d, ws_handshakes_per_peer %d), "
+            "%d descriptors kept for jobs and the Unix socket of %d",
+            sum(self._unlogged.values()),
+            peers,
+            why,
+            gate.pending,
+            gate.max_pending,
+            gate.max_per_peer,
+            self.fd_limit - gate.budget,
+            self.fd_limit,
+        )
+        self._last_log = now
+        self._unlogged.clear()
+
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         response = self._admit(ws, request)
         if response is not None:
@@ -281,7 +362,8 @@ class WebSocketServer:
         if path not in WS_PATHS:
             return ws.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         addr = _peer_ip(ws)
-        verdict = self.auth.check(addr, request.path, request.headers)
+        # Which local user opened it: every local user is 127.0.0.1 (ws_auth = false, failure counts).
+        verdict = self.auth.check(addr, request.path, request.headers, uid=_local_uid(ws))
         if verdict.log is not None:
             log.log(logging.WARNING if verdict.warn else logging.INFO, "%s", verdict.log)
         if verdict.status:
@@ -325,6 +407,8 @@ class WebSocketServer:
     async def _serve(self, ws: ServerConnection) -> None:
         handler = self.handler
         assert handler is not None
+        if isinstance(ws, _GatedConnection) and ws.ticket is not None:
+            self.gate.release(ws.ticket)  # logged in: no longer a handshake in progress
         sink = _WsSink(ws)
         host, port = _peer(ws)
         conn = Connection(sink, peer=f"ws {host}:{port}", transport="websocket")
@@ -376,3 +460,11 @@ def _peer(ws: ServerConnection) -> tuple[str, int]:
 
 def _peer_ip(ws: ServerConnection) -> str:
     return _peer(ws)[0]
+
+
+def _local_uid(ws: ServerConnection) -> int | None:
+    """The uid of the local process that opened ``ws`` (None: remote, or unknown)."""
+    ours, peer = ws.local_address, ws.remote_address
+    if not (isinstance(ours, tuple) and isinstance(peer, tuple) and len(ours) >= 2 and len(peer) >= 2):
+        return None
+    return local_peer_uid((str(ours[0]), int(ours[1])), (str(peer[0]), int(peer[1])))

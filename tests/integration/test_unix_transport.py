@@ -142,3 +142,29 @@ async def test_disconnected_client_leaves_its_job_running_and_connections_are_re
     fds = len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
     assert fds < 40
     await c2.close()
+
+
+def test_max_connections_applies_to_the_unix_socket_with_a_one_line_refusal(daemon_factory):
+    """Issue 19: ``max_connections`` held for WebSocket clients only; the Unix socket took any number."""
+    d = daemon_factory(extra_env={"CCXD_MAX_CONNECTIONS": "3"})
+    held = [RawConnection(d.socket) for _ in range(3)]
+    for c in held:
+        assert c.call("daemon.ping")["result"]["pong"] is True
+    env = dict(d.env)
+    for args in (["run", "echo never"], ["status"]):  # the fast path, and the client library's
+        res = subprocess.run([sys.executable, "-m", "ccxctl", *args], env=env, capture_output=True, timeout=60)
+        err = res.stderr.decode()
+        assert "Traceback" not in err and res.stdout == b"", err
+        assert res.returncode != 0 and len(err.splitlines()) == 1, err
+        assert err.startswith("ccxctl: ") and "3 connections (max_connections)" in err, err
+    held.pop().close()
+    for _ in range(100):  # the daemon sees the close on its next loop turn
+        ok = subprocess.run([sys.executable, "-m", "ccxctl", "run", "echo ok"], env=env, capture_output=True, timeout=60)
+        if ok.returncode == 0:
+            break
+    assert ok.stdout == b"ok\n", ok.stderr
+    status = held[0].call("daemon.status")["result"]
+    assert status["refused"]["unix_max_connections"] >= 1, status
+    assert "max_connections is 3" in d.log()
+    for c in held:
+        c.close()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import resource
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -213,3 +218,45 @@ def test_unread_chunks_whose_spool_is_gone_become_a_gap_readers_get_past(tmp_pat
     got = log.get(3)
     assert got is not None and got.data == ten(3) and log.available_offset(3) == 30
     assert log.get(4) is None and log.next_seq == 5 and log.first_memory_seq == 5
+
+
+@contextlib.contextmanager
+def out_of_descriptors() -> Iterator[None]:
+    """This process really runs out of file descriptors (EMFILE) inside the block."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
+    try:
+        while len(held) < 64:
+            try:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+            except OSError as exc:
+                if exc.errno != errno.EMFILE:
+                    raise
+                break
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_spool_the_daemon_cannot_open_yet_is_taken_in_once_it_can(tmp_path: Path) -> None:
+    """Issue 19: out of descriptors, the follower waits instead of failing the job."""
+    spool = shim_spool(tmp_path, [(0, b"hello\n"), (1, b"oops\n")])
+    log = OutputLog(memory_limit=1 << 20, spool=spool)
+    with out_of_descriptors():
+        assert take_in(log, spool) == []
+    assert spool.open_error is not None and "Too many open files" in spool.open_error
+    assert [c.data for c in take_in(log, spool)] == [b"hello\n", b"oops\n"]
+    log.close()
+    assert spool.error is None and spool.open_error is None
+
+
+def test_a_spool_never_opened_says_so_in_its_error(tmp_path: Path) -> None:
+    spool = shim_spool(tmp_path, [(0, b"hello\n")])
+    log = OutputLog(memory_limit=1 << 20, spool=spool)
+    with out_of_descriptors():
+        assert take_in(log, spool) == []
+        log.close()
+    assert spool.error == "the daemon could not open the spool its shim wrote: Too many open files"

@@ -1,0 +1,172 @@
+"""Another local user holds idle TCP connections to the WebSocket port: the victim loses nothing.
+
+Issue 19: three processes of another uid holding 2,100 idle connections (no
+token, sending nothing) took the daemon to its descriptor limit; ``ccxctl run``
+failed with tracebacks and a job that exited 0 was recorded killed with no
+output.  Here the daemon runs with a limit of 256 descriptors, so 3 x 100
+connections are the same attack; the attacker is the real ``ccxd-attacker``
+uid (see conftest.py), connecting over loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DaemonProcess
+from tests.security.conftest import ATTACKER, SYSTEM_PYTHON, ccxctl, victim_env
+
+FD_LIMIT = 256
+FLOODERS = 3
+CONNECTIONS_EACH = 100
+
+
+def rpc(d: DaemonProcess, method: str, params: dict[str, object] | None = None) -> dict[str, object]:
+    """One JSON-RPC call over the Unix socket (as the victim)."""
+    msg = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(d.socket))
+        sock.sendall(json.dumps(msg).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("daemon closed the connection")
+            buf += data
+    reply = json.loads(buf.split(b"\n", 1)[0])
+    assert "result" in reply, reply
+    return reply["result"]  # type: ignore[no-any-return]
+
+
+def fds(pid: int) -> list[str]:
+    """What the process holds open."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def finished(d: DaemonProcess, job_id: str) -> dict[str, object]:
+    """The job's record once it has finished (it ends on its own within seconds)."""
+    deadline = time.monotonic() + 30
+    while True:
+        info = rpc(d, "job.get", {"job_id": job_id})
+        if info["state"] == "finished" or time.monotonic() > deadline:
+            return info
+        time.sleep(0.1)
+
+
+class Flooder:
+    """flooder.py run as the attacker: COUNT idle connections, re-opened when the daemon closes them."""
+
+    def __init__(self, lair: Path, port: int, count: int) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "runuser",
+                "-u",
+                ATTACKER,
+                "--",
+                SYSTEM_PYTHON,
+                str(lair / "flooder.py"),
+                "127.0.0.1",
+                str(port),
+                str(count),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd="/",
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("READY "), line
+
+    def stop(self) -> tuple[int, int, int]:
+        """(connections made, closed by the daemon, connects that failed)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        out = self.proc.stdout.read().decode()
+        self.proc.wait(30)
+        _, made, closed, failed = out.split()
+        return int(made), int(closed), int(failed)
+
+
+@pytest.fixture
+def flood_lair(lair: Path) -> Path:
+    shutil.copyfile(Path(__file__).with_name("flooder.py"), lair / "flooder.py")
+    os.chmod(lair / "flooder.py", 0o755)
+    return lair
+
+
+@pytest.mark.parametrize(
+    "caps",
+    [
+        pytest.param({}, id="default-caps"),
+        # No handshake caps to speak of: the descriptor reserve alone must hold.
+        pytest.param(
+            {"CCXD_WS_HANDSHAKES_MAX": "100000", "CCXD_WS_HANDSHAKES_PER_PEER": "100000"}, id="reserve-only"
+        ),
+    ],
+)
+def test_idle_connections_of_another_user_cost_the_victim_nothing(
+    daemon_factory, flood_lair: Path, attacker: int, caps: dict[str, str]
+):
+    d: DaemonProcess = daemon_factory(extra_env={"CCXD_WS_IDLE_TIMEOUT": "3600", **caps}, start=False)
+    d.command = ["prlimit", f"--nofile={FD_LIMIT}:{FD_LIMIT}", "--", sys.executable, "-m", "ccxd"]
+    d.start()
+    assert d.proc is not None
+    pid = d.proc.pid
+    env = victim_env(XDG_RUNTIME_DIR=str(d.runtime))
+    # What the daemon holds once it has run a job (its shim pool, the store writer's connection).
+    assert ccxctl("run", "true", env=env).returncode == 0
+    baseline = fds(pid)
+
+    # A job that runs through the attack and ends in the middle of it.
+    started = ccxctl("run", "--detach", "sleep 1.5; echo survived-the-flood", env=env)
+    assert started.returncode == 0, started.stderr
+    job_id = started.stdout.decode().strip()
+
+    flooders = [Flooder(flood_lair, d.ws_port, CONNECTIONS_EACH) for _ in range(FLOODERS)]
+    try:
+        runs = [ccxctl("run", "echo ok", env=env) for _ in range(12)]
+        info = finished(d, job_id)
+        during = rpc(d, "daemon.status")
+    finally:
+        stats = [f.stop() for f in flooders]
+
+    for res in runs:
+        out = (res.stdout + res.stderr).decode(errors="replace")
+        assert "Traceback" not in out, out
+        assert res.returncode == 0 and res.stdout == b"ok\n", out
+    assert (info["state"], info["reason"], info["exit_code"]) == ("finished", "exited", 0), info
+    assert info["output_bytes"] == len(b"survived-the-flood\n"), info
+    assert info.get("output_lost") is None and not info.get("output_cut"), info
+    output = rpc(d, "job.read", {"job_id": job_id})
+    assert "survived-the-flood" in json.dumps(output), output
+    # The attack did happen, and was turned away where it started.
+    made = sum(s[0] for s in stats)
+    assert made >= FLOODERS * CONNECTIONS_EACH // 2, stats
+    refused = during["refused"]
+    assert isinstance(refused, dict), during
+    assert refused["ws_handshakes"] + refused["ws_peer"] + refused["ws_descriptors"] > 0, refused
+    assert refused["unix_descriptors"] == 0, refused
+
+    # The daemon is up and gives back every descriptor once the attacker is gone.
+    deadline = time.monotonic() + 20
+    while len(fds(pid)) > len(baseline) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(fds(pid)) <= len(baseline), (baseline, fds(pid))
+    assert d.proc.poll() is None
+    assert rpc(d, "daemon.ping")["pong"] is True
+    assert "Traceback" not in d.log()
