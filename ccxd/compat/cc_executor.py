@@ -241,8 +241,16 @@ class CompatHandler:
                 f"the command could not start: {job.error or job.reason}",
                 {"job_id": job.id},
             )
+        def next_attempt(job_id: str) -> Job | None:
+            """A retried Claude job's next attempt: the client follows the chain to its end."""
+            nxt = self.sup.jobs.get(job_id)
+            if nxt is not None:
+                session.job = nxt  # control and a closing connection reach the attempt that runs
+                conn.add_subscription(_SUBSCRIPTION_PREFIX + nxt.id, task)
+            return nxt
+
         # The follower's first message goes out after this reply: tasks run later.
-        task = asyncio.get_running_loop().create_task(_follow(conn, job, session.id))
+        task = asyncio.get_running_loop().create_task(_follow(conn, job, session.id, next_attempt))
         session.follower = task
         conn.add_subscription(_SUBSCRIPTION_PREFIX + job.id, task)
         return ExecuteResult(status="started", pid=job.pid, pgid=job.pgid or job.pid, job_id=job.id)
@@ -414,10 +422,28 @@ def final_notification(job: Job) -> bytes:
     return encode(legacy_notification("process.completed", done))
 
 
-async def _follow(conn: Connection, job: Job, session_id: str = "") -> None:
-    """Send a job's ``process.*`` notifications at the connection's pace."""
+async def _follow(
+    conn: Connection,
+    job: Job,
+    session_id: str = "",
+    next_attempt: Callable[[str], Job | None] = lambda job_id: None,
+) -> None:
+    """Send a job's ``process.*`` notifications at the connection's pace.
+
+    A Claude job that ccxd retries goes on in its next attempt: the client gets
+    the failed attempt's ``error.*`` notice (``recoverable``, ``next_job_id``),
+    then the next attempt's output, and one ``process.completed`` at the end of
+    the chain, as from a ``claude -p`` that retried by itself.
+    """
     try:
-        await _pump(conn, job, session_id)
+        announce = True
+        current: Job | None = job
+        while current is not None:
+            following = await _pump(conn, current, session_id, announce)
+            current = next_attempt(following) if following else None
+            if current is not None:
+                await _started(current)  # it may wait out a backoff or a usage limit
+            announce = False
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -425,7 +451,8 @@ async def _follow(conn: Connection, job: Job, session_id: str = "") -> None:
         conn.send(encode(legacy_notification("process.error", ProcessError(error=str(exc), job_id=job.id))))
 
 
-async def _pump(conn: Connection, job: Job, session_id: str = "") -> None:
+async def _pump(conn: Connection, job: Job, session_id: str = "", announce: bool = True) -> str | None:
+    """Send ``job``'s output a line a message; the id of its next attempt, if ccxd retries it."""
     loop = asyncio.get_running_loop()
     changed: asyncio.Future[None] = loop.create_future()
 
@@ -455,13 +482,14 @@ async def _pump(conn: Connection, job: Job, session_id: str = "") -> None:
                 send(stream, tail)
 
     try:
-        started = ProcessStatus("started", job.pid, job.pgid, job.id)
-        conn.send(encode(legacy_notification("process.started", started)))
+        if announce:
+            started = ProcessStatus("started", job.pid, job.pgid, job.id)
+            conn.send(encode(legacy_notification("process.started", started)))
         while not conn.closing:
             while seq < out.next_seq:
                 await conn.sink.drain()
                 if conn.closing:
-                    return
+                    return None
                 chunk = out.get(seq)
                 if chunk is None:  # evicted from memory and not in the spool
                     seq = out.first_memory_seq
@@ -483,9 +511,12 @@ async def _pump(conn: Connection, job: Job, session_id: str = "") -> None:
                 notice = claude_error_notification(job, session_id)
                 if notice is not None:
                     conn.send(notice)
+                if job.retried_by is not None:
+                    return job.retried_by
                 conn.send(final_notification(job))
-                return
+                return None
             await changed
             changed = loop.create_future()
+        return None  # the client left
     finally:
         job.remove_listener(wake)

@@ -307,3 +307,42 @@ async def test_a_cli_that_hangs_after_its_result_is_ended(
     assert final.claude is not None and final.claude.error_class == "hung_after_result"
     assert final.claude.ok is True and (final.duration or 0) < 60
     await c.close()
+
+
+# -- the same string from a cc_executor client ----------------------------------------
+
+
+async def test_a_legacy_execute_of_claude_p_is_retried_and_reads_as_the_cli_would_print_it(
+    daemon_factory: Any, fake_api: FakeApi, claude_home: Path, cli_dir: Path
+) -> None:
+    # cc_executor's headline use: execute "claude -p '...'", and ccxd retries it.
+    from tests.integration.test_cc_executor_compat import LEGACY_ENV, Legacy
+
+    cut = Stream(text="a very long answer that is cut", stop_reason="max_tokens")
+    fake_api.script(cut, cut, cut, cut)
+    fake_api.default = Stream(text="Four.")
+    env = claude_env(fake_api, claude_home)
+    env["PATH"] = f"{cli_dir}:{env['PATH']}"
+    d = daemon_factory(extra_env={**env, **LEGACY_ENV}, root=claude_home / "ccxd")
+    c = await Legacy.open(d)
+    try:
+        assert (await c.next())["method"] == "connected"
+        command = f"cd {shlex.quote(str(claude_home))} && claude -p 'What is 2+2?' --model {MODEL}"
+        reply = await c.call("execute", {"command": command})
+        assert "result" in reply, reply
+        seen = []
+        while (msg := await c.next())["method"] not in ("process.completed", "process.failed"):
+            seen.append(msg)
+        final = msg["params"]
+    finally:
+        await c.ws.close()
+    lines = [m["params"]["data"] for m in seen if m["method"] == "process.output"]
+    # The retried attempt's answer, as plain text, one line a message; the chain ends once.
+    assert lines[-1] == "Four.\n" and "{" not in "".join(lines)
+    assert final["exit_code"] == 0 and final["status"] == "completed"
+    assert [m.body["max_tokens"] for m in fake_api.messages if m.body][-1] == 64000
+    # The failed attempt says it is being retried and by which job; the end is the last attempt's.
+    [notice] = [m["params"] for m in seen if m["method"] == "error.token_limit_exceeded"]
+    assert notice["recoverable"] is True and notice["next_job_id"] == final["job_id"]
+    assert reply["result"]["job_id"] == notice["job_id"] != final["job_id"]
+    assert [m["method"] for m in seen].count("process.started") == 1
