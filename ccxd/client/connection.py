@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,6 +60,8 @@ Event = Struct
 """A notification's params: JobQueued, JobStarted, OutputChunk, OutputGap, OutputCut, JobFinished."""
 
 _QUEUE_DEPTH = 256  # events buffered per followed job before we stop reading the socket
+RECONNECT_TIMEOUT = 60.0
+"""How long a client keeps reconnecting to a daemon that went away (``$CCXD_RECONNECT_TIMEOUT``)."""
 
 
 class ClientError(Exception):
@@ -122,11 +125,14 @@ class Client:
     With ``reconnect`` (the default for :func:`connect`), a dropped connection is
     reopened and every followed job is resubscribed from the offset just past
     the last byte delivered, so output is neither lost nor repeated.  Calls in
-    flight when the connection drops fail with :class:`ConnectionLost`.
+    flight when the connection drops fail with :class:`ConnectionLost`.  A daemon
+    away for longer than ``reconnect_timeout`` seconds in all (counted from the
+    loss until a new connection answers) ends every follower with one
+    :class:`ConnectionLost`: "lost the daemon at …: gave up after N s".
     """
 
     def __init__(
-        self, transport: Transport, opener: Opener | None = None, reconnect_timeout: float = 30.0
+        self, transport: Transport, opener: Opener | None = None, reconnect_timeout: float = RECONNECT_TIMEOUT
     ) -> None:
         self._transport = transport
         self._opener = opener
@@ -143,7 +149,13 @@ class Client:
         # earlier subscription of the job can still be on the wire, and until the reply
         # they are that subscription's (the daemon sends a new one's events after it).
         self._resubscribing: dict[str, int] = {}
+        self._quiet: set[str] = set()  # jobs followed without their output (wait())
+        self._job_errors: dict[str, ClientError] = {}  # followed jobs that cannot be resumed
         self._started: set[str] = set()
+        # When the connection was lost (loop time), until a new one answers: bounds the outage.
+        self._outage: float | None = None
+        # Set, then replaced, at each reconnect and when the client ends: follow() waits on it.
+        self._reconnected = asyncio.Event()
         self._closed: BaseException | None = None
         self._closing = False
         self.reconnects = 0
@@ -159,26 +171,39 @@ class Client:
     # -- plumbing -------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        while True:
-            try:
-                async for is_binary, payload in self._transport.messages():
-                    if is_binary:
-                        await self._dispatch_binary(payload)
-                    else:
-                        await self._dispatch(payload)
-                err: ClientError = ConnectionLost("the daemon closed the connection")
-            except asyncio.CancelledError:
-                self._fail(ClientError("client closed"))
-                raise
-            except (ConnectionError, OSError) as exc:
-                err = ConnectionLost(f"connection to the daemon lost: {exc}")
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                err = ConnectionLost(f"the daemon sent something that is not ccxd's protocol: {exc}")
-                with contextlib.suppress(Exception):
-                    await self._transport.close()
-            if self._closing or self._opener is None or not await self._reopen(err):
-                self._fail(err)
-                return
+        try:
+            while True:
+                err = await self._read_connection()
+                if self._closing or self._opener is None:
+                    self._fail(err)
+                    return
+                gave_up = await self._reopen(err)
+                if gave_up is not None:
+                    self._fail(gave_up)
+                    return
+        except asyncio.CancelledError:
+            self._fail(ClientError("client closed"))
+            raise
+        except Exception as exc:  # a bug here must end the followers, never leave them waiting
+            why = f"{type(exc).__name__}: {exc}"
+            self._fail(ClientError(f"the client stopped reading from the daemon: {why}"))
+
+    async def _read_connection(self) -> ClientError:
+        """Dispatch what the current connection brings until it ends; why it ended."""
+        try:
+            async for is_binary, payload in self._transport.messages():
+                self._outage = None  # this connection answers: a later loss is a new outage
+                if is_binary:
+                    await self._dispatch_binary(payload)
+                else:
+                    await self._dispatch(payload)
+            return ConnectionLost("the daemon closed the connection")
+        except (ConnectionError, OSError) as exc:
+            return ConnectionLost(f"connection to the daemon lost: {exc}")
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            with contextlib.suppress(Exception):
+                await self._transport.close()
+            return ConnectionLost(f"the daemon sent something that is not ccxd's protocol: {exc}")
 
     async def wait_connected(self) -> None:
         """Return once the connection is up (after a reconnect, if one is under way)."""
@@ -186,8 +211,13 @@ class Client:
         if self._closed is not None:
             raise ClientError(str(self._closed))
 
-    async def _reopen(self, err: ClientError) -> bool:
-        """Reconnect and resume every followed job; False when the daemon stays away."""
+    async def _reopen(self, err: ClientError) -> ClientError | None:
+        """Reconnect and resume every followed job; the error to end with when the daemon stays away.
+
+        A connection can be accepted and then reset at once (a daemon dying while
+        it closes its sockets) or drop before a resubscription is written: that is
+        one more loss of the same outage, bounded by the same deadline.
+        """
         self._up.clear()
         for fut, _, _ in self._pending.values():
             if not fut.done():
@@ -195,25 +225,65 @@ class Client:
         self._pending.clear()
         assert self._opener is not None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._reconnect_timeout
+        if self._outage is None:
+            self._outage = loop.time()
+        deadline = self._outage + self._reconnect_timeout
+        gave_up = ConnectionLost(
+            f"lost the daemon at {self._transport.description}: gave up after {self._reconnect_timeout:g} s"
+        )
         delay = 0.05
-        while loop.time() < deadline and not self._closing:
+        while not self._closing:
             try:
-                self._transport = await self._opener()
+                async with asyncio.timeout_at(deadline):
+                    transport = await self._opener()
                 break
             except TransportError:
+                if loop.time() + delay >= deadline:
+                    return gave_up
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            except TimeoutError:
+                return gave_up
         else:
-            self._up.set()
-            return False
+            return err
+        self._transport = transport
         self.reconnects += 1
+        again = [
+            (job_id, offset)
+            for job_id, offset in self._next_offset.items()
+            if job_id in self._queues and job_id not in self._resubscribing  # follow() makes its own
+        ]
+        if not again:
+            self._outage = None  # nothing to ask: the connection is as good as the daemon's accept
         self._up.set()
-        for job_id in list(self._queues):
-            if job_id in self._next_offset:
-                params = SubscribeParams(job_id=job_id, from_offset=self._next_offset[job_id])
-                await self._send_request("job.subscribe", params, follow=False)
-        return True
+        self._reconnected.set()
+        self._reconnected = asyncio.Event()
+        for job_id, offset in again:
+            params = SubscribeParams(job_id=job_id, from_offset=offset, output=job_id not in self._quiet)
+            try:
+                fut = await self._send_request("job.subscribe", params, follow=False)
+            except ConnectionLost:
+                break  # lost again already: reading the connection says so, and we start over
+            fut.add_done_callback(functools.partial(self._resubscribe_done, job_id))
+        return None
+
+    def _resubscribe_done(self, job_id: str, fut: asyncio.Future[Any]) -> None:
+        """The reply to a resubscription made on reconnecting, which nobody else awaits."""
+        if fut.cancelled():
+            return
+        exc = fut.exception()  # retrieved here: a ConnectionLost is the next reconnect's business
+        if isinstance(exc, RemoteError) and job_id in self._queues:
+            why = f"job {job_id}: cannot resume it after reconnecting: {exc.message}"
+            self._end_job(job_id, ClientError(why))
+
+    def _end_job(self, job_id: str, err: ClientError) -> None:
+        """Its followers get what is queued, then ``err``."""
+        self._job_errors[job_id] = err
+        self._next_offset.pop(job_id, None)
+        queue = self._queues.get(job_id)
+        if queue is not None:
+            with contextlib.suppress(asyncio.QueueFull):  # a full queue: its reader sees err once drained
+                queue.put_nowait(None)
 
     async def _dispatch_binary(self, frame: bytes) -> None:
         from ccxd import protocol  # binary frames exist only on WebSocket connections
@@ -305,8 +375,10 @@ class Client:
             if not fut.done():
                 fut.set_exception(exc)
         self._pending.clear()
+        self._up.set()
+        self._reconnected.set()
         for queue in self._queues.values():
-            with contextlib.suppress(asyncio.QueueFull):
+            with contextlib.suppress(asyncio.QueueFull):  # a full queue: its reader sees _closed once drained
                 queue.put_nowait(None)
 
     async def _send_request(self, method: str, params: Struct | None, *, follow: bool) -> asyncio.Future[Any]:
@@ -377,15 +449,29 @@ class Client:
         # A reader from here on: what arrives while the subscription is made is kept.
         queue = self._follow(job_id, from_offset)
         self._readers[job_id] += 1
-        self._resubscribing[job_id] = from_offset
         try:
-            await self.call("job.subscribe", SubscribeParams(job_id=job_id, from_offset=from_offset))
+            await self._subscribe_follower(job_id, from_offset)
         except BaseException:
             self._resubscribing.pop(job_id, None)
             self._unread(job_id)
             raise
         async for event in self._read(job_id, queue):
             yield event
+
+    async def _subscribe_follower(self, job_id: str, offset: int) -> None:
+        """follow()'s subscription, made again on the next connection if this one drops first."""
+        while True:
+            self._resubscribing[job_id] = offset
+            reconnected = self._reconnected
+            try:
+                await self.call("job.subscribe", SubscribeParams(job_id=job_id, from_offset=offset))
+                return
+            except ConnectionLost:
+                if self._opener is None or self._closing:
+                    raise
+            await reconnected.wait()
+            if self._closed is not None:
+                raise ClientError(str(self._closed))
 
     async def events(self, job_id: str) -> AsyncIterator[Event]:
         """Yield the queued events of a followed job until it finishes."""
@@ -398,6 +484,7 @@ class Client:
         """Wait until ``job_id`` finishes (its output is not sent) and return its final record."""
         queue = self._follow(job_id, 0)
         self._readers[job_id] += 1
+        self._quiet.add(job_id)
         try:
             await self.call("job.subscribe", SubscribeParams(job_id=job_id, output=False))
         except BaseException:
@@ -414,14 +501,22 @@ class Client:
             del self._readers[job_id]
             self._queues.pop(job_id, None)
             self._next_offset.pop(job_id, None)
+            self._quiet.discard(job_id)
+            self._job_errors.pop(job_id, None)
 
     async def _read(self, job_id: str, queue: asyncio.Queue[Event | None]) -> AsyncIterator[Event]:
         """Yield from ``queue`` (one counted reader of ``job_id``) until the job finishes."""
         try:
             while True:
+                if queue.empty():  # checked before each wait: a wakeup lost to a full queue is no hang
+                    err = self._job_errors.get(job_id)
+                    if err is not None:
+                        raise err
+                    if self._closed is not None:
+                        raise ClientError(str(self._closed))
                 event = await queue.get()
                 if event is None:
-                    raise ClientError(str(self._closed or "connection closed"))
+                    continue  # a wakeup: the check above says why
                 yield event
                 if isinstance(event, JobFinished):
                     return
@@ -481,6 +576,20 @@ class Client:
         return res
 
 
+def reconnect_timeout_from(environ: Mapping[str, str]) -> float:
+    """``$CCXD_RECONNECT_TIMEOUT`` in seconds, else :data:`RECONNECT_TIMEOUT` (no I/O)."""
+    text = environ.get("CCXD_RECONNECT_TIMEOUT", "").strip()
+    if not text:
+        return RECONNECT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ClientError(f"CCXD_RECONNECT_TIMEOUT: expected a number of seconds, got {text!r}")
+    return value
+
+
 def _read_token(path: Path) -> str:
     try:
         return path.read_text().strip()
@@ -496,16 +605,20 @@ async def connect(
     token_file: str | Path | None = None,
     cafile: str | None = None,
     reconnect: bool = True,
-    reconnect_timeout: float = 30.0,
+    reconnect_timeout: float | None = None,
 ) -> Client:
     """Connect to a daemon.
 
     ``target`` is a socket path, ``unix:PATH``, a ``ws://``/``wss://`` URL, or
     None for ``$CCXD_URL`` or else the default socket.  For WebSocket URLs the
     token comes from ``token``, ``token_file``, ``$CCXD_TOKEN`` or
-    ``$CCXD_TOKEN_FILE``, in that order.
+    ``$CCXD_TOKEN_FILE``, in that order.  ``reconnect_timeout`` (default
+    ``$CCXD_RECONNECT_TIMEOUT``, else 60) bounds how long the client waits for a
+    daemon that went away before its followers fail.
     """
     where = str(target) if target else os.environ.get("CCXD_URL") or str(default_socket())
+    if reconnect_timeout is None:
+        reconnect_timeout = reconnect_timeout_from(os.environ)
     secret = token
     if secret is None and token_file is not None:
         secret = _read_token(Path(token_file))
@@ -530,4 +643,4 @@ async def connect(
     return Client(transport, opener if reconnect else None, reconnect_timeout)
 
 
-__all__ += ["ConnectionLost", "OutputChunk", "default_socket"]
+__all__ += ["RECONNECT_TIMEOUT", "ConnectionLost", "OutputChunk", "default_socket", "reconnect_timeout_from"]

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from ccxd.client import connect
 from ccxd.client.connection import ConnectionLost
-from ccxd.protocol import JobFinished, OutputChunk
+from ccxd.protocol import JobFinished, JobInfo, OutputChunk
+from ccxd.supervision.shim import find_shim
+from tests.conftest import REQUIRE_TOOLS
 
 
 class DroppingProxy:
@@ -115,3 +125,110 @@ async def test_calls_in_flight_fail_clearly_and_later_calls_work(daemon, tmp_roo
     assert client.reconnects == 1
     await client.close()
     await proxy.stop()
+
+
+# -- the daemon SIGKILLed and restarted under followers (issue 21) -----------------
+
+CYCLES = 10
+# Prints "line N" every 50 ms until the file GO exists, then "done" and exit 7.
+TICKER = "i=0; while [ ! -e {go} ]; do echo line $i; i=$((i+1)); sleep 0.05; done; echo done; exit 7"
+TICK = re.compile(rb"line (\d+)\n")
+
+
+def assert_ticks(out: bytes) -> int:
+    """``out`` is "line 0\\n" … "line N\\n" "done\\n": every line exactly once; return N+1."""
+    assert out.endswith(b"done\n"), out[-200:]
+    lines = out[: -len(b"done\n")].split(b"\n")
+    assert lines[-1] == b"", "output ends mid-line"
+    numbers = [int(TICK.fullmatch(line + b"\n").group(1)) for line in lines[:-1]]  # type: ignore[union-attr]
+    assert numbers == list(range(len(numbers))), "a line is missing or repeated"
+    return len(numbers)
+
+
+@pytest.fixture
+def _shim() -> None:
+    if find_shim() is None:
+        message = "ccxd-shim is not built (python -m ccxd.supervision.shim)"
+        if REQUIRE_TOOLS:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _lines(out: bytes | bytearray) -> int:
+    return out.count(b"\n")
+
+
+async def _until(check, timeout: float, why) -> None:
+    """Wait (polling output: there is no event to wait on) until ``check()``; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, why()
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("_shim")
+async def test_followers_resume_across_daemon_kills(daemon_factory, tmp_root, caplog):
+    """`ccxctl attach` and the client's run() follow jobs across 10 SIGKILLs and restarts."""
+    root = tmp_root / "d"
+    d = daemon_factory(root=root)
+    go = tmp_root / "go"
+    client = await connect(d.socket, reconnect_timeout=30)
+    attached = await client.start(TICKER.format(go=go))
+    out_path, err_path = tmp_root / "attach.out", tmp_root / "attach.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        attach = subprocess.Popen(
+            [sys.executable, "-m", "ccxctl", "attach", attached.id],
+            env=dict(d.env, CCXD_SOCKET=str(d.socket)),
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+    ran = bytearray()
+    finished: list[JobInfo] = []
+
+    async def run() -> None:
+        async for ev in client.run(TICKER.format(go=go)):
+            if isinstance(ev, OutputChunk):
+                ran.extend(ev.raw())
+            elif isinstance(ev, JobFinished):
+                finished.append(ev.job)
+
+    runner = asyncio.get_running_loop().create_task(run())
+    try:
+        for cycle in range(CYCLES):
+            seen = (_lines(out_path.read_bytes()), _lines(ran))
+
+            def why(cycle: int = cycle) -> str:
+                return (
+                    f"cycle {cycle}: a follower did not resume within 15 s: attach printed "
+                    f"{_lines(out_path.read_bytes())} lines (exit {attach.poll()}), run() {_lines(ran)}; "
+                    f"attach said: {err_path.read_bytes()[-500:]!r}"
+                )
+
+            # Both followers print again: they resumed (the first time: they started).
+            def resumed(seen: tuple[int, int] = seen) -> bool:
+                return _lines(out_path.read_bytes()) >= seen[0] + 2 and _lines(ran) >= seen[1] + 2
+
+            await _until(resumed, 15, why)
+            d.stop(signal.SIGKILL)
+            if cycle % 3 == 1:
+                await asyncio.sleep(0.5)  # a daemon away a while, not only a quick restart
+            d = await asyncio.to_thread(daemon_factory, root=root)
+        go.touch()
+        await asyncio.wait_for(runner, 15)
+        code = await asyncio.to_thread(attach.wait, 15)
+    finally:
+        if attach.poll() is None:
+            attach.kill()
+        runner.cancel()
+        await client.close()
+    err_text = err_path.read_bytes()
+    assert err_text == b"", err_text  # no "Future exception was never retrieved", no traceback
+    assert code == 7
+    assert_ticks(out_path.read_bytes())
+    assert assert_ticks(bytes(ran)) > 0
+    assert finished and finished[0].exit_code == 7
+    assert client.reconnects >= CYCLES
+    gc.collect()  # a future whose exception nobody retrieved is reported when collected
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
