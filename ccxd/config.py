@@ -105,7 +105,8 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     ws_port: Annotated[int, Meta(ge=0, le=65535)] = 8003
     """Port of the WebSocket front-end (0: any free port, shown by ``daemon.status``)."""
     ws_auth: bool = True
-    """Require the bearer token; false only on a loopback ws_host (for old cc_executor clients)."""
+    """Require the bearer token; false (only on a loopback ws_host, for old cc_executor clients) lets
+    this daemon's own uid in without it: other local users still need the token."""
     ws_token_file: str = ""
     """The token; empty means ``$XDG_CONFIG_HOME/ccxd/token``, created (0600) on first start."""
     ws_allowed_origins: list[str] = []
@@ -127,11 +128,12 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     ws_idle_timeout: Positive | None = 3600.0
     """Close a connection that sent nothing and followed no job for this long (1000)."""
     ws_auth_max_failures: Annotated[int, Meta(ge=1)] = 5
-    """Failed logins from one address within ws_auth_window before it gets 429."""
+    """Failed logins from one local user (uid), or one remote address, within ws_auth_window
+    before it gets 429."""
     ws_auth_window: Positive = 60.0
     """Seconds over which failed logins are counted."""
     ws_auth_block: Positive = 120.0
-    """Seconds an address that failed too often is refused (429) for."""
+    """Seconds a user or address that failed too often is refused (429) for."""
     ws_legacy_ping_interval: Positive | None = 30.0
     """Seconds between cc_executor-style ``ping`` notifications; unset disables them."""
     legacy_cancel_on_disconnect: bool = True
@@ -257,7 +259,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     policy_deny: list[str] = []
     """Policy hook: a command matching one of these regular expressions is refused."""
     metrics_listen: str = ""
-    """Metrics hook: ``127.0.0.1:PORT`` serves Prometheus text on ``GET /metrics`` (loopback only)."""
+    """Metrics hook: ``127.0.0.1:PORT`` serves Prometheus text on ``GET /metrics`` (loopback only;
+    needs ``Authorization: Bearer`` with the WebSocket token), ``unix:PATH`` on a Unix socket (mode
+    0600; ``unix:`` alone: ``metrics.sock`` in the runtime directory)."""
 
     # Lifecycle
     drain_timeout: NonNegative = 10.0

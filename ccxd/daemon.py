@@ -41,6 +41,7 @@ from ccxd.supervision.reaper import Reaper, become_subreaper
 from ccxd.supervision.shimjob import load_records
 from ccxd.supervision.supervisor import Supervisor
 from ccxd.systemd_job import unit_job_type
+from ccxd.transports.auth import Authenticator
 from ccxd.transports.unix import UnixServer, bind_unix_socket
 from ccxd.transports.websocket import WebSocketServer
 
@@ -120,6 +121,7 @@ class Daemon:
         self._stop_mode: str | None = None  # daemon.shutdown's choice; else on_stop
         self._stop_drain: float | None = None
         self._lock_fd: int | None = None
+        self._auth: Authenticator | None = None
         self._socket_path = self.config.resolved_socket_path()
         self.activated = activation.ActivatedSockets()
 
@@ -380,14 +382,43 @@ class Daemon:
                 metrics = []
             return render_prometheus(metrics, self.supervisor.counts(), dict(self.hooks.runs))
 
-        server = MetricsServer(self.config.metrics_listen, body)
         try:
+            # Every local user reaches a loopback port: there the token is required.
+            tcp = not self.config.metrics_listen.startswith("unix:")
+            server = MetricsServer(self.config.metrics_listen, body, self._authenticator() if tcp else None)
             await server.start()
         except OSError as exc:  # the endpoint is optional: say so and serve jobs anyway
             log.error("cannot serve metrics on %s: %s", self.config.metrics_listen, exc)
             return None
         self.info.listeners.append(Listener(kind="metrics", address=server.url))
         return server
+
+    def _authenticator(self) -> Authenticator:
+        """The token check of the WebSocket and the metrics port, made once (loads or creates the token).
+
+        With ``ws_auth = false`` the token is loaded all the same: only this
+        uid's own loopback connections go without it, other local users need it.
+        """
+        if self._auth is not None:
+            return self._auth
+        from ccxd.transports.auth import FailureLimiter, load_or_create_token
+        from ccxd.transports.websocket import StartupRefused
+
+        cfg = self.config
+        token_path = Path(cfg.ws_token_file) if cfg.ws_token_file else paths.config_dir() / "token"
+        try:
+            token, created = load_or_create_token(token_path)
+        except PermissionError:
+            raise
+        except OSError as exc:
+            raise StartupRefused(f"cannot create the token file {token_path}: {exc}") from None
+        self._token_note = f"{'created ' if created else ''}{token_path}"
+        if not cfg.ws_auth:
+            self._token_note += f"; ws_auth = false: none for uid {os.getuid()}"
+        limiter = FailureLimiter(cfg.ws_auth_max_failures, cfg.ws_auth_window, cfg.ws_auth_block)
+        open_uid = None if cfg.ws_auth else os.getuid()
+        self._auth = Authenticator(token, cfg.ws_allowed_origins, limiter, open_uid=open_uid)
+        return self._auth
 
     def _bind_websocket(self) -> WebSocketServer | None:
         """Load the token and TLS files and bind the WebSocket port (None when disabled)."""
@@ -398,28 +429,10 @@ class Daemon:
                 self.activated.websocket.close()
                 self.activated.websocket = None
             return None
-        from ccxd.transports.auth import (
-            Authenticator,
-            FailureLimiter,
-            is_loopback_host,
-            load_or_create_token,
-        )
+        from ccxd.transports.auth import is_loopback_host
         from ccxd.transports.websocket import StartupRefused
 
-        token: str | None = None
-        self._token_note = "none, ws_auth = false"  # noqa: S105 - a log note, not a secret
-        if cfg.ws_auth:
-            token_path = Path(cfg.ws_token_file) if cfg.ws_token_file else paths.config_dir() / "token"
-            try:
-                token, created = load_or_create_token(token_path)
-            except PermissionError:
-                raise
-            except OSError as exc:
-                raise StartupRefused(f"cannot create the token file {token_path}: {exc}") from None
-            self._token_note = f"{'created ' if created else ''}{token_path}"
-        limiter = FailureLimiter(cfg.ws_auth_max_failures, cfg.ws_auth_window, cfg.ws_auth_block)
-        auth = Authenticator(token, cfg.ws_allowed_origins, limiter)
-        ws = WebSocketServer(cfg, auth, self.info.started_mono)
+        ws = WebSocketServer(cfg, self._authenticator(), self.info.started_mono)
         ws.bind(self.activated.websocket)
         if not cfg.ws_auth and not is_loopback_host(ws.address[0]):
             # The config check saw ws_host; a socket unit may listen elsewhere.

@@ -1,56 +1,125 @@
-"""The optional metrics endpoint: ``GET /metrics`` on a loopback address, Prometheus text.
+"""The optional metrics endpoint: ``GET /metrics`` on a loopback address or a Unix socket, Prometheus text.
 
 Deliberately tiny (one request per connection, no keep-alive, 8 KiB of request
 head at most): it serves counters, nothing else, and only to this machine.
+Every local user can reach a loopback port, so there the WebSocket token is
+required (``Authorization: Bearer``, with the WebSocket's failure limits); a
+Unix socket (``unix:PATH``) is made 0600 in a private directory and needs none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import logging
+import os
+import socket
+import stat
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from ccxd.hooks.prometheus import CONTENT_TYPE
 
-__all__ = ["MetricsServer", "parse_listen"]
+if TYPE_CHECKING:
+    from ccxd.transports.auth import Authenticator
+
+__all__ = ["Listen", "MetricsServer", "parse_listen"]
 
 log = logging.getLogger("ccxd.hooks")
 
 _HEAD_LIMIT = 8192
 _READ_TIMEOUT = 5.0
+_UNIX = "unix:"
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port); ValueError when invalid or not loopback."""
+class Listen(NamedTuple):
+    """Where metrics are served: ``path`` (a Unix socket) or ``host``:``port``."""
+
+    host: str = ""
+    port: int = 0
+    path: Path | None = None
+
+
+def parse_listen(text: str, runtime_dir: Path | None = None) -> Listen:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) or ``unix:PATH`` → :class:`Listen` (no I/O).
+
+    ``unix:`` alone means ``metrics.sock`` in ``runtime_dir``.  ValueError when
+    invalid, not loopback, or a relative path.
+    """
     from ccxd.transports.auth import is_loopback_host
 
+    if text.startswith(_UNIX):
+        where = text[len(_UNIX) :]
+        if not where:
+            if runtime_dir is None:
+                from ccxd.paths import runtime_dir as default_runtime_dir
+
+                runtime_dir = default_runtime_dir()
+            return Listen(path=runtime_dir / "metrics.sock")
+        if not os.path.isabs(where):
+            raise ValueError(f"metrics_listen = {text!r}: a Unix socket needs an absolute path (unix:/run/…)")
+        return Listen(path=Path(where))
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"metrics_listen = {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
+        raise ValueError(
+            f"metrics_listen = {text!r}: expected HOST:PORT (e.g. 127.0.0.1:9464) or unix:PATH"
+        )
     host = host.strip("[]") or "127.0.0.1"
     if not is_loopback_host(host):
         raise ValueError(f"metrics_listen = {text!r}: only loopback addresses are allowed (a local endpoint)")
-    return host, int(port_text)
+    return Listen(host, int(port_text))
+
+
+class _Headers:
+    """Request headers as :class:`ccxd.transports.auth.HeaderView` wants them."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.pairs = []
+        for line in lines:
+            name, sep, value = line.decode("latin-1").partition(":")
+            if sep:
+                self.pairs.append((name.strip().lower(), value.strip()))
+
+    def get_all(self, key: str) -> list[str]:
+        key = key.lower()
+        return [v for k, v in self.pairs if k == key]
 
 
 class MetricsServer:
-    """Serves ``body()`` at ``/metrics``."""
+    """Serves ``body()`` at ``/metrics``; on TCP only to requests ``auth`` lets in."""
 
-    def __init__(self, listen: str, body: Callable[[], Awaitable[str]]) -> None:
-        self.host, self.port = parse_listen(listen)
+    def __init__(
+        self, listen: str, body: Callable[[], Awaitable[str]], auth: Authenticator | None = None
+    ) -> None:
+        where = parse_listen(listen)
+        self.host, self.port, self.path = where.host, where.port, where.path
+        if self.path is None and auth is None:
+            raise ValueError("metrics on a TCP port need the token (an Authenticator)")
         self.body = body
+        self.auth = auth
         self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        """Bind and serve; ``port`` is the real port afterwards (for port 0)."""
+        """Bind and serve; ``port`` is the real port afterwards (for port 0).
+
+        Raises OSError (PermissionError for a Unix socket in a directory others control).
+        """
+        if self.path is not None:
+            sock = _bind_private_unix(self.path)
+            self.server = await asyncio.start_unix_server(self._serve, sock=sock)
+            log.info("metrics on unix:%s (GET /metrics, mode 0600)", self.path)
+            return
         self.server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self.server.sockets[0].getsockname()[1]
-        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+        log.info("metrics on http://%s:%d/metrics (Authorization: Bearer TOKEN)", self.host, self.port)
 
     @property
     def url(self) -> str:
         """Where to scrape."""
+        if self.path is not None:
+            return f"unix:{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
 
@@ -60,20 +129,48 @@ class MetricsServer:
             self.server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 2.0)
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                    os.unlink(self.path)
+
+    def _refusal(self, writer: asyncio.StreamWriter, lines: list[bytes]) -> tuple[str, str, str] | None:
+        """(status, text, extra headers) refusing a TCP request without the token; None to serve it."""
+        if self.auth is None or self.path is not None:
+            return None
+        from ccxd.trust import local_peer_uid
+
+        ours, peer = writer.get_extra_info("sockname"), writer.get_extra_info("peername")
+        addr, uid = "?", None
+        if isinstance(ours, tuple) and isinstance(peer, tuple):
+            addr = str(peer[0])
+            uid = local_peer_uid((str(ours[0]), int(ours[1])), (addr, int(peer[1])))
+        verdict = self.auth.check_bearer(addr, _Headers(lines), uid)
+        if verdict.status == 0:
+            return None
+        if verdict.log is not None:
+            log.log(logging.WARNING if verdict.warn else logging.INFO, "metrics: %s", verdict.log)
+        reason = http.HTTPStatus(verdict.status).phrase
+        extra = "".join(f"{k}: {v}\r\n" for k, v in verdict.headers)
+        return f"{verdict.status} {reason}", verdict.body, extra
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT)
-            parts = head.split(b"\r\n", 1)[0].split()
+            lines = head.split(b"\r\n")
+            parts = lines[0].split()
+            extra = ""
             if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
                 status, text = "405 Method Not Allowed", "only GET /metrics\n"
             elif parts[1].split(b"?", 1)[0] != b"/metrics":
                 status, text = "404 Not Found", "not found; try /metrics\n"
+            elif (refused := self._refusal(writer, lines[1:])) is not None:
+                status, text, extra = refused
             else:
                 status, text = "200 OK", await self.body()
             data = text.encode()
             writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\n"
+                f"HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\n{extra}Cache-Control: no-store\r\n"
                 f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
             )
             if parts[0] != b"HEAD":
@@ -87,3 +184,22 @@ class MetricsServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+def _bind_private_unix(path: Path) -> socket.socket:
+    """A listening socket at ``path`` (mode 0600) in a directory only we (and root) control."""
+    from ccxd.paths import ensure_private_dir
+    from ccxd.transports.unix import bind_unix_socket
+    from ccxd.trust import Untrusted, check_socket_dir
+
+    if not path.parent.exists():
+        ensure_private_dir(path.parent)
+    try:
+        check_socket_dir(path)
+    except Untrusted as exc:
+        raise PermissionError(str(exc).replace("refusing", "not serving metrics at", 1)) from None
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise PermissionError(f"{path} exists and is not a socket")
+        os.unlink(path)  # a stale socket of an earlier run
+    return bind_unix_socket(path)

@@ -319,7 +319,8 @@ async def test_builtin_metrics_in_status_and_prometheus(daemon_factory, tmp_root
     assert by_sig["exit <n>"].exit_codes == {"0": 2, "3": 1}
     assert by_sig["true"].reasons == {"failed_to_start": 1}
     [url] = [x.address for x in st.listeners if x.kind == "metrics"]
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {d.token}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
         assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = resp.read().decode()
     assert 'ccxd_command_runs_total{signature="exit <n>",reason="exited"} 3' in text
