@@ -15,6 +15,7 @@ import tomllib
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import msgspec
 from msgspec import Meta, Struct
@@ -144,7 +145,18 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     store: Literal["redis", "memory"] = "redis"
     """Where history lives: Redis (embedded or ``redis_url``), or memory (lost on restart)."""
     redis_url: str = ""
-    """Redis to use (redis://, rediss://, unix://); empty means a private embedded redis-server."""
+    """Redis to use (redis://, rediss://, unix://); empty means a private embedded redis-server.  Over
+    TCP it must authenticate (``redis://USER:PASSWORD@HOST:PORT/DB``, an ACL user); a unix:// socket
+    without a password must be yours alone.  The password is never logged or printed."""
+    redis_allow_unauthenticated: bool = False
+    """Use a redis_url without a password anyway (warned about at start and in ``ccxctl status``):
+    whoever else reaches that Redis can read every job's output and forge history."""
+    redis_tls_ca_file: str = ""
+    """PEM CA certificate(s) that a rediss:// server's certificate must chain to; empty: the system's."""
+    redis_tls_cert_file: str = ""
+    """PEM client certificate for rediss:// (set together with redis_tls_key_file)."""
+    redis_tls_key_file: str = ""
+    """PEM private key of redis_tls_cert_file."""
     store_timeout: Positive = 2.0
     """Seconds any one store call may take before Redis counts as unavailable."""
     store_output_max_bytes: Bytes = 64 * 1024 * 1024
@@ -413,6 +425,7 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Loa
     except msgspec.ValidationError as exc:  # pragma: no cover - fields were checked one by one
         raise ConfigError(str(exc)) from None
     _check_websocket(config, sources)
+    _check_redis(config, sources)
     if config.metrics_listen:
         from ccxd.hooks.metrics_http import parse_listen
 
@@ -439,12 +452,74 @@ def _check_websocket(config: Config, sources: dict[str, str]) -> None:
         raise ConfigError("ws_tls_cert and ws_tls_key must be set together (wss:// needs both)")
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password (in the authority or a ``password=`` query) as ``***`` (no I/O)."""
+    parts = urlsplit(url)
+    if parts.password is None and "password" not in parts.query.lower():
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        name = user.split(":", 1)[0]
+        netloc = f"{name}:***@{host}"
+    query = "&".join(
+        f"{k}=***" if k.lower() == "password" else (f"{k}={v}" if v or "=" in pair else k)
+        for pair in parts.query.split("&")
+        if pair
+        for k, _, v in [pair.partition("=")]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redis_auth_missing(url: str, tls_cert_file: str = "") -> bool:
+    """True when ``url`` is a TCP Redis that lets in whoever reaches it (no I/O).
+
+    That is: no password, and (rediss://) no client certificate.
+
+    unix:// sockets are judged at start, by who can reach the socket (``history/service.py``).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        return False
+    if parts.password or any(k.lower() == "password" and v for k, v in parse_qsl(parts.query)):
+        return False
+    return not (parts.scheme == "rediss" and tls_cert_file)
+
+
+def _check_redis(config: Config, sources: dict[str, str]) -> None:
+    """Refuse a Redis that would take anyone's word (ConfigError → exit 78)."""
+    url = config.redis_url
+    if not url or config.store != "redis":
+        return
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"redis_url = {redact_url(url)!r} ({sources['redis_url']}): "
+            "expected a redis://, rediss:// or unix:// URL"
+        )
+    tls_keys = ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+    tls = [k for k in tls_keys if getattr(config, k)]
+    if tls and scheme != "rediss":
+        raise ConfigError(f"{', '.join(tls)} ({sources[tls[0]]}) need a rediss:// redis_url")
+    if bool(config.redis_tls_cert_file) != bool(config.redis_tls_key_file):
+        raise ConfigError("redis_tls_cert_file and redis_tls_key_file must be set together")
+    if redis_auth_missing(url, config.redis_tls_cert_file) and not config.redis_allow_unauthenticated:
+        raise ConfigError(
+            f"redis_url = {redact_url(url)!r} ({sources['redis_url']}) has no password: whoever reaches that "
+            "Redis could read every job's output and make this daemon run commands; use "
+            "redis://USER:PASSWORD@HOST:PORT (an ACL user), leave redis_url empty for the private "
+            "embedded Redis, or set redis_allow_unauthenticated = true to accept the risk"
+        )
+
+
 def render(loaded: LoadedConfig) -> str:
     """The effective config as TOML, each line commented with its source."""
     lines = []
     for f in msgspec.structs.fields(Config):
         value = getattr(loaded.config, f.name)
         source = loaded.sources[f.name]
+        if f.name == "redis_url":
+            value = redact_url(value)
         if value is None:
             lines.append(f"# {f.name} is unset  # {source}")
         else:

@@ -188,6 +188,8 @@ class Recorder:
 
         Their leftover processes are killed (a job nobody supervises must not
         run on), and output that reached the spool but not the store is saved.
+        Only jobs with a job file (the private runtime directory) have processes
+        killed: what the store alone says could come from whoever else writes to it.
         Jobs in ``taken_over`` are left alone: Claude retry attempts already queued
         again, and jobs this daemon adopted (still running under their shims).
         """
@@ -195,7 +197,9 @@ class Recorder:
         try:
             unfinished = await self.store.unfinished_jobs()
             known = {j.id for j in unfinished}
+            on_disk: set[str] = set()
             for admitted in jobfile.load_all(jobs_dir):
+                on_disk.add(admitted.id)
                 stored = await self.store.get_job(admitted.id)
                 if stored is not None and stored.state is JobState.FINISHED:
                     jobfile.remove(jobs_dir, admitted.id)
@@ -213,7 +217,7 @@ class Recorder:
         unfinished = [j for j in unfinished if j.id not in taken_over]
         if not unfinished:
             return []
-        killed = _kill_marked({j.id for j in unfinished})
+        killed = _kill_marked({j.id for j in unfinished if j.id in on_disk})
         lost = []
         for info in unfinished:
             imported, stream_bytes = self._import_spool(spool_dir, info, await self.store.output_end(info.id))

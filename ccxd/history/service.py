@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import stat
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
-from ccxd.config import Config
+from ccxd import trust
+from ccxd.config import Config, redact_url, redis_auth_missing
 from ccxd.history.recorder import EstimateSettings, Recorder
 from ccxd.store.base import Store, StoreUnavailable
 from ccxd.store.embedded import EmbeddedRedis
+from ccxd.store.keyfile import load_or_create_key
 from ccxd.store.memory import MemoryStore
 from ccxd.store.redis_store import RedisStore
 from ccxd.store.writer import StoreWriter
@@ -21,6 +26,55 @@ __all__ = ["History"]
 log = logging.getLogger("ccxd.history")
 
 _RETENTION_INTERVAL = 60.0
+
+
+def redis_exposure(config: Config) -> str | None:
+    """Why ``redis_url`` lets in others, if it does and ``redis_allow_unauthenticated`` says so.
+
+    Logged as a warning; without ``redis_allow_unauthenticated`` it is refused
+    (PermissionError, exit 78).  A unix:// socket without a password is fine
+    when it is the user's own and nobody else can reach it.
+    """
+    url = config.redis_url
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        has_password = parts.password or any(k.lower() == "password" and v for k, v in parse_qsl(parts.query))
+        why = None if has_password else _unix_socket_exposure(Path(parts.path))
+    else:
+        why = "it has no password" if redis_auth_missing(url, config.redis_tls_cert_file) else None
+    if why is None:
+        return None
+    shown = redact_url(url)
+    if not config.redis_allow_unauthenticated:
+        raise PermissionError(
+            f"redis_url = {shown!r} is refused: {why}, so whoever reaches it could read every job's output "
+            "and make this daemon run commands; give it a password (an ACL user), use a socket only you "
+            "can reach, or set redis_allow_unauthenticated = true to accept the risk"
+        )
+    warning = (
+        f"redis_url {shown} is unauthenticated ({why}; redis_allow_unauthenticated = true): whoever "
+        "reaches it can read every job's output and forge the history shown"
+    )
+    log.warning("%s", warning)
+    return warning
+
+
+def _unix_socket_exposure(path: Path) -> str | None:
+    """Why other users could reach the Redis socket ``path`` or replace it, or None when it is ours alone."""
+    try:
+        checked = trust.check_socket_dir(path)
+        st = os.lstat(checked)
+        dst = os.stat(checked.parent)
+    except trust.Untrusted as exc:
+        return f"its socket's directory is not yours alone ({exc})"
+    except OSError as exc:
+        return f"its socket {path} cannot be checked ({exc.strerror})"
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.getuid():
+        return f"its socket {path} is not a socket of yours (owned by uid {st.st_uid})"
+    others_connect = st.st_mode & 0o022 and dst.st_mode & 0o011
+    if others_connect:
+        return f"other users can connect to its socket {path} (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
 
 
 class History:
@@ -37,6 +91,8 @@ class History:
             store, writer, self._estimate_settings, output_limit=config.store_output_max_bytes
         )
         self._retention: asyncio.Task[None] | None = None
+        self.warning: str | None = None
+        """Why the store is open to others (``redis_allow_unauthenticated``), for ``daemon.status``."""
 
     def _estimate_settings(self) -> EstimateSettings:
         c = self.config
@@ -56,22 +112,35 @@ class History:
         """Start the embedded Redis if needed and connect; raises RedisMissing/StoreUnavailable."""
         node = config.resolved_node_id()
         embedded = None
+        warning: str | None = None
         store: Store
         if config.store == "memory":
             store = MemoryStore(node, output_limit=config.store_output_max_bytes)
         else:
             url = config.redis_url
+            key = load_or_create_key(state_dir / "store.key")
             if not url:
                 embedded = EmbeddedRedis(runtime_dir, state_dir / "redis", reaper)
                 await embedded.start()
                 url = embedded.url
+            else:
+                warning = redis_exposure(config)
             store = RedisStore(
-                url, node, timeout=config.store_timeout, output_limit=config.store_output_max_bytes
+                url,
+                node,
+                timeout=config.store_timeout,
+                output_limit=config.store_output_max_bytes,
+                key=key,
+                tls_ca_file=config.redis_tls_ca_file,
+                tls_cert_file=config.redis_tls_cert_file,
+                tls_key_file=config.redis_tls_key_file,
             )
         await store.open()
         writer = StoreWriter(store, state_dir / "journal", journal_limit=config.journal_max_bytes)
         writer.start()
-        return cls(config, store, writer, embedded)
+        history = cls(config, store, writer, embedded)
+        history.warning = warning
+        return history
 
     def start_retention(self) -> None:
         """Prune old history in the background."""
@@ -91,6 +160,8 @@ class History:
         text = self.writer.describe()
         if self.embedded is not None and not self.writer.degraded:
             text += " (embedded)"
+        if self.warning is not None:
+            text += f"; WARNING: {self.warning}"
         return text
 
     async def close(self) -> None:

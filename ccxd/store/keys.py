@@ -67,7 +67,10 @@ def node_active(node: str) -> str:
 
 
 def claude_state(node: str) -> str:
-    """STRING: the node's Claude retry state (JSON of ClaudeState: usage-limit block, pending attempts)."""
+    """STRING: the node's Claude retry state (usage-limit block, pending attempts), each sealed.
+
+    The seal is an HMAC with the daemon's store key (``store/integrity.py``); JSON, tag ``sealed-1``.
+    """
     return f"{PREFIX}:node:{part(node)}:claude"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 from typing import Any
@@ -20,12 +21,13 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ccxd.history.query import Matcher
 from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
-from ccxd.store import keys, migrate, scripts
+from ccxd.store import integrity, keys, migrate, scripts
 from ccxd.store.base import DurationSample, StoredChunk, StoreUnavailable, WriteRefused
 from ccxd.store.ops import (
     AppendOutput,
     ClaudeState,
     Op,
+    PendingAttempt,
     RecordDuration,
     RecordMetric,
     SaveClaudeState,
@@ -51,18 +53,62 @@ _claude_decoder = msgspec.json.Decoder(ClaudeState)
 _msgpack = msgspec.msgpack.Encoder()
 
 
+class _Sealed(msgspec.Struct):
+    """A record and its MAC (``integrity.py``); ``body`` is the exact JSON the MAC covers."""
+
+    body: msgspec.Raw
+    mac: str = ""
+
+
+class _Block(msgspec.Struct):
+    block_until: float | None
+    block_reason: str | None
+
+
+class _SealedClaudeState(msgspec.Struct, tag="sealed-1"):
+    """What ``keys.claude_state`` holds: the usage-limit block and each waiting attempt, sealed."""
+
+    block: _Sealed | None = None
+    pending: list[_Sealed] = []
+
+
+_sealed_decoder = msgspec.json.Decoder(_SealedClaudeState)
+_block_decoder = msgspec.json.Decoder(_Block)
+_pending_decoder = msgspec.json.Decoder(PendingAttempt)
+
+
 class RedisStore:
     """Job history in Redis, for one node."""
 
     name = "redis"
 
     def __init__(
-        self, url: str, node: str, *, timeout: float = 2.0, output_limit: int = 64 * 1024 * 1024
+        self,
+        url: str,
+        node: str,
+        *,
+        timeout: float = 2.0,
+        output_limit: int = 64 * 1024 * 1024,
+        key: bytes | None = None,
+        tls_ca_file: str = "",
+        tls_cert_file: str = "",
+        tls_key_file: str = "",
     ) -> None:
         self.url = url
         self.node = node
         self.timeout = timeout
         self.output_limit = output_limit
+        self._key = key if key is not None else os.urandom(integrity.KEY_BYTES)
+        """Seals the Claude retry state (the daemon's ``store.key``; unset: this instance's own)."""
+        self._tls = {
+            name: value
+            for name, value in (
+                ("ssl_ca_certs", tls_ca_file),
+                ("ssl_certfile", tls_cert_file),
+                ("ssl_keyfile", tls_key_file),
+            )
+            if value
+        }
         self._redis: aioredis.Redis | None = None
         self._scripts = True
         """Write through the Lua scripts of ``scripts.py`` (false: plain commands)."""
@@ -80,8 +126,10 @@ class RedisStore:
         # One connection, shared in turn: every command here is short, and a pool that
         # grows with concurrency would keep its extra connections (and descriptors)
         # for good after a burst or a reconnect.
+        tls = self._tls if self.url.startswith("rediss://") else {}
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
+            **tls,
             max_connections=1,
             timeout=self.timeout,
             socket_timeout=self.timeout,
@@ -229,7 +277,7 @@ class RedisStore:
             pipe.zadd(keys.SIGNATURES_SEEN, {sig_hash: op.at})
             return 4
         if isinstance(op, SaveClaudeState):
-            pipe.set(keys.claude_state(self.node), _json.encode(op.state))
+            pipe.set(keys.claude_state(self.node), self._seal_claude_state(op.state))
             return 1
         assert isinstance(op, RecordMetric)
         key = keys.metrics(op.signature)
@@ -387,14 +435,72 @@ class RedisStore:
         return [j for j in await self._records(members) if j.state is not JobState.FINISHED]
 
     async def claude_state(self) -> ClaudeState | None:
-        """This node's Claude retry state."""
+        """This node's Claude retry state: only what carries this daemon's MAC (the rest is logged)."""
         raw = await self._guard(self.redis.get(keys.claude_state(self.node)))
         if raw is None:
             return None
+        return self._unseal_claude_state(raw)
+
+    def _context(self, what: str) -> str:
+        return f"ccxd claude {what}\0{self.node}"
+
+    def _seal(self, what: str, body: bytes) -> _Sealed:
+        return _Sealed(msgspec.Raw(body), integrity.seal(self._key, self._context(what), body))
+
+    def _seal_claude_state(self, state: ClaudeState) -> bytes:
+        """``state`` as stored: each part sealed with the store key."""
+        block = None
+        if state.block_until is not None:
+            block = self._seal("block", _json.encode(_Block(state.block_until, state.block_reason)))
+        pending = [self._seal("attempt", _json.encode(p)) for p in state.pending]
+        return _json.encode(_SealedClaudeState(block=block, pending=pending))
+
+    def _unseal_claude_state(self, raw: bytes) -> ClaudeState:
+        """The parts of a stored state whose MAC is this daemon's; each other part is logged and left out.
+
+        Whoever else can write to the Redis could otherwise make the next start
+        run a command as this user (a forged waiting attempt) or hold every
+        Claude job (a forged block).
+        """
         try:
-            return _claude_decoder.decode(raw)
+            sealed = _sealed_decoder.decode(raw)
         except msgspec.DecodeError:
-            return None  # written by an incompatible version: start afresh
+            try:
+                unsealed = _claude_decoder.decode(raw)
+            except msgspec.DecodeError:
+                log.warning("the Claude retry state in the store is unreadable: ignored")
+                return ClaudeState()
+            # The shape of versions before the MAC, or someone who lacks the key.
+            sealed = _SealedClaudeState(
+                block=_Sealed(msgspec.Raw(b"{}")) if unsealed.block_until is not None else None,
+                pending=[_Sealed(msgspec.Raw(_json.encode(p))) for p in unsealed.pending],
+            )
+        state = ClaudeState()
+        if sealed.block is not None:
+            body = bytes(sealed.block.body)
+            if integrity.verify(self._key, self._context("block"), body, sealed.block.mac):
+                try:
+                    block = _block_decoder.decode(body)
+                except msgspec.DecodeError:
+                    log.warning("the usage-limit block in the store is unreadable: ignored")
+                else:
+                    state.block_until, state.block_reason = block.block_until, block.block_reason
+            else:
+                log.warning("the usage-limit block in the store has no valid MAC: ignored")
+        for item in sealed.pending:
+            body = bytes(item.body)
+            try:
+                attempt: PendingAttempt | None = _pending_decoder.decode(body)
+            except msgspec.DecodeError:
+                attempt = None
+            name = repr(attempt.job_id[:64]) if attempt is not None else "(unreadable)"
+            if not integrity.verify(self._key, self._context("attempt"), body, item.mac):
+                log.warning("pending attempt %s in the store has no valid MAC: not run", name)
+            elif attempt is None:
+                log.warning("a pending attempt in the store is unreadable (another version?): not run")
+            else:
+                state.pending.append(attempt)
+        return state
 
     async def durations(self, signature: str, limit: int) -> list[DurationSample]:
         """Recent runs of ``signature``, newest first."""
