@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -202,7 +203,7 @@ async def test_auth_matrix(daemon):
     await ws.close()
 
     log = daemon.log()
-    assert "refused 127.0.0.1: no token" in log
+    assert f"refused 127.0.0.1 (uid {os.getuid()}): no token" in log  # local peers are told apart by uid
     assert "wrong token (via header)" in log and "not-the-token" not in log
     assert "query string is not accepted" in log
     assert daemon.token not in log
@@ -211,10 +212,10 @@ async def test_auth_matrix(daemon):
 async def test_repeated_wrong_tokens_get_429_for_a_while(daemon):
     for i in range(5):
         assert (await refused(daemon, token=f"guess-number-{i}-" + "q" * 20)).response.status_code == 401
-    blocked = await refused(daemon)  # even the right token, from this address
+    blocked = await refused(daemon)  # even the right token, from this user
     assert blocked.response.status_code == 429
     assert int(blocked.response.headers["Retry-After"]) > 0
-    assert "refusing this address for 120s" in daemon.log()
+    assert "refusing this user for 120s" in daemon.log()
     assert "guess-number" not in daemon.log()
     assert RawConnection(daemon.socket).call("daemon.ping")["result"]["pong"]  # Unix is unaffected
 
@@ -309,8 +310,9 @@ def test_an_unusable_token_file_or_a_taken_port_refuse_to_start(daemon_factory):
 
 def test_auth_off_on_loopback_starts_and_says_so(daemon_factory):
     d = daemon_factory({"CCXD_WS_AUTH": "false"})
-    assert "WebSocket authentication is off" in d.log()
-    assert not d.token_path.exists()
+    assert f"WebSocket authentication is off for uid {os.getuid()}" in d.log()
+    # The token exists all the same: other local users need it (tests/security/test_loopback.py).
+    assert stat.S_IMODE(d.token_path.stat().st_mode) == 0o600
 
 
 # -- limits -------------------------------------------------------------------
