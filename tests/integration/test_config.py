@@ -56,7 +56,8 @@ def test_print_config_shows_values_and_sources(tmp_root):
         ("CC_EXECUTOR_SHELL", "default", "shell", '"/bin/sh"'),
         ("CC_EXECUTOR_PORT", "9000", "ws_port", "9000"),
         ("CC_EXECUTOR_HOST", "127.0.0.2", "ws_host", '"127.0.0.2"'),
-        ("REDIS_URL", "redis://localhost:6390/0", "redis_url", '"redis://localhost:6390/0"'),
+        # A password-less one is refused (tests/security/test_redis_authority.py); the password is never shown.
+        ("REDIS_URL", "redis://ccxd:pw@localhost:6390/0", "redis_url", '"redis://ccxd:***@localhost:6390/0"'),
         ("STREAM_TIMEOUT", "120", "idle_timeout", "120.0"),
         ("MAX_BUFFER_SIZE", "1048576", "buffer_size", "1048576"),
         ("LOG_LEVEL", "DEBUG", "log_level", '"debug"'),
