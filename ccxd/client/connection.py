@@ -238,9 +238,10 @@ class Client:
                     transport = await self._opener()
                 break
             except TransportError:
-                if loop.time() + delay >= deadline:
+                left = deadline - loop.time()
+                if left <= 0:
                     return gave_up
-                await asyncio.sleep(delay)
+                await asyncio.sleep(min(delay, left))  # the last try is at the deadline
                 delay = min(delay * 2, 1.0)
             except TimeoutError:
                 return gave_up

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ccxd.client import connect
+from ccxd.client import ClientError, connect
 from ccxd.client.connection import ConnectionLost
 from ccxd.protocol import JobFinished, JobInfo, OutputChunk
 from ccxd.supervision.shim import find_shim
@@ -232,3 +232,46 @@ async def test_followers_resume_across_daemon_kills(daemon_factory, tmp_root, ca
     assert client.reconnects >= CYCLES
     gc.collect()  # a future whose exception nobody retrieved is reported when collected
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+@pytest.mark.usefixtures("_shim")
+async def test_followers_give_up_on_a_daemon_that_stays_away(daemon_factory, tmp_root):
+    """No daemon for longer than the reconnect bound: one line and exit 1, never a hang."""
+    d = daemon_factory(root=tmp_root / "d")
+    go = tmp_root / "go"
+    client = await connect(d.socket, reconnect_timeout=1)
+    job = await client.start(TICKER.format(go=go))
+    out_path = tmp_root / "attach.out"
+    with open(out_path, "wb") as out:
+        attach = subprocess.Popen(
+            [sys.executable, "-m", "ccxctl", "attach", job.id],
+            env=dict(d.env, CCXD_SOCKET=str(d.socket), CCXD_RECONNECT_TIMEOUT="2"),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+    got = bytearray()
+
+    async def follow() -> None:
+        async for ev in client.follow(job.id):
+            if isinstance(ev, OutputChunk):
+                got.extend(ev.raw())
+
+    follower = asyncio.get_running_loop().create_task(follow())
+    try:
+        await _until(lambda: _lines(out_path.read_bytes()) >= 2 and _lines(got) >= 2, 15, lambda: "no output")
+        killed = time.monotonic()
+        d.stop(signal.SIGKILL)
+        with pytest.raises(ClientError, match=r"^lost the daemon at unix:.*: gave up after 1 s$"):
+            await asyncio.wait_for(follower, 10)
+        assert time.monotonic() - killed < 1 + 2  # the bound, and the last try's back-off
+        _, err = await asyncio.to_thread(attach.communicate, timeout=10)
+        waited = time.monotonic() - killed
+    finally:
+        if attach.poll() is None:
+            attach.kill()
+        go.touch()
+        await client.close()
+    assert attach.returncode == 1
+    assert err.decode() == f"ccxctl: lost the daemon at unix:{d.socket}: gave up after 2 s\n"
+    assert 2 <= waited < 2 + 3
