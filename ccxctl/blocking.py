@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 
 import msgspec
-from msgspec import Struct
+from msgspec import UNSET, Struct
 
 from ccxd.protocol import EmptyParams, Reply, Request
 from ccxd.trust import Untrusted, check_socket_dir, check_unix_peer
@@ -79,8 +79,22 @@ class BlockingConnection:
         try:
             self._sock.sendall(self._encoder.encode(body) + b"\n")
         except OSError as exc:
-            raise ConnectionLost(self._lost(exc)) from None
+            raise ConnectionLost(self._refusal() or self._lost(exc)) from None
         return req_id
+
+    def _refusal(self) -> str | None:
+        """The daemon's one-line refusal (out of descriptors, max_connections), if it sent one.
+
+        Our request then fails with EPIPE before the refusal is read.
+        """
+        try:
+            data = self._buf + self._sock.recv(_READ, socket.MSG_DONTWAIT)
+            reply = self._decoder.decode(data.split(b"\n", 1)[0])
+        except (OSError, msgspec.DecodeError):
+            return None
+        if reply.id is None and reply.error is not UNSET:
+            return reply.error.message
+        return None
 
     def next_message(self, wakeup_fd: int | None = None) -> tuple[bytes, Reply] | int | None:
         """The next (raw line, decoded envelope); None when the daemon closed.

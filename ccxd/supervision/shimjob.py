@@ -411,18 +411,36 @@ def _raise_exec(code: int, argv: list[str], cwd: str) -> int:
 
 
 def read_exit(path: str) -> ExitStatus | None:
-    """The exit status the shim recorded, or None if there is none (yet)."""
+    """The exit status the shim recorded, or None if there is none (yet).
+
+    Raises OSError when there is a file that cannot be read (the daemon out of descriptors).
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    except FileNotFoundError:
         return None
     try:
         raw = os.read(fd, 64)
-    except OSError:
-        return None
     finally:
         os.close(fd)
     return _parse_exit(raw)
+
+
+async def read_exit_patiently(
+    path: str, tries: int = 50, pause: float = 0.1
+) -> tuple[ExitStatus | None, str]:
+    """:func:`read_exit`, tried again for a while when the file cannot be read; the status and why not.
+
+    A daemon short of descriptors must not record a job that exited as killed (issue 19).
+    """
+    problem = ""
+    for _ in range(tries):
+        try:
+            return read_exit(path), ""
+        except OSError as exc:
+            problem = f"cannot read the exit file: {exc.strerror or exc}"
+            await asyncio.sleep(pause)
+    return None, problem
 
 
 def _parse_exit(raw: bytes) -> ExitStatus | None:

@@ -792,12 +792,15 @@ class Supervisor:
             link.finish()  # the shim is gone: the rest of the pipe is there to read
             status = link.exit_status
         # The exit file too, if the frame is missing (the pipe failed, or no link).
-        status = status or shimjob.read_exit(exit_file)
+        problem = ""
+        if status is None:
+            status, problem = await shimjob.read_exit_patiently(exit_file)
         # Queued after the adoption record, before the finished record (_record).
         self.job_disk.later(functools.partial(shimjob.remove_files, self.jobs_dir, job.id, job.adopted))
         if status is None:
-            job.settle(JobReason.KILLED, error="the job's shim ended without recording an exit status")
-            log.warning("job %s: shim ended without an exit status", job.id)
+            why = problem or "the job's shim ended without recording an exit status"
+            job.settle(JobReason.KILLED, error=why)
+            log.warning("job %s: no exit status: %s", job.id, why)
         else:
             if job.observer is not None:
                 job.observer.exited(status.code, status.signal)

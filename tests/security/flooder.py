@@ -2,8 +2,9 @@
 
 Usage: flooder.py HOST PORT COUNT
 
-Opens COUNT connections that send nothing and keeps them open: one the server
-closes is opened again, as an attacker would, at most 20 * COUNT times in all.
+Opens COUNT connections that send nothing and keeps them open: those the server
+closes are opened again every REFILL seconds, as an attacker would, at most
+200 * COUNT times in all.
 Prints ``READY <open>`` once the first COUNT attempts are made, then runs until
 its stdin is closed, closes everything and prints ``DONE <connects> <closed by
 server> <failed connects>``.  Run as the attacker with the system Python.
@@ -17,6 +18,7 @@ import sys
 import time
 
 ATTEMPT_TIMEOUT = 0.5  # a connect the server's full backlog leaves pending counts as failed
+REFILL = 0.1
 
 
 def main() -> int:
@@ -24,7 +26,7 @@ def main() -> int:
     sel = selectors.DefaultSelector()
     sel.register(sys.stdin, selectors.EVENT_READ, "stdin")
     connects = closed = failed = 0
-    budget = 20 * count
+    budget = 200 * count
 
     def open_one() -> None:
         nonlocal connects, failed, budget
@@ -45,8 +47,9 @@ def main() -> int:
         open_one()
     print(f"READY {len(sel.get_map()) - 1}", flush=True)
     running = True
+    next_refill = time.monotonic() + REFILL
     while running:
-        for key, _ in sel.select(timeout=0.2):
+        for key, _ in sel.select(timeout=max(0.0, next_refill - time.monotonic())):
             if key.data == "stdin":
                 if not sys.stdin.buffer.read1(4096):
                     running = False
@@ -61,11 +64,10 @@ def main() -> int:
                 sel.unregister(s)
                 s.close()
                 closed += 1
-        missing = count - (len(sel.get_map()) - 1)
-        for _ in range(min(missing, budget)):
-            open_one()
-        if missing and budget <= 0:
-            time.sleep(0.05)
+        if time.monotonic() >= next_refill:
+            next_refill = time.monotonic() + REFILL
+            for _ in range(min(count - (len(sel.get_map()) - 1), budget)):
+                open_one()
     for key in list(sel.get_map().values()):
         if key.data == "conn":
             key.fileobj.close()  # type: ignore[union-attr]

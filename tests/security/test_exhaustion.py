@@ -170,3 +170,39 @@ def test_idle_connections_of_another_user_cost_the_victim_nothing(
     assert d.proc.poll() is None
     assert rpc(d, "daemon.ping")["pong"] is True
     assert "Traceback" not in d.log()
+
+
+def test_ccxctl_says_in_one_line_that_the_daemon_is_out_of_descriptors(daemon_factory):
+    """When the daemon really is out of descriptors (here its own user's connections took them),
+    ccxctl says so in one line: no traceback, no bare "Broken pipe"."""
+    d: DaemonProcess = daemon_factory(start=False)
+    d.command = ["prlimit", "--nofile=64:64", "--", sys.executable, "-m", "ccxd"]
+    d.start()
+    env = victim_env(XDG_RUNTIME_DIR=str(d.runtime))
+    held: list[socket.socket] = []
+    refused = b""
+    try:
+        for _ in range(100):  # until the daemon turns one away
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(30)
+            sock.connect(str(d.socket))
+            sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping"}\n')
+            reply = sock.recv(65536)
+            if b'"id":null' in reply:
+                refused = reply
+                sock.close()
+                break
+            held.append(sock)
+        assert b"out of file descriptors" in refused, (len(held), refused)
+        for args in (["run", "echo never"], ["status"]):
+            res = ccxctl(*args, env=env)
+            err = res.stderr.decode(errors="replace")
+            assert "Traceback" not in err and res.returncode != 0, err
+            assert len(err.splitlines()) == 1 and err.startswith("ccxctl: "), err
+            if args[0] == "run":  # the fast path reads the daemon's line (the client library does not yet)
+                assert err == "ccxctl: ccxd is out of file descriptors: connection refused, retry later\n", err
+    finally:
+        for sock in held:
+            sock.close()
+    res = ccxctl("run", "echo ok", env=env)
+    assert (res.returncode, res.stdout) == (0, b"ok\n"), res.stderr

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import resource
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +9,7 @@ import pytest
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.log import STREAMS, Chunk, OutputLog
 from ccxd.output.spool import _RECORD, Spool
+from tests.unit.descriptors import out_of_descriptors
 
 
 def ten(i: int) -> bytes:
@@ -218,27 +214,6 @@ def test_unread_chunks_whose_spool_is_gone_become_a_gap_readers_get_past(tmp_pat
     got = log.get(3)
     assert got is not None and got.data == ten(3) and log.available_offset(3) == 30
     assert log.get(4) is None and log.next_seq == 5 and log.first_memory_seq == 5
-
-
-@contextlib.contextmanager
-def out_of_descriptors() -> Iterator[None]:
-    """This process really runs out of file descriptors (EMFILE) inside the block."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    held: list[int] = []
-    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
-    try:
-        while len(held) < 64:
-            try:
-                held.append(os.open("/dev/null", os.O_RDONLY))
-            except OSError as exc:
-                if exc.errno != errno.EMFILE:
-                    raise
-                break
-        yield
-    finally:
-        for fd in held:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_spool_the_daemon_cannot_open_yet_is_taken_in_once_it_can(tmp_path: Path) -> None:

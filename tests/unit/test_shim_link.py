@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import select
+from pathlib import Path
 
-from ccxd.supervision.shimjob import DONE_STREAM, EXIT_STREAM, ShimLink
+import pytest
+
+from ccxd.supervision.shimjob import DONE_STREAM, EXIT_STREAM, ShimLink, read_exit, read_exit_patiently
+from tests.unit.descriptors import out_of_descriptors
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -82,3 +86,18 @@ async def test_a_pooled_shims_done_frame_ends_the_job_and_closes_the_link_after_
     late: list[int] = []
     link.on_gone(lambda: late.append(1))  # registered after the end: called at once
     assert late == [1]
+
+
+async def test_an_exit_file_the_daemon_cannot_open_is_no_exit_status_but_says_why(tmp_path: Path) -> None:
+    """Issue 19: out of descriptors, the exit file is not "missing" (the job would be recorded killed)."""
+    path = str(tmp_path / "j.exit")
+    assert read_exit(path) is None  # not written yet
+    with open(path, "w") as f:
+        f.write("0 -\n")
+    with out_of_descriptors():
+        with pytest.raises(OSError):
+            read_exit(path)
+        status, problem = await read_exit_patiently(path, tries=2, pause=0.001)
+    assert (status, problem) == (None, "cannot read the exit file: Too many open files")
+    status, problem = await read_exit_patiently(path)
+    assert status is not None and (status.code, status.signal, problem) == (0, None, "")
