@@ -15,13 +15,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ccxctl.render import describe_outcome, emit_event, emit_json, human_duration, job_rows, table
-from ccxctl.runjob import EX_NOPERM, EX_NOT_RUNNING, RunOptions, not_running_hint, run_job
+from ccxctl.runjob import EX_NOPERM, EX_NOT_RUNNING, RunOptions, env_from, not_running_hint, run_job
 from ccxctl.top import resource_fields
 from ccxd.client import (
     AccessDenied,
     Client,
     ClientError,
     DaemonNotRunning,
+    InvalidAddress,
     RemoteError,
     UntrustedDaemon,
     connect,
@@ -95,7 +96,8 @@ def main_options(
     ctx: typer.Context,
     socket: Annotated[str | None, typer.Option(envvar="CCXD_SOCKET", help="Daemon Unix socket path.")] = None,
     url: Annotated[
-        str | None, typer.Option(envvar="CCXD_URL", help="Remote daemon: ws://HOST:PORT/ws or wss://…")
+        str | None,
+        typer.Option(envvar="CCXD_URL", help="Remote daemon: ws://HOST[:PORT][/ws], wss://…, or unix:PATH."),
     ] = None,
     token_file: Annotated[
         str | None, typer.Option(envvar="CCXD_TOKEN_FILE", help="File holding the WebSocket token.")
@@ -125,6 +127,8 @@ def _with_client(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> 
 
     try:
         return asyncio.run(go())
+    except InvalidAddress as exc:
+        raise _fail(str(exc), 2) from None
     except DaemonNotRunning as exc:
         raise _fail(not_running_hint(str(exc)), EX_NOT_RUNNING) from None
     except (AccessDenied, UntrustedDaemon) as exc:
@@ -138,14 +142,11 @@ def _with_client(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> 
 # -- run ----------------------------------------------------------------------
 
 
-def _parse_env(values: list[str]) -> dict[str, str]:
-    env = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
-        env[key] = value
-    return env
+def _parse_env(values: list[str], files: list[str] | None = None) -> dict[str, str]:
+    try:
+        return env_from(values, files or [], os.environ)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
@@ -158,7 +159,14 @@ def run(
         float | None, typer.Option(help="Stop after this many seconds without output.")
     ] = None,
     cwd: Annotated[str | None, typer.Option(help="Working directory (default: the current one).")] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", help="KEY=VALUE, or NAME for ccxctl's $NAME (unseen by ps); repeatable."),
+    ] = None,
+    env_file: Annotated[
+        list[str] | None,
+        typer.Option("--env-file", help="A file of KEY=VALUE lines (# comments); repeatable, --env wins."),
+    ] = None,
     shell: Annotated[str | None, typer.Option(help="zsh, bash, sh, or a path.")] = None,
     session: Annotated[str | None, typer.Option(help="Group the job under this session name.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag, repeatable.")] = None,
@@ -185,7 +193,7 @@ def run(
         timeout=timeout,
         idle_timeout=idle_timeout,
         cwd=cwd,
-        env=_parse_env(env or []),
+        env=_parse_env(env or [], env_file),
         shell=shell,
         session=session,
         tags=tag or [],

@@ -7,7 +7,9 @@ over, so both paths end in the same :func:`ccxctl.runjob.run_job`.
 
 from __future__ import annotations
 
-from ccxctl.runjob import RunOptions
+import os
+
+from ccxctl.runjob import RunOptions, env_from
 
 __all__ = ["parse_run"]
 
@@ -32,7 +34,8 @@ _INTS = {"pids"}
 def parse_run(args: list[str]) -> RunOptions | None:
     """Options for ``ccxctl run`` from the words after ``run``; None to defer to typer."""
     values: dict[str, object] = {}
-    env: dict[str, str] = {}
+    env: list[str] = []
+    env_files: list[str] = []
     tags: list[str] = []
     i = 0
     while i < len(args):
@@ -47,7 +50,7 @@ def parse_run(args: list[str]) -> RunOptions | None:
             values[_FLAGS[name]] = True
             i += 1
             continue
-        if name in _VALUES or name in ("--env", "-e", "--tag"):
+        if name in _VALUES or name in ("--env", "-e", "--env-file", "--tag"):
             if eq:
                 value = inline
                 i += 1
@@ -57,10 +60,9 @@ def parse_run(args: list[str]) -> RunOptions | None:
             else:
                 return None
             if name in ("--env", "-e"):
-                key, sep, val = value.partition("=")
-                if not sep or not key:
-                    return None
-                env[key] = val
+                env.append(value)
+            elif name == "--env-file":
+                env_files.append(value)
             elif name == "--tag":
                 tags.append(value)
             else:
@@ -77,4 +79,8 @@ def parse_run(args: list[str]) -> RunOptions | None:
     command = args[i:]
     if not command:
         return None
-    return RunOptions(command=command, env=env, tags=tags, **values)  # type: ignore[arg-type]
+    try:
+        environment = env_from(env, env_files, os.environ)
+    except ValueError:
+        return None  # typer says what is wrong
+    return RunOptions(command=command, env=environment, tags=tags, **values)  # type: ignore[arg-type]

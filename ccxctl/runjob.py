@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -32,14 +33,56 @@ from ccxd.protocol import (
 if TYPE_CHECKING:
     from ccxctl.blocking import BlockingConnection
 
-__all__ = ["EX_NOPERM", "EX_NOT_RUNNING", "RunOptions", "exit_code_for", "run_job"]
+__all__ = ["EX_NOPERM", "EX_NOT_RUNNING", "RunOptions", "env_from", "exit_code_for", "parse_env", "run_job"]
 
+EX_USAGE = 2  # as for a bad option: a daemon address none of ccxctl's forms
 EX_NOT_RUNNING = 69
 EX_NOPERM = 77  # sysexits: the daemon refused us (token missing or wrong)
 EX_TIMEOUT = 124
 EX_CANNOT_START = 127
 EX_INTERRUPTED = 130
 EX_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a filter whose reader left exits with
+
+
+def parse_env(items: list[str], environ: Mapping[str, str], where: str = "--env") -> dict[str, str]:
+    """``KEY=VALUE`` items, and bare ``NAME``s valued from ``environ`` (no I/O).
+
+    A bare name keeps a secret out of the command line (``ps`` shows it to every
+    user): ``API_KEY=… ccxctl run --env API_KEY …``.  Raises ValueError.
+    """
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or "\0" in item:  # the value is not repeated: it may be a secret
+            raise ValueError(
+                f"{where}: expected KEY=VALUE or NAME, got an entry without a name or with a NUL"
+            )
+        if not sep:
+            if key not in environ:
+                raise ValueError(f"{where}: {key} is not set in ccxctl's environment")
+            value = environ[key]
+        env[key] = value
+    return env
+
+
+def env_from(items: list[str], files: list[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The job's ``env``: each ``--env-file`` in turn, then ``--env`` items over them.
+
+    An env file holds ``KEY=VALUE`` lines taken verbatim (no quotes removed), bare
+    ``NAME`` lines valued from ccxctl's environment, blank lines and ``#``
+    comments, as ``docker run --env-file`` reads them.  Raises ValueError.
+    """
+    env: dict[str, str] = {}
+    for name in files:
+        try:
+            with open(name, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--env-file {name}: {getattr(exc, 'strerror', None) or exc}") from None
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        env.update(parse_env(lines, environ, f"--env-file {name}"))
+    env.update(parse_env(items, environ))
+    return env
 
 
 class RunOptions(Struct, kw_only=True):

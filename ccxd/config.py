@@ -398,7 +398,7 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Loa
     file_path = path if path is not None else default_config_path()
     if path is not None or file_path.exists():
         try:
-            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+            data = tomllib.loads(_read_own_file(file_path))
         except FileNotFoundError:
             raise ConfigError(f"{file_path}: config file not found") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -434,6 +434,17 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Loa
         except ValueError as exc:
             raise ConfigError(f"{sources['metrics_listen']}: {exc}") from None
     return LoadedConfig(config=config, sources=sources)
+
+
+def _read_own_file(path: Path) -> str:
+    """The config file's text, refused (ConfigError) when another user could have written it."""
+    from ccxd.ownership import unsafe_stat
+
+    with open(path, "rb") as f:
+        unsafe = unsafe_stat(os.fstat(f.fileno()))
+        if unsafe is not None:
+            raise ConfigError(f"{path}: refusing a config file {unsafe}")
+        return f.read().decode("utf-8")
 
 
 def _check_websocket(config: Config, sources: dict[str, str]) -> None:

@@ -7,7 +7,8 @@ module-level dict::
 
 Items are functions or :class:`~ccxd.hooks.spec.Hook` objects.  A file that
 fails to import or declares nothing usable is reported (``hooks.list``
-``errors``) and skipped; the other hooks still load.
+``errors``) and skipped; the other hooks still load.  So is a hook file, or the
+whole hooks directory, that another user owns or may write (:mod:`ccxd.ownership`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import importlib.util
 import inspect
 import itertools
 import logging
+import os
 import sys
 import types
 from collections.abc import Iterable, Mapping
@@ -29,6 +31,7 @@ import msgspec
 from ccxd.config import CommandHook
 from ccxd.hooks.matcher import Matcher, MatchError
 from ccxd.hooks.spec import POINTS, Hook, HookSpec
+from ccxd.ownership import unsafe_stat
 from ccxd.protocol import HookMatch, HookPointName
 
 __all__ = ["ENTRY_POINT_GROUP", "LoadErrors", "from_command_hooks", "from_entry_points", "from_hooks_dir"]
@@ -56,12 +59,19 @@ def from_hooks_dir(directory: Path, errors: LoadErrors) -> list[HookSpec]:
     """Hooks of every ``*.py`` file in ``directory`` (sorted by name; a missing directory is empty)."""
     if not directory.is_dir():
         return []
+    unsafe = unsafe_stat(directory.stat())
+    if unsafe is not None:
+        errors.append(f"{directory}: refusing the hooks directory, {unsafe}; none of its hooks loaded")
+        return []
     specs: list[HookSpec] = []
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith((".", "_")):
             continue
         try:
             module = _import_file(path)
+        except _Unsafe as exc:
+            errors.append(f"{path}: refusing a hook file {exc}")
+            continue
         except BaseException as exc:
             errors.append(f"{path}: cannot import: {type(exc).__name__}: {exc}")
             continue
@@ -69,14 +79,25 @@ def from_hooks_dir(directory: Path, errors: LoadErrors) -> list[HookSpec]:
     return specs
 
 
+class _Unsafe(Exception):
+    """A hook file another user could have written."""
+
+
 def _import_file(path: Path) -> types.ModuleType:
     # A fresh module each time (never cached in sys.modules), so a reload sees edits.
+    # The source is checked and compiled from one open file, never from a bytecode
+    # cache, so what runs is what was checked.
     name = f"ccxd_hooks_dir_{next(_serial)}_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError("not a Python file")
+    with open(path, "rb") as f:
+        unsafe = unsafe_stat(os.fstat(f.fileno()))
+        if unsafe is not None:
+            raise _Unsafe(unsafe)
+        source = f.read()
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - loading the user's hook file
     return module
 
 

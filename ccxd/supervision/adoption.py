@@ -47,8 +47,14 @@ def start_of(job: Job) -> shimjob.JobStart:
     secret = {k for k in params.env if is_secret_name(k)}
     if base is not None:
         secret.update(k for k in base.env if is_secret_name(k))
+    kept = _redacted(params)
+    if base is None and job.claude is None and params.kind != "claude":
+        # Nothing will run this request again (only Claude jobs are retried): its
+        # command line is kept as shown, secrets and all redacted (redact.py).
+        shown = job.info()
+        kept = structs.replace(kept, command=shown.command, env=shown.env)
     return shimjob.JobStart(
-        params=_redacted(params),
+        params=kept,
         retry_base=_redacted(base) if base is not None else None,
         concision_level=job.concision_level,
         secret_env=sorted(secret),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ccxd.output.log import OutputLog
 from ccxd.protocol import HookOutcome, JobInfo, JobReason, JobRetry, JobState, Limits, StartParams, Usage
-from ccxd.redact import redact_env
+from ccxd.redact import REDACTED, is_secret_name, redact_argv, redact_text, secret_values
 from ccxd.supervision.state import check_transition
 from ccxd.supervision.tree import ProcessTree
 
@@ -97,6 +97,7 @@ class Job:
         self.extra_env: dict[str, str] = {}
         self.observer: JobObserver | None = None
         self.claude: ClaudeMonitor | None = None  # Claude jobs: what the stream-json said
+        self.base_secrets: frozenset[str] = frozenset()  # the daemon's own secret values (redact.py)
         self._listeners: list[Callable[[], None]] = []
         log.add_listener(self._on_output)
 
@@ -192,17 +193,29 @@ class Job:
 
     # -- views ----------------------------------------------------------------
 
+    def secrets(self) -> frozenset[str]:
+        """Values never to show, log or store: the secret-named variables of the job and the daemon."""
+        return secret_values(self.params.env) | self.base_secrets
+
+    def shown_argv(self, secrets: frozenset[str] | None = None) -> list[str]:
+        """``argv`` as it may be shown or logged (:func:`ccxd.redact.redact_argv`)."""
+        return redact_argv(self.argv, self.secrets() if secrets is None else secrets)
+
     def info(self) -> JobInfo:
-        """The job as clients see it."""
+        """The job as clients see it (and as it is stored and logged): secrets redacted."""
         log = self.log
+        secrets = self.secrets()
+        command = self.params.command if self.params.command is not None else self.argv
+        shown = redact_text(command, secrets) if isinstance(command, str) else redact_argv(command, secrets)
+        env = self.params.env
         return JobInfo(
             id=self.id,
             state=self.state,
-            command=self.params.command if self.params.command is not None else self.argv,
+            command=shown,
             shell=self.shell,
-            argv=self.argv,
+            argv=self.shown_argv(secrets),
             cwd=self.cwd,
-            env=redact_env(self.params.env),
+            env={k: REDACTED if is_secret_name(k) else redact_text(v, secrets) for k, v in env.items()},
             session=self.params.session,
             tags=self.params.tags,
             timeout=self.timeout,
@@ -212,7 +225,7 @@ class Job:
             reason=self.reason,
             exit_code=self.exit_code,
             signal=self.signal,
-            error=self.error,
+            error=redact_text(self.error, secrets) if self.error else self.error,
             pid=self.pid,
             pgid=self.pgid,
             queue_position=self.queue_position,

@@ -36,6 +36,7 @@ from ccxd.protocol import (
     ListParams,
     StartParams,
 )
+from ccxd.redact import redact_text, secret_values
 from ccxd.supervision import adoption, jobfile, shimjob
 from ccxd.supervision.deadline import LimitTimer, guard_note
 from ccxd.supervision.diskqueue import DiskQueue
@@ -144,6 +145,7 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
         self._base_env = dict(os.environ)
+        self._base_secrets = secret_values(self._base_env)  # never shown in a job's record
         self.default_shell = resolve_shell(config.shell, fallback=True) or "/bin/sh"
         self.gate: JobGate = OpenGate()
         """Decides when a queued job may start (the Claude limits plug in here)."""
@@ -366,6 +368,7 @@ class Supervisor:
             idle_timeout=idle,
         )
         job.limits = limits if limits is not None else self.resources.limits_for(params)
+        job.base_secrets = self._base_secrets
         for kind in self.kinds:
             kind.made(job)
         return job
@@ -474,7 +477,7 @@ class Supervisor:
             argv = self.resources.prepare(job, job.argv, env)
             proc = spawn(argv, job.cwd, env, with_input=stdin_data is not None)
         except SpawnError as exc:
-            log.info("job %s failed to start: %s", job.id, exc)
+            log.info("job %s failed to start: %s", job.id, redact_text(str(exc), job.secrets()))
             job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
         exited = self.reaper.watch(proc.pid)
@@ -485,7 +488,7 @@ class Supervisor:
         job.started_mono = job.last_output_mono = time.monotonic()
         job.move(JobState.RUNNING)
         self._record(job)
-        log.debug("job %s started: pid %d %s", job.id, proc.pid, _short(job.argv))
+        log.debug("job %s started: pid %d %s", job.id, proc.pid, _short(job.shown_argv()))
         if job.observer is not None:
             job.observer.started(lambda reason: self._stop(job, reason))
         if stdin_data is not None and proc.stdin is not None:
@@ -531,7 +534,7 @@ class Supervisor:
             f"exit {status.code}" if status.signal is None else f"signal {status.signal}",
             job.duration or 0.0,
             job.pid,
-            _short(job.argv),
+            _short(job.shown_argv()),
         )
 
     async def _after_hooks(self, job: Job) -> None:
@@ -672,7 +675,7 @@ class Supervisor:
                 join_files,
             )
         except SpawnError as exc:
-            log.info("job %s failed to start: %s", job.id, exc)
+            log.info("job %s failed to start: %s", job.id, redact_text(str(exc), job.secrets()))
             job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
         shim_exited = started.exited if started.exited is not None else self.reaper.watch(started.pid)
@@ -682,7 +685,7 @@ class Supervisor:
         except SpawnError as exc:
             await shim_exited  # the shim exits after its error report
             started.link.close()
-            log.info("job %s failed to start: %s", job.id, exc)
+            log.info("job %s failed to start: %s", job.id, redact_text(str(exc), job.secrets()))
             job.settle(JobReason.FAILED_TO_START, error=str(exc))
             return
         job.pid = job.pgid = pid
@@ -701,7 +704,7 @@ class Supervisor:
         await self.job_disk.submit(functools.partial(_save_record, self.jobs_dir, record))
         job.move(JobState.RUNNING)
         self._record(job)
-        log.debug("job %s started: pid %d (shim %d) %s", job.id, pid, started.pid, _short(job.argv))
+        log.debug("job %s started: pid %d (shim %d) %s", job.id, pid, started.pid, _short(job.shown_argv()))
         if job.observer is not None:
             job.observer.started(lambda reason: self._stop(job, reason))
         if job.stop_reason is not None:
@@ -1172,6 +1175,8 @@ def _check_text(params: StartParams) -> None:
         parts += [(f"command[{i}]", a) for i, a in enumerate(params.command or ())]
     if params.cwd is not None:
         parts.append(("cwd", params.cwd))
+    if params.shell is not None:
+        parts.append(("shell", params.shell))
     for k, v in params.env.items():
         if not k or "=" in k:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid environment name {k!r} at $.params.env")
