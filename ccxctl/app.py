@@ -22,6 +22,7 @@ from ccxd.client import (
     Client,
     ClientError,
     DaemonNotRunning,
+    InvalidAddress,
     RemoteError,
     UntrustedDaemon,
     connect,
@@ -95,7 +96,8 @@ def main_options(
     ctx: typer.Context,
     socket: Annotated[str | None, typer.Option(envvar="CCXD_SOCKET", help="Daemon Unix socket path.")] = None,
     url: Annotated[
-        str | None, typer.Option(envvar="CCXD_URL", help="Remote daemon: ws://HOST:PORT/ws or wss://…")
+        str | None,
+        typer.Option(envvar="CCXD_URL", help="Remote daemon: ws://HOST[:PORT][/ws], wss://…, or unix:PATH."),
     ] = None,
     token_file: Annotated[
         str | None, typer.Option(envvar="CCXD_TOKEN_FILE", help="File holding the WebSocket token.")
@@ -125,6 +127,8 @@ def _with_client(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> 
 
     try:
         return asyncio.run(go())
+    except InvalidAddress as exc:
+        raise _fail(str(exc), 2) from None
     except DaemonNotRunning as exc:
         raise _fail(not_running_hint(str(exc)), EX_NOT_RUNNING) from None
     except (AccessDenied, UntrustedDaemon) as exc:

@@ -169,11 +169,22 @@ def not_running_hint(detail: str) -> str:
 def run_job(opts: RunOptions) -> int:
     """Run the job and return the exit code for ``ccxctl``."""
     url = opts.url or (os.environ.get("CCXD_URL") if not opts.socket else None)
-    if url and not url.startswith("unix:"):
-        return _run_remote(opts, url)
+    path: Path | None = None
+    if url:
+        from ccxd.client.urls import BadAddress, parse_address
+
+        try:
+            address = parse_address(url)
+        except BadAddress as exc:
+            _say(str(exc))
+            return EX_USAGE
+        if address.kind == "ws":
+            return _run_remote(opts, address.where)
+        path = Path(address.where)
     from ccxctl.blocking import BlockingConnection, CannotConnect, ConnectionLost, NotRunning, Untrusted
 
-    path = Path(url[5:]) if url else _socket_path(opts)
+    if path is None:
+        path = _socket_path(opts)
     try:
         conn = BlockingConnection(path)
     except NotRunning as exc:

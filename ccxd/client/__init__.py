@@ -13,6 +13,7 @@ from ccxd.client.connection import (
     ClientError,
     DaemonNotRunning,
     Event,
+    InvalidAddress,
     RemoteError,
     UntrustedDaemon,
     connect,
@@ -21,5 +22,13 @@ from ccxd.client.connection import (
 
 __all__ = [
     "AccessDenied",
-    "Client", "ClientError", "DaemonNotRunning", "Event", "RemoteError", "UntrustedDaemon", "connect",
-    "default_socket"]
+    "Client",
+    "ClientError",
+    "DaemonNotRunning",
+    "Event",
+    "InvalidAddress",
+    "RemoteError",
+    "UntrustedDaemon",
+    "connect",
+    "default_socket",
+]

@@ -17,6 +17,7 @@ from msgspec import UNSET, Struct
 
 from ccxd import paths
 from ccxd.client.transports import Transport, TransportError, open_transport
+from ccxd.client.urls import BadAddress, parse_address
 from ccxd.protocol import (
     METHODS,
     NOTIFICATIONS,
@@ -49,6 +50,7 @@ __all__ = [
     "ClientError",
     "DaemonNotRunning",
     "Event",
+    "InvalidAddress",
     "RemoteError",
     "UntrustedDaemon",
     "connect",
@@ -81,6 +83,10 @@ class UntrustedDaemon(ClientError):
 
     Nothing was sent to it: no request, no environment, no token.
     """
+
+
+class InvalidAddress(ClientError, ValueError):
+    """The daemon address is none the client understands (see :mod:`ccxd.client.urls`)."""
 
 
 class ConnectionLost(ClientError):
@@ -618,6 +624,11 @@ async def connect(
     daemon that went away before its followers fail.
     """
     where = str(target) if target else os.environ.get("CCXD_URL") or str(default_socket())
+    try:
+        address = parse_address(where)
+    except BadAddress as exc:
+        raise InvalidAddress(str(exc)) from None
+    where = address.where if address.kind == "ws" else f"unix:{address.where}"
     if reconnect_timeout is None:
         reconnect_timeout = reconnect_timeout_from(os.environ)
     secret = token

@@ -515,10 +515,13 @@ class _Dialer:
 
 
 async def open_transport(target: str, token: str | None, cafile: str | None = None) -> Transport:
-    """Open ``target``: a socket path, ``unix:PATH``, or a ``ws://``/``wss://`` URL."""
-    if target.startswith(("ws://", "wss://")):
-        return await WebSocketTransport.open(target, token, cafile)
-    path = target[5:] if target.startswith("unix:") else target
-    if path.startswith("//"):
-        path = path[2:]
-    return await UnixTransport.open(Path(path))
+    """Open ``target``: a socket path, ``unix:PATH``, or a ``ws://``/``wss://`` URL (:mod:`.urls`)."""
+    from ccxd.client.urls import BadAddress, parse_address
+
+    try:
+        address = parse_address(target)
+    except BadAddress as exc:
+        raise TransportError(str(exc)) from None
+    if address.kind == "ws":
+        return await WebSocketTransport.open(address.where, token, cafile)
+    return await UnixTransport.open(Path(address.where))

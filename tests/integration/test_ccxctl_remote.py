@@ -57,3 +57,28 @@ def test_a_wrong_or_missing_token_is_a_clear_error_and_runs_nothing(daemon, tmp_
     res = remote(daemon, "--url", daemon.ws_url, "run", f"touch {marker}", env={"CCXD_TOKEN_FILE": ""})
     assert res.returncode == 77 and b"authentication failed" in res.stderr, res.stderr
     assert not marker.exists()
+
+
+def test_a_url_without_a_path_reaches_the_daemon(daemon):
+    """``ws://HOST:PORT`` means the daemon's endpoint: it used to answer "HTTP 404" with no hint."""
+    bare = f"ws://127.0.0.1:{daemon.ws_port}"
+    opts = ["--url", bare, "--token-file", str(daemon.token_path)]
+    res = remote(daemon, *opts, "status", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["pid"] == daemon.proc.pid
+    res = remote(daemon, *opts, "run", "echo over ws")
+    assert (res.stdout, res.stderr, res.returncode) == (b"over ws\n", b"", 0)
+
+
+@pytest.mark.parametrize("cmd", [("status",), ("run", "true")], ids=lambda c: c[0])
+def test_an_http_url_is_one_line_saying_what_was_meant(daemon, cmd):
+    """``http://…/ws`` used to be taken for a socket path ("no socket at http:/127.0.0.1…")."""
+    res = remote(daemon, "--url", f"http://127.0.0.1:{daemon.ws_port}/ws", *cmd)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.decode() == (
+        f"ccxctl: http://127.0.0.1:{daemon.ws_port}/ws: use ws:// or wss:// "
+        f"(did you mean ws://127.0.0.1:{daemon.ws_port}/ws?)\n"
+    )
+    res = remote(daemon, "--url", "tcp://127.0.0.1:1", *cmd)
+    assert res.returncode == 2 and res.stderr.count(b"\n") == 1, res.stderr
+    assert b"expected a socket path, unix:PATH, or ws://HOST[:PORT][/ws]" in res.stderr
