@@ -461,6 +461,28 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         ["listeners", ", ".join(f"{x.kind} {x.address}" for x in st.listeners)],
         ["loop lag", f"{st.loop_lag_ms:.1f} ms"],
         ["connections", str(st.connections)],
+    ]
+    if st.fd_limit:
+        rows.append(["descriptors", f"limit {st.fd_limit}"])
+    turned = st.refused
+    ws_turned = turned.ws_handshakes + turned.ws_peer + turned.ws_descriptors
+    if ws_turned:
+        rows.append(
+            [
+                "turned away",
+                f"{ws_turned} WebSocket connections before login ({turned.ws_handshakes} ws_handshakes_max, "
+                f"{turned.ws_peer} ws_handshakes_per_peer, {turned.ws_descriptors} fd_reserve)",
+            ]
+        )
+    if turned.unix_max_connections or turned.unix_descriptors:
+        rows.append(
+            [
+                "turned away",
+                f"{turned.unix_max_connections} Unix clients (max_connections), "
+                f"{turned.unix_descriptors} (out of descriptors)",
+            ]
+        )
+    rows += [
         ["shell", st.shell],
         ["shim", st.shim or "unknown (a daemon older than this ccxctl)"],
         ["store", st.store],

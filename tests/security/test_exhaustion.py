@@ -142,6 +142,7 @@ def test_idle_connections_of_another_user_cost_the_victim_nothing(
         runs = [ccxctl("run", "echo ok", env=env) for _ in range(12)]
         info = finished(d, job_id)
         during = rpc(d, "daemon.status")
+        shown = ccxctl("status", env=env)
     finally:
         stats = [f.stop() for f in flooders]
 
@@ -161,6 +162,9 @@ def test_idle_connections_of_another_user_cost_the_victim_nothing(
     assert isinstance(refused, dict), during
     assert refused["ws_handshakes"] + refused["ws_peer"] + refused["ws_descriptors"] > 0, refused
     assert refused["unix_descriptors"] == 0, refused
+    lines = shown.stdout.decode().splitlines()
+    assert f"descriptors\tlimit {FD_LIMIT}" in lines, lines
+    assert any(line.startswith("turned away\t") and "WebSocket connections before login" in line for line in lines)
 
     # The daemon is up and gives back every descriptor once the attacker is gone.
     deadline = time.monotonic() + 20
