@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["EX_NOPERM", "EX_NOT_RUNNING", "RunOptions", "env_from", "exit_code_for", "parse_env", "run_job"]
 
 EX_USAGE = 2  # as for a bad option: a daemon address none of ccxctl's forms
-EX_USAGE = 2  # as for a bad option: a daemon address none of ccxctl's forms
 EX_NOT_RUNNING = 69
 EX_NOPERM = 77  # sysexits: the daemon refused us (token missing or wrong)
 EX_TIMEOUT = 124
