@@ -99,16 +99,51 @@ def check_shell(cfg: Config) -> Check:
     return Check("warn" if name == "zsh" else "fail", "shell", f"{name} not found; jobs use {fallback}", fix)
 
 
-def check_claude(home: Path, environ: dict[str, str]) -> list[Check]:
-    """The claude CLI is on PATH and has credentials (files or an API key; not run)."""
-    path = shutil.which("claude", path=environ.get("PATH"))
+CLAUDE_INSTALL = "npm install -g @anthropic-ai/claude-code"
+
+
+def _claude_elsewhere(home: Path, environ: dict[str, str]) -> str | None:
+    """A claude CLI where installers put it off PATH (a local install, an npm prefix)."""
+    candidates = [home / ".claude" / "local" / "claude", home / ".local" / "bin" / "claude"]
+    candidates += [home / ".npm-global" / "bin" / "claude"]
+    if environ.get("NPM_CONFIG_PREFIX"):
+        candidates.append(Path(environ["NPM_CONFIG_PREFIX"]) / "bin" / "claude")
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def check_claude(cfg: Config, home: Path, environ: dict[str, str]) -> list[Check]:
+    """The CLI ``claude_program`` names is there and has credentials (files or an API key; not run).
+
+    ``claude_program`` (``CCXD_CLAUDE_PROGRAM``) is a name looked up on PATH, or a path.
+    """
+    program = cfg.claude_program
+    if "/" in program:
+        where = Path(program).expanduser()
+        path = str(where) if where.is_file() and os.access(where, os.X_OK) else None
+    else:
+        path = shutil.which(program, path=environ.get("PATH"))
     if path is None:
+        named = "claude CLI" if program == "claude" else f"claude_program {program}"
+        elsewhere = _claude_elsewhere(home, environ) if program == "claude" else None
+        if elsewhere is not None:
+            return [
+                Check(
+                    "warn",
+                    "claude",
+                    f"claude CLI at {elsewhere} is not on PATH (only needed for Claude Code jobs)",
+                    f'set claude_program = "{elsewhere}" in the config (or CCXD_CLAUDE_PROGRAM)',
+                )
+            ]
         return [
             Check(
                 "warn",
                 "claude",
-                "claude CLI not found (only needed for Claude Code jobs)",
-                "npm install -g @anthropic-ai/claude-code",
+                f"{named} not found{' on PATH' if '/' not in program else ''} "
+                "(only needed for Claude Code jobs)",
+                f"{CLAUDE_INSTALL}, or point claude_program (CCXD_CLAUDE_PROGRAM) at the CLI",
             )
         ]
     found = [Check("ok", "claude", f"{path} ({_version([path, '--version'])})")]
@@ -298,7 +333,7 @@ def run_checks(config_path: Path | None, say: Callable[[str], None], as_json: bo
     checks.append(check_redis(cfg))
     checks.append(check_shim(cfg, status))
     checks.append(check_shell(cfg))
-    checks += check_claude(Path.home(), dict(os.environ))
+    checks += check_claude(cfg, Path.home(), dict(os.environ))
     checks.append(check_cgroups())
     checks += check_permissions(cfg)
     checks.append(daemon)

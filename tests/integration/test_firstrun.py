@@ -165,3 +165,42 @@ def test_ccxd_without_redis_server_says_in_one_line_what_to_install(tmp_path: Pa
     assert len(said) == 1, proc.stderr
     assert "needs redis-server" in said[0] and "apt install redis-server" in said[0]
     assert 'store = "memory"' in said[0] and "redis_url" in said[0]
+
+
+def _fake_claude(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\necho '9.9.9 (Claude Code)'\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("how", ["environment", "config"])
+def test_doctor_finds_the_claude_cli_claude_program_names(tmp_path: Path, how: str) -> None:
+    cli = _fake_claude(tmp_path / "opt" / "claude-code" / "bin" / "claude")
+    extra = {"HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    if how == "environment":
+        extra["CCXD_CLAUDE_PROGRAM"] = str(cli)
+    else:
+        config = tmp_path / "config" / "ccxd" / "config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(f'claude_program = "{cli}"\n')
+    line = _lines(_ccxctl(_env(tmp_path, **extra), "doctor").stdout)["claude"]
+    assert line.startswith("ok") and f"{cli} (9.9.9 (Claude Code))" in line, line
+
+
+def test_doctor_says_how_to_install_claude_or_where_to_point_claude_program(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = _env(tmp_path, HOME=str(home), PATH="/usr/bin:/bin")
+    line = _lines(_ccxctl(env, "doctor").stdout)["claude"]
+    assert line.startswith("WARN") and "claude CLI not found on PATH" in line, line
+    assert "fix: npm install -g @anthropic-ai/claude-code, or point claude_program (CCXD_CLAUDE_PROGRAM)" in line
+
+    missing = _env(tmp_path, HOME=str(home), CCXD_CLAUDE_PROGRAM=str(tmp_path / "no" / "claude"))
+    line = _lines(_ccxctl(missing, "doctor").stdout)["claude"]
+    assert line.startswith("WARN") and f"claude_program {tmp_path / 'no' / 'claude'} not found (" in line, line
+
+    # Installed, but where PATH does not look (the CLI's own local install): say where it is.
+    local = _fake_claude(home / ".claude" / "local" / "claude")
+    line = _lines(_ccxctl(env, "doctor").stdout)["claude"]
+    assert line.startswith("WARN") and f"claude CLI at {local} is not on PATH" in line, line
+    assert f'fix: set claude_program = "{local}" in the config (or CCXD_CLAUDE_PROGRAM)' in line
