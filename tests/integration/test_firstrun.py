@@ -190,7 +190,7 @@ def test_doctor_finds_the_claude_cli_claude_program_names(tmp_path: Path, how: s
 
 def test_doctor_says_how_to_install_claude_or_where_to_point_claude_program(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = _env(tmp_path, HOME=str(home), PATH="/usr/bin:/bin")
+    env = _env(tmp_path, HOME=str(home), PATH=str(tmp_path / "empty"))  # no claude there, whatever is installed
     line = _lines(_ccxctl(env, "doctor").stdout)["claude"]
     assert line.startswith("WARN") and "claude CLI not found on PATH" in line, line
     assert "fix: npm install -g @anthropic-ai/claude-code, or point claude_program (CCXD_CLAUDE_PROGRAM)" in line
