@@ -173,6 +173,9 @@ def test_idle_connections_of_another_user_cost_the_victim_nothing(
     assert len(fds(pid)) <= len(baseline), (baseline, fds(pid))
     assert d.proc.poll() is None
     assert rpc(d, "daemon.ping")["pong"] is True
+    # Every place the attacker held was given back: the victim logs in over the WebSocket.
+    ws = ccxctl("--url", d.ws_url, "--token-file", str(d.token_path), "run", "echo over-ws", env=env)
+    assert (ws.returncode, ws.stdout) == (0, b"over-ws\n"), ws.stderr
     assert "Traceback" not in d.log()
 
 
@@ -210,3 +213,28 @@ def test_ccxctl_says_in_one_line_that_the_daemon_is_out_of_descriptors(daemon_fa
             sock.close()
     res = ccxctl("run", "echo ok", env=env)
     assert (res.returncode, res.stdout) == (0, b"ok\n"), res.stderr
+
+
+def test_a_connection_that_does_not_log_in_is_dropped_after_the_handshake_timeout(daemon_factory, attacker: int):
+    """The attacker connects and sends nothing, or half a request: ws_handshake_timeout ends both."""
+    d: DaemonProcess = daemon_factory(extra_env={"CCXD_WS_HANDSHAKE_TIMEOUT": "1"})
+    script = (
+        "import socket, sys, time\n"
+        "socks = [socket.create_connection(('127.0.0.1', int(sys.argv[1]))) for _ in range(2)]\n"
+        "socks[1].sendall(b'GET /ws HTTP/1.1\\r\\nHost: x\\r\\n')  # never finished\n"
+        "t = time.monotonic()\n"
+        "for s in socks:\n"
+        "    s.settimeout(30)\n"
+        "    assert s.recv(4096) == b'', 'the daemon answered'\n"
+        "print(round(time.monotonic() - t, 1))\n"
+    )
+    res = subprocess.run(
+        ["runuser", "-u", ATTACKER, "--", SYSTEM_PYTHON, "-c", script, str(d.ws_port)],
+        capture_output=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert res.returncode == 0, res.stderr
+    assert float(res.stdout) < 5, res.stdout  # 1 s, where websockets' own default was 10
+    status = rpc(d, "daemon.status")
+    assert status["connections"] <= 1, status
