@@ -1,10 +1,15 @@
-"""Prometheus text exposition (format 0.0.4) of the metrics hook's counters; no I/O."""
+"""Prometheus text exposition (format 0.0.4) of the metrics hook's counters; no I/O.
+
+Signatures are redacted again here (:func:`ccxd.redact.redact_text`): counters
+stored before the metrics hook redacted them may hold a command's password.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from ccxd.protocol import CommandMetrics
+from ccxd.redact import redact_text
 
 __all__ = ["CONTENT_TYPE", "render"]
 
@@ -13,6 +18,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _signature(m: CommandMetrics) -> str:
+    return _label(redact_text(m.signature))
 
 
 def _number(value: float) -> str:
@@ -31,7 +40,7 @@ def render(
     for m in items:
         for reason, n in sorted(m.reasons.items()):
             lines.append(
-                f'ccxd_command_runs_total{{signature="{_label(m.signature)}",reason="{_label(reason)}"}} {n}'
+                f'ccxd_command_runs_total{{signature="{_signature(m)}",reason="{_label(reason)}"}} {n}'
             )
     lines += [
         "# HELP ccxd_command_exits_total Exit codes per command signature.",
@@ -40,14 +49,14 @@ def render(
     for m in items:
         for code, n in sorted(m.exit_codes.items()):
             lines.append(
-                f'ccxd_command_exits_total{{signature="{_label(m.signature)}",code="{_label(code)}"}} {n}'
+                f'ccxd_command_exits_total{{signature="{_signature(m)}",code="{_label(code)}"}} {n}'
             )
     lines += [
         "# HELP ccxd_command_duration_seconds Run time per command signature.",
         "# TYPE ccxd_command_duration_seconds summary",
     ]
     for m in items:
-        sig = _label(m.signature)
+        sig = _signature(m)
         lines.append(f'ccxd_command_duration_seconds_sum{{signature="{sig}"}} {_number(m.duration_sum)}')
         lines.append(f'ccxd_command_duration_seconds_count{{signature="{sig}"}} {m.count}')
     lines += ["# HELP ccxd_jobs Jobs of this daemon by state.", "# TYPE ccxd_jobs gauge"]

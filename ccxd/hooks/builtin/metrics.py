@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from ccxd.history.signature import signature
 from ccxd.hooks.context import HookContext, HookResult
 from ccxd.protocol import CommandMetrics
+from ccxd.redact import redact_argv, redact_text, secret_values
 from ccxd.store.ops import RecordMetric
 
 __all__ = ["Metrics"]
@@ -35,7 +36,11 @@ class Metrics:
         job = ctx.job
         if job is None or job.reason is None:
             return HookResult.allow("no finished job")
-        sig = signature(ctx.command)
+        # Signatures are shown (status, /metrics) and stored: never with a password in them.
+        secrets = secret_values(ctx.env)
+        command = ctx.command
+        shown = redact_text(command, secrets) if isinstance(command, str) else redact_argv(command, secrets)
+        sig = signature(shown)
         at = job.finished_at or time.time()
         self.record(RecordMetric(sig, job.reason.value, job.exit_code, job.duration or 0.0, at))
         return HookResult.allow(f"counted under {sig!r}")

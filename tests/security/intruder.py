@@ -1,0 +1,109 @@
+"""Another local user knocks on the victim's ccxd: run by the tests as a second uid.
+
+Run with the system Python (standard library only).  Each mode prints one JSON
+object per attempt on stdout:
+
+* ``ws HOST PORT MARKER [TOKEN]``: open ``/ws`` (with TOKEN as a bearer token,
+  when given) and, in the same breath, send ``job.start`` for a job that
+  creates MARKER; report the HTTP status and what came back.
+* ``guess HOST PORT N``: N opening handshakes, each with another wrong token.
+* ``http HOST PORT [TOKEN]``: ``GET /metrics``; the status and the body.
+* ``unix PATH``: ``GET /metrics`` over a Unix socket; the status, or the error.
+"""
+
+import base64
+import json
+import os
+import socket
+import sys
+
+
+def frame(text: str) -> bytes:
+    """A masked text frame, as a client sends it."""
+    data = text.encode()
+    mask = os.urandom(4)
+    head = bytes([0x81])
+    if len(data) < 126:
+        head += bytes([0x80 | len(data)])
+    else:
+        head += bytes([0x80 | 126]) + len(data).to_bytes(2, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def upgrade(host: str, port: int, token: str | None, then: bytes = b"") -> dict:
+    key = base64.b64encode(os.urandom(16)).decode()
+    head = (
+        f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    )
+    if token is not None:
+        head += f"Authorization: Bearer {token}\r\n"
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"\r\n" + then)
+        got = b""
+        try:
+            while b"\r\n\r\n" not in got:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                got += data
+            status = int(got.split(b" ", 2)[1]) if got.startswith(b"HTTP/1.1 ") else 0
+            if status == 101 and then:
+                sock.settimeout(3)
+                try:  # whatever the server answers the request with
+                    while len(got) < 65536:
+                        data = sock.recv(65536)
+                        if not data:
+                            break
+                        got += data
+                except TimeoutError:
+                    pass
+        except OSError as exc:
+            return {"status": 0, "error": str(exc), "got": got.decode("latin-1")}
+    return {"status": status, "got": got.decode("latin-1")}
+
+
+def http_get(sock: socket.socket, token: str | None) -> dict:
+    head = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    if token is not None:
+        head += f"Authorization: Bearer {token}\r\n"
+    sock.sendall(head.encode() + b"\r\n")
+    got = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            break
+        got += data
+    status = int(got.split(b" ", 2)[1]) if got.startswith(b"HTTP/1.1 ") else 0
+    return {"status": status, "body": got.partition(b"\r\n\r\n")[2].decode("latin-1")}
+
+
+def main() -> None:
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "ws":
+        host, port, marker = args[0], int(args[1]), args[2]
+        token = args[3] if len(args) > 3 else None
+        request = {"jsonrpc": "2.0", "id": 1, "method": "job.start", "params": {"command": f"touch {marker}"}}
+        print(json.dumps(upgrade(host, port, token, frame(json.dumps(request)))), flush=True)
+    elif mode == "guess":
+        host, port, n = args[0], int(args[1]), int(args[2])
+        for i in range(n):
+            print(json.dumps(upgrade(host, port, f"guess-{i}-0123456789abcdef")), flush=True)
+    elif mode == "http":
+        token = args[2] if len(args) > 2 else None
+        with socket.create_connection((args[0], int(args[1])), timeout=10) as sock:
+            print(json.dumps(http_get(sock, token)), flush=True)
+    elif mode == "unix":
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(10)
+                sock.connect(args[0])
+                print(json.dumps(http_get(sock, None)), flush=True)
+        except OSError as exc:
+            print(json.dumps({"status": 0, "error": type(exc).__name__}), flush=True)
+    else:
+        sys.exit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()
