@@ -794,6 +794,11 @@ def hooks_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         )
         rows.append([h.point, h.name, h.kind, h.policy, f"{h.timeout:g}s", match or "*", h.source])
     table(["point", "name", "kind", "policy", "timeout", "match", "source"], rows)
+    for h in res.hooks:  # async hooks that blocked the daemon's event loop (runner.py)
+        if h.disabled:
+            print(f"{h.point} {h.name}: DISABLED: {h.disabled}")
+        elif h.loop_blocks:
+            print(f"{h.point} {h.name}: blocked the event loop past its timeout {h.loop_blocks} times")
     for problem in res.errors:
         sys.stderr.write(f"ccxctl: not loaded: {problem}\n")
 

@@ -256,6 +256,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Load hooks that installed packages register in the entry-point group ``ccxd.hooks``."""
     hook_timeout: Positive = 10.0
     """Seconds a hook may take unless it sets its own timeout."""
+    hook_block_limit: Annotated[int, Meta(ge=0)] = 3
+    """An async Python hook that blocks the event loop past its timeout this many times is disabled
+    until the hooks are reloaded (0: never disabled; each time is still recorded)."""
     hook_policy_pre_execution: Literal["open", "closed"] = "closed"
     """A pre hook that fails refuses the job (closed) or is ignored (open)."""
     hook_policy_post_execution: Literal["open", "closed"] = "open"

@@ -845,6 +845,10 @@ class HookDescription(Struct, omit_defaults=True, kw_only=True):
     match: HookMatch = msgspec.field(default_factory=HookMatch)
     timeout: float
     policy: HookPolicy
+    loop_blocks: int = 0
+    """Times this async hook blocked the daemon's event loop past its timeout since it was loaded."""
+    disabled: str | None = None
+    """Why it no longer runs (it blocked the loop ``hook_block_limit`` times); a reload re-enables it."""
 
 
 class HookList(Struct, kw_only=True):

@@ -34,6 +34,10 @@ class Registry:
         self.errors: list[str] = []
         self.loaded_at = 0.0
         self._loads = 0
+        self.loop_blocks: dict[tuple[HookPointName, str], int] = {}
+        """Times each hook blocked the event loop past its timeout (runner.py), since loaded."""
+        self.disabled: dict[tuple[HookPointName, str], str] = {}
+        """Hooks that no longer run, and why; a reload clears both."""
 
     def load(self) -> None:
         """(Re)load every hook; problems are logged and kept in :attr:`errors`, never raised."""
@@ -61,6 +65,7 @@ class Registry:
             by_point[spec.point].append(spec)
         self.by_point = by_point
         self.errors = errors
+        self.loop_blocks, self.disabled = {}, {}
         self.loaded_at = time.time()
         self._loads += 1
         for problem in errors:
@@ -69,8 +74,24 @@ class Registry:
         log.info("hooks loaded: %s", counts)
 
     def at(self, point: HookPointName) -> list[HookSpec]:
-        """The hooks of ``point``, in running order."""
-        return self.by_point[point]
+        """The hooks of ``point`` that run, in running order."""
+        if not self.disabled:
+            return self.by_point[point]
+        return [s for s in self.by_point[point] if (point, s.name) not in self.disabled]
+
+    def blocked_loop(self, spec: HookSpec, seconds: float) -> tuple[int, bool]:
+        """Count one time ``spec`` blocked the event loop; (times so far, disabled now)."""
+        key = (spec.point, spec.name)
+        times = self.loop_blocks[key] = self.loop_blocks.get(key, 0) + 1
+        limit = self.config.hook_block_limit
+        if not limit or times < limit or key in self.disabled:
+            return times, False
+        self.disabled[key] = (
+            f"blocked the event loop past its timeout {times} times (the last for {seconds:.1f}s); "
+            "fix it and reload"
+        )
+        log.error("hooks: %s (%s) disabled: %s", spec.name, spec.point, self.disabled[key])
+        return times, True
 
     @property
     def all(self) -> list[HookSpec]:
@@ -96,7 +117,15 @@ class Registry:
         """What ``hooks.list`` answers."""
         return HookList(
             enabled=self.config.hooks_enabled,
-            hooks=[s.describe(self.timeout(s), self.policy(s)) for s in self.all],
+            hooks=[
+                s.describe(
+                    self.timeout(s),
+                    self.policy(s),
+                    self.loop_blocks.get((s.point, s.name), 0),
+                    self.disabled.get((s.point, s.name)),
+                )
+                for s in self.all
+            ],
             errors=list(self.errors),
             loaded_at=self.loaded_at,
         )

@@ -12,6 +12,14 @@ its policy:
 A timed-out Python hook is cancelled and abandoned (never awaited again), a
 plain function keeps its thread until it returns, and a hook program is killed
 with everything it started.
+
+Plain functions run in threads, so one that blocks never holds up the daemon.
+An ``async def`` hook runs on the event loop, where blocking (``time.sleep``,
+a synchronous HTTP call) stops everything, watchdog pings included; that cannot
+be interrupted, only seen: each step of the hook is timed (:func:`_timed`), and
+one that held the loop longer than the hook's timeout counts as a ``timeout``
+outcome saying so.  After ``hook_block_limit`` such times the hook is disabled
+until the next reload (``hooks.list`` shows both).
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ import inspect
 import logging
 import os
 import time
-from typing import Any
+import types
+from collections.abc import Coroutine, Generator
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -61,6 +71,40 @@ _KILL_SLACK = 3.0
 
 class _TimedOut(Exception):
     pass
+
+
+_T = TypeVar("_T")
+
+
+class _LoopHold:
+    """The longest time an async hook kept the event loop to itself in one step."""
+
+    __slots__ = ("longest",)
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+
+
+@types.coroutine
+def _timed(coro: Coroutine[Any, Any, _T], hold: _LoopHold) -> Generator[Any, Any, _T]:
+    """Await ``coro``, timing each of its steps (from a resume to its next suspension) in ``hold``."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        started = time.monotonic()
+        try:
+            yielded = coro.throw(error) if error is not None else coro.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            hold.longest = max(hold.longest, time.monotonic() - started)
+        try:
+            value, error = (yield yielded), None
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # a cancellation the task throws in: pass it on
+            value, error = None, exc
 
 
 def apply_update(params: StartParams, update: dict[str, Any]) -> StartParams:
@@ -111,7 +155,7 @@ class HookRunner:
 
     # -- calling one hook -----------------------------------------------------
 
-    async def _invoke(self, spec: HookSpec, ctx: HookContext, timeout: float) -> HookResult:
+    async def _invoke(self, spec: HookSpec, ctx: HookContext, timeout: float, hold: _LoopHold) -> HookResult:
         if spec.command is not None:
             home = os.environ.get("HOME", "/")
             cwd = ctx.cwd if ctx.cwd and os.path.isdir(ctx.cwd) else home
@@ -131,7 +175,7 @@ class HookRunner:
         func = spec.func
         assert func is not None
         if inspect.iscoroutinefunction(func):
-            value: Any = await func(ctx)
+            value: Any = await _timed(func(ctx), hold)
         else:
             value = await asyncio.get_running_loop().run_in_executor(self._threads, func, ctx)
             if inspect.isawaitable(value):
@@ -143,7 +187,8 @@ class HookRunner:
         timeout = self.registry.timeout(spec)
         policy = self.registry.policy(spec)
         started = time.monotonic()
-        task = asyncio.get_running_loop().create_task(self._invoke(spec, ctx, timeout))
+        hold = _LoopHold()
+        task = asyncio.get_running_loop().create_task(self._invoke(spec, ctx, timeout, hold))
         budget = timeout + (_KILL_SLACK if spec.command is not None else 0.0)
         done, _ = await asyncio.wait({task}, timeout=budget)
         duration = round(time.monotonic() - started, 6)
@@ -163,6 +208,9 @@ class HookRunner:
             task.cancel()
             self._abandoned.add(task)
             task.add_done_callback(self._forget)
+        if hold.longest > timeout:
+            return outcome("timeout", self._blocked_loop(spec, hold.longest, timeout), True), None
+        if not done:
             log.warning("hook %s (%s) timed out after %.3gs", spec.name, spec.point, timeout)
             return outcome("timeout", f"no answer within {timeout:g}s", True), None
         exc = task.exception()
@@ -177,6 +225,21 @@ class HookRunner:
             return outcome("failed", f"raised {type(exc).__name__}: {exc}", True), None
         result = task.result()
         return outcome("ok", result.message), result
+
+    def _blocked_loop(self, spec: HookSpec, seconds: float, timeout: float) -> str:
+        """Count a hook that held the event loop past its timeout; what its outcome says."""
+        times, disabled = self.registry.blocked_loop(spec, seconds)
+        limit = self.registry.config.hook_block_limit
+        message = (
+            f"blocked the event loop for {seconds:.1f}s (its timeout is {timeout:g}s): "
+            "an async hook must never block; use asyncio or a plain function"
+        )
+        if disabled:
+            message += f"; disabled after {times} times until the hooks are reloaded"
+        elif limit:
+            message += f"; {times} of {limit} times before it is disabled"
+        log.warning("hook %s (%s) %s", spec.name, spec.point, message)
+        return message
 
     def _forget(self, task: asyncio.Task[HookResult]) -> None:
         self._abandoned.discard(task)

@@ -54,9 +54,13 @@ class HookSpec:
     func: HookFunc | None = None
     command: str | list[str] | None = None
 
-    def describe(self, timeout: float, policy: HookPolicy) -> HookDescription:
+    def describe(
+        self, timeout: float, policy: HookPolicy, loop_blocks: int = 0, disabled: str | None = None
+    ) -> HookDescription:
         """The hook as ``hooks.list`` shows it, with the defaults filled in."""
         return HookDescription(
+            loop_blocks=loop_blocks,
+            disabled=disabled,
             name=self.name,
             point=self.point,
             kind=self.kind,

@@ -134,6 +134,45 @@ async def test_a_hook_that_sleeps_past_its_timeout_never_holds_the_job(
     assert params.command == "true"
 
 
+async def test_an_async_hook_that_blocks_the_loop_is_seen_counted_and_disabled(
+    reaper: Reaper, tmp_path: Path
+) -> None:
+    write_hooks(
+        tmp_path / "hooks",
+        "block",
+        """
+        import asyncio, time
+        from ccxd.hooks import Hook, HookResult
+
+        async def blocks(ctx):
+            await asyncio.sleep(0.01)  # a fair step first: only the blocking one counts
+            time.sleep(0.3)
+            return HookResult.change(command="changed")
+
+        async def fair(ctx):
+            await asyncio.sleep(0.5)  # slow but never blocking: no offence
+
+        HOOKS = {"pre_execution": [Hook(blocks, timeout=0.1, policy="open"), Hook(fair, timeout=2)]}
+        """,
+    )
+    r = runner(reaper, tmp_path, hook_block_limit=2)
+    params, [first, fair], _ = await r.pre(StartParams(command="true"), "j1")
+    assert first.result == "timeout" and params.command == "true"  # its answer is not used
+    assert first.message.startswith("blocked the event loop for 0.") and "s (its timeout is 0.1s)" in first.message
+    assert first.message.endswith("; 1 of 2 times before it is disabled")
+    assert fair.result == "ok"
+    _, [second, _], _ = await r.pre(StartParams(command="true"), "j2")
+    assert second.message.endswith("; disabled after 2 times until the hooks are reloaded")
+    _, outcomes, _ = await r.pre(StartParams(command="true"), "j3")
+    assert [o.name for o in outcomes] == ["block.fair"]
+    listed = {h.name: h for h in r.describe().hooks}
+    assert listed["block.blocks"].loop_blocks == 2 and listed["block.blocks"].disabled
+    assert listed["block.fair"].loop_blocks == 0 and listed["block.fair"].disabled is None
+    r.reload()
+    assert [h.loop_blocks for h in r.describe().hooks] == [0, 0]
+    assert len(r.registry.at("pre_execution")) == 2
+
+
 async def test_a_timed_out_pre_hook_refuses_the_job_by_default(reaper: Reaper, tmp_path: Path) -> None:
     prog = "sleep 30"
     r = runner(

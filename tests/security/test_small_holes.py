@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -309,6 +310,91 @@ def test_a_failed_start_keeps_its_secret_out_of_the_error(daemon):
     assert job["error"] and "/no/such/dir/***" in job["error"], job
     assert b"s3cr3t-pw" not in res.stdout
     assert "s3cr3t-pw" not in daemon.log()
+
+
+# -- hooks that block -----------------------------------------------------------------------
+
+BLOCKING_ASYNC_HOOK = """
+import time
+from ccxd.hooks import Hook
+
+async def stall(ctx):
+    time.sleep(1.5)  # blocks the event loop: the bug in the hook this test plays
+
+HOOKS = {"post_execution": [Hook(stall, timeout=0.5)]}
+"""
+
+SLEEPING_PLAIN_HOOK = """
+import time
+from pathlib import Path
+from ccxd.hooks import Hook
+
+def slow(ctx):
+    Path({started!r}).touch()
+    time.sleep(5)
+
+HOOKS = {{"post_execution": [Hook(slow, timeout=10)]}}
+"""
+
+
+def hook_notes(daemon: DaemonProcess) -> list[str]:
+    """What ``ccxctl hooks list`` says below its table."""
+    listed = ccxctl(daemon, "hooks", "list")
+    assert listed.returncode == 0, listed.stderr
+    return [line for line in listed.stdout.decode().splitlines() if line.startswith("post_execution ")]
+
+
+def test_an_async_hook_that_blocks_the_loop_is_reported_then_disabled(daemon_factory, tmp_root: Path):
+    hooks = write_hooks(tmp_root / "hooks", stall=BLOCKING_ASYNC_HOOK)
+    d = daemon_factory(extra_env={"CCXD_HOOKS_DIR": str(hooks)})
+    for n in (1, 2, 3):
+        job = run_json(d, f"echo job {n}")
+        assert job["exit_code"] == 0  # the job itself is not harmed
+        [outcome] = job["hooks"]
+        assert outcome["name"] == "stall.stall" and outcome["result"] == "timeout", outcome
+        assert re.match(
+            r"blocked the event loop for (1\.[5-9]|[2-9]\.\d)s \(its timeout is 0\.5s\)", outcome["message"]
+        )
+        if n < 3:
+            assert outcome["message"].endswith(f"; {n} of 3 times before it is disabled")
+            assert hook_notes(d) == [
+                f"post_execution stall.stall: blocked the event loop past its timeout {n} times"
+            ]
+    assert outcome["message"].endswith("; disabled after 3 times until the hooks are reloaded")
+    [note] = hook_notes(d)
+    assert re.fullmatch(
+        r"post_execution stall.stall: DISABLED: blocked the event loop past its timeout 3 times "
+        r"\(the last for \d\.\ds\); fix it and reload",
+        note,
+    ), note
+    started = time.monotonic()
+    job = run_json(d, "echo job 4")
+    assert "hooks" not in job and time.monotonic() - started < 1.5  # runs without it
+    assert d.log().count("stall.stall (post_execution) disabled") == 1
+    ccxctl(d, "reload")  # the user fixed it (or not): loaded afresh, counted from zero
+    assert hook_notes(d) == []
+
+
+def test_a_plain_function_hook_that_sleeps_never_delays_the_daemon(daemon_factory, tmp_root: Path):
+    started = tmp_root / "hook-started"
+    hooks = write_hooks(tmp_root / "hooks", slow=SLEEPING_PLAIN_HOOK.format(started=str(started)))
+    d = daemon_factory(extra_env={"CCXD_HOOKS_DIR": str(hooks)})
+    assert ccxctl(d, "run", "--detach", "true").returncode == 0
+    deadline = time.monotonic() + 30
+    while not started.exists():  # the hook is asleep in its thread from now on (5 s)
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    conn = RawConnection(d.socket)
+    try:
+        slowest = 0.0
+        for i in range(20):
+            sent = time.monotonic()
+            assert "result" in conn.call("daemon.ping", req_id=i)
+            slowest = max(slowest, time.monotonic() - sent)
+            time.sleep(0.05)
+    finally:
+        conn.close()
+    assert slowest < 0.2, f"a ping took {slowest:.3f}s while a hook slept"
 
 
 # -- shell --------------------------------------------------------------------------------
