@@ -9,7 +9,6 @@ import fcntl
 import gc
 import logging
 import os
-import resource
 import signal
 import socket
 import stat
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from ccxd import __version__, activation, logs, paths, trust
+from ccxd import __version__, activation, fdlimit, logs, paths, trust
 from ccxd import config as config_mod
 from ccxd.cgroups.control import ResourceControl
 from ccxd.cgroups.detect import instance_name
@@ -193,7 +192,7 @@ class Daemon:
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit code."""
         loop = asyncio.get_running_loop()
-        self.info.fd_limit = raise_fd_limit()
+        self.info.fd_limit = fdlimit.raise_soft_limit()
         sock = self._open_socket()
         sock_dir = self._socket_path.parent
         state = paths.ensure_private_dir(self.config.resolved_state_dir())
@@ -509,27 +508,6 @@ class Daemon:
             self._stop_mode = mode
             self._stop_drain = drain_timeout
         self._stop.set()
-
-
-def raise_fd_limit() -> int:
-    """Raise the soft limit on open files to the hard one (logged); the limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard
-    if hard == resource.RLIM_INFINITY:
-        try:  # the kernel's ceiling for one process
-            want = int(Path("/proc/sys/fs/nr_open").read_text())
-        except (OSError, ValueError):
-            want = soft
-    if want > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        except (OSError, ValueError) as exc:
-            log.warning("cannot raise the file-descriptor limit from %d to %d: %s", soft, want, exc)
-            return soft
-        log.info("file-descriptor limit: %d (raised from %d)", want, soft)
-        return want
-    log.info("file-descriptor limit: %d", soft)
-    return soft
 
 
 def _refusals(unix: UnixServer, ws: WebSocketServer | None) -> Refusals:

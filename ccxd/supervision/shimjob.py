@@ -29,6 +29,7 @@ from pathlib import Path
 
 import msgspec
 
+from ccxd import fdlimit
 from ccxd.output.follower import FollowedSpool
 from ccxd.protocol import JobInfo, StartParams
 from ccxd.supervision import jobfile
@@ -383,6 +384,7 @@ def spawn_shim(
         if memfd is not None:
             os.close(memfd)
     proc.returncode = 0  # the reaper owns the exit status (see spawn.py)
+    fdlimit.give_back(proc.pid)
     return ShimStart(proc.pid, ShimLink(overflow_r))
 
 

@@ -31,6 +31,7 @@ import os
 import socket
 import subprocess
 
+from ccxd import fdlimit
 from ccxd.supervision.reaper import Reaper
 
 __all__ = ["REQUEST_MAX", "ServerGone", "ShimServer"]
@@ -85,6 +86,7 @@ class ShimServer:
         finally:
             theirs.close()
         proc.returncode = 0  # the reaper owns the exit status
+        fdlimit.give_back(proc.pid)  # before it is asked for a shim: every shim and job inherits it
         loop = asyncio.get_running_loop()
         self._pid = proc.pid
         pid = proc.pid

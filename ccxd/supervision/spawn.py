@@ -15,6 +15,8 @@ import fcntl
 import os
 import subprocess
 
+from ccxd import fdlimit
+
 __all__ = ["SpawnError", "Spawned", "spawn", "write_input"]
 
 _PIPE_SIZE = 1024 * 1024
@@ -76,6 +78,7 @@ def spawn(argv: list[str], cwd: str, env: dict[str, str], with_input: bool) -> S
     # The reaper owns the exit status; make Popen believe it is already collected so
     # neither its destructor nor subprocess._cleanup() ever calls waitpid on it.
     proc.returncode = 0
+    fdlimit.give_back(proc.pid)
     for fd in (out_r, err_r, in_w):
         if fd is not None:
             os.set_blocking(fd, False)

@@ -238,3 +238,13 @@ def test_a_connection_that_does_not_log_in_is_dropped_after_the_handshake_timeou
     assert float(res.stdout) < 5, res.stdout  # 1 s, where websockets' own default was 10
     status = rpc(d, "daemon.status")
     assert status["connections"] <= 1, status
+
+
+def test_the_daemon_raises_its_descriptor_limit_and_its_jobs_get_the_one_it_was_given(daemon_factory):
+    d: DaemonProcess = daemon_factory(start=False)
+    d.command = ["prlimit", "--nofile=512:4096", "--", sys.executable, "-m", "ccxd"]
+    d.start()
+    assert rpc(d, "daemon.status")["fd_limit"] == 4096
+    assert "file-descriptor limit: 4096 (raised from 512" in d.log()
+    res = ccxctl("run", "ulimit -Sn; ulimit -Hn", env=victim_env(XDG_RUNTIME_DIR=str(d.runtime)))
+    assert (res.returncode, res.stdout) == (0, b"512\n4096\n"), res.stderr
