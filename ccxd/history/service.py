@@ -65,8 +65,8 @@ def _unix_socket_exposure(path: Path) -> str | None:
         checked = trust.check_socket_dir(path)
         st = os.lstat(checked)
         dst = os.stat(checked.parent)
-    except trust.Untrusted as exc:
-        return f"its socket's directory is not yours alone ({exc})"
+    except trust.Untrusted:
+        return f"its socket {path} is in a directory another user owns or can change"
     except OSError as exc:
         return f"its socket {path} cannot be checked ({exc.strerror})"
     if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.getuid():

@@ -167,6 +167,26 @@ async def test_a_redis_without_password_is_refused_unless_allowed_and_then_warne
     assert shown.returncode == 0 and b"WARNING: redis_url" in shown.stdout, shown
 
 
+def test_a_unix_socket_of_another_user_is_held_to_the_tcp_rule(
+    daemon_factory: Any, attacker: int, lair: Path, redises: list[TcpRedis]
+) -> None:
+    # A Redis socket anyone may connect to, in a directory the other user owns (like /run/redis).
+    sock = lair / "redis.sock"
+    shared = TcpRedis(lair, "--unixsocket", str(sock), "--unixsocketperm", "777", user=ATTACKER)
+    redises.append(shared.start())
+    d = daemon_factory(extra_env={"CCXD_REDIS_URL": f"unix://{sock}"}, start=False)
+    res = run_ccxd(d)
+    assert res.returncode == 78, res
+    line = single_line(res)
+    assert f"redis_url = 'unix://{sock}' is refused" in line and "another user owns" in line, line
+    assert "redis_allow_unauthenticated = true" in line, line
+    assert shared.cli("DBSIZE").strip() == b"0"
+    # With a password (an ACL user) the same socket is fine: it authenticates like TCP.
+    shared.cli("ACL", "SETUSER", "ccxd", "on", ">pw", "~*", "&*", "+@all", user=ATTACKER)
+    d = daemon_factory(extra_env={"CCXD_REDIS_URL": f"unix://ccxd:pw@{sock}"})
+    assert "unauthenticated" not in d.log()
+
+
 # -- (2) an ACL user with a password ----------------------------------------------------------
 
 
