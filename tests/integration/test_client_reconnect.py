@@ -7,6 +7,7 @@ import gc
 import hashlib
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -166,20 +167,34 @@ async def _until(check, timeout: float, why) -> None:
         await asyncio.sleep(0.02)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.usefixtures("_shim")
-async def test_followers_resume_across_daemon_kills(daemon_factory, tmp_root, caplog):
+@pytest.mark.parametrize("transport", ["unix", "websocket"])
+async def test_followers_resume_across_daemon_kills(daemon_factory, tmp_root, caplog, transport):
     """`ccxctl attach` and the client's run() follow jobs across 10 SIGKILLs and restarts."""
     root = tmp_root / "d"
-    d = daemon_factory(root=root)
+    # Over WebSocket, every daemon listens on the same port (as a configured one would).
+    env = {"CCXD_WS_PORT": str(_free_port())} if transport == "websocket" else {}
+    d = daemon_factory(root=root, extra_env=env)
     go = tmp_root / "go"
-    client = await connect(d.socket, reconnect_timeout=30)
+    if transport == "websocket":
+        where, via = d.ws_url, ["--url", d.ws_url, "--token-file", str(d.token_path)]
+        client = await connect(where, token_file=d.token_path, reconnect_timeout=30)
+    else:
+        where, via = str(d.socket), ["--socket", str(d.socket)]
+        client = await connect(where, reconnect_timeout=30)
     attached = await client.start(TICKER.format(go=go))
     out_path, err_path = tmp_root / "attach.out", tmp_root / "attach.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         attach = subprocess.Popen(
-            [sys.executable, "-m", "ccxctl", "attach", attached.id],
-            env=dict(d.env, CCXD_SOCKET=str(d.socket)),
+            [sys.executable, "-m", "ccxctl", *via, "attach", attached.id],
+            env=d.env,
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -214,7 +229,7 @@ async def test_followers_resume_across_daemon_kills(daemon_factory, tmp_root, ca
             d.stop(signal.SIGKILL)
             if cycle % 3 == 1:
                 await asyncio.sleep(0.5)  # a daemon away a while, not only a quick restart
-            d = await asyncio.to_thread(daemon_factory, root=root)
+            d = await asyncio.to_thread(daemon_factory, root=root, extra_env=env)
         go.touch()
         await asyncio.wait_for(runner, 15)
         code = await asyncio.to_thread(attach.wait, 15)
