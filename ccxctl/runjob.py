@@ -206,12 +206,17 @@ def run_job(opts: RunOptions) -> int:
 
 
 def _stream(conn: object, opts: RunOptions) -> int:
-    from ccxctl.blocking import BlockingConnection
+    from ccxctl.blocking import BlockingConnection, ConnectionLost
 
     assert isinstance(conn, BlockingConnection)
     started: list[str] = []
     try:
         return _follow(conn, opts, started)
+    except ConnectionLost as exc:
+        if started:  # under its shim the job outlives the daemon: say how to follow it again
+            again = f"`ccxctl attach {started[-1]}` follows the job once ccxd is back"
+            raise ConnectionLost(f"{exc} ({again})") from None
+        raise
     except BrokenPipeError:
         # Nobody reads any more (`| head -1`): end the job as SIGPIPE would end it
         # outside ccxd, and leave quietly like any Unix filter.
@@ -248,7 +253,8 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
                 conn.send("job.cancel", JobRef(job_id))
             continue
         if item is None:
-            _say("the daemon closed the connection")
+            lost = f"lost the connection to ccxd at {conn.path}: the daemon closed the connection"
+            _say(f"{lost} (`ccxctl attach {job_id}` follows the job once ccxd is back)" if job_id else lost)
             return 1
         _, msg = item
         if msg.id is None and msg.error is not UNSET:

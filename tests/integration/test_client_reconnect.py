@@ -20,6 +20,7 @@ from ccxd.client.connection import ConnectionLost
 from ccxd.protocol import JobFinished, JobInfo, OutputChunk
 from ccxd.supervision.shim import find_shim
 from tests.conftest import REQUIRE_TOOLS
+from tests.integration.helpers import job_pids
 
 
 class DroppingProxy:
@@ -290,3 +291,32 @@ async def test_followers_give_up_on_a_daemon_that_stays_away(daemon_factory, tmp
     assert attach.returncode == 1
     assert err.decode() == f"ccxctl: lost the daemon at unix:{d.socket}: gave up after 2 s\n"
     assert 2 <= waited < 2 + 3
+
+
+@pytest.mark.usefixtures("_shim")
+def test_run_on_a_daemon_killed_says_how_to_follow_the_job_again(daemon_factory, tmp_root):
+    """``ccxctl run``'s fast path does not reconnect: one line naming the job to attach to, exit 1."""
+    d = daemon_factory(root=tmp_root / "d")
+    go = tmp_root / "go"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "ccxctl", "--socket", str(d.socket), "run", TICKER.format(go=go)],
+        env=d.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert run.stdout is not None
+        assert run.stdout.readline() == b"line 0\n"
+        d.stop(signal.SIGKILL)
+        _, err = run.communicate(timeout=15)
+        line = err.decode()
+        named = re.search(r"`ccxctl attach (\S+)` follows the job once ccxd is back\)\n$", line)
+        assert named is not None, line
+        assert job_pids(named.group(1)), "the job named is not running on"
+    finally:
+        if run.poll() is None:
+            run.kill()
+        go.touch()
+    assert run.returncode == 1
+    assert line.count("\n") == 1 and line.startswith(f"ccxctl: lost the connection to ccxd at {d.socket}: ")
