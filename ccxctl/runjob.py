@@ -59,7 +59,7 @@ def parse_env(items: list[str], environ: Mapping[str, str], where: str = "--env"
             )
         if not sep:
             if key not in environ:
-                raise ValueError(f"{where}: {key} is not set in ccxctl's environment")
+                raise ValueError(f"{where}: {key} is not set in ccxctl's environment (give KEY=VALUE)")
             value = environ[key]
         env[key] = value
     return env
