@@ -189,7 +189,9 @@ class Recorder:
         Their leftover processes are killed (a job nobody supervises must not
         run on), and output that reached the spool but not the store is saved.
         Only jobs with a job file (the private runtime directory) have processes
-        killed: what the store alone says could come from whoever else writes to it.
+        killed, and a job file that says a job ran still has its leftovers killed
+        when the store calls it finished: the store alone could be whoever else
+        writes to it.
         Jobs in ``taken_over`` are left alone: Claude retry attempts already queued
         again, and jobs this daemon adopted (still running under their shims).
         """
@@ -198,11 +200,16 @@ class Recorder:
             unfinished = await self.store.unfinished_jobs()
             known = {j.id for j in unfinished}
             on_disk: set[str] = set()
+            settled: set[str] = set()  # finished says the store, not the job file
             for admitted in jobfile.load_all(jobs_dir):
+                if admitted.id in taken_over:
+                    continue  # adopted or queued again: its job file is in use
                 on_disk.add(admitted.id)
                 stored = await self.store.get_job(admitted.id)
                 if stored is not None and stored.state is JobState.FINISHED:
                     jobfile.remove(jobs_dir, admitted.id)
+                    if admitted.state is not JobState.FINISHED:
+                        settled.add(admitted.id)
                 elif admitted.state is JobState.FINISHED:  # its outcome never reached the store
                     self._import_spool(spool_dir, admitted, await self.store.output_end(admitted.id))
                     self.writer.submit(SaveJob(admitted))
@@ -215,9 +222,12 @@ class Recorder:
             log.error("cannot look for lost jobs: %s", exc)
             return []
         unfinished = [j for j in unfinished if j.id not in taken_over]
-        if not unfinished:
+        if not unfinished and not settled:
             return []
-        killed = _kill_marked({j.id for j in unfinished if j.id in on_disk})
+        killed = _kill_marked({j.id for j in unfinished if j.id in on_disk} | settled)
+        for job_id in sorted(settled & killed.keys()):
+            n = killed[job_id]
+            log.warning("job %s: recorded as finished, yet %d leftover process(es) ran: killed", job_id, n)
         lost = []
         for info in unfinished:
             imported, stream_bytes = self._import_spool(spool_dir, info, await self.store.output_end(info.id))
