@@ -187,6 +187,28 @@ def test_a_unix_socket_of_another_user_is_held_to_the_tcp_rule(
     assert "unauthenticated" not in d.log()
 
 
+def test_a_store_key_others_could_read_or_another_user_owns_stops_the_daemon(
+    daemon_factory: Any, attacker: int
+) -> None:
+    d = daemon_factory()  # the private embedded Redis: the key is made at the first start
+    d.stop()
+    key = d.state / "ccxd" / "store.key"
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    made = key.read_bytes()
+    for change, words in (
+        (lambda: os.chmod(key, 0o644), "open to others"),
+        (lambda: os.chown(key, attacker, -1), "owned by uid"),
+    ):
+        change()
+        res = run_ccxd(d)
+        assert res.returncode == 78, res
+        line = single_line(res)
+        assert str(key) in line and words in line and "remove it" in line, line
+        os.chown(key, os.getuid(), -1)
+        os.chmod(key, 0o600)
+    assert key.read_bytes() == made  # refused, never tightened or replaced behind the user's back
+
+
 # -- (2) an ACL user with a password ----------------------------------------------------------
 
 
