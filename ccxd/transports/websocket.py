@@ -66,6 +66,7 @@ log = logging.getLogger("ccxd.transports.ws")
 _WRITE_LIMIT = (1024 * 1024, 256 * 1024)  # high, low water marks of the write buffer
 _CLOSE_TIMEOUT = 5.0
 _LOG_EVERY = 10.0  # seconds between "refused before the handshake" log lines while it lasts
+_LOG_PEERS = 256  # addresses counted by name between two of those lines; the rest are "other addresses"
 
 
 class StartupRefused(PermissionError):
@@ -210,8 +211,10 @@ class WebSocketServer:
             config.ws_handshakes_per_peer,
             fd_budget(self.fd_limit, config.fd_reserve),
         )
-        self._last_log = 0.0
-        self._unlogged: dict[str, int] = {}
+        self._last_log = -_LOG_EVERY
+        self._log_timer: asyncio.TimerHandle | None = None
+        self._unlogged: dict[str, int] = {}  # refusals not logged yet, per address (bounded)
+        self._unlogged_why: dict[Refusal, int] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -298,6 +301,9 @@ class WebSocketServer:
                 self._sock.close()
             return
         self._server.close()
+        if self._log_timer is not None:
+            self._log_timer.cancel()
+            self._log_refused()
         for ws in list(self._refused):
             ws.transport.abort()
         try:
@@ -326,28 +332,37 @@ class WebSocketServer:
     # -- handshake ------------------------------------------------------------
 
     def _refused_on_accept(self, peer: str, why: Refusal) -> None:
-        """Log refusals before the handshake, one line per ``_LOG_EVERY`` seconds at most."""
-        self._unlogged[peer] = self._unlogged.get(peer, 0) + 1
-        now = time.monotonic()
-        if now - self._last_log < _LOG_EVERY:
+        """Count a refusal before the handshake for the log: one line per ``_LOG_EVERY`` seconds at most."""
+        if peer in self._unlogged or len(self._unlogged) < _LOG_PEERS:
+            self._unlogged[peer] = self._unlogged.get(peer, 0) + 1
+        else:
+            self._unlogged["other addresses"] = self._unlogged.get("other addresses", 0) + 1
+        self._unlogged_why[why] = self._unlogged_why.get(why, 0) + 1
+        if self._log_timer is not None:
             return
+        wait = max(0.0, self._last_log + _LOG_EVERY - time.monotonic())
+        self._log_timer = asyncio.get_running_loop().call_later(wait, self._log_refused)
+
+    def _log_refused(self) -> None:
+        self._log_timer = None
+        self._last_log = time.monotonic()
+        peers = sorted(self._unlogged.items(), key=lambda item: -item[1])
         gate = self.gate
-        peers = ", ".join(f"{n} from {p}" for p, n in sorted(self._unlogged.items(), key=lambda i: -i[1])[:5])
+        causes = {
+            "handshakes": f"{gate.max_pending} connections had not logged in yet (ws_handshakes_max)",
+            "peer": f"{gate.max_per_peer} from the same address had not logged in yet "
+            "(ws_handshakes_per_peer)",
+            "descriptors": f"the daemon held {gate.budget} of its {self.fd_limit} descriptors, "
+            "the rest being kept for jobs and the Unix socket (fd_reserve)",
+        }
         log.warning(
-            "refused %d WebSocket connection(s) as accepted, before their handshake (%s; last: %s): "
-            "%d not logged in yet (ws_handshakes_max %d, ws_handshakes_per_peer %d), "
-            "%d descriptors kept for jobs and the Unix socket of %d",
-            sum(self._unlogged.values()),
-            peers,
-            why,
-            gate.pending,
-            gate.max_pending,
-            gate.max_per_peer,
-            self.fd_limit - gate.budget,
-            self.fd_limit,
+            "refused %d WebSocket connection(s) as accepted, before their handshake (%s): %s",
+            sum(self._unlogged_why.values()),
+            ", ".join(f"{n} from {p}" for p, n in peers[:5]) + (", …" if len(peers) > 5 else ""),
+            "; ".join(f"{n} because {causes[why]}" for why, n in self._unlogged_why.items()),
         )
-        self._last_log = now
         self._unlogged.clear()
+        self._unlogged_why.clear()
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         response = self._admit(ws, request)

@@ -162,6 +162,8 @@ def test_idle_connections_of_another_user_cost_the_victim_nothing(
     assert isinstance(refused, dict), during
     assert refused["ws_handshakes"] + refused["ws_peer"] + refused["ws_descriptors"] > 0, refused
     assert refused["unix_descriptors"] == 0, refused
+    logged = [line for line in d.log().splitlines() if "before their handshake" in line]
+    assert logged and "from 127.0.0.1" in logged[0], d.log()[-3000:]
     lines = shown.stdout.decode().splitlines()
     assert f"descriptors\tlimit {FD_LIMIT}" in lines, lines
     assert any(line.startswith("turned away\t") and "WebSocket connections before login" in line for line in lines)
