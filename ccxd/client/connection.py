@@ -243,7 +243,9 @@ class Client:
                 async with asyncio.timeout_at(deadline):
                     transport = await self._opener()
                 break
-            except TransportError:
+            except TransportError as exc:
+                if exc.denied or exc.untrusted:  # no use waiting: say why at once
+                    return ConnectionLost(f"lost the daemon at {self._transport.description}: {exc}")
                 left = deadline - loop.time()
                 if left <= 0:
                     return gave_up

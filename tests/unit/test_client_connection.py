@@ -94,14 +94,17 @@ class Conn:
         self.inbox.put_nowait(None)
 
 
-def client_over(conns: list[Conn], reconnect_timeout: float = 5.0) -> Client:
-    """A client on ``conns[0]`` that reopens ``conns[1:]`` in turn, then finds nothing listening."""
+NOT_RUNNING = TransportError("ccxd is not running (nothing listens on /fake/ccxd.sock)", not_running=True)
+
+
+def client_over(conns: list[Conn], reconnect_timeout: float = 5.0, then: TransportError = NOT_RUNNING) -> Client:
+    """A client on ``conns[0]`` that reopens ``conns[1:]`` in turn, then gets ``then``."""
     rest = iter(conns[1:])
 
     async def opener() -> Conn:
         conn = next(rest, None)
         if conn is None:
-            raise TransportError("ccxd is not running (nothing listens on /fake/ccxd.sock)", not_running=True)
+            raise then
         return conn
 
     return Client(conns[0], opener, reconnect_timeout)  # type: ignore[arg-type]
@@ -197,3 +200,22 @@ async def test_the_end_is_not_lost_to_a_full_queue(loop_errors):
 
     with pytest.raises(ClientError, match="client closed|connection to the daemon lost"):
         await asyncio.wait_for(rest(), 5)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        TransportError("ws://h:8003/ws: authentication failed (token missing or wrong)", denied=True),
+        TransportError("refusing /fake/ccxd.sock: its directory is owned by mallory", untrusted=True),
+    ],
+    ids=["denied", "untrusted"],
+)
+async def test_a_daemon_that_refuses_us_or_that_we_refuse_ends_the_follower_at_once(loop_errors, refusal):
+    client = client_over([Conn(upto=8)], reconnect_timeout=30, then=refusal)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(ClientError) as info:
+        await asyncio.wait_for(follow_all(client), 5)
+    assert str(info.value) == f"lost the daemon at unix:/fake/ccxd.sock: {refusal}"
+    assert loop.time() - began < 1  # not the 30 s of a daemon away
+    await client.close()
