@@ -63,6 +63,7 @@ Event = Struct
 
 _QUEUE_DEPTH = 256  # events buffered per followed job before we stop reading the socket
 RECONNECT_TIMEOUT = 60.0
+_LAST_TRY = 1.0  # seconds the try made at the reconnect deadline may take
 """How long a client keeps reconnecting to a daemon that went away (``$CCXD_RECONNECT_TIMEOUT``)."""
 
 
@@ -160,6 +161,7 @@ class Client:
         self._started: set[str] = set()
         # When the connection was lost (loop time), until a new one answers: bounds the outage.
         self._outage: float | None = None
+        self._delay = 0.0  # before the next try to reconnect
         # Set, then replaced, at each reconnect and when the client ends: follow() waits on it.
         self._reconnected = asyncio.Event()
         self._closed: BaseException | None = None
@@ -233,24 +235,27 @@ class Client:
         loop = asyncio.get_running_loop()
         if self._outage is None:
             self._outage = loop.time()
+            self._delay = 0.0  # the first try at once, then backing off up to 1 s
         deadline = self._outage + self._reconnect_timeout
         gave_up = ConnectionLost(
             f"lost the daemon at {self._transport.description}: gave up after {self._reconnect_timeout:g} s"
         )
-        delay = 0.05
         while not self._closing:
+            # The back-off also spaces connections that were accepted and then lost
+            # before they answered (a daemon crash-looping): they continue this outage.
+            if self._delay:
+                left = deadline - loop.time()
+                if left <= 0:
+                    return gave_up
+                await asyncio.sleep(min(self._delay, left))  # the last try is at the deadline
+            self._delay = min(max(self._delay * 2, 0.05), 1.0)
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(max(deadline, loop.time() + _LAST_TRY)):
                     transport = await self._opener()
                 break
             except TransportError as exc:
                 if exc.denied or exc.untrusted:  # no use waiting: say why at once
                     return ConnectionLost(f"lost the daemon at {self._transport.description}: {exc}")
-                left = deadline - loop.time()
-                if left <= 0:
-                    return gave_up
-                await asyncio.sleep(min(delay, left))  # the last try is at the deadline
-                delay = min(delay * 2, 1.0)
             except TimeoutError:
                 return gave_up
         else:
