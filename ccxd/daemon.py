@@ -351,6 +351,8 @@ class Daemon:
         store = history.store
 
         async def read_metrics(limit: int) -> list[CommandMetrics]:
+            if not history.writer.degraded:  # read our own writes: a job counted a moment ago is shown
+                await history.writer.flush(min(1.0, self.config.store_timeout))
             return await asyncio.wait_for(store.metrics(limit), self.config.store_timeout)
 
         metrics = Metrics(history.writer.submit, read_metrics)
