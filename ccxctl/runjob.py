@@ -353,6 +353,8 @@ def _run_remote(opts: RunOptions, url: str) -> int:
                 fut = asyncio.ensure_future(client.cancel(job.id))
                 pending.add(fut)
                 fut.add_done_callback(pending.discard)
+                # A cancel lost with the connection: the job's events still say how it ended.
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, cancel)
             try:
