@@ -351,6 +351,7 @@ class WebSocketTransport:
             reason = {
                 401: "authentication failed (token missing or wrong)",
                 403: "forbidden",
+                404: "HTTP 404: no WebSocket endpoint there (ccxd serves /ws)",
                 429: "too many failed attempts; try later",
             }.get(code, f"HTTP {code}")
             raise TransportError(f"{url}: {reason}", denied=code in (401, 403, 429)) from None

@@ -82,3 +82,10 @@ def test_an_http_url_is_one_line_saying_what_was_meant(daemon, cmd):
     res = remote(daemon, "--url", "tcp://127.0.0.1:1", *cmd)
     assert res.returncode == 2 and res.stderr.count(b"\n") == 1, res.stderr
     assert b"expected a socket path, unix:PATH, or ws://HOST[:PORT][/ws]" in res.stderr
+
+
+def test_a_wrong_path_says_where_the_endpoint_is(daemon):
+    url = f"ws://127.0.0.1:{daemon.ws_port}/nothing"
+    res = remote(daemon, "--url", url, "--token-file", str(daemon.token_path), "status")
+    assert res.returncode == 1
+    assert res.stderr.decode() == f"ccxctl: {url}: HTTP 404: no WebSocket endpoint there (ccxd serves /ws)\n"
