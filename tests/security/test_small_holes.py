@@ -217,7 +217,7 @@ def test_env_name_unset_or_env_file_missing_is_said_in_one_line(daemon, tmp_root
 
 # -- secret values in what is kept --------------------------------------------------------
 
-SECRETS = (b"sk-verysecret", b"hunter2", b"s3cr3t-pw")
+SECRETS = (b"sk-verysecret", b"hunter2", b"s3cr3t-pw", b"daemon-side-77")
 
 
 def grep_tree(root: Path, needles: tuple[bytes, ...]) -> list[str]:
@@ -234,12 +234,13 @@ def grep_tree(root: Path, needles: tuple[bytes, ...]) -> list[str]:
     return found
 
 
-def test_secret_values_never_reach_records_history_logs_job_files_or_the_aof(daemon, tmp_root: Path):
+def test_secret_values_never_reach_records_history_logs_job_files_or_the_aof(daemon_factory, tmp_root: Path):
+    daemon = daemon_factory(extra_env={"DEPLOY_TOKEN": "daemon-side-77"})  # a secret of the daemon's own
     go = tmp_root / "go"
     command = (
         'test "$API_KEY" = sk-verysecret && echo the job sees its key; '
         f"while [ ! -e {go} ]; do sleep 0.02; done; "
-        ": curl https://u:hunter2@example.invalid/ --password s3cr3t-pw"
+        ": curl https://u:hunter2@example.invalid/ --password s3cr3t-pw; : daemon-side-77"
     )
     env = dict(daemon.env, CCXD_SOCKET=str(daemon.socket), API_KEY="sk-verysecret")
     proc = subprocess.Popen(
