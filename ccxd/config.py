@@ -534,11 +534,20 @@ def render(loaded: LoadedConfig) -> str:
         source = loaded.sources[f.name]
         if f.name == "redis_url":
             value = redact_url(value)
+        if f.name == "command_hooks":  # a webhook URL or a --token in a hook program's command
+            value = [_shown_hook(h) for h in value]
         if value is None:
             lines.append(f"# {f.name} is unset  # {source}")
         else:
             lines.append(f"{f.name} = {_toml_value(value)}  # {source}")
     return "\n".join(lines) + "\n"
+
+
+def _shown_hook(hook: CommandHook) -> CommandHook:
+    from ccxd.redact import redact_argv, redact_text
+
+    shown = redact_text(hook.command) if isinstance(hook.command, str) else redact_argv(hook.command)
+    return msgspec.structs.replace(hook, command=shown)
 
 
 def _toml_value(value: object) -> str:

@@ -319,6 +319,20 @@ def test_a_failed_start_keeps_its_secret_out_of_the_error(daemon):
     assert "s3cr3t-pw" not in daemon.log()
 
 
+def test_print_config_shows_no_password_of_a_hook_program(tmp_root: Path):
+    hook = {
+        "name": "notify",
+        "point": "post_execution",
+        "command": "curl -s https://hooks:w3bh00k-pass@example.invalid/n --token t0ps3cret-hook",
+    }
+    d = DaemonProcess(tmp_root / "d", {"CCXD_COMMAND_HOOKS": json.dumps([hook])}, ["--print-config"])
+    res = subprocess.run(d.command + d.args, env=d.env, capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    [line] = [ln for ln in res.stdout.decode().splitlines() if ln.startswith("command_hooks = ")]
+    assert "https://hooks:***@example.invalid/n --token ***" in line
+    assert "w3bh00k-pass" not in line and "t0ps3cret-hook" not in line
+
+
 # -- hooks that block -----------------------------------------------------------------------
 
 BLOCKING_ASYNC_HOOK = """
