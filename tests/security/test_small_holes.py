@@ -388,9 +388,8 @@ def test_an_async_hook_that_blocks_the_loop_is_reported_then_disabled(daemon_fac
         r"\(the last for \d\.\ds\); fix it and reload",
         note,
     ), note
-    started = time.monotonic()
     job = run_json(d, "echo job 4")
-    assert "hooks" not in job and time.monotonic() - started < 1.5  # runs without it
+    assert "hooks" not in job and job["exit_code"] == 0  # runs without it
     assert d.log().count("stall.stall (post_execution) disabled") == 1
     ccxctl(d, "reload")  # the user fixed it (or not): loaded afresh, counted from zero
     assert hook_notes(d) == []
