@@ -19,6 +19,13 @@ import pytest
 REQUIRE_TOOLS = os.environ.get("CCXD_REQUIRE_TOOLS") == "1" or os.environ.get("CI") == "true"
 
 
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now (8003 may be another daemon's on this machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def require_tool(name: str) -> str:
     """Path of ``name``; skip when missing, but fail under CI (CCXD_REQUIRE_TOOLS=1)."""
     path = shutil.which(name)

@@ -38,7 +38,7 @@ def test_bad_memory_value_is_refused_precisely(daemon_factory):
 def test_history_show_has_limits_and_usage(daemon_factory):
     d = daemon_factory(extra_env={"CCXD_STORE": "memory"})
     res = ccxctl(d, "run", "--json", "--memory", "256M", "--pids", "64", "true")
-    job_id = json.loads(res.stdout.splitlines()[-1])["params"]["job"]["id"]
+    job_id = json.loads(res.stdout.splitlines()[-1])["data"]["job"]["id"]
     shown = ccxctl(d, "history", "show", job_id).stdout.decode()
     assert "limits:   memory 256.0M, pids 64" in shown
     assert "usage:    cpu " in shown and "memory peak" in shown

@@ -25,17 +25,10 @@ import pytest
 from ccxd.client import RemoteError
 from ccxd.protocol import HistoryParams, JobFinished, JobList, JobRetry, OutputChunk
 from ccxd.store import keys
-from tests.conftest import require_tool
+from tests.conftest import free_port, require_tool
 from tests.security.conftest import ATTACKER
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TcpRedis:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REQUIRE_TOOLS, require_tool
+from tests.conftest import REQUIRE_TOOLS, free_port, require_tool
 from tests.deb_build import build_deb
 
 from .machine import Machine, debian_tree
@@ -41,6 +41,8 @@ def machine() -> Iterator[Machine]:
         # Lingering: the user's manager runs without a login, as on a server.
         m.run(f"loginctl enable-linger {USER} && systemctl start user@$(id -u {USER}).service")
         m.run("systemctl --user is-system-running --wait", user=USER)
+        # The container shares the host's network, where another daemon may hold 8003.
+        m.run(f"systemctl --user set-environment CCXD_WS_PORT={free_port()}", user=USER)
         yield m
     finally:
         m.shutdown()

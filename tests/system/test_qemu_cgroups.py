@@ -48,26 +48,13 @@ def guest() -> Iterator[dict[str, Any]]:
 
 
 def _events(jsonl: str) -> tuple[str, dict[str, Any]]:
-    """The output and the final job record of a ``ccxctl run --json`` transcript."""
+    """The output and the final job record of a ``ccxctl run|attach --json`` transcript."""
     out, job = [], None
     for line in jsonl.splitlines():
         msg = json.loads(line)
-        if msg.get("method") == "job.output":
-            out.append(msg["params"]["data"])
-        elif msg.get("method") == "job.finished":
-            job = msg["params"]["job"]
-    assert job is not None, jsonl
-    return "".join(out), job
-
-
-def _attach_events(jsonl: str) -> tuple[str, dict[str, Any]]:
-    """The output and the final job record of a ``ccxctl attach --json`` transcript."""
-    out, job = [], None
-    for line in jsonl.splitlines():
-        msg = json.loads(line)
-        if msg["event"] == "OutputChunk":
+        if msg["event"] == "job.output":
             out.append(msg["data"]["data"])
-        elif msg["event"] == "JobFinished":
+        elif msg["event"] == "job.finished":
             job = msg["data"]["job"]
     assert job is not None, jsonl
     return "".join(out), job
@@ -114,7 +101,7 @@ def test_a_job_adopted_after_a_restart_keeps_its_cgroup_and_memory_limit(guest: 
     why = (guest["adopted-unit"], guest["adopted-daemon-cgroup"], guest["adopted-journal"])
     assert guest["adopted-status"], why
     assert json.loads(guest["adopted-status"])["cgroups"].startswith("v2 "), why
-    out, job = _attach_events(guest["adopted"])
+    out, job = _events(guest["adopted"])
     assert job["id"] == before[0]["id"] and job.get("cgroup") == before[0]["cgroup"], (job, why)
     assert job["limits"]["memory"] == 64 * 1024 * 1024
     # The daemon that adopted the job saw it hit the limit it was started with.
