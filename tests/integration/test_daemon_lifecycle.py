@@ -76,7 +76,20 @@ def test_drain_lets_short_jobs_finish(daemon_factory):
     job = c.call("job.start", {"command": "sleep 0.5; echo finished"})["result"]
     assert d.stop(signal.SIGTERM) == 0
     log = d.log()
-    assert f"job {job['id']} finished: exited (exit 0" in log
+    assert f"job {job['id']} finished: exited (exit 0) in " in log  # never "signal None"
+
+
+def test_a_jobs_end_is_logged_as_its_exit_code_or_its_signal(daemon):
+    c = RawConnection(daemon.socket)
+    ids = []
+    for req_id, command in enumerate(("exit 3", "kill -TERM $$"), 1):
+        ids.append(c.call("job.start", {"command": command, "subscribe": True}, req_id=req_id)["result"]["id"])
+        while c.recv().get("method") != "job.finished":
+            pass
+    log = daemon.log()
+    assert f"job {ids[0]} finished: exited (exit 3) in " in log
+    assert f"job {ids[1]} finished: killed (signal 15) in " in log
+    assert "signal None" not in log and "exit None" not in log
 
 
 def test_a_clean_stop_leaves_no_job_files_and_loses_no_record(daemon_factory, tmp_root):
