@@ -44,13 +44,13 @@ import ipaddress
 import math
 import os
 import secrets
-import stat
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol, TypeAlias
 from urllib.parse import parse_qsl, urlsplit
 
+from ccxd import secretfile
 from ccxd.protocol import (
     WS_BEARER_PREFIX,
     WS_CLIENT_NONCE,
@@ -107,43 +107,16 @@ def load_or_create_token(path: Path) -> tuple[str, bool]:
         raise PermissionError(f"{parent} is owned by uid {st.st_uid}, not by us ({os.getuid()})")
     if st.st_mode & 0o077:
         os.chmod(parent, 0o700)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        return _read_token(path), False
-    token = generate_token()
-    try:
-        os.write(fd, f"{token}\n".encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return token, True
-
-
-def _read_token(path: Path) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise PermissionError(f"cannot read the token file {path}: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise PermissionError(f"the token file {path} is not a regular file")
-        if st.st_uid != os.getuid():
-            raise PermissionError(f"the token file {path} is owned by uid {st.st_uid}, not by us")
-        if st.st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-        raw = os.read(fd, 4096)
-    finally:
-        os.close(fd)
+    raw, created = secretfile.load_or_create(
+        path, "the token file", lambda: f"{generate_token()}\n".encode("ascii"), open_to_others="tighten"
+    )
     token = raw.decode("utf-8", errors="replace").strip()
     if len(token) < _MIN_TOKEN_LENGTH or any(c.isspace() or not c.isprintable() for c in token):
         raise PermissionError(
             f"the token file {path} does not hold a usable token (at least {_MIN_TOKEN_LENGTH} "
             "printable characters); delete it and ccxd makes a new one"
         )
-    return token
+    return token, created
 
 
 def is_loopback_host(host: str) -> bool:
