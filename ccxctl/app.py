@@ -898,6 +898,19 @@ def doctor(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     raise typer.Exit(run_checks(Path(config) if config else None, print, as_json=json_out))
 
 
+@app.command("mcp")
+def mcp_cmd(ctx: typer.Context) -> None:
+    """Serve ccxd's tools to an AI agent over MCP on stdin/stdout (claude mcp add ccxd -- ccxctl mcp)."""
+    try:
+        from ccxd.mcp.stdio import serve_stdio
+    except ImportError as exc:
+        if exc.name is None or not exc.name.startswith(("mcp", "pydantic", "anyio")):
+            raise
+        raise _fail("`ccxctl mcp` needs the MCP SDK: pip install 'ccxd[mcp]'") from None
+    target = _target(ctx)
+    serve_stdio(target.url or target.socket, target.token_file)
+
+
 def run_app(args: list[str]) -> int:
     """Run the typer app on ``args`` and return its exit code."""
     try:
