@@ -18,20 +18,26 @@ from tests.conftest import DaemonProcess
 __all__ = ["call", "ccxctl_mcp", "mcp_session", "text_of"]
 
 
-def ccxctl_mcp(daemon: DaemonProcess, cwd: Path | None = None) -> StdioServerParameters:
-    """How an MCP client starts ``ccxctl mcp`` for ``daemon`` (this tree's ccxctl)."""
-    return StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "ccxctl", "mcp"],
-        env={"CCXD_SOCKET": str(daemon.socket)},
-        cwd=str(cwd) if cwd else None,
-    )
+def ccxctl_mcp(
+    daemon: DaemonProcess, cwd: Path | None = None, url: str | None = None
+) -> StdioServerParameters:
+    """How an MCP client starts ``ccxctl mcp`` for ``daemon`` (this tree's ccxctl).
+
+    With ``url``, over the daemon's WebSocket with its token (``ccxctl --url URL mcp``).
+    """
+    args, env = ["-m", "ccxctl", "mcp"], {"CCXD_SOCKET": str(daemon.socket)}
+    if url is not None:
+        args[2:2] = ["--url", url]
+        env = {"CCXD_SOCKET": "/nonexistent/ccxd.sock", "CCXD_TOKEN_FILE": str(daemon.token_path)}
+    return StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(cwd) if cwd else None)
 
 
 @contextlib.asynccontextmanager
-async def mcp_session(daemon: DaemonProcess, cwd: Path | None = None) -> AsyncIterator[ClientSession]:
+async def mcp_session(
+    daemon: DaemonProcess, cwd: Path | None = None, url: str | None = None
+) -> AsyncIterator[ClientSession]:
     """An initialized MCP session with a ``ccxctl mcp`` started for ``daemon``."""
-    async with stdio_client(ccxctl_mcp(daemon, cwd)) as (read, write):
+    async with stdio_client(ccxctl_mcp(daemon, cwd, url)) as (read, write):
         async with ClientSession(read, write) as session:
             await session.initialize()
             yield session

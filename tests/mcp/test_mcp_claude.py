@@ -87,3 +87,24 @@ def test_claude_cli_runs_a_job_through_ccxd_mcp(
     with SyncClient(str(daemon.socket)) as client:
         record = client.get(job_id)
     assert record.command == command and record.exit_code == 0 and record.cwd == str(work)
+
+
+async def test_submit_a_claude_prompt(
+    claude_bin: str, fake_api: FakeApi, claude_home: Path, daemon_factory: Any
+) -> None:
+    from tests.mcp.helpers import call, mcp_session
+
+    daemon = daemon_factory({"CCXD_CLAUDE_PROGRAM": claude_bin, "CCXD_CLAUDE_RETRY": "false"})
+    fake_api.script(Stream(text="Hello from a Claude job."))
+    async with mcp_session(daemon, cwd=claude_home) as session:
+        env = claude_env(fake_api, claude_home)
+        done = await call(session, "ccxd_submit", prompt="say hello", env=env, wait=50)
+        for _ in range(3):  # a loaded machine: the answer after 50 s is "still running"
+            if done["finished"]:
+                break
+            done = await call(session, "ccxd_wait", job_id=done["job_id"], timeout=50)
+    assert done["finished"] is True and done["outcome"] == "exit 0", done
+    assert done["claude"]["ok"] is True and done["claude"]["result"] == "Hello from a Claude job."
+    assert done["cwd"] == str(claude_home)
+    [request] = fake_api.messages
+    assert request.body is not None and "say hello" in json.dumps(request.body["messages"])

@@ -51,7 +51,9 @@ async def test_submit_wait_logs_and_resources(daemon: DaemonProcess, tmp_path: P
     assert output.contents[0].text == f"hi\nbye\n{tmp_path}\n"
     assert isinstance(record.contents[0], TextResourceContents)
     rec = json.loads(record.contents[0].text)
-    assert rec["id"] == job_id and rec["exit_code"] == 0 and rec["command"] == "echo hi; sleep 1; echo bye; pwd"
+    assert (
+        rec["id"] == job_id and rec["exit_code"] == 0 and rec["command"] == "echo hi; sleep 1; echo bye; pwd"
+    )
     client = await daemon.client()
     try:
         assert (await client.get(job_id)).exit_code == 0  # the daemon ran it, not the bridge
@@ -64,6 +66,15 @@ async def test_submit_with_wait_answers_with_the_output(daemon: DaemonProcess) -
         done = await call(session, "ccxd_submit", command="echo out; echo err >&2; exit 3", wait=20)
     assert done["finished"] is True and done["outcome"] == "exit 3"
     assert sorted(done["output"].splitlines()) == ["err", "out"]
+
+
+async def test_over_websocket_with_the_token(daemon: DaemonProcess, tmp_path: Path) -> None:
+    async with mcp_session(daemon, cwd=tmp_path, url=daemon.ws_url) as session:
+        done = await call(session, "ccxd_submit", command="echo remote", wait=20)
+        here = await call(session, "ccxd_submit", command="pwd", cwd=str(tmp_path), wait=20)
+    assert done["outcome"] == "exit 0" and done["output"] == "remote\n"
+    # A remote daemon is not told the bridge's directory: it picks its own unless one is named.
+    assert done["cwd"] != str(tmp_path) and here["output"] == f"{tmp_path}\n"
 
 
 async def test_wait_is_bounded_and_cancel_stops_a_long_job(daemon: DaemonProcess) -> None:
@@ -111,7 +122,9 @@ async def test_errors_are_told_to_the_model(daemon: DaemonProcess, tmp_root: Pat
 
 
 def test_without_the_sdk_it_says_how_to_install_it() -> None:
-    script = "import sys; sys.modules['mcp'] = None; from ccxctl.__main__ import main; sys.exit(main(['mcp']))"
+    script = (
+        "import sys; sys.modules['mcp'] = None; from ccxctl.__main__ import main; sys.exit(main(['mcp']))"
+    )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr == "ccxctl: `ccxctl mcp` needs the MCP SDK: pip install 'ccxd[mcp]'\n"
