@@ -55,6 +55,9 @@ class JobTools:
         self._default_cwd = default_cwd
         self._client: Client | None = None
         self._lock = asyncio.Lock()
+        # One follower per waited job, shared by concurrent and repeated waits: two readers
+        # of one job's events would split them, and a wait cut at its bound resumes here.
+        self._waits: dict[str, asyncio.Task[JobInfo]] = {}
 
     async def client(self) -> Client:
         """The connection to the daemon, opened at the first call."""
@@ -65,6 +68,8 @@ class JobTools:
 
     async def close(self) -> None:
         """Close the connection (jobs keep running)."""
+        for task in list(self._waits.values()):
+            task.cancel()
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -114,12 +119,28 @@ class JobTools:
         if info.state != "finished" and limit > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(limit):
-                    info = await client.wait(job_id)
+                    info = await asyncio.shield(self._follower(client, job_id))
         if info.state != "finished":
             info = await client.get(job_id)
         if info.state != "finished":
             return results.still_running(info, limit)
         return await self._with_tail(client, info)
+
+    def _follower(self, client: Client, job_id: str) -> asyncio.Task[JobInfo]:
+        """The task that waits for ``job_id`` to finish, made by the first wait."""
+        task = self._waits.get(job_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(client.wait(job_id))
+            self._waits[job_id] = task
+
+            def done(t: asyncio.Task[JobInfo]) -> None:
+                if self._waits.get(job_id) is t:
+                    del self._waits[job_id]
+                if not t.cancelled():
+                    t.exception()  # retrieved: a waiter that is still there gets it too
+
+            task.add_done_callback(done)
+        return task
 
     async def _with_tail(self, client: Client, info: JobInfo) -> dict[str, Any]:
         out = results.job_summary(info)

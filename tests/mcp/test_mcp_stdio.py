@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -89,6 +90,20 @@ async def test_wait_is_bounded_and_cancel_stops_a_long_job(daemon: DaemonProcess
         done = await call(session, "ccxd_wait", job_id=job_id, timeout=20)
     assert done["finished"] is True and done["outcome"] == "cancelled"
     assert done["output"] == "started\n"
+
+
+async def test_concurrent_waits_for_one_job_all_see_it_finish(daemon: DaemonProcess) -> None:
+    async with mcp_session(daemon) as session:
+        job_id = (await call(session, "ccxd_submit", command="sleep 1; echo done"))["job_id"]
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        waits = [call(session, "ccxd_wait", job_id=job_id, timeout=50) for _ in range(3)]
+        answers = await asyncio.gather(*waits)
+        took = loop.time() - began
+    assert [a["outcome"] for a in answers] == ["exit 0"] * 3
+    assert [a["output"] for a in answers] == ["done\n"] * 3
+    # None sat out its 50 s bound because another waiter took the job's events.
+    assert took < 30
 
 
 async def test_history_and_sessions(daemon: DaemonProcess) -> None:
