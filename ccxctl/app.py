@@ -15,7 +15,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ccxctl.render import describe_outcome, emit_event, emit_json, human_duration, job_rows, table
-from ccxctl.runjob import EX_NOPERM, EX_NOT_RUNNING, RunOptions, env_from, not_running_hint, run_job
+from ccxctl.runjob import (
+    EX_NOPERM,
+    EX_NOT_RUNNING,
+    RunOptions,
+    env_from,
+    not_running_hint,
+    parse_priority,
+    run_job,
+)
 from ccxctl.top import resource_fields
 from ccxd.client import (
     AccessDenied,
@@ -30,6 +38,9 @@ from ccxd.client import (
 from ccxd.protocol import (
     EmptyParams,
     ErrorCode,
+    GroupInfo,
+    GroupList,
+    GroupSetParams,
     HistoryParams,
     HookList,
     HookTestParams,
@@ -73,6 +84,10 @@ app.add_typer(history_app, name="history")
 app.add_typer(sessions_app, name="sessions")
 hooks_app = typer.Typer(help="Hooks: what is loaded, and dry runs.", no_args_is_help=True)
 app.add_typer(hooks_app, name="hooks")
+group_app = typer.Typer(
+    help="Queue groups: how many of a group's jobs run at once, pause and resume.", no_args_is_help=True
+)
+app.add_typer(group_app, name="group")
 
 
 class Target:
@@ -141,6 +156,27 @@ def _with_client(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> 
 
 # -- run ----------------------------------------------------------------------
 
+GroupOpt = Annotated[
+    str | None, typer.Option(help="Queue group: at most its parallel limit run at once (ccxctl group).")
+]
+PriorityOpt = Annotated[
+    str, typer.Option(help="high, normal, low or a number: queued jobs start by priority, then age.")
+]
+AfterOpt = Annotated[
+    list[str] | None,
+    typer.Option("--after", help="Start once this job succeeded (else end dependency_failed); repeatable."),
+]
+AfterAnyOpt = Annotated[
+    list[str] | None, typer.Option("--after-any", help="Start once this job ended, however; repeatable.")
+]
+
+
+def _priority(text: str) -> str | int:
+    try:
+        return parse_priority(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--priority") from None
+
 
 def _parse_env(values: list[str], files: list[str] | None = None) -> dict[str, str]:
     try:
@@ -178,6 +214,10 @@ def run(
     ] = None,
     cpus: Annotated[float | None, typer.Option(help="CPU quota in CPUs, e.g. 1.5.")] = None,
     pids: Annotated[int | None, typer.Option(help="Most processes/threads at once.")] = None,
+    group: GroupOpt = None,
+    priority: PriorityOpt = "normal",
+    after: AfterOpt = None,
+    after_any: AfterAnyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a job, stream its output, exit with its exit code (124 timeout, 130 Ctrl-C)."""
@@ -200,6 +240,10 @@ def run(
         memory=memory,
         cpus=cpus,
         pids=pids,
+        group=group,
+        priority=_priority(priority),
+        after=after or [],
+        after_any=after_any or [],
         json=json_out,
         socket=target.socket,
         url=target.url,
@@ -227,6 +271,10 @@ def claude_cmd(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress on stderr.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the job id and return.")] = False,
+    group: GroupOpt = None,
+    priority: PriorityOpt = "normal",
+    after: AfterOpt = None,
+    after_any: AfterAnyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run Claude Code as a ccxd job; print its result (exit 1 with the error class on failure)."""
@@ -244,6 +292,10 @@ def claude_cmd(
         session=session,
         timeout=timeout,
         include_partial_messages=partial,
+        group=group,
+        priority=_priority(priority),  # type: ignore[arg-type]
+        after=after or [],
+        after_any=after_any or [],
     )
     raise typer.Exit(
         _with_client(ctx, lambda c: claude_job(c, params, json_out=json_out, verbose=verbose, detach=detach))
@@ -767,6 +819,127 @@ def sessions_show(
     table(*job_rows(res.jobs))
 
 
+# -- queue groups and waiting ----------------------------------------------------
+
+
+def _group_rows(groups: list[GroupInfo]) -> None:
+    rows = [
+        [
+            g.name,
+            str(g.parallel) if g.parallel is not None else "-",
+            "paused" if g.paused else "-",
+            str(g.running),
+            str(g.queued),
+            g.source,
+        ]
+        for g in groups
+    ]
+    table(["group", "parallel", "paused", "running", "queued", "limit from"], rows)
+
+
+@group_app.command("list")
+def group_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Groups: their parallel limit, whether paused, jobs running and queued."""
+    res: GroupList = _with_client(ctx, lambda c: c.call("group.list", EmptyParams()))
+    if json_out:
+        emit_json(res)
+        return
+    _group_rows(res.groups)
+
+
+def _group_set(ctx: typer.Context, params: GroupSetParams, json_out: bool) -> None:
+    info: GroupInfo = _with_client(ctx, lambda c: c.call("group.set", params))
+    if json_out:
+        emit_json(info)
+        return
+    _group_rows([info])
+
+
+@group_app.command("set")
+def group_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Group name.")],
+    parallel: Annotated[
+        int, typer.Option(help="Its jobs running at once at most (0: back to the configured limit).")
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Change a group's parallel limit until the daemon stops (the config's groups set it at start)."""
+    _group_set(ctx, GroupSetParams(name=name, parallel=parallel), json_out)
+
+
+@group_app.command("pause")
+def group_pause(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Group name.")], json_out: JsonOpt = False
+) -> None:
+    """Hold the group's queued jobs (its running jobs go on)."""
+    _group_set(ctx, GroupSetParams(name=name, paused=True), json_out)
+
+
+@group_app.command("resume")
+def group_resume(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Group name.")], json_out: JsonOpt = False
+) -> None:
+    """Let the group's queued jobs start again."""
+    _group_set(ctx, GroupSetParams(name=name, paused=False), json_out)
+
+
+@app.command()
+def wait(
+    ctx: typer.Context,
+    jobs: Annotated[list[str] | None, typer.Argument(help="Job ids.")] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Also every job of this group queued or running now.")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds (exit 124).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Wait until the jobs end; print how each ended; exit with the worst of their exit codes."""
+    from ccxctl.runjob import EX_TIMEOUT, exit_code_for
+
+    ids = list(dict.fromkeys(jobs or []))
+    if not ids and group is None:
+        raise typer.BadParameter("name job ids, or --group NAME", param_hint="JOBS")
+
+    async def work(client: Client) -> tuple[list[JobInfo], list[str]]:
+        if group is not None:
+            listed = await client.list(limit=10_000)
+            ids.extend(
+                j.id
+                for j in reversed(listed)
+                if j.group == group and j.id not in ids and j.state != JobState.FINISHED
+            )
+            sys.stderr.write(f"ccxctl: waiting for {len(ids)} job(s): {' '.join(ids)}\n")
+            sys.stderr.flush()
+        tasks = {job_id: asyncio.ensure_future(client.wait(job_id)) for job_id in ids}
+        ended: list[JobInfo] = []
+        if tasks:
+            pending = set(tasks.values())
+            deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+            while pending:
+                left = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+                done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    break
+                for task in done:
+                    info = task.result()
+                    ended.append(info)
+                    if not json_out:
+                        print(f"{info.id}\t{describe_outcome(info)}", flush=True)
+            for task in pending:
+                task.cancel()
+        finished = {info.id for info in ended}
+        return ended, [job_id for job_id in ids if job_id not in finished]
+
+    ended, still = _with_client(ctx, work)
+    if json_out:
+        emit_json(ended)
+    if still:
+        sys.stderr.write(f"ccxctl: still not ended after {timeout:g}s: {' '.join(still)}\n")
+        raise typer.Exit(EX_TIMEOUT)
+    raise typer.Exit(max((exit_code_for(info) for info in ended), default=0))
+
+
 # -- hooks ----------------------------------------------------------------------
 
 
@@ -859,6 +1032,7 @@ def hooks_test(
         print(f"  annotation {key} = {msgspec.json.encode(value).decode()}")
     if res.refused:
         raise typer.Exit(1)
+
 
 # -- first run --------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ccxctl.runjob import RunOptions, env_from
+from ccxctl.runjob import RunOptions, env_from, parse_priority
 
 __all__ = ["parse_run"]
 
@@ -26,6 +26,8 @@ _VALUES = {
     "--memory": "memory",
     "--cpus": "cpus",
     "--pids": "pids",
+    "--group": "group",
+    "--priority": "priority",
 }
 _FLOATS = {"timeout", "idle_timeout", "cpus"}
 _INTS = {"pids"}
@@ -37,6 +39,7 @@ def parse_run(args: list[str]) -> RunOptions | None:
     env: list[str] = []
     env_files: list[str] = []
     tags: list[str] = []
+    after: dict[str, list[str]] = {"after": [], "after_any": []}
     i = 0
     while i < len(args):
         word = args[i]
@@ -50,7 +53,7 @@ def parse_run(args: list[str]) -> RunOptions | None:
             values[_FLAGS[name]] = True
             i += 1
             continue
-        if name in _VALUES or name in ("--env", "-e", "--env-file", "--tag"):
+        if name in _VALUES or name in ("--env", "-e", "--env-file", "--tag", "--after", "--after-any"):
             if eq:
                 value = inline
                 i += 1
@@ -65,6 +68,13 @@ def parse_run(args: list[str]) -> RunOptions | None:
                 env_files.append(value)
             elif name == "--tag":
                 tags.append(value)
+            elif name in ("--after", "--after-any"):
+                after[name[2:].replace("-", "_")].append(value)
+            elif name == "--priority":
+                try:
+                    values["priority"] = parse_priority(value)
+                except ValueError:
+                    return None
             else:
                 field = _VALUES[name]
                 if field in _FLOATS or field in _INTS:
@@ -83,4 +93,4 @@ def parse_run(args: list[str]) -> RunOptions | None:
         environment = env_from(env, env_files, os.environ)
     except ValueError:
         return None  # typer says what is wrong
-    return RunOptions(command=command, env=environment, tags=tags, **values)  # type: ignore[arg-type]
+    return RunOptions(command=command, env=environment, tags=tags, **after, **values)  # type: ignore[arg-type]

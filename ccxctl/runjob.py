@@ -101,6 +101,10 @@ class RunOptions(Struct, kw_only=True):
     memory: str | None = None
     cpus: float | None = None
     pids: int | None = None
+    group: str | None = None
+    priority: str | int = "normal"
+    after: list[str] = []
+    after_any: list[str] = []
     json: bool = False
     socket: str | None = None
     url: str | None = None
@@ -129,7 +133,25 @@ class RunOptions(Struct, kw_only=True):
             memory=self.memory,
             cpus=self.cpus,
             pids=self.pids,
+            group=self.group,
+            priority=self.priority,  # type: ignore[arg-type]  # checked by the daemon (or typer)
+            after=self.after,
+            after_any=self.after_any,
         )
+
+
+def parse_priority(text: str) -> str | int:
+    """``high``, ``normal``, ``low`` or a number (-1000..1000); ValueError otherwise."""
+    word = text.strip().lower()
+    if word in ("high", "normal", "low"):
+        return word
+    try:
+        number = int(word)
+    except ValueError:
+        raise ValueError(f"priority {text!r}: expected high, normal, low or a number") from None
+    if not -1000 <= number <= 1000:
+        raise ValueError(f"priority {text!r}: a number from -1000 to 1000")
+    return number
 
 
 def exit_code_for(job: JobInfo, interrupted: bool = False) -> int:
@@ -138,7 +160,7 @@ def exit_code_for(job: JobInfo, interrupted: bool = False) -> int:
         return EX_INTERRUPTED
     if job.reason in ("timeout", "idle_timeout"):
         return EX_TIMEOUT
-    if job.reason == "failed_to_start":
+    if job.reason in ("failed_to_start", "dependency_failed"):
         return EX_CANNOT_START
     if job.signal is not None:
         return 128 + job.signal
@@ -307,6 +329,8 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
                 continue
             if job.reason == "failed_to_start" and not opts.json:
                 _say(f"job {job.id} could not start: {job.error}")
+            elif job.reason == "dependency_failed" and not opts.json:
+                _say(f"job {job.id} did not run: {job.error}")
             elif job.reason == "timeout" and job.timeout_silence is not None and not opts.json:
                 _say(f"job {job.id} stopped: timeout: {job.error or 'estimated timeout'}")
             elif job.reason in ("timeout", "idle_timeout") and not opts.json:

@@ -23,7 +23,7 @@ from msgspec import Meta, Struct
 from ccxd import paths
 from ccxd.protocol import SIZE_PATTERN, HookMatch
 
-__all__ = ["ENV_ALIASES", "CommandHook", "Config", "ConfigError", "LoadedConfig", "load"]
+__all__ = ["ENV_ALIASES", "CommandHook", "Config", "ConfigError", "GroupConfig", "LoadedConfig", "load"]
 
 Positive = Annotated[float, Meta(gt=0)]
 NonNegative = Annotated[float, Meta(ge=0)]
@@ -48,6 +48,13 @@ class CommandHook(Struct, forbid_unknown_fields=True, kw_only=True):
 BuiltinHook = Literal["venv", "policy", "metrics", "claude_precheck"]
 
 
+class GroupConfig(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A queue group (``[groups.NAME]`` or ``groups = { NAME = { parallel = 2 } }``)."""
+
+    parallel: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+    """Jobs of the group running at once at most; unset: no limit of its own."""
+
+
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Every setting of the daemon, with its default."""
 
@@ -55,9 +62,13 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     shell: str = "zsh"
     """Shell for ``SHELL -c COMMAND``: zsh, bash, sh, ``default`` (/bin/sh) or a path."""
     max_concurrent_jobs: Annotated[int, Meta(ge=1, le=100_000)] = 64
-    """Jobs running at once; further jobs wait in a FIFO queue."""
+    """Jobs running at once; further jobs wait in the queue (by priority, then age)."""
     max_queued_jobs: Annotated[int, Meta(ge=0)] = 10_000
     """Jobs waiting at once before ``job.start`` answers "queue full"."""
+    groups: dict[Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")], GroupConfig] = {}
+    """Queue groups and their limits, ``{ build = { parallel = 2 } }``: a job started with
+    ``group: "build"`` waits while two of the group run.  ``claude`` here overrides
+    claude_max_concurrent.  ``ccxctl group set`` changes a group until the daemon stops."""
     default_timeout: Positive | None = None
     """Wall-clock limit for jobs that set none (seconds); unset means no limit."""
     idle_timeout: Positive | None = None

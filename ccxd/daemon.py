@@ -31,6 +31,7 @@ from ccxd.hooks.runner import HookRunner
 from ccxd.notify import Notifier
 from ccxd.protocol import CommandMetrics, Listener, Refusals, ReloadResult
 from ccxd.rpc.dispatcher import Dispatcher
+from ccxd.rpc.group_methods import register_group_methods
 from ccxd.rpc.history_methods import register_history_methods
 from ccxd.rpc.hook_methods import register_hook_methods
 from ccxd.rpc.methods import DaemonInfo, register_methods
@@ -53,6 +54,7 @@ _RELOADABLE = (
     "log_level",
     "max_concurrent_jobs",
     "max_queued_jobs",
+    "groups",
     "default_timeout",
     "idle_timeout",
     "kill_grace",
@@ -254,6 +256,7 @@ class Daemon:
         register_methods(dispatcher, self.supervisor, self.info, history.store)
         register_history_methods(dispatcher, history, self.supervisor)
         register_hook_methods(dispatcher, self.hooks)
+        register_group_methods(dispatcher, self.supervisor)
         metrics_server = await self._start_metrics_server(history)
         self.info.store = history.describe
         self.info.store_health = history.writer.health
@@ -330,6 +333,7 @@ class Daemon:
 
     async def _start_claude(self, history: History) -> set[str]:
         """The Claude limits and retries; returns the ids of retry attempts queued again."""
+        from ccxd.claude.gate import GROUP as CLAUDE_GROUP
         from ccxd.claude.gate import ClaudeGate
         from ccxd.claude.kind import ClaudeKind
         from ccxd.claude.retry_runner import RetryRunner
@@ -339,6 +343,7 @@ class Daemon:
         self.supervisor.kinds.append(ClaudeKind(lambda: cfg))
         self.claude_gate = ClaudeGate(lambda: cfg.claude_max_concurrent, self.supervisor.kick)
         self.supervisor.gate = self.claude_gate
+        self.supervisor.queue.group(CLAUDE_GROUP)  # shown by `ccxctl group list` from the start
         self.claude_retries = RetryRunner(self.supervisor, self.claude_gate, cfg, history.recorder)
         try:
             return await self.claude_retries.restore(history.store)
@@ -491,6 +496,9 @@ class Daemon:
         hooks = getattr(self, "hooks", None)
         if hooks is not None:
             hooks.reload()
+        supervisor = getattr(self, "supervisor", None)
+        if supervisor is not None and changed:
+            supervisor.kick()  # larger limits let queued jobs start now
         log.info("config reloaded: %s", ", ".join(changed) or "no changes")
         if ignored:
             log.warning("these settings need a restart to change: %s", ", ".join(ignored))

@@ -94,6 +94,8 @@ class JobReason(enum.StrEnum):
     FAILED_TO_START = "failed_to_start"
     LOST = "lost"
     OOM = "oom"
+    DEPENDENCY_FAILED = "dependency_failed"
+    """A job it waited for (``after``) did not succeed; ``error`` says which and how it ended."""
 
 
 Stream = Literal["stdout", "stderr"]
@@ -106,6 +108,8 @@ Size = Annotated[int, Meta(ge=1)] | Annotated[str, Meta(pattern=SIZE_PATTERN)]
 Cpus = Annotated[float, Meta(gt=0, le=4096)]
 PidsLimit = Annotated[int, Meta(ge=1, le=4_194_304)]
 IoWeight = Annotated[int, Meta(ge=1, le=10_000)]
+GroupName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")]
+"""A queue group: letters, digits, ``_.@-``, up to 64 characters."""
 
 
 # --------------------------------------------------------------------------
@@ -304,7 +308,16 @@ class JobInfo(Struct, omit_defaults=True, kw_only=True):
     wait_until: float | None = None
     """A queued job waits until then (epoch seconds): a backoff or a usage-limit reset."""
     wait_reason: str | None = None
-    """What a queued job waits for (``usage limit``, ``rate limit``, ``claude concurrency limit``)."""
+    """What a queued job waits for (``usage limit``, ``rate limit``, ``claude concurrency limit``,
+    ``job ID (after)``, ``job ID (after-any)``, ``group NAME full (2/2)``, ``group NAME paused``)."""
+    group: str | None = None
+    """The queue group it was started in (``job.start`` ``group``)."""
+    priority: int = 0
+    """Queued jobs start by priority (higher first), then age: high 10, normal 0, low -10."""
+    after: list[str] = []
+    """Jobs that had to succeed before it could start."""
+    after_any: list[str] = []
+    """Jobs that had to end (however) before it could start."""
     limits: Limits | None = None
     """Limits in force (``job.start`` params over config defaults, after pre-hooks)."""
     limits_unenforced: list[str] = []
@@ -420,6 +433,16 @@ class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """More CLI arguments, passed as given."""
     stall_timeout: Seconds | None = None
     """End the job when no event arrives for this long; unset: ``claude_stall_timeout``."""
+    # Queueing: groups, priorities, dependencies (ccxd/supervision/queue.py).
+    group: GroupName | None = None
+    """Run in this queue group: at most its ``parallel`` jobs at once, held while it is paused."""
+    priority: Literal["high", "normal", "low"] | Annotated[int, Meta(ge=-1000, le=1000)] = "normal"
+    """Queued jobs start by priority (higher first), then age; high = 10, normal = 0, low = -10."""
+    after: list[str] = []
+    """Start only once each of these jobs succeeded (exit 0); if one does not, this job ends
+    ``dependency_failed``."""
+    after_any: list[str] = []
+    """Start only once each of these jobs ended, however it ended."""
 
 
 class JobRef(Struct, forbid_unknown_fields=True):
@@ -608,6 +631,7 @@ class ReloadResult(Struct, kw_only=True):
 HistoryStatus = Literal[
     "queued", "starting", "running", "paused", "finished",
     "exited", "timeout", "idle_timeout", "cancelled", "killed", "failed_to_start", "lost", "oom",
+    "dependency_failed",
 ]  # fmt: skip
 """A job state or a finished job's reason (``history.list --status``)."""
 
@@ -695,6 +719,36 @@ class SessionDetail(Struct):
 
     session: SessionInfo
     jobs: list[JobInfo]
+
+
+class GroupSetParams(Struct, forbid_unknown_fields=True, kw_only=True):
+    """``group.set``: change a queue group while the daemon runs (kept until it stops)."""
+
+    name: GroupName
+    parallel: Annotated[int, Meta(ge=0, le=100_000)] | None = None
+    """Jobs of the group running at once at most; 0 goes back to the configured limit."""
+    paused: bool | None = None
+    """True holds the group's queued jobs (running ones go on); false lets them start."""
+
+
+class GroupInfo(Struct, kw_only=True):
+    """One queue group: its limit, pause flag, and its jobs now."""
+
+    name: str
+    parallel: int | None = None
+    """Jobs running at once at most (None: only ``max_concurrent_jobs``)."""
+    paused: bool = False
+    running: int = 0
+    queued: int = 0
+    source: Literal["config", "runtime", "implicit", "jobs"] = "jobs"
+    """Where its limit comes from: the config (``groups``), ``group.set``, the daemon (``claude``:
+    ``claude_max_concurrent``), or nowhere (a group only named by jobs)."""
+
+
+class GroupList(Struct):
+    """``group.list`` result: every configured group, changed group and group with jobs."""
+
+    groups: list[GroupInfo]
 
 
 # --------------------------------------------------------------------------
@@ -923,6 +977,8 @@ METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "daemon.reload": (EmptyParams, ReloadResult),
     "hooks.list": (EmptyParams, HookList),
     "hooks.test": (HookTestParams, HookTestResult),
+    "group.list": (EmptyParams, GroupList),
+    "group.set": (GroupSetParams, GroupInfo),
 }
 
 NOTIFICATIONS: Final[dict[str, type[Struct]]] = {

@@ -6,8 +6,12 @@ The supervisor asks its gate before it starts a job (:class:`JobGate`).  The
 * any job whose ``wait_until`` is still ahead (a retry waiting out a backoff or
   a usage-limit reset),
 * every Claude job while the daemon-wide usage-limit block lasts (one job hit
-  the account's limit, so the others would too), and
-* Claude jobs beyond ``claude_max_concurrent`` running at once.
+  the account's limit, so the others would too).
+
+Claude jobs beyond ``claude_max_concurrent`` running at once are held by the
+queue (``ccxd/supervision/queue.py``): every Claude job is in the implicit
+group ``claude``, whose limit is ``claude_max_concurrent`` unless the config's
+``groups`` or ``ccxctl group set claude`` say otherwise.
 
 Held-back jobs stay queued (shell jobs behind them are not held up) and carry
 ``wait_until``/``wait_reason`` so ``ccxctl ps`` can say "waiting until 14:05".
@@ -31,6 +35,8 @@ __all__ = ["ClaudeGate", "is_claude_job"]
 log = logging.getLogger("ccxd.claude")
 
 CONCURRENCY_REASON = "claude concurrency limit"
+GROUP = "claude"
+"""The implicit queue group of every Claude job."""
 BLOCK_REASON = "usage limit"
 
 
@@ -65,7 +71,6 @@ class ClaudeGate:
         self.kick = kick
         self.is_claude = is_claude
         self.clock = clock
-        self.running: set[str] = set()
         self.block_until: float | None = None
         self.block_reason = BLOCK_REASON
         self._timer: asyncio.TimerHandle | None = None
@@ -89,9 +94,6 @@ class ClaudeGate:
                 self._wake_at(self.block_until)
                 return False
             self.block_until = None
-        if claude and len(self.running) >= max(1, self.limit()):
-            self._hold(job, None, CONCURRENCY_REASON)
-            return False
         if job.wait_until is not None or job.wait_reason is not None:
             job.wait_until = None
             job.wait_reason = None
@@ -99,8 +101,6 @@ class ClaudeGate:
 
     def started(self, job: Job) -> None:
         """``job`` was launched."""
-        if self.is_claude(job):
-            self.running.add(job.id)
         for hook in self.started_hooks:
             try:
                 hook(job)
@@ -109,7 +109,6 @@ class ClaudeGate:
 
     def finished(self, job: Job) -> None:
         """``job`` finished (or was cancelled while queued)."""
-        self.running.discard(job.id)
         for hook in self.finished_hooks:
             try:
                 hook(job)
@@ -119,6 +118,14 @@ class ClaudeGate:
     def outlives_shutdown(self, job: Job) -> bool:
         """Retry attempts that wait survive a restart (the runner saved them)."""
         return any(check(job) for check in self.keepers)
+
+    def implicit_groups(self, job: Job) -> tuple[str, ...]:
+        """``claude`` for Claude jobs: the queue holds them to ``claude_max_concurrent``."""
+        return (GROUP,) if self.is_claude(job) else ()
+
+    def group_rule(self, name: str) -> tuple[int, str] | None:
+        """``claude_max_concurrent`` for the group ``claude``."""
+        return (max(1, self.limit()), CONCURRENCY_REASON) if name == GROUP else None
 
     # -- the daemon-wide block ------------------------------------------------
 

@@ -1,4 +1,8 @@
-"""The seam through which others decide when a queued job may start."""
+"""The seam through which others decide when a queued job may start.
+
+Priorities, groups and dependencies are the queue's (``queue.py``); a gate adds
+implicit groups (``claude``) and per-job waits (a retry's backoff).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,12 @@ class JobGate(Protocol):
     def outlives_shutdown(self, job: Job) -> bool:
         """True if queued ``job`` is taken over by the next daemon instead of being cancelled."""
 
+    def implicit_groups(self, job: Job) -> tuple[str, ...]:
+        """Queue groups ``job`` is in without naming them (``claude`` for Claude jobs)."""
+
+    def group_rule(self, name: str) -> tuple[int, str] | None:
+        """An implicit group's limit (unless the config sets one) and what its held jobs wait for."""
+
 
 class OpenGate:
     """Lets every job start as soon as there is a slot."""
@@ -42,3 +52,11 @@ class OpenGate:
     def outlives_shutdown(self, job: Job) -> bool:
         """Never: queued jobs are cancelled on shutdown."""
         return False
+
+    def implicit_groups(self, job: Job) -> tuple[str, ...]:
+        """None."""
+        return ()
+
+    def group_rule(self, name: str) -> tuple[int, str] | None:
+        """No implicit groups."""
+        return None

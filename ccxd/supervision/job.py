@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ccxd.output.log import OutputLog
 from ccxd.protocol import HookOutcome, JobInfo, JobReason, JobRetry, JobState, Limits, StartParams, Usage
 from ccxd.redact import REDACTED, is_secret_name, redact_argv, redact_text, secret_values
+from ccxd.supervision.queue import priority_value
 from ccxd.supervision.state import check_transition
 from ccxd.supervision.tree import ProcessTree
 
@@ -74,6 +75,9 @@ class Job:
         self.stop_reason: JobReason | None = None  # why *we* are stopping it
         self.stop_note: str | None = None  # said in the record's error (a guard's timeout)
         self.queue_position: int | None = None
+        self.queue_groups: tuple[str, ...] = ()  # its queue groups, implicit ones too (queue.py)
+        self.queue_wait: str | None = None  # what the queue holds it for (in wait_reason)
+        self.stored_ends: dict[str, JobInfo] = {}  # jobs it waits for that only the store knows
         # Retry chains (Claude jobs): see ccxd/claude/retry_runner.py.
         self.attempt = 1
         self.retry_of: str | None = None
@@ -246,6 +250,10 @@ class Job:
             retry_note=self.retry_note,
             wait_until=self.wait_until,
             wait_reason=self.wait_reason,
+            group=self.params.group,
+            priority=priority_value(self.params.priority),
+            after=self.params.after,
+            after_any=self.params.after_any,
             limits=self.limits,
             limits_unenforced=list(self.group.unenforced) if self.group is not None else [],
             usage=self.usage,

@@ -43,6 +43,7 @@ from ccxd.supervision.diskqueue import DiskQueue
 from ccxd.supervision.gate import JobGate, OpenGate
 from ccxd.supervision.job import Job
 from ccxd.supervision.observer import JobKind
+from ccxd.supervision.queue import JobQueue, priority_value
 from ccxd.supervision.reaper import ExitStatus, Reaper
 from ccxd.supervision.shell import resolve_shell
 from ccxd.supervision.shim import find_shim
@@ -140,7 +141,9 @@ class Supervisor:
         self._spooled: dict[str, tuple[int, int]] = {}
         """Finished jobs with a spool, oldest first: its size and the store writer's mark."""
         self._spooled_bytes = 0
-        self._queue: collections.deque[Job] = collections.deque()
+        self.queue = JobQueue(self._configured_parallel, self._group_note)
+        """Queued jobs in start order: priorities, groups, dependencies (queue.py, no I/O)."""
+        self._queued: dict[str, Job] = {}
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
@@ -212,6 +215,7 @@ class Supervisor:
         if not self._accepting:
             raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
         params = self._prepare(params)
+        stored_ends = await self._stored_dependencies(params)
         job_id = new_job_id()
         outcomes: builtins.list[HookOutcome] = []
         notes: dict[str, object] = {}
@@ -221,6 +225,7 @@ class Supervisor:
         job = self._make_job(params, peer, job_id)
         job.timeout, job.timeout_basis, job.timeout_silence = timeout, basis, silence
         job.hooks, job.annotations = outcomes, notes
+        job.stored_ends = stored_ends
         self.admit(job)
         written = self._job_file_written.get(job.id)
         if written is not None:
@@ -234,25 +239,160 @@ class Supervisor:
         if not self._accepting:
             _discard(job)
             raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
-        slot = self._running < self.config.max_concurrent_jobs
-        if slot and self._admitted(job) and self.gate.may_start(job):
+        try:
+            after, after_any, failed = self._dependencies(job)
+        except RpcError:
+            _discard(job)
+            raise
+        job.queue_groups = self._groups_of(job)
+        if failed is not None:  # a job it needed to succeed has not: it ends at once
             self.jobs[job.id] = job
             self._job_file_written[job.id] = self._save_job_file(job)
+            self._end_queued(job, JobReason.DEPENDENCY_FAILED, failed)
+            return
+        slot = self._running < self.config.max_concurrent_jobs
+        if (
+            slot
+            and not (after or after_any)
+            and self.queue.held_by(job.queue_groups) is None
+            and self._admitted(job)
+            and self.gate.may_start(job)
+        ):
+            self.jobs[job.id] = job
+            self._job_file_written[job.id] = self._save_job_file(job)
+            self.queue.started(job.queue_groups)
             self._launch(job)
         else:
-            if len(self._queue) >= self.config.max_queued_jobs:
+            if len(self.queue) >= self.config.max_queued_jobs:
                 _discard(job)
                 raise RpcError(
                     ErrorCode.QUEUE_FULL,
-                    f"queue full: {len(self._queue)} jobs waiting (max_queued_jobs)",
-                    {"queued": len(self._queue)},
+                    f"queue full: {len(self.queue)} jobs waiting (max_queued_jobs)",
+                    {"queued": len(self.queue)},
                 )
             self.jobs[job.id] = job
             self._job_file_written[job.id] = self._save_job_file(job)
-            self._queue.append(job)
-            job.queue_position = len(self._queue)
-            log.info("job %s queued at position %d", job.id, job.queue_position)
+            self._queued[job.id] = job
+            priority = priority_value(job.params.priority)
+            position = self.queue.add(
+                job.id, priority=priority, groups=job.queue_groups, after=after, after_any=after_any
+            )
+            self._show_wait(job, position)
+            if position is not None:
+                self._renumber(position)  # the jobs behind it moved back
+            log.info("job %s queued at position %s", job.id, position or f"- ({job.wait_reason})")
             self._record(job)
+
+    def _groups_of(self, job: Job) -> tuple[str, ...]:
+        """The job's queue groups: the one it names, then implicit ones (``claude``)."""
+        named = (job.params.group,) if job.params.group is not None else ()
+        return named + tuple(g for g in self.gate.implicit_groups(job) if g not in named)
+
+    def _configured_parallel(self, name: str) -> int | None:
+        configured = self.config.groups.get(name)
+        if configured is not None and configured.parallel is not None:
+            return configured.parallel
+        rule = self.gate.group_rule(name)
+        return rule[0] if rule is not None else None
+
+    def _group_note(self, name: str) -> str | None:
+        rule = self.gate.group_rule(name)
+        return rule[1] if rule is not None else None
+
+    async def _stored_dependencies(self, params: StartParams) -> dict[str, JobInfo]:
+        """The jobs named in ``after``/``after_any`` that only the store still knows."""
+        found: dict[str, JobInfo] = {}
+        for dep in dict.fromkeys((*params.after, *params.after_any)):
+            if dep in self.jobs or self.recorder is None:
+                continue
+            try:
+                info = await asyncio.wait_for(self.recorder.store.get_job(dep), self.config.store_timeout)
+            except Exception as exc:  # the store is down: say so rather than "unknown"
+                why = f"job {dep} (after) is not in memory and history is unavailable"
+                raise RpcError(ErrorCode.STORE_UNAVAILABLE, why) from exc
+            if info is not None:
+                found[dep] = info
+        return found
+
+    def _dependencies(self, job: Job) -> tuple[list[str], list[str], str | None]:
+        """The jobs ``job`` still waits for (``after``, ``after_any``), and why it fails now if it must.
+
+        A retry attempt does not wait again: its chain's first attempt did.
+        """
+        params = job.params
+        if job.attempt > 1 or not (params.after or params.after_any):
+            return [], [], None
+        after: list[str] = []
+        after_any: list[str] = []
+        failed: str | None = None
+        lists = (("after", params.after, after), ("after_any", params.after_any, after_any))
+        for field, deps, pending in lists:
+            for dep in deps:
+                other = self.jobs.get(dep)
+                info = other.info() if other is not None and other.finished else None
+                if other is None:
+                    info = job.stored_ends.get(dep)
+                    if info is None:
+                        raise RpcError(ErrorCode.INVALID_PARAMS, f"unknown job {dep} - at `$.params.{field}`")
+                if info is None or info.state is not JobState.FINISHED:
+                    pending.append(dep)
+                elif field == "after" and failed is None and not _succeeded(info):
+                    failed = f"job {dep} (after) {_outcome(info)}"
+        cycle = self.queue.cycle(job.id, after + after_any)
+        if cycle is not None:
+            raise RpcError(ErrorCode.INVALID_PARAMS, "dependency cycle: " + " waits for ".join(cycle))
+        return after, after_any, failed
+
+    def _end_queued(self, job: Job, reason: JobReason, error: str | None = None) -> None:
+        """End a job that never ran (cancelled, or a dependency failed); its error hooks follow."""
+        self.queue.remove(job.id)
+        self._queued.pop(job.id, None)
+        job.finish(reason, error=error)
+        self.gate.finished(job)
+        self._record(job)
+        self._retire(job)
+        self._dependency_ended(job)
+        if self.hooks is not None:
+            # A queued job finishes at once; its error hooks follow and update the record.
+            task = asyncio.get_running_loop().create_task(self._hooks_after_cancel(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _dependency_ended(self, job: Job) -> None:
+        """Release or fail the queued jobs that wait for ``job``, which ended."""
+        if job.retried_by is not None and job.retried_by in self._queued:
+            self.queue.transfer(job.id, job.retried_by)  # its retry attempt decides for them
+            return
+        info = job.info()
+        ready, failed = self.queue.ended(job.id, _succeeded(info))
+        for waiter_id in failed:
+            waiter = self._queued.get(waiter_id)
+            if waiter is not None:
+                why = f"job {job.id} (after) {_outcome(info)}"
+                self._end_queued(waiter, JobReason.DEPENDENCY_FAILED, why)
+        for waiter_id in ready:
+            waiter = self._queued.get(waiter_id)
+            if waiter is not None:
+                self._show_wait(waiter, waiter.queue_position)
+
+    def _show_wait(self, job: Job, position: int | None) -> None:
+        """Set a queued job's position and what the queue holds it for; tell its followers."""
+        hold = self.queue.hold(job.id)
+        changed = job.queue_position != position
+        job.queue_position = position
+        if hold != job.queue_wait:
+            if hold is not None:
+                job.wait_reason = hold
+            elif job.wait_reason == job.queue_wait:
+                job.wait_reason = None
+            job.queue_wait = hold
+            changed = True
+        if changed:
+            job._notify()
+
+    def _renumber(self, start: int = 1) -> None:
+        for job_id, position in self.queue.positions(start - 1):
+            self._show_wait(self._queued[job_id], position)
 
     async def _timeout_for(self, params: StartParams) -> tuple[float | None, str, float | None]:
         """The timeout, its basis, and its silence window when it is an estimate (a guard)."""
@@ -391,24 +531,26 @@ class Supervisor:
         self._next_from_queue()
 
     def _next_from_queue(self) -> None:
-        # FIFO, except that jobs the gate holds back let the jobs behind them pass.
-        held: list[Job] = []
-        while self._queue and self._running < self.config.max_concurrent_jobs:
-            if not self._admitted(self._queue[0]):
-                break
-            job = self._queue.popleft()
-            if job.finished:
-                continue
-            if not self.gate.may_start(job):
-                held.append(job)
-                continue
-            job.queue_position = None
-            self._launch(job)
-        self._queue.extendleft(reversed(held))
-        for pos, waiting in enumerate(self._queue, 1):
-            if waiting.queue_position != pos:
-                waiting.queue_position = pos
-                waiting._notify()
+        # Best first (priority, then age); jobs their groups or the gate hold back let others pass.
+        free = self.config.max_concurrent_jobs - self._running
+        first = self.queue.first_ready()
+        if free > 0 and first is not None and self._admitted(self._queued[first]):
+            for job_id in self.queue.pick(free, self._may_start):
+                job = self._queued.pop(job_id)
+                if job.finished:
+                    self.queue.finished(job.queue_groups)
+                    continue
+                job.queue_position = None
+                if job.queue_wait is not None:
+                    if job.wait_reason == job.queue_wait:
+                        job.wait_reason = None
+                    job.queue_wait = None
+                self._launch(job)
+        self._renumber()
+
+    def _may_start(self, job_id: str) -> bool:
+        job = self._queued[job_id]
+        return job.finished or self.gate.may_start(job)
 
     def _admitted(self, job: Job) -> bool:
         """False while memory or load is past the ``admit_*`` thresholds (looked at again in 1 s)."""
@@ -447,6 +589,8 @@ class Supervisor:
                 await self._after_hooks(job)
                 job.move(JobState.FINISHED)
             self._running -= 1
+            if job.id not in self._left:
+                self.queue.finished(job.queue_groups)
             self.gate.finished(job)
             # A job left running (shutdown "leave") keeps its group and is recorded as it is.
             if job.finished:
@@ -454,6 +598,7 @@ class Supervisor:
             self._record(job)
             if job.finished:
                 self._retire(job)
+                self._dependency_ended(job)
             self._next_from_queue()
 
     async def _run_inner(self, job: Job) -> None:
@@ -897,6 +1042,8 @@ class Supervisor:
                 continue
             self.jobs[job.id] = job
             self._running += 1
+            job.queue_groups = self._groups_of(job)
+            self.queue.started(job.queue_groups)
             self.gate.started(job)
             spool = job.log.spool
             assert isinstance(spool, FollowedSpool)
@@ -968,17 +1115,8 @@ class Supervisor:
         if job.finished:
             raise RpcError(ErrorCode.JOB_NOT_ACTIVE, f"job {job_id} already finished ({job.reason})")
         if job.state is JobState.QUEUED:
-            self._queue.remove(job)
-            job.finish(JobReason.CANCELLED)
-            self.gate.finished(job)
-            self._record(job)
-            self._retire(job)
+            self._end_queued(job, JobReason.CANCELLED)
             self._next_from_queue()
-            if self.hooks is not None:
-                # A queued job finishes at once; its error hooks follow and update the record.
-                task = asyncio.get_running_loop().create_task(self._hooks_after_cancel(job))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
         else:
             self._stop(job, JobReason.CANCELLED)
         return job
@@ -1101,8 +1239,8 @@ class Supervisor:
         the others (queued, starting, or without a shim) are cancelled.
         """
         self._accepting = False
-        for job in list(self._queue):
-            if self.gate.outlives_shutdown(job):
+        for job in [self._queued[i] for i in self.queue.ids()]:
+            if job.finished or self.gate.outlives_shutdown(job):
                 continue  # stays queued in history; the next daemon queues it again
             self.cancel(job.id)
         left = self._left
@@ -1149,6 +1287,20 @@ def _remove_spool_files(spool: Spool) -> None:
     """Delete a retired job's spool (the disk queue runs this)."""
     for path in (spool.data_path, spool.index_path):
         path.unlink(missing_ok=True)
+
+
+def _succeeded(info: JobInfo) -> bool:
+    """What ``after`` needs of a job: it ran and exited 0."""
+    return info.reason is JobReason.EXITED and info.exit_code == 0
+
+
+def _outcome(info: JobInfo) -> str:
+    """How a job ended, in words: ``exited 1``, ``was cancelled``, ``killed by signal 9``."""
+    if info.reason is JobReason.EXITED:
+        return f"exited {info.exit_code}"
+    if info.reason is JobReason.KILLED and info.signal is not None:
+        return f"was killed by signal {info.signal}"
+    return f"ended {info.reason}" + (f" ({info.error})" if info.error else "")
 
 
 def _discard(job: Job) -> None:

@@ -42,19 +42,24 @@ def test_only_claude_programs_are_claude_jobs() -> None:
     assert not is_claude_job(make_job("b", ["echo", "claude"]))
 
 
-def test_concurrency_limit_holds_claude_jobs_only() -> None:
-    clock = Clock()
-    gate = ClaudeGate(lambda: 2, lambda: None, clock=clock)
-    a, b, c = claude("a"), claude("b"), claude("c")
-    for j in (a, b):
-        assert gate.may_start(j)
-        gate.started(j)
-    assert not gate.may_start(c)
-    assert c.wait_reason == CONCURRENCY_REASON and c.wait_until is None
-    assert gate.may_start(make_job("sh", ["sleep", "1"]))
-    gate.finished(a)
-    assert gate.may_start(c)
-    assert c.wait_reason is None
+def test_concurrency_limit_is_the_queue_group_claude() -> None:
+    from ccxd.supervision.queue import JobQueue
+
+    gate = ClaudeGate(lambda: 2, lambda: None)
+    assert gate.implicit_groups(claude("a")) == ("claude",)
+    assert gate.implicit_groups(make_job("sh", ["sleep", "1"])) == ()
+    assert gate.group_rule("claude") == (2, CONCURRENCY_REASON)
+    assert gate.group_rule("build") is None
+    queue = JobQueue(
+        lambda n: (gate.group_rule(n) or (None, None))[0], lambda n: (gate.group_rule(n) or (0, None))[1]
+    )
+    for name in ("a", "b", "c"):
+        queue.add(name, groups=("claude",))
+    queue.add("sh")
+    assert queue.pick(10, lambda _id: True) == ["a", "b", "sh"]
+    assert queue.hold("c") == CONCURRENCY_REASON
+    queue.finished(("claude",))
+    assert queue.pick(10, lambda _id: True) == ["c"]
 
 
 async def test_block_holds_claude_jobs_until_reset_and_kicks() -> None:
