@@ -258,6 +258,10 @@ def claude_cmd(
     prompt: Annotated[str, typer.Argument(help="The prompt (passed as one argument, no shell).")],
     model: Annotated[str | None, typer.Option(help="--model for the CLI.")] = None,
     max_turns: Annotated[int | None, typer.Option(help="--max-turns for the CLI.")] = None,
+    max_budget_usd: Annotated[
+        float | None,
+        typer.Option("--max-budget-usd", help="End the job once its cost passes this many USD."),
+    ] = None,
     allowed_tools: Annotated[
         list[str] | None, typer.Option("--allowed-tools", help="A tool the CLI may use, repeatable.")
     ] = None,
@@ -285,6 +289,7 @@ def claude_cmd(
         prompt=prompt,
         model=model,
         max_turns=max_turns,
+        max_budget_usd=max_budget_usd,
         allowed_tools=allowed_tools or [],
         mcp_config=mcp_config,
         resume=resume,

@@ -26,7 +26,7 @@ def describe_claude(job: JobInfo) -> str:
     c = job.claude
     if c is None:
         return "no claude information"
-    text = c.error_class or "failed"
+    text = "budget_exceeded" if job.reason == "budget_exceeded" else c.error_class or "failed"
     if c.error:
         text += f": {c.error}"
     if c.reset_at:

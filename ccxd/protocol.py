@@ -96,6 +96,9 @@ class JobReason(enum.StrEnum):
     OOM = "oom"
     DEPENDENCY_FAILED = "dependency_failed"
     """A job it waited for (``after``) did not succeed; ``error`` says which and how it ended."""
+    BUDGET_EXCEEDED = "budget_exceeded"
+    """A Claude job's cost passed its ``max_budget_usd`` (the CLI's ``--max-budget-usd`` ended it,
+    or ccxd did when the cost it reported passed the budget)."""
 
 
 Stream = Literal["stdout", "stderr"]
@@ -433,16 +436,22 @@ class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """More CLI arguments, passed as given."""
     stall_timeout: Seconds | None = None
     """End the job when no event arrives for this long; unset: ``claude_stall_timeout``."""
+    max_budget_usd: Annotated[float, Meta(gt=0)] | None = None
+    """End the Claude job once its cost passes this many US dollars (``--max-budget-usd``): it
+    ends ``budget_exceeded``, not retried."""
     # Queueing: groups, priorities, dependencies (ccxd/supervision/queue.py).
     group: GroupName | None = None
     """Run in this queue group: at most its ``parallel`` jobs at once, held while it is paused."""
     priority: Literal["high", "normal", "low"] | Annotated[int, Meta(ge=-1000, le=1000)] = "normal"
     """Queued jobs start by priority (higher first), then age; high = 10, normal = 0, low = -10."""
-    after: list[str] = []
+    after: Annotated[list[str], Meta(max_length=256)] = []
     """Start only once each of these jobs succeeded (exit 0); if one does not, this job ends
     ``dependency_failed``."""
-    after_any: list[str] = []
+    after_any: Annotated[list[str], Meta(max_length=256)] = []
     """Start only once each of these jobs ended, however it ended."""
+    worktree: bool = False
+    """Run in a fresh git worktree of ``cwd``'s repository, on a new branch ``ccxd/<job-id>``
+    (``worktree.*`` methods; refused when ``cwd`` is not in a git repository)."""
 
 
 class JobRef(Struct, forbid_unknown_fields=True):
@@ -631,7 +640,7 @@ class ReloadResult(Struct, kw_only=True):
 HistoryStatus = Literal[
     "queued", "starting", "running", "paused", "finished",
     "exited", "timeout", "idle_timeout", "cancelled", "killed", "failed_to_start", "lost", "oom",
-    "dependency_failed",
+    "dependency_failed", "budget_exceeded",
 ]  # fmt: skip
 """A job state or a finished job's reason (``history.list --status``)."""
 

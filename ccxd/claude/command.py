@@ -21,6 +21,7 @@ from msgspec import structs
 from ccxd.protocol import StartParams
 
 __all__ = [
+    "add_budget",
     "add_session_id",
     "build_argv",
     "claude_params",
@@ -50,6 +51,8 @@ def build_argv(params: StartParams, program: str, skip_permissions: bool) -> lis
         argv += ["--model", params.model]
     if params.max_turns is not None:
         argv += ["--max-turns", str(params.max_turns)]
+    if params.max_budget_usd is not None:
+        argv += ["--max-budget-usd", str(params.max_budget_usd)]
     if params.resume:
         argv += ["--resume", params.resume]
     elif params.continue_session:
@@ -111,6 +114,13 @@ def add_session_id(argv: list[str]) -> tuple[list[str], str | None]:
         return argv, own
     sid = str(uuid.uuid4())
     return [argv[0], "--session-id", sid, *args], sid
+
+
+def add_budget(argv: list[str], usd: float | None) -> list[str]:
+    """``argv`` with ``--max-budget-usd USD`` after the program, unless it has one or ``usd`` is None."""
+    if usd is None or _value_of(argv[1:], "--max-budget-usd") is not None:
+        return argv
+    return [argv[0], "--max-budget-usd", str(usd), *argv[1:]]
 
 
 def wants_events(argv: list[str]) -> bool:

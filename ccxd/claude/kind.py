@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ccxd.claude.command import add_session_id, claude_params, is_claude_argv, wants_events
+from ccxd.claude.command import add_budget, add_session_id, claude_params, is_claude_argv, wants_events
 from ccxd.claude.gate import is_claude_job
 from ccxd.claude.monitor import ClaudeMonitor
 from ccxd.claude.shell_command import ShellClaude, recognise
@@ -79,6 +79,8 @@ class ClaudeKind:
                     exit_grace=cfg.claude_exit_grace,
                 )
             return
+        if job.params.kind != "claude":  # a claude argv: the request's budget goes on its command line
+            job.argv = add_budget(job.argv, job.params.max_budget_usd)
         job.argv, session_id = add_session_id(job.argv)
         key = _api_key(cfg.claude_api_key_file)
         if key is not None:

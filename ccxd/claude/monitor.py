@@ -13,6 +13,9 @@ is marked finished), and it
 * ends a *stalled* job (no event for ``stall_timeout`` seconds) and a job whose
   process is still alive ``exit_grace`` seconds after its ``result`` event (a
   known CLI hang), through the ``stop`` callback;
+* ends a job whose reported cost passed its ``max_budget_usd`` (a safety net
+  behind the CLI's own ``--max-budget-usd``), and names the outcome of either
+  ``budget_exceeded``;
 * classifies the outcome when the process is gone.
 """
 
@@ -89,6 +92,8 @@ class ClaudeMonitor:
         self.info = ClaudeInfo(session_id=session_id)
         self.stalled = False
         self.ended_after_result = False
+        self.max_budget_usd: float | None = getattr(job.params, "max_budget_usd", None)
+        self.over_budget = False
         self.last_event_mono = time.monotonic()
         self._stderr = bytearray()
         self._events: collections.deque[tuple[int, bytes]] = collections.deque()
@@ -160,6 +165,13 @@ class ClaudeMonitor:
             )
         else:
             verdict = self._classify_text(exit_code == 0 and signal is None)
+        if self.over_budget and verdict.error_class != "max_budget":
+            cost = self.info.cost_usd or 0.0
+            words = f"cost ${cost:.4f} passed the budget ${self.max_budget_usd:g}"
+            verdict = Classification(error_class="max_budget", message=words)
+        if verdict.error_class == "max_budget":
+            # The process is gone: stopping it now only names the outcome (the CLI's own flag, or ours).
+            self._stop(JobReason.BUDGET_EXCEEDED)
         self.classification = verdict
         self.info.error_class = verdict.error_class
         self.info.error = verdict.message if verdict.error_class else None
@@ -235,6 +247,18 @@ class ClaudeMonitor:
         info.turns = res.num_turns
         info.duration_api_ms = res.duration_api_ms
         info.terminal_reason = res.terminal_reason
+        budget = self.max_budget_usd
+        cost = res.total_cost_usd
+        if budget is not None and cost is not None and cost > budget and not self.over_budget:
+            self.over_budget = True
+            if res.subtype != "error_max_budget_usd" and not self._closed:
+                log.info(
+                    "job %s: claude cost $%.4f passed its budget $%g; ending it",
+                    self.job.id,
+                    cost,
+                    budget,
+                )
+                self._stop(JobReason.BUDGET_EXCEEDED)
         if not self._closed:
             self._later(self.exit_grace, self._hung_after_result)
 

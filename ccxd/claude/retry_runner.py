@@ -75,7 +75,13 @@ def failure_of(job: Job) -> Failure | None:
     Reads the classification the stream-json parser attached (``job.claude``);
     a job ccxd killed for silence (idle timeout) counts as a stall.
     """
-    if job.reason in (JobReason.CANCELLED, JobReason.FAILED_TO_START, JobReason.LOST, JobReason.TIMEOUT):
+    if job.reason in (
+        JobReason.CANCELLED,
+        JobReason.FAILED_TO_START,
+        JobReason.LOST,
+        JobReason.TIMEOUT,
+        JobReason.BUDGET_EXCEEDED,
+    ):
         return None  # the user's or the daemon's own decision, not the API's
     run: Any = getattr(job, "claude", None)
     verdict: Any = getattr(run, "classification", None) if run is not None else None

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from ccxd.claude.command import add_session_id, build_argv, claude_params, wants_events
+from ccxd.claude.command import add_budget, add_session_id, build_argv, claude_params, wants_events
 from ccxd.claude.usage import by_day, by_session
 from ccxd.protocol import ClaudeInfo, JobInfo, JobReason, JobState, StartParams
 
@@ -119,3 +119,12 @@ def test_usage_per_day_and_session() -> None:
     ]
     sessions = {s.key: (s.jobs, s.cost_usd, s.turns) for s in by_session(jobs)}
     assert sessions == {"a": (2, 1.5, 2), "b": (1, 0.25, 1), "-": (1, 0.0, 0)}
+
+
+def test_budget_goes_on_the_command_line_once() -> None:
+    p = StartParams(kind="claude", prompt="hi", max_budget_usd=0.25)
+    argv = build_argv(p, "claude", skip_permissions=False)
+    assert argv[argv.index("--max-budget-usd") + 1] == "0.25"
+    assert add_budget(["claude", "-p", "hi"], 0.5) == ["claude", "--max-budget-usd", "0.5", "-p", "hi"]
+    own = ["claude", "-p", "--max-budget-usd=2", "hi"]
+    assert add_budget(own, 0.5) == own and add_budget(["claude", "-p"], None) == ["claude", "-p"]

@@ -167,3 +167,39 @@ async def test_a_rendered_job_s_events_come_from_its_events_file(tmp_path: Path)
     assert mon.info.result == "Four." and mon.info.cost_usd == 0.5
     mon.exited(0, None)
     assert mon.classification is not None and mon.classification.error_class is None
+
+
+def make_budget(budget: float) -> tuple[Job, ClaudeMonitor]:
+    params = StartParams(command=["claude", "-p", "x", "--output-format", "stream-json"], max_budget_usd=budget)
+    job = Job(
+        "j1", params, argv=list(params.command or []), shell=None, cwd="/", log=OutputLog(1 << 20),
+        node="n", peer="", timeout=None, idle_timeout=None,
+    )  # fmt: skip
+    mon = ClaudeMonitor(job, structured=True, stall_timeout=None, exit_grace=30.0)
+    job.claude = job.observer = mon
+    return job, mon
+
+
+async def test_a_result_over_the_budget_stops_the_job_as_budget_exceeded() -> None:
+    job, mon = make_budget(0.1)
+    stopped: list[JobReason] = []
+    mon.started(stopped.append)
+    feed(job, mon, 0, line(type="result", subtype="success", is_error=False, result="ok", total_cost_usd=0.3))
+    assert stopped == [JobReason.BUDGET_EXCEEDED]
+    mon.exited(None, 15)
+    info = mon.snapshot()
+    assert info.error_class == "max_budget" and info.error == "cost $0.3000 passed the budget $0.1"
+
+
+async def test_the_clis_own_budget_end_is_named_budget_exceeded_and_under_budget_is_not() -> None:
+    job, mon = make_budget(1.0)
+    stopped: list[JobReason] = []
+    mon.started(stopped.append)
+    feed(job, mon, 0, line(type="result", subtype="success", is_error=False, result="ok", total_cost_usd=0.3))
+    mon.exited(0, None)
+    assert stopped == [] and mon.snapshot().error_class is None
+    job, mon = make()  # no budget in the request: the flag was in the command
+    mon.started(stopped.append)
+    feed(job, mon, 0, line(type="result", subtype="error_max_budget_usd", is_error=True, total_cost_usd=0.3))
+    mon.exited(1, None)
+    assert stopped == [JobReason.BUDGET_EXCEEDED] and mon.snapshot().error_class == "max_budget"

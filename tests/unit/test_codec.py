@@ -292,7 +292,8 @@ def test_params_of_another_method_do_not_fit() -> None:
             "history.list",
             b'{"status":"bogus"}',
             "Invalid enum value 'bogus' (one of: queued, starting, running, paused, finished, exited,"
-            " timeout, idle_timeout, cancelled, killed, failed_to_start, lost, oom, dependency_failed)"
+            " timeout, idle_timeout, cancelled, killed, failed_to_start, lost, oom, dependency_failed,"
+            " budget_exceeded)"
             " - at `$.params.status`",
         ),
         # A long value is not echoed back whole: the field and the form say enough.
