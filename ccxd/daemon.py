@@ -200,8 +200,6 @@ class Daemon:
         state = paths.ensure_private_dir(self.config.resolved_state_dir())
         spool_dir = paths.ensure_private_dir(state / "spool")
         jobs_dir = paths.ensure_private_dir(paths.jobs_dir(self._socket_path))
-        if jobfile.move_all(spool_dir, jobs_dir):
-            log.info("moved an earlier version's job files from %s to %s", spool_dir, jobs_dir)
 
         if not become_subreaper():
             log.warning("cannot become a child subreaper; orphaned job processes go to init")

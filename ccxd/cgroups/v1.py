@@ -38,8 +38,6 @@ log = logging.getLogger("ccxd.cgroups")
 WANTED = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio")
 CPU_PERIOD_US = 100_000
 POOL_PREFIX = "pool-"
-LEGACY_FREE_PREFIX = "free-"
-"""Free groups of an earlier version, which renamed pooled groups per job."""
 RECYCLE_MAX_MEMORY = 1024 * 1024
 """A group still charged more than this (page cache a job left) is removed, not recycled."""
 POOL_MAX = 256
@@ -81,10 +79,6 @@ class V1Group(JobCgroup):
         self.handles: fs.Handles | None = None
         """The group's open counter files, for a pool group (see :class:`~ccxd.cgroups.fs.Handles`)."""
         self._counted = False  # a pool group handed out by its backend and not yet back
-
-    def _file(self, ctrl: str, name: str) -> str | None:
-        d = self.dirs.get(ctrl)
-        return f"{d}/{name}" if d is not None else None
 
     def apply(self, limits: Limits) -> None:
         """Write the limits; what a hierarchy lacks is listed in ``unenforced``."""
@@ -200,10 +194,6 @@ class V1Group(JobCgroup):
             cpu_throttled=throttled,
         )
 
-    def throttling(self) -> dict[str, int]:
-        """The cpu controller's ``cpu.stat`` (nr_periods, nr_throttled, throttled_time)."""
-        return fs.read_keyed(f"{self.dirs['cpu']}/cpu.stat") if "cpu" in self.dirs else {}
-
     def oom_kills(self) -> int:
         """OOM kills the kernel counted for the group."""
         mem = self.dirs.get("memory")
@@ -309,8 +299,6 @@ class V1Backend(Backend):
         # Pool groups an earlier run left may belong to jobs this daemon adopts; new ones
         # are numbered past them, and :meth:`strays` removes those nobody adopted.
         self._serial = max((_pool_number(n) for n in self._names(POOL_PREFIX)), default=0)
-        for name in self._names(LEGACY_FREE_PREFIX):
-            self._rmdir_all(name)
 
     def _names(self, prefix: str) -> set[str]:
         """Names of the groups starting with ``prefix`` in any hierarchy."""
@@ -319,11 +307,6 @@ class V1Backend(Backend):
             with contextlib.suppress(OSError):
                 names.update(n for n in os.listdir(parent) if n.startswith(prefix))
         return names
-
-    def _rmdir_all(self, name: str) -> None:
-        for parent in dict.fromkeys(self.parents.values()):
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.join(parent, name))
 
     def _dirs(self, name: str) -> dict[str, str]:
         return {c: os.path.join(p, name) for c, p in self.parents.items()}

@@ -30,7 +30,7 @@ log = logging.getLogger("ccxd.output")
 CUT_STREAM = 255
 _READ_RECORDS = 4096  # records per index read (~53 KiB)
 READ_BYTES = 1024 * 1024
-"""Output bytes :meth:`FollowedSpool.read_new` returns at most (one record more if it is bigger)."""
+"""Output bytes :meth:`FollowedSpool.take_new` returns at most (one record more if it is bigger)."""
 
 
 class FollowedSpool(Spool):
@@ -78,7 +78,7 @@ class FollowedSpool(Spool):
     # The shim writes; the daemon only counts what it has taken in.
 
     def append(self, offset: int, stream: int, data: bytes) -> bool:
-        """Count a chunk :meth:`read_new` returned (it is on disk already).
+        """Count a chunk the shim wrote (it is on disk already).
 
         Chunks after the cut come from the shim's overflow pipe: not in the spool.
         """
@@ -129,14 +129,6 @@ class FollowedSpool(Spool):
         Their bytes stay on disk: :meth:`read_at` reads them.
         """
         return [(stream, length) for _, length, stream in self._new_records()]
-
-    def read_new(self) -> list[tuple[int, bytes]]:
-        """Chunks the shim wrote since the last call (about READ_BYTES), as (stream, data)."""
-        out = []
-        for off, length, stream in self._new_records():
-            # One read per chunk: the bytes object is the chunk, no second copy.
-            out.append((stream, self.read_at(off, length)))
-        return out
 
     def _new_records(self) -> list[tuple[int, int, int]]:
         if not self._open_readers():

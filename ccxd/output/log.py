@@ -8,7 +8,6 @@ and only output that is in neither is reported to it as a gap.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
 
@@ -251,17 +250,3 @@ class OutputLog:
     def _notify(self) -> None:
         for cb in self._listeners:
             cb()
-
-    async def wait(self) -> None:  # pragma: no cover - convenience for tests
-        """Wait for the next append or close."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def wake() -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        self.add_listener(wake)
-        try:
-            await fut
-        finally:
-            self.remove_listener(wake)

@@ -52,11 +52,6 @@ class Connection:
         """Called when the last subscription ends (the transport may then close)."""
         self._binary: BinarySink | None = sink if isinstance(sink, BinarySink) else None
 
-    @property
-    def binary_output(self) -> bool:
-        """True when output may be sent as binary frames (WebSocket)."""
-        return self._binary is not None
-
     def require_binary(self, wanted: bool) -> None:
         """Refuse ``binary: true`` with -32602 on a transport without binary frames."""
         if wanted and self._binary is None:

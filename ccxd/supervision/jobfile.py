@@ -22,14 +22,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import msgspec
 
 from ccxd.protocol import JobInfo
 
-__all__ = ["load_all", "move_all", "path", "remove", "save"]
+__all__ = ["load_all", "path", "remove", "save"]
 
 log = logging.getLogger("ccxd.supervision")
 
@@ -80,19 +79,3 @@ def load_all(directory: Path) -> list[JobInfo]:
             log.warning("ignoring unreadable job file %s: %s", file, exc)
     return found
 
-
-def move_all(source: Path, target: Path) -> int:
-    """Move job files, adoption records and exit statuses from ``source`` to ``target``; how many.
-
-    Earlier versions kept them in the spool directory; a daemon started on the
-    same state finds them where it now looks.
-    """
-    moved = 0
-    for pattern in (f"*{_SUFFIX}", "*.shim", "*.exit"):
-        for file in source.glob(pattern):
-            try:
-                shutil.move(file, target / file.name)
-                moved += 1
-            except OSError as exc:
-                log.warning("cannot move %s to %s: %s", file, target, exc)
-    return moved

@@ -35,13 +35,6 @@ class ExitStatus:
     def __repr__(self) -> str:
         return f"ExitStatus(code={self.code}, signal={self.signal})"
 
-    @property
-    def shell_code(self) -> int:
-        """Exit code as a shell reports it: 128+N for death by signal N."""
-        if self.signal is not None:
-            return 128 + self.signal
-        return self.code if self.code is not None else 0
-
 
 def become_subreaper() -> bool:
     """Adopt orphaned descendants (Linux only); False where unsupported."""

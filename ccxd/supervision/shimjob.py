@@ -13,8 +13,7 @@ retry chain, secrets left out); a daemon that starts later finds these records,
 checks that the shim still lives (pid and start time) and adopts the job
 (``adoption.py``).  When the job's end is recorded
 the exit status is removed and the job file rewritten without the shim's
-fields.  (Earlier versions wrote the record to ``<job>.shim``; those are still
-read, so an upgrade adopts the jobs an older daemon left.)
+fields.
 """
 
 from __future__ import annotations
@@ -45,7 +44,6 @@ __all__ = [
     "ShimStart",
     "exit_path",
     "is_stopped",
-    "job_path",
     "load_records",
     "pid_alive",
     "read_exit",
@@ -248,11 +246,6 @@ class _StartField(msgspec.Struct):
     """The member with what the job was made from (decoded apart: a bad one only loses itself)."""
 
     start: JobStart | None = None
-
-
-def job_path(spool_dir: Path, job_id: str) -> Path:
-    """Where an earlier daemon kept the job's adoption record (now in ``<job>.job``)."""
-    return spool_dir / f"{job_id}.shim"
 
 
 def exit_path(spool_dir: Path, job_id: str) -> str:
@@ -473,14 +466,6 @@ def save_record(spool_dir: Path, record: AdoptRecord) -> None:
 def load_records(spool_dir: Path) -> list[AdoptRecord]:
     """Every adoption record left in ``spool_dir`` (unreadable ones are skipped)."""
     found: dict[str, AdoptRecord] = {}
-    legacy = msgspec.json.Decoder(AdoptRecord)
-    for path in sorted(spool_dir.glob("*.shim")):
-        try:
-            rec = legacy.decode(path.read_bytes())
-        except (OSError, msgspec.DecodeError):
-            path.unlink(missing_ok=True)
-            continue
-        found[rec.info.id] = rec
     fields_of = msgspec.json.Decoder(_ShimFields)
     info_of = msgspec.json.Decoder(JobInfo)
     start_of = msgspec.json.Decoder(_StartField)
@@ -496,24 +481,18 @@ def load_records(spool_dir: Path) -> list[AdoptRecord]:
         try:
             start = start_of.decode(raw).start
         except msgspec.DecodeError:
-            start = None  # adopted as an earlier version's record would be
+            start = None  # adopted from the job record alone
         found[info.id] = AdoptRecord(info, fields.shim_pid, fields.shim_start, fields.leader_start, start)
     return [found[k] for k in sorted(found)]
 
 
-def remove_files(spool_dir: Path, job_id: str, legacy: bool = True) -> None:
+def remove_files(spool_dir: Path, job_id: str) -> None:
     """Forget the exit status of a job whose end is recorded.
 
-    With ``legacy``, an earlier version's adoption record too (only an adopted job
-    can have one).  The job's file stays: the finished record written next
-    replaces the adoption record.
+    The job's file stays: the finished record written next replaces the adoption record.
     """
-    paths: list[str | Path] = [exit_path(spool_dir, job_id)]
-    if legacy:
-        paths.append(job_path(spool_dir, job_id))
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(exit_path(spool_dir, job_id))
 
 
 def pid_alive(pid: int, start: int) -> bool:

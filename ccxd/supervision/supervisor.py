@@ -944,7 +944,7 @@ class Supervisor:
         if status is None:
             status, problem = await shimjob.read_exit_patiently(exit_file)
         # Queued after the adoption record, before the finished record (_record).
-        self.job_disk.later(functools.partial(shimjob.remove_files, self.jobs_dir, job.id, job.adopted))
+        self.job_disk.later(functools.partial(shimjob.remove_files, self.jobs_dir, job.id))
         if status is None:
             why = problem or "the job's shim ended without recording an exit status"
             job.settle(JobReason.KILLED, error=why)

@@ -7,7 +7,6 @@ stopped in ``leave`` mode), a second one starts on the same state directory.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -17,7 +16,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ccxd import paths
 from ccxd.protocol import JobFinished, JobStarted, OutputChunk, OutputGap, ShutdownParams, ShutdownResult
 from ccxd.supervision.shim import find_shim
 from tests.conftest import REQUIRE_TOOLS
@@ -257,17 +255,15 @@ async def test_jobs_whose_processes_are_gone_are_still_lost(daemon_factory, tmp_
     await c2.close()
 
 
-async def test_silent_jobs_and_an_earlier_versions_shim_records_are_adopted(daemon_factory, tmp_root):
-    # Jobs that write nothing have no spool files; one of them is left the way an
-    # earlier version kept it: in the spool directory, not the runtime job directory,
-    # with the adoption record in <job>.shim and the admission record in <job>.job.
+async def test_silent_jobs_are_adopted(daemon_factory, tmp_root):
+    # Jobs that write nothing have no spool files.
     go = tmp_root / "go"
     wait = f"while [ ! -e {go} ]; do sleep 0.05; done; exit "
     d = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c = await d.client()
-    new = await c.start(wait + "7", timeout=0, subscribe=True)
-    old = await c.start(wait + "3", timeout=0, subscribe=True)
-    for job in (new, old):
+    first = await c.start(wait + "7", timeout=0, subscribe=True)
+    second = await c.start(wait + "3", timeout=0, subscribe=True)
+    for job in (first, second):
         async for ev in c.events(job.id):
             if isinstance(ev, JobStarted):
                 break
@@ -275,24 +271,16 @@ async def test_silent_jobs_and_an_earlier_versions_shim_records_are_adopted(daem
     d.stop(signal.SIGKILL)
     spool = d.state / "ccxd" / "spool"
     assert not list(spool.glob("*.out")) and not list(spool.glob("*.idx"))
-    jobs = paths.jobs_dir(d.socket)
-    record = json.loads((jobs / f"{old.id}.job").read_text())
-    (jobs / f"{old.id}.job").unlink()
-    shim = {k: record.pop(k) for k in ("shim_pid", "shim_start", "leader_start")}
-    (spool / f"{old.id}.shim").write_text(json.dumps({"info": record, **shim}))
-    (spool / f"{old.id}.job").write_text(json.dumps(record))
 
     d2 = daemon_factory(root=tmp_root / "d", extra_env=SHIM)
     c2 = await d2.client()
-    for job in (new, old):
+    for job in (first, second):
         assert (await c2.get(job.id)).state == "running"
     go.touch()
-    for job, code in ((new, 7), (old, 3)):
+    for job, code in ((first, 7), (second, 3)):
         out, final, gaps = await follow_to_end(c2, job.id, 0)
         assert out == b"" and gaps == []
         assert final.reason == "exited" and final.exit_code == code
-    assert not (spool / f"{old.id}.shim").exists() and not (jobs / f"{old.id}.shim").exists()
-    assert not list(spool.glob("*.job"))  # moved to the job directory
     await c2.close()
 
 

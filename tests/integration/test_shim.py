@@ -58,8 +58,11 @@ def frames(raw: bytes) -> list[tuple[int, bytes]]:
 
 def read_all(spool: FollowedSpool) -> list[tuple[int, bytes]]:
     out = []
-    while chunks := spool.read_new():
-        out += chunks
+    offset = 0
+    while chunks := spool.take_new():
+        for stream, length in chunks:
+            out.append((stream, spool.read_at(offset, length)))
+            offset += length
     return out
 
 
