@@ -17,9 +17,11 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 __all__ = ["PRIORITIES", "GroupRule", "JobQueue", "priority_value"]
+
+T = TypeVar("T")
 
 PRIORITIES: Final = {"high": 10, "normal": 0, "low": -10}
 """Named priorities; a number may be given instead (higher starts first)."""
@@ -51,6 +53,12 @@ class GroupRule:
         """Jobs of the group running at once at most (None: no limit of its own)."""
         return self.override if self.override is not None else self.configured(self.name)
 
+    @property
+    def open(self) -> bool:
+        """True if a job of the group may start now (not paused, not full)."""
+        limit = self.limit
+        return not self.paused and (limit is None or self.running < limit)
+
     def hold(self) -> str | None:
         """Why a job of this group cannot start now, or None."""
         if self.paused:
@@ -61,11 +69,12 @@ class GroupRule:
         return None
 
 
-class _Entry:
-    __slots__ = ("after", "after_any", "groups", "id", "key")
+class _Entry(Generic[T]):
+    __slots__ = ("after", "after_any", "groups", "id", "item", "key")
 
-    def __init__(self, job_id: str, key: tuple[int, int], groups: tuple[str, ...]) -> None:
+    def __init__(self, job_id: str, item: T, key: tuple[int, int], groups: tuple[str, ...]) -> None:
         self.id = job_id
+        self.item = item
         self.key = key
         self.groups = groups
         self.after: list[str] = []  # still to end, and to succeed
@@ -76,8 +85,12 @@ class _Entry:
         return not self.after and not self.after_any
 
 
-class JobQueue:
-    """Queued jobs in start order, their groups and what they wait for."""
+class JobQueue(Generic[T]):
+    """Queued jobs in start order, their groups and what they wait for.
+
+    Each job is known by its id and carries an item (the supervisor's job), which
+    :meth:`pick` and :meth:`positions` hand back.
+    """
 
     def __init__(
         self,
@@ -89,8 +102,8 @@ class JobQueue:
         self.notes = notes
         """What jobs held by a full group wait for, when not ``group NAME full (N/N)``."""
         self.groups: dict[str, GroupRule] = {}
-        self._entries: dict[str, _Entry] = {}
-        self._order: list[tuple[int, int, str]] = []  # ready entries, best first
+        self._entries: dict[str, _Entry[T]] = {}
+        self._order: list[tuple[int, int, str, T]] = []  # ready entries, best first (by key; ids unique)
         self._waiters: dict[str, list[str]] = {}  # job id → queued jobs waiting for it to end
         self._seq = itertools.count()
 
@@ -112,6 +125,7 @@ class JobQueue:
     def add(
         self,
         job_id: str,
+        item: T,
         *,
         priority: int = 0,
         groups: Iterable[str] = (),
@@ -122,7 +136,7 @@ class JobQueue:
 
         ``after`` and ``after_any`` are the jobs it waits for that have not ended yet.
         """
-        entry = _Entry(job_id, (-priority, next(self._seq)), tuple(dict.fromkeys(groups)))
+        entry = _Entry(job_id, item, (-priority, next(self._seq)), tuple(dict.fromkeys(groups)))
         entry.after = list(dict.fromkeys(after))
         entry.after_any = [d for d in dict.fromkeys(after_any) if d not in entry.after]
         self._entries[job_id] = entry
@@ -134,10 +148,9 @@ class JobQueue:
             return None
         return self._make_ready(entry) + 1
 
-    def _make_ready(self, entry: _Entry) -> int:
-        item = (*entry.key, entry.id)
-        index = bisect.bisect_left(self._order, item)
-        self._order.insert(index, item)
+    def _make_ready(self, entry: _Entry[T]) -> int:
+        index = bisect.bisect_left(self._order, entry.key)
+        self._order.insert(index, (*entry.key, entry.id, entry.item))
         return index
 
     def remove(self, job_id: str) -> None:
@@ -154,9 +167,8 @@ class JobQueue:
                 if not waiting:
                     del self._waiters[dep]
         if entry.ready:
-            item = (*entry.key, entry.id)
-            index = bisect.bisect_left(self._order, item)
-            if index < len(self._order) and self._order[index] == item:
+            index = bisect.bisect_left(self._order, entry.key)
+            if index < len(self._order) and self._order[index][2] == job_id:
                 del self._order[index]
 
     def started(self, groups: Iterable[str]) -> None:
@@ -208,9 +220,17 @@ class JobQueue:
 
     # -- questions ----------------------------------------------------------
 
-    def first_ready(self) -> str | None:
+    def awaited(self, job_id: str) -> bool:
+        """True if queued jobs wait for ``job_id`` to end."""
+        return job_id in self._waiters
+
+    def first_ready(self) -> T | None:
         """The ready job that would be asked first, or None."""
-        return self._order[0][2] if self._order else None
+        return self._order[0][3] if self._order else None
+
+    def open(self, groups: Iterable[str]) -> bool:
+        """True if a job of ``groups`` may start now as far as they go."""
+        return all(self.group(name).open for name in groups)
 
     def held_by(self, groups: Iterable[str]) -> str | None:
         """Why a job of ``groups`` could not start now (a paused or full group), or None."""
@@ -247,19 +267,19 @@ class JobQueue:
             return f"job {entry.after_any[0]} (after-any)"
         return self.held_by(entry.groups) if entry.groups else None
 
-    def pick(self, slots: int, may_start: Callable[[str], bool]) -> list[str]:
+    def pick(self, slots: int, may_start: Callable[[T], bool]) -> list[T]:
         """Up to ``slots`` ready jobs that may start now, best first; they leave the queue.
 
         ``may_start`` has the last word on each (the Claude gate's waits); a job it
         refuses stays queued and the jobs behind it are asked in turn.
         """
-        chosen: list[str] = []
+        chosen: list[T] = []
         order = self._order
         i = 0
         while slots > 0 and i < len(order):
             job_id = order[i][2]
             entry = self._entries[job_id]
-            if (entry.groups and self.held_by(entry.groups) is not None) or not may_start(job_id):
+            if (entry.groups and not self.open(entry.groups)) or not may_start(entry.item):
                 i += 1
                 continue
             del order[i]
@@ -268,19 +288,14 @@ class JobQueue:
                 rule = self.group(name)
                 rule.queued -= 1
                 rule.running += 1
-            chosen.append(job_id)
+            chosen.append(entry.item)
             slots -= 1
         return chosen
 
-    def positions(self, start: int = 0) -> Iterator[tuple[str, int]]:
-        """Ready jobs from index ``start`` on with their positions (1 = next)."""
-        for index in range(start, len(self._order)):
-            yield self._order[index][2], index + 1
+    def positions(self, start: int = 1) -> Iterator[tuple[int, T]]:
+        """Ready jobs from position ``start`` on, after their positions (1 = next)."""
+        return enumerate([entry[3] for entry in self._order[start - 1 :]], start)
 
-    def waiting(self) -> Iterator[str]:
-        """Queued jobs that wait for other jobs to end."""
-        return (e.id for e in self._entries.values() if not e.ready)
-
-    def ids(self) -> list[str]:
-        """Every queued job, ready ones first in start order."""
-        return [item[2] for item in self._order] + list(self.waiting())
+    def items(self) -> list[T]:
+        """Every queued job, ready ones first in start order, then those waiting for others."""
+        return [entry[3] for entry in self._order] + [e.item for e in self._entries.values() if not e.ready]

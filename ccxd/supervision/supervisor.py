@@ -50,6 +50,7 @@ from ccxd.supervision.shim import find_shim
 from ccxd.supervision.shimserver import ShimServer
 from ccxd.supervision.spawn import SpawnError, spawn, write_input
 from ccxd.supervision.spoolwatch import SpoolWatch
+from ccxd.worktree.manager import Worktrees
 
 if TYPE_CHECKING:
     from ccxd.history.recorder import Recorder
@@ -141,7 +142,7 @@ class Supervisor:
         self._spooled: dict[str, tuple[int, int]] = {}
         """Finished jobs with a spool, oldest first: its size and the store writer's mark."""
         self._spooled_bytes = 0
-        self.queue = JobQueue(self._configured_parallel, self._group_note)
+        self.queue: JobQueue[Job] = JobQueue(self._configured_parallel, self._group_note)
         """Queued jobs in start order: priorities, groups, dependencies (queue.py, no I/O)."""
         self._queued: dict[str, Job] = {}
         self._running = 0
@@ -173,6 +174,12 @@ class Supervisor:
         self._admit_timer: asyncio.TimerHandle | None = None
         self.kinds: list[JobKind] = []
         """Job kinds (Claude) that shape requests and watch their jobs' output."""
+        self.worktrees = Worktrees(
+            config.resolved_state_dir() / "worktrees",
+            reaper,
+            lambda: {j.worktree.path for j in self.jobs.values() if j.worktree and not j.finished},
+        )
+        """Jobs' git worktrees (``job.start`` ``worktree``; ccxd/worktree/)."""
 
     # -- queries --------------------------------------------------------------
 
@@ -221,8 +228,14 @@ class Supervisor:
         notes: dict[str, object] = {}
         if self.hooks is not None:  # may change the params, or refuse (HOOK_REFUSED)
             params, outcomes, notes = await self.hooks.pre(params, job_id, peer)
+        group = self.config.groups.get(params.group or "")
+        worktree = None
+        if params.worktree or (group is not None and group.worktree):  # a git worktree of its own
+            worktree, cwd = await self.worktrees.create(params.cwd or self._base_env.get("HOME", "/"), job_id)
+            params = msgspec.structs.replace(params, cwd=cwd, worktree=True)
         timeout, basis, silence = await self._timeout_for(params)
         job = self._make_job(params, peer, job_id)
+        job.worktree = worktree
         job.timeout, job.timeout_basis, job.timeout_silence = timeout, basis, silence
         job.hooks, job.annotations = outcomes, notes
         job.stored_ends = stored_ends
@@ -254,7 +267,7 @@ class Supervisor:
         if (
             slot
             and not (after or after_any)
-            and self.queue.held_by(job.queue_groups) is None
+            and self.queue.open(job.queue_groups)
             and self._admitted(job)
             and self.gate.may_start(job)
         ):
@@ -275,7 +288,7 @@ class Supervisor:
             self._queued[job.id] = job
             priority = priority_value(job.params.priority)
             position = self.queue.add(
-                job.id, priority=priority, groups=job.queue_groups, after=after, after_any=after_any
+                job.id, job, priority=priority, groups=job.queue_groups, after=after, after_any=after_any
             )
             self._show_wait(job, position)
             if position is not None:
@@ -360,6 +373,8 @@ class Supervisor:
 
     def _dependency_ended(self, job: Job) -> None:
         """Release or fail the queued jobs that wait for ``job``, which ended."""
+        if not self.queue.awaited(job.id):
+            return
         if job.retried_by is not None and job.retried_by in self._queued:
             self.queue.transfer(job.id, job.retried_by)  # its retry attempt decides for them
             return
@@ -391,8 +406,13 @@ class Supervisor:
             job._notify()
 
     def _renumber(self, start: int = 1) -> None:
-        for job_id, position in self.queue.positions(start - 1):
-            self._show_wait(self._queued[job_id], position)
+        # Every queued job behind a change (one pass, as cheap as can be: the queue may be long).
+        for position, job in self.queue.positions(start):
+            if job.queue_groups:
+                self._show_wait(job, position)  # its group may have filled or paused
+            elif job.queue_position != position:
+                job.queue_position = position
+                job._notify()
 
     async def _timeout_for(self, params: StartParams) -> tuple[float | None, str, float | None]:
         """The timeout, its basis, and its silence window when it is an estimate (a guard)."""
@@ -534,9 +554,9 @@ class Supervisor:
         # Best first (priority, then age); jobs their groups or the gate hold back let others pass.
         free = self.config.max_concurrent_jobs - self._running
         first = self.queue.first_ready()
-        if free > 0 and first is not None and self._admitted(self._queued[first]):
-            for job_id in self.queue.pick(free, self._may_start):
-                job = self._queued.pop(job_id)
+        if free > 0 and first is not None and self._admitted(first):
+            for job in self.queue.pick(free, self._may_start):
+                self._queued.pop(job.id, None)
                 if job.finished:
                     self.queue.finished(job.queue_groups)
                     continue
@@ -548,8 +568,7 @@ class Supervisor:
                 self._launch(job)
         self._renumber()
 
-    def _may_start(self, job_id: str) -> bool:
-        job = self._queued[job_id]
+    def _may_start(self, job: Job) -> bool:
         return job.finished or self.gate.may_start(job)
 
     def _admitted(self, job: Job) -> bool:
@@ -586,6 +605,8 @@ class Supervisor:
                 job.settle(JobReason.KILLED, error="internal supervisor error")
         finally:
             if not job.finished and job.id not in self._left:
+                if job.worktree is not None:  # what it changed, in its final record
+                    job.worktree = await self.worktrees.finish(job.id, job.worktree)
                 await self._after_hooks(job)
                 job.move(JobState.FINISHED)
             self._running -= 1
@@ -1089,6 +1110,7 @@ class Supervisor:
         job.timeout, job.idle_timeout = info.timeout, info.idle_timeout
         job.timeout_basis, job.timeout_silence = info.timeout_basis, info.timeout_silence
         job.hooks, job.annotations = list(info.hooks), dict(info.annotations)
+        job.worktree = info.worktree
         job.attempt, job.retry_of, job.retry_note = info.attempt, info.retry_of, info.retry_note
         job.retry_base, job.concision_level, job.lost_env = start.retry_base, start.concision_level, lost
         job.queued_at = info.queued_at
@@ -1239,7 +1261,7 @@ class Supervisor:
         the others (queued, starting, or without a shim) are cancelled.
         """
         self._accepting = False
-        for job in [self._queued[i] for i in self.queue.ids()]:
+        for job in self.queue.items():
             if job.finished or self.gate.outlives_shutdown(job):
                 continue  # stays queued in history; the next daemon queues it again
             self.cancel(job.id)

@@ -54,8 +54,8 @@ def test_concurrency_limit_is_the_queue_group_claude() -> None:
         lambda n: (gate.group_rule(n) or (None, None))[0], lambda n: (gate.group_rule(n) or (0, None))[1]
     )
     for name in ("a", "b", "c"):
-        queue.add(name, groups=("claude",))
-    queue.add("sh")
+        queue.add(name, name, groups=("claude",))
+    queue.add("sh", "sh")
     assert queue.pick(10, lambda _id: True) == ["a", "b", "sh"]
     assert queue.hold("c") == CONCURRENCY_REASON
     queue.finished(("claude",))
