@@ -292,8 +292,7 @@ class Daemon:
         )
         self.notifier.ready(self._status_line())
         # What start-up made lives as long as the daemon: the cycle collector's full passes
-        # need not walk it again.  (Larger generation thresholds saved a few percent of job
-        # throughput more, but let a churn of vanishing clients grow the RSS: not taken.)
+        # need not walk it again (docs/decisions/9-gc-freeze.md).
         gc.freeze()
 
         await self._stop.wait()

@@ -5,10 +5,9 @@ fork) and Python has no ``clone3(CLONE_INTO_CGROUP)``.  Writing the child's pid
 afterwards races with the child's first fork.  So the job starts as a tiny
 ``/bin/sh`` that writes ``0`` (itself) into each ``cgroup.procs`` and then
 ``exec``s the real program: the pid, process group and session stay the same,
-and nothing of the job runs outside its group.  Measured here: +0.6 ms per job
-(0.6 → 1.2 ms for ``/bin/true``); moving the daemon's own thread in and out
-(v1 only) costs +0.15 ms but puts the daemon under the job's memory and pids
-limits for that instant, so the wrapper it is.
+and nothing of the job runs outside its group.  It costs more per job than
+moving the daemon's own thread in and out, which would put the daemon under the
+job's limits for that instant (docs/decisions/9-cgroup-join-wrapper.md).
 
 ``exec`` by the shell would turn a missing program into exit 127 instead of a
 ``failed_to_start`` error, so the program is resolved here first, the way

@@ -379,9 +379,8 @@ class V1Backend(Backend):
         """Close every counter file once no pool group is out: an idle daemon holds none.
 
         Not at the moment the last job ends: jobs come in waves (a client starts
-        the next ones when it hears the last ended), and closing at every gap
-        between two waves reopened the files about once every 70 jobs of the
-        job-throughput benchmark, 4% of its rate.
+        the next ones when it hears the last ended), and the files would be
+        reopened at every gap between two waves (docs/decisions/9-cgroup-counter-files.md).
         """
         if self._out == 0:
             for handles in self._handles.values():

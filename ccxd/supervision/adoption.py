@@ -64,8 +64,8 @@ def start_of(job: Job) -> shimjob.JobStart:
 def made_from(rec: shimjob.AdoptRecord) -> tuple[shimjob.JobStart, list[str]]:
     """What the job of ``rec`` was made from, secrets read back; the secret names that could not be.
 
-    A record of an earlier version has only the job's record: the request is
-    rebuilt from that (and its secrets are lost).
+    A record without ``start`` (or with one that does not decode) has only the
+    job's record: the request is rebuilt from that (and its secrets are lost).
     """
     info = rec.info
     start = rec.start if rec.start is not None else shimjob.JobStart(params=_params_of(info))

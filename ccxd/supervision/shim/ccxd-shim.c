@@ -1,19 +1,19 @@
 /*
  * ccxd-shim: the light parent of a ccxd job (see ccxd/supervision/shimjob.py).
  *
- * It starts the job in its own session, reads the job's stdout and stderr and
- * writes them to the job's spool (data file + 13-byte index records, the format
- * of ccxd/output/spool.py), and records the job's exit status in a file.  Nothing
+ * It starts the job in its own session, writes the job's stdout and stderr to
+ * the job's spool (data file + 13-byte index records, the format of
+ * ccxd/output/spool.py) and records the job's exit status in a file.  Nothing
  * depends on a pipe to the daemon, so a daemon may die and a new one adopt the
  * job: the output keeps flowing to disk and the exit status is not lost.
  *
  *   ccxd-shim DATA_PATH INDEX_PATH REPORT_FD EXIT_PATH CHUNK LIMIT CGROUP MARKER -- ARGV...
  *
- * DATA_PATH, INDEX_PATH: the spool files, created (data first, so an index that
- *   exists has its data file) when the job first writes: a job that writes
- *   nothing costs no files, and creating a file is the dearest part of starting
- *   a job on ext4 with many recent deletes.  If they cannot be created, the
- *   output goes to the overflow pipe as past a cut.
+ * DATA_PATH, INDEX_PATH: the spool files, created (data first, so an existing
+ *   index has its data file) when the job first writes, so a silent job costs no
+ *   file creation (the dearest part of starting a job on ext4 with many recent
+ *   deletes).  If they cannot be created, the output goes to the overflow pipe
+ *   as past a cut.
  * REPORT_FD: gets "P <pid>\n" once the job was exec'd, or "E <errno> <stage>\n"
  *   (stage: exec, cgroup or shim) if it could not be, then is closed.
  * EXIT_PATH: written (atomically, by rename) as "<code> -\n" or "- <signal>\n"
@@ -24,51 +24,47 @@
  *   (stream byte, 4-byte little-endian length, data) to stdout, the overflow
  *   pipe to the daemon; stream 254 carries the exit status there too.
  * CGROUP: cgroup.procs files, one per line (cgroup v1 has one per hierarchy),
- *   the job joins between fork and exec (so none of its processes ever runs
+ *   the job joins between fork and exec (none of its processes ever runs
  *   outside its group; the shim itself stays out), or "-".
  * MARKER: NAME=VALUE put in the job's environment only (CCXD_JOB_ID=<job>: the
  *   shim is not one of the job's processes), or "-".
  *
  * A wake-up that read at least 4 KiB, or that read output within 1 ms of the
  * last one that did, is followed by a pause of 0.3 ms (cut short by any signal)
- * before the next read: a busy writer's output gathers in the pipe, so chunks
- * come out near CHUNK bytes instead of the writer's last few kilobytes, and the
- * shim, the daemon and its clients wake a tenth as often per megabyte.  A job
- * that writes a little now and then is never held back.
+ * before the next read, so a busy writer's chunks come out near CHUNK bytes and
+ * everyone downstream wakes less often; a job that writes now and then is never
+ * held back (docs/decisions/9-shim-output-gathering.md).
  *
  * The shim is a child subreaper, so processes the job orphans stay below it.
- * It is done with the job (exits, or in the pool below waits for the next) once
- * the leader has exited, both pipes are closed and no child is left; SIGTERM
- * means "stop waiting for the pipes" (something outside the job holds them), and
- * one still pending when the next job starts is dropped.
+ * It is done with the job once the leader has exited, both pipes are closed and
+ * no child is left; SIGTERM means "stop waiting for the pipes" (something
+ * outside the job holds them), and one still pending when the next job starts
+ * is dropped.
  *
  *   ccxd-shim --server
  *
- * Spawn server (see ccxd/supervision/shimserver.py): fd 0 is a SOCK_SEQPACKET
- * socket to the daemon.  Each request is one message: NUL-terminated fields
- * CWD, ENV_COUNT, ENV..., then the shim's own arguments as above (REPORT_FD
- * given as 3), with SCM_RIGHTS descriptors: the overflow pipe, the report pipe
- * and optionally stdin.  The reply, in request order, is "P <pid> <start>" (the
- * job's shim and its start time; "P <pid>" if that could not be read) or
- * "E <errno>"; the daemon learns that the shim is through with the job from
- * its overflow pipe (the done frame below, or its end of file), so no pidfd
- * travels with it.  A daemon
- * blocked in vfork/exec of a shim per job on a busy machine waited for the
- * scheduler for most of a millisecond; a write to this socket does not wait.
+ * Spawn server (see ccxd/supervision/shimserver.py), so the daemon's event loop
+ * never waits in vfork/exec: fd 0 is a SOCK_SEQPACKET socket to the daemon.
+ * Each request is one message: NUL-terminated fields CWD, ENV_COUNT, ENV...,
+ * then the shim's own arguments as above (REPORT_FD given as 3), with
+ * SCM_RIGHTS descriptors: the overflow pipe, the report pipe and optionally
+ * stdin.  The reply, in request order, is "P <pid> <start>" (the job's shim and
+ * its start time; "P <pid>" if that could not be read) or "E <errno>"; the
+ * daemon learns that the shim is through with the job from its overflow pipe
+ * (the done frame below, or its end of file).
  *
- * The shims are pooled: the server hands each request to an idle shim (its
- * children, forked without an exec, each with its own session and a
- * SOCK_SEQPACKET link to the server), forking one when none is idle.  The shim
- * takes stdin, stdout = overflow pipe, 3 = report pipe, CWD and exactly ENV,
- * runs the job as above, sends a done frame (stream 253, no data), waits until
- * the daemon has closed its end of the overflow pipe, closes its own, returns
- * to "/" and tells the server it is free.  A fork, a page-table copy
- * and an exit per job were a third of a shim's CPU time.  Jobs stay one per
- * shim at a time, so "no child left" still means this job's processes are
- * gone.  At most POOL_IDLE_MAX shims wait; one more that finishes a job exits.
- * The server exits when the daemon closes the socket; idle shims exit with it,
- * busy ones once their job has ended (an adopting daemon sees the job's end as
- * its shim's, as before).
+ * The shims are pooled, so no job pays for a fork (docs/decisions/9-pooled-shims.md):
+ * the server hands each request to an idle shim (its children, forked without
+ * an exec, each with its own session and a SOCK_SEQPACKET link to the server),
+ * forking one when none is idle.  The shim takes stdin, stdout = overflow pipe,
+ * 3 = report pipe, CWD and exactly ENV, runs the job as above, sends a done
+ * frame (stream 253, no data), waits until the daemon has closed its end of the
+ * overflow pipe, closes its own, returns to "/" and tells the server it is
+ * free.  Jobs stay one per shim at a time, so "no child left" still means this
+ * job's processes are gone.  At most POOL_IDLE_MAX shims wait; one more that
+ * finishes a job exits.  The server exits when the daemon closes the socket;
+ * idle shims exit with it, busy ones once their job has ended (an adopting
+ * daemon sees the job's end as its shim's).
  */
 #define _GNU_SOURCE
 #include <errno.h>
