@@ -77,6 +77,23 @@ async def test_a_paused_group_holds_queued_jobs_until_resumed_and_ps_says_so(dae
     assert waited.returncode == 0 and waited.stdout == f"{job_id}\texit 0\n"
 
 
+async def test_raising_a_groups_limit_starts_its_queued_job_at_once(daemon_factory, tmp_root):
+    d = with_config(daemon_factory, "[groups.serial]\nparallel = 1\n")
+    c = await d.client()
+    release = tmp_root / "go"
+    first = await c.start(until_file(release), group="serial", timeout=60)
+    second = await c.start("echo second", group="serial")
+    assert (second.state, second.wait_reason) == ("queued", "group serial full (1/1)")
+    res = ccxctl(d, "group", "set", "serial", "--parallel", "2")
+    assert res.returncode == 0 and "runtime" in res.stdout
+    done = await asyncio.wait_for(c.wait(second.id), 30)  # while the first still runs
+    assert (done.reason, done.exit_code) == ("exited", 0)
+    assert (await c.get(first.id)).state == "running"
+    release.touch()
+    await c.wait(first.id)
+    await c.close()
+
+
 async def test_runtime_limit_and_the_claude_group_in_group_list(daemon_factory):
     d = daemon_factory(extra_env={"CCXD_CLAUDE_MAX_CONCURRENT": "3"})
     c = await d.client()
@@ -157,6 +174,9 @@ async def test_a_failed_dependency_ends_the_waiting_job_and_after_any_still_runs
     res = ccxctl(daemon, "run", "--after", first.id, "echo never")
     assert (res.returncode, res.stdout) == (127, "")
     assert res.stderr.endswith(f"did not run: job {first.id} (after) exited 3\n")
+    listed = ccxctl(daemon, "history", "list", "--status", "dependency_failed", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {j["id"] for j in json.loads(listed.stdout)} >= {needs.id, chained.id, late.id}
 
 
 async def test_unknown_dependencies_are_refused(daemon, client):
