@@ -48,6 +48,7 @@ from ccxd.protocol import (
     JobFinished,
     JobInfo,
     JobList,
+    JobRef,
     JobState,
     OutputChunk,
     OutputCut,
@@ -64,6 +65,11 @@ from ccxd.protocol import (
     StartParams,
     StatsParams,
     StatsResult,
+    WorktreeDiff,
+    WorktreeList,
+    WorktreePruneResult,
+    WorktreeRmParams,
+    WorktreeRmResult,
 )
 
 __all__ = ["app", "run_app"]
@@ -88,6 +94,10 @@ group_app = typer.Typer(
     help="Queue groups: how many of a group's jobs run at once, pause and resume.", no_args_is_help=True
 )
 app.add_typer(group_app, name="group")
+worktree_app = typer.Typer(
+    help="Git worktrees of jobs started with --worktree: list, diff, remove.", no_args_is_help=True
+)
+app.add_typer(worktree_app, name="worktree")
 
 
 class Target:
@@ -169,6 +179,10 @@ AfterOpt = Annotated[
 AfterAnyOpt = Annotated[
     list[str] | None, typer.Option("--after-any", help="Start once this job ended, however; repeatable.")
 ]
+WorktreeOpt = Annotated[
+    bool,
+    typer.Option("--worktree", help="Run in a fresh git worktree of the cwd's repository (branch ccxd/ID)."),
+]
 
 
 def _priority(text: str) -> str | int:
@@ -218,6 +232,7 @@ def run(
     priority: PriorityOpt = "normal",
     after: AfterOpt = None,
     after_any: AfterAnyOpt = None,
+    worktree: WorktreeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a job, stream its output, exit with its exit code (124 timeout, 130 Ctrl-C)."""
@@ -244,6 +259,7 @@ def run(
         priority=_priority(priority),
         after=after or [],
         after_any=after_any or [],
+        worktree=worktree,
         json=json_out,
         socket=target.socket,
         url=target.url,
@@ -279,6 +295,7 @@ def claude_cmd(
     priority: PriorityOpt = "normal",
     after: AfterOpt = None,
     after_any: AfterAnyOpt = None,
+    worktree: WorktreeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run Claude Code as a ccxd job; print its result (exit 1 with the error class on failure)."""
@@ -301,6 +318,7 @@ def claude_cmd(
         priority=_priority(priority),  # type: ignore[arg-type]
         after=after or [],
         after_any=after_any or [],
+        worktree=worktree,
     )
     raise typer.Exit(
         _with_client(ctx, lambda c: claude_job(c, params, json_out=json_out, verbose=verbose, detach=detach))
@@ -943,6 +961,80 @@ def wait(
         sys.stderr.write(f"ccxctl: still not ended after {timeout:g}s: {' '.join(still)}\n")
         raise typer.Exit(EX_TIMEOUT)
     raise typer.Exit(max((exit_code_for(info) for info in ended), default=0))
+
+
+# -- worktrees ------------------------------------------------------------------
+
+
+@worktree_app.command("list")
+def worktree_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Jobs' worktrees: branch, path, whether running, dirty (uncommitted changes) or merged."""
+    res: WorktreeList = _with_client(ctx, lambda c: c.call("worktree.list", EmptyParams()))
+    if json_out:
+        emit_json(res)
+        return
+
+    def flag(value: bool | None, yes: str, no: str) -> str:
+        return "?" if value is None else yes if value else no
+
+    rows = [
+        [
+            w.job_id,
+            w.branch,
+            "running" if w.running else "gone" if not w.exists else flag(w.dirty, "dirty", "clean"),
+            flag(w.merged, "merged", "-"),
+            w.path,
+        ]
+        for w in res.worktrees
+    ]
+    table(["job", "branch", "tree", "merged", "path"], rows)
+
+
+@worktree_app.command("diff")
+def worktree_diff(
+    ctx: typer.Context, job: Annotated[str, typer.Argument(help="Job id.")], json_out: JsonOpt = False
+) -> None:
+    """The job's changes against its base commit: commits, uncommitted and untracked files, one patch."""
+    res: WorktreeDiff = _with_client(ctx, lambda c: c.call("worktree.diff", JobRef(job)))
+    if json_out:
+        emit_json(res)
+        return
+    sys.stdout.write(res.diff)
+    if res.truncated:
+        sys.stderr.write("ccxctl: the diff was cut at 512 KiB (git -C PATH diff BASE shows it all)\n")
+
+
+@worktree_app.command("rm")
+def worktree_rm(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Also with uncommitted changes, and an unmerged branch.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove the job's worktree and its branch (refused with uncommitted changes unless --force)."""
+    params = WorktreeRmParams(job_id=job, force=force)
+    res: WorktreeRmResult = _with_client(ctx, lambda c: c.call("worktree.rm", params))
+    if json_out:
+        emit_json(res)
+        return
+    print(f"{job}: worktree removed" + (", branch deleted" if res.branch_deleted else ""))
+    if res.note:
+        print(res.note)
+
+
+@worktree_app.command("prune")
+def worktree_prune(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Apply the cleanup policy now (worktree_keep_days, worktree_remove_merged), as each minute does."""
+    res: WorktreePruneResult = _with_client(ctx, lambda c: c.call("worktree.prune", EmptyParams()))
+    if json_out:
+        emit_json(res)
+        return
+    for job_id in res.removed:
+        print(f"{job_id}\tremoved")
+    for job_id, why in res.kept.items():
+        print(f"{job_id}\tkept: {why}")
 
 
 # -- hooks ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from ccxctl.runjob import RunOptions, env_from, parse_priority
 
 __all__ = ["parse_run"]
 
-_FLAGS = {"--detach": "detach", "-d": "detach", "--json": "json", "--argv": "argv"}
+_FLAGS = {"--detach": "detach", "-d": "detach", "--json": "json", "--argv": "argv", "--worktree": "worktree"}
 _VALUES = {
     "--timeout": "timeout",
     "--idle-timeout": "idle_timeout",

@@ -105,6 +105,7 @@ class RunOptions(Struct, kw_only=True):
     priority: str | int = "normal"
     after: list[str] = []
     after_any: list[str] = []
+    worktree: bool = False
     json: bool = False
     socket: str | None = None
     url: str | None = None
@@ -137,6 +138,7 @@ class RunOptions(Struct, kw_only=True):
             priority=self.priority,  # type: ignore[arg-type]  # checked by the daemon (or typer)
             after=self.after,
             after_any=self.after_any,
+            worktree=self.worktree,
         )
 
 

@@ -53,6 +53,8 @@ class GroupConfig(Struct, forbid_unknown_fields=True, kw_only=True):
 
     parallel: Annotated[int, Meta(ge=1, le=100_000)] | None = None
     """Jobs of the group running at once at most; unset: no limit of its own."""
+    worktree: bool = False
+    """Each job of the group runs in a git worktree of its own (as ``job.start`` ``worktree``)."""
 
 
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -68,7 +70,8 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     groups: dict[Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")], GroupConfig] = {}
     """Queue groups and their limits, ``{ build = { parallel = 2 } }``: a job started with
     ``group: "build"`` waits while two of the group run.  ``claude`` here overrides
-    claude_max_concurrent.  ``ccxctl group set`` changes a group until the daemon stops."""
+    claude_max_concurrent.  ``ccxctl group set`` changes a group until the daemon stops.
+    ``worktree = true`` runs each job of the group in a git worktree of its own (``--worktree``)."""
     default_timeout: Positive | None = None
     """Wall-clock limit for jobs that set none (seconds); unset means no limit."""
     idle_timeout: Positive | None = None
@@ -184,6 +187,14 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     those whose jobs finished longest ago are forgotten.  Each distinct command shape is one."""
     state_dir: str = ""
     """Spool and state directory; empty means ``$XDG_STATE_HOME/ccxd``."""
+
+    # Worktrees (job.start worktree: a git worktree per job, under state_dir/worktrees)
+    worktree_keep_days: Positive | None = 7.0
+    """A job's worktree without uncommitted changes is removed this many days after its job ended
+    (its branch too, when merged into the repository's HEAD); unset: kept until ``ccxctl worktree rm``."""
+    worktree_remove_merged: bool = True
+    """Remove a worktree without uncommitted changes, and its branch, once its branch is merged into
+    the repository's HEAD (a branch without commits counts), at the next minute's round."""
 
     # Timeout estimates
     estimate_timeouts: bool = True

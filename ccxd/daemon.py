@@ -35,6 +35,7 @@ from ccxd.rpc.group_methods import register_group_methods
 from ccxd.rpc.history_methods import register_history_methods
 from ccxd.rpc.hook_methods import register_hook_methods
 from ccxd.rpc.methods import DaemonInfo, register_methods
+from ccxd.rpc.worktree_methods import register_worktree_methods
 from ccxd.store.base import StoreUnavailable
 from ccxd.supervision import jobfile
 from ccxd.supervision.reaper import Reaper, become_subreaper
@@ -246,7 +247,10 @@ class Daemon:
         swept = self.supervisor.sweep_spools()
         if swept:
             log.info("removed the spools of %d finished job(s) of a previous run", swept)
-        history.start_retention()
+        sup = self.supervisor
+        history.start_retention(
+            lambda: sup.worktrees.prune(sup.config.worktree_keep_days, sup.config.worktree_remove_merged)
+        )
         # After recovery (which kills lost jobs' processes and says so): what is still in a
         # job group of the previous run goes, except groups of jobs this daemon already has.
         await resources.clean_leftovers(keep=frozenset(self.supervisor.jobs))
@@ -255,6 +259,7 @@ class Daemon:
         register_history_methods(dispatcher, history, self.supervisor)
         register_hook_methods(dispatcher, self.hooks)
         register_group_methods(dispatcher, self.supervisor)
+        register_worktree_methods(dispatcher, self.supervisor)
         metrics_server = await self._start_metrics_server(history)
         self.info.store = history.describe
         self.info.store_health = history.writer.health

@@ -262,6 +262,35 @@ class ClaudeInfo(Struct, omit_defaults=True, kw_only=True):
     """``system/api_retry`` events: retries the CLI made itself."""
 
 
+class DiffStat(Struct, kw_only=True):
+    """What a job changed in its worktree since the base commit, committed or not (untracked too)."""
+
+    files: int = 0
+    insertions: int = 0
+    deletions: int = 0
+    commits: int = 0
+    """Commits on the job's branch since the base commit."""
+
+
+class WorktreeInfo(Struct, omit_defaults=True, kw_only=True):
+    """``job.start`` ``worktree``: the git worktree the job runs in (ccxd/worktree/)."""
+
+    path: str
+    """The worktree's top directory (the job's cwd is the same subdirectory in it)."""
+    branch: str
+    """``ccxd/<job-id>``."""
+    base: str
+    """The commit it was made from (the repository's HEAD at the job's start)."""
+    repo: str
+    """The top directory of the repository the job's cwd was in."""
+    head: str | None = None
+    """The branch's tip when the job ended."""
+    diffstat: DiffStat | None = None
+    """Set when the job ended."""
+    dirty: bool | None = None
+    """When the job ended: whether the tree had changes not committed (untracked files too)."""
+
+
 class JobInfo(Struct, omit_defaults=True, kw_only=True):
     """Everything a client can know about one job."""
 
@@ -334,6 +363,8 @@ class JobInfo(Struct, omit_defaults=True, kw_only=True):
     """Notes hooks added to the record (``HookResult.annotations``)."""
     claude: ClaudeInfo | None = None
     """Claude jobs: session, cost, tokens, turns, result and error class."""
+    worktree: WorktreeInfo | None = None
+    """Jobs started with ``worktree``: where they ran, and (once ended) what they changed."""
 
 
 class OutputChunk(Struct, kw_only=True):
@@ -760,6 +791,69 @@ class GroupList(Struct):
     groups: list[GroupInfo]
 
 
+class WorktreeEntry(Struct, omit_defaults=True, kw_only=True):
+    """One job's worktree, as it is now (``worktree.list``)."""
+
+    job_id: str
+    branch: str
+    path: str
+    repo: str
+    base: str
+    exists: bool
+    """Whether its directory is still there."""
+    running: bool = False
+    """A job runs in it now (it is never removed then)."""
+    dirty: bool | None = None
+    """Changes not committed (untracked files too); unset when it does not exist."""
+    merged: bool | None = None
+    """Its branch's tip is reachable from the repository's HEAD (a branch without commits counts)."""
+    created_at: float = 0.0
+    finished_at: float | None = None
+    """When its job ended (the cleanup's ``worktree_keep_days`` count from then)."""
+
+
+class WorktreeList(Struct):
+    """``worktree.list`` result: every worktree ccxd made and has not removed, oldest first."""
+
+    worktrees: list[WorktreeEntry]
+
+
+class WorktreeDiff(Struct, kw_only=True):
+    """``worktree.diff`` result: ``git diff`` of the worktree against its base commit."""
+
+    job_id: str
+    diff: str
+    """Commits and uncommitted changes, untracked files included, as one patch."""
+    truncated: bool = False
+    """The patch was longer than 512 KiB and was cut at a line end."""
+
+
+class WorktreeRmParams(Struct, forbid_unknown_fields=True, kw_only=True):
+    """``worktree.rm``: remove a job's worktree and its branch."""
+
+    job_id: str
+    force: bool = False
+    """Remove a tree with uncommitted changes, and a branch with commits not merged, too."""
+
+
+class WorktreeRmResult(Struct, omit_defaults=True, kw_only=True):
+    """``worktree.rm`` result."""
+
+    job_id: str
+    branch_deleted: bool
+    note: str | None = None
+    """Why the branch was kept (commits not merged into HEAD), in words."""
+
+
+class WorktreePruneResult(Struct, kw_only=True):
+    """``worktree.prune`` result: one round of the cleanup policy, as the minute's round runs it."""
+
+    removed: list[str]
+    """Job ids whose worktrees were removed."""
+    kept: dict[str, str]
+    """Job ids whose worktrees were kept, and why (running, uncommitted changes, young, …)."""
+
+
 # --------------------------------------------------------------------------
 # Notification params
 # --------------------------------------------------------------------------
@@ -988,6 +1082,11 @@ METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "hooks.test": (HookTestParams, HookTestResult),
     "group.list": (EmptyParams, GroupList),
     "group.set": (GroupSetParams, GroupInfo),
+    "worktree.list": (EmptyParams, WorktreeList),
+    "worktree.diff": (JobRef, WorktreeDiff),
+    "worktree.rm": (WorktreeRmParams, WorktreeRmResult),
+    "worktree.prune": (EmptyParams, WorktreePruneResult),
+    "claude.budget": (EmptyParams, ClaudeBudget),
 }
 
 NOTIFICATIONS: Final[dict[str, type[Struct]]] = {

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from pathlib import Path
 
 from ccxd.history.estimate import Estimate, Sample, estimate
@@ -282,8 +282,9 @@ class Recorder:
         max_age: Callable[[], float | None],
         max_jobs: Callable[[], int | None],
         max_signatures: Callable[[], int | None] = lambda: None,
+        also: Iterable[Callable[[], Awaitable[object]]] = (),
     ) -> None:
-        """Prune old history every ``interval`` seconds, in small batches."""
+        """Prune old history every ``interval`` seconds, in small batches; then run each of ``also``."""
         while True:
             try:
                 await self.retain(max_age(), max_jobs(), max_signatures())
@@ -291,6 +292,11 @@ class Recorder:
                 pass
             except Exception:
                 log.exception("retention failed")
+            for extra in also:
+                try:
+                    await extra()
+                except Exception:
+                    log.exception("retention failed")
             await asyncio.sleep(interval)
 
     async def retain(self, max_age: float | None, max_jobs: int | None, max_signatures: int | None) -> int:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -142,8 +143,8 @@ class History:
         history.warning = warning
         return history
 
-    def start_retention(self) -> None:
-        """Prune old history in the background."""
+    def start_retention(self, *also: Callable[[], Awaitable[object]]) -> None:
+        """Prune old history in the background; each round then runs ``also`` (the worktree cleanup)."""
         c = self.config
 
         def max_age() -> float | None:
@@ -151,7 +152,11 @@ class History:
 
         self._retention = asyncio.get_running_loop().create_task(
             self.recorder.retention(
-                _RETENTION_INTERVAL, max_age, lambda: c.history_max_jobs, lambda: c.history_max_signatures
+                _RETENTION_INTERVAL,
+                max_age,
+                lambda: c.history_max_jobs,
+                lambda: c.history_max_signatures,
+                also=also,
             )
         )
 

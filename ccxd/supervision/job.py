@@ -8,7 +8,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ccxd.output.log import OutputLog
-from ccxd.protocol import HookOutcome, JobInfo, JobReason, JobRetry, JobState, Limits, StartParams, Usage
+from ccxd.protocol import (
+    HookOutcome,
+    JobInfo,
+    JobReason,
+    JobRetry,
+    JobState,
+    Limits,
+    StartParams,
+    Usage,
+    WorktreeInfo,
+)
 from ccxd.redact import REDACTED, is_secret_name, redact_argv, redact_text, secret_values
 from ccxd.supervision.queue import priority_value
 from ccxd.supervision.state import check_transition
@@ -102,6 +112,7 @@ class Job:
         self.observer: JobObserver | None = None
         self.claude: ClaudeMonitor | None = None  # Claude jobs: what the stream-json said
         self.base_secrets: frozenset[str] = frozenset()  # the daemon's own secret values (redact.py)
+        self.worktree: WorktreeInfo | None = None  # the git worktree it runs in (ccxd/worktree/)
         self._listeners: list[Callable[[], None]] = []
         log.add_listener(self._on_output)
 
@@ -261,4 +272,5 @@ class Job:
             hooks=list(self.hooks),
             annotations=dict(self.annotations),
             claude=self.claude.snapshot() if self.claude is not None else None,
+            worktree=self.worktree,
         )

@@ -177,7 +177,7 @@ class Supervisor:
         self.worktrees = Worktrees(
             config.resolved_state_dir() / "worktrees",
             reaper,
-            lambda: {j.worktree.path for j in self.jobs.values() if j.worktree and not j.finished},
+            lambda: {j.cwd for j in self.jobs.values() if j.params.worktree and not j.finished},
         )
         """Jobs' git worktrees (``job.start`` ``worktree``; ccxd/worktree/)."""
 
