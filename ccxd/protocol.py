@@ -1086,7 +1086,6 @@ METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "worktree.diff": (JobRef, WorktreeDiff),
     "worktree.rm": (WorktreeRmParams, WorktreeRmResult),
     "worktree.prune": (EmptyParams, WorktreePruneResult),
-    "claude.budget": (EmptyParams, ClaudeBudget),
 }
 
 NOTIFICATIONS: Final[dict[str, type[Struct]]] = {
