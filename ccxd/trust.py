@@ -238,7 +238,8 @@ def check_tcp_peer(sockname: tuple[str, int], peername: tuple[str, int], where: 
     whoever listens; only while the kernel has not made it yet (SYN cookies)
     are the listening sockets on the port asked instead.  True when the server
     is the user's (or root's); False when this cannot be known here (not
-    loopback, or no ``/proc/net``: not Linux).
+    loopback, or no ``/proc/net``: not Linux).  ConnectionResetError when the
+    server side is gone from the kernel's tables (nothing listens any more).
     """
     if not _is_loopback(peername[0]):
         return False
@@ -254,7 +255,9 @@ def check_tcp_peer(sockname: tuple[str, int], peername: tuple[str, int], where: 
         listeners = [*server, *anywhere]
         uids = [uid for table in tables for uid in tcp_socket_uids(table, listeners, [], listening=True)]
     if not uids:
-        raise Untrusted(f"refusing {where}: cannot tell which user serves it")
+        # Neither the connection's server side nor a listener is left: the server went away
+        # (a daemon killed as we connected).  A lost connection to retry, not an impostor.
+        raise ConnectionResetError(f"{where} went away before it could be identified")
     foreign = [u for u in uids if not _trusted(u)]
     if foreign:
         raise _impostor(where, f"port {peername[1]} is served by {_who(foreign[0])}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,21 @@ def test_a_real_loopback_connection_of_our_own_passes():
     with socket.create_server(("127.0.0.1", 0)) as srv, socket.create_connection(srv.getsockname()) as c:
         assert check_tcp_peer(c.getsockname(), c.getpeername(), "ws://test") is True
     assert check_tcp_peer(("192.0.2.2", 5), ("192.0.2.1", 80), "ws://x") is False  # not loopback
+
+
+def test_a_server_gone_before_it_was_identified_is_a_lost_connection_not_an_impostor():
+    # A daemon killed while a client reconnects: its side of the connection and its
+    # listener are gone.  The client must retry, not give up on an "untrusted" server.
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    names = client.getsockname(), client.getpeername()  # as the transport has them from its connect
+    server, _ = listener.accept()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+    server.close()
+    listener.close()
+    with pytest.raises(ConnectionResetError, match="went away before it could be identified"):
+        check_tcp_peer(*names, "ws://127.0.0.1/ws")
+    client.close()
 
 
 def test_a_unix_server_of_our_own_passes(tmp_path: Path):
