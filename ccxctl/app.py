@@ -720,6 +720,15 @@ def history_show(
         from ccxctl.render import claude_fields
 
         fields.update(claude_fields(info.claude))
+    wt = info.worktree
+    if wt is not None:  # started with --worktree
+        fields["worktree"] = f"{wt.path} (branch {wt.branch} from {wt.base[:12]})"
+        if wt.diffstat is not None:
+            d = wt.diffstat
+            fields["changes"] = (
+                f"{d.files} file(s), +{d.insertions} -{d.deletions}, {d.commits} commit(s), "
+                + ("dirty" if wt.dirty else "clean")
+            )
     for key, value in fields.items():
         print(f"{key + ':':<10}{value}")
     print("--- output ---")

@@ -109,6 +109,9 @@ async def test_a_job_that_commits_shows_its_commit_and_a_clean_tree(daemon_facto
     assert wt.head == git(repo, "rev-parse", wt.branch) != wt.base
     assert git(repo, "log", "-1", "--format=%s", wt.branch) == "change"
     assert git(repo, "log", "-1", "--format=%s", "main") == "first"
+    shown = ccxctl(d, "history", "show", job.id).stdout
+    assert f"(branch ccxd/{job.id} from {wt.base[:12]})" in shown
+    assert "changes:  1 file(s), +1 -0, 1 commit(s), clean" in shown
     await c.close()
 
 
