@@ -36,6 +36,7 @@ from ccxd.client import (
     connect,
 )
 from ccxd.protocol import (
+    ClaudeBudget,
     EmptyParams,
     ErrorCode,
     GroupInfo,
@@ -754,7 +755,7 @@ def history_stats(
         list[str] | None, typer.Argument(help="A command; its signature is looked up.")
     ] = None,
     claude: Annotated[
-        bool, typer.Option("--claude", help="Claude cost and tokens per day and per session instead.")
+        bool, typer.Option("--claude", help="Claude cost and tokens per day and session, and the budgets.")
     ] = False,
     since: Annotated[str | None, typer.Option(help="With --claude: jobs queued since: 2h, 7d.")] = None,
     json_out: JsonOpt = False,
@@ -764,8 +765,12 @@ def history_stats(
         from ccxctl.render import usage_tables
 
         query = HistoryParams(since=parse_since(since) if since else None, limit=10_000)
-        listed: JobList = _with_client(ctx, lambda c: c.call("history.list", query))
-        usage_tables(listed.jobs, json_out)
+
+        async def work(c: Client) -> tuple[JobList, ClaudeBudget]:
+            return await c.call("history.list", query), await c.call("claude.budget", EmptyParams())
+
+        listed, budget = _with_client(ctx, work)
+        usage_tables(listed.jobs, json_out, budget)
         return
     params = StatsParams(command=" ".join(command) if command else None)
     res: StatsResult = _with_client(ctx, lambda c: c.call("history.stats", params))

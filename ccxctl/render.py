@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import msgspec
 from msgspec import Struct
 
-from ccxd.protocol import NOTIFICATIONS, ClaudeInfo, HookEvent, JobInfo
+from ccxd.protocol import NOTIFICATIONS, ClaudeBudget, ClaudeInfo, HookEvent, JobInfo
 
 __all__ = [
     "describe_limit",
@@ -161,6 +161,25 @@ def job_rows(jobs: Sequence[JobInfo]) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def budget_line(b: ClaudeBudget) -> str:
+    """``spent today $0.4200 of $1.0000 (daily budget), this month $3.1000 (no monthly budget)``."""
+
+    def against(spent: float, budget: float, name: str) -> str:
+        return (
+            f"{_cost(spent)} of {_cost(budget)} ({name} budget)"
+            if budget
+            else f"{_cost(spent)} (no {name} budget)"
+        )
+
+    text = (
+        f"spent today {against(b.spent_today_usd, b.daily_usd, 'daily')}, "
+        f"this month {against(b.spent_month_usd, b.monthly_usd, 'monthly')}"
+    )
+    if b.spent is not None:
+        text += f"; new Claude jobs {'wait' if b.action == 'wait' else 'are refused'}: {b.spent}"
+    return text
+
+
 def _cost(usd: float | None) -> str:
     return "-" if usd is None else f"${usd:.4f}"
 
@@ -196,14 +215,16 @@ def claude_fields(c: ClaudeInfo) -> dict[str, str]:
     return fields
 
 
-def usage_tables(jobs: Sequence[JobInfo], json_out: bool) -> None:
-    """``history stats --claude``: cost and tokens per day and per Claude session."""
+def usage_tables(jobs: Sequence[JobInfo], json_out: bool, budget: ClaudeBudget | None = None) -> None:
+    """``history stats --claude``: cost and tokens per day and per Claude session, and the budgets."""
     from ccxd.claude.usage import by_day, by_session
 
     days, sessions = by_day(jobs), by_session(jobs)
     if json_out:
-        emit_json({"days": days, "sessions": sessions})
+        emit_json({"days": days, "sessions": sessions, "budget": budget})
         return
+    if budget is not None:
+        print(budget_line(budget))
     for title, rows in (("day", days), ("session", sessions)):
         table(
             [title, "jobs", "failed", "cost", "tokens in", "tokens out", "cache read", "turns"],

@@ -238,6 +238,15 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds after a usage-limit reset before Claude jobs start again."""
     claude_model_max_output_tokens: dict[str, int] = {}
     """Output-token maxima by model name, added to (or replacing) the built-in table."""
+    claude_budget_daily_usd: NonNegative = 0.0
+    """US dollars Claude jobs may cost per local day, daemon-wide (0: no budget); once the jobs
+    finished today cost that much, new Claude jobs wait for midnight or are refused
+    (``claude_budget_action``)."""
+    claude_budget_monthly_usd: NonNegative = 0.0
+    """The same per calendar month (0: no budget)."""
+    claude_budget_action: Literal["wait", "refuse"] = "wait"
+    """Once a budget is spent: new Claude jobs ``wait`` in the queue until it resets, or ``job.start``
+    refuses them (error -32011); Claude jobs queued already wait either way."""
     # Resources (cgroups)
     cgroup_backend: Literal["auto", "v2", "v1", "none"] = "auto"
     """Resource backend: auto (v2 if it has the memory controller, else v1, else none) or forced."""

@@ -29,7 +29,8 @@ from ccxd.hooks.metrics_http import MetricsServer
 from ccxd.hooks.prometheus import render as render_prometheus
 from ccxd.hooks.runner import HookRunner
 from ccxd.notify import Notifier
-from ccxd.protocol import CommandMetrics, Listener, Refusals, ReloadResult
+from ccxd.protocol import CommandMetrics, HistoryParams, Listener, Refusals, ReloadResult
+from ccxd.rpc.claude_methods import register_claude_methods
 from ccxd.rpc.dispatcher import Dispatcher
 from ccxd.rpc.group_methods import register_group_methods
 from ccxd.rpc.history_methods import register_history_methods
@@ -77,6 +78,9 @@ _RELOADABLE = (
     "claude_usage_limit_max_wait",
     "claude_usage_limit_margin",
     "claude_model_max_output_tokens",
+    "claude_budget_daily_usd",
+    "claude_budget_monthly_usd",
+    "claude_budget_action",
     "default_memory",
     "default_cpus",
     "default_pids",
@@ -260,6 +264,7 @@ class Daemon:
         register_hook_methods(dispatcher, self.hooks)
         register_group_methods(dispatcher, self.supervisor)
         register_worktree_methods(dispatcher, self.supervisor)
+        register_claude_methods(dispatcher, self.claude_budgets)
         metrics_server = await self._start_metrics_server(history)
         self.info.store = history.describe
         self.info.store_health = history.writer.health
@@ -335,6 +340,7 @@ class Daemon:
 
     async def _start_claude(self, history: History) -> set[str]:
         """The Claude limits and retries; returns the ids of retry attempts queued again."""
+        from ccxd.claude.budget import Budgets
         from ccxd.claude.gate import GROUP as CLAUDE_GROUP
         from ccxd.claude.gate import ClaudeGate
         from ccxd.claude.kind import ClaudeKind
@@ -342,16 +348,37 @@ class Daemon:
         from ccxd.store.base import StoreUnavailable
 
         cfg = self.config
-        self.supervisor.kinds.append(ClaudeKind(lambda: cfg))
+        self.claude_budgets = budgets = Budgets(lambda: cfg)
+        self.supervisor.kinds.append(ClaudeKind(lambda: cfg, budgets))
         self.claude_gate = ClaudeGate(lambda: cfg.claude_max_concurrent, self.supervisor.kick)
+        self.claude_gate.budget = budgets.spent
+        self.claude_gate.finished_hooks.append(lambda job: budgets.job_finished(job, time.time()))
         self.supervisor.gate = self.claude_gate
         self.supervisor.queue.group(CLAUDE_GROUP)  # shown by `ccxctl group list` from the start
         self.claude_retries = RetryRunner(self.supervisor, self.claude_gate, cfg, history.recorder)
         try:
-            return await self.claude_retries.restore(history.store)
+            restored = await self.claude_retries.restore(history.store)
         except StoreUnavailable as exc:
             log.error("cannot read the Claude retry state: %s", exc)
-            return set()
+            restored = set()
+        await self._seed_claude_spend(history)
+        return restored
+
+    async def _seed_claude_spend(self, history: History) -> None:
+        """What the Claude jobs finished this month cost, from the history (the budgets' start)."""
+        from ccxd.claude.budget import month_start
+        from ccxd.store.base import StoreUnavailable
+
+        cfg = self.config
+        if not (cfg.claude_budget_daily_usd or cfg.claude_budget_monthly_usd):
+            return  # no budget (one a reload sets counts the jobs finished since the start)
+        since = month_start(time.time()) - 86400  # a job queued before the 1st may finish on it
+        try:
+            jobs = await history.store.list_jobs(HistoryParams(since=since, limit=10_000))
+        except StoreUnavailable as exc:
+            log.error("cannot read what Claude jobs cost this month: %s", exc)
+            return
+        self.claude_budgets.spend.seed(j for j in jobs if j.state == "finished")
 
     def _load_hooks(self, reaper: Reaper, history: History) -> HookRunner:
         """The hook runner with the built-ins; the metrics hook counts through the store writer."""

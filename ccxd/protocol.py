@@ -71,6 +71,8 @@ class ErrorCode(enum.IntEnum):
     HOOK_REFUSED = -32007  # reserved for pre-execution hooks
     STORE_UNAVAILABLE = -32009
     SESSION_NOT_FOUND = -32010
+    BUDGET_SPENT = -32011
+    """A Claude job refused: the daemon's daily or monthly Claude budget is spent."""
 
 
 class JobState(enum.StrEnum):
@@ -714,6 +716,25 @@ class StatsResult(Struct):
     signatures: list[SignatureStats]
 
 
+class ClaudeBudget(Struct, kw_only=True):
+    """``claude.budget`` result: what Claude jobs cost today and this month, against the budgets."""
+
+    spent_today_usd: float
+    """Cost of the Claude jobs that finished today (local day)."""
+    spent_month_usd: float
+    """The same for this calendar month."""
+    daily_usd: float
+    """``claude_budget_daily_usd`` (0: none)."""
+    monthly_usd: float
+    """``claude_budget_monthly_usd`` (0: none)."""
+    action: Literal["wait", "refuse"]
+    """``claude_budget_action``: what new Claude jobs meet once a budget is spent."""
+    spent: str | None = None
+    """Why new Claude jobs wait or are refused (``daily budget spent, resets 00:00``); null: they run."""
+    resets_at: float | None = None
+    """When the spent budget resets (epoch seconds)."""
+
+
 class PruneParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """``history.prune``: drop finished jobs older than ``older_than`` seconds or beyond ``keep``."""
 
@@ -1086,6 +1107,7 @@ METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "worktree.diff": (JobRef, WorktreeDiff),
     "worktree.rm": (WorktreeRmParams, WorktreeRmResult),
     "worktree.prune": (EmptyParams, WorktreePruneResult),
+    "claude.budget": (EmptyParams, ClaudeBudget),
 }
 
 NOTIFICATIONS: Final[dict[str, type[Struct]]] = {

@@ -18,17 +18,20 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ccxd.claude.budget import Budgets
 from ccxd.claude.command import add_budget, add_session_id, claude_params, is_claude_argv, wants_events
 from ccxd.claude.gate import is_claude_job
 from ccxd.claude.monitor import ClaudeMonitor
 from ccxd.claude.shell_command import ShellClaude, recognise
 from ccxd.config import Config
-from ccxd.protocol import StartParams
+from ccxd.errors import RpcError
+from ccxd.protocol import ErrorCode, StartParams
 
 if TYPE_CHECKING:
     from ccxd.supervision.job import Job
@@ -45,13 +48,26 @@ EVENTS_SUFFIX = ".claude"
 class ClaudeKind:
     """Shapes and watches Claude jobs."""
 
-    def __init__(self, config: Callable[[], Config]) -> None:
+    def __init__(self, config: Callable[[], Config], budgets: Budgets | None = None) -> None:
         self.config = config
+        self.budgets = budgets
 
     def prepare(self, params: StartParams) -> StartParams:
-        """Build the argv of a ``kind: "claude"`` request; ValueError when incomplete."""
+        """Build the argv of a ``kind: "claude"`` request; ValueError when incomplete.
+
+        A Claude request is refused (``BUDGET_SPENT``) while a budget is spent and
+        ``claude_budget_action`` is ``refuse``.
+        """
         cfg = self.config()
-        return claude_params(params, cfg.claude_program, cfg.claude_skip_permissions)
+        params = claude_params(params, cfg.claude_program, cfg.claude_skip_permissions)
+        if self.budgets is not None and _claude_request(params, cfg.claude_program):
+            over = self.budgets.refuses(time.time())
+            if over is not None:
+                raise RpcError(
+                    ErrorCode.BUDGET_SPENT,
+                    f"Claude job refused: {over.reason} (claude_budget_action is refuse)",
+                )
+        return params
 
     def made(self, job: Job) -> None:
         """Session id, API key and monitor for a Claude job; other jobs are left alone.
@@ -127,6 +143,15 @@ class ClaudeKind:
                 shell_command=found,
             )
         job.claude = job.observer = monitor
+
+
+def _claude_request(params: StartParams, program: str) -> bool:
+    """The request makes a Claude job (as :func:`is_claude_job` will say of the job)."""
+    if params.kind is not None:
+        return params.kind == "claude"
+    if isinstance(params.command, list):
+        return is_claude_argv(params.command)
+    return isinstance(params.command, str) and recognise(params.command, program) is not None
 
 
 def _shell_words(command: str | list[str] | None) -> list[str]:

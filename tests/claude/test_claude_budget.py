@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from msgspec import structs
 
+from ccxd.client.connection import RemoteError
 from ccxd.protocol import JobFinished, JobInfo, StartParams
 from tests.claude.fake_api import FakeApi, Stream
 from tests.claude.test_claude_jobs import claude_params
@@ -86,3 +87,72 @@ async def test_shell_claude_job_without_the_flag_is_held_to_its_budget_by_ccxd(
     assert job.reason == "budget_exceeded" and job.retried_by is None
     assert job.claude is not None and job.claude.error_class == "max_budget"
     assert "passed the budget $0.05" in (job.claude.error or "")
+
+
+# -- per day -------------------------------------------------------------------------
+
+
+async def test_once_the_daily_budget_is_spent_claude_jobs_wait_and_shell_jobs_run(
+    daemon_factory: Any, fake_api: FakeApi, claude_home: Path, cli_dir: Path
+) -> None:
+    fake_api.script(DEAR)
+    d = start_daemon(daemon_factory, fake_api, claude_home, cli_dir, claude_budget_daily_usd="0.01")
+    stats = ccxctl(d, "history", "stats", "--claude")
+    assert "spent today $0.0000 of $0.0100 (daily budget)" in stats.stdout.decode(), stats
+    (first,) = await finals(d, claude_job(fake_api, claude_home, cli_dir))
+    assert first.reason == "exited" and first.claude is not None and first.claude.cost_usd
+    c = await d.client()
+    try:
+        second = await c.call("job.start", claude_job(fake_api, claude_home, cli_dir))
+        assert second.state == "queued" and second.wait_reason == "daily budget spent, resets 00:00"
+        # The queue still moves: a shell job submitted after it runs and ends ...
+        shell = await c.start("echo not held", subscribe=True)
+        ends = [ev.job async for ev in c.events(shell.id) if isinstance(ev, JobFinished)]
+        assert [j.exit_code for j in ends] == [0]
+        # ... while the Claude job waits, and says why.
+        again = await c.get(second.id)
+        assert again.state == "queued" and again.wait_reason == "daily budget spent, resets 00:00"
+        ps = ccxctl(d, "ps").stdout.decode()
+        line = next(row for row in ps.splitlines() if second.id in row)
+        assert "waiting (daily budget spent, resets 00:00)" in line, ps
+        stats = ccxctl(d, "history", "stats", "--claude").stdout.decode()
+        spent = f"spent today ${first.claude.cost_usd:.4f} of $0.0100 (daily budget)"
+        assert spent in stats and "new Claude jobs wait: daily budget spent, resets 00:00" in stats, stats
+        await c.cancel(second.id)
+    finally:
+        await c.close()
+    assert len(fake_api.messages) == 1  # the second job never reached the API
+
+
+async def test_with_action_refuse_a_claude_job_is_refused_once_the_budget_is_spent(
+    daemon_factory: Any, fake_api: FakeApi, claude_home: Path, cli_dir: Path
+) -> None:
+    fake_api.script(DEAR)
+    d = start_daemon(
+        daemon_factory,
+        fake_api,
+        claude_home,
+        cli_dir,
+        claude_budget_daily_usd="0.01",
+        claude_budget_action="refuse",
+    )
+    await finals(d, claude_job(fake_api, claude_home, cli_dir))
+    c = await d.client()
+    try:
+        with pytest.raises(RemoteError) as refused:
+            await c.call("job.start", claude_job(fake_api, claude_home, cli_dir))
+        assert refused.value.code == -32011
+        assert refused.value.message == (
+            "Claude job refused: daily budget spent, resets 00:00 (claude_budget_action is refuse)"
+        )
+        # A shell string that runs claude is a Claude job too; a plain shell job is not.
+        with pytest.raises(RemoteError):
+            await c.start("claude -p hi", cwd=str(claude_home))
+        assert (await c.start("true")).state in ("queued", "starting", "running", "finished")
+    finally:
+        await c.close()
+    res = ccxctl(d, "claude", "--cwd", str(claude_home), "hi")
+    assert res.returncode != 0 and b"daily budget spent, resets 00:00" in res.stderr, res
+    stats = ccxctl(d, "history", "stats", "--claude").stdout.decode()
+    assert "new Claude jobs are refused: daily budget spent" in stats, stats
+    assert len(fake_api.messages) == 1
