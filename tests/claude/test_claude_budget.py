@@ -13,7 +13,7 @@ import pytest
 from msgspec import structs
 
 from ccxd.client.connection import RemoteError
-from ccxd.protocol import JobFinished, JobInfo, StartParams
+from ccxd.protocol import EmptyParams, JobFinished, JobInfo, StartParams
 from tests.claude.fake_api import FakeApi, Stream
 from tests.claude.test_claude_jobs import claude_params
 from tests.claude.test_claude_retry import chain
@@ -156,3 +156,24 @@ async def test_with_action_refuse_a_claude_job_is_refused_once_the_budget_is_spe
     stats = ccxctl(d, "history", "stats", "--claude").stdout.decode()
     assert "new Claude jobs are refused: daily budget spent" in stats, stats
     assert len(fake_api.messages) == 1
+
+
+async def test_the_spend_of_today_survives_a_daemon_restart(
+    daemon_factory: Any, fake_api: FakeApi, claude_home: Path, cli_dir: Path
+) -> None:
+    fake_api.script(DEAR)
+    d = start_daemon(daemon_factory, fake_api, claude_home, cli_dir, claude_budget_daily_usd="0.01")
+    (first,) = await finals(d, claude_job(fake_api, claude_home, cli_dir))
+    assert first.claude is not None and first.claude.cost_usd
+    d.stop()
+    d2 = daemon_factory(extra_env=d.env, root=claude_home / "ccxd")
+    c = await d2.client()
+    try:
+        budget = await c.call("claude.budget", EmptyParams())
+        assert budget.spent_today_usd == pytest.approx(first.claude.cost_usd)
+        assert budget.spent == "daily budget spent, resets 00:00"
+        second = await c.call("job.start", claude_job(fake_api, claude_home, cli_dir))
+        assert second.state == "queued" and second.wait_reason == "daily budget spent, resets 00:00"
+        await c.cancel(second.id)
+    finally:
+        await c.close()
