@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ccxd.client import RemoteError
-from ccxd.protocol import EmptyParams, WorktreePruneResult
+from ccxd.protocol import EmptyParams, OutputChunk, ShutdownParams, WorktreeList, WorktreePruneResult
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.usefixtures("_git")
@@ -185,3 +185,35 @@ async def test_the_cleanup_removes_a_merged_worktree_and_keeps_a_dirty_one_and_a
     again = ccxctl(d, "worktree", "prune")
     assert again.stdout == f"{running.id}\tremoved\n{dirty.id}\tkept: it has uncommitted changes\n"
     await c.close()
+
+
+async def test_a_restarted_daemon_adopts_a_worktree_job_and_finishes_its_record(daemon_factory, repo, tmp_root):
+    root = tmp_root / "d"
+    d = daemon_factory(root=root, start=False)
+    (d.config_home / "ccxd").mkdir(mode=0o700, exist_ok=True)
+    (d.config_home / "ccxd" / "config.toml").write_text(KEEP + "job_shim = true\n")
+    d.start()
+    c = await d.client()
+    release = tmp_root / "release"
+    job = await c.start(
+        f"echo x > x.txt; echo ready; until [[ -e {release} ]]; do sleep 0.02; done",
+        cwd=str(repo),
+        worktree=True,
+        subscribe=True,
+    )
+    async for ev in c.events(job.id):  # running (its first output) before the daemon leaves it
+        if isinstance(ev, OutputChunk):
+            break
+    await c.call("daemon.shutdown", ShutdownParams(mode="leave"))
+    await c.close()
+    assert d.proc is not None and d.proc.wait(30) == 0
+    d.stop()
+    d2 = daemon_factory(root=root)
+    c2 = await d2.client()
+    listed: WorktreeList = await c2.call("worktree.list", EmptyParams())
+    assert [(w.job_id, w.running) for w in listed.worktrees] == [(job.id, True)]
+    release.touch()
+    info = await c2.wait(job.id)
+    assert info.worktree is not None and info.worktree.diffstat is not None
+    assert (info.worktree.branch, info.worktree.diffstat.files, info.worktree.dirty) == (f"ccxd/{job.id}", 1, True)
+    await c2.close()
