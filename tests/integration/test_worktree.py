@@ -217,3 +217,24 @@ async def test_a_restarted_daemon_adopts_a_worktree_job_and_finishes_its_record(
     assert info.worktree is not None and info.worktree.diffstat is not None
     assert (info.worktree.branch, info.worktree.diffstat.files, info.worktree.dirty) == (f"ccxd/{job.id}", 1, True)
     await c2.close()
+
+
+async def test_ccxctl_claude_worktree_runs_claude_in_a_worktree_of_the_cwd(daemon_factory, repo, tmp_root):
+    # A script named claude plays the CLI: it writes a file where it runs and prints a stream-json result.
+    fake = tmp_root / "bin" / "claude"
+    fake.parent.mkdir()
+    result = {"type": "result", "subtype": "success", "is_error": False, "result": "done", "session_id": "s"}
+    fake.write_text(f"#!/bin/sh\npwd > where.txt\necho '{json.dumps(result)}'\n")
+    fake.chmod(0o755)
+    d = with_config(daemon_factory, KEEP + f'claude_program = "{fake}"\nclaude_retry = false\n')
+    res = ccxctl(d, "claude", "--worktree", "fix it", cwd=repo / "sub")
+    assert (res.returncode, res.stdout) == (0, "done\n"), res.stderr
+    (entry,) = json.loads(ccxctl(d, "worktree", "list", "--json").stdout)["worktrees"]
+    c = await d.client()
+    info = await c.get(entry["job_id"])
+    assert info.worktree is not None and info.worktree.diffstat is not None
+    assert info.cwd == str(Path(entry["path"]) / "sub")
+    assert Path(info.cwd, "where.txt").read_text() == info.cwd + "\n"
+    assert (info.worktree.diffstat.files, info.worktree.dirty) == (1, True)
+    assert not (repo / "sub" / "where.txt").exists()
+    await c.close()
