@@ -496,6 +496,10 @@ class Supervisor:
             params, peer, job_id, argv, shell, cwd, OutputLog(self.config.buffer_size, spool)
         )
         job.reused_id = reused
+        if params.worktree:  # a Claude retry runs in the tree of the attempt it retries
+            job.worktree = next((j.worktree for j in self.jobs.values() if j.worktree and j.cwd == cwd), None)
+            if job.worktree is not None:
+                job.worktree = msgspec.structs.replace(job.worktree, head=None, diffstat=None, dirty=None)
         return job
 
     def _build_job(

@@ -238,3 +238,33 @@ async def test_ccxctl_claude_worktree_runs_claude_in_a_worktree_of_the_cwd(daemo
     assert (info.worktree.diffstat.files, info.worktree.dirty) == (1, True)
     assert not (repo / "sub" / "where.txt").exists()
     await c.close()
+
+
+async def test_a_claude_retry_runs_in_the_worktree_of_the_attempt_it_retries(daemon_factory, repo, tmp_root):
+    # The first run is overloaded (529), the retry succeeds; both write where they ran.
+    fake = tmp_root / "bin" / "claude"
+    fake.parent.mkdir()
+    count = tmp_root / "runs"
+    failed = {"type": "result", "subtype": "success", "is_error": True, "api_error_status": 529,
+              "result": "API Error: 529 overloaded", "session_id": "s"}
+    ok = {"type": "result", "subtype": "success", "is_error": False, "result": "done", "session_id": "s"}
+    fake.write_text(
+        f"#!/bin/sh\necho run >> {count}\npwd >> where.txt\n"
+        f"if [ $(wc -l < {count}) -eq 1 ]; then echo '{json.dumps(failed)}'; exit 1; fi\n"
+        f"echo '{json.dumps(ok)}'\n"
+    )
+    fake.chmod(0o755)
+    config = f'claude_program = "{fake}"\nclaude_retry_backoff_base = 0.1\nclaude_retry_jitter = 0\n'
+    d = with_config(daemon_factory, KEEP + config)
+    c = await d.client()
+    first = await c.start(None, kind="claude", prompt="fix it", cwd=str(repo), worktree=True)
+    first = await c.wait(first.id)
+    assert first.retried_by is not None, first
+    second = await c.wait(first.retried_by)
+    assert (second.reason, second.exit_code) == ("exited", 0), second
+    assert first.worktree is not None and second.worktree is not None
+    assert second.cwd == first.cwd == first.worktree.path
+    assert second.worktree.branch == first.worktree.branch
+    assert Path(first.cwd, "where.txt").read_text() == f"{first.cwd}\n" * 2
+    assert second.worktree.diffstat is not None and second.worktree.diffstat.insertions == 2
+    await c.close()
