@@ -89,6 +89,8 @@ _RELOADABLE = (
     "admit_min_memory",
     "admit_max_load",
     "timeout_stretch_max",
+    "worktree_keep_days",
+    "worktree_remove_merged",
     # Hooks are loaded again on every SIGHUP.
     "hooks_enabled",
     "hooks_dir",

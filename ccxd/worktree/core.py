@@ -103,4 +103,4 @@ def decide(
         return Decision(True, "its branch is merged")
     if keep_days is not None and age_days > keep_days:
         return Decision(True, f"older than {keep_days:g} days")
-    return Decision(False, "")
+    return Decision(False, "not due")

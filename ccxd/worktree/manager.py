@@ -282,7 +282,7 @@ class Worktrees:
                 remove_merged=remove_merged,
             )
             if not decision.remove:
-                kept[rec.job_id] = decision.why or "kept"
+                kept[rec.job_id] = decision.why
                 continue
             try:
                 await self._remove(rec, force=False)

@@ -161,7 +161,7 @@ async def test_a_cwd_outside_a_repository_is_refused_in_one_line(daemon_factory,
 async def test_the_cleanup_removes_a_merged_worktree_and_keeps_a_dirty_one_and_a_running_one(
     daemon_factory, repo, tmp_root
 ):
-    d = with_config(daemon_factory, "worktree_remove_merged = true\n[groups.iso]\nworktree = true\n")
+    d = with_config(daemon_factory, KEEP + "[groups.iso]\nworktree = true\n")
     c = await d.client()
     # A group with worktree = true gives its jobs one without asking; a tree in use is never removed.
     release = tmp_root / "release"
@@ -174,6 +174,10 @@ async def test_the_cleanup_removes_a_merged_worktree_and_keeps_a_dirty_one_and_a
     assert merged.worktree is not None and dirty.worktree is not None
     git(repo, "merge", "-q", "--ff-only", merged.worktree.branch)
     res: WorktreePruneResult = await c.call("worktree.prune", EmptyParams())
+    assert (res.removed, res.kept[merged.id]) == ([], "not due")  # worktree_remove_merged = false
+    (d.config_home / "ccxd" / "config.toml").write_text("[groups.iso]\nworktree = true\n")
+    assert "worktree_remove_merged=True" in ccxctl(d, "reload").stdout
+    res = await c.call("worktree.prune", EmptyParams())
     assert res.removed == [merged.id]
     assert res.kept == {dirty.id: "it has uncommitted changes", running.id: "its job is running"}
     release.touch()

@@ -48,4 +48,4 @@ def test_cleanup_removes_merged_or_expired_clean_trees_and_forgets_gone_ones():
     assert _decide(age_days=8) == Decision(True, "older than 7 days")
     assert _decide(age_days=8, keep_days=None).remove is False
     assert _decide(exists=False) == Decision(True, "its directory is gone")
-    assert _decide() == Decision(False, "")
+    assert _decide() == Decision(False, "not due")
