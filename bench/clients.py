@@ -286,7 +286,9 @@ async def ws_scale(args: list[str]) -> dict[str, Any]:
                 seen.set_result(None)
 
     t0 = _now()
-    sem = asyncio.Semaphore(32)
+    # Fewer handshakes at once than the daemon lets one address have in progress
+    # (ws_handshakes_per_peer, 16): beyond that it turns connections away at accept.
+    sem = asyncio.Semaphore(8)
 
     async def open_one() -> None:
         async with sem:
