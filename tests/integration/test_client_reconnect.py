@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import re
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ccxd.client import ClientError, connect
@@ -173,6 +175,24 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
+def _end_tickers(go: Path) -> None:
+    """Let the test's jobs end (they poll ``go``), and kill what still runs after a bound.
+
+    A job under its shim outlives a daemon killed for good; the test's directory goes
+    right after the test, and a loop that missed ``go`` would run on forever.
+    """
+    go.touch()
+    deadline = time.monotonic() + 10
+    while True:
+        left = [p for p in psutil.process_iter(["cmdline"]) if str(go) in " ".join(p.info["cmdline"] or ())]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # polling /proc: a process of another session has no event to wait on
+    for proc in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
 
 @pytest.mark.timeout(120)
 @pytest.mark.usefixtures("_shim")
@@ -239,6 +259,7 @@ async def test_followers_resume_across_daemon_kills(daemon_factory, tmp_root, ca
             attach.kill()
         runner.cancel()
         await client.close()
+        await asyncio.to_thread(_end_tickers, go)
     err_text = err_path.read_bytes()
     assert err_text == b"", err_text  # no "Future exception was never retrieved", no traceback
     assert code == 7
@@ -286,8 +307,8 @@ async def test_followers_give_up_on_a_daemon_that_stays_away(daemon_factory, tmp
     finally:
         if attach.poll() is None:
             attach.kill()
-        go.touch()
         await client.close()
+        await asyncio.to_thread(_end_tickers, go)
     assert attach.returncode == 1
     assert err.decode() == f"ccxctl: lost the daemon at unix:{d.socket}: gave up after 2 s\n"
     assert 2 <= waited < 2 + 3
@@ -317,6 +338,6 @@ def test_run_on_a_daemon_killed_says_how_to_follow_the_job_again(daemon_factory,
     finally:
         if run.poll() is None:
             run.kill()
-        go.touch()
+        _end_tickers(go)
     assert run.returncode == 1
     assert line.count("\n") == 1 and line.startswith(f"ccxctl: lost the connection to ccxd at {d.socket}: ")
