@@ -20,6 +20,7 @@ from ccxctl.runjob import (
     EX_NOT_RUNNING,
     RunOptions,
     env_from,
+    exit_code_for_error,
     not_running_hint,
     parse_priority,
     run_job,
@@ -38,7 +39,6 @@ from ccxd.client import (
 from ccxd.protocol import (
     ClaudeBudget,
     EmptyParams,
-    ErrorCode,
     GroupInfo,
     GroupList,
     GroupSetParams,
@@ -160,7 +160,7 @@ def _with_client(ctx: typer.Context, work: Callable[[Client], Awaitable[T]]) -> 
     except (AccessDenied, UntrustedDaemon) as exc:
         raise _fail(str(exc), EX_NOPERM) from None
     except RemoteError as exc:  # params the daemon refused are a usage error, as in `run`
-        raise _fail(exc.message, 2 if exc.code == ErrorCode.INVALID_PARAMS else 1) from None
+        raise _fail(exc.message, exit_code_for_error(exc.code)) from None
     except ClientError as exc:
         raise _fail(str(exc)) from None
 

@@ -20,6 +20,7 @@ from msgspec import UNSET, Struct
 
 from ccxctl.render import emit_event, emit_event_raw
 from ccxd.protocol import (
+    ErrorCode,
     HookEvent,
     JobFinished,
     JobInfo,
@@ -33,7 +34,16 @@ from ccxd.protocol import (
 if TYPE_CHECKING:
     from ccxctl.blocking import BlockingConnection
 
-__all__ = ["EX_NOPERM", "EX_NOT_RUNNING", "RunOptions", "env_from", "exit_code_for", "parse_env", "run_job"]
+__all__ = [
+    "EX_NOPERM",
+    "EX_NOT_RUNNING",
+    "RunOptions",
+    "env_from",
+    "exit_code_for",
+    "exit_code_for_error",
+    "parse_env",
+    "run_job",
+]
 
 EX_USAGE = 2  # as for a bad option: a daemon address none of ccxctl's forms
 EX_NOT_RUNNING = 69
@@ -154,6 +164,11 @@ def parse_priority(text: str) -> str | int:
     if not -1000 <= number <= 1000:
         raise ValueError(f"priority {text!r}: a number from -1000 to 1000")
     return number
+
+
+def exit_code_for_error(code: int) -> int:
+    """The exit code for a JSON-RPC error: params the daemon refused are a usage error (2)."""
+    return EX_USAGE if code == ErrorCode.INVALID_PARAMS else 1
 
 
 def exit_code_for(job: JobInfo, interrupted: bool = False) -> int:
@@ -287,7 +302,7 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
         if msg.id == start_id:
             if msg.error is not UNSET:
                 _say(msg.error.message)
-                return 1 if msg.error.code != -32602 else 2
+                return exit_code_for_error(msg.error.code)
             assert msg.result is not UNSET
             info = msgspec.json.decode(msg.result, type=JobInfo)
             job_id = info.id
