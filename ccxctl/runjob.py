@@ -362,7 +362,7 @@ def _run_remote(opts: RunOptions, url: str) -> int:
     """``run`` over a WebSocket URL, through the async client library."""
     import asyncio
 
-    from ccxd.client import AccessDenied, ClientError, DaemonNotRunning, UntrustedDaemon, connect
+    from ccxd.client import AccessDenied, ClientError, DaemonNotRunning, RemoteError, UntrustedDaemon, connect
 
     async def go() -> int:
         try:
@@ -379,7 +379,11 @@ def _run_remote(opts: RunOptions, url: str) -> int:
         try:
             params = opts.start_params(remote=True)
             options = {f: getattr(params, f) for f in params.__struct_fields__ if f != "command"}
-            job = await client.start(params.command or [], **options)
+            try:
+                job = await client.start(params.command or [], **options)
+            except RemoteError as exc:  # refused as on the Unix socket: its words, its exit code
+                _say(exc.message)
+                return exit_code_for_error(exc.code)
             if opts.detach:
                 print(job.id)
                 return 0

@@ -89,3 +89,11 @@ def test_a_wrong_path_says_where_the_endpoint_is(daemon):
     res = remote(daemon, "--url", url, "--token-file", str(daemon.token_path), "status")
     assert res.returncode == 1
     assert res.stderr.decode() == f"ccxctl: {url}: HTTP 404: no WebSocket endpoint there (ccxd serves /ws)\n"
+
+
+def test_a_refused_run_over_websocket_says_why_and_exits_2_as_over_the_socket(daemon):
+    opts = ["--url", daemon.ws_url, "--token-file", str(daemon.token_path)]
+    res = remote(daemon, *opts, "run", "--memory", "2X", "true")
+    assert res.returncode == 2 and res.stdout == b""
+    [line] = res.stderr.decode().splitlines()
+    assert line.startswith("ccxctl: invalid params:") and 'got "2X"' in line and "unexpected" not in line
