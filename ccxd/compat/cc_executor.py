@@ -1,9 +1,11 @@
 """cc_executor's WebSocket API, served by ccxd's supervisor.
 
-:class:`CompatHandler` sits in front of the one native :class:`Dispatcher` on
-WebSocket connections: the legacy methods (:data:`LEGACY_METHODS`: ``execute``,
-``control``, ``pong``, ``hook_status``) are answered here, everything else goes
-to the native dispatcher unchanged, which never learns about the legacy names.
+:class:`CompatHandler` gives WebSocket connections their dispatcher: the native
+one with the legacy methods (:data:`LEGACY_METHODS`: ``execute``, ``control``,
+``pong``, ``hook_status``) registered beside the native ones as one more method
+set (:meth:`Dispatcher.with_methods`), answered here.  Native calls go straight
+to their handlers; the native dispatcher on the Unix socket never learns the
+legacy names.  The adapter also opens and closes each connection's session.
 
 What a cc_executor client sees:
 
@@ -124,10 +126,9 @@ class _Session:
 
 
 class CompatHandler:
-    """The WebSocket transport's session handler: legacy methods here, the rest native."""
+    """The WebSocket transport's session handler: sessions, and a dispatcher with the legacy methods."""
 
     def __init__(self, native: Dispatcher, sup: Supervisor, ping_interval: float | None = 30.0) -> None:
-        self.native = native
         self.sup = sup
         self.ping_interval = ping_interval
         self.sessions: dict[Connection, _Session] = {}
@@ -140,6 +141,8 @@ class CompatHandler:
             "hook_status": self._hook_status,
         }
         assert set(self._handlers) == set(LEGACY_METHODS)
+        self.dispatcher = native.with_methods(dict.fromkeys(LEGACY_METHODS, self._call))
+        """What answers a WebSocket connection's messages: native and legacy methods in one table."""
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -186,16 +189,8 @@ class CompatHandler:
 
     # -- dispatch -------------------------------------------------------------
 
-    async def handle(self, raw: bytes, conn: Connection) -> bytes | None:
-        """Like :meth:`Dispatcher.handle`, with the legacy methods served here."""
-        return await self.native.handle(raw, conn, self._route)
-
-    async def _route(self, call: Call, conn: Connection) -> Response | ErrorResponse:
-        if call.method in self._handlers:
-            return await self._call(call, conn)
-        return await self.native.call(call, conn)
-
     async def _call(self, call: Call, conn: Connection) -> Response | ErrorResponse:
+        """One legacy call: cc_executor's params (unknown members ignored) and error codes."""
         try:
             params = _decode_params(call.method, call.params)
         except ValueError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from msgspec import Struct
@@ -20,18 +20,40 @@ from ccxd.protocol import (
 from ccxd.rpc.codec import Call, decode_params, parse
 from ccxd.rpc.connection import Connection
 
-__all__ = ["Dispatcher", "Handler"]
+__all__ = ["CallHandler", "Dispatcher", "Handler"]
 
 log = logging.getLogger("ccxd.rpc")
 
 Handler = Callable[[Any, Connection], Awaitable[Struct]]
+CallHandler = Callable[[Call, Connection], Awaitable[Response | ErrorResponse]]
+"""Answers a whole call (its params, its errors): a method set of its own, such as cc_executor's."""
 
 
 class Dispatcher:
-    """Routes JSON-RPC calls to handlers and builds spec-conforming replies."""
+    """Routes JSON-RPC calls to handlers and builds spec-conforming replies.
+
+    Its table holds the native methods and, in a dispatcher made by
+    :meth:`with_methods`, one more method set answered by its own handlers.
+    """
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._calls: dict[str, CallHandler] = {}
+
+    def with_methods(self, methods: Mapping[str, CallHandler]) -> Dispatcher:
+        """A dispatcher serving the native methods (shared with this one) and ``methods`` beside them.
+
+        A transport whose clients speak another method set too (the cc_executor
+        API on WebSocket) hands its messages to this one: native calls are
+        answered as here, with no adapter in between.
+        """
+        clash = set(methods) & set(METHODS)
+        if clash:
+            raise KeyError(f"{', '.join(sorted(clash))}: already protocol methods")
+        extended = Dispatcher()
+        extended._handlers = self._handlers  # one table: later registrations serve both
+        extended._calls = {**self._calls, **methods}
+        return extended
 
     def register(self, method: str, handler: Handler) -> None:
         """Serve ``method`` (which must be defined in the protocol) with ``handler``."""
@@ -42,27 +64,19 @@ class Dispatcher:
     @property
     def methods(self) -> list[str]:
         """Methods this dispatcher serves."""
-        return sorted(self._handlers)
+        return sorted([*self._handlers, *self._calls])
 
-    async def handle(
-        self,
-        raw: bytes,
-        conn: Connection,
-        route: Callable[[Call, Connection], Awaitable[Response | ErrorResponse]] | None = None,
-    ) -> bytes | None:
-        """Handle one wire message; return the encoded reply, or None when none is due.
-
-        ``route`` answers each call instead of :meth:`call` (a front-end with
-        methods of its own, such as the cc_executor adapter, passes one).
-        """
+    async def handle(self, raw: bytes, conn: Connection) -> bytes | None:
+        """Handle one wire message; return the encoded reply, or None when none is due."""
         parsed = parse(raw)
         replies: list[Response | ErrorResponse] = []
-        answer = route or self.call
+        calls = self._calls
         for item in parsed.calls:
             if isinstance(item, ErrorResponse):
                 replies.append(item)
                 continue
-            reply = await answer(item, conn)
+            answer = calls.get(item.method) if calls else None
+            reply = await (answer or self.call)(item, conn)
             if not item.is_notification:
                 replies.append(reply)
         if not replies:

@@ -2,9 +2,9 @@
 
 One text frame carries one JSON-RPC message (or batch) each way; output may
 come as binary frames (:func:`ccxd.protocol.encode_output_frame`) to
-subscribers that ask.  Every message goes to the same dispatcher as on the Unix
-socket, through a :class:`SessionHandler` (the cc_executor adapter), so every
-method behaves the same on both.
+subscribers that ask.  Every message goes to the dispatcher of the
+:class:`SessionHandler` (the cc_executor adapter's: the Unix socket's native
+methods, which behave the same on both, and the legacy ones beside them).
 
 Before the handshake, as it is accepted, a connection passes the gate of
 :mod:`ccxd.transports.admission` (handshakes in progress, per address, and the
@@ -73,14 +73,22 @@ class StartupRefused(PermissionError):
     """The WebSocket front-end cannot start as configured (ccxd exits 78 with this line)."""
 
 
-class SessionHandler(Protocol):
-    """What the transport feeds: the dispatcher plus per-connection open/close hooks."""
-
-    def open(self, conn: Connection) -> bytes | None:
-        """A connection opened; return a first message to send, if any."""
+class MessageHandler(Protocol):
+    """Answers one message of a connection (a :class:`~ccxd.rpc.dispatcher.Dispatcher`)."""
 
     async def handle(self, raw: bytes, conn: Connection) -> bytes | None:
         """Handle one message; return the reply bytes, or None."""
+
+
+class SessionHandler(Protocol):
+    """What the transport feeds: per-connection open/close hooks, and the dispatcher of messages."""
+
+    @property
+    def dispatcher(self) -> MessageHandler:
+        """What each message goes to, straight."""
+
+    def open(self, conn: Connection) -> bytes | None:
+        """A connection opened; return a first message to send, if any."""
 
     def close(self, conn: Connection) -> None:
         """The connection is gone."""
@@ -432,6 +440,7 @@ class WebSocketServer:
             return
         self.connections.add(sink)
         idle = self.config.ws_idle_timeout
+        dispatch = handler.dispatcher.handle
         try:
             hello = handler.open(conn)
             if hello is not None:
@@ -448,7 +457,7 @@ class WebSocketServer:
                     await ws.close(WsClose.NORMAL, "idle timeout")
                     return
                 raw = message.encode() if isinstance(message, str) else message
-                reply = await handler.handle(raw, conn)
+                reply = await dispatch(raw, conn)
                 if reply is not None:
                     sink.write(reply)
                     # A client that sends but never reads must not grow our buffers.
