@@ -13,6 +13,7 @@ import signal
 import socket
 import stat
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -282,6 +283,7 @@ class Daemon:
             from ccxd.compat.cc_executor import CompatHandler
 
             compat = CompatHandler(dispatcher, self.supervisor, self.config.ws_legacy_ping_interval)
+            stop_front = self._http_front(ws)
             await ws.start(compat)
             compat.start()
             self.info.listeners.append(Listener(kind="websocket", address=ws.url))
@@ -314,6 +316,7 @@ class Daemon:
         await unix.stop()
         if ws is not None:
             await compat.stop()  # first: closing its connections now must not cancel their jobs
+            await stop_front()  # MCP sessions end; their jobs go on
             await ws.stop()
         self._unlink_socket()
         mode = self._stop_mode or await self._systemd_stop_mode() or self.config.on_stop
@@ -478,6 +481,26 @@ class Daemon:
                 "systemd passed: keep ws_auth = true or listen on 127.0.0.1"
             )
         return ws
+
+    def _http_front(self, ws: WebSocketServer) -> Callable[[], Awaitable[None]]:
+        """``/mcp`` on the WebSocket port (MCP's streamable HTTP), before every other request; its stop."""
+        from ccxd.transports.http_front import App, HttpFront
+
+        socket_path, max_body = self._socket_path, self.config.max_message_bytes
+
+        async def load() -> App | None:
+            try:
+                from ccxd.mcp.http import McpHttpApp
+            except ImportError as exc:
+                log.warning("a client asked for MCP at /mcp, but %s: pip install 'ccxd[mcp]'", exc)
+                return None
+            app = McpHttpApp(socket_path, max_body)
+            await app.start()
+            return app
+
+        front = HttpFront(ws, load)
+        ws.wrap_connection = front.wrap
+        return front.stop
 
     # -- running --------------------------------------------------------------
 

@@ -40,7 +40,7 @@ import socket
 import ssl
 import time
 import weakref
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any, Protocol, cast
 
 from websockets.asyncio.connection import Connection as _WsConnection
@@ -223,6 +223,8 @@ class WebSocketServer:
         self._log_timer: asyncio.TimerHandle | None = None
         self._unlogged: dict[str, int] = {}  # refusals not logged yet, per address (bounded)
         self._unlogged_why: dict[Refusal, int] = {}
+        # What each accepted connection goes through first (ccxd.transports.http_front: /mcp).
+        self.wrap_connection: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -271,7 +273,7 @@ class WebSocketServer:
             self._serve,
             sock=self._sock,
             ssl=self._ssl,
-            create_connection=cast(Any, functools.partial(_GatedConnection, self)),
+            create_connection=cast(Any, self._connection_factory()),
             process_request=self._process_request,
             process_response=self._process_response,
             select_subprotocol=self._select_subprotocol,
@@ -297,6 +299,10 @@ class WebSocketServer:
                 "(set ws_tls_cert and ws_tls_key)",
                 self.url,
             )
+
+    def _connection_factory(self) -> Callable[..., Any]:
+        gated = functools.partial(_GatedConnection, self)
+        return gated if self.wrap_connection is None else self.wrap_connection(gated)
 
     async def stop(self) -> None:
         """Stop accepting and close every connection (1001 going away).

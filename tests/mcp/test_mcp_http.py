@@ -1,0 +1,162 @@
+"""MCP's streamable HTTP transport at ``/mcp`` on the daemon's WebSocket port, with the SDK's own client."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx2
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import TextResourceContents
+
+from ccxd.client import connect
+from tests.conftest import DaemonProcess
+from tests.mcp.helpers import call
+from tests.mcp.test_mcp_stdio import TOOLS
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@contextlib.asynccontextmanager
+async def http_session(daemon: DaemonProcess, token: str | None = None) -> AsyncIterator[ClientSession]:
+    """An initialized MCP session over HTTP with the daemon's token."""
+    headers = {"Authorization": f"Bearer {token or daemon.token}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60.0)) as http:
+        async with streamable_http_client(f"{daemon.http_url}/mcp", http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                yield session
+
+
+def raw_exchange(daemon: DaemonProcess, request: bytes) -> bytes:
+    """Send ``request`` on a new connection to the port; everything the daemon sends until it closes."""
+    with socket.create_connection(("127.0.0.1", daemon.ws_port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def post(body: dict[str, object], headers: dict[str, str], close: bool = False) -> bytes:
+    """A POST /mcp as bytes (a keep-alive one unless ``close``)."""
+    data = json.dumps(body).encode()
+    fields = {**HEADERS, **headers, "Host": "127.0.0.1", "Content-Length": str(len(data))}
+    if close:
+        fields["Connection"] = "close"
+    head = "POST /mcp HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+    return head.encode() + data
+
+
+async def test_same_tools_as_stdio_and_a_job_run_by_the_daemon(daemon: DaemonProcess, tmp_path: Path) -> None:
+    async with http_session(daemon) as session:
+        listed = {t.name for t in (await session.list_tools()).tools}
+        templates = (await session.list_resource_templates()).resource_templates
+        started = await call(
+            session, "ccxd_submit", command="echo hi; sleep 1; echo bye; pwd", cwd=str(tmp_path)
+        )
+        done = await call(session, "ccxd_wait", job_id=started["job_id"], timeout=20)
+        page = await call(session, "ccxd_logs", job_id=started["job_id"], max_bytes=3)
+        output = await session.read_resource(f"ccxd://job/{started['job_id']}/output")
+    assert listed == TOOLS
+    assert {t.uri_template for t in templates} == {"ccxd://job/{job_id}/output", "ccxd://job/{job_id}/record"}
+    assert started["finished"] is False
+    assert (
+        done["finished"] is True
+        and done["outcome"] == "exit 0"
+        and done["output"] == f"hi\nbye\n{tmp_path}\n"
+    )
+    assert page["text"] == "hi\n" and page["next_offset"] == 3
+    assert isinstance(output.contents[0], TextResourceContents)
+    assert output.contents[0].text == f"hi\nbye\n{tmp_path}\n"
+    client = await connect(daemon.socket)
+    try:
+        assert (await client.get(started["job_id"])).exit_code == 0  # a job of the daemon's, kept after
+    finally:
+        await client.close()
+
+
+async def test_sessions_are_separate_and_deleted_ones_are_gone(daemon: DaemonProcess) -> None:
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {daemon.token}"}) as http:
+        url = f"{daemon.http_url}/mcp"
+        first = await http.post(url, json=INIT, headers=HEADERS)
+        second = await http.post(url, json=INIT, headers=HEADERS)
+        ids = [r.headers["mcp-session-id"] for r in (first, second)]
+        assert first.status_code == 200 and ids[0] != ids[1]
+        assert '"serverInfo"' in first.text and '"ccxd"' in first.text
+        gone = await http.delete(url, headers={"Mcp-Session-Id": ids[0]})
+        assert gone.status_code == 200
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        after = await http.post(url, json=ping, headers={**HEADERS, "Mcp-Session-Id": ids[0]})
+        alive = await http.post(
+            url,
+            json=ping,
+            headers={**HEADERS, "Mcp-Session-Id": ids[1], "Mcp-Protocol-Version": "2025-06-18"},
+        )
+    assert after.status_code == 404
+    assert alive.status_code == 200 and '"result"' in alive.text
+
+
+def test_refused_requests_get_their_status_and_nothing_else(daemon: DaemonProcess) -> None:
+    bare = raw_exchange(daemon, post(INIT, {}))
+    wrong = raw_exchange(daemon, post(INIT, {"Authorization": "Bearer nope"}))
+    foreign = raw_exchange(
+        daemon, post(INIT, {"Authorization": f"Bearer {daemon.token}", "Origin": "http://evil"})
+    )
+    for answer, status in ((bare, b"401"), (wrong, b"401"), (foreign, b"403")):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == status, answer
+        assert b"mcp-session-id" not in head.lower() and b"jsonrpc" not in body  # the MCP app never saw it
+        assert b"connection: close" in head.lower()
+    assert (
+        b"bearer token is required" in bare and b"wrong token" in wrong and b"origin not allowed" in foreign
+    )
+
+
+def test_a_body_over_max_message_bytes_is_refused(daemon_factory: object) -> None:
+    daemon = daemon_factory({"CCXD_MAX_MESSAGE_BYTES": "4096"})  # type: ignore[operator]
+    big = {**INIT, "params": {**INIT["params"], "pad": "x" * 8000}}  # type: ignore[dict-item]
+    answer = raw_exchange(daemon, post(big, {"Authorization": f"Bearer {daemon.token}"}))
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"max_message_bytes" in answer
+
+
+async def test_the_websocket_and_health_still_answer_on_the_port(daemon: DaemonProcess) -> None:
+    async with httpx2.AsyncClient() as http:
+        health = await http.get(f"{daemon.http_url}/health")
+        other = await http.get(f"{daemon.http_url}/nothing")
+    assert health.status_code == 200 and health.json()["status"] == "healthy"
+    assert other.status_code == 404
+    client = await connect(daemon.ws_url, token=daemon.token)
+    try:
+        info = await client.start("echo over ws")
+        assert (await client.wait(info.id)).exit_code == 0
+    finally:
+        await client.close()
+
+
+def test_without_the_mcp_extra_the_answer_says_how_to_install_it(
+    daemon_factory: object, tmp_path: Path
+) -> None:
+    # A package named mcp that fails to import, first on the daemon's path: as if it were not installed.
+    hidden = tmp_path / "no-mcp"
+    (hidden / "mcp").mkdir(parents=True)
+    (hidden / "mcp" / "__init__.py").write_text("raise ImportError(\"No module named 'mcp'\")\n")
+    daemon = daemon_factory({"PYTHONPATH": str(hidden)})  # type: ignore[operator]
+    bare = raw_exchange(daemon, post(INIT, {}))
+    answer = raw_exchange(daemon, post(INIT, {"Authorization": f"Bearer {daemon.token}"}, close=True))
+    assert bare.startswith(b"HTTP/1.1 401 ")  # the token first, whatever is installed
+    assert answer.startswith(b"HTTP/1.1 501 ") and b"pip install 'ccxd[mcp]'" in answer
