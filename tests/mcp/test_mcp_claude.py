@@ -108,3 +108,52 @@ async def test_submit_a_claude_prompt(
     assert done["cwd"] == str(claude_home)
     [request] = fake_api.messages
     assert request.body is not None and "say hello" in json.dumps(request.body["messages"])
+
+
+def test_claude_cli_runs_a_job_through_the_daemons_http_mcp(
+    claude_bin: str, fake_api: FakeApi, claude_home: Path, daemon: DaemonProcess
+) -> None:
+    work = claude_home / "project"
+    work.mkdir()
+    command = "echo over http in $(basename $PWD)"
+    fake_api.script(
+        ToolUse(
+            name="mcp__ccxd__ccxd_submit",
+            input={"command": command, "cwd": str(work), "wait": 30},
+            text="On it.",
+        ),
+        Stream(text="Done."),
+    )
+    # What `claude mcp add --transport http ccxd URL --header "Authorization: Bearer TOKEN"` writes.
+    server = {
+        "type": "http",
+        "url": f"{daemon.http_url}/mcp",
+        "headers": {"Authorization": f"Bearer {daemon.token}"},
+    }
+    argv = [claude_bin, "-p", "build it", "--output-format", "stream-json", "--verbose"]
+    argv += ["--mcp-config", json.dumps({"mcpServers": {"ccxd": server}}), "--strict-mcp-config"]
+    argv += ["--allowedTools", "mcp__ccxd__ccxd_submit"]
+    proc = subprocess.run(
+        argv,
+        env=claude_env(fake_api, claude_home),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+        cwd=work,
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    [init] = [e for e in events if e.get("type") == "system" and e.get("subtype") == "init"]
+    assert {"name": "ccxd", "status": "connected"}.items() <= init["mcp_servers"][0].items()
+
+    assert len(fake_api.messages) == 2
+    second = fake_api.messages[1].body
+    assert second is not None
+    [result] = _tool_results(second)
+    assert not result.get("is_error"), _text(result)
+    answer = json.loads(_text(result))
+    assert answer["outcome"] == "exit 0" and answer["output"] == "over http in project\n"
+    from ccxd.client.sync import SyncClient
+
+    with SyncClient(str(daemon.socket)) as client:
+        assert client.get(answer["job_id"]).command == command  # the daemon's own job
