@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("bench/results"),
         help="directory for results.md, results.json and logs",
     )
-    parser.add_argument("--runs", type=int, default=5, help="interleaved rounds per case (default 5)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=5,
+        help="interleaved rounds of every case that compares ccxd with a peer (default 5; the goals are "
+        "medians of at least 5); --quick runs 2",
+    )
     parser.add_argument("--soak", action="store_true", help="also run the soak test (issue 10)")
     parser.add_argument(
         "--soak-minutes", type=float, default=30.0, help="length of the soak test (default 30)"
@@ -52,17 +58,25 @@ def main(argv: list[str] | None = None) -> int:
 
     ctx = Context(quick=args.quick, out=args.out, runs=args.runs, soak_minutes=args.soak_minutes)
     info = machine.describe()
+    if not info["idle at start"]:
+        ctx.log(
+            f"WARNING: the machine is not idle (load {info['load at start']}): rates will not be comparable "
+            "with an idle run; the results say so"
+        )
     rows: list[Row] = []
     errors: dict[str, str] = {}
     for name in selected:
         ctx.log(f"{name} …")
         t0 = time.monotonic()
+        load = machine.load1()
         try:
             got = cases[name](ctx)
         except Exception as exc:
             traceback.print_exc()
             errors[name] = f"{type(exc).__name__}: {exc}"
             continue
+        for row in got:
+            row.load = load
         rows += got
         ctx.log(f"{name} done in {time.monotonic() - t0:.1f}s")
         write_results(args.out, rows, info, args.quick, errors)  # keep partial results

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchDaemon", "RedisServer", "proc_cpu_seconds", "proc_fds", "proc_rss_kib"]
+__all__ = ["BenchDaemon", "RedisServer", "proc_cpu_seconds", "proc_fds", "proc_rss_kib", "tree_cpu_seconds"]
 
 
 def proc_rss_kib(pid: int) -> int:
@@ -52,6 +52,49 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def _stat_times(pid: int) -> tuple[int, int]:
+    """(own, reaped children's) CPU ticks of ``pid``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid``, its live descendants and every child they reaped (a whole pipeline's).
+
+    A job that ended and was reaped within the tree is in its reaper's
+    children's time; a process still running (redis-server, a spawn server) in
+    its own.
+    """
+    ticks = 0
+    for p in (pid, *_descendants(pid)):
+        try:
+            own, reaped = _stat_times(p)
+        except (OSError, IndexError, ValueError):
+            continue
+        ticks += own + reaped
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _clean_env() -> dict[str, str]:
     return {
         k: v
@@ -75,7 +118,9 @@ class BenchDaemon:
     ``settings`` are config keys (``{"store": "memory"}``), passed as ``CCXD_*``.
     """
 
-    def __init__(self, log_dir: Path, settings: dict[str, str] | None = None, name: str = "ccxd") -> None:
+    def __init__(
+        self, log_dir: Path, settings: dict[str, str] | None = None, name: str = "ccxd", nofile: int = 0
+    ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="ccxd-b-"))  # short: socket paths are limited to 108 bytes
         self.log_dir = log_dir
         self.name = name
@@ -95,6 +140,8 @@ class BenchDaemon:
             self.env[f"CCXD_{key.upper()}"] = value
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid = 0
+        self.nofile = nofile
+        """Descriptors to allow the daemon (raising the hard limit where we may); 0 keeps ours."""
         self._time_file = self.tmp / "time.txt"
         self.time_v: dict[str, str] = {}
 
@@ -118,7 +165,12 @@ class BenchDaemon:
         if shutil.which("time") or Path("/usr/bin/time").exists():
             argv = ["/usr/bin/time", "-v", "-o", str(self._time_file), *argv]
         self.proc = subprocess.Popen(
-            argv, env=env, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL
+            argv,
+            env=env,
+            stdout=self._log,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=self._limits if self.nofile else None,  # the harness runs no threads
         )
         deadline = time.monotonic() + timeout
         try:
@@ -139,6 +191,13 @@ class BenchDaemon:
             notify.close()
         self.stop()
         raise RuntimeError(f"ccxd did not become ready; see {self.log_dir / (self.name + '.log')}")
+
+    def _limits(self) -> None:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, self.nofile), max(hard, self.nofile)))
 
     def status(self) -> dict[str, Any]:
         """``daemon.status`` as plain JSON."""

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Context", "fmt_bytes"]
+from bench.daemon import proc_cpu_seconds
+from bench.stats import median
+
+__all__ = ["GIB", "Context", "CpuMeter", "fmt_bytes", "timed_pipe"]
+
+T = TypeVar("T")
+GIB = float(1 << 30)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,6 +86,54 @@ class Context:
         if proc.returncode != 0:
             raise RuntimeError(f"{argv[:3]} failed ({proc.returncode}): {proc.stderr.decode()[-1000:]}")
         return seconds
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds (user + system) of one process per unit of work, one sample per round.
+
+    ``per`` is the round's amount of work in the unit reported (GiB, jobs, …);
+    ``scale`` turns seconds into the unit shown (1000 for ms).
+    """
+
+    per: float
+    scale: float = 1.0
+    samples: list[float] = field(default_factory=list)
+
+    def measure(self, pid: int, fn: Callable[[], T]) -> T:
+        """Run ``fn`` and record what ``pid`` spent meanwhile (its own process, not its children)."""
+        before = proc_cpu_seconds(pid)
+        result = fn()
+        self.add(proc_cpu_seconds(pid) - before)
+        return result
+
+    def add(self, seconds: float) -> None:
+        """Record one round's CPU seconds measured elsewhere (a client's own, a ``time`` report)."""
+        self.samples.append(seconds * self.scale / self.per)
+
+    @property
+    def median(self) -> float:
+        return median(self.samples)
+
+
+def timed_pipe(producer: str, consumer: str = "cat", timeout: float = 900) -> tuple[float, float]:
+    """Wall seconds of ``producer | consumer >/dev/null`` under zsh, and the consumer's CPU seconds.
+
+    The consumer runs under ``/usr/bin/time`` (10 ms resolution), so only its own
+    process is counted, as only the daemon's own process is on ccxd's side.
+    """
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    fd, report = tempfile.mkstemp(prefix="ccxd-bench-time-")
+    os.close(fd)
+    try:
+        seconds = Context.timed(
+            ["zsh", "-c", f"{producer} | {gnu_time} -f '%U %S' -o {report} {consumer} >/dev/null"],
+            timeout=timeout,
+        )
+        fields = Path(report).read_text().split()
+        return seconds, float(fields[-2]) + float(fields[-1])
+    finally:
+        os.unlink(report)
 
 
 def read_json_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:

@@ -9,7 +9,9 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-__all__ = ["describe", "loadavg"]
+from bench.report import IDLE_LOAD
+
+__all__ = ["describe", "load1", "loadavg"]
 
 
 def _cpu_model() -> str:
@@ -87,6 +89,11 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def load1() -> float:
+    """The 1-minute load average."""
+    return os.getloadavg()[0]
+
+
 def describe() -> dict[str, Any]:
     """CPU, cores, memory, kernel, Python and the versions of everything measured."""
     return {
@@ -108,4 +115,5 @@ def describe() -> dict[str, Any]:
         "file create": f"{file_create_ms():.2f} ms",
         "processes": sum(1 for p in os.listdir("/proc") if p.isdigit()),
         "load at start": loadavg(),
+        "idle at start": load1() <= IDLE_LOAD,
     }

@@ -63,7 +63,12 @@ def soak(ctx: Context) -> list[Row]:
 
 
 def _soak(
-    ctx: Context, d: BenchDaemon, seconds: float, interval: float, redis_every: float, claude_env: dict[str, str]
+    ctx: Context,
+    d: BenchDaemon,
+    seconds: float,
+    interval: float,
+    redis_every: float,
+    claude_env: dict[str, str],
 ) -> list[Row]:
     url, token = d.ws_url(), d.token
     redis_url = f"unix://{d.runtime / 'ccxd' / 'redis.sock'}"  # the embedded redis-server
