@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import msgspec
 from msgspec import Struct
 
-from ccxd.protocol import NOTIFICATIONS, ClaudeBudget, ClaudeInfo, HookEvent, JobInfo
+from ccxd.protocol import NOTIFICATIONS, ClaudeBudget, ClaudeGroupBudget, ClaudeInfo, HookEvent, JobInfo
 
 __all__ = [
     "describe_limit",
@@ -161,8 +161,11 @@ def job_rows(jobs: Sequence[JobInfo]) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def budget_line(b: ClaudeBudget) -> str:
-    """``spent today $0.4200 of $1.0000 (daily budget), this month $3.1000 (no monthly budget)``."""
+def budget_line(b: ClaudeBudget | ClaudeGroupBudget) -> str:
+    """``spent today $0.4200 of $1.0000 (daily budget), this month $3.1000 (no monthly budget)``.
+
+    A group's line starts ``group NAME:``.
+    """
 
     def against(spent: float, budget: float, name: str) -> str:
         return (
@@ -172,7 +175,8 @@ def budget_line(b: ClaudeBudget) -> str:
         )
 
     text = (
-        f"spent today {against(b.spent_today_usd, b.daily_usd, 'daily')}, "
+        (f"group {b.group}: " if isinstance(b, ClaudeGroupBudget) else "")
+        + f"spent today {against(b.spent_today_usd, b.daily_usd, 'daily')}, "
         f"this month {against(b.spent_month_usd, b.monthly_usd, 'monthly')}"
     )
     if b.spent is not None:
@@ -225,6 +229,8 @@ def usage_tables(jobs: Sequence[JobInfo], json_out: bool, budget: ClaudeBudget |
         return
     if budget is not None:
         print(budget_line(budget))
+        for group in budget.groups:
+            print(budget_line(group))
     for title, rows in (("day", days), ("session", sessions)):
         table(
             [title, "jobs", "failed", "cost", "tokens in", "tokens out", "cache read", "turns"],

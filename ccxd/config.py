@@ -55,6 +55,11 @@ class GroupConfig(Struct, forbid_unknown_fields=True, kw_only=True):
     """Jobs of the group running at once at most; unset: no limit of its own."""
     worktree: bool = False
     """Each job of the group runs in a git worktree of its own (as ``job.start`` ``worktree``)."""
+    budget_daily_usd: NonNegative = 0.0
+    """US dollars the group's Claude jobs may cost per local day (0: no budget of its own); once
+    spent, its new Claude jobs wait or are refused as for ``claude_budget_daily_usd``."""
+    budget_monthly_usd: NonNegative = 0.0
+    """The same per calendar month (0: no budget of its own)."""
 
 
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -71,7 +76,8 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """Queue groups and their limits, ``{ build = { parallel = 2 } }``: a job started with
     ``group: "build"`` waits while two of the group run.  ``claude`` here overrides
     claude_max_concurrent.  ``ccxctl group set`` changes a group until the daemon stops.
-    ``worktree = true`` runs each job of the group in a git worktree of its own (``--worktree``)."""
+    ``worktree = true`` runs each job of the group in a git worktree of its own (``--worktree``);
+    ``budget_daily_usd``/``budget_monthly_usd`` cap what its Claude jobs cost."""
     default_timeout: Positive | None = None
     """Wall-clock limit for jobs that set none (seconds); unset means no limit."""
     idle_timeout: Positive | None = None

@@ -374,8 +374,7 @@ class Daemon:
         from ccxd.claude.budget import month_start
         from ccxd.store.base import StoreUnavailable
 
-        cfg = self.config
-        if not (cfg.claude_budget_daily_usd or cfg.claude_budget_monthly_usd):
+        if not self.claude_budgets.configured():
             return  # no budget (one a reload sets counts the jobs finished since the start)
         since = month_start(time.time()) - 86400  # a job queued before the 1st may finish on it
         try:
@@ -383,7 +382,7 @@ class Daemon:
         except StoreUnavailable as exc:
             log.error("cannot read what Claude jobs cost this month: %s", exc)
             return
-        self.claude_budgets.spend.seed(j for j in jobs if j.state == "finished")
+        self.claude_budgets.seed(j for j in jobs if j.state == "finished")
 
     def _load_hooks(self, reaper: Reaper, history: History) -> HookRunner:
         """The hook runner with the built-ins; the metrics hook counts through the store writer."""

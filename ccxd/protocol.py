@@ -716,6 +716,24 @@ class StatsResult(Struct):
     signatures: list[SignatureStats]
 
 
+class ClaudeGroupBudget(Struct, kw_only=True):
+    """One queue group's Claude budgets (``groups.NAME.budget_daily_usd``/``budget_monthly_usd``)."""
+
+    group: str
+    spent_today_usd: float
+    """Cost of the group's Claude jobs that finished today (local day)."""
+    spent_month_usd: float
+    daily_usd: float
+    """0: none."""
+    monthly_usd: float
+    """0: none."""
+    action: Literal["wait", "refuse"]
+    """``claude_budget_action``, which applies to the groups' budgets too."""
+    spent: str | None = None
+    """Why the group's new Claude jobs wait or are refused; null: they run."""
+    resets_at: float | None = None
+
+
 class ClaudeBudget(Struct, kw_only=True):
     """``claude.budget`` result: what Claude jobs cost today and this month, against the budgets."""
 
@@ -723,6 +741,8 @@ class ClaudeBudget(Struct, kw_only=True):
     """Cost of the Claude jobs that finished today (local day)."""
     spent_month_usd: float
     """The same for this calendar month."""
+    groups: list[ClaudeGroupBudget] = []
+    """The budgets of the queue groups that have one (``groups.NAME.budget_daily_usd`` …)."""
     daily_usd: float
     """``claude_budget_daily_usd`` (0: none)."""
     monthly_usd: float

@@ -7,8 +7,8 @@ The supervisor asks its gate before it starts a job (:class:`JobGate`).  The
   a usage-limit reset),
 * every Claude job while the daemon-wide usage-limit block lasts (one job hit
   the account's limit, so the others would too),
-* every Claude job while a daily or monthly budget is spent (``budget``, see
-  ``ccxd/claude/budget.py``), until it resets.
+* every Claude job while a daily or monthly budget is spent, the daemon's or
+  its queue group's (``budget``, see ``ccxd/claude/budget.py``), until it resets.
 
 Claude jobs beyond ``claude_max_concurrent`` running at once are held by the
 queue (``ccxd/supervision/queue.py``): every Claude job is in the implicit
@@ -80,8 +80,8 @@ class ClaudeGate:
         self.started_hooks: list[Callable[[Job], None]] = []
         self.finished_hooks: list[Callable[[Job], None]] = []
         self.keepers: list[Callable[[Job], bool]] = []
-        self.budget: Callable[[float], tuple[str, float] | None] | None = None
-        """Why Claude jobs may not start at a time and until when (a spent budget), or None."""
+        self.budget: Callable[[float, str | None], tuple[str, float] | None] | None = None
+        """Why Claude jobs of a queue group may not start at a time and until when (a spent budget)."""
 
     # -- the supervisor's questions -------------------------------------------
 
@@ -98,7 +98,7 @@ class ClaudeGate:
                 self._wake_at(self.block_until)
                 return False
             self.block_until = None
-        spent = self.budget(now) if claude and self.budget is not None else None
+        spent = self.budget(now, job.params.group) if claude and self.budget is not None else None
         if spent is not None:
             reason, resets = spent
             self._hold(job, None, reason)  # no wait_until: it waits for the budget, not for a time

@@ -61,7 +61,7 @@ class ClaudeKind:
         cfg = self.config()
         params = claude_params(params, cfg.claude_program, cfg.claude_skip_permissions)
         if self.budgets is not None and _claude_request(params, cfg.claude_program):
-            over = self.budgets.refuses(time.time())
+            over = self.budgets.refuses(time.time(), params.group)
             if over is not None:
                 raise RpcError(
                     ErrorCode.BUDGET_SPENT,

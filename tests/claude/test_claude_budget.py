@@ -14,6 +14,7 @@ from msgspec import structs
 
 from ccxd.client.connection import RemoteError
 from ccxd.protocol import EmptyParams, JobFinished, JobInfo, StartParams
+from tests.claude.cli import claude_env
 from tests.claude.fake_api import FakeApi, Stream
 from tests.claude.test_claude_jobs import claude_params
 from tests.claude.test_claude_retry import chain
@@ -177,3 +178,42 @@ async def test_the_spend_of_today_survives_a_daemon_restart(
         await c.cancel(second.id)
     finally:
         await c.close()
+
+
+# -- per queue group -------------------------------------------------------------------
+
+
+async def test_a_groups_daily_budget_holds_its_claude_jobs_and_no_others(
+    daemon_factory: Any, fake_api: FakeApi, claude_home: Path, cli_dir: Path
+) -> None:
+    fake_api.script(DEAR, Stream(text="Another group's job runs."))
+    env = claude_env(fake_api, claude_home)
+    env["PATH"] = f"{cli_dir}:{env['PATH']}"
+    d = daemon_factory(extra_env=env, root=claude_home / "ccxd", start=False)
+    (d.config_home / "ccxd").mkdir(mode=0o700, exist_ok=True)
+    (d.config_home / "ccxd" / "config.toml").write_text("[groups.build]\nbudget_daily_usd = 0.01\n")
+    d.start()
+    (first,) = await finals(d, claude_job(fake_api, claude_home, cli_dir, group="build"))
+    assert first.reason == "exited" and first.claude is not None and first.claude.cost_usd
+    held_why = "daily budget of group build spent, resets 00:00"
+    c = await d.client()
+    try:
+        second = await c.call("job.start", claude_job(fake_api, claude_home, cli_dir, group="build"))
+        assert second.state == "queued" and second.wait_reason == held_why
+        # A Claude job of no group (the daemon has no budget of its own) runs.
+        (other,) = await finals(d, claude_job(fake_api, claude_home, cli_dir))
+        assert other.reason == "exited" and other.claude is not None and other.claude.ok
+        assert (await c.get(second.id)).wait_reason == held_why
+        ps = ccxctl(d, "ps").stdout.decode()
+        line = next(row for row in ps.splitlines() if second.id in row)
+        assert f"waiting ({held_why})" in line, ps
+        stats = ccxctl(d, "history", "stats", "--claude").stdout.decode()
+        group_line = next(row for row in stats.splitlines() if row.startswith("group build: "))
+        assert f"spent today ${first.claude.cost_usd:.4f} of $0.0100 (daily budget)" in group_line, stats
+        assert f"new Claude jobs wait: {held_why}" in group_line, stats
+        budget = await c.call("claude.budget", EmptyParams())
+        assert budget.spent is None and [g.group for g in budget.groups] == ["build"]
+        await c.cancel(second.id)
+    finally:
+        await c.close()
+    assert len(fake_api.messages) == 2  # the held job never reached the API

@@ -11,7 +11,7 @@ import pytest
 
 from ccxd.claude.budget import Budgets, Spend, next_day, next_month, spent
 from ccxd.claude.gate import ClaudeGate
-from ccxd.config import Config
+from ccxd.config import Config, GroupConfig
 from ccxd.output.log import OutputLog
 from ccxd.protocol import ClaudeInfo, JobInfo, JobReason, JobState, StartParams
 from ccxd.supervision.job import Job
@@ -31,9 +31,9 @@ def local_time_is_berlin() -> Iterator[None]:
     time.tzset()
 
 
-def make_job(name: str, argv: list[str]) -> Job:
+def make_job(name: str, argv: list[str], group: str | None = None) -> Job:
     return Job(
-        name, StartParams(command=argv), argv=argv, shell=None, cwd="/", log=OutputLog(65536),
+        name, StartParams(command=argv, group=group), argv=argv, shell=None, cwd="/", log=OutputLog(65536),
         node="n", peer="", timeout=None, idle_timeout=None,
     )  # fmt: skip
 
@@ -94,7 +94,7 @@ async def test_the_gate_holds_claude_jobs_while_a_budget_is_spent() -> None:
     kicked = asyncio.Event()
     gate = ClaudeGate(lambda: 4, kicked.set, clock=lambda: now[0])
     over: list[tuple[str, float]] = []
-    gate.budget = lambda t: over[0] if over and t < over[0][1] else None
+    gate.budget = lambda t, group: over[0] if over and t < over[0][1] else None
     assert gate.may_start(make_job("a", ["claude", "-p", "hi"]))
     over.append(("daily budget spent, resets 00:00", now[0] + 0.05))
     job = make_job("b", ["claude", "-p", "hi"])
@@ -104,4 +104,53 @@ async def test_the_gate_holds_claude_jobs_while_a_budget_is_spent() -> None:
     await asyncio.wait_for(kicked.wait(), 5)  # the reset time: the gate kicks the queue
     now[0] += 0.05
     assert gate.may_start(job) and job.wait_reason is None
+    gate.close()
+
+
+def test_a_group_budget_holds_only_that_groups_claude_jobs() -> None:
+    cfg = Config(groups={"build": GroupConfig(budget_daily_usd=0.5), "docs": GroupConfig(parallel=1)})
+    budgets = Budgets(lambda: cfg)
+    assert budgets.configured()
+    now = at("2026-12-07 15:00")
+    budgets.seed([finished(0.4, "2026-12-07 09:00")])  # no group: the daemon's spend only
+    budgets.add(0.5, now, "build")
+    assert budgets.spent(now, "build") == (
+        "daily budget of group build spent, resets 00:00",
+        at("2026-12-08 00:00"),
+    )
+    assert budgets.spent(now, "docs") is None and budgets.spent(now) is None
+    info = budgets.info(now)
+    assert (info.spent_today_usd, info.spent) == (0.9, None)
+    [group] = info.groups  # only groups with a budget are shown
+    assert (group.group, group.spent_today_usd, group.daily_usd, group.monthly_usd) == (
+        "build",
+        0.5,
+        0.5,
+        0.0,
+    )
+    assert group.spent == "daily budget of group build spent, resets 00:00" and group.action == "wait"
+    assert budgets.spent(at("2026-12-08 00:00"), "build") is None  # a new day
+    cfg.groups["build"].budget_monthly_usd = 0.5
+    assert budgets.spent(at("2026-12-08 00:00"), "build") == (
+        "monthly budget of group build spent, resets Jan 01",
+        at("2027-01-01 00:00"),
+    )
+    cfg.claude_budget_action = "refuse"
+    assert budgets.refuses(now, "build") is not None and budgets.refuses(now, "docs") is None
+
+
+async def test_the_gate_asks_the_budget_of_the_jobs_group() -> None:
+    asked: list[str | None] = []
+
+    def budget(now: float, group: str | None) -> tuple[str, float] | None:
+        asked.append(group)
+        return ("daily budget of group build spent, resets 00:00", now + 3600) if group == "build" else None
+
+    gate = ClaudeGate(lambda: 4, lambda: None)
+    gate.budget = budget
+    held = make_job("a", ["claude", "-p", "hi"], group="build")
+    assert not gate.may_start(held) and held.wait_reason == "daily budget of group build spent, resets 00:00"
+    assert gate.may_start(make_job("b", ["claude", "-p", "hi"], group="docs"))
+    assert gate.may_start(make_job("c", ["claude", "-p", "hi"]))
+    assert asked == ["build", "docs", None]
     gate.close()
