@@ -258,8 +258,6 @@ class _FrontProtocol(asyncio.Protocol):
             if len(self.buf) > _MAX_HEAD:
                 self._refuse(431, "request head too large\n")
             return
-        if not self.counted:
-            self._arm(self.front.port.config.ws_handshake_timeout)  # a whole request within it
         head = bytes(self.buf[:end]).decode("latin-1")
         line, *fields = head.split("\r\n")
         parts = line.split(" ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -45,8 +46,15 @@ async def http_session(daemon: DaemonProcess, token: str | None = None) -> Async
 def raw_exchange(daemon: DaemonProcess, request: bytes) -> bytes:
     """Send ``request`` on a new connection to the port; everything the daemon sends until it closes."""
     with socket.create_connection(("127.0.0.1", daemon.ws_port), timeout=10) as sock:
-        sock.sendall(request)
-        chunks = []
+        with contextlib.suppress(ConnectionResetError):  # closed before it read all we sent
+            sock.sendall(request)
+        return read_to_close(sock)
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    """What the daemon sends on ``sock`` until it closes it (or aborts it: a reset)."""
+    chunks = []
+    with contextlib.suppress(ConnectionResetError):
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
@@ -160,3 +168,25 @@ def test_without_the_mcp_extra_the_answer_says_how_to_install_it(
     answer = raw_exchange(daemon, post(INIT, {"Authorization": f"Bearer {daemon.token}"}, close=True))
     assert bare.startswith(b"HTTP/1.1 401 ")  # the token first, whatever is installed
     assert answer.startswith(b"HTTP/1.1 501 ") and b"pip install 'ccxd[mcp]'" in answer
+
+
+def test_unfinished_requests_count_as_handshakes_and_are_cut_off(daemon_factory: object) -> None:
+    daemon = daemon_factory(  # type: ignore[operator]
+        {"CCXD_WS_HANDSHAKE_TIMEOUT": "1", "CCXD_WS_HANDSHAKES_PER_PEER": "2"}
+    )
+    partial = post(INIT, {"Authorization": f"Bearer {daemon.token}"})[:-10]  # the body's end never comes
+    slow = [socket.create_connection(("127.0.0.1", daemon.ws_port), timeout=10) for _ in range(2)]
+    try:
+        for sock in slow:
+            sock.sendall(partial)
+        # A third from the same address is closed as it is accepted, unanswered ...
+        assert raw_exchange(daemon, post(INIT, {"Authorization": f"Bearer {daemon.token}"})) == b""
+        # ... and the unfinished ones are closed after ws_handshake_timeout, unanswered too.
+        started = time.monotonic()
+        assert [read_to_close(sock) for sock in slow] == [b"", b""]
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in slow:
+            sock.close()
+    answer = raw_exchange(daemon, post(INIT, {"Authorization": f"Bearer {daemon.token}"}, close=True))
+    assert answer.startswith(b"HTTP/1.1 200 ")  # their places are free again
