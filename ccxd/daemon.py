@@ -47,6 +47,7 @@ from ccxd.systemd_job import unit_job_type
 from ccxd.transports.auth import Authenticator
 from ccxd.transports.unix import UnixServer, bind_unix_socket
 from ccxd.transports.websocket import WebSocketServer
+from ccxd.ui.methods import register_ui_methods
 
 __all__ = ["AlreadyRunning", "Daemon"]
 
@@ -268,6 +269,7 @@ class Daemon:
         register_group_methods(dispatcher, self.supervisor)
         register_worktree_methods(dispatcher, self.supervisor)
         register_claude_methods(dispatcher, self.claude_budgets)
+        register_ui_methods(dispatcher, ws.ui if ws else None, ws.url if ws else None)
         metrics_server = await self._start_metrics_server(history)
         self.info.store = history.describe
         self.info.store_health = history.writer.health

@@ -755,6 +755,17 @@ class ClaudeBudget(Struct, kw_only=True):
     """When the spent budget resets (epoch seconds)."""
 
 
+class UiLoginUrl(Struct, kw_only=True):
+    """``ui.login_url`` result: a one-time login URL of the web dashboard."""
+
+    url: str
+    """``http(s)://HOST:PORT/ui/login?t=SECRET`` on the WebSocket port's address."""
+    path: str
+    """The same without scheme and host, for a client that reaches the port by another name."""
+    expires_in: float
+    """Seconds the URL may be used in, once."""
+
+
 class PruneParams(Struct, forbid_unknown_fields=True, kw_only=True):
     """``history.prune``: drop finished jobs older than ``older_than`` seconds or beyond ``keep``."""
 
@@ -1128,6 +1139,7 @@ METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "worktree.rm": (WorktreeRmParams, WorktreeRmResult),
     "worktree.prune": (EmptyParams, WorktreePruneResult),
     "claude.budget": (EmptyParams, ClaudeBudget),
+    "ui.login_url": (EmptyParams, UiLoginUrl),
 }
 
 NOTIFICATIONS: Final[dict[str, type[Struct]]] = {

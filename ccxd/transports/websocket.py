@@ -58,6 +58,7 @@ from ccxd.transports.admission import AdmissionGate, Refusal, Ticket, fd_budget
 from ccxd.transports.auth import Authenticator, is_loopback_host, select_subprotocol
 from ccxd.transports.wsframe import OP_BINARY, frame_header
 from ccxd.trust import local_peer_uid
+from ccxd.ui.front import UiFront
 
 __all__ = ["SessionHandler", "StartupRefused", "WebSocketServer"]
 
@@ -212,6 +213,10 @@ class WebSocketServer:
         # Headers the 101 answer of an admitted handshake carries (the challenge's proof).
         self._accept_headers: weakref.WeakKeyDictionary[ServerConnection, tuple[tuple[str, str], ...]] = (
             weakref.WeakKeyDictionary()
+        )
+        # The web dashboard: its pages, its one-time logins, and its cookie on upgrades.
+        self.ui = UiFront(
+            bool(config.ws_tls_cert), (socket.gethostname(), config.ws_host), config.ws_allowed_origins
         )
         self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.gate = AdmissionGate(
@@ -388,11 +393,14 @@ class WebSocketServer:
         path = request.path.partition("?")[0]
         if path == HEALTH_PATH:
             return self._health(ws)
+        if self.ui.serves(path):
+            return self.ui.respond(request, lambda: _local_uid(ws))
         if path not in WS_PATHS:
             return ws.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         addr = _peer_ip(ws)
         # Which local user opened it: every local user is 127.0.0.1 (ws_auth = false, failure counts).
-        verdict = self.auth.check(addr, request.path, request.headers, uid=_local_uid(ws))
+        uid = _local_uid(ws)
+        verdict = self.ui.upgrade(request, uid) or self.auth.check(addr, request.path, request.headers, uid)
         if verdict.log is not None:
             log.log(logging.WARNING if verdict.warn else logging.INFO, "%s", verdict.log)
         if verdict.status:
