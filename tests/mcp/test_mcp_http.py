@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,10 +35,11 @@ HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "app
 
 
 @contextlib.asynccontextmanager
-async def http_session(daemon: DaemonProcess, token: str | None = None) -> AsyncIterator[ClientSession]:
-    """An initialized MCP session over HTTP with the daemon's token."""
-    headers = {"Authorization": f"Bearer {token or daemon.token}"}
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60.0)) as http:
+async def http_session(daemon: DaemonProcess, cafile: Path | None = None) -> AsyncIterator[ClientSession]:
+    """An initialized MCP session over HTTP(S) with the daemon's token."""
+    headers = {"Authorization": f"Bearer {daemon.token}"}
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(cafile)) if cafile else True
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60.0), verify=verify) as http:
         async with streamable_http_client(f"{daemon.http_url}/mcp", http_client=http) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
@@ -190,3 +193,23 @@ def test_unfinished_requests_count_as_handshakes_and_are_cut_off(daemon_factory:
             sock.close()
     answer = raw_exchange(daemon, post(INIT, {"Authorization": f"Bearer {daemon.token}"}, close=True))
     assert answer.startswith(b"HTTP/1.1 200 ")  # their places are free again
+
+
+async def test_over_tls_with_a_job_and_a_large_answer(daemon_factory: object, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    daemon = daemon_factory({"CCXD_WS_TLS_CERT": str(cert), "CCXD_WS_TLS_KEY": str(key)})  # type: ignore[operator]
+    assert daemon.http_url.startswith("https://")
+    async with http_session(daemon, cafile=cert) as session:
+        done = await call(session, "ccxd_submit", command="head -c 3000000 /dev/zero | tr '\\0' x", wait=30)
+        assert done["outcome"] == "exit 0"
+        page = await call(session, "ccxd_logs", job_id=done["job_id"], max_bytes=65536)
+    assert page["text"] == "x" * 65536 and page["next_offset"] == 65536  # 64 KiB through the TLS stream
