@@ -2,9 +2,9 @@
 
 A daemon killed while jobs run under their shims leaves an adoption record per
 job (``shimjob.AdoptRecord``); the next daemon rebuilds each job through the
-same factory as a new one (``Supervisor._build_job``: its kind's monitor,
+same factory as a new one (``Supervisor.build_job``: its kind's monitor,
 limits, hooks) from the :class:`~ccxd.supervision.shimjob.JobStart` in the
-record, then puts back what the record cannot give the factory:
+record (:func:`rebuild`), then puts back what the record cannot give the factory:
 
 * secret values (names :func:`~ccxd.redact.is_secret_name` matches) are never
   written to a file: :func:`start_of` leaves them out and :func:`made_from`
@@ -23,20 +23,37 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Container, Iterable
 from typing import TYPE_CHECKING
 
 from msgspec import structs
 
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.log import Chunk, OutputLog
-from ccxd.protocol import JobInfo, StartParams
+from ccxd.protocol import JobInfo, JobState, Limits, StartParams
 from ccxd.redact import is_secret_name, redact_env
 from ccxd.supervision import shimjob
 
 if TYPE_CHECKING:
+    from ccxd.cgroups.control import ResourceControl
     from ccxd.supervision.job import Job
+    from ccxd.supervision.jobfiles import JobFiles
 
-__all__ = ["made_from", "read_environ", "replay", "resume_output", "start_of"]
+__all__ = [
+    "JobFactory",
+    "adoptable",
+    "made_from",
+    "read_environ",
+    "rebuild",
+    "replay",
+    "resume_output",
+    "start_of",
+]
+
+JobFactory = Callable[
+    [StartParams, str, str, list[str], "str | None", str, OutputLog, "Limits | None"], "Job"
+]
+"""The supervisor's factory of jobs: params, peer, id, argv, shell, cwd, output log, limits."""
 
 log = logging.getLogger("ccxd.supervision")
 
@@ -160,3 +177,71 @@ def _params_of(info: JobInfo) -> StartParams:
         session=info.session,
         tags=info.tags,
     )
+
+
+def adoptable(
+    records: Iterable[shimjob.AdoptRecord], files: JobFiles, known: Container[str]
+) -> list[shimjob.AdoptRecord]:
+    """The records of jobs that can be adopted: the shim lives or the exit status is there.
+
+    The files of the others (and of jobs in ``known``, which this daemon has) are
+    removed; the store's crash recovery records those jobs as lost.
+    """
+    found = []
+    for rec in records:
+        info = rec.info
+        alive = shimjob.pid_alive(rec.shim_pid, rec.shim_start)
+        there = os.path.exists(files.exit_path(info.id))
+        if info.id in known or info.pid is None or not (alive or there):
+            files.remove_shim_files(info.id)
+        else:
+            found.append(rec)
+    return found
+
+
+def rebuild(
+    rec: shimjob.AdoptRecord,
+    stored: int | None,
+    spool: FollowedSpool,
+    buffer_size: int,
+    build: JobFactory,
+    resources: ResourceControl,
+) -> Job:
+    """The job of ``rec``, made by the factory of new jobs and put back where it was (running or paused).
+
+    ``stored`` is how many of its chunks the store has (None: all the spool holds).
+    Raises OSError or the factory's errors (the spool is closed then).
+    """
+    info = rec.info
+    assert info.pid is not None
+    out, last_output = resume_output(spool, stored, buffer_size, info.started_at)
+    start, lost = made_from(rec)
+    try:
+        job = build(start.params, info.peer, info.id, list(info.argv), info.shell, info.cwd, out, info.limits)
+    except BaseException:
+        out.close()
+        spool.close()
+        raise
+    job.argv = list(info.argv)  # what runs (with its --session-id), not what a kind would make anew
+    now, mono = time.time(), time.monotonic()
+    job.timeout, job.idle_timeout = info.timeout, info.idle_timeout
+    job.timeout_basis, job.timeout_silence = info.timeout_basis, info.timeout_silence
+    job.hooks, job.annotations = list(info.hooks), dict(info.annotations)
+    job.worktree = info.worktree
+    job.attempt, job.retry_of, job.retry_note = info.attempt, info.retry_of, info.retry_note
+    job.retry_base, job.concision_level, job.lost_env = start.retry_base, start.concision_level, lost
+    job.queued_at = info.queued_at
+    job.started_at = info.started_at or now
+    job.started_mono = mono - (now - job.started_at)
+    job.last_output_mono = mono - max(0.0, now - last_output)
+    job.pid, job.pgid = info.pid, info.pgid or info.pid
+    job.tree = resources.adopt(job, job.pid, job.pgid, reaper=rec.shim_pid, cgroup=info.cgroup)
+    job.tree.leader_start = rec.leader_start
+    job.tree.reaper_start = rec.shim_start
+    job.shim_pid = rec.shim_pid
+    job.adopted = True
+    job.move(JobState.STARTING)
+    job.move(JobState.RUNNING)
+    if shimjob.is_stopped(job.pid, rec.leader_start):
+        job.move(JobState.PAUSED)  # paused (SIGSTOP) under the previous daemon
+    return job

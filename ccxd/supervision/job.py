@@ -131,7 +131,7 @@ class Job:
     def move(self, new: JobState) -> None:
         """Change state (checked against the state machine) and tell listeners."""
         self.state = check_transition(self.state, new)
-        self._notify()
+        self.notify()
         if new is JobState.FINISHED and not self._listeners:
             self.log.release_memory()  # nobody follows it: its output is read from the spool
 
@@ -171,7 +171,7 @@ class Job:
         self.hooks.append(outcome)
         if annotations:
             self.annotations.update(annotations)
-        self._notify()
+        self.notify()
 
     @property
     def duration(self) -> float | None:
@@ -196,15 +196,18 @@ class Job:
 
     def waiting_changed(self) -> None:
         """Tell listeners that ``wait_until``/``wait_reason`` changed."""
-        self._notify()
+        self.notify()
 
     def _on_output(self) -> None:
         self.last_output_mono = time.monotonic()
-        self._notify()
+        self.notify()
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
+        """Tell listeners that something they show changed (a wait, a queue position, a cut)."""
         for cb in list(self._listeners):
             cb()
+
+    _notify = notify  # the name cgroups/control.py still calls
 
     # -- views ----------------------------------------------------------------
 
