@@ -19,6 +19,7 @@ import msgspec
 from msgspec import UNSET, Struct
 
 from ccxctl.render import emit_event, emit_event_raw
+from ccxd.client.errors import ConnectionLost, RemoteError
 from ccxd.protocol import (
     ErrorCode,
     HookEvent,
@@ -32,7 +33,7 @@ from ccxd.protocol import (
 )
 
 if TYPE_CHECKING:
-    from ccxctl.blocking import BlockingConnection
+    from ccxd.client.blocking import BlockingConnection
 
 __all__ = [
     "EX_NOPERM",
@@ -220,19 +221,20 @@ def run_job(opts: RunOptions) -> int:
         if address.kind == "ws":
             return _run_remote(opts, address.where)
         path = Path(address.where)
-    from ccxctl.blocking import BlockingConnection, CannotConnect, ConnectionLost, NotRunning, Untrusted
+    from ccxd.client.blocking import BlockingConnection
+    from ccxd.client.errors import ClientError, DaemonNotRunning, UntrustedDaemon
 
     if path is None:
         path = _socket_path(opts)
     try:
         conn = BlockingConnection(path)
-    except NotRunning as exc:
+    except DaemonNotRunning as exc:
         _say(not_running_hint(str(exc)))
         return EX_NOT_RUNNING
-    except Untrusted as exc:
+    except UntrustedDaemon as exc:
         _say(str(exc))
         return EX_NOPERM
-    except CannotConnect as exc:
+    except ClientError as exc:
         _say(str(exc))
         return 1
     try:
@@ -244,10 +246,7 @@ def run_job(opts: RunOptions) -> int:
         conn.close()
 
 
-def _stream(conn: object, opts: RunOptions) -> int:
-    from ccxctl.blocking import BlockingConnection, ConnectionLost
-
-    assert isinstance(conn, BlockingConnection)
+def _stream(conn: BlockingConnection, opts: RunOptions) -> int:
     started: list[str] = []
     try:
         return _follow(conn, opts, started)
@@ -300,11 +299,14 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
             _say(msg.error.message)  # the daemon turned the connection away (max_connections, no descriptors)
             return 1
         if msg.id == start_id:
-            if msg.error is not UNSET:
-                _say(msg.error.message)
-                return exit_code_for_error(msg.error.code)
-            assert msg.result is not UNSET
-            info = msgspec.json.decode(msg.result, type=JobInfo)
+            answer = conn.core.answer(msg)
+            assert answer is not None
+            if isinstance(answer.error, RemoteError):
+                _say(answer.error.message)
+                return exit_code_for_error(answer.error.code)
+            if answer.error is not None:
+                raise ConnectionLost(f"ccxd at {conn.path}: {answer.error}")
+            info: JobInfo = answer.result
             job_id = info.id
             started.append(job_id)
             if opts.detach:
@@ -362,7 +364,7 @@ def _run_remote(opts: RunOptions, url: str) -> int:
     """``run`` over a WebSocket URL, through the async client library."""
     import asyncio
 
-    from ccxd.client import AccessDenied, ClientError, DaemonNotRunning, RemoteError, UntrustedDaemon, connect
+    from ccxd.client import AccessDenied, ClientError, DaemonNotRunning, UntrustedDaemon, connect
 
     async def go() -> int:
         try:

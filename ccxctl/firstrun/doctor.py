@@ -16,7 +16,9 @@ import msgspec
 
 from ccxctl.firstrun import units
 from ccxd import config as config_mod
-from ccxd import paths, trust
+from ccxd import paths
+from ccxd.client.blocking import BlockingConnection
+from ccxd.client.errors import ClientError, UntrustedDaemon
 from ccxd.config import Config
 from ccxd.supervision.shim import shim_state
 from ccxd.supervision.shim.build import is_static
@@ -227,22 +229,13 @@ def check_permissions(cfg: Config) -> list[Check]:
 
 
 def _daemon_status(sock: Path) -> dict[str, object]:
-    """``daemon.status`` of the daemon on ``sock`` (raises OSError, ValueError, Untrusted)."""
-    where = trust.check_socket_dir(sock)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(str(where))
-        trust.check_unix_peer(s, str(sock))
-        s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\n')
-        buf = b""
-        while b"\n" not in buf:
-            data = s.recv(65536)
-            if not data:
-                raise ValueError("the daemon closed the connection")
-            buf += data
-    result = json.loads(buf.split(b"\n", 1)[0]).get("result")
-    if not isinstance(result, dict):
-        raise ValueError("no daemon.status result")
+    """``daemon.status`` of the daemon on ``sock`` as plain JSON (raises ClientError)."""
+    conn = BlockingConnection(sock, timeout=5)
+    try:
+        result = conn.call("daemon.status", result_type=dict[str, object])
+    finally:
+        conn.close()
+    assert isinstance(result, dict)
     return result
 
 
@@ -251,17 +244,17 @@ def check_daemon(cfg: Config) -> tuple[Check, dict[str, object] | None]:
     sock = cfg.resolved_socket_path()
     try:
         status = _daemon_status(sock)
-    except OSError as exc:
+    except UntrustedDaemon as exc:
+        return Check("fail", "daemon", str(exc), "see the README, Security on a shared machine"), None
+    except ClientError as exc:
+        if exc.os_error is None:
+            return Check("warn", "daemon", f"something on {sock} does not answer daemon.status: {exc}"), None
         return Check(
             "warn",
             "daemon",
-            f"not running ({sock}: {exc.strerror or exc})",
+            f"not running ({sock}: {exc.os_error.strerror or exc.os_error})",
             "systemctl --user start ccxd (or run ccxd)",
         ), None
-    except ValueError as exc:
-        return Check("warn", "daemon", f"something on {sock} does not answer daemon.status: {exc}"), None
-    except trust.Untrusted as exc:
-        return Check("fail", "daemon", str(exc), "see the README, Security on a shared machine"), None
     return Check("ok", "daemon", f"ccxd {status.get('version', '?')} answers on {sock}"), status
 
 

@@ -6,42 +6,42 @@ import asyncio
 import collections
 import contextlib
 import functools
-import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
-from msgspec import UNSET, Struct
+from msgspec import Struct
 
 from ccxd import paths
+from ccxd.client.core import Answer, ClientCore, Delivery, Received
+from ccxd.client.errors import (
+    AccessDenied,
+    ClientError,
+    ConnectionLost,
+    DaemonNotRunning,
+    InvalidAddress,
+    RemoteError,
+    UntrustedDaemon,
+)
 from ccxd.client.transports import Transport, TransportError, open_transport
 from ccxd.client.urls import BadAddress, parse_address
 from ccxd.protocol import (
-    METHODS,
-    NOTIFICATIONS,
-    OUTPUT_NOTIFICATION_PREFIX,
-    EmptyParams,
     JobFinished,
     JobInfo,
     JobList,
     JobRef,
-    JobStarted,
     ListParams,
     Ok,
     OutputChunk,
-    OutputNotification,
     PingResult,
     ReadParams,
     ReadResult,
-    Reply,
-    Request,
     SignalParams,
     StartParams,
     StatusResult,
     SubscribeParams,
-    SubscribeResult,
 )
 
 __all__ = [
@@ -67,63 +67,13 @@ _LAST_TRY = 1.0  # seconds the try made at the reconnect deadline may take
 """How long a client keeps reconnecting to a daemon that went away (``$CCXD_RECONNECT_TIMEOUT``)."""
 
 
-class ClientError(Exception):
-    """Something went wrong talking to the daemon."""
-
-
-class DaemonNotRunning(ClientError):
-    """Nothing is listening where the daemon should be."""
-
-
-class AccessDenied(ClientError):
-    """The daemon refused us: token missing or wrong, a foreign origin, or too many failures."""
-
-
-class UntrustedDaemon(ClientError):
-    """We refused the server: nothing shows it is the user's own ccxd (see :mod:`ccxd.trust`).
-
-    Nothing was sent to it: no request, no environment, no token.
-    """
-
-
-class InvalidAddress(ClientError, ValueError):
-    """The daemon address is none the client understands (see :mod:`ccxd.client.urls`)."""
-
-
-class ConnectionLost(ClientError):
-    """The connection dropped while a call was in flight (it may or may not have run)."""
-
-
-class RemoteError(ClientError):
-    """The daemon answered with a JSON-RPC error."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(f"{message} (code {code})")
-        self.code = code
-        self.message = message
-        self.data = data
-
-
 def default_socket() -> Path:
     """Where the daemon listens by default (``$CCXD_SOCKET`` overrides)."""
     env = os.environ.get("CCXD_SOCKET")
     return Path(env) if env else paths.runtime_dir() / "ccxd.sock"
 
 
-_reply_decoder = msgspec.json.Decoder(Reply)
-_output_decoder = msgspec.json.Decoder(OutputNotification)
-_encoder = msgspec.json.Encoder()
-
 Opener = Callable[[], Awaitable[Transport]]
-
-
-def _byte_size(chunk: OutputChunk) -> int:
-    """How many output bytes ``chunk`` carries, without building them when it can."""
-    if chunk.encoding == "base64":
-        return len(chunk.raw())
-    data = chunk.data
-    # An ASCII str (known in O(1)) has as many bytes as characters: no encode needed.
-    return len(data) if data.isascii() else len(data.encode("utf-8"))
 
 
 class Client:
@@ -144,21 +94,14 @@ class Client:
         self._transport = transport
         self._opener = opener
         self._reconnect_timeout = reconnect_timeout
-        self._ids = itertools.count(1)
-        self._pending: dict[int, tuple[asyncio.Future[Any], type[Struct], bool]] = {}
-        self._queues: dict[str, asyncio.Queue[Event | None]] = {}
-        self._next_offset: dict[str, int] = {}
+        self._core = ClientCore()  # ids, replies, which jobs are followed from where
+        self._waiting: dict[int, asyncio.Future[Any]] = {}  # request id: its caller's future
+        self._queues: dict[str, asyncio.Queue[Event | None]] = {}  # followed jobs' events
         # Readers of each job's queue: a reader abandoned mid-way (``break`` out of
         # ``events``) is closed only when garbage collected, maybe after a new reader
         # of the same job started; it must not take the queue away from that one.
         self._readers: collections.Counter[str] = collections.Counter()
-        # Jobs being (re)subscribed by follow(), with the offset asked for: events of an
-        # earlier subscription of the job can still be on the wire, and until the reply
-        # they are that subscription's (the daemon sends a new one's events after it).
-        self._resubscribing: dict[str, int] = {}
-        self._quiet: set[str] = set()  # jobs followed without their output (wait())
         self._job_errors: dict[str, ClientError] = {}  # followed jobs that cannot be resumed
-        self._started: set[str] = set()
         # When the connection was lost (loop time), until a new one answers: bounds the outage.
         self._outage: float | None = None
         self._delay = 0.0  # before the next try to reconnect
@@ -201,10 +144,9 @@ class Client:
         try:
             async for is_binary, payload in self._transport.messages():
                 self._outage = None  # this connection answers: a later loss is a new outage
-                if is_binary:
-                    await self._dispatch_binary(payload)
-                else:
-                    await self._dispatch(payload)
+                await self._dispatch(
+                    self._core.receive_binary(payload) if is_binary else self._core.receive(payload)
+                )
             return ConnectionLost("the daemon closed the connection")
         except (ConnectionError, OSError) as exc:
             return ConnectionLost(f"connection to the daemon lost: {exc}")
@@ -227,10 +169,7 @@ class Client:
         one more loss of the same outage, bounded by the same deadline.
         """
         self._up.clear()
-        for fut, _, _ in self._pending.values():
-            if not fut.done():
-                fut.set_exception(err)
-        self._pending.clear()
+        self._fail_calls(err)
         assert self._opener is not None
         loop = asyncio.get_running_loop()
         if self._outage is None:
@@ -262,23 +201,18 @@ class Client:
             return err
         self._transport = transport
         self.reconnects += 1
-        again = [
-            (job_id, offset)
-            for job_id, offset in self._next_offset.items()
-            if job_id in self._queues and job_id not in self._resubscribing  # follow() makes its own
-        ]
+        again = self._core.resubscriptions()
         if not again:
             self._outage = None  # nothing to ask: the connection is as good as the daemon's accept
         self._up.set()
         self._reconnected.set()
         self._reconnected = asyncio.Event()
-        for job_id, offset in again:
-            params = SubscribeParams(job_id=job_id, from_offset=offset, output=job_id not in self._quiet)
+        for params in again:
             try:
                 fut = await self._send_request("job.subscribe", params, follow=False)
             except ConnectionLost:
                 break  # lost again already: reading the connection says so, and we start over
-            fut.add_done_callback(functools.partial(self._resubscribe_done, job_id))
+            fut.add_done_callback(functools.partial(self._resubscribe_done, params.job_id))
         return None
 
     def _resubscribe_done(self, job_id: str, fut: asyncio.Future[Any]) -> None:
@@ -293,102 +227,57 @@ class Client:
     def _end_job(self, job_id: str, err: ClientError) -> None:
         """Its followers get what is queued, then ``err``."""
         self._job_errors[job_id] = err
-        self._next_offset.pop(job_id, None)
+        self._core.next_offset.pop(job_id, None)
         queue = self._queues.get(job_id)
         if queue is not None:
             with contextlib.suppress(asyncio.QueueFull):  # a full queue: its reader sees err once drained
                 queue.put_nowait(None)
 
-    async def _dispatch_binary(self, frame: bytes) -> None:
-        from ccxd import protocol  # binary frames exist only on WebSocket connections
+    async def _dispatch(self, item: Received | None) -> None:
+        """Act on what the core made of one message."""
+        if isinstance(item, Delivery):
+            queue = self._queues.get(item.job_id)
+            if queue is not None:
+                await queue.put(item.event)
+        elif isinstance(item, Answer):
+            self._answered(item)
+        elif item is not None:  # an error without an id (e.g. refused connection): fail everything
+            self._fail(item.error)
 
-        chunk, size = protocol.decode_output_frame_sized(frame)
-        await self._deliver(chunk.job_id, chunk, size)
-
-    async def _dispatch(self, line: bytes) -> None:
-        if line.startswith(OUTPUT_NOTIFICATION_PREFIX):
-            chunk = _output_decoder.decode(line).params
-            await self._deliver(chunk.job_id, chunk)
+    def _answered(self, answer: Answer) -> None:
+        fut = self._waiting.pop(answer.id, None)
+        if fut is None or fut.done():
             return
-        msg = _reply_decoder.decode(line)
-        if msg.method is not UNSET:
-            kind = NOTIFICATIONS.get(msg.method)
-            if kind is None or msg.params is UNSET:
-                return
-            event = msgspec.json.decode(msg.params, type=kind)
-            job_id = event.job.id if isinstance(event, JobFinished) else event.job_id  # type: ignore[attr-defined]
-            await self._deliver(job_id, event)
+        if answer.error is not None:
+            fut.set_exception(answer.error)
             return
-        if not isinstance(msg.id, int):
-            if msg.error is not UNSET:
-                # An error without an id (e.g. refused connection): fail everything.
-                self._fail(RemoteError(msg.error.code, msg.error.message, msg.error.data))
-            return
-        entry = self._pending.pop(msg.id, None)
-        if entry is None:
-            return
-        fut, result_type, follow = entry
-        if fut.done():
-            return
-        if msg.error is not UNSET:
-            err = msg.error
-            data = None if err.data is UNSET else err.data
-            fut.set_exception(RemoteError(err.code, err.message, data))
-            return
-        try:
-            result = msgspec.json.decode(msg.result, type=result_type)  # type: ignore[arg-type]
-        except msgspec.ValidationError as exc:
-            fut.set_exception(ClientError(f"unexpected reply: {exc}"))
-            return
-        if follow:
+        if answer.follow:
             # The job's events follow this reply on the wire: route them from now on.
-            assert isinstance(result, JobInfo)
-            self._follow(result.id, 0)
-        elif isinstance(result, SubscribeResult) and result.job.id in self._resubscribing:
-            self._resubscribed(result.job.id)
-        fut.set_result(result)
-
-    def _resubscribed(self, job_id: str) -> None:
-        """The reply to follow()'s subscribe: what is queued is stale, the replay comes next."""
-        offset = self._resubscribing.pop(job_id)
-        queue = self._queues.get(job_id)
-        while queue is not None and not queue.empty():
-            queue.get_nowait()
-        self._next_offset[job_id] = offset
-        self._started.discard(job_id)
+            assert isinstance(answer.result, JobInfo)
+            self._follow(answer.result.id, 0)
+        else:
+            stale = self._core.resubscribed(answer.result)  # follow()'s subscribe: the replay comes next
+            queue = self._queues.get(stale) if stale is not None else None
+            while queue is not None and not queue.empty():
+                queue.get_nowait()
+        fut.set_result(answer.result)
 
     def _follow(self, job_id: str, offset: int) -> asyncio.Queue[Event | None]:
-        self._next_offset.setdefault(job_id, offset)
+        self._core.follow(job_id, offset)
         return self._queues.setdefault(job_id, asyncio.Queue(_QUEUE_DEPTH))
 
-    async def _deliver(self, job_id: str, event: Event, size: int = -1) -> None:
-        """Queue ``event`` for its follower; ``size`` is an output chunk's byte count when known."""
-        queue = self._queues.get(job_id)
-        if queue is None or job_id in self._resubscribing:
-            return
-        if isinstance(event, OutputChunk):
-            if size < 0:
-                size = _byte_size(event)
-            end = event.offset + size
-            if end <= self._next_offset.get(job_id, 0):
-                return  # already delivered before a reconnect
-            self._next_offset[job_id] = end
-        elif isinstance(event, JobStarted):
-            if job_id in self._started:
-                return
-            self._started.add(job_id)
-        elif isinstance(event, JobFinished):
-            self._next_offset.pop(job_id, None)
-            self._started.discard(job_id)
-        await queue.put(event)
+    def _fail_calls(self, exc: BaseException) -> None:
+        """Every call awaiting a reply fails with ``exc``."""
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self._waiting.clear()
+        self._core.forget()
 
     def _fail(self, exc: BaseException) -> None:
         if self._closed is None:
             self._closed = exc
-        for fut, _, _ in self._pending.values():
-            if not fut.done():
-                fut.set_exception(exc)
-        self._pending.clear()
+        self._fail_calls(exc)
         self._up.set()
         self._reconnected.set()
         for queue in self._queues.values():
@@ -396,19 +285,14 @@ class Client:
                 queue.put_nowait(None)
 
     async def _send_request(self, method: str, params: Struct | None, *, follow: bool) -> asyncio.Future[Any]:
-        req_id = next(self._ids)
+        req_id, data = self._core.request(method, params, follow=follow)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[req_id] = (fut, METHODS[method][1], follow)
-        body = Request(
-            method=method,
-            jsonrpc="2.0",
-            params=msgspec.Raw(_encoder.encode(params if params is not None else EmptyParams())),
-            id=req_id,
-        )
+        self._waiting[req_id] = fut
         try:
-            await self._transport.send(_encoder.encode(body))
+            await self._transport.send(data)
         except (ConnectionError, OSError) as exc:
-            self._pending.pop(req_id, None)
+            self._waiting.pop(req_id, None)
+            self._core.forget(req_id)
             raise ConnectionLost(f"connection to the daemon lost: {exc}") from None
         return fut
 
@@ -466,7 +350,7 @@ class Client:
         try:
             await self._subscribe_follower(job_id, from_offset)
         except BaseException:
-            self._resubscribing.pop(job_id, None)
+            self._core.resubscribing.pop(job_id, None)
             self._unread(job_id)
             raise
         async for event in self._read(job_id, queue):
@@ -475,7 +359,7 @@ class Client:
     async def _subscribe_follower(self, job_id: str, offset: int) -> None:
         """follow()'s subscription, made again on the next connection if this one drops first."""
         while True:
-            self._resubscribing[job_id] = offset
+            self._core.resubscribing[job_id] = offset
             reconnected = self._reconnected
             try:
                 await self.call("job.subscribe", SubscribeParams(job_id=job_id, from_offset=offset))
@@ -498,7 +382,7 @@ class Client:
         """Wait until ``job_id`` finishes (its output is not sent) and return its final record."""
         queue = self._follow(job_id, 0)
         self._readers[job_id] += 1
-        self._quiet.add(job_id)
+        self._core.quiet.add(job_id)
         try:
             await self.call("job.subscribe", SubscribeParams(job_id=job_id, output=False))
         except BaseException:
@@ -514,8 +398,7 @@ class Client:
         if self._readers[job_id] <= 0:
             del self._readers[job_id]
             self._queues.pop(job_id, None)
-            self._next_offset.pop(job_id, None)
-            self._quiet.discard(job_id)
+            self._core.unfollow(job_id)
             self._job_errors.pop(job_id, None)
 
     async def _read(self, job_id: str, queue: asyncio.Queue[Event | None]) -> AsyncIterator[Event]:

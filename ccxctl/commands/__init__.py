@@ -1,0 +1,1 @@
+"""The ``ccxctl`` commands, a module per family; :mod:`ccxctl.app` assembles them."""
