@@ -95,6 +95,13 @@ def tree_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _clean_env() -> dict[str, str]:
     return {
         k: v
@@ -155,6 +162,7 @@ class BenchDaemon:
     def start(self, timeout: float = 30.0) -> BenchDaemon:
         """Start ccxd and wait for READY=1."""
         notify_path = self.tmp / "notify.sock"
+        notify_path.unlink(missing_ok=True)  # a daemon started again (after :meth:`kill`)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(notify_path))
         notify.settimeout(timeout)
@@ -191,6 +199,19 @@ class BenchDaemon:
             notify.close()
         self.stop()
         raise RuntimeError(f"ccxd did not become ready; see {self.log_dir / (self.name + '.log')}")
+
+    def kill(self) -> None:
+        """SIGKILL the daemon and its redis-server, as a crash would, keeping every file for :meth:`start`."""
+        assert self.proc is not None
+        victims = [self.pid, *(p for p in _descendants(self.pid) if _comm(p) == "redis-server")]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(60)
+        for pid in victims[1:]:
+            while Path(f"/proc/{pid}").exists() and _comm(pid) == "redis-server":
+                time.sleep(0.01)
+        self._log.close()
 
     def _limits(self) -> None:
         import resource

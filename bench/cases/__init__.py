@@ -12,7 +12,7 @@ Case = Callable[[Context], list[Row]]
 
 def registry() -> dict[str, Case]:
     """Every case by name, in the order they run."""
-    from bench.cases import history, jobs, latency, scale, soak, stream, websocket
+    from bench.cases import history, jobs, latency, restart, scale, soak, stream, websocket
 
     return {
         "unix-stream": stream.unix_stream,
@@ -24,5 +24,6 @@ def registry() -> dict[str, Case]:
         "scale": scale.scale,
         "history": history.history,
         "persistence": stream.persistence_cost,
+        "restart": restart.restart,
         "soak": soak.soak,  # only with --soak (or --only soak)
     }

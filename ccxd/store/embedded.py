@@ -30,6 +30,10 @@ INSTALL_HINT = (
 docs/decisions/21-redis-for-pip-installs.md."""
 
 
+AOF_REWRITE_PERCENTAGE = 50
+"""Rewrite the append-only file once its command log grew by this % of the last snapshot."""
+
+
 class RedisMissing(Exception):
     """redis-server is not installed."""
 
@@ -47,6 +51,8 @@ class EmbeddedRedis:
         self._watch: asyncio.Task[None] | None = None
         self._exited: asyncio.Future[ExitStatus] | None = None
         self._stopping = False
+        self.loading = False
+        """True while the server answers that it is loading its data (a big append-only file)."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RedisMissing(f"the embedded store needs redis-server, which is not on PATH: {INSTALL_HINT}")
@@ -78,6 +84,15 @@ class EmbeddedRedis:
             "yes",
             "--appendfsync",
             "everysec",
+            # A restart loads the append-only file before it answers: keep most of it a
+            # compact RDB snapshot (the preamble) and its command log short (a rewrite once
+            # the log reaches half the snapshot), docs/decisions/25-store-restart.md.
+            "--aof-use-rdb-preamble",
+            "yes",
+            "--auto-aof-rewrite-percentage",
+            str(AOF_REWRITE_PERCENTAGE),
+            "--auto-aof-rewrite-min-size",
+            "64mb",
             "--save",
             "",
             "--daemonize",
@@ -108,15 +123,37 @@ class EmbeddedRedis:
         # redis logs to stdout; forward its lines to our log.
         for fd in (proc.stdout, proc.stderr):
             loop.add_reader(fd, self._forward, fd)
-        deadline = loop.time() + timeout
-        while not await _answers(self.socket_path):
+        started = loop.time()
+        deadline = started + timeout
+        while (answer := await _answer(self.socket_path)) != _PONG:
             if exited.done():
                 raise RedisMissing(f"redis-server exited at start ({exited.result()})")
-            if loop.time() > deadline:
+            if answer.startswith(_LOADING):
+                # Loading a big append-only file takes as long as it takes; a server that
+                # answers is alive, and starting a second one on the same files is worse.
+                if not self.loading:
+                    log.info("redis-server %d is loading its data (%s)", proc.pid, _data_size(self.data_dir))
+                self.loading = True
+                deadline = loop.time() + timeout
+            elif loop.time() > deadline:
+                await self._kill_unanswering(exited)
                 raise RedisMissing(f"redis-server did not answer within {timeout:.0f}s")
             await asyncio.sleep(0.02)
+        if self.loading:
+            log.info("redis-server %d loaded its data in %.1fs", proc.pid, loop.time() - started)
+        self.loading = False
         log.info("embedded redis-server %d on %s", proc.pid, self.socket_path)
         self._watch = loop.create_task(self._supervise(exited))
+
+    async def _kill_unanswering(self, exited: asyncio.Future[ExitStatus]) -> None:
+        """End a server that never answered, so that the next start does not run a second one on its files."""
+        if self.pid is None or exited.done():
+            return
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            await asyncio.wait_for(asyncio.shield(exited), 5.0)
+        except (ProcessLookupError, TimeoutError):
+            pass
 
     async def _stop_leftover(self) -> None:
         """Stop a redis-server a killed ccxd left running on our files.
@@ -205,19 +242,33 @@ class EmbeddedRedis:
             os.kill(self.pid, signal.SIGKILL)
 
 
-async def _answers(path: Path) -> bool:
+_PONG = b"+PONG"
+_LOADING = b"-LOADING"
+
+
+async def _answer(path: Path) -> bytes:
+    """The first line of the server's answer to PING (``+PONG``, ``-LOADING …``), or b"" without one."""
     if not path.exists():
-        return False
+        return b""
     try:
         reader, writer = await asyncio.open_unix_connection(str(path))
     except OSError:
-        return False
+        return b""
     try:
         writer.write(b"PING\r\n")
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), 2.0)
-        return line.startswith(b"+PONG")
+        return line.rstrip()
     except (OSError, TimeoutError):
-        return False
+        return b""
     finally:
         writer.close()
+
+
+def _data_size(data_dir: Path) -> str:
+    """The size of the append-only files, for the log."""
+    try:
+        size = sum(p.stat().st_size for p in (data_dir / "appendonlydir").iterdir())
+    except OSError:
+        return "size unknown"
+    return f"{size / (1 << 20):,.0f} MiB"
