@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ccxd.cgroups.admission import admission_block, stretch_factor
 from ccxd.cgroups.base import Backend, CgroupError, JobCgroup
@@ -29,13 +29,10 @@ from ccxd.cgroups.tree import GroupTree
 from ccxd.cgroups.usage import next_usage
 from ccxd.config import Config
 from ccxd.errors import RpcError
-from ccxd.protocol import ErrorCode, JobReason, Limits, StartParams
-from ccxd.supervision.tree import ProcessTree
+from ccxd.proc.tree import ProcessTree
+from ccxd.protocol import ErrorCode, JobReason, Limits, StartParams, Usage
 
-if TYPE_CHECKING:
-    from ccxd.supervision.job import Job
-
-__all__ = ["ResourceControl"]
+__all__ = ["ControlledJob", "ResourceControl"]
 
 log = logging.getLogger("ccxd.cgroups")
 
@@ -55,17 +52,39 @@ _REMOVE_TRIES = 40
 _REMOVE_RETRY = 0.25
 
 
+class ControlledJob(Protocol):
+    """What resource control reads and sets on a job (the supervisor's ``Job``; cgroups sits below it)."""
+
+    id: str
+    cwd: str
+    group: JobCgroup | None
+    limits: Limits | None
+    timeout: float | None
+    timeout_basis: str | None
+    usage: Usage | None
+    stats_seq: int
+    stop_reason: JobReason | None
+
+    @property
+    def finished(self) -> bool:
+        """True once the job is over."""
+
+    def _notify(self) -> None:
+        """Tell the job's watchers it changed (a new sample)."""
+
+
 class ResourceControl:
     """Resource limits and accounting for every job of one daemon."""
 
     def __init__(self, config: Config, backend: Backend | None = None) -> None:
         self.config = config
         self.backend: Backend = backend if backend is not None else NoneBackend()
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, ControlledJob] = {}
         self._sampler: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._idle_close: asyncio.TimerHandle | None = None
-        self.on_over_limit: Callable[[Job], None] = lambda job: None
+        # Any: the supervisor's callback takes its own Job type, which is a ControlledJob.
+        self.on_over_limit: Callable[[Any], None] = lambda job: None
         """Called when a job must end as ``oom`` (set by the supervisor)."""
 
     @classmethod
@@ -108,7 +127,7 @@ class ResourceControl:
         log.warning("cgroup backend %s failed (%s); falling back to the none backend", self.backend.name, exc)
         self.backend = NoneBackend(f"{self.backend.name} failed: {exc}")
 
-    def prepare(self, job: Job, argv: list[str], env: dict[str, str]) -> list[str]:
+    def prepare(self, job: ControlledJob, argv: list[str], env: dict[str, str]) -> list[str]:
         """Make the job's group; return the argv that starts the job inside it.
 
         Raises :class:`ccxd.supervision.spawn.SpawnError` for a program that
@@ -121,7 +140,7 @@ class ResourceControl:
             self.release(job)
             raise
 
-    def prepare_group(self, job: Job) -> list[str]:
+    def prepare_group(self, job: ControlledJob) -> list[str]:
         """Make the job's group; return the ``cgroup.procs`` files its first process joins.
 
         For a spawner that joins them itself between fork and exec (the job shim).
@@ -140,7 +159,12 @@ class ResourceControl:
         return group.join_files()
 
     def started(
-        self, job: Job, pid: int, pgid: int, reaper: int | None = None, reaper_start: int | None = None
+        self,
+        job: ControlledJob,
+        pid: int,
+        pgid: int,
+        reaper: int | None = None,
+        reaper_start: int | None = None,
     ) -> ProcessTree:
         """The job's process tree once ``pid`` runs; sampling begins.
 
@@ -160,7 +184,7 @@ class ResourceControl:
         return tree
 
     def adopt(
-        self, job: Job, pid: int, pgid: int, reaper: int | None = None, cgroup: str | None = None
+        self, job: ControlledJob, pid: int, pgid: int, reaper: int | None = None, cgroup: str | None = None
     ) -> ProcessTree:
         """The tree of a job an earlier daemon started (its group reopened, sampling resumed).
 
@@ -175,7 +199,7 @@ class ResourceControl:
         job.group = group
         return self.started(job, pid, pgid, reaper)
 
-    def verdict(self, job: Job, reason: JobReason) -> tuple[JobReason, str | None]:
+    def verdict(self, job: ControlledJob, reason: JobReason) -> tuple[JobReason, str | None]:
         """Take the final sample; turn the reason into ``oom`` if the memory limit killed."""
         self._jobs.pop(job.id, None)
         group = job.group
@@ -195,7 +219,7 @@ class ResourceControl:
         where = f"its memory limit of {format_size(limit)}" if limit is not None else "the memory available"
         return JobReason.OOM, f"out of memory: the job exceeded {where}"
 
-    def release(self, job: Job) -> None:
+    def release(self, job: ControlledJob) -> None:
         """Remove the job's group (now, or after killing what is still in it)."""
         self._jobs.pop(job.id, None)
         group = job.group
@@ -237,7 +261,7 @@ class ResourceControl:
         min_memory = parse_size(c.admit_min_memory) if c.admit_min_memory is not None else None
         return admission_block(host_memory_available(), host_load(), _cpus(), min_memory, c.admit_max_load)
 
-    def stretch(self, job: Job) -> None:
+    def stretch(self, job: ControlledJob) -> None:
         """Lengthen an estimated or default timeout under load; say so in ``timeout_basis``."""
         if job.timeout is None or job.timeout_basis == "explicit" or self.config.timeout_stretch_max <= 1:
             return
@@ -293,7 +317,7 @@ class ResourceControl:
                         self._sample(job, job.group)
                         self._check_limits(job, job.group)
 
-    def _sample(self, job: Job, group: JobCgroup) -> None:
+    def _sample(self, job: ControlledJob, group: JobCgroup) -> None:
         try:
             raw = group.sample()
         except (CgroupError, OSError, ValueError) as exc:
@@ -303,7 +327,7 @@ class ResourceControl:
         job.stats_seq += 1
         job._notify()
 
-    def _check_limits(self, job: Job, group: JobCgroup) -> None:
+    def _check_limits(self, job: ControlledJob, group: JobCgroup) -> None:
         if job.stop_reason is not None or job.usage is None:
             return
         limit = job.limits.memory if job.limits is not None else None

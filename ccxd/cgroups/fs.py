@@ -9,7 +9,8 @@ import os
 import signal
 
 from ccxd.cgroups.base import CgroupError
-from ccxd.supervision.tree import ProcInfo, _read_stat, send_checked, wait_gone
+from ccxd.proc.stat import ProcInfo, read_stat
+from ccxd.proc.tree import send_checked, wait_gone
 
 __all__ = [
     "Handles",
@@ -163,7 +164,7 @@ def live(pids: list[int]) -> dict[int, ProcInfo]:
     """The pids that are still running (not zombies), with their identity."""
     out = {}
     for pid in pids:
-        info = _read_stat(pid)
+        info = read_stat(pid)
         if info is not None and info.state not in ("Z", "X"):
             out[pid] = info
     return out

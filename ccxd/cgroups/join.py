@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from ccxd.supervision.spawn import SpawnError
+from ccxd.proc.spawn import SpawnError
 
 __all__ = ["JOIN_EXIT", "resolve_program", "wrap_argv"]
 

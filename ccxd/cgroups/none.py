@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from ccxd.cgroups.base import Backend, JobCgroup, RawSample
 from ccxd.cgroups.procfs import proc_usage
+from ccxd.proc.tree import ProcessTree
 from ccxd.protocol import Limits
-from ccxd.supervision.tree import ProcessTree
 
 __all__ = ["NoneBackend", "TreeGroup"]
 

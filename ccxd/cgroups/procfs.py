@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ccxd.proc.stat import stat_fields
+
 __all__ = ["ProcUsage", "host_load", "host_memory_available", "proc_usage", "read_psi_some"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -27,12 +29,9 @@ def proc_usage(pids: list[int]) -> ProcUsage:
     """CPU (including reaped children), resident memory, threads and IO of ``pids``."""
     u = ProcUsage()
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                raw = f.read()
-        except OSError:
+        rest = stat_fields(pid)
+        if rest is None:
             continue
-        rest = raw[raw.rfind(b")") + 2 :].split()
         try:
             # utime stime cutime cstime are fields 14-17 (1-based) → rest[11:15]; threads rest[17].
             ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])

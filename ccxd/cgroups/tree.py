@@ -6,7 +6,7 @@ import logging
 
 from ccxd.cgroups.base import CgroupError, JobCgroup
 from ccxd.cgroups.fs import live
-from ccxd.supervision.tree import ProcessTree, ProcInfo
+from ccxd.proc.tree import ProcessTree, ProcInfo
 
 __all__ = ["GroupTree"]
 

@@ -32,6 +32,7 @@ from ccxd.cgroups import fs
 from ccxd.cgroups.base import Backend, CgroupError, JobCgroup, RawSample, job_dir_name, job_id_of
 from ccxd.cgroups.procfs import proc_usage, read_psi_some
 from ccxd.cgroups.scope import JobsScope, scope_location
+from ccxd.proc.stat import read_stat
 from ccxd.protocol import Limits
 
 __all__ = ["V2Backend", "V2Group"]
@@ -278,12 +279,10 @@ def _only_ours(pids: list[int]) -> bool:
     for pid in pids:
         cur, hops = pid, 0
         while cur not in (me, 0, 1) and hops < 64:
-            try:
-                with open(f"/proc/{cur}/stat", "rb") as f:
-                    raw = f.read()
-                cur = int(raw[raw.rfind(b")") + 2 :].split()[1])
-            except (OSError, ValueError, IndexError):
+            info = read_stat(cur)
+            if info is None:
                 break
+            cur = info.ppid
             hops += 1
         if cur != me:
             return False

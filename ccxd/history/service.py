@@ -14,13 +14,13 @@ from urllib.parse import parse_qsl, urlsplit
 from ccxd import trust
 from ccxd.config import Config, redact_url, redis_auth_missing
 from ccxd.history.recorder import EstimateSettings, Recorder
+from ccxd.proc.reaper import Reaper
 from ccxd.store.base import Store, StoreUnavailable
 from ccxd.store.embedded import EmbeddedRedis
 from ccxd.store.keyfile import load_or_create_key
 from ccxd.store.memory import MemoryStore
 from ccxd.store.redis_store import RedisStore
 from ccxd.store.writer import StoreWriter
-from ccxd.supervision.reaper import Reaper
 
 __all__ = ["History"]
 

@@ -15,8 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
-from ccxd.supervision.reaper import ExitStatus, Reaper
-from ccxd.supervision.spawn import SpawnError, spawn
+from ccxd.proc.reaper import ExitStatus, Reaper
+from ccxd.proc.spawn import SpawnError, spawn
 
 __all__ = ["EmbeddedRedis", "RedisMissing"]
 
