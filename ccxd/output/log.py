@@ -12,10 +12,9 @@ import contextlib
 from collections.abc import Callable
 
 from ccxd.output.spool import Spool
+from ccxd.protocol import STREAMS
 
 __all__ = ["STREAMS", "Chunk", "OutputLog"]
-
-STREAMS = ("stdout", "stderr")
 
 
 class Chunk:

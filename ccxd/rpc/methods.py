@@ -130,7 +130,7 @@ def register_methods(
             chunks.append(
                 OutputChunk(
                     job_id=p.job_id,
-                    stream=STREAMS[piece.stream],  # type: ignore[arg-type]
+                    stream=STREAMS[piece.stream],
                     seq=-1,
                     offset=piece.offset + skip,
                     data=data,
@@ -213,7 +213,7 @@ def register_methods(
             chunks.append(
                 OutputChunk(
                     job_id=job.id,
-                    stream=STREAMS[chunk.stream],  # type: ignore[arg-type]
+                    stream=STREAMS[chunk.stream],
                     seq=chunk.seq,
                     offset=chunk.offset + skip,
                     data=data,
