@@ -7,6 +7,7 @@ import contextlib
 import errno
 import fcntl
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 import msgspec
 
@@ -491,13 +493,14 @@ class Daemon:
 
         async def load() -> App | None:
             try:
-                from ccxd.mcp.http import McpHttpApp
+                # In a thread: the SDK takes seconds to import on a busy machine, the loop must go on.
+                module = await asyncio.to_thread(importlib.import_module, "ccxd.mcp.http")
             except ImportError as exc:
                 log.warning("a client asked for MCP at /mcp, but %s: pip install 'ccxd[mcp]'", exc)
                 return None
-            app = McpHttpApp(socket_path, max_body)
+            app = module.McpHttpApp(socket_path, max_body)
             await app.start()
-            return app
+            return cast(App, app)
 
         front = HttpFront(ws, load)
         ws.wrap_connection = front.wrap

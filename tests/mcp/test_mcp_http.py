@@ -213,3 +213,10 @@ async def test_over_tls_with_a_job_and_a_large_answer(daemon_factory: object, tm
         assert done["outcome"] == "exit 0"
         page = await call(session, "ccxd_logs", job_id=done["job_id"], max_bytes=65536)
     assert page["text"] == "x" * 65536 and page["next_offset"] == 65536  # 64 KiB through the TLS stream
+
+
+def test_with_ws_auth_off_the_daemons_own_user_needs_no_token(daemon_factory: object) -> None:
+    daemon = daemon_factory({"CCXD_WS_AUTH": "false"})  # type: ignore[operator]
+    answer = raw_exchange(daemon, post(INIT, {}, close=True))  # this test runs as the daemon's user
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"mcp-session-id" in head.lower() and b'"ccxd"' in body
