@@ -466,7 +466,7 @@ async def _pump(conn: Connection, job: Job, session_id: str = "", announce: bool
     def send(stream: int, line: bytes) -> None:
         nonlocal lost
         text = line.decode("utf-8", errors="replace")
-        params = ProcessOutput(type=STREAMS[stream], data=text, job_id=job.id, truncated=lost)  # type: ignore[arg-type]
+        params = ProcessOutput(type=STREAMS[stream], data=text, job_id=job.id, truncated=lost)
         conn.send(encode(legacy_notification("process.output", params)))
         lost = False
 
