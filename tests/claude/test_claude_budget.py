@@ -183,16 +183,21 @@ async def test_the_spend_of_today_survives_a_daemon_restart(
 # -- per queue group -------------------------------------------------------------------
 
 
+def with_group_budget(daemon_factory: Any, api: FakeApi, home: Path, cli_dir: Path, extra: str = "") -> Any:
+    """A daemon whose queue group ``build`` may spend $0.01 a day on Claude jobs."""
+    env = claude_env(api, home)
+    env["PATH"] = f"{cli_dir}:{env['PATH']}"
+    d = daemon_factory(extra_env=env, root=home / "ccxd", start=False)
+    (d.config_home / "ccxd").mkdir(mode=0o700, exist_ok=True)
+    (d.config_home / "ccxd" / "config.toml").write_text(f"{extra}[groups.build]\nbudget_daily_usd = 0.01\n")
+    return d.start()
+
+
 async def test_a_groups_daily_budget_holds_its_claude_jobs_and_no_others(
     daemon_factory: Any, fake_api: FakeApi, claude_home: Path, cli_dir: Path
 ) -> None:
     fake_api.script(DEAR, Stream(text="Another group's job runs."))
-    env = claude_env(fake_api, claude_home)
-    env["PATH"] = f"{cli_dir}:{env['PATH']}"
-    d = daemon_factory(extra_env=env, root=claude_home / "ccxd", start=False)
-    (d.config_home / "ccxd").mkdir(mode=0o700, exist_ok=True)
-    (d.config_home / "ccxd" / "config.toml").write_text("[groups.build]\nbudget_daily_usd = 0.01\n")
-    d.start()
+    d = with_group_budget(daemon_factory, fake_api, claude_home, cli_dir)
     (first,) = await finals(d, claude_job(fake_api, claude_home, cli_dir, group="build"))
     assert first.reason == "exited" and first.claude is not None and first.claude.cost_usd
     held_why = "daily budget of group build spent, resets 00:00"
@@ -217,3 +222,24 @@ async def test_a_groups_daily_budget_holds_its_claude_jobs_and_no_others(
     finally:
         await c.close()
     assert len(fake_api.messages) == 2  # the held job never reached the API
+
+
+async def test_with_action_refuse_a_claude_job_of_a_spent_group_is_refused(
+    daemon_factory: Any, fake_api: FakeApi, claude_home: Path, cli_dir: Path
+) -> None:
+    fake_api.script(DEAR)
+    d = with_group_budget(daemon_factory, fake_api, claude_home, cli_dir, 'claude_budget_action = "refuse"\n')
+    await finals(d, claude_job(fake_api, claude_home, cli_dir, group="build"))
+    c = await d.client()
+    try:
+        with pytest.raises(RemoteError) as refused:
+            await c.call("job.start", claude_job(fake_api, claude_home, cli_dir, group="build"))
+        assert refused.value.code == -32011 and refused.value.message == (
+            "Claude job refused: daily budget of group build spent, resets 00:00 (claude_budget_action is refuse)"
+        )
+        assert (await c.start("true", group="build")).id  # a shell job of the group is not refused
+    finally:
+        await c.close()
+    res = ccxctl(d, "claude", "--cwd", str(claude_home), "--group", "build", "hi")
+    assert res.returncode != 0 and b"daily budget of group build spent" in res.stderr, res
+    assert len(fake_api.messages) == 1
