@@ -6,14 +6,16 @@ No typer here: the fast path imports this module to parse ``run`` without it.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import Any
+
+from msgspec import Struct
 
 from ccxctl.runjob import RunOptions, env_from, parse_priority
 
 __all__ = ["RUN_OPTIONS", "TARGET_OPTIONS", "Opt", "OptionError", "run_options"]
 
 
-class Opt(NamedTuple):
+class Opt(Struct, frozen=True):
     """One command-line option: its parameter name, spellings, value type and help."""
 
     name: str

@@ -12,7 +12,7 @@ keeps ``protocol.py`` apart from its asyncio and sync layers.
 from __future__ import annotations
 
 import itertools
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 from msgspec import UNSET, Struct
@@ -40,7 +40,8 @@ _output_decoder = msgspec.json.Decoder(OutputNotification)
 _encoder = msgspec.json.Encoder()
 
 
-class Answer(NamedTuple):
+# Structs, not NamedTuples: a NamedTuple class costs a tenth of a millisecond to make, at every start.
+class Answer(Struct):
     """The reply to request ``id``: its result decoded to the method's type, or ``error``."""
 
     id: int
@@ -49,14 +50,14 @@ class Answer(NamedTuple):
     follow: bool  # asked with follow: the result is a job whose events come next
 
 
-class Delivery(NamedTuple):
+class Delivery(Struct):
     """An event of a followed job, not seen before."""
 
     job_id: str
     event: Struct
 
 
-class Refused(NamedTuple):
+class Refused(Struct):
     """An error without a request id: the daemon turned the connection away."""
 
     error: RemoteError
