@@ -21,13 +21,13 @@ import logging
 import os
 from pathlib import Path
 
-from ccxd.output.spool import _RECORD, Spool, _pread
+from ccxd.output.shimformat import CUT_STREAM, SPOOL_RECORD
+from ccxd.output.spool import Spool, _pread
 
 __all__ = ["CUT_STREAM", "FollowedSpool"]
 
 log = logging.getLogger("ccxd.output")
 
-CUT_STREAM = 255
 _READ_RECORDS = 4096  # records per index read (~53 KiB)
 READ_BYTES = 1024 * 1024
 """Output bytes :meth:`FollowedSpool.take_new` returns at most (one record more if it is bigger)."""
@@ -117,10 +117,10 @@ class FollowedSpool(Spool):
         """The index record of chunk ``seq``, if taken in already."""
         if seq < 0 or seq >= self.records:
             return None
-        raw = _pread(self._index_r, self.index_path, _RECORD.size, seq * _RECORD.size)
-        if len(raw) < _RECORD.size:
+        raw = _pread(self._index_r, self.index_path, SPOOL_RECORD.size, seq * SPOOL_RECORD.size)
+        if len(raw) < SPOOL_RECORD.size:
             return None
-        offset, length, stream = _RECORD.unpack(raw)
+        offset, length, stream = SPOOL_RECORD.unpack(raw)
         return offset, length, stream
 
     def take_new(self) -> list[tuple[int, int]]:
@@ -133,18 +133,18 @@ class FollowedSpool(Spool):
     def _new_records(self) -> list[tuple[int, int, int]]:
         if not self._open_readers():
             return []
-        raw = os.pread(self._index_r, _RECORD.size * _READ_RECORDS, self._read_pos)
-        whole = len(raw) - len(raw) % _RECORD.size
+        raw = os.pread(self._index_r, SPOOL_RECORD.size * _READ_RECORDS, self._read_pos)
+        whole = len(raw) - len(raw) % SPOOL_RECORD.size
         if not whole:
             return []
         recs: list[tuple[int, int, int]] = []
         size = 0
-        for rec in _RECORD.iter_unpack(raw[:whole]):
+        for rec in SPOOL_RECORD.iter_unpack(raw[:whole]):
             if recs and size + rec[1] > READ_BYTES:
                 break
             recs.append(rec)
             size += rec[1]
-        self._read_pos += len(recs) * _RECORD.size
+        self._read_pos += len(recs) * SPOOL_RECORD.size
         if recs[-1][2] == CUT_STREAM:
             recs.pop()
             self.cut_seen = True  # the caller sets ``cut`` once it took in these chunks
@@ -161,11 +161,11 @@ class FollowedSpool(Spool):
             return 0, stream_bytes  # the job has written nothing yet
         while most is None or self.records < most:
             want = _READ_RECORDS if most is None else min(_READ_RECORDS, most - self.records)
-            raw = os.pread(self._index_r, _RECORD.size * want, pos)
-            whole = len(raw) - len(raw) % _RECORD.size
+            raw = os.pread(self._index_r, SPOOL_RECORD.size * want, pos)
+            whole = len(raw) - len(raw) % SPOOL_RECORD.size
             if not whole:
                 break
-            for offset, length, stream in _RECORD.iter_unpack(raw[:whole]):
+            for offset, length, stream in SPOOL_RECORD.iter_unpack(raw[:whole]):
                 if stream == CUT_STREAM:
                     self.cut = True
                     continue

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from ccxd.output.shimformat import SPOOL_RECORD as _RECORD
 
 __all__ = ["Spool", "SpoolRecord", "read_spool", "remove_spool", "spooled_jobs"]
 
 log = logging.getLogger("ccxd.output")
 
-_RECORD = struct.Struct("<QIB")
 _FLUSH_AT = 1024 * 1024
 FLUSH_INTERVAL = 0.01
 """Seconds a burst of output may wait in memory before it is written."""

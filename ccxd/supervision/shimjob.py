@@ -30,6 +30,7 @@ import msgspec
 
 from ccxd import fdlimit
 from ccxd.output.follower import FollowedSpool
+from ccxd.output.shimformat import DONE_STREAM, EXIT_STREAM
 from ccxd.protocol import JobInfo, StartParams
 from ccxd.supervision import jobfile
 from ccxd.supervision.reaper import ExitStatus
@@ -209,13 +210,6 @@ class ShimLink:
             self.loop.remove_reader(self.fd)
             os.close(self.fd)
             self.fd = -1
-
-
-EXIT_STREAM = 254
-"""The frame stream that carries the leader's exit status."""
-
-DONE_STREAM = 253
-"""The frame stream with which a pooled shim says it is through with the job (no data)."""
 
 
 class ShimStart:
