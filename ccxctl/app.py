@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from ccxctl import cli
+from ccxctl import cli, ui_cmd
 from ccxctl.commands import daemon, follow, groups, history, hooks, jobs, run, setup, worktree
 
 __all__ = ["app", "run_app"]
@@ -39,6 +39,7 @@ app.command("wait")(groups.wait)
 app.command("init")(setup.init)
 app.command("doctor")(setup.doctor)
 app.command("mcp")(setup.mcp_cmd)
+app.command("ui")(ui_cmd.ui)
 
 app.add_typer(history.history_app, name="history")
 app.add_typer(history.sessions_app, name="sessions")

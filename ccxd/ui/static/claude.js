@@ -48,13 +48,14 @@ export class Conversation {
   summary(job) {
     const c = job.claude || {};
     const tokens = (c.input_tokens ?? 0) + (c.output_tokens ?? 0);
-    this.head.replaceChildren(
+    const parts = [
       h("span", {}, `model ${c.model || "?"}`),
       h("span", {}, `cost ${fmtUsd(c.cost_usd)}`),
       h("span", {}, `tokens ${tokens ? `${c.input_tokens ?? 0} in / ${c.output_tokens ?? 0} out` : "–"}`),
       c.error_class ? h("span", { class: "err" }, `error: ${c.error_class}`) : null,
       resumeLine(c.session_id),
-    );
+    ];
+    this.head.replaceChildren(...parts.filter(Boolean));
   }
 
   item(kind, who, text) {
@@ -70,7 +71,7 @@ export class Conversation {
     switch (e.kind) {
       case "init":
         this.item("", "session", `model ${e.model ?? "?"} · cwd ${e.cwd ?? "?"}\nsession ${e.session_id ?? "?"}`);
-        if (e.session_id) this.head.append(resumeLine(e.session_id));
+        if (e.session_id && !this.head.querySelector(".resume")) this.head.append(resumeLine(e.session_id));
         break;
       case "assistant":
         for (const b of Array.isArray(e.message?.content) ? e.message.content : [{ type: "text", text: e.message?.content }]) {

@@ -114,7 +114,8 @@ export class RecordView {
         const started = await this.app.rpc.call("job.start", retryParams(job)).catch((e) => this.app.toast(e.message));
         if (started) location.hash = `#/job/${started.id}`;
       } }, "retry") : null);
-    root.replaceChildren(h("h1", {}, `Job ${job.id}`), buttons, job.claude ? resumeLine(job.claude.session_id) : null, dl);
+    const resume = job.claude ? resumeLine(job.claude.session_id) : null;
+    root.replaceChildren(...[h("h1", {}, `Job ${job.id}`), buttons, resume, dl].filter(Boolean));
   }
 
   leave() {}

@@ -102,10 +102,13 @@ export class JobsView {
     const u = job.usage;
     if (!u) return;
     let s = this.samples.get(job.id);
-    if (!s) { s = { t: 0, cpu: [], mem: [] }; this.samples.set(job.id, s); }
+    if (!s) { s = { t: 0, cpuSeconds: 0, cpu: [], mem: [] }; this.samples.set(job.id, s); }
     if (u.sampled_at === s.t) return;
-    s.t = u.sampled_at;
-    s.cpu.push(u.cpu_percent ?? 0); s.mem.push(u.memory ?? 0);
+    // CPU % over the time between two samples (one core = 100).
+    const pct = s.t && u.sampled_at > s.t ? ((u.cpu_seconds - s.cpuSeconds) / (u.sampled_at - s.t)) * 100 : (u.cpu_percent ?? 0);
+    s.t = u.sampled_at; s.cpuSeconds = u.cpu_seconds;
+    s.last = Math.max(0, pct);
+    s.cpu.push(s.last); s.mem.push(u.memory ?? 0);
     if (s.cpu.length > SAMPLES) { s.cpu.shift(); s.mem.shift(); }
   }
 
@@ -157,7 +160,7 @@ export class JobsView {
     r.cells.cost.textContent = isClaude(job) ? fmtUsd(job.claude.cost_usd) : "";
     const s = this.samples.get(job.id);
     const u = job.usage;
-    r.cpu.setAttribute("aria-label", u ? `CPU ${(u.cpu_percent ?? 0).toFixed(0)}%` : "no CPU sample yet");
+    r.cpu.setAttribute("aria-label", u && s ? `CPU ${s.last.toFixed(0)}%` : "no CPU sample yet");
     r.mem.setAttribute("aria-label", u ? `memory ${fmtBytes(u.memory)}` : "no memory sample yet");
     r.cpu.title = r.cpu.getAttribute("aria-label"); r.mem.title = r.mem.getAttribute("aria-label");
     if (s) { spark(r.cpu, s.cpu, "#6cb6ff", 100); spark(r.mem, s.mem, "#5fd38d"); }

@@ -119,7 +119,7 @@ export class OutputPane {
   updateMeta() {
     this.metaEl.textContent = `from byte ${this.startOffset ?? 0} · received ${fmtBytes(this.receivedBytes)}` +
       ` (stdout ${fmtBytes(this.counts.stdout)}, stderr ${fmtBytes(this.counts.stderr)})` +
-      ` · job output ${fmtBytes(this.job.output_bytes || 0)}`;
+      ` · job output ${fmtBytes(Math.max(this.job.output_bytes || 0, this.nextOffset || 0))}`;
     this.el && (this.el.dataset.received = String(this.receivedBytes));
   }
 

@@ -22,6 +22,7 @@ function width(el) {
   return Math.max(280, Math.min(el.clientWidth || 800, 1100) - 20);
 }
 
+const FROM_ZERO = (u, min, max) => [0, max > 0 ? max * 1.1 : 1];
 const AXIS = { stroke: "#8b93a3", grid: { stroke: "#2a303c" }, ticks: { stroke: "#2a303c" } };
 
 export class StatsView {
@@ -90,8 +91,9 @@ export class StatsView {
     const xs = runs.map((j) => j.started_at);
     const est = sig.estimate ?? null;
     this.plot(this.durBox, {
-      scales: { x: { time: true } },
-      axes: [AXIS, { ...AXIS, label: "seconds" }],
+      // Log scale: a 3 ms run and a one-hour estimate on the same plot.
+      scales: { x: { time: true }, y: { distr: 3, log: 10 } },
+      axes: [AXIS, { ...AXIS, label: "seconds (log)" }],
       series: [{}, { label: "duration (s)", stroke: "#6cb6ff", points: { show: true, size: 6 }, width: 1 },
         { label: "timeout estimate (s)", stroke: "#f0b54a", dash: [6, 4], width: 1.5, points: { show: false } },
         { label: "p95 (s)", stroke: "#5fd38d", dash: [2, 3], width: 1, points: { show: false } }],
@@ -112,7 +114,7 @@ export class StatsView {
     if (!days.size) { this.costBox.replaceChildren(h("p", { class: "empty" }, "No Claude jobs in the last 30 days.")); return; }
     const xs = [...days.keys()].sort((a, b) => a - b);
     this.plot(this.costBox, {
-      scales: { x: { time: true }, usd: {}, tok: {} },
+      scales: { x: { time: true }, usd: { range: FROM_ZERO }, tok: { range: FROM_ZERO } },
       axes: [AXIS, { ...AXIS, scale: "usd", label: "USD" }, { ...AXIS, scale: "tok", side: 1, label: "tokens", grid: { show: false } }],
       series: [{}, { label: "cost (USD)", scale: "usd", stroke: "#f0b54a", fill: "rgba(240,181,74,.35)", paths: uPlot.paths.bars({ size: [0.5, 40] }) },
         { label: "tokens", scale: "tok", stroke: "#6cb6ff", width: 2 }],
@@ -129,7 +131,7 @@ export class StatsView {
     if (!counts.size) { this.outBox.replaceChildren(h("p", { class: "empty" }, "No finished jobs in the last 30 days.")); return; }
     const names = [...counts.keys()];
     this.plot(this.outBox, {
-      scales: { x: { time: false, range: [-0.5, names.length - 0.5] } },
+      scales: { x: { time: false, range: [-0.5, names.length - 0.5] }, y: { range: FROM_ZERO } },
       axes: [{ ...AXIS, values: (u, splits) => splits.map((v) => names[v] ?? ""), splits: () => names.map((_, i) => i) },
         { ...AXIS, label: "jobs" }],
       series: [{}, { label: "jobs", stroke: "#5fd38d", fill: "rgba(95,211,141,.4)", paths: uPlot.paths.bars({ size: [0.6, 80] }), points: { show: false } }],
