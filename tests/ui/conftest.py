@@ -60,6 +60,7 @@ def browser() -> Iterator[object]:
             "--disable-dev-shm-usage",
             "--window-size=1400,1000",
             "--no-first-run",
+            "--ignore-certificate-errors",  # the wss:// test's daemon has a self-signed certificate
             f"--user-data-dir={profile}",
         ):
             opts.add_argument(arg)

@@ -288,3 +288,21 @@ def test_the_page_forbids_framing_and_inline_script(ui_daemon):
     with socket.create_connection(("127.0.0.1", ui_daemon.ws_port), timeout=10) as s:
         s.sendall(b"GET /ui/ HTTP/1.1\r\nHost: rebound.example:80\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 421")  # DNS rebinding: a name that is not ours
+
+
+def test_a_phone_sized_window_shows_jobs_without_sideways_scrolling(ui_daemon, browser):
+    d = ui_daemon
+    job_id = start(d, "sleep 300")
+    size = browser.get_window_size()
+    try:
+        browser.set_window_size(500, 900)  # headless Chromium's narrowest window
+        login(browser, d)
+        cancel = wait(browser).until(
+            lambda b: b.find_element(By.CSS_SELECTOR, f"#jobs tr[data-job='{job_id}'] button.cancel")
+        )
+        assert cancel.is_displayed() and cancel.rect["x"] + cancel.rect["width"] <= 500
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        shot(browser, "phone")
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+        cancel_quietly(d, job_id)

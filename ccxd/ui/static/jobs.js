@@ -6,6 +6,7 @@ import { commandText, elapsed, fmtBytes, fmtDuration, fmtUsd, h, isClaude, spark
 const POLL_MS = 500;
 const SAMPLES = 60;
 const ACTIVE = new Set(["queued", "starting", "running", "paused"]);
+const NARROW_HIDDEN = new Set([3, 4, 5, 8, 9]); // kind, group, node, memory, cost: not on a phone
 
 /** Start a new job like ``job`` (shell jobs; a Claude job's prompt is not in its record). */
 export function retryParams(job) {
@@ -45,7 +46,7 @@ export class JobsView {
         field("tag", "Tag", h("input", { type: "text", name: "tag" }))),
       h("div", { class: "table-wrap" }, h("table", { id: "jobs" },
         h("thead", {}, h("tr", {}, ...["State", "Job", "Command", "Kind", "Group", "Node", "Elapsed", "CPU", "Memory", "Cost", "Actions"]
-          .map((t, i) => h("th", { scope: "col", class: i === 5 || i === 4 ? "hide-narrow" : null }, t)))),
+          .map((t, i) => h("th", { scope: "col", class: NARROW_HIDDEN.has(i) ? "hide-narrow" : null }, t)))),
         this.tbody)),
       this.empty);
     this.rows.clear();
@@ -58,7 +59,7 @@ export class JobsView {
   }
 
   async refresh() {
-    if (this.busy || !this.app.rpc.opened) return;
+    if (this.busy || !this.app.rpc.opened || document.hidden) return; // a hidden tab asks nothing
     this.busy = true;
     try {
       const f = this.filters;
@@ -137,12 +138,12 @@ export class JobsView {
         this.refresh();
       } catch (e) { this.app.toast(`retry ${job.id}: ${e.message}`); }
     });
-    for (const k of ["kind", "group", "node", "elapsed", "cost"]) r.cells[k] = h("td", { class: k === "group" || k === "node" ? "hide-narrow" : null });
+    for (const k of ["kind", "group", "node", "elapsed", "cost"]) r.cells[k] = h("td", { class: k === "elapsed" ? null : "hide-narrow" });
     r.tr.append(
       h("td", {}, r.state),
       h("td", { class: "mono" }, h("a", { href: `#/job/${job.id}` }, job.id)),
       r.cmd, r.cells.kind, r.cells.group, r.cells.node, r.cells.elapsed,
-      h("td", {}, r.cpu), h("td", {}, r.mem), r.cells.cost,
+      h("td", {}, r.cpu), h("td", { class: "hide-narrow" }, r.mem), r.cells.cost,
       h("td", { class: "actions" }, r.out, r.cancel, r.pause, r.retry));
     return r;
   }
