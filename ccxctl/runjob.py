@@ -268,7 +268,7 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
     start_id = conn.send("job.start", opts.start_params())
     out: BinaryIO = sys.stdout.buffer
     err: BinaryIO = sys.stderr.buffer
-    chunk_decoder = msgspec.json.Decoder(OutputChunk)
+    chunk_decoder: msgspec.json.Decoder[OutputChunk] | None = None  # made at the first output
     job_id: str | None = None
     retry: JobRetry | None = None  # a failed Claude attempt is followed by its next attempt
     interrupted = False
@@ -326,6 +326,8 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
         if msg.method == "job.output":
             if opts.json:
                 continue
+            if chunk_decoder is None:
+                chunk_decoder = msgspec.json.Decoder(OutputChunk)
             chunk = chunk_decoder.decode(msg.params)
             stream = out if chunk.stream == "stdout" else err
             stream.write(chunk.raw())
