@@ -6,6 +6,8 @@ object per attempt on stdout:
 * ``ws HOST PORT MARKER [TOKEN]``: open ``/ws`` (with TOKEN as a bearer token,
   when given) and, in the same breath, send ``job.start`` for a job that
   creates MARKER; report the HTTP status and what came back.
+* ``cookie HOST PORT MARKER COOKIE``: as ``ws``, with a dashboard session cookie
+  and the dashboard's own ``Origin`` instead of a token.
 * ``guess HOST PORT N``: N opening handshakes, each with another wrong token.
 * ``http HOST PORT [TOKEN]``: ``GET /metrics``; the status and the body.
 * ``unix PATH``: ``GET /metrics`` over a Unix socket; the status, or the error.
@@ -30,11 +32,11 @@ def frame(text: str) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
-def upgrade(host: str, port: int, token: str | None, then: bytes = b"") -> dict:
+def upgrade(host: str, port: int, token: str | None, then: bytes = b"", extra: str = "") -> dict:
     key = base64.b64encode(os.urandom(16)).decode()
     head = (
         f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}"
     )
     if token is not None:
         head += f"Authorization: Bearer {token}\r\n"
@@ -85,6 +87,11 @@ def main() -> None:
         token = args[3] if len(args) > 3 else None
         request = {"jsonrpc": "2.0", "id": 1, "method": "job.start", "params": {"command": f"touch {marker}"}}
         print(json.dumps(upgrade(host, port, token, frame(json.dumps(request)))), flush=True)
+    elif mode == "cookie":  # a stolen dashboard cookie, with the dashboard's own Origin
+        host, port, marker, cookie = args[0], int(args[1]), args[2], args[3]
+        request = {"jsonrpc": "2.0", "id": 1, "method": "job.start", "params": {"command": f"touch {marker}"}}
+        extra = f"Origin: http://{host}:{port}\r\nCookie: ccxd_session={cookie}\r\n"
+        print(json.dumps(upgrade(host, port, None, frame(json.dumps(request)), extra)), flush=True)
     elif mode == "guess":
         host, port, n = args[0], int(args[1]), int(args[2])
         for i in range(n):

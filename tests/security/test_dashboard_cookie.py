@@ -1,0 +1,57 @@
+"""A dashboard session cookie works only for the local user who logged in.
+
+Cookies do not tell ports apart, so a server another local user runs on
+127.0.0.1 receives the victim's session cookie; that user can also forge
+``Origin``.  The session is bound to the uid that logged in: the attacker's
+replay is refused, while the victim's own is admitted.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import connect
+
+from tests.conftest import DaemonProcess
+from tests.security.test_loopback import host_port, intrude
+from tests.ui.conftest import rpc
+
+
+def _log_in(d: DaemonProcess) -> str:
+    """The session cookie a browser of the victim gets from a one-time login URL."""
+    url = urlsplit(rpc(d, "ui.login_url")["url"])
+    conn = http.client.HTTPConnection(str(url.hostname), url.port, timeout=10)
+    try:
+        conn.request("GET", f"{url.path}?{url.query}")
+        res = conn.getresponse()
+        assert res.status == 303, res.status
+        cookie = res.getheader("Set-Cookie") or ""
+    finally:
+        conn.close()
+    assert cookie.startswith("ccxd_session=") and "HttpOnly" in cookie
+    return cookie.split(";", 1)[0].split("=", 1)[1]
+
+
+async def test_another_user_with_the_victims_cookie_and_origin_is_refused(
+    daemon_factory, lair: Path, tmp_root: Path, attacker: int
+):
+    d: DaemonProcess = daemon_factory()
+    host, port = host_port(d.ws_url)
+    cookie = _log_in(d)
+    marker = tmp_root / "attacker-was-here"
+    [tried] = intrude(lair, "cookie", host, port, str(marker), cookie)
+    assert tried["status"] == 401, tried
+    assert "dashboard session has ended" in tried["got"] and '"result"' not in tried["got"]
+    assert rpc(d, "job.list")["jobs"] == [] and not marker.exists()
+    # The victim's own connection with the same cookie and Origin is admitted.
+    headers = {"Cookie": f"ccxd_session={cookie}"}
+    async with connect(d.ws_url, origin=f"http://{host}:{port}", additional_headers=headers) as ws:
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 7, "method": "daemon.ping"}))
+        while True:
+            reply = json.loads(await ws.recv())
+            if reply.get("id") == 7:
+                break
+    assert reply["result"]["pong"] is True
