@@ -164,7 +164,8 @@ class History:
         """``redis (embedded)``, ``redis``, ``memory``, or ``… degraded (N pending)``."""
         text = self.writer.describe()
         if self.embedded is not None and not self.writer.degraded:
-            text += " (embedded)"
+            # Between its death and its restart the writer may not have noticed yet.
+            text += " (embedded)" if self.embedded.running else " (embedded): restarting"
         if self.warning is not None:
             text += f"; WARNING: {self.warning}"
         return text

@@ -64,6 +64,11 @@ class EmbeddedRedis:
         self._prefix = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
     @property
+    def running(self) -> bool:
+        """Whether the server started by the last :meth:`start` is still alive."""
+        return self._exited is not None and not self._exited.done()
+
+    @property
     def url(self) -> str:
         """The URL the store connects to."""
         return f"unix://{self.socket_path}"

@@ -155,7 +155,10 @@ class RedisStore:
 
     async def _guard(self, coro: Any) -> Any:
         try:
-            return await asyncio.wait_for(coro, self.timeout + 1)
+            # Not wait_for: on Python 3.11 it can swallow a cancellation that races the
+            # answer, and the writer's task then never stops.
+            async with asyncio.timeout(self.timeout + 1):
+                return await coro
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc or type(exc).__name__}") from None
 

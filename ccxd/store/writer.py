@@ -9,6 +9,12 @@ direct writes.  Replays are safe to repeat: job records are overwritten and
 output chunks carry their offset as the stream entry id, so a chunk is never
 stored twice.
 
+Redis acknowledges a write before its append-only file has it (``appendfsync
+everysec`` may hold it back for up to two seconds), so a killed server can lose
+writes it answered.  The writer therefore keeps what was acknowledged in the
+last few seconds and, when the store fails, journals that too, ahead of the
+failed batch.
+
 A write the store refuses while it answers (a key of another type, a script
 error) is that write's failure: logged with its key, counted in
 ``daemon.status``, and the rest of its batch is written.  A full journal
@@ -36,6 +42,9 @@ log = logging.getLogger("ccxd.store")
 _BATCH_OPS = 512
 _BATCH_BYTES = 4 * 1024 * 1024
 _PROBE_INTERVAL = 1.0
+_UNSYNCED_SECONDS = 5.0
+"""How long an acknowledged write may still be missing from Redis's append-only file (everysec: up to 2 s)."""
+_UNSYNCED_MAX_BYTES = 32 * 1024 * 1024
 _LOG_INTERVAL = 60.0
 """A repeated refusal of one key, or a journal that stays full, is logged again this often."""
 
@@ -77,6 +86,9 @@ class StoreWriter:
         self._backlog = self.journal.count + self._segment_count  # an earlier run's, replayed before ours
         self._refusals_logged: dict[str, tuple[float, int]] = {}  # key → (last logged, unlogged since)
         self._full_logged: float | None = None  # when "journal full" was last logged; None: not full
+        # Batches acknowledged within _UNSYNCED_SECONDS of the latest acknowledgement: (when, ops, bytes).
+        self._unsynced: collections.deque[tuple[float, list[Op], int]] = collections.deque()
+        self._unsynced_bytes = 0
 
     # -- public ---------------------------------------------------------------
 
@@ -235,6 +247,7 @@ class StoreWriter:
             except StoreUnavailable as exc:
                 log.error("store unavailable (%s); writing to the journal until it is back", exc)
                 self.degraded = True
+                self._journal_unsynced()
                 for op in batch:
                     self._journal(op)
                 self._spill()
@@ -248,6 +261,31 @@ class StoreWriter:
                 self.written += len(batch) - len(refused)
                 self._stored += len(batch)
                 self._refused(refused)
+                self._remember(batch)
+
+    def _remember(self, batch: list[Op]) -> None:
+        """Keep an acknowledged batch until Redis has surely written it to its file."""
+        now = time.monotonic()
+        size = sum(_size(op) for op in batch)
+        self._unsynced.append((now, batch, size))
+        self._unsynced_bytes += size
+        # An answer at ``now`` proves the server lived past every older batch's window.
+        while self._unsynced and (
+            self._unsynced[0][0] < now - _UNSYNCED_SECONDS or self._unsynced_bytes > _UNSYNCED_MAX_BYTES
+        ):
+            self._unsynced_bytes -= self._unsynced.popleft()[2]
+
+    def _journal_unsynced(self) -> None:
+        """Journal the recently acknowledged writes again: the failed server may have lost them."""
+        ops = [op for _, batch, _ in self._unsynced for op in batch]
+        self._unsynced.clear()
+        self._unsynced_bytes = 0
+        if ops:
+            # They count as stored again only once replayed (replays are idempotent).
+            self._stored -= len(ops)
+            log.info("journaling %d writes acknowledged in the last %.0f s again", len(ops), _UNSYNCED_SECONDS)
+        for op in ops:
+            self._journal(op)
 
     def _take_batch(self) -> list[Op]:
         batch: list[Op] = []

@@ -17,8 +17,9 @@ from tests.conftest import require_tool
 class RedisProcess:
     """A redis-server started by a test; restartable on the same socket and data."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, persistent: bool = True) -> None:
         self.root = root
+        self.persistent = persistent
         self.socket = root / "redis.sock"
         self.url = f"unix://{self.socket}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -38,7 +39,7 @@ class RedisProcess:
                 "--dir",
                 str(self.root),
                 "--appendonly",
-                "yes",
+                "yes" if self.persistent else "no",
                 "--save",
                 "",
                 "--loglevel",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from ccxd.protocol import HistoryParams
@@ -9,6 +10,7 @@ from ccxd.store.ops import AppendOutput, SaveJob
 from ccxd.store.redis_store import RedisStore
 from ccxd.store.writer import StoreWriter
 
+from .conftest import RedisProcess
 from .test_redis_store import job
 
 
@@ -38,6 +40,42 @@ async def test_writes_survive_a_killed_redis_in_order_and_once(redis_server, tmp
         chunks = await store.read_output(f"j{i}", 0, 1 << 20)
         assert b"".join(c.data for c in chunks) == f"output of {i}\n".encode() + b"\xfe\xff"
     await writer.close()
+
+
+async def test_writes_a_killed_redis_acknowledged_but_never_saved_are_written_again(tmp_root):
+    # A server that keeps nothing on disk loses every acknowledged write when killed, as
+    # appendfsync everysec loses the last ones: the writer must not count on them.
+    redis_server = RedisProcess(tmp_root, persistent=False).start()
+    try:
+        store = RedisStore(redis_server.url, "n1", timeout=0.5)
+        await store.open()
+        writer = StoreWriter(store, tmp_root / "journal", journal_limit=64 << 20)
+        writer.start()
+    except BaseException:
+        redis_server.stop()
+        raise
+    try:
+        writer.submit(SaveJob(job("acknowledged")))
+        writer.submit(AppendOutput("acknowledged", 0, 0, 0, b"its output\n"))
+        assert await writer.flush(5)
+        mark = writer.submitted
+        assert writer.has_stored(mark)
+
+        redis_server.kill()
+        writer.submit(SaveJob(job("after", queued_at=time.time() + 1)))
+        await writer.wait_degraded(True, 20)
+        assert not writer.has_stored(mark)  # no longer known to be in the store
+
+        redis_server.start()  # empty: the acknowledged writes are gone from Redis
+        await writer.wait_degraded(False, 20)
+        assert writer.has_stored(writer.submitted)
+        listed = await store.list_jobs(HistoryParams(limit=10))
+        assert {j.id for j in listed} == {"acknowledged", "after"}
+        chunks = await store.read_output("acknowledged", 0, 1 << 20)
+        assert b"".join(c.data for c in chunks) == b"its output\n"
+    finally:
+        await writer.close()
+        redis_server.stop()
     await store.close()
 
 
@@ -110,3 +148,21 @@ async def test_has_stored_says_when_the_store_has_every_write_up_to_a_mark(redis
     assert await writer.flush(5) and not writer.has_stored(writer.submitted)
     await writer.close()
     await store.close()
+
+
+async def test_the_writer_stops_promptly_while_it_probes_a_dead_redis(redis_server, tmp_root):
+    # A daemon stopping while Redis is down must not hang: the probe's answer racing the
+    # cancellation once swallowed it (Python 3.11's wait_for), and close() waited forever.
+    store = RedisStore(redis_server.url, "n1", timeout=0.5)
+    await store.open()
+    redis_server.kill()
+    for round_ in range(8):
+        writer = StoreWriter(store, tmp_root / f"journal-{round_}", journal_limit=1 << 20)
+        writer.start()
+        writer.submit(SaveJob(job(f"j{round_}")))
+        await writer.wait_degraded(True, 20)
+        await asyncio.sleep(round_ % 2)  # at once, or as the next probe (every second) answers
+        started = time.monotonic()
+        await writer.close()
+        assert time.monotonic() - started < 2.0, f"close took {time.monotonic() - started:.1f}s"
+        assert writer.pending == 1  # journaled, not lost
