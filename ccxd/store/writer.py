@@ -283,7 +283,7 @@ class StoreWriter:
         if ops:
             # They count as stored again only once replayed (replays are idempotent).
             self._stored -= len(ops)
-            log.info("journaling %d writes acknowledged in the last %.0f s again", len(ops), _UNSYNCED_SECONDS)
+            log.info("journaling again %d writes acknowledged within %.0f s", len(ops), _UNSYNCED_SECONDS)
         for op in ops:
             self._journal(op)
 
