@@ -30,6 +30,7 @@ from ccxd.protocol import (
     OutputChunk,
     StartParams,
     SubscribeParams,
+    shell_exit_code,
 )
 
 if TYPE_CHECKING:
@@ -176,13 +177,10 @@ def exit_code_for(job: JobInfo, interrupted: bool = False) -> int:
     """The exit code ``ccxctl run`` reports for a finished job."""
     if interrupted:
         return EX_INTERRUPTED
-    if job.reason in ("timeout", "idle_timeout"):
-        return EX_TIMEOUT
     if job.reason in ("failed_to_start", "dependency_failed"):
         return EX_CANNOT_START
-    if job.signal is not None:
-        return 128 + job.signal
-    return job.exit_code if job.exit_code is not None else 1
+    code = shell_exit_code(job.reason, job.exit_code, job.signal)
+    return code if code is not None else 1
 
 
 def _socket_path(opts: RunOptions) -> Path:

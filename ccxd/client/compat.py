@@ -16,7 +16,7 @@ from typing import Any
 
 from ccxd.client.connection import ClientError, connect
 from ccxd.compat.lines import LineSplitter
-from ccxd.protocol import JobFinished, OutputChunk
+from ccxd.protocol import JobFinished, OutputChunk, shell_exit_code
 
 __all__ = ["MinimalWebSocketClient", "WebSocketClient"]
 
@@ -60,15 +60,12 @@ class WebSocketClient:
                         output += [p.decode("utf-8", errors="replace") for p in pieces]
                     elif isinstance(ev, JobFinished):
                         job = ev.job
-                        if job.reason in ("timeout", "idle_timeout"):
-                            exit_code = 124
-                            error = f"Command timed out after {job.timeout or job.idle_timeout}s"
-                        elif job.reason == "failed_to_start":
+                        if job.reason == "failed_to_start":
                             error = job.error or "failed to start"
-                        elif job.signal is not None:
-                            exit_code = 128 + job.signal
                         else:
-                            exit_code = job.exit_code
+                            exit_code = shell_exit_code(job.reason, job.exit_code, job.signal)
+                        if job.reason in ("timeout", "idle_timeout"):
+                            error = f"Command timed out after {job.timeout or job.idle_timeout}s"
             finally:
                 await client.close()
         except ClientError as exc:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from msgspec import Struct
 
 from ccxd.client.connection import Client, Event, connect
-from ccxd.protocol import JobFinished, JobInfo, OutputChunk, PingResult, StatusResult
+from ccxd.protocol import JobFinished, JobInfo, OutputChunk, PingResult, StatusResult, shell_exit_code
 
 __all__ = ["ExecResult", "SyncClient"]
 
@@ -39,11 +39,8 @@ class ExecResult(Struct):
     def exit_code(self) -> int:
         """The job's exit status as a shell reports it (128+N for signal N; 124 on timeout)."""
         j = self.job
-        if j.reason in ("timeout", "idle_timeout"):
-            return 124
-        if j.signal is not None:
-            return 128 + j.signal
-        return j.exit_code if j.exit_code is not None else 1
+        code = shell_exit_code(j.reason, j.exit_code, j.signal)
+        return code if code is not None else 1
 
 
 class SyncClient:

@@ -89,6 +89,7 @@ from ccxd.protocol import (
     encode,
     error,
     legacy_notification,
+    shell_exit_code,
 )
 from ccxd.rpc.codec import Call
 from ccxd.rpc.connection import Connection
@@ -102,8 +103,6 @@ log = logging.getLogger("ccxd.compat")
 
 CAPABILITIES = ["execute", "control", "stream", "hook_status", "ccxd.native", "ccxd.binary"]
 """What ``connected`` announces: cc_executor's three, ``hook_status``, and ccxd's own API."""
-TIMEOUT_EXIT_CODE = 124
-"""Exit code reported for a job stopped by its timeout (as GNU ``timeout`` does)."""
 JOB_TAG = "cc_executor"
 COMMAND_NOT_ALLOWED = -32001
 """cc_executor's code for a command it refused (ccxd: a pre-execution hook refused it)."""
@@ -396,14 +395,7 @@ def final_notification(job: Job) -> bytes:
     if reason in (JobReason.FAILED_TO_START, JobReason.LOST) or job.pid is None:
         err = job.error or f"the job ended without running ({reason})"
         return encode(legacy_notification("process.failed", ProcessError(error=err, job_id=job.id)))
-    if reason in (JobReason.TIMEOUT, JobReason.IDLE_TIMEOUT):
-        code: int | None = TIMEOUT_EXIT_CODE
-    elif job.exit_code is not None:
-        code = job.exit_code
-    elif job.signal is not None:
-        code = 128 + job.signal
-    else:
-        code = None
+    code = shell_exit_code(reason, job.exit_code, job.signal)
     done = ProcessCompleted(
         status="completed" if reason is JobReason.EXITED and code == 0 else "failed",
         pid=job.pid,

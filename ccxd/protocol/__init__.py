@@ -47,6 +47,7 @@ from ccxd.protocol.common import (
     Stream,
     TimeoutSeconds,
     shell_exit_code,
+    signal_exit_code,
 )
 from ccxd.protocol.envelopes import (
     OUTPUT_NOTIFICATION_PREFIX,
@@ -323,5 +324,6 @@ __all__ = [
     "notification",
     "output_frame_head",
     "shell_exit_code",
+    "signal_exit_code",
     "unpack_output_frame",
 ]

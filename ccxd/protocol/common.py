@@ -27,6 +27,7 @@ __all__ = [
     "Stream",
     "TimeoutSeconds",
     "shell_exit_code",
+    "signal_exit_code",
 ]
 
 JSONRPC_VERSION: Final = "2.0"
@@ -114,5 +115,10 @@ def shell_exit_code(reason: str | None, exit_code: int | None, signal: int | Non
     if reason in (JobReason.TIMEOUT, JobReason.IDLE_TIMEOUT):
         return TIMEOUT_EXIT_CODE
     if signal is not None:
-        return 128 + signal
+        return signal_exit_code(signal)
     return exit_code
+
+
+def signal_exit_code(signal: int) -> int:
+    """What a shell reports for a process killed by signal N: 128 + N."""
+    return 128 + signal
