@@ -1,4 +1,12 @@
-"""The exceptions that become JSON-RPC errors."""
+"""The errors a client is meant to see: domain errors, and the JSON-RPC error they become.
+
+The supervisor raises a :class:`JobError` when it refuses a request: its
+message says why, in words for people, and its attributes carry the facts; it
+knows nothing of JSON-RPC.  The RPC layer turns each into an :class:`RpcError`
+(code, message, data) in one place, ``ccxd/rpc/errors.py``.  Other parts still
+raise an :class:`RpcError` directly (hooks, cgroups, worktrees, a method's own
+params).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,63 @@ from msgspec import UNSET
 
 from ccxd.protocol import ErrorCode
 
-__all__ = ["RpcError"]
+__all__ = [
+    "HistoryUnavailable",
+    "InvalidRequest",
+    "JobError",
+    "JobNotActive",
+    "QueueFull",
+    "RpcError",
+    "ShuttingDown",
+    "UnknownJob",
+]
+
+
+class JobError(Exception):
+    """A request the supervisor refuses; ``message`` says why, for people."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownJob(JobError):
+    """No job with this id is known."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class JobNotActive(JobError):
+    """The job has no processes to act on (``state``: its state, when the answer names it)."""
+
+    def __init__(self, message: str, state: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class ShuttingDown(JobError):
+    """The daemon takes no new jobs: it is stopping."""
+
+    def __init__(self) -> None:
+        super().__init__("ccxd is shutting down; no new jobs")
+
+
+class QueueFull(JobError):
+    """``max_queued_jobs`` jobs wait already."""
+
+    def __init__(self, queued: int) -> None:
+        super().__init__(f"queue full: {queued} jobs waiting (max_queued_jobs)")
+        self.queued = queued
+
+
+class InvalidRequest(JobError):
+    """A job cannot be made from these params (the message says which and where)."""
+
+
+class HistoryUnavailable(JobError):
+    """The answer needs the store, which does not answer."""
 
 
 class RpcError(Exception):

@@ -30,7 +30,7 @@ from ccxd.claude.gate import ClaudeGate
 from ccxd.claude.retry_policy import STALLED, Decision, Failure, RetrySettings, add_concision, decide
 from ccxd.claude.shell_command import ShellClaude, recognise
 from ccxd.config import Config
-from ccxd.errors import RpcError
+from ccxd.errors import JobError, RpcError
 from ccxd.protocol import JobReason, JobRetry, StartParams
 from ccxd.redact import REDACTED, is_secret_name
 from ccxd.store.ops import ClaudeState, PendingAttempt
@@ -295,7 +295,7 @@ class RetryRunner:
             self.gate.block(decision.block_until)
         try:
             nxt = self._next_attempt(job, base, decision, failure, now)
-        except RpcError as exc:
+        except (JobError, RpcError) as exc:
             job.retry_note = f"not retried: {exc.message}"
             log.warning("job %s: next attempt refused: %s", job.id, exc.message)
         else:
@@ -347,7 +347,7 @@ class RetryRunner:
         self._save()
         try:
             self.sup.admit(nxt)
-        except RpcError:
+        except (JobError, RpcError):
             if self._pending.pop(nxt.id, None) is not None:
                 self._save()
             job.retried_by = None
@@ -403,7 +403,7 @@ class RetryRunner:
             self._pending[job.id] = p
             try:
                 self.sup.admit(job)
-            except RpcError as exc:
+            except (JobError, RpcError) as exc:
                 log.warning("job %s could not be queued again: %s", p.job_id, exc.message)
                 self._pending.pop(job.id, None)
                 continue

@@ -62,7 +62,7 @@ from msgspec import Struct
 
 from ccxd import __version__
 from ccxd.compat.lines import LineSplitter
-from ccxd.errors import RpcError
+from ccxd.errors import JobError, RpcError
 from ccxd.output.log import STREAMS
 from ccxd.protocol import (
     LEGACY_METHODS,
@@ -176,7 +176,7 @@ class CompatHandler:
         log.info("job %s: its cc_executor connection %s closed; cancelling it", job.id, conn.peer)
         try:
             self.sup.cancel(job.id)
-        except RpcError as exc:  # it ended meanwhile
+        except (JobError, RpcError) as exc:  # it ended meanwhile
             log.debug("job %s: not cancelled: %s", job.id, exc.message)
 
     async def _ping_loop(self, interval: float) -> None:
@@ -196,9 +196,10 @@ class CompatHandler:
             return error(call.id, ErrorCode.INVALID_PARAMS, f"invalid params: {exc}")
         try:
             result = await self._handlers[call.method](params, conn)
-        except RpcError as exc:
-            code, data = _legacy_error(exc)
-            return ErrorResponse(id=call.id, error=ErrorObject(code=code, message=exc.message, data=data))
+        except (JobError, RpcError) as exc:
+            wire = Dispatcher.wire_error(exc)
+            code, data = _legacy_error(wire)
+            return ErrorResponse(id=call.id, error=ErrorObject(code=code, message=wire.message, data=data))
         except Exception:
             log.exception("internal error in %s", call.method)
             return error(call.id, ErrorCode.INTERNAL_ERROR, f"internal error in {call.method}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from ccxd.errors import RpcError
+from ccxd.errors import JobError, RpcError
 from ccxd.protocol import (
     METHODS,
     ErrorCode,
@@ -19,6 +19,7 @@ from ccxd.protocol import (
 )
 from ccxd.rpc.codec import Call, decode_params, parse
 from ccxd.rpc.connection import Connection
+from ccxd.rpc.errors import rpc_error
 
 __all__ = ["CallHandler", "Dispatcher", "Handler"]
 
@@ -83,6 +84,11 @@ class Dispatcher:
             return None
         return encode(replies if parsed.batch else replies[0])  # type: ignore[arg-type]
 
+    @staticmethod
+    def wire_error(exc: JobError | RpcError) -> RpcError:
+        """The JSON-RPC error a handler's refusal becomes (one mapping: ``rpc/errors.py``)."""
+        return rpc_error(exc)
+
     async def call(self, call: Call, conn: Connection) -> Response | ErrorResponse:
         """Run one call and turn its outcome into a reply."""
         handler = self._handlers.get(call.method)
@@ -94,8 +100,9 @@ class Dispatcher:
             return error(call.id, ErrorCode.INVALID_PARAMS, f"invalid params: {exc}")
         try:
             result = await handler(params, conn)
-        except RpcError as exc:
-            return error(call.id, exc.code, exc.message, exc.data)
+        except (JobError, RpcError) as exc:
+            wire = self.wire_error(exc)
+            return error(call.id, wire.code, wire.message, wire.data)
         except Exception:
             log.exception("internal error in %s", call.method)
             return error(call.id, ErrorCode.INTERNAL_ERROR, f"internal error in {call.method}")

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ccxd.config import Config
-from ccxd.errors import RpcError
-from ccxd.protocol import ErrorCode, JobInfo, JobReason, JobState, StartParams
+from ccxd.errors import HistoryUnavailable, InvalidRequest, QueueFull
+from ccxd.protocol import JobInfo, JobReason, JobState, StartParams
 from ccxd.supervision.gate import JobGate, OpenGate
 from ccxd.supervision.queue import JobQueue, priority_value
 
@@ -87,14 +87,14 @@ class Admission:
                 if other is None:
                     info = job.stored_ends.get(dep)
                     if info is None:
-                        raise RpcError(ErrorCode.INVALID_PARAMS, f"unknown job {dep} - at `$.params.{field}`")
+                        raise InvalidRequest(f"unknown job {dep} - at `$.params.{field}`")
                 if info is None or info.state is not JobState.FINISHED:
                     pending.append(dep)
                 elif field == "after" and failed is None and not succeeded(info):
                     failed = f"job {dep} (after) {outcome(info)}"
         cycle = self.queue.cycle(job.id, after + after_any)
         if cycle is not None:
-            raise RpcError(ErrorCode.INVALID_PARAMS, "dependency cycle: " + " waits for ".join(cycle))
+            raise InvalidRequest("dependency cycle: " + " waits for ".join(cycle))
         return after, after_any, failed
 
     def may_start_now(self, job: Job, waits: bool) -> bool:
@@ -108,13 +108,9 @@ class Admission:
         )
 
     def enqueue(self, job: Job, after: list[str], after_any: list[str]) -> None:
-        """Queue ``job``; a full queue refuses it (QUEUE_FULL) and nothing is changed."""
+        """Queue ``job``; a full queue refuses it (:class:`QueueFull`) and nothing is changed."""
         if len(self.queue) >= self.config.max_queued_jobs:
-            raise RpcError(
-                ErrorCode.QUEUE_FULL,
-                f"queue full: {len(self.queue)} jobs waiting (max_queued_jobs)",
-                {"queued": len(self.queue)},
-            )
+            raise QueueFull(len(self.queue))
         self.queued[job.id] = job
         priority = priority_value(job.params.priority)
         position = self.queue.add(
@@ -261,7 +257,7 @@ async def stored_ends(
             info = await asyncio.wait_for(recorder.store.get_job(dep), timeout)
         except Exception as exc:  # the store is down: say so rather than "unknown"
             why = f"job {dep} (after) is not in memory and history is unavailable"
-            raise RpcError(ErrorCode.STORE_UNAVAILABLE, why) from exc
+            raise HistoryUnavailable(why) from exc
         if info is not None:
             found[dep] = info
     return found

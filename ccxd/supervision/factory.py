@@ -14,9 +14,9 @@ import msgspec
 
 from ccxd.cgroups.control import ResourceControl
 from ccxd.config import Config
-from ccxd.errors import RpcError
+from ccxd.errors import InvalidRequest
 from ccxd.output.log import OutputLog
-from ccxd.protocol import ErrorCode, Limits, StartParams
+from ccxd.protocol import Limits, StartParams
 from ccxd.redact import secret_values
 from ccxd.supervision.engine import Engine
 from ccxd.supervision.ids import new_job_id
@@ -67,9 +67,9 @@ class JobFactory:
             for kind in self.kinds:
                 params = kind.prepare(params)
         except ValueError as exc:
-            raise RpcError(ErrorCode.INVALID_PARAMS, str(exc)) from None
+            raise InvalidRequest(str(exc)) from None
         if params.command is None:
-            raise RpcError(ErrorCode.INVALID_PARAMS, 'command is required (or kind: "claude" with a prompt)')
+            raise InvalidRequest('command is required (or kind: "claude" with a prompt)')
         return params
 
     def make(self, params: StartParams, peer: str, job_id: str | None = None, *, reused: bool = False) -> Job:
@@ -85,7 +85,7 @@ class JobFactory:
                 else resolve_shell(shell_name(wanted), fallback=False)
             )
             if shell is None:
-                raise RpcError(ErrorCode.INVALID_PARAMS, f"shell {wanted!r} not found")
+                raise InvalidRequest(f"shell {wanted!r} not found")
             argv = [shell, "-c", params.command]
         else:
             shell = None

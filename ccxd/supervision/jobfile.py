@@ -78,4 +78,3 @@ def load_all(directory: Path) -> list[JobInfo]:
         except (OSError, msgspec.DecodeError) as exc:
             log.warning("ignoring unreadable job file %s: %s", file, exc)
     return found
-

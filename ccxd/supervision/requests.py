@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import signal as signal_mod
 
-from ccxd.errors import RpcError
-from ccxd.protocol import ErrorCode, StartParams
+from ccxd.errors import InvalidRequest
+from ccxd.protocol import StartParams
 
 __all__ = ["check_text", "parse_signal", "shell_name"]
 
@@ -21,7 +21,7 @@ def parse_signal(value: int | str) -> int:
         try:
             signal_mod.Signals(num)
         except ValueError:
-            raise RpcError(ErrorCode.INVALID_PARAMS, f"unknown signal number {num}") from None
+            raise InvalidRequest(f"unknown signal number {num}") from None
         return num
     name = value.strip().upper()
     if not name.startswith("SIG"):
@@ -29,7 +29,7 @@ def parse_signal(value: int | str) -> int:
     try:
         return int(signal_mod.Signals[name])
     except KeyError:
-        raise RpcError(ErrorCode.INVALID_PARAMS, f"unknown signal {value!r}") from None
+        raise InvalidRequest(f"unknown signal {value!r}") from None
 
 
 def shell_name(name: str) -> str:
@@ -50,15 +50,13 @@ def check_text(params: StartParams) -> None:
         parts.append(("shell", params.shell))
     for k, v in params.env.items():
         if not k or "=" in k:
-            raise RpcError(ErrorCode.INVALID_PARAMS, f"invalid environment name {k!r} at $.params.env")
+            raise InvalidRequest(f"invalid environment name {k!r} at $.params.env")
         parts += [(f"env.{k}", k), (f"env.{k}", v)]
     for where, text in parts:
         if "\0" in text:
-            raise RpcError(ErrorCode.INVALID_PARAMS, f"NUL byte not allowed - at `$.params.{where}`")
+            raise InvalidRequest(f"NUL byte not allowed - at `$.params.{where}`")
     if params.cwd is not None and not os.path.isabs(params.cwd):
-        raise RpcError(
-            ErrorCode.INVALID_PARAMS, f"cwd must be an absolute path, got {params.cwd!r} - at `$.params.cwd`"
-        )
+        raise InvalidRequest(f"cwd must be an absolute path, got {params.cwd!r} - at `$.params.cwd`")
     # The kernel refuses any single argument or environment entry longer than this (E2BIG);
     # say which one up front instead of failing at exec.
     if isinstance(params.command, str):
@@ -68,8 +66,7 @@ def check_text(params: StartParams) -> None:
     sized += [(f"env.{k}", len(k.encode()) + len(v.encode()) + 2) for k, v in params.env.items()]
     for where, size in sized:
         if size > _MAX_ARG_STRLEN:
-            raise RpcError(
-                ErrorCode.INVALID_PARAMS,
+            raise InvalidRequest(
                 f"{where} is {size - 1} bytes; the kernel limit for one argument or environment "
                 f"entry is {_MAX_ARG_STRLEN - 1} - at `$.params.{where}`",
             )

@@ -26,11 +26,10 @@ import msgspec
 
 from ccxd.cgroups.control import ResourceControl
 from ccxd.config import Config
-from ccxd.errors import RpcError
+from ccxd.errors import JobError, JobNotActive, RpcError, ShuttingDown, UnknownJob
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.log import Chunk
 from ccxd.protocol import (
-    ErrorCode,
     HookOutcome,
     JobInfo,
     JobReason,
@@ -138,10 +137,10 @@ class Supervisor:
     # -- queries --------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:
-        """The job with this id, or a JOB_NOT_FOUND error."""
+        """The job with this id; :class:`UnknownJob` if there is none."""
         job = self.jobs.get(job_id)
         if job is None:
-            raise RpcError.job_not_found(job_id)
+            raise UnknownJob(job_id)
         return job
 
     def list_jobs(self, params: ListParams) -> list[JobInfo]:
@@ -172,9 +171,9 @@ class Supervisor:
     # -- making and admitting jobs --------------------------------------------
 
     async def start(self, params: StartParams, peer: str = "") -> Job:
-        """Admit a job: start it now or queue it.  Raises :class:`RpcError`."""
+        """Admit a job: start it now or queue it.  Raises :class:`JobError` (or a hook's refusal)."""
         if not self._accepting:
-            raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
+            raise ShuttingDown
         params = self.factory.prepare(params)
         ends = await stored_ends(params, self.jobs, self.recorder, self.config.store_timeout)
         job_id = new_job_id()
@@ -202,16 +201,16 @@ class Supervisor:
         return job
 
     def admit(self, job: Job) -> None:
-        """Start a job made by :meth:`make_job` now, or queue it.  Raises :class:`RpcError`."""
+        """Start a job made by :meth:`make_job` now, or queue it.  Raises :class:`JobError`."""
         admission = self.admission
         try:
             if not self._accepting:
-                raise RpcError(ErrorCode.SHUTTING_DOWN, "ccxd is shutting down; no new jobs")
+                raise ShuttingDown
             after, after_any, failed = admission.dependencies(job)
             job.queue_groups = admission.groups_of(job)
             if failed is None and not admission.may_start_now(job, bool(after or after_any)):
                 admission.enqueue(job, after, after_any)
-        except RpcError:
+        except JobError:
             _discard(job)
             raise
         self.jobs[job.id] = job
@@ -367,7 +366,7 @@ class Supervisor:
                     self.factory.build,
                     self.resources,
                 )
-            except (OSError, RpcError) as exc:
+            except (OSError, JobError, RpcError) as exc:
                 log.warning("job %s cannot be adopted: %s", info.id, exc)
                 self.files.remove_shim_files(info.id)
                 continue
@@ -409,7 +408,7 @@ class Supervisor:
         """Cancel a queued or running job."""
         job = self.get(job_id)
         if job.finished:
-            raise RpcError(ErrorCode.JOB_NOT_ACTIVE, f"job {job_id} already finished ({job.reason})")
+            raise JobNotActive(f"job {job_id} already finished ({job.reason})")
         if job.state is JobState.QUEUED:
             self._end_queued(job, JobReason.CANCELLED)
             self.admission.start_ready()
@@ -447,11 +446,7 @@ class Supervisor:
     def _need_processes(self, job_id: str) -> Job:
         job = self.get(job_id)
         if job.state not in (JobState.RUNNING, JobState.PAUSED) or job.tree is None or job.reason is not None:
-            raise RpcError(
-                ErrorCode.JOB_NOT_ACTIVE,
-                f"job {job_id} is {job.state}, not running",
-                {"state": job.state.value},
-            )
+            raise JobNotActive(f"job {job_id} is {job.state}, not running", job.state.value)
         return job
 
     # -- hooks and records ----------------------------------------------------
