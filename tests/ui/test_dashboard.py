@@ -170,22 +170,34 @@ def test_cancel_from_the_page_ends_the_whole_process_tree(ui_daemon, browser):
         cancel_quietly(d, job_id)
 
 
-def test_the_keyboard_alone_reaches_and_presses_cancel(ui_daemon, browser):
+def _tab_to(browser, label: str, limit: int = 80) -> None:
+    """Press Tab until the element labelled ``label`` has the focus."""
+    for _ in range(limit):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        if browser.execute_script("return document.activeElement.getAttribute('aria-label')") == label:
+            return
+    raise AssertionError(f"Tab never reached the element labelled {label!r}")
+
+
+def test_the_keyboard_alone_opens_output_leaves_the_terminal_and_presses_cancel(ui_daemon, browser):
     d = ui_daemon
     login(browser, d)
-    job_id = start(d, "sleep 300")
+    job_id = start(d, "while true; do echo tick; sleep 0.2; done")
     try:
         wait(browser).until(
             lambda b: b.find_element(By.CSS_SELECTOR, f"#jobs tr[data-job='{job_id}'] button.cancel")
         )
         browser.execute_script("document.activeElement.blur(); window.focus();")
-        label = f"Cancel job {job_id}"
-        for _ in range(60):
-            ActionChains(browser).send_keys(Keys.TAB).perform()
-            if browser.execute_script("return document.activeElement.getAttribute('aria-label')") == label:
-                break
-        else:
-            raise AssertionError(f"Tab never reached the button labelled {label!r}")
+        _tab_to(browser, f"Show output of job {job_id}")
+        ActionChains(browser).send_keys(Keys.ENTER).perform()
+        wait(browser).until(lambda b: "tick" in terminal_text(b, job_id))
+        _tab_to(browser, "Terminal input")  # xterm.js's own label of its input
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        assert (
+            browser.execute_script("return document.activeElement.getAttribute('aria-label')")
+            != "Terminal input"
+        )
+        _tab_to(browser, f"Cancel job {job_id}")
         ActionChains(browser).send_keys(Keys.ENTER).perform()
         wait(browser).until(lambda b: rpc(d, "job.get", {"job_id": job_id})["state"] == "finished")
         assert rpc(d, "job.get", {"job_id": job_id})["reason"] == "cancelled"

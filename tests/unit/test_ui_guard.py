@@ -161,3 +161,18 @@ def test_static_files_cache_and_refuse_escapes() -> None:
         "vendor/xterm-6.0.0/LICENSE",
     ):
         assert files.get(bad, None, []).status_code == 404, bad
+
+
+def test_login_urls_name_the_host_a_client_used() -> None:
+    from ccxctl.ui_cmd import login_url_for
+    from ccxd.protocol import UiLoginUrl
+    from ccxd.ui.methods import page_base
+
+    assert page_base("ws://127.0.0.1:8003/ws") == "http://127.0.0.1:8003"
+    assert page_base("wss://0.0.0.0:8443/ws") == "https://127.0.0.1:8443"  # a wildcard is not an address
+    assert page_base("ws://[::1]:8003/ws") == "http://[::1]:8003"
+    made = UiLoginUrl(url="http://127.0.0.1:8003/ui/login?t=S", path="/ui/login?t=S", expires_in=60)
+    assert login_url_for(made, None) == made.url  # over the Unix socket
+    assert login_url_for(made, "unix:/run/x.sock") == made.url
+    assert login_url_for(made, "wss://build.example:8443/ws") == "https://build.example:8443/ui/login?t=S"
+    assert login_url_for(made, "ws://localhost:8003") == "http://localhost:8003/ui/login?t=S"

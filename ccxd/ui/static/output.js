@@ -45,6 +45,8 @@ export class OutputPane {
     });
     this.fit = new FitAddon();
     this.search = new SearchAddon();
+    // Tab and Escape leave the terminal (it takes no input): no keyboard trap.
+    this.term.attachCustomKeyEventHandler((e) => e.key !== "Tab" && e.key !== "Escape");
     this.term.loadAddon(this.fit);
     this.term.loadAddon(this.search);
     this.termEl = h("div", { class: "term", role: "log", "aria-label": label });
