@@ -5,7 +5,8 @@ runs the SDK's :class:`StreamableHTTPSessionManager` (sessions by
 ``Mcp-Session-Id``, JSON-RPC answered as SSE streams, ``GET`` streams,
 ``DELETE``) over the same tools as ``ccxctl mcp``.  The tools reach the
 dispatcher as any client does, over one connection to the daemon's own Unix
-socket, so every rule of the protocol applies to them unchanged.  The Origin
+socket, so every rule of the protocol applies to them unchanged; a job runs in
+the client's root (``roots/list``) when it names no directory.  The Origin
 and Host checks are the front's (``ws_allowed_origins``), not the SDK's.
 """
 
@@ -38,7 +39,7 @@ class McpHttpApp:
         async def opener() -> Client:
             return await connect(socket_path)
 
-        self.tools = JobTools(opener, default_cwd=None)
+        self.tools = JobTools(opener, default_cwd=None, client_roots=True)
         server = build_server(self.tools)
         self.manager = StreamableHTTPSessionManager(
             app=server._lowlevel_server,

@@ -13,11 +13,13 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 import msgspec
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp_types import ToolAnnotations
+from mcp.server.mcpserver.resolve import ListRoots, Resolve
+from mcp_types import ListRootsResult, ToolAnnotations
 from pydantic import Field
 
 from ccxd import __version__
@@ -50,9 +52,12 @@ class JobTools:
     bridge's own directory when the daemon is local; None: the daemon's choice).
     """
 
-    def __init__(self, connect: Connect, default_cwd: str | None = None) -> None:
+    def __init__(self, connect: Connect, default_cwd: str | None = None, client_roots: bool = False) -> None:
         self._connect = connect
         self._default_cwd = default_cwd
+        self.client_roots = client_roots
+        """Without a ``default_cwd``, run jobs in the client's first root (MCP ``roots/list``) when it
+        is a directory here: the daemon's own ``/mcp`` cannot know where the agent works otherwise."""
         self._client: Client | None = None
         self._lock = asyncio.Lock()
         # One follower per waited job, shared by concurrent and repeated waits: two readers
@@ -85,14 +90,19 @@ class JobTools:
         session: str | None = None,
         env: dict[str, str] | None = None,
         wait: float = 0.0,
+        root: str | None = None,
     ) -> dict[str, Any]:
-        """Start a shell or Claude job; with ``wait``, wait for it that long (bounded)."""
+        """Start a shell or Claude job; with ``wait``, wait for it that long (bounded).
+
+        ``root`` is the client's directory, where a job runs when there is no ``default_cwd``.
+        """
         if (command is None) == (prompt is None):
             raise ToolError("give exactly one of `command` (a shell command) or `prompt` (a Claude job)")
         options: dict[str, Any] = {"timeout": timeout, "session": session, "env": env or {}}
-        if cwd is not None and self._default_cwd is not None:
-            cwd = os.path.join(self._default_cwd, os.path.expanduser(cwd))
-        options["cwd"] = cwd or self._default_cwd
+        here = self._default_cwd or root
+        if cwd is not None and here is not None:
+            cwd = os.path.join(here, os.path.expanduser(cwd))
+        options["cwd"] = cwd or here
         if prompt is not None:
             options.update(kind="claude", prompt=prompt)
         client = await self.client()
@@ -215,6 +225,16 @@ class JobTools:
         return msgspec.json.encode(await client.get(job_id)).decode()
 
 
+def first_root(listed: ListRootsResult | None) -> str | None:
+    """The first ``file://`` root that is a directory on this machine."""
+    for root in listed.roots if listed is not None else ():
+        parts = urlsplit(str(root.uri))
+        path = unquote(parts.path)
+        if parts.scheme == "file" and parts.netloc in ("", "localhost") and os.path.isdir(path):
+            return path
+    return None
+
+
 @contextlib.asynccontextmanager
 async def _told(error: type[Exception]) -> AsyncIterator[None]:
     """Turn the daemon's refusals into an error the model reads (not a crash)."""
@@ -243,18 +263,13 @@ def build_server(tools: JobTools) -> MCPServer[Any]:
         log_level="WARNING",
     )
 
-    @server.tool(
-        name="ccxd_submit",
-        description=(
-            "Start a job under the ccxd supervisor and answer at once with its job_id. Give `command` "
-            "(a shell command line, run with the user's shell, e.g. `make test`, `pytest -x tests/`) or "
-            "`prompt` (a headless Claude Code job: `claude -p PROMPT`). The job runs outside this call: "
-            "long builds, test suites and servers are fine. With `wait` (seconds, at most 50) the call "
-            "waits that long and, if the job finished, answers with its exit code and the end of its "
-            "output; otherwise follow it with ccxd_wait, ccxd_logs or ccxd_status."
-        ),
-        annotations=ToolAnnotations(destructive_hint=True, open_world_hint=True),
-    )
+    def ask_roots(ctx: Context, cwd: str | None = None) -> ListRoots | None:
+        """Ask the client for its roots (``roots/list``) when a job's directory depends on them."""
+        caps = ctx.session.client_capabilities
+        if not tools.client_roots or caps is None or caps.roots is None:
+            return None
+        return None if cwd and os.path.isabs(os.path.expanduser(cwd)) else ListRoots()
+
     async def ccxd_submit(
         command: Annotated[
             str | None, Field(description="Shell command line to run (or give `prompt` instead).")
@@ -263,7 +278,8 @@ def build_server(tools: JobTools) -> MCPServer[Any]:
             str | None, Field(description="Prompt of a Claude Code job (instead of `command`).")
         ] = None,
         cwd: Annotated[
-            str | None, Field(description="Working directory (default: where the MCP server runs).")
+            str | None,
+            Field(description="Working directory (default: the project's, where the MCP client runs)."),
         ] = None,
         timeout: Annotated[
             float | None,
@@ -278,9 +294,25 @@ def build_server(tools: JobTools) -> MCPServer[Any]:
         wait: Annotated[
             float, Field(description="Seconds to wait for the job to finish before answering (0–50).")
         ] = 0.0,
+        roots: ListRootsResult | None = None,
     ) -> dict[str, Any]:
         async with _told(ToolError):
-            return await tools.submit(command, prompt, cwd, timeout, session, env, wait)
+            return await tools.submit(command, prompt, cwd, timeout, session, env, wait, first_root(roots))
+
+    # `roots` is filled by this server's resolver, which a (string) annotation in the signature cannot name.
+    ccxd_submit.__annotations__["roots"] = Annotated[ListRootsResult | None, Resolve(ask_roots)]
+    server.tool(
+        name="ccxd_submit",
+        description=(
+            "Start a job under the ccxd supervisor and answer at once with its job_id. Give `command` "
+            "(a shell command line, run with the user's shell, e.g. `make test`, `pytest -x tests/`) or "
+            "`prompt` (a headless Claude Code job: `claude -p PROMPT`). The job runs outside this call: "
+            "long builds, test suites and servers are fine. With `wait` (seconds, at most 50) the call "
+            "waits that long and, if the job finished, answers with its exit code and the end of its "
+            "output; otherwise follow it with ccxd_wait, ccxd_logs or ccxd_status."
+        ),
+        annotations=ToolAnnotations(destructive_hint=True, open_world_hint=True),
+    )(ccxd_submit)
 
     @server.tool(
         name="ccxd_status",

@@ -341,8 +341,9 @@ class _FrontProtocol(asyncio.Protocol):
         fields = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
         self._write_head(status, [*fields, *headers, ("Connection", "close")])
         assert self.transport is not None
-        self.transport.write(data)
-        self.transport.close()
+        if not self.transport.is_closing():
+            self.transport.write(data)
+            self.transport.close()
 
     def _write_head(self, status: int, headers: list[tuple[str, str]]) -> None:
         try:
@@ -351,8 +352,8 @@ class _FrontProtocol(asyncio.Protocol):
             reason = ""
         lines = [f"HTTP/1.1 {status} {reason}", "Server: ccxd", f"Date: {_http_date()}"]
         lines += [f"{k}: {v}" for k, v in headers]
-        assert self.transport is not None
-        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if self.transport is not None and not self.transport.is_closing():  # uvloop raises on a closed one
+            self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
     async def _answer(self, request: _Request) -> None:
         exchange = _Exchange(self, request)

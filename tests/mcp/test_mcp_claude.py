@@ -119,7 +119,7 @@ def test_claude_cli_runs_a_job_through_the_daemons_http_mcp(
     fake_api.script(
         ToolUse(
             name="mcp__ccxd__ccxd_submit",
-            input={"command": command, "cwd": str(work), "wait": 30},
+            input={"command": command, "wait": 30},
             text="On it.",
         ),
         Stream(text="Done."),
@@ -152,6 +152,7 @@ def test_claude_cli_runs_a_job_through_the_daemons_http_mcp(
     [result] = _tool_results(second)
     assert not result.get("is_error"), _text(result)
     answer = json.loads(_text(result))
+    # No cwd in the call: the daemon asked the CLI for its roots (roots/list) and ran it in the project.
     assert answer["outcome"] == "exit 0" and answer["output"] == "over http in project\n"
     from ccxd.client.sync import SyncClient
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx2
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import TextResourceContents
+from mcp_types import ListRootsResult, Root, TextResourceContents
+from pydantic import FileUrl
 
 from ccxd.client import connect
 from tests.conftest import DaemonProcess
@@ -35,13 +36,21 @@ HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "app
 
 
 @contextlib.asynccontextmanager
-async def http_session(daemon: DaemonProcess, cafile: Path | None = None) -> AsyncIterator[ClientSession]:
-    """An initialized MCP session over HTTP(S) with the daemon's token."""
+async def http_session(
+    daemon: DaemonProcess, cafile: Path | None = None, roots: list[Path] | None = None
+) -> AsyncIterator[ClientSession]:
+    """An initialized MCP session over HTTP(S) with the daemon's token (and ``roots`` to list, if any)."""
+
+    async def list_roots(ctx: object) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=FileUrl(p.as_uri())) for p in roots or ()])
+
     headers = {"Authorization": f"Bearer {daemon.token}"}
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(cafile)) if cafile else True
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60.0), verify=verify) as http:
         async with streamable_http_client(f"{daemon.http_url}/mcp", http_client=http) as (read, write):
-            async with ClientSession(read, write) as session:
+            async with ClientSession(
+                read, write, list_roots_callback=list_roots if roots else None
+            ) as session:
                 await session.initialize()
                 yield session
 
@@ -75,7 +84,7 @@ def post(body: dict[str, object], headers: dict[str, str], close: bool = False) 
 
 async def test_same_tools_as_stdio_and_a_job_run_by_the_daemon(daemon: DaemonProcess, tmp_path: Path) -> None:
     async with http_session(daemon) as session:
-        listed = {t.name for t in (await session.list_tools()).tools}
+        listed = {t.name: t for t in (await session.list_tools()).tools}
         templates = (await session.list_resource_templates()).resource_templates
         started = await call(
             session, "ccxd_submit", command="echo hi; sleep 1; echo bye; pwd", cwd=str(tmp_path)
@@ -83,7 +92,8 @@ async def test_same_tools_as_stdio_and_a_job_run_by_the_daemon(daemon: DaemonPro
         done = await call(session, "ccxd_wait", job_id=started["job_id"], timeout=20)
         page = await call(session, "ccxd_logs", job_id=started["job_id"], max_bytes=3)
         output = await session.read_resource(f"ccxd://job/{started['job_id']}/output")
-    assert listed == TOOLS
+    assert set(listed) == TOOLS
+    assert "roots" not in listed["ccxd_submit"].input_schema["properties"]  # the server's, not the model's
     assert {t.uri_template for t in templates} == {"ccxd://job/{job_id}/output", "ccxd://job/{job_id}/record"}
     assert started["finished"] is False
     assert (
@@ -220,3 +230,22 @@ def test_with_ws_auth_off_the_daemons_own_user_needs_no_token(daemon_factory: ob
     answer = raw_exchange(daemon, post(INIT, {}, close=True))  # this test runs as the daemon's user
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and b"mcp-session-id" in head.lower() and b'"ccxd"' in body
+
+
+async def test_a_job_without_a_directory_runs_in_the_clients_root(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    async with http_session(daemon, roots=[project]) as session:
+        here = await call(session, "ccxd_submit", command="pwd", wait=20)
+        below = await call(session, "ccxd_submit", command="pwd", cwd="sub", wait=20)
+        named = await call(session, "ccxd_submit", command="pwd", cwd=str(tmp_path), wait=20)
+    assert [here["output"], below["output"], named["output"]] == [
+        f"{project}\n",
+        f"{project}/sub\n",
+        f"{tmp_path}\n",
+    ]
+    async with http_session(daemon, roots=[tmp_path / "not-here"]) as session:
+        elsewhere = await call(session, "ccxd_submit", command="pwd", wait=20)
+    assert elsewhere["cwd"] == str(Path.home())  # a root that is no directory here: the daemon's default
