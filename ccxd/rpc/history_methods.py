@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from ccxd.errors import RpcError
 from ccxd.history.estimate import Sample, estimate, percentile
-from ccxd.history.query import Matcher
 from ccxd.history.service import History
 from ccxd.history.signature import signature
 from ccxd.protocol import (
@@ -27,6 +26,7 @@ from ccxd.protocol import (
 from ccxd.rpc.connection import Connection
 from ccxd.rpc.dispatcher import Dispatcher
 from ccxd.store.base import StoreUnavailable
+from ccxd.store.query import Matcher
 from ccxd.supervision.supervisor import Supervisor
 
 __all__ = ["register_history_methods"]

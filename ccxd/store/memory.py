@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import time
 
-from ccxd.history.query import Matcher
 from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
 from ccxd.store.base import DurationSample, StoredChunk, WriteRefused
 from ccxd.store.ops import (
@@ -17,6 +16,7 @@ from ccxd.store.ops import (
     SaveClaudeState,
     SaveJob,
 )
+from ccxd.store.query import Matcher
 
 __all__ = ["MemoryStore"]
 

@@ -19,7 +19,6 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from ccxd.history.query import Matcher
 from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
 from ccxd.store import integrity, keys, migrate, scripts
 from ccxd.store.base import DurationSample, StoredChunk, StoreUnavailable, WriteRefused
@@ -33,6 +32,7 @@ from ccxd.store.ops import (
     SaveClaudeState,
     SaveJob,
 )
+from ccxd.store.query import Matcher
 
 __all__ = ["RedisStore"]
 
