@@ -467,7 +467,7 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Loa
     _check_websocket(config, sources)
     _check_redis(config, sources)
     if config.metrics_listen:
-        from ccxd.hooks.metrics_http import parse_listen
+        from ccxd.addresses import parse_listen
 
         try:
             parse_listen(config.metrics_listen)
@@ -491,7 +491,7 @@ def _check_websocket(config: Config, sources: dict[str, str]) -> None:
     """Refuse WebSocket settings that would expose the daemon (ConfigError → exit 78)."""
     if not config.ws_enabled:
         return
-    from ccxd.transports.auth import is_loopback_host
+    from ccxd.addresses import is_loopback_host
 
     if not config.ws_auth and not is_loopback_host(config.ws_host):
         raise ConfigError(

@@ -18,8 +18,9 @@ import socket
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from ccxd.addresses import Listen, parse_listen
 from ccxd.hooks.prometheus import CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -31,45 +32,6 @@ log = logging.getLogger("ccxd.hooks")
 
 _HEAD_LIMIT = 8192
 _READ_TIMEOUT = 5.0
-_UNIX = "unix:"
-
-
-class Listen(NamedTuple):
-    """Where metrics are served: ``path`` (a Unix socket) or ``host``:``port``."""
-
-    host: str = ""
-    port: int = 0
-    path: Path | None = None
-
-
-def parse_listen(text: str, runtime_dir: Path | None = None) -> Listen:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) or ``unix:PATH`` → :class:`Listen` (no I/O).
-
-    ``unix:`` alone means ``metrics.sock`` in ``runtime_dir``.  ValueError when
-    invalid, not loopback, or a relative path.
-    """
-    from ccxd.transports.auth import is_loopback_host
-
-    if text.startswith(_UNIX):
-        where = text[len(_UNIX) :]
-        if not where:
-            if runtime_dir is None:
-                from ccxd.paths import runtime_dir as default_runtime_dir
-
-                runtime_dir = default_runtime_dir()
-            return Listen(path=runtime_dir / "metrics.sock")
-        if not os.path.isabs(where):
-            raise ValueError(f"metrics_listen = {text!r}: a Unix socket needs an absolute path (unix:/run/…)")
-        return Listen(path=Path(where))
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(
-            f"metrics_listen = {text!r}: expected HOST:PORT (e.g. 127.0.0.1:9464) or unix:PATH"
-        )
-    host = host.strip("[]") or "127.0.0.1"
-    if not is_loopback_host(host):
-        raise ValueError(f"metrics_listen = {text!r}: only loopback addresses are allowed (a local endpoint)")
-    return Listen(host, int(port_text))
 
 
 class _Headers:

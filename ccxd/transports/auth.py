@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import collections
 import hmac
-import ipaddress
 import math
 import os
 import secrets
@@ -51,6 +50,7 @@ from typing import NamedTuple, Protocol, TypeAlias
 from urllib.parse import parse_qsl, urlsplit
 
 from ccxd import secretfile
+from ccxd.addresses import is_loopback_host
 from ccxd.protocol import (
     WS_BEARER_PREFIX,
     WS_CLIENT_NONCE,
@@ -85,7 +85,6 @@ LimitKey: TypeAlias = tuple[str, int | str]
 """Whose failures are counted together: ``("uid", N)`` for a local user, ``("ip", ADDR)`` for the rest."""
 
 _MIN_TOKEN_LENGTH = 16
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
 def generate_token() -> str:
@@ -119,15 +118,6 @@ def load_or_create_token(path: Path) -> tuple[str, bool]:
     return token, created
 
 
-def is_loopback_host(host: str) -> bool:
-    """True for an address (or the name ``localhost``) only this machine can reach."""
-    name = host.strip().lower()
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def select_subprotocol(offered: Sequence[str]) -> str | None:
