@@ -269,3 +269,32 @@ async def client(daemon: DaemonProcess):  # type: ignore[no-untyped-def]
     c = await daemon.client()
     yield c
     await c.close()
+
+
+# What each kind of test needs, so `pytest -m "not qemu and not browser"` picks a fast set.
+_NEEDS_BY_FIXTURE = {
+    "daemon": "redis",
+    "daemon_factory": "redis",
+    "client": "redis",
+    "redis_server": "redis",
+    "claude_bin": "claude_cli",
+    "fake_api": "claude_cli",
+    "attacker": "root",
+    "lair": "root",
+    "squat": "root",
+    "machine": "nspawn",
+    "browser": "browser",
+}
+_NEEDS_BY_DIR = {"cgroups": "root", "security": "root", "system": "root"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with the resources it needs (see ``markers`` in pyproject.toml)."""
+    for item in items:
+        needs = {_NEEDS_BY_FIXTURE[f] for f in getattr(item, "fixturenames", ()) if f in _NEEDS_BY_FIXTURE}
+        parts = Path(str(item.fspath)).parts
+        needs.update(_NEEDS_BY_DIR[p] for p in parts if p in _NEEDS_BY_DIR)
+        if Path(str(item.fspath)).name.startswith("test_qemu"):
+            needs.add("qemu")
+        for name in sorted(needs):
+            item.add_marker(name)
