@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 import msgspec
 
 from ccxd.hooks.context import HookResult
-from ccxd.supervision.reaper import Reaper
-from ccxd.supervision.spawn import SpawnError, spawn, write_input
-from ccxd.supervision.tree import ProcessTree
+from ccxd.proc.reaper import Reaper
+from ccxd.proc.spawn import SpawnError, spawn, write_input
+from ccxd.proc.tree import ProcessTree
 
 __all__ = ["CommandReply", "HookFailure", "argv_for", "interpret", "run_command"]
 

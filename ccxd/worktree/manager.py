@@ -23,6 +23,7 @@ import msgspec
 
 from ccxd.errors import RpcError
 from ccxd.hooks.command import CommandReply, run_command
+from ccxd.proc.reaper import Reaper
 from ccxd.protocol import (
     DiffStat,
     ErrorCode,
@@ -32,7 +33,6 @@ from ccxd.protocol import (
     WorktreePruneResult,
     WorktreeRmResult,
 )
-from ccxd.supervision.reaper import Reaper
 from ccxd.worktree import core
 
 __all__ = ["Worktrees"]
