@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from msgspec import Struct
 
-from ccxd.protocol import JobInfo, StartParams
+from ccxd.protocol import CommandMetrics, JobInfo, StartParams
 
 __all__ = [
     "AppendOutput",
@@ -15,6 +15,8 @@ __all__ = [
     "RecordMetric",
     "SaveClaudeState",
     "SaveJob",
+    "describe",
+    "metrics_from_fields",
 ]
 
 
@@ -92,3 +94,35 @@ class RecordMetric(Struct, tag="metric"):
 
 
 Op = SaveJob | AppendOutput | RecordDuration | SaveClaudeState | RecordMetric
+
+
+def describe(op: Op) -> str:
+    """A write in words, for the log and ``daemon.status``."""
+    if isinstance(op, SaveJob):
+        session = f" (session {op.info.session!r})" if op.info.session else ""
+        return f"the record of job {op.info.id}{session}"
+    if isinstance(op, AppendOutput):
+        return f"output of job {op.job_id} at offset {op.offset}"
+    if isinstance(op, RecordDuration):
+        return f"a run time of {op.signature[:80]!r}"
+    if isinstance(op, RecordMetric):
+        return f"the metrics of {op.signature[:80]!r}"
+    return "the Claude retry state"
+
+
+def metrics_from_fields(fields: dict[str, str]) -> CommandMetrics:
+    """A signature's metrics hash (``keys.metrics``) as a :class:`CommandMetrics`."""
+    reasons: dict[str, int] = {}
+    codes: dict[str, int] = {}
+    for name, value in fields.items():
+        if name.startswith("reason:"):
+            reasons[name[7:]] = int(value)
+        elif name.startswith("exit:"):
+            codes[name[5:]] = int(value)
+    return CommandMetrics(
+        signature=fields.get("signature", "?"),
+        count=int(fields.get("count", 0)),
+        duration_sum=round(float(fields.get("duration_sum", 0.0)), 6),
+        reasons=reasons,
+        exit_codes=codes,
+    )

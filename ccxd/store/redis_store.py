@@ -31,7 +31,10 @@ from ccxd.store.ops import (
     RecordMetric,
     SaveClaudeState,
     SaveJob,
+    describe,
+    metrics_from_fields,
 )
+from ccxd.store.packing import FastPacking
 from ccxd.store.query import Matcher
 
 __all__ = ["RedisStore"]
@@ -51,6 +54,7 @@ _json = msgspec.json.Encoder()
 _sample_decoder = msgspec.msgpack.Decoder(DurationSample)
 _claude_decoder = msgspec.json.Decoder(ClaudeState)
 _msgpack = msgspec.msgpack.Encoder()
+_FastPacking = FastPacking  # its name before store/packing.py, which tests still use
 
 
 class _Sealed(msgspec.Struct):
@@ -138,7 +142,7 @@ class RedisStore:
             retry_on_timeout=False,
         )
         base = pool.connection_class
-        pool.connection_class = type(f"Fast{base.__name__}", (_FastPacking, base), {})
+        pool.connection_class = type(f"Fast{base.__name__}", (FastPacking, base), {})
         self._redis = aioredis.Redis.from_pool(pool)
         await self.ping()
         await self._load_scripts()
@@ -185,7 +189,7 @@ class RedisStore:
                 try:
                     n = self._queue(pipe, op)
                 except (ValueError, TypeError, UnicodeError) as exc:  # nothing of it was queued
-                    refused.append(WriteRefused(_what(op), "", f"cannot encode: {exc}"))
+                    refused.append(WriteRefused(describe(op), "", f"cannot encode: {exc}"))
                     continue
                 if n:
                     sent.append((op, n))
@@ -208,7 +212,7 @@ class RedisStore:
                     break
                 at += n
             for op, err in failed:
-                refused.append(WriteRefused(_what(op), await self._key_at_fault(op), str(err)))
+                refused.append(WriteRefused(describe(op), await self._key_at_fault(op), str(err)))
             if not retry:
                 return refused
             await self._load_scripts()
@@ -655,75 +659,3 @@ class RedisStore:
                 pipe.zrem(keys.session_jobs(session), member)
         await self._guard(pipe.execute())
         return len(ids)
-
-
-def _what(op: Op) -> str:
-    """A write in words, for the log and ``daemon.status``."""
-    if isinstance(op, SaveJob):
-        session = f" (session {op.info.session!r})" if op.info.session else ""
-        return f"the record of job {op.info.id}{session}"
-    if isinstance(op, AppendOutput):
-        return f"output of job {op.job_id} at offset {op.offset}"
-    if isinstance(op, RecordDuration):
-        return f"a run time of {op.signature[:80]!r}"
-    if isinstance(op, RecordMetric):
-        return f"the metrics of {op.signature[:80]!r}"
-    return "the Claude retry state"
-
-
-def metrics_from_fields(fields: dict[str, str]) -> CommandMetrics:
-    """A signature's metrics hash (``keys.metrics``) as a :class:`CommandMetrics`."""
-    reasons: dict[str, int] = {}
-    codes: dict[str, int] = {}
-    for name, value in fields.items():
-        if name.startswith("reason:"):
-            reasons[name[7:]] = int(value)
-        elif name.startswith("exit:"):
-            codes[name[5:]] = int(value)
-    return CommandMetrics(
-        signature=fields.get("signature", "?"),
-        count=int(fields.get("count", 0)),
-        duration_sum=round(float(fields.get("duration_sum", 0.0)), 6),
-        reasons=reasons,
-        exit_codes=codes,
-    )
-
-
-_CUTOFF = 6000
-"""Arguments longer than this go out as their own piece (as redis-py does): not copied into the command."""
-
-
-class _FastPacking:
-    """redis-py's command packing for the store's own arguments, about three times faster.
-
-    Every write is an EVALSHA whose arguments are text, bytes and numbers;
-    redis-py's general packer (an encoder call and several joins per argument)
-    was a tenth of the daemon's time per job.  Anything else goes to redis-py.
-    """
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        """The command in the Redis protocol, as redis-py's ``pack_command`` makes it."""
-        if not args or not isinstance(args[0], str) or " " in args[0]:
-            return super().pack_command(*args)  # type: ignore[misc, no-any-return]
-        pieces: list[bytes] = []
-        buf = [b"*%d\r\n" % len(args)]
-        for arg in args:
-            kind = type(arg)
-            if kind is bytes:
-                raw = arg
-            elif kind is str:
-                raw = arg.encode()
-            elif kind is int:
-                raw = b"%d" % arg
-            elif kind is float:
-                raw = repr(arg).encode()
-            else:  # bool, None, memoryview, subclasses: redis-py's rules (and errors)
-                return super().pack_command(*args)  # type: ignore[misc, no-any-return]
-            if len(raw) > _CUTOFF:
-                buf.append(b"$%d\r\n" % len(raw))
-                pieces += (b"".join(buf), raw)
-                buf = [b"\r\n"]
-            else:
-                buf += (b"$%d\r\n" % len(raw), raw, b"\r\n")
-        pieces.append(b"".join(buf))
-        return pieces
