@@ -50,12 +50,16 @@ def terminal_text(browser, job_id: str) -> str:
     )
 
 
-def start(d, command: str) -> str:
-    return ccxctl(d, "run", "--detach", "--", command).stdout.strip()
+def start(d, command: str, **params: object) -> str:
+    """Start a job over the Unix socket (quicker than a ccxctl process); its id."""
+    return str(rpc(d, "job.start", {"command": command, **params})["id"])
 
 
 def cancel_quietly(d, job_id: str) -> None:
-    ccxctl(d, "cancel", job_id, check=False)
+    try:
+        rpc(d, "job.cancel", {"job_id": job_id})
+    except RuntimeError:  # it had finished
+        pass
 
 
 def test_the_one_time_login_url_opens_the_dashboard_once(ui_daemon, browser):
@@ -84,7 +88,7 @@ def test_the_one_time_login_url_opens_the_dashboard_once(ui_daemon, browser):
 def test_a_job_appears_within_a_second_of_ccxctl_run(ui_daemon, browser):
     d = ui_daemon
     login(browser, d)
-    job_id = start(d, "sleep 30")
+    job_id = ccxctl(d, "run", "--detach", "--", "sleep 30").stdout.strip()
     try:
         shown = time.monotonic()
         row = WebDriverWait(browser, 1.0, poll_frequency=0.02).until(
@@ -318,3 +322,82 @@ def test_a_phone_sized_window_shows_jobs_without_sideways_scrolling(ui_daemon, b
     finally:
         browser.set_window_size(size["width"], size["height"])
         cancel_quietly(d, job_id)
+
+
+def _pane(browser, job_id: str, script: str):  # type: ignore[no-untyped-def]
+    """Evaluate ``script`` with ``pane`` bound to the page's OutputPane of ``job_id``."""
+    return browser.execute_script(
+        f"const pane = window.ccxdDashboard.panes.get(arguments[0]); {script}", job_id
+    )
+
+
+def test_a_big_output_opens_near_its_end_and_any_offset_or_match_is_reachable(ui_daemon, browser):
+    d = ui_daemon
+    rows = 300_000  # 12 bytes each: 3.6 MB, more than the 1 MiB a pane starts with
+    job_id = start(
+        d, f"python3 -c \"import sys; [sys.stdout.write('row %07d\\n' % i) for i in range({rows})]\""
+    )
+    total = rows * 12
+    wait(browser, 30).until(lambda b: rpc(d, "job.get", {"job_id": job_id})["state"] == "finished")
+    login(browser, d, f"#/job/{job_id}")
+    wait(browser).until(
+        lambda b: b.find_element(By.CSS_SELECTOR, f"button[aria-label='Show output of job {job_id}']")
+    ).click()
+    pane = f"article.pane[data-job='{job_id}']"
+    wait(browser).until(
+        lambda b: b.find_element(By.CSS_SELECTOR, pane).get_attribute("data-received") == str(1 << 20)
+    )
+    assert f"from byte {total - (1 << 20)}" in browser.find_element(By.CSS_SELECTOR, f"{pane} .meta").text
+    offset = browser.find_element(By.CSS_SELECTOR, f"{pane} input[aria-label='Start at byte offset']")
+    offset.clear()
+    offset.send_keys(str(total - 10 * 12))
+    browser.find_element(By.CSS_SELECTOR, f"{pane} .tools button:nth-of-type(3)").click()  # go
+    wait(browser).until(
+        lambda b: b.find_element(By.CSS_SELECTOR, pane).get_attribute("data-received") == "120"
+    )
+    first = _pane(browser, job_id, "return pane.term.buffer.active.getLine(1).translateToString(true);")
+    assert first == f"row {rows - 10:07d}"  # line 0 says where the view starts
+    search = browser.find_element(By.CSS_SELECTOR, f"{pane} input[aria-label='Search output']")
+    search.send_keys(f"row {rows - 3:07d}", Keys.ENTER)
+    wait(browser).until(
+        lambda b: _pane(b, job_id, "return pane.term.getSelection();") == f"row {rows - 3:07d}"
+    )
+
+
+def test_filters_pause_resume_and_two_outputs_side_by_side(ui_daemon, browser):
+    d = ui_daemon
+    alpha = start(d, "while true; do echo a; sleep 0.2; done", session="alpha", tags=["red"])
+    beta = start(d, "while true; do echo b; sleep 0.2; done", session="beta")
+    try:
+        login(browser, d)
+        row = f"#jobs tr[data-job='{alpha}']"
+        wait(browser).until(lambda b: b.find_element(By.CSS_SELECTOR, f"#jobs tr[data-job='{beta}']"))
+        browser.find_element(By.CSS_SELECTOR, "input[name='session']").send_keys("alpha")
+        other = f"#jobs tr[data-job='{beta}']"
+
+        def only_alpha(b) -> bool:
+            return bool(b.find_elements(By.CSS_SELECTOR, row)) and not b.find_elements(By.CSS_SELECTOR, other)
+
+        wait(browser).until(only_alpha)
+        browser.find_element(By.CSS_SELECTOR, "input[name='session']").clear()
+        wait(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, f"#jobs tr[data-job='{beta}']"))
+        browser.find_element(By.CSS_SELECTOR, "input[name='tag']").send_keys("red")
+        wait(browser).until(only_alpha)
+        browser.find_element(By.CSS_SELECTOR, "input[name='tag']").clear()
+        wait(browser).until(lambda b: b.find_element(By.CSS_SELECTOR, f"#jobs tr[data-job='{beta}']"))
+        browser.find_element(By.CSS_SELECTOR, f"{row} button.pause").click()
+        wait(browser).until(lambda b: rpc(d, "job.get", {"job_id": alpha})["state"] == "paused")
+        wait(browser).until(lambda b: b.find_element(By.CSS_SELECTOR, f"{row} button.pause").text == "resume")
+        browser.find_element(By.CSS_SELECTOR, f"{row} button.pause").click()
+        wait(browser).until(lambda b: rpc(d, "job.get", {"job_id": alpha})["state"] == "running")
+        for job in (alpha, beta):
+            browser.find_element(By.CSS_SELECTOR, f"#jobs tr[data-job='{job}'] button.output").click()
+        for job, text in ((alpha, "a"), (beta, "b")):
+            wait(browser).until(lambda b, j=job, t=text: f"{t}\n{t}" in terminal_text(b, j))
+        left, right = (
+            browser.find_element(By.CSS_SELECTOR, f"article.pane[data-job='{j}']").rect for j in (alpha, beta)
+        )
+        assert left["y"] == right["y"] and left["x"] + left["width"] <= right["x"]  # side by side
+    finally:
+        cancel_quietly(d, alpha)
+        cancel_quietly(d, beta)

@@ -29,7 +29,9 @@ export class JobsView {
     const f = this.filters;
     const field = (name, label, input) => {
       input.value = f[name];
-      input.addEventListener("input", () => { f[name] = input.value; this.refresh(); });
+      const changed = () => { f[name] = input.value; this.refresh(); };
+      input.addEventListener("input", changed);
+      input.addEventListener("change", changed);
       return h("label", {}, label, input);
     };
     const state = h("select", { name: "state" },
@@ -59,8 +61,10 @@ export class JobsView {
   }
 
   async refresh() {
-    if (this.busy || !this.app.rpc.opened || document.hidden) return; // a hidden tab asks nothing
+    if (!this.app.rpc.opened || document.hidden) return; // a hidden tab asks nothing
+    if (this.busy) { this.again = true; return; } // a filter changed during a call: ask again after it
     this.busy = true;
+    this.again = false;
     try {
       const f = this.filters;
       const params = { limit: 500 };
@@ -74,6 +78,7 @@ export class JobsView {
     } catch { /* reconnecting: the next tick tries again */ } finally {
       this.busy = false;
     }
+    if (this.again) this.refresh();
   }
 
   update(jobs) {
