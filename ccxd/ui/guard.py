@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from http.cookies import CookieError, SimpleCookie
 from urllib.parse import urlsplit
 
 from ccxd.transports.auth import HeaderView, is_loopback_host
@@ -77,14 +76,14 @@ def same_origin(origin: str | None, host: str | None, tls: bool) -> bool:
 
 
 def session_cookie(headers: HeaderView) -> str | None:
-    """The value of our session cookie in the request, if it has one."""
+    """The value of our session cookie in the request, if it has one.
+
+    Parsed by hand: cookies ignore ports, so other services on the same host add
+    theirs, and one that ``http.cookies`` finds malformed must not hide ours.
+    """
     for value in headers.get_all("Cookie"):
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(value)
-        except CookieError:
-            continue
-        morsel = jar.get(COOKIE_NAME)
-        if morsel is not None and morsel.value:
-            return morsel.value
+        for pair in value.split(";"):
+            name, sep, found = pair.strip().partition("=")
+            if sep and name == COOKIE_NAME and found:
+                return found.strip('"')
     return None

@@ -86,10 +86,6 @@ class Logins:
             return False
         return owner == uid
 
-    def end(self, cookie: str) -> None:
-        """Forget a session (log out)."""
-        self._sessions.pop(_digest(cookie), None)
-
     def _expire(self, table: dict[str, float] | dict[str, tuple[int | None, float]], now: float) -> None:
         """Drop expired entries, and the oldest ones beyond the bound (a flood of ``ui.login_url``)."""
         if len(table) < _MAX_ENTRIES:

@@ -89,6 +89,8 @@ def test_session_cookie_is_read_among_others() -> None:
     headers = Headers([("Cookie", "a=1; ccxd_session=abc; b=2")])
     assert session_cookie(headers) == "abc"
     assert session_cookie(Headers([("Cookie", "a=1")])) is None
+    # Another service's cookie that http.cookies calls malformed does not hide ours.
+    assert session_cookie(Headers([("Cookie", 'x="unterminated; we{ird}=1; ccxd_session=abc')])) == "abc"
     assert session_cookie(Headers()) is None
 
 
