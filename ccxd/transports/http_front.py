@@ -140,6 +140,7 @@ class _FrontProtocol(asyncio.Protocol):
         self.peer = ("?", 0)
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
+        self.request: _Request | None = None  # authenticated, its body still coming
         self.lost = asyncio.get_running_loop().create_future()
         self.writable: asyncio.Future[None] | None = None
         self.paused = False
@@ -173,7 +174,8 @@ class _FrontProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         if self.mcp:
-            if len(self.buf) > _MAX_BUFFERED and not self.paused:
+            # Bytes of a next request while one is answered: kept, up to a bound.
+            if self.task is not None and len(self.buf) > _MAX_BUFFERED and not self.paused:
                 self.paused = True
                 assert self.transport is not None
                 self.transport.pause_reading()
@@ -250,32 +252,55 @@ class _FrontProtocol(asyncio.Protocol):
     # -- /mcp: HTTP/1.1 -------------------------------------------------------
 
     def _next(self) -> None:
-        """Parse the next whole request in the buffer and answer it (one at a time)."""
+        """Read the next request in the buffer and answer it (one at a time).
+
+        The head is authenticated as soon as it is complete: a refused peer never
+        gets to make the daemon hold its body.
+        """
         if self.task is not None or self.transport is None or self.transport.is_closing():
             return
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buf) > _MAX_HEAD:
-                self._refuse(431, "request head too large\n")
+        if self.paused:  # nothing is answered now: read on
+            self.paused = False
+            self.transport.resume_reading()
+        if self.request is None:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > _MAX_HEAD:
+                    self._refuse(431, "request head too large\n")
+                return
+            request = self._parse_head(bytes(self.buf[:end]).decode("latin-1"))
+            if request is None or not self._admit(request.method, request.target, _Headers(request.headers)):
+                return
+            del self.buf[: end + 4]
+            self.request = request
+        request = self.request
+        if len(self.buf) < request.size:
             return
-        head = bytes(self.buf[:end]).decode("latin-1")
+        request.body = bytes(self.buf[: request.size])
+        del self.buf[: request.size]
+        self.request = None
+        self._disarm()
+        self.task = asyncio.get_running_loop().create_task(self._answer(request))
+
+    def _parse_head(self, head: str) -> _Request | None:
+        """The request line and headers, or None after answering what is wrong with them."""
         line, *fields = head.split("\r\n")
         parts = line.split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             self._refuse(400, "bad request line\n")
-            return
+            return None
         method, target, version = parts
         headers: list[tuple[str, str]] = []
         for field in fields:
             name, sep, value = field.partition(":")
             if not sep or not name or name != name.strip():
                 self._refuse(400, "bad header line\n")
-                return
+                return None
             headers.append((name, value.strip()))
         view = _Headers(headers)
         if view.get_all("Transfer-Encoding"):
             self._refuse(411, "send the body with a Content-Length\n")
-            return
+            return None
         lengths = view.get_all("Content-Length")
         try:
             size = int(lengths[0]) if lengths else 0
@@ -283,26 +308,14 @@ class _FrontProtocol(asyncio.Protocol):
                 raise ValueError
         except ValueError:
             self._refuse(400, "bad Content-Length\n")
-            return
+            return None
         if size > self.front.port.config.max_message_bytes:
             self._refuse(413, "request body too large (max_message_bytes)\n")
-            return
-        if len(self.buf) < end + 4 + size:
-            return
-        body = bytes(self.buf[end + 4 : end + 4 + size])
-        del self.buf[: end + 4 + size]
-        if self.paused and len(self.buf) <= _MAX_BUFFERED:
-            self.paused = False
-            assert self.transport is not None
-            self.transport.resume_reading()
+            return None
         keep = version == "HTTP/1.1" and not any(
-            v.lower() == "close" for c in view.get_all("Connection") for v in c.split(",")
+            v.strip().lower() == "close" for c in view.get_all("Connection") for v in c.split(",")
         )
-        if not self._admit(method, target, view):
-            return
-        self._disarm()
-        request = _Request(method, target, headers, body, keep)
-        self.task = asyncio.get_running_loop().create_task(self._answer(request))
+        return _Request(method, target, headers, size, keep)
 
     def _admit(self, method: str, target: str, headers: _Headers) -> bool:
         """Authenticate one request like a WebSocket handshake; answer and close if refused."""
@@ -385,12 +398,15 @@ class _FrontProtocol(asyncio.Protocol):
 
 
 class _Request:
-    __slots__ = ("body", "headers", "keep", "method", "target")
+    """One /mcp request: its head, then its body once read."""
+
+    __slots__ = ("body", "headers", "keep", "method", "size", "target")
 
     def __init__(
-        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, keep: bool
+        self, method: str, target: str, headers: list[tuple[str, str]], size: int, keep: bool
     ) -> None:
-        self.method, self.target, self.headers, self.body, self.keep = method, target, headers, body, keep
+        self.method, self.target, self.headers, self.size, self.keep = method, target, headers, size, keep
+        self.body = b""
 
 
 class _Exchange:

@@ -187,7 +187,7 @@ def test_unfinished_requests_count_as_handshakes_and_are_cut_off(daemon_factory:
     daemon = daemon_factory(  # type: ignore[operator]
         {"CCXD_WS_HANDSHAKE_TIMEOUT": "1", "CCXD_WS_HANDSHAKES_PER_PEER": "2"}
     )
-    partial = post(INIT, {"Authorization": f"Bearer {daemon.token}"})[:-10]  # the body's end never comes
+    partial = post(INIT, {"Authorization": f"Bearer {daemon.token}"})[:60]  # the head's end never comes
     slow = [socket.create_connection(("127.0.0.1", daemon.ws_port), timeout=10) for _ in range(2)]
     try:
         for sock in slow:
@@ -203,6 +203,10 @@ def test_unfinished_requests_count_as_handshakes_and_are_cut_off(daemon_factory:
             sock.close()
     answer = raw_exchange(daemon, post(INIT, {"Authorization": f"Bearer {daemon.token}"}, close=True))
     assert answer.startswith(b"HTTP/1.1 200 ")  # their places are free again
+    # A first request whose body never ends is cut off within the same time, logged in or not.
+    started = time.monotonic()
+    assert raw_exchange(daemon, post(INIT, {"Authorization": f"Bearer {daemon.token}"})[:-10]) == b""
+    assert time.monotonic() - started < 5
 
 
 async def test_over_tls_with_a_job_and_a_large_answer(daemon_factory: object, tmp_path: Path) -> None:
@@ -249,3 +253,16 @@ async def test_a_job_without_a_directory_runs_in_the_clients_root(
     async with http_session(daemon, roots=[tmp_path / "not-here"]) as session:
         elsewhere = await call(session, "ccxd_submit", command="pwd", wait=20)
     assert elsewhere["cwd"] == str(Path.home())  # a root that is no directory here: the daemon's default
+
+
+def test_a_refused_request_is_answered_before_its_body_and_a_large_one_is_read_whole(
+    daemon: DaemonProcess,
+) -> None:
+    head = post(INIT, {"Content-Length": "900000"}).partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", daemon.ws_port), timeout=10) as sock:
+        sock.sendall(head)  # no body: the daemon need not wait for it to refuse
+        answer = read_to_close(sock)
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    big = {**INIT, "params": {**INIT["params"], "clientInfo": {"name": "x" * 300_000, "version": "1"}}}
+    answer = raw_exchange(daemon, post(big, {"Authorization": f"Bearer {daemon.token}"}, close=True))
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'"serverInfo"' in answer  # 300 kB, beyond any buffer
