@@ -401,3 +401,19 @@ def test_filters_pause_resume_and_two_outputs_side_by_side(ui_daemon, browser):
     finally:
         cancel_quietly(d, alpha)
         cancel_quietly(d, beta)
+
+
+def test_the_output_of_a_job_only_in_history_is_replayed_from_the_store(daemon_factory, browser):
+    d = daemon_factory({"CCXD_FINISHED_JOBS_KEPT": "1"})
+    old = start(d, "printf 'kept in the store \\033[1mbold\\033[0m\\n'; echo 'and stderr' >&2")
+    wait(browser).until(lambda b: rpc(d, "job.get", {"job_id": old})["state"] == "finished")
+    newer = start(d, "true")
+    wait(browser).until(lambda b: rpc(d, "job.get", {"job_id": newer})["state"] == "finished")
+    wait(browser).until(lambda b: old not in {j["id"] for j in rpc(d, "job.list", {"limit": 100})["jobs"]})
+    login(browser, d, f"#/job/{old}")  # the record now comes from history
+    wait(browser).until(
+        lambda b: b.find_element(By.CSS_SELECTOR, f"button[aria-label='Show output of job {old}']")
+    ).click()
+    wait(browser).until(
+        lambda b: "kept in the store bold" in terminal_text(b, old) and "and stderr" in terminal_text(b, old)
+    )

@@ -5,7 +5,7 @@ import { Terminal } from "./vendor/xterm-6.0.0/xterm.mjs";
 import { FitAddon } from "./vendor/xterm-addon-fit-0.11.0/addon-fit.mjs";
 import { SearchAddon } from "./vendor/xterm-addon-search-0.16.0/addon-search.mjs";
 import { Conversation } from "./claude.js";
-import { commandText, fmtBytes, h, stateText } from "./util.js";
+import { chunkBytes, commandText, fmtBytes, h, stateText } from "./util.js";
 
 const TAIL = 1024 * 1024; // a huge output starts this far before its end
 const KEEP = 8 * 1024 * 1024; // bytes kept for the "received" check and small downloads
@@ -24,6 +24,11 @@ export class OutputPane {
     this.counts = { stdout: 0, stderr: 0 };
     this.el = this.render();
     this.onOutput = (ev) => { if (ev.detail.jobId === this.id) this.write(ev.detail); };
+    // A job only in history is replayed from the store as job.output notifications, not frames.
+    this.onJsonOutput = (ev) => {
+      const c = ev.detail;
+      if (c.job_id === this.id) this.write({ jobId: c.job_id, stream: c.stream, offset: c.offset, data: chunkBytes(c) });
+    };
     this.onFinished = (ev) => { if (ev.detail.job.id === this.id) this.setJob(ev.detail.job); };
     this.onGap = (ev) => {
       if (ev.detail.job_id === this.id) {
@@ -31,6 +36,7 @@ export class OutputPane {
       }
     };
     rpc.addEventListener("output", this.onOutput);
+    rpc.addEventListener("job.output", this.onJsonOutput);
     rpc.addEventListener("job.finished", this.onFinished);
     rpc.addEventListener("job.gap", this.onGap);
     this.onReopen = (ev) => { if (ev.detail === "open") this.subscribe(this.nextOffset); };
@@ -191,7 +197,7 @@ export class OutputPane {
       const r = await this.rpc.call("job.read", { job_id: this.id, offset, max_bytes: 16 * 1024 * 1024 });
       for (const c of r.chunks) {
         if (this.streams !== "both" && c.stream !== this.streams) continue;
-        const bytes = c.encoding === "base64" ? Uint8Array.from(atob(c.data), (ch) => ch.charCodeAt(0)) : new TextEncoder().encode(c.data);
+        const bytes = chunkBytes(c);
         parts.push(bytes); total += bytes.length;
       }
       if (r.eof || r.next_offset <= offset || total >= MAX_DOWNLOAD) break;
@@ -206,6 +212,7 @@ export class OutputPane {
   close() {
     this.closed = true;
     this.rpc.removeEventListener("output", this.onOutput);
+    this.rpc.removeEventListener("job.output", this.onJsonOutput);
     this.rpc.removeEventListener("job.finished", this.onFinished);
     this.rpc.removeEventListener("job.gap", this.onGap);
     this.rpc.removeEventListener("state", this.onReopen);

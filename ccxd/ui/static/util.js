@@ -17,6 +17,11 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** The bytes of a JSON output chunk (job.output, job.read): UTF-8 text or base64. */
+export function chunkBytes(c) {
+  return c.encoding === "base64" ? Uint8Array.from(atob(c.data), (ch) => ch.charCodeAt(0)) : new TextEncoder().encode(c.data);
+}
+
 export function fmtDuration(s) {
   if (s === null || s === undefined) return "–";
   if (s < 1) return `${Math.round(s * 1000)} ms`;
