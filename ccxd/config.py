@@ -120,7 +120,8 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     their spools and Unix-socket clients: a WebSocket connection that would use it before logging in
     is closed as soon as it is accepted."""
     ws_enabled: bool = True
-    """Serve the WebSocket front-end (``/ws``, ``/ws/mcp``, ``GET /health``)."""
+    """Serve the WebSocket front-end (``/ws``, ``/ws/mcp``, ``GET /health``, and MCP over HTTP at
+    ``/mcp`` with the ``mcp`` extra)."""
     ws_host: str = "127.0.0.1"
     """Address the WebSocket front-end binds to."""
     ws_port: Annotated[int, Meta(ge=0, le=65535)] = 8003
