@@ -13,10 +13,24 @@ from bench.cases import registry
 from bench.harness import Context
 from bench.report import Row, render_markdown, write_results
 
+EPILOG = """\
+Each row gives ccxd's median and its peer's, their ratio, the goal's figure in
+the worst / median / best round (a goal is met when the median meets it and no
+round misses it by more than 10 %), and CPU per unit of work: the daemon's own
+process and the peer's (cat, websocketd, the asyncio loop), from /proc/PID/stat
+before and after each round.  A run that starts with a 1-minute load average
+above 0.5 is flagged "not idle" (and each row whose case started so, with ⚠):
+its rates are not comparable with an idle run's.  The goals are issue 25's."""
+
 
 def main(argv: list[str] | None = None) -> int:
     cases = registry()
-    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="bench/run",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--quick",
         action="store_true",

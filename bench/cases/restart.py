@@ -94,7 +94,7 @@ def restart(ctx: Context) -> list[Row]:
     """Fill the embedded store, kill -9 the daemon and its redis-server, time the next start."""
     jobs = ctx.pick(200_000, 2_000)
     streams = ctx.pick(300, 2)
-    runs = ctx.pick(3, 1)
+    runs = ctx.pick(ctx.runs, 1)
     node = "bench"
     d = BenchDaemon(ctx.log_dir, {"node_id": node, "history_max_jobs": "none"}, name="restart")
     ready: list[float] = []
