@@ -12,10 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
+import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import ListRootsResult, Root, TextResourceContents
 from pydantic import FileUrl
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
 
 from ccxd.client import connect
 from tests.conftest import DaemonProcess
@@ -266,3 +269,19 @@ def test_a_refused_request_is_answered_before_its_body_and_a_large_one_is_read_w
     big = {**INIT, "params": {**INIT["params"], "clientInfo": {"name": "x" * 300_000, "version": "1"}}}
     answer = raw_exchange(daemon, post(big, {"Authorization": f"Bearer {daemon.token}"}, close=True))
     assert answer.startswith(b"HTTP/1.1 200 ") and b'"serverInfo"' in answer  # 300 kB, beyond any buffer
+
+
+async def test_wrong_tokens_at_mcp_count_with_the_websockets(daemon_factory: object) -> None:
+    daemon = daemon_factory({"CCXD_WS_AUTH_MAX_FAILURES": "2"})  # type: ignore[operator]
+    for _ in range(2):
+        assert raw_exchange(daemon, post(INIT, {"Authorization": "Bearer guess"})).startswith(
+            b"HTTP/1.1 401 "
+        )
+    # Blocked, whatever it sends now: at /mcp with the right token ...
+    blocked = raw_exchange(daemon, post(INIT, {"Authorization": f"Bearer {daemon.token}"}))
+    assert blocked.startswith(b"HTTP/1.1 429 ") and b"retry-after" in blocked.lower()
+    # ... and on the WebSocket, since one user's guesses are counted once.
+    with pytest.raises(InvalidStatus) as refused:
+        async with ws_connect(daemon.ws_url, additional_headers={"Authorization": f"Bearer {daemon.token}"}):
+            pass
+    assert refused.value.response.status_code == 429
