@@ -10,12 +10,13 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import ListRootsResult, Root, TextResourceContents
+from mcp_types import ErrorData, ListRootsResult, Root, TextResourceContents
 from pydantic import FileUrl
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
@@ -25,7 +26,7 @@ from tests.conftest import DaemonProcess
 from tests.mcp.helpers import call
 from tests.mcp.test_mcp_stdio import TOOLS
 
-INIT = {
+INIT: dict[str, Any] = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "initialize",
@@ -44,7 +45,7 @@ async def http_session(
 ) -> AsyncIterator[ClientSession]:
     """An initialized MCP session over HTTP(S) with the daemon's token (and ``roots`` to list, if any)."""
 
-    async def list_roots(ctx: object) -> ListRootsResult:
+    async def list_roots(context: Any) -> ListRootsResult | ErrorData:
         return ListRootsResult(roots=[Root(uri=FileUrl(p.as_uri())) for p in roots or ()])
 
     headers = {"Authorization": f"Bearer {daemon.token}"}
@@ -153,7 +154,7 @@ def test_refused_requests_get_their_status_and_nothing_else(daemon: DaemonProces
 
 def test_a_body_over_max_message_bytes_is_refused(daemon_factory: object) -> None:
     daemon = daemon_factory({"CCXD_MAX_MESSAGE_BYTES": "4096"})  # type: ignore[operator]
-    big = {**INIT, "params": {**INIT["params"], "pad": "x" * 8000}}  # type: ignore[dict-item]
+    big = {**INIT, "params": {**INIT["params"], "pad": "x" * 8000}}
     answer = raw_exchange(daemon, post(big, {"Authorization": f"Bearer {daemon.token}"}))
     assert answer.startswith(b"HTTP/1.1 413 ") and b"max_message_bytes" in answer
 
