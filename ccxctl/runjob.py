@@ -8,6 +8,7 @@ daemon is not running; 77 when it refused us (token missing or wrong).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ import msgspec
 from msgspec import UNSET, Struct
 
 from ccxctl.render import emit_event, emit_event_raw
-from ccxd.client.errors import ConnectionLost, RemoteError
+from ccxd.client.errors import ClientError, ConnectionLost, RemoteError
 from ccxd.protocol import (
     ErrorCode,
     HookEvent,
@@ -257,7 +258,10 @@ def _stream(conn: BlockingConnection, opts: RunOptions) -> int:
         # Nobody reads any more (`| head -1`): end the job as SIGPIPE would end it
         # outside ccxd, and leave quietly like any Unix filter.
         if started and not opts.detach:
-            conn.send("job.cancel", JobRef(started[-1]))
+            # Wait for the answer: closing at once with output unread resets the
+            # connection, and the daemon could drop it before reading the cancel.
+            with contextlib.suppress(ClientError):  # it ended meanwhile, or the daemon went
+                conn.call("job.cancel", JobRef(started[-1]))
         return EX_BROKEN_PIPE
 
 
