@@ -121,6 +121,6 @@ def _page(title: str, body_html: str) -> bytes:
         "<!doctype html><html lang=en><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)} — ccxd</title>"
-        '<link rel=stylesheet href="/ui/static/app.css">'
+        '<link rel=stylesheet href="/ui/static/app.css"><link rel=icon href="data:,">'
         f"<main class=message><h1>{html.escape(title)}</h1><p>{body_html}</p></main>"
     ).encode()
