@@ -48,7 +48,7 @@ export class JobsView {
         field("tag", "Tag", h("input", { type: "text", name: "tag" }))),
       h("div", { class: "table-wrap" }, h("table", { id: "jobs" },
         h("thead", {}, h("tr", {}, ...["State", "Job", "Command", "Kind", "Group", "Node", "Elapsed", "CPU", "Memory", "Cost", "Actions"]
-          .map((t, i) => h("th", { scope: "col", class: NARROW_HIDDEN.has(i) ? "hide-narrow" : null }, t)))),
+          .map((t, i) => h("th", { scope: "col", class: `${NARROW_HIDDEN.has(i) ? "hide-narrow" : ""}${i === 5 ? " col-node" : ""}` }, t)))),
         this.tbody)),
       this.empty);
     this.rows.clear();
@@ -102,6 +102,8 @@ export class JobsView {
       if (!seen.has(id)) { row.tr.remove(); this.rows.delete(id); }
     }
     this.empty.classList.toggle("hidden", jobs.length > 0);
+    // The node column only when a fleet shares the store (jobs of more than one node).
+    this.tbody.parentElement.classList.toggle("one-node", new Set(jobs.map((j) => j.node)).size <= 1);
   }
 
   sample(job) {
@@ -143,7 +145,7 @@ export class JobsView {
         this.refresh();
       } catch (e) { this.app.toast(`retry ${job.id}: ${e.message}`); }
     });
-    for (const k of ["kind", "group", "node", "elapsed", "cost"]) r.cells[k] = h("td", { class: k === "elapsed" ? null : "hide-narrow" });
+    for (const k of ["kind", "group", "node", "elapsed", "cost"]) r.cells[k] = h("td", { class: k === "elapsed" ? null : `hide-narrow col-${k}` });
     r.tr.append(
       h("td", {}, r.state),
       h("td", { class: "mono" }, h("a", { href: `#/job/${job.id}` }, job.id)),
