@@ -8,6 +8,7 @@ import errno
 import fcntl
 import gc
 import importlib
+import importlib.util
 import logging
 import os
 import signal
@@ -291,6 +292,8 @@ class Daemon:
             await ws.start(compat)
             compat.start()
             self.info.listeners.append(Listener(kind="websocket", address=ws.url))
+            if _have_mcp():  # without the SDK /mcp only says so (501)
+                self.info.listeners.append(Listener(kind="mcp", address=_mcp_url(ws.url)))
             log.info("WebSocket clients on %s (token: %s)", ws.url, self._token_note)
 
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
@@ -576,6 +579,20 @@ class Daemon:
             self._stop_mode = mode
             self._stop_drain = drain_timeout
         self._stop.set()
+
+
+def _have_mcp() -> bool:
+    """The MCP SDK is installed (looked up, not imported)."""
+    try:
+        return importlib.util.find_spec("mcp") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _mcp_url(ws_url: str) -> str:
+    """``http(s)://HOST:PORT/mcp`` of the WebSocket port at ``ws(s)://HOST:PORT/ws``."""
+    scheme, rest = ws_url.split("://", 1)
+    return f"{'https' if scheme == 'wss' else 'http'}://{rest.split('/', 1)[0]}/mcp"
 
 
 def _refusals(unix: UnixServer, ws: WebSocketServer | None) -> Refusals:

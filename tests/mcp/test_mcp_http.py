@@ -87,6 +87,12 @@ def post(body: dict[str, object], headers: dict[str, str], close: bool = False) 
 
 
 async def test_same_tools_as_stdio_and_a_job_run_by_the_daemon(daemon: DaemonProcess, tmp_path: Path) -> None:
+    client = await connect(daemon.socket)
+    try:
+        listeners = {x.kind: x.address for x in (await client.status()).listeners}
+    finally:
+        await client.close()
+    assert listeners["mcp"] == f"{daemon.http_url}/mcp"  # ccxctl status says where to point an agent
     async with http_session(daemon) as session:
         listed = {t.name: t for t in (await session.list_tools()).tools}
         templates = (await session.list_resource_templates()).resource_templates
@@ -173,14 +179,34 @@ async def test_the_websocket_and_health_still_answer_on_the_port(daemon: DaemonP
         await client.close()
 
 
-def test_without_the_mcp_extra_the_answer_says_how_to_install_it(
+NO_MCP_FINDER = """\
+import sys
+
+
+class NoMcp:
+    def find_spec(self, name, path=None, target=None):
+        if name == "mcp" or name.startswith("mcp."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NoMcp())
+"""
+
+
+async def test_without_the_mcp_extra_the_answer_says_how_to_install_it(
     daemon_factory: object, tmp_path: Path
 ) -> None:
-    # A package named mcp that fails to import, first on the daemon's path: as if it were not installed.
+    # A finder first on the daemon's import path that knows no mcp: as if it were not installed.
     hidden = tmp_path / "no-mcp"
-    (hidden / "mcp").mkdir(parents=True)
-    (hidden / "mcp" / "__init__.py").write_text("raise ImportError(\"No module named 'mcp'\")\n")
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text(NO_MCP_FINDER)
     daemon = daemon_factory({"PYTHONPATH": str(hidden)})  # type: ignore[operator]
+    client = await connect(daemon.socket)
+    try:
+        assert "mcp" not in {x.kind for x in (await client.status()).listeners}  # nothing to advertise
+    finally:
+        await client.close()
     bare = raw_exchange(daemon, post(INIT, {}))
     answer = raw_exchange(daemon, post(INIT, {"Authorization": f"Bearer {daemon.token}"}, close=True))
     assert bare.startswith(b"HTTP/1.1 401 ")  # the token first, whatever is installed
