@@ -50,6 +50,8 @@ def _expected(message: str) -> bool:
         # refused on purpose: the foreign-origin page, the page without a session, used login links
         or "WebSocket connection to" in message
         or "403 (Forbidden)" in message
+        # the stopped daemon's health check, which tells "unreachable" from "not logged in"
+        or "/health - Failed to load resource: net::ERR_CONNECTION_REFUSED" in message
         # the vendored modules name source maps that are not shipped
         or ".map" in message
     )

@@ -83,6 +83,7 @@ def test_the_one_time_login_url_opens_the_dashboard_once(ui_daemon, browser):
     browser.get(f"{origin}/ui/")  # without a session the page cannot connect, and says so
     wait(browser).until(lambda b: b.execute_script("return document.body.dataset.conn") == "refused")
     assert "run ccxctl ui" in browser.find_element(By.ID, "conn").text
+    assert "Run ccxctl ui in a terminal" in browser.find_element(By.ID, "main").text
 
 
 def test_a_job_appears_within_a_second_of_ccxctl_run(ui_daemon, browser):
@@ -410,6 +411,12 @@ def test_the_output_of_a_job_only_in_history_is_replayed_from_the_store(daemon_f
     newer = start(d, "true")
     wait(browser).until(lambda b: rpc(d, "job.get", {"job_id": newer})["state"] == "finished")
     wait(browser).until(lambda b: old not in {j["id"] for j in rpc(d, "job.list", {"limit": 100})["jobs"]})
+
+    def stored(b) -> bool:  # the store has all of it
+        text = "".join(c["data"] for c in rpc(d, "job.read", {"job_id": old})["chunks"])
+        return "bold" in text and "and stderr\n" in text
+
+    wait(browser).until(stored)
     login(browser, d, f"#/job/{old}")  # the record now comes from history
     wait(browser).until(
         lambda b: b.find_element(By.CSS_SELECTOR, f"button[aria-label='Show output of job {old}']")
@@ -417,3 +424,11 @@ def test_the_output_of_a_job_only_in_history_is_replayed_from_the_store(daemon_f
     wait(browser).until(
         lambda b: "kept in the store bold" in terminal_text(b, old) and "and stderr" in terminal_text(b, old)
     )
+
+
+def test_a_stopped_daemon_is_told_apart_from_an_ended_session(daemon_factory, browser):
+    d = daemon_factory()
+    login(browser, d)
+    d.stop()
+    wait(browser, 20).until(lambda b: b.execute_script("return document.body.dataset.conn") == "unreachable")
+    assert "not reachable" in browser.find_element(By.ID, "conn").text

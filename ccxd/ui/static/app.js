@@ -30,11 +30,19 @@ class App {
   }
 
   connection(state) {
-    const text = { open: "connected", closed: "reconnecting…", refused: "not logged in — run ccxctl ui for a login link" }[state];
+    const text = { open: "connected", closed: "reconnecting…", unreachable: "the daemon is not reachable; retrying…",
+      refused: "not logged in — run ccxctl ui for a login link" }[state];
     this.connEl.textContent = text;
     this.connEl.className = `conn ${state === "open" ? "ok" : "bad"}`;
     document.body.dataset.conn = state;
     if (state === "open") this.route();
+    if (state === "refused") {
+      this.view?.leave();
+      this.view = null;
+      this.main.replaceChildren(h("section", { class: "message" }, h("h1", {}, "Not logged in"),
+        h("p", {}, "The session has ended (it lasts 12 hours, and a daemon restart ends it). Run ",
+          h("code", {}, "ccxctl ui"), " in a terminal for a new login link.")));
+    }
   }
 
   route() {

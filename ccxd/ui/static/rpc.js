@@ -49,14 +49,18 @@ export class Rpc extends EventTarget {
       this.dispatchEvent(new CustomEvent("state", { detail: "open" }));
     };
     ws.onmessage = (ev) => this.receive(ev.data);
-    ws.onclose = (ev) => {
+    ws.onclose = async () => {
       for (const { reject } of this.pending.values()) reject(new Error("connection lost"));
       this.pending.clear();
       this.opened = false;
-      // A refused upgrade never opens: after two in a row the session is gone, not the network.
       this.failures = opened ? 0 : this.failures + 1;
-      const detail = this.failures >= 2 ? "refused" : "closed";
-      this.dispatchEvent(new CustomEvent("state", { detail, code: ev.code }));
+      // A browser does not say why an upgrade failed: if /health answers, the daemon
+      // is there and refused us (no session); else it is unreachable.
+      let detail = "closed";
+      if (this.failures >= 2) {
+        detail = await fetch("/health", { cache: "no-store" }).then((r) => (r.ok ? "refused" : "unreachable"), () => "unreachable");
+      }
+      this.dispatchEvent(new CustomEvent("state", { detail }));
       const wait = Math.min(15000, 500 * 2 ** Math.min(this.failures, 5));
       setTimeout(() => this.connect(), wait);
     };
