@@ -18,6 +18,10 @@ group ``claude``, whose limit is ``claude_max_concurrent`` unless the config's
 Held-back jobs stay queued (shell jobs behind them are not held up) and carry
 ``wait_until``/``wait_reason`` so ``ccxctl ps`` can say "waiting until 14:05".
 A timer kicks the supervisor's queue when the earliest wait ends.
+
+The gate also hears jobs end (it is a lifecycle observer of the supervisor,
+``ccxd/supervision/lifecycle.py``) and tells its ``finished_hooks`` (what a
+Claude job spent counts against the budgets).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from ccxd.supervision.lifecycle import LifecycleObserver
 
 if TYPE_CHECKING:
     from ccxd.supervision.job import Job
@@ -58,7 +64,7 @@ def is_claude_job(job: Job) -> bool:
     return run is not None and getattr(run, "shell_command", None) is not None
 
 
-class ClaudeGate:
+class ClaudeGate(LifecycleObserver):
     """Admission for Claude jobs: concurrency, usage-limit block and per-job waits."""
 
     def __init__(
@@ -77,7 +83,6 @@ class ClaudeGate:
         self.block_reason = BLOCK_REASON
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self.started_hooks: list[Callable[[Job], None]] = []
         self.finished_hooks: list[Callable[[Job], None]] = []
         self.keepers: list[Callable[[Job], bool]] = []
         self.budget: Callable[[float, str | None], tuple[str, float] | None] | None = None
@@ -109,16 +114,12 @@ class ClaudeGate:
             job.wait_reason = None
         return True
 
-    def started(self, job: Job) -> None:
-        """``job`` was launched."""
-        for hook in self.started_hooks:
-            try:
-                hook(job)
-            except Exception:
-                log.exception("job %s: after-start hook failed", job.id)
+    def job_ended(self, job: Job) -> None:
+        """The supervisor's lifecycle: ``job`` ended (:meth:`finished`)."""
+        self.finished(job)
 
     def finished(self, job: Job) -> None:
-        """``job`` finished (or was cancelled while queued)."""
+        """``job`` finished (or was cancelled while queued): tell the ``finished_hooks``."""
         for hook in self.finished_hooks:
             try:
                 hook(job)

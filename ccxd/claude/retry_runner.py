@@ -34,6 +34,7 @@ from ccxd.errors import JobError, RpcError
 from ccxd.protocol import JobReason, JobRetry, StartParams
 from ccxd.redact import REDACTED, is_secret_name
 from ccxd.store.ops import ClaudeState, PendingAttempt
+from ccxd.supervision.lifecycle import LifecycleObserver
 
 if TYPE_CHECKING:
     from ccxd.history.recorder import Recorder
@@ -214,8 +215,11 @@ def without_session_id(params: StartParams) -> StartParams:
 # -- the runner ----------------------------------------------------------------
 
 
-class RetryRunner:
-    """Makes the next attempt of failed Claude jobs and keeps the waits across restarts."""
+class RetryRunner(LifecycleObserver):
+    """Makes the next attempt of failed Claude jobs and keeps the waits across restarts.
+
+    It hears jobs start and end through the supervisor's lifecycle (it subscribes itself).
+    """
 
     def __init__(
         self,
@@ -236,8 +240,7 @@ class RetryRunner:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self.clock = clock
         self._pending: dict[str, PendingAttempt] = {}
-        gate.finished_hooks.append(self.job_finished)
-        gate.started_hooks.append(self.job_started)
+        sup.lifecycle.subscribe(self)
         gate.keepers.append(self.keeps)
 
     def settings_for(self, job: Job) -> RetrySettings:
@@ -260,7 +263,7 @@ class RetryRunner:
         if self._pending.pop(job.id, None) is not None:
             self._save()
 
-    def job_finished(self, job: Job) -> None:
+    def job_ended(self, job: Job) -> None:
         """Decide about a finished job; make and admit its next attempt if retrying."""
         if self._pending.pop(job.id, None) is not None:
             self._save()

@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ccxd.history.estimate import Estimate, Sample, estimate
 from ccxd.history.signature import signature
@@ -24,7 +25,11 @@ from ccxd.store.base import Store, StoreUnavailable
 from ccxd.store.ops import AppendOutput, ClaudeState, RecordDuration, SaveClaudeState, SaveJob
 from ccxd.store.writer import StoreWriter
 from ccxd.supervision import jobfile
+from ccxd.supervision.lifecycle import LifecycleObserver
 from ccxd.supervision.tree import ProcInfo, scan_processes, send_checked
+
+if TYPE_CHECKING:
+    from ccxd.supervision.job import Job
 
 __all__ = ["EstimateSettings", "Recorder"]
 
@@ -60,8 +65,8 @@ class EstimateSettings:
         self.bootstrap = bootstrap
 
 
-class Recorder:
-    """Persists what the supervisor does."""
+class Recorder(LifecycleObserver):
+    """Persists what the supervisor does: it hears every job's record and output (lifecycle.py)."""
 
     def __init__(
         self,
@@ -79,7 +84,18 @@ class Recorder:
         self.recovered: list[str] = []
         """Jobs :meth:`recover` saved from job files or marked lost, until :meth:`forget_recovered`."""
 
-    # -- hooks called by the supervisor ---------------------------------------
+    # -- what the supervisor's lifecycle tells it -----------------------------
+
+    def job_recorded(self, job: Job, info: JobInfo, *, outcome: bool) -> None:
+        """Save the record; learn the duration of a job that just ended."""
+        if outcome:
+            self.job_finished(info)
+        else:
+            self.job_changed(info)
+
+    def job_output(self, job: Job, chunk: Chunk) -> None:
+        """Queue the chunk for the store."""
+        self.output(job.id, chunk)
 
     def job_changed(self, info: JobInfo) -> None:
         """A job was admitted or changed state."""

@@ -133,14 +133,12 @@ class Admission:
         self.running += 1
         if join_groups:
             self.queue.started(job.queue_groups)
-        self.gate.started(job)
 
     def run_ended(self, job: Job, *, left: bool) -> None:
         """``job``'s run is over (``left``: still running, for the next daemon: it keeps its groups)."""
         self.running -= 1
         if not left:
             self.queue.finished(job.queue_groups)
-        self.gate.finished(job)
 
     def start_ready(self) -> None:
         """Start whatever queued jobs may start now, best first (priority, then age).

@@ -1,7 +1,10 @@
 """The seam through which others decide when a queued job may start.
 
 Priorities, groups and dependencies are the queue's (``queue.py``); a gate adds
-implicit groups (``claude``) and per-job waits (a retry's backoff).
+implicit groups (``claude``) and per-job waits (a retry's backoff).  A gate
+that also wants to hear jobs start and end is a
+:class:`~ccxd.supervision.lifecycle.LifecycleObserver` too: the supervisor
+subscribes it when it is set.
 """
 
 from __future__ import annotations
@@ -15,16 +18,10 @@ __all__ = ["JobGate", "OpenGate"]
 
 
 class JobGate(Protocol):
-    """Asked by the supervisor before each start; told of starts and finishes."""
+    """Asked by the supervisor before each start."""
 
     def may_start(self, job: Job) -> bool:
         """True if ``job`` may start now (a free slot is already checked)."""
-
-    def started(self, job: Job) -> None:
-        """``job`` was launched."""
-
-    def finished(self, job: Job) -> None:
-        """``job`` reached its final state (ran, or was cancelled while queued)."""
 
     def outlives_shutdown(self, job: Job) -> bool:
         """True if queued ``job`` is taken over by the next daemon instead of being cancelled."""
@@ -42,12 +39,6 @@ class OpenGate:
     def may_start(self, job: Job) -> bool:
         """Always."""
         return True
-
-    def started(self, job: Job) -> None:
-        """Nothing to track."""
-
-    def finished(self, job: Job) -> None:
-        """Nothing to track."""
 
     def outlives_shutdown(self, job: Job) -> bool:
         """Never: queued jobs are cancelled on shutdown."""

@@ -4,7 +4,8 @@ The supervisor knows nothing about Claude: a :class:`JobKind` may rewrite a
 request (``prepare``) and adjust a job before it is spawned (``made``: argv,
 extra environment, an observer); a :class:`JobObserver` sees every output chunk
 as it is read and the exit before the job is marked finished, and may stop the
-job through the callback it is given.
+job through the callback it is given.  :class:`KindObservers` is how each
+job's observer hears the supervisor's lifecycle (``lifecycle.py``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from ccxd.output.log import Chunk
 from ccxd.protocol import JobReason, StartParams
+from ccxd.supervision.lifecycle import LifecycleObserver
 
 if TYPE_CHECKING:
     from ccxd.supervision.job import Job
+    from ccxd.supervision.reaper import ExitStatus
 
-__all__ = ["JobKind", "JobObserver"]
+__all__ = ["JobKind", "JobObserver", "KindObservers"]
 
 
 class JobObserver(Protocol):
@@ -48,3 +51,22 @@ class JobKind(Protocol):
 
     def made(self, job: Job) -> None:
         """A job was made from prepared params: set ``argv``, ``extra_env``, ``observer``."""
+
+
+class KindObservers(LifecycleObserver):
+    """Tells each job's own observer (its kind's, from ``JobKind.made``) the steps of its process."""
+
+    def job_running(self, job: Job, stop: Callable[[JobReason], None], since: float | None = None) -> None:
+        """The observer starts watching."""
+        if job.observer is not None:
+            job.observer.started(stop, since=since)
+
+    def job_output(self, job: Job, chunk: Chunk) -> None:
+        """The observer sees the chunk."""
+        if job.observer is not None:
+            job.observer.output(chunk.stream, chunk)
+
+    def job_exited(self, job: Job, status: ExitStatus) -> None:
+        """The observer hears the exit before the job is settled."""
+        if job.observer is not None:
+            job.observer.exited(status.code, status.signal)

@@ -4,9 +4,10 @@ It makes jobs (:meth:`Supervisor.make_job`), admits them (``admission.py``
 decides when each starts), runs each through an engine (``engine.py``: pipes,
 or a shim that outlives the daemon), takes back the jobs a previous daemon left
 (``adoption.py``), keeps their files (``jobfiles.py``), and retires finished
-jobs past ``finished_jobs_kept``.  What happens to a job is told to its
-listeners (``Job.add_listener``), its kind's observer, the recorder and the
-hooks.
+jobs (``retention.py``).  Each step of a job is told through one seam,
+``lifecycle.py`` (the recorder, the kinds' observers, the Claude gate and
+retries subscribe); the user's hooks are the one awaited seam, which can refuse
+or change a job.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from ccxd.supervision.gate import JobGate
 from ccxd.supervision.ids import new_job_id
 from ccxd.supervision.job import Job
 from ccxd.supervision.jobfiles import JobFiles
+from ccxd.supervision.lifecycle import Lifecycle, LifecycleObserver
+from ccxd.supervision.observer import KindObservers
 from ccxd.supervision.pipe_engine import PipeEngine
 from ccxd.supervision.queue import JobQueue
 from ccxd.supervision.reaper import ExitStatus, Reaper
@@ -107,6 +110,11 @@ class Supervisor:
         self.default_shell = self.factory.default_shell
         self.kinds = self.factory.kinds
         """Job kinds (Claude) that shape requests and watch their jobs' output."""
+        self.lifecycle = Lifecycle()
+        """Who hears each step of every job (lifecycle.py): the recorder first, then each job's observer."""
+        if recorder is not None:
+            self.lifecycle.subscribe(recorder)
+        self.lifecycle.subscribe(KindObservers())
         self.worktrees = Worktrees(
             config.resolved_state_dir() / "worktrees",
             reaper,
@@ -121,7 +129,10 @@ class Supervisor:
 
     @gate.setter
     def gate(self, gate: JobGate) -> None:
+        self.lifecycle.unsubscribe(self.admission.gate)
         self.admission.gate = gate
+        if isinstance(gate, LifecycleObserver):  # it hears starts and ends (the Claude gate)
+            self.lifecycle.subscribe(gate)
 
     @property
     def queue(self) -> JobQueue[Job]:
@@ -231,7 +242,7 @@ class Supervisor:
         """End a job that never ran (cancelled, or a dependency failed); its error hooks follow."""
         self.admission.remove(job)
         job.finish(reason, error=error)
-        self.gate.finished(job)
+        self.lifecycle.ended(job)
         self._record(job)
         self.retention.retire(job)
         self.admission.dependency_ended(job)
@@ -242,6 +253,7 @@ class Supervisor:
     # -- running --------------------------------------------------------------
 
     def _launch(self, job: Job) -> None:
+        self.lifecycle.started(job)
         job.move(JobState.STARTING)
         self._start_task(job, self._run(job, self._spawn(job)))
 
@@ -272,6 +284,7 @@ class Supervisor:
             self.admission.run_ended(job, left=left)
             # A job left running (shutdown "leave") keeps its group and is recorded as it is.
             if job.finished:
+                self.lifecycle.ended(job)
                 self.resources.release(job)
             self._record(job)
             if job.finished:
@@ -299,23 +312,18 @@ class Supervisor:
         """
         out = job.log
         chunk = out.append(stream, data) if isinstance(data, bytes) else out.append_spooled(stream, data)
-        if self.recorder is not None:
-            self.recorder.output(job.id, chunk)
-        if job.observer is not None:
-            job.observer.output(stream, chunk)
+        self.lifecycle.output(job, chunk)
         return chunk
 
     def job_running(self, job: Job) -> None:
-        """The engine started the job's process: record it and start its observer."""
+        """The engine started the job's process: record it, then its observers watch it."""
         job.move(JobState.RUNNING)
         self._record(job)
-        if job.observer is not None:
-            job.observer.started(lambda reason: self.stop(job, reason))
+        self.lifecycle.running(job, functools.partial(self.stop, job))
 
     def job_exited(self, job: Job, status: ExitStatus) -> None:
-        """The job's process is gone and its output read: its observer hears it, then it is settled."""
-        if job.observer is not None:
-            job.observer.exited(status.code, status.signal)
+        """The job's process is gone and its output read: its observers hear it, then it is settled."""
+        self.lifecycle.exited(job, status)
         settle_exited(job, status, self.resources)
 
     def stop(self, job: Job, reason: JobReason, note: str | None = None) -> None:
@@ -373,14 +381,14 @@ class Supervisor:
             self.jobs[job.id] = job
             job.queue_groups = self.admission.groups_of(job)
             self.admission.launched(job, join_groups=True)
+            self.lifecycle.started(job)
             gone = shimjob.wait_pid(rec.shim_pid, rec.shim_start)
-            if job.observer is not None:
-                # The output so far first, then silences count from the last of it (unless the
-                # job ended while no daemon ran: its exit is read at once).
-                adoption.replay(job)
-                ended = os.path.exists(self.files.exit_path(job.id))
-                since = None if ended else job.last_output_mono
-                job.observer.started(functools.partial(self.stop, job), since=since)
+            # Its observer gets the output so far first, then silences count from the last of
+            # it (unless the job ended while no daemon ran: its exit is read at once).
+            adoption.replay(job)
+            ended = os.path.exists(self.files.exit_path(job.id))
+            since = None if ended else job.last_output_mono
+            self.lifecycle.running(job, functools.partial(self.stop, job), since)
             self._record(job)
             self._start_task(job, self._run(job, self.shim_engine.follow(job, spool, rec.shim_pid, gone)))
             log.info(
@@ -481,20 +489,21 @@ class Supervisor:
         self.background(run())
 
     def _record(self, job: Job) -> None:
-        if self.recorder is not None:
-            if job.finished:
-                info = job.info()
-                self.files.save(info)
-                self.recorder.job_finished(info)
-            else:
-                self.recorder.job_changed(job.info())
+        """Tell the observers the job's record; a finished job's file gets its outcome.
+
+        The job file too: the store is written behind, and a daemon killed before
+        it has the outcome must not lose it.
+        """
+        info = job.info()
+        if job.finished:
+            self.files.save(info)
+        self.lifecycle.recorded(job, info, outcome=job.finished)
 
     def _record_again(self, job: Job) -> None:
         # A finished job's record again, with what its hooks added (durations are not counted twice).
         info = job.info()
         self.files.save(info)
-        if self.recorder is not None:
-            self.recorder.job_changed(info)
+        self.lifecycle.recorded(job, info, outcome=False)
 
     # -- shutdown ---------------------------------------------------------------
 
