@@ -362,7 +362,7 @@ class Daemon:
         cfg = self.config
         self.claude_budgets = budgets = Budgets(lambda: cfg)
         self.supervisor.kinds.append(ClaudeKind(lambda: cfg, budgets))
-        self.claude_gate = ClaudeGate(lambda: cfg.claude_max_concurrent, self.supervisor.kick)
+        self.claude_gate = ClaudeGate(lambda: cfg.claude_max_concurrent, self.supervisor.start_ready)
         self.claude_gate.budget = budgets.spent
         self.claude_gate.finished_hooks.append(lambda job: budgets.job_finished(job, time.time()))
         self.supervisor.gate = self.claude_gate
@@ -559,7 +559,7 @@ class Daemon:
             hooks.reload()
         supervisor = getattr(self, "supervisor", None)
         if supervisor is not None and changed:
-            supervisor.kick()  # larger limits let queued jobs start now
+            supervisor.start_ready()  # larger limits let queued jobs start now
         log.info("config reloaded: %s", ", ".join(changed) or "no changes")
         if ignored:
             log.warning("these settings need a restart to change: %s", ", ".join(ignored))

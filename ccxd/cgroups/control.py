@@ -69,7 +69,7 @@ class ControlledJob(Protocol):
     def finished(self) -> bool:
         """True once the job is over."""
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
         """Tell the job's watchers it changed (a new sample)."""
 
 
@@ -325,7 +325,7 @@ class ResourceControl:
             return
         job.usage = next_usage(job.usage, raw, time.time())
         job.stats_seq += 1
-        job._notify()
+        job.notify()
 
     def _check_limits(self, job: ControlledJob, group: JobCgroup) -> None:
         if job.stop_reason is not None or job.usage is None:

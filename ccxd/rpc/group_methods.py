@@ -53,7 +53,7 @@ def register_group_methods(dispatcher: Dispatcher, sup: Supervisor) -> None:
             rule.override = p.parallel or None
         if p.paused is not None:
             rule.paused = p.paused
-        sup.kick()  # a larger limit or a resume lets queued jobs start now
+        sup.start_ready()  # a larger limit or a resume lets queued jobs start now
         return describe(p.name)
 
     table: dict[str, Callable[..., object]] = {"group.list": list_groups, "group.set": set_group}

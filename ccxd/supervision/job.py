@@ -207,8 +207,6 @@ class Job:
         for cb in list(self._listeners):
             cb()
 
-    _notify = notify  # the name cgroups/control.py still calls
-
     # -- views ----------------------------------------------------------------
 
     def secrets(self) -> frozenset[str]:

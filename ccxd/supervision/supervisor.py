@@ -143,7 +143,7 @@ class Supervisor:
         """Start whatever queued jobs may start now (a wait ended, a group grew)."""
         self.admission.start_ready()
 
-    kick = start_ready  # the name the Claude gate's callers (and their tests) pass
+    kick = start_ready  # the older name, which tests/hooks and tests/integration still pass
 
     # -- queries --------------------------------------------------------------
 
