@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from ccxd.output.shimformat import CUT_STREAM, SPOOL_RECORD
-from ccxd.output.spool import Spool, _pread
+from ccxd.output.spool import Spool, _borrowers
 
 __all__ = ["CUT_STREAM", "FollowedSpool"]
 
@@ -108,6 +108,9 @@ class FollowedSpool(Spool):
             self.error = f"the daemon could not open the spool its shim wrote: {self.open_error}"
             log.error("spool %s: %s", self.index_path.name, self.error)
         self._done = True
+        self._finished = True
+        self._block = b""
+        _borrowers.pop(self, None)
         for fd in (self._data_r, self._index_r):
             if fd >= 0:
                 os.close(fd)
@@ -117,11 +120,7 @@ class FollowedSpool(Spool):
         """The index record of chunk ``seq``, if taken in already."""
         if seq < 0 or seq >= self.records:
             return None
-        raw = _pread(self._index_r, self.index_path, SPOOL_RECORD.size, seq * SPOOL_RECORD.size)
-        if len(raw) < SPOOL_RECORD.size:
-            return None
-        offset, length, stream = SPOOL_RECORD.unpack(raw)
-        return offset, length, stream
+        return self._indexed(seq, self.records)
 
     def take_new(self) -> list[tuple[int, int]]:
         """Chunks the shim wrote since the last call (about READ_BYTES), as (stream, length).

@@ -16,6 +16,7 @@ the job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -29,6 +30,39 @@ __all__ = ["Spool", "SpoolRecord", "read_spool", "remove_spool", "spooled_jobs"]
 log = logging.getLogger("ccxd.output")
 
 _FLUSH_AT = 1024 * 1024
+_BORROWERS_MAX = 4
+_INDEX_BLOCK = 256
+"""Index records read at once by a reader (3,328 bytes)."""
+"""Finished spools that may hold their read descriptors between reads at once (LRU)."""
+_BORROW_IDLE = 1.0
+"""Seconds after its last read that a spool gives its borrowed descriptors back (a reader that left)."""
+_borrowers: dict[Spool, float] = {}
+"""Spools holding borrowed read descriptors, least recently read first, with the time of that read."""
+_sweeping = False
+
+
+def _sweep() -> None:
+    """Give back what readers that stopped half way left borrowed; again later while some remain."""
+    global _sweeping
+    idle = time.monotonic() - _BORROW_IDLE
+    for spool in [s for s, last in _borrowers.items() if last <= idle]:
+        spool._give_back()
+    _sweeping = False
+    _arm_sweep()
+
+
+def _arm_sweep() -> None:
+    global _sweeping
+    if _sweeping or not _borrowers:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop (a tool, a test): the least recently read give them back to newer ones
+    _sweeping = True
+    loop.call_later(_BORROW_IDLE, _sweep)
+
+
 FLUSH_INTERVAL = 0.01
 """Seconds a burst of output may wait in memory before it is written."""
 SpoolRecord = tuple[int, int, int]
@@ -57,6 +91,10 @@ class Spool:
         self._index_w: int | None = None
         self._data_r = self._index_r = -1
         self._writing = True
+        self._finished = False  # the writer is closed: reads open the files (or borrow them)
+        self._retired = False  # closed for good: reads open the files for the one read
+        self._block = b""  # index records read ahead for a reader going through them in order
+        self._block_first = 0
         self.created = False
         """True once the files exist (seen or made here); a spool that never had any needs no removal."""
 
@@ -143,26 +181,90 @@ class Spool:
             self.flush()
             if seq >= self.records:
                 return None
-        raw = _pread(self._index_r, self.index_path, _RECORD.size, seq * _RECORD.size)
-        if len(raw) < _RECORD.size:
-            return None
-        offset, length, stream = _RECORD.unpack(raw)
+        return self._indexed(seq, self.flushed_records)
+
+    def _indexed(self, seq: int, known: int) -> SpoolRecord | None:
+        """Record ``seq`` of the ``known`` ones on disk, read ``_INDEX_BLOCK`` records at a time.
+
+        Records on disk never change, and readers go through them in order: one
+        read of the index per block instead of one per chunk.
+        """
+        size = _RECORD.size
+        i = seq - self._block_first
+        if not 0 <= i < len(self._block) // size:
+            count = min(_INDEX_BLOCK, known - seq)
+            self._block = _pread(self._index_r, self.index_path, size * count, seq * size)
+            self._block_first, i = seq, 0
+            if len(self._block) < size:
+                return None
+        offset, length, stream = _RECORD.unpack_from(self._block, i * size)
         return offset, length, stream
 
     def read(self, seq: int) -> tuple[SpoolRecord, bytes] | None:
         """Chunk ``seq``: its record and its bytes."""
+        self._borrow()
         rec = self.record(seq)
         if rec is None:
+            self._give_back()
             return None
         data = _pread(self._data_r, self.data_path, rec[1], rec[0])
+        if seq >= self.records - 1:
+            self._give_back()  # a reader that reached the end needs them no more
         return (rec, data) if len(data) == rec[1] else None
 
     def read_at(self, offset: int, length: int) -> bytes:
         """``length`` bytes of the data file at ``offset``; OSError if they are not all there."""
+        self._borrow()
         data = _pread(self._data_r, self.data_path, length, offset)
+        if len(data) != length or offset + length >= self.size:
+            self._give_back()
         if len(data) != length:
             raise OSError(f"spool {self.data_path.name} holds {len(data)} of {length} bytes at {offset}")
         return data
+
+    def _borrow(self) -> None:
+        """Hold the read descriptors of a finished spool while a reader goes through it.
+
+        A finished job's spool holds no descriptor (there may be thousands of
+        them), so each read used to open and close both files; a subscriber
+        that fell behind a fast job read its whole tail that way, four system
+        calls more per chunk.  Now a reader borrows them until it reads the
+        last chunk, or stops reading for ``_BORROW_IDLE``; at most
+        ``_BORROWERS_MAX`` spools hold them at once (the least recently read
+        gives them back first).
+        """
+        if self._index_r >= 0:
+            if self in _borrowers:  # most recently read last
+                del _borrowers[self]
+                _borrowers[self] = time.monotonic()
+            return
+        if not self._finished or self._retired or not self.created:
+            return
+        try:
+            index = os.open(self.index_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            data = os.open(self.data_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(index)
+            return
+        self._index_r, self._data_r = index, data
+        _borrowers[self] = time.monotonic()
+        while len(_borrowers) > _BORROWERS_MAX:
+            next(iter(_borrowers))._give_back()
+        _arm_sweep()
+
+    def _give_back(self) -> None:
+        """Close borrowed read descriptors (nothing if none are borrowed)."""
+        self._block = b""
+        if self not in _borrowers:
+            return
+        del _borrowers[self]
+        for fd in (self._data_r, self._index_r):
+            if fd >= 0:
+                os.close(fd)
+        self._data_r = self._index_r = -1
 
     def count(self, length: int) -> None:
         """Count a chunk another process wrote to the spool (:class:`~ccxd.output.follower.FollowedSpool`)."""
@@ -170,6 +272,7 @@ class Spool:
 
     def seq_at(self, offset: int) -> int:
         """The first chunk whose bytes end after ``offset`` (``records`` if none)."""
+        borrowed = self in _borrowers
         lo, hi = 0, self.records
         while lo < hi:
             mid = (lo + hi) // 2
@@ -178,6 +281,8 @@ class Spool:
                 hi = mid
             else:
                 lo = mid + 1
+        if not borrowed:
+            self._give_back()
         return lo
 
     def close_writer(self) -> None:
@@ -190,6 +295,9 @@ class Spool:
         if self._data_w is not None and not self.cut:
             self.flush()
         self._writing = False
+        self._finished = True
+        self._block = b""
+        _borrowers.pop(self, None)
         for fd in (self._data_w, self._index_w, self._data_r, self._index_r):
             if fd is not None and fd >= 0:
                 os.close(fd)
@@ -197,7 +305,8 @@ class Spool:
         self._data_r = self._index_r = -1
 
     def close(self) -> None:
-        """Release every file descriptor."""
+        """Release every file descriptor; later reads open the files for the one read."""
+        self._retired = True
         self.close_writer()
 
     def remove(self) -> None:
