@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ctx = Context(quick=args.quick, out=args.out, runs=args.runs, soak_minutes=args.soak_minutes)
     info = machine.describe()
+    if str(info["ccxd-shim"]).startswith("MISSING"):
+        ctx.log(f"WARNING: ccxd-shim {info['ccxd-shim']}: the figures are not those of a default install")
     if not info["idle at start"]:
         ctx.log(
             f"WARNING: the machine is not idle (load {info['load at start']}): rates will not be comparable "

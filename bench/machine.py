@@ -89,6 +89,14 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _shim() -> str:
+    """The job shim the daemons will use: without one, jobs run under the pipe engine (other figures)."""
+    from ccxd.supervision.shim import find_shim
+
+    path = find_shim()
+    return path if path else "MISSING (jobs run without it: build it with python -m ccxd.supervision.shim)"
+
+
 def load1() -> float:
     """The 1-minute load average."""
     return os.getloadavg()[0]
@@ -114,6 +122,7 @@ def describe() -> dict[str, Any]:
         "task-spooler": _dpkg_version("task-spooler"),
         "file create": f"{file_create_ms():.2f} ms",
         "processes": sum(1 for p in os.listdir("/proc") if p.isdigit()),
+        "ccxd-shim": _shim(),
         "load at start": loadavg(),
         "idle at start": load1() <= IDLE_LOAD,
     }
