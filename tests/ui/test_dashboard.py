@@ -432,3 +432,26 @@ def test_a_stopped_daemon_is_told_apart_from_an_ended_session(daemon_factory, br
     d.stop()
     wait(browser, 20).until(lambda b: b.execute_script("return document.body.dataset.conn") == "unreachable")
     assert "not reachable" in browser.find_element(By.ID, "conn").text
+
+
+def test_download_saves_the_exact_bytes_even_when_not_utf8(ui_daemon, browser, tmp_path: Path):
+    d = ui_daemon
+    job_id = start(d, "printf 'text \\377\\376 not utf-8\\n'; echo 'on stderr' >&2; printf 'end\\n'")
+    wait(browser).until(lambda b: rpc(d, "job.get", {"job_id": job_id})["state"] == "finished")
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+    )
+    login(browser, d, f"#/job/{job_id}")
+    wait(browser).until(
+        lambda b: b.find_element(By.CSS_SELECTOR, f"button[aria-label='Show output of job {job_id}']")
+    ).click()
+    wait(browser).until(lambda b: "end" in terminal_text(b, job_id))
+    browser.find_element(By.CSS_SELECTOR, f"button[aria-label='Download output of job {job_id}']").click()
+    saved = tmp_path / f"ccxd-{job_id}.out"
+    wait(browser).until(lambda b: saved.exists() and saved.stat().st_size > 0)
+    read = rpc(d, "job.read", {"job_id": job_id})["chunks"]
+    expected = b"".join(
+        base64.b64decode(c["data"]) if c.get("encoding") == "base64" else c["data"].encode() for c in read
+    )
+    assert saved.read_bytes() == expected
+    assert b"\xff\xfe not utf-8\n" in expected and b"on stderr\n" in expected
