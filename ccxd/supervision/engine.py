@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Protocol
 from ccxd.config import Config
 from ccxd.output.log import Chunk
 from ccxd.output.spool import Spool
+from ccxd.proc.reaper import ExitStatus, Reaper
 from ccxd.protocol import JobReason
 from ccxd.supervision.deadline import LimitTimer, guard_note
-from ccxd.supervision.reaper import ExitStatus, Reaper
 
 if TYPE_CHECKING:
     from ccxd.cgroups.control import ResourceControl

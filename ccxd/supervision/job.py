@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ccxd.output.log import OutputLog
+from ccxd.proc.tree import ProcessTree
 from ccxd.protocol import (
     HookOutcome,
     JobInfo,
@@ -22,7 +23,6 @@ from ccxd.protocol import (
 from ccxd.redact import REDACTED, is_secret_name, redact_argv, redact_text, secret_values
 from ccxd.supervision.queue import priority_value
 from ccxd.supervision.state import check_transition
-from ccxd.supervision.tree import ProcessTree
 
 if TYPE_CHECKING:
     from ccxd.cgroups.base import JobCgroup

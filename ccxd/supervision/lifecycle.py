@@ -23,8 +23,8 @@ from ccxd.output.log import Chunk
 from ccxd.protocol import JobInfo, JobReason
 
 if TYPE_CHECKING:
+    from ccxd.proc.reaper import ExitStatus
     from ccxd.supervision.job import Job
-    from ccxd.supervision.reaper import ExitStatus
 
 __all__ = ["Lifecycle", "LifecycleObserver"]
 

@@ -18,8 +18,8 @@ from ccxd.protocol import JobReason, StartParams
 from ccxd.supervision.lifecycle import LifecycleObserver
 
 if TYPE_CHECKING:
+    from ccxd.proc.reaper import ExitStatus
     from ccxd.supervision.job import Job
-    from ccxd.supervision.reaper import ExitStatus
 
 __all__ = ["JobKind", "JobObserver", "KindObservers"]
 

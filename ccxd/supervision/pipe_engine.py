@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from ccxd.output.chunker import Utf8Chunker
 from ccxd.output.spool import FLUSH_INTERVAL, Spool
+from ccxd.proc.spawn import SpawnError, spawn, write_input
 from ccxd.protocol import JobReason
 from ccxd.redact import redact_text
 from ccxd.supervision.engine import PIPE_LINGER, EngineHost, arm_timers, short
-from ccxd.supervision.spawn import SpawnError, spawn, write_input
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ccxd.output.follower import FollowedSpool
+from ccxd.proc.spawn import SpawnError
 from ccxd.protocol import JobReason, JobState
 from ccxd.redact import redact_text
 from ccxd.supervision import adoption, shimjob
 from ccxd.supervision.engine import PIPE_LINGER, EngineHost, arm_timers, short
 from ccxd.supervision.jobfiles import JobFiles
 from ccxd.supervision.shimserver import ShimServer
-from ccxd.supervision.spawn import SpawnError
 from ccxd.supervision.spoolwatch import SpoolWatch
 
 if TYPE_CHECKING:

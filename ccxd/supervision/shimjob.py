@@ -31,12 +31,12 @@ import msgspec
 from ccxd import fdlimit
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.shimformat import DONE_STREAM, EXIT_STREAM
+from ccxd.proc.reaper import ExitStatus
+from ccxd.proc.spawn import SpawnError, _explain
+from ccxd.proc.tree import read_stat
 from ccxd.protocol import JobInfo, StartParams
 from ccxd.supervision import jobfile
-from ccxd.supervision.reaper import ExitStatus
 from ccxd.supervision.shimserver import ServerGone, ShimServer
-from ccxd.supervision.spawn import SpawnError, _explain
-from ccxd.supervision.tree import _read_stat
 
 __all__ = [
     "AdoptRecord",
@@ -491,19 +491,19 @@ def remove_files(spool_dir: Path, job_id: str) -> None:
 
 def pid_alive(pid: int, start: int) -> bool:
     """True while ``pid`` is the (non-zombie) process that started at ``start``."""
-    info = _read_stat(pid)
+    info = read_stat(pid)
     return info is not None and info.start == start and info.state not in ("Z", "X")
 
 
 def is_stopped(pid: int, start: int) -> bool:
     """True if ``pid`` (started at ``start``) is stopped by a signal (a paused job)."""
-    info = _read_stat(pid)
+    info = read_stat(pid)
     return info is not None and info.start == start and info.state == "T"
 
 
 def start_time(pid: int) -> int:
     """The start time of ``pid`` (clock ticks since boot), -1 if it is gone."""
-    info = _read_stat(pid)
+    info = read_stat(pid)
     return info.start if info is not None else -1
 
 

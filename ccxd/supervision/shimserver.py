@@ -32,7 +32,7 @@ import socket
 import subprocess
 
 from ccxd import fdlimit
-from ccxd.supervision.reaper import Reaper
+from ccxd.proc.reaper import Reaper
 
 __all__ = ["REQUEST_MAX", "ServerGone", "ShimServer"]
 

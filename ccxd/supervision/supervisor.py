@@ -30,6 +30,7 @@ from ccxd.config import Config
 from ccxd.errors import JobError, JobNotActive, RpcError, ShuttingDown, UnknownJob
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.log import Chunk
+from ccxd.proc.reaper import ExitStatus, Reaper
 from ccxd.protocol import (
     HookOutcome,
     JobInfo,
@@ -50,7 +51,6 @@ from ccxd.supervision.lifecycle import Lifecycle, LifecycleObserver
 from ccxd.supervision.observer import KindObservers
 from ccxd.supervision.pipe_engine import PipeEngine
 from ccxd.supervision.queue import JobQueue
-from ccxd.supervision.reaper import ExitStatus, Reaper
 from ccxd.supervision.requests import parse_signal
 from ccxd.supervision.retention import Retention
 from ccxd.supervision.shim import find_shim
