@@ -1,7 +1,7 @@
 """What ccxd-shim writes: its spool index records and the stream codes of its records and pipe frames.
 
 The shim's C source (``ccxd/supervision/shim/ccxd-shim.c``) has its own
-``#define`` of each; ``tests/unit/test_shim_format.py`` checks that they agree.
+``#define`` of each; ``tests/protocol/test_shim_format.py`` checks that they agree.
 Streams 0 and 1 are stdout and stderr (:data:`ccxd.protocol.STREAMS`).
 """
 

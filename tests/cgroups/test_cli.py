@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.integration.test_ccxctl import ccxctl
+from tests.ccxctl.test_ccxctl import ccxctl
 
 from .conftest import need_v1
 

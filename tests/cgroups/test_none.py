@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tests.integration.helpers import run_job
+from tests.helpers import run_job
 
 PYTHON = os.path.realpath(sys.executable)
 

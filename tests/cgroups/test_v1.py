@@ -11,7 +11,7 @@ import pytest
 
 from ccxd.protocol import JobFinished, OutputChunk
 from tests.conftest import remove_empty_groups
-from tests.integration.helpers import run_job
+from tests.helpers import run_job
 
 from .conftest import need_v1, v1_mount
 

@@ -14,7 +14,7 @@ import pytest
 
 from ccxd.cgroups.v2 import V2Backend
 from ccxd.protocol import Limits
-from tests.integration.helpers import run_job
+from tests.helpers import run_job
 
 from .conftest import need_v2
 from .test_v1 import ESCAPE, alive

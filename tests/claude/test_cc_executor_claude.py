@@ -11,7 +11,7 @@ import pytest
 
 from tests.claude.cli import claude_env
 from tests.claude.fake_api import FakeApi, Stream, UsageLimit, rate_limited
-from tests.integration.test_cc_executor_compat import LEGACY_ENV, Legacy
+from tests.compat.test_cc_executor import LEGACY_ENV, Legacy
 
 pytestmark = pytest.mark.timeout(240)
 

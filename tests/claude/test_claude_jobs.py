@@ -134,7 +134,7 @@ async def test_hung_stream_is_a_stall_and_the_job_ends(claude_daemon, fake_api, 
     assert job.claude is not None and job.claude.error_class == "stall"
     assert job.reason == "idle_timeout"
     assert time.monotonic() - started < 60
-    from tests.integration.helpers import job_pids
+    from tests.helpers import job_pids
 
     assert job_pids(job.id) == []
 

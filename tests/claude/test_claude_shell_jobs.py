@@ -316,7 +316,7 @@ async def test_a_legacy_execute_of_claude_p_is_retried_and_reads_as_the_cli_woul
     daemon_factory: Any, fake_api: FakeApi, claude_home: Path, cli_dir: Path
 ) -> None:
     # cc_executor's headline use: execute "claude -p '...'", and ccxd retries it.
-    from tests.integration.test_cc_executor_compat import LEGACY_ENV, Legacy
+    from tests.compat.test_cc_executor import LEGACY_ENV, Legacy
 
     cut = Stream(text="a very long answer that is cut", stop_reason="max_tokens")
     fake_api.script(cut, cut, cut, cut)

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from bench.daemon import proc_fd_targets
-from tests.integration.helpers import RawConnection, job_pids
+from tests.helpers import RawConnection, job_pids
 
 
 def daemon_fds(pid: int) -> int:

@@ -68,7 +68,7 @@ async def test_sigkill_while_20_jobs_stream_leaves_every_job_recorded_and_no_pro
 ):
     root = tmp_root / "k"
     # Jobs on plain pipes die with the daemon (recorded lost); under the shim they are
-    # adopted instead (tests/integration/test_adoption.py).
+    # adopted instead (tests/supervision/test_adoption.py).
     d = daemon_factory(root=root, extra_env={"CCXD_JOB_SHIM": "false"})
     c = await d.client()
     ids = []

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.gauntlet.drills import assert_drill_ends_clean, daemon_rss
-from tests.integration.helpers import RawConnection, job_pids
-from tests.integration.test_websocket import assert_response, frames
+from tests.helpers import RawConnection, job_pids
+from tests.transports.test_websocket import assert_response, frames
 
 # -- the Unix socket, fuzzed --------------------------------------------------------------------
 

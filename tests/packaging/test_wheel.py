@@ -27,7 +27,7 @@ import pytest
 
 from ccxd.protocol import JobFinished, OutputChunk
 from tests.conftest import REQUIRE_TOOLS, DaemonProcess, require_tool
-from tests.integration.helpers import job_pids
+from tests.helpers import job_pids
 
 REPO = Path(__file__).resolve().parents[2]
 SHIM = "ccxd/supervision/shim/ccxd-shim"

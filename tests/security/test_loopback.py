@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import connect
 
 from tests.conftest import DaemonProcess, _status_listener
-from tests.integration.helpers import run_job
+from tests.helpers import run_job
 from tests.security.conftest import ATTACKER, SYSTEM_PYTHON, ccxctl, victim_env
 
 

@@ -26,8 +26,8 @@ import pytest
 
 from ccxd.supervision.shim import find_shim
 from tests.conftest import DaemonProcess
-from tests.integration.helpers import RawConnection
-from tests.integration.test_ccxctl import ccxctl
+from tests.helpers import RawConnection
+from tests.ccxctl.test_ccxctl import ccxctl
 
 MARKER_HOOK = """
 from pathlib import Path

@@ -96,7 +96,7 @@ async def test_history_and_output_survive_a_restart(daemon_factory, tmp_root):
 
 async def test_sigkilled_daemon_leaves_lost_jobs_and_no_processes(daemon_factory, tmp_root):
     # Without the shim (job_shim = false) jobs cannot be adopted: the next daemon records them lost.
-    # With it they are adopted (tests/integration/test_adoption.py).
+    # With it they are adopted (tests/supervision/test_adoption.py).
     d = daemon_factory(root=tmp_root / "d", extra_env={"CCXD_JOB_SHIM": "false"})
     c = await d.client()
     ids = []
@@ -233,7 +233,7 @@ async def test_a_daemon_killed_before_the_store_saw_a_job_still_records_it(daemo
     """Records are written behind; a job file on disk covers the window before they land."""
     root = tmp_root / "window"
     # Plain pipes: the running job dies with the daemon and is recorded lost (under the
-    # shim it would be adopted: tests/integration/test_adoption.py).
+    # shim it would be adopted: tests/supervision/test_adoption.py).
     env = {"CCXD_REDIS_URL": redis_server.url, "CCXD_STORE_TIMEOUT": "30", "CCXD_JOB_SHIM": "false"}
     d = daemon_factory(root=root, extra_env=env)
     c = await d.client()

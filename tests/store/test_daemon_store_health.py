@@ -7,7 +7,7 @@ import json
 import time
 
 from ccxd.store import keys
-from tests.integration.test_ccxctl import ccxctl
+from tests.ccxctl.test_ccxctl import ccxctl
 
 from .test_daemon_history import collect, history, wait_store
 from .test_hostile_names import redis_cli

@@ -19,7 +19,7 @@ import pytest
 from ccxd.protocol import JobFinished, JobStarted, OutputChunk, OutputGap, ShutdownParams, ShutdownResult
 from ccxd.supervision.shim import find_shim
 from tests.conftest import REQUIRE_TOOLS
-from tests.integration.helpers import job_pids
+from tests.helpers import job_pids
 
 # Prints "line N" forever, one line every 20 ms.
 COUNTER = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.02; done"

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .helpers import RawConnection, job_pids
+from tests.helpers import RawConnection, job_pids
 
 LEGACY_ENV = {"CCXD_WS_AUTH": "false", "CCXD_WS_LEGACY_PING_INTERVAL": "0.2"}
 

@@ -22,7 +22,7 @@ from ccxd.client.connection import ConnectionLost
 from ccxd.protocol import JobFinished, JobInfo, OutputChunk
 from ccxd.supervision.shim import find_shim
 from tests.conftest import REQUIRE_TOOLS
-from tests.integration.helpers import job_pids
+from tests.helpers import job_pids
 
 
 class DroppingProxy:

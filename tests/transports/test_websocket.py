@@ -40,7 +40,7 @@ from ccxd.protocol import (
 from ccxd.rpc.subscription import FRAME_BYTES
 
 from ..conftest import require_tool
-from .helpers import RawConnection
+from tests.helpers import RawConnection
 
 ERROR_CODES = {int(c) for c in ErrorCode}
 

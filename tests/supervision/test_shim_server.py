@@ -8,9 +8,9 @@ import psutil
 import pytest
 
 from ccxd.protocol import JobStarted
-from tests.integration.helpers import run_job
+from tests.helpers import run_job
 
-from .test_adoption import _need_shim, follow_to_end  # noqa: F401 - an autouse fixture
+from tests.supervision.test_adoption import _need_shim, follow_to_end  # noqa: F401 - an autouse fixture
 
 
 def servers(daemon_pid: int) -> list[psutil.Process]:

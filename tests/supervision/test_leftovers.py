@@ -13,7 +13,7 @@ import pytest
 
 from ccxd.protocol import JobFinished, OutputChunk
 
-from .helpers import job_pids, run_job
+from tests.helpers import job_pids, run_job
 
 LEFTOVERS = {
     "same-group": "sleep 300 &",

@@ -10,7 +10,7 @@ import asyncio
 import subprocess
 import sys
 
-from tests.integration.helpers import run_job
+from tests.helpers import run_job
 from tests.security.conftest import outward_address
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.test_ccxctl import ccxctl
+from tests.ccxctl.test_ccxctl import ccxctl
 
 HOSTILE = ["a:b", "*", "{x}", "new\nline", "s" * 200, "日本語 セッション", "50%", "%3A", ":"]
 

@@ -12,7 +12,7 @@ import psutil
 
 from tests.conftest import require_tool
 
-from .helpers import RawConnection, run_job
+from tests.helpers import RawConnection, run_job
 
 
 def test_socket_and_directory_are_private(daemon):

@@ -7,7 +7,7 @@ import os
 import socket
 import urllib.request
 
-from .helpers import RawConnection, run_job
+from tests.helpers import RawConnection, run_job
 
 
 def _listening_unix(path) -> socket.socket:

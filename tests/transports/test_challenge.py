@@ -18,7 +18,7 @@ from ccxd.transports.challenge import (
     server_nonce_time,
     server_proof,
 )
-from tests.unit.test_auth import Clock, Headers
+from tests.transports.test_auth import Clock, Headers
 
 TOKEN = "t0k3n-" + "x" * 40
 SECRET = TOKEN.encode()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ccxd.supervision.shimjob import DONE_STREAM, EXIT_STREAM, ShimLink, read_exit, read_exit_patiently
-from tests.unit.descriptors import out_of_descriptors
+from tests.descriptors import out_of_descriptors
 
 
 def frame(stream: int, data: bytes) -> bytes:

@@ -11,7 +11,7 @@ from ccxd.protocol import ErrorResponse, Ok, PingResult, Response
 from ccxd.rpc.codec import Call
 from ccxd.rpc.connection import Connection
 from ccxd.rpc.dispatcher import Dispatcher
-from tests.unit.test_dispatcher import FakeSink, Recorder
+from tests.rpc.test_dispatcher import FakeSink, Recorder
 
 
 async def legacy_pong(call: Call, conn: Connection) -> Response | ErrorResponse:

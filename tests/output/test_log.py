@@ -9,7 +9,7 @@ import pytest
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.log import STREAMS, Chunk, OutputLog
 from ccxd.output.spool import _RECORD, Spool
-from tests.unit.descriptors import out_of_descriptors
+from tests.descriptors import out_of_descriptors
 
 
 def ten(i: int) -> bytes:

@@ -15,7 +15,7 @@ from ccxd import paths
 from ccxd.output.spool import spooled_jobs
 from ccxd.protocol import JobFinished
 
-from .helpers import RawConnection, job_pids
+from tests.helpers import RawConnection, job_pids
 
 
 def test_version():

@@ -9,7 +9,7 @@ import socket
 
 from ccxd.protocol import JobFinished, OutputChunk, OutputCut
 
-from .helpers import run_job
+from tests.helpers import run_job
 
 MIB = 1024 * 1024
 

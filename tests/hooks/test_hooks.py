@@ -14,8 +14,8 @@ import pytest
 
 from ccxd.protocol import HistoryParams, HookEvent, JobFinished, JobStarted
 
-from .helpers import RawConnection, run_job
-from .test_ccxctl import ccxctl
+from tests.helpers import RawConnection, run_job
+from tests.ccxctl.test_ccxctl import ccxctl
 
 REWRITE_AND_ANNOTATE = """
 from ccxd.hooks import Hook, HookMatch, HookResult
@@ -338,7 +338,7 @@ async def test_builtin_metrics_in_status_and_prometheus(daemon_factory, tmp_root
 
 
 async def test_cc_executor_hook_status_lists_the_loaded_hooks(daemon_factory, tmp_root):
-    from .test_cc_executor_compat import LEGACY_ENV, Legacy
+    from tests.compat.test_cc_executor import LEGACY_ENV, Legacy
 
     d_hooks = hooks_dir(
         tmp_root, audit="async def a(ctx):\n    return None\nHOOKS = {'error': [a], 'post': [a]}\n"

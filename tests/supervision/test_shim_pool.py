@@ -16,10 +16,10 @@ import pytest
 from ccxd.supervision.shimjob import DONE_STREAM, EXIT_STREAM
 from tests.cgroups.conftest import need_v1, v1_mount
 from tests.conftest import remove_empty_groups
-from tests.integration.helpers import run_job
+from tests.helpers import run_job
 
-from .test_adoption import _need_shim  # noqa: F401 - an autouse fixture
-from .test_shim import shim  # noqa: F401 - a fixture
+from tests.supervision.test_adoption import _need_shim  # noqa: F401 - an autouse fixture
+from tests.supervision.test_shim import shim  # noqa: F401 - a fixture
 
 POOL_IDLE_MAX = 32  # ccxd-shim.c
 

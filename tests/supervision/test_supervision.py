@@ -12,7 +12,7 @@ import pytest
 from ccxd.client import RemoteError
 from ccxd.protocol import JobQueued, JobStarted, OutputChunk
 
-from .helpers import job_pids, run_job
+from tests.helpers import job_pids, run_job
 
 
 async def test_zsh_by_default_and_other_shells_on_request(client):

@@ -19,7 +19,7 @@ import pytest
 from ccxd.protocol import JobFinished, JobStarted, OutputChunk
 from ccxd.supervision.shim import find_shim
 from tests.conftest import REQUIRE_TOOLS, require_tool
-from tests.integration.helpers import run_job
+from tests.helpers import run_job
 
 # One command signature: "for i in {<n>..<n>}; do echo tick $i; sleep <n>; done".
 SHAPE = "for i in {{1..{n}}}; do echo tick $i; sleep {pause}; done"
