@@ -14,7 +14,6 @@ import pytest
 from ccxd import paths
 from ccxd.output.spool import spooled_jobs
 from ccxd.protocol import JobFinished
-
 from tests.helpers import RawConnection, job_pids
 
 

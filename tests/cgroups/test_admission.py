@@ -10,8 +10,8 @@ import sys
 from ccxctl.top import top_rows
 from ccxd.cgroups.admission import admission_block, stretch_factor
 from ccxd.protocol import JobFinished, JobInfo, Limits, Usage
-from tests.helpers import RawConnection
 from tests.ccxctl.test_ccxctl import ccxctl
+from tests.helpers import RawConnection
 
 
 def test_admission_names_the_threshold_that_holds_jobs_back():

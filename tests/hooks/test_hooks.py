@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from ccxd.protocol import HistoryParams, HookEvent, JobFinished, JobStarted
-
-from tests.helpers import RawConnection, run_job
 from tests.ccxctl.test_ccxctl import ccxctl
+from tests.helpers import RawConnection, run_job
 
 REWRITE_AND_ANNOTATE = """
 from ccxd.hooks import Hook, HookMatch, HookResult

@@ -8,7 +8,6 @@ import json
 import socket
 
 from ccxd.protocol import JobFinished, OutputChunk, OutputCut
-
 from tests.helpers import run_job
 
 MIB = 1024 * 1024

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from ccxd.supervision.shim import find_shim
+from tests.ccxctl.test_ccxctl import ccxctl
 from tests.conftest import DaemonProcess
 from tests.helpers import RawConnection
-from tests.ccxctl.test_ccxctl import ccxctl
 
 MARKER_HOOK = """
 from pathlib import Path

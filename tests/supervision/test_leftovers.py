@@ -12,7 +12,6 @@ import asyncio
 import pytest
 
 from ccxd.protocol import JobFinished, OutputChunk
-
 from tests.helpers import job_pids, run_job
 
 LEFTOVERS = {

@@ -17,7 +17,6 @@ from ccxd.supervision.shimjob import DONE_STREAM, EXIT_STREAM
 from tests.cgroups.conftest import need_v1, v1_mount
 from tests.conftest import remove_empty_groups
 from tests.helpers import run_job
-
 from tests.supervision.test_adoption import _need_shim  # noqa: F401 - an autouse fixture
 from tests.supervision.test_shim import shim  # noqa: F401 - a fixture
 

@@ -9,7 +9,6 @@ import pytest
 
 from ccxd.protocol import JobStarted
 from tests.helpers import run_job
-
 from tests.supervision.test_adoption import _need_shim, follow_to_end  # noqa: F401 - an autouse fixture
 
 

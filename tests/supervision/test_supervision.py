@@ -11,7 +11,6 @@ import pytest
 
 from ccxd.client import RemoteError
 from ccxd.protocol import JobQueued, JobStarted, OutputChunk
-
 from tests.helpers import job_pids, run_job
 
 

@@ -11,7 +11,6 @@ import sys
 import psutil
 
 from tests.conftest import require_tool
-
 from tests.helpers import RawConnection, run_job
 
 

@@ -38,9 +38,9 @@ from ccxd.protocol import (
     unpack_output_frame,
 )
 from ccxd.rpc.subscription import FRAME_BYTES
+from tests.helpers import RawConnection
 
 from ..conftest import require_tool
-from tests.helpers import RawConnection
 
 ERROR_CODES = {int(c) for c in ErrorCode}
 
