@@ -11,6 +11,19 @@ from bench.report import Row
 __all__ = ["scale"]
 
 JOB = "print ready; sleep 3600"
+FDS_PER_PAIR = 5
+"""Descriptors the daemon holds per running job and its WebSocket subscriber, rounded up (80 for 20 on 7 Dec 2026)."""
+FD_RESERVE = 0.25
+"""The share of its descriptors the daemon keeps from WebSocket clients (``fd_reserve``'s default)."""
+
+
+def _fd_limit(pid: int) -> int:
+    """The daemon's limit on open files (its soft limit, which it raised to the hard one)."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    return 0
 
 
 def _cpu_percent(pid: int, window: float) -> float:
@@ -24,13 +37,20 @@ def scale(ctx: Context) -> list[Row]:
     n = ctx.pick(10_000, 20)
     window = ctx.pick(10.0, 1.0)
     settings = {"max_concurrent_jobs": str(n + 100), "max_connections": str(n + 100)}
-    # A job holds its spool's two descriptors and its shim's pipe, a subscriber its socket.
-    with BenchDaemon(ctx.log_dir, settings, name="scale", nofile=4 * n + 1024) as d:
+    nofile = int((1024 + FDS_PER_PAIR * n) / (1 - FD_RESERVE))
+    with BenchDaemon(ctx.log_dir, settings, name="scale", nofile=nofile) as d:
         url, token = d.ws_url(), d.token
         # Warm up (imports, first WebSocket) so the baseline is a daemon that has served.
         ctx.client("ws-stream", url, token, "echo warm")
         time.sleep(1)
         base_fds, base_rss = proc_fds(d.pid), proc_rss_kib(d.pid)
+        need = int((base_fds + FDS_PER_PAIR * n) / (1 - FD_RESERVE)) + 1
+        if _fd_limit(d.pid) < need:
+            raise RuntimeError(
+                f"{n:,} jobs with subscribers need about {need:,} descriptors in the daemon, its limit is "
+                f"{_fd_limit(d.pid):,} and could not be raised (no CAP_SYS_RESOURCE here): raise the hard "
+                "limit (ulimit -Hn, LimitNOFILE=) before bench/run"
+            )
         base_cpu = _cpu_percent(d.pid, window)
         client = ctx.spawn_client("ws-scale", url, token, str(n), JOB)
         try:
