@@ -37,6 +37,7 @@ __all__ = [
     "check_tcp_peer",
     "check_unix_peer",
     "client_socket_uids",
+    "from_this_machine",
     "local_peer_uid",
     "proc_net_address",
     "tcp_socket_uids",
@@ -205,7 +206,7 @@ def local_peer_uid(sockname: tuple[str, int], peername: tuple[str, int]) -> int 
     closed its socket; callers treat that as "some user", never as theirs.
     """
     try:
-        if not (_is_loopback(peername[0]) or _same_address(peername[0], sockname[0])):
+        if not from_this_machine(sockname, peername):
             return None
         client = proc_net_address(peername[0], peername[1])
         server = proc_net_address(sockname[0], sockname[1])
@@ -213,6 +214,11 @@ def local_peer_uid(sockname: tuple[str, int], peername: tuple[str, int]) -> int 
         return None
     uids = {uid for table in _read_tables() for uid in client_socket_uids(table, client, server)}
     return uids.pop() if len(uids) == 1 else None
+
+
+def from_this_machine(sockname: tuple[str, int], peername: tuple[str, int]) -> bool:
+    """True when an accepted connection comes from this machine: loopback, or the address it reached."""
+    return _is_loopback(peername[0]) or _same_address(peername[0], sockname[0])
 
 
 def _same_address(a: str, b: str) -> bool:

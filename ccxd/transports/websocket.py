@@ -57,7 +57,7 @@ from ccxd.rpc.connection import Connection
 from ccxd.transports.admission import AdmissionGate, Refusal, Ticket, fd_budget
 from ccxd.transports.auth import Authenticator, is_loopback_host, select_subprotocol
 from ccxd.transports.wsframe import OP_BINARY, frame_header
-from ccxd.trust import local_peer_uid
+from ccxd.trust import from_this_machine, local_peer_uid
 from ccxd.ui.front import UiFront
 
 __all__ = ["SessionHandler", "StartupRefused", "WebSocketServer"]
@@ -394,7 +394,7 @@ class WebSocketServer:
         if path == HEALTH_PATH:
             return self._health(ws)
         if self.ui.serves(path):
-            return self.ui.respond(request, lambda: _local_uid(ws))
+            return self.ui.respond(request, lambda: (_local_uid(ws), _from_this_machine(ws)))
         if path not in WS_PATHS:
             return ws.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         addr = _peer_ip(ws)
@@ -498,6 +498,14 @@ def _peer(ws: ServerConnection) -> tuple[str, int]:
 
 def _peer_ip(ws: ServerConnection) -> str:
     return _peer(ws)[0]
+
+
+def _from_this_machine(ws: ServerConnection) -> bool:
+    """True when ``ws`` was opened on this machine (some local user, whether or not known)."""
+    ours, peer = ws.local_address, ws.remote_address
+    if not (isinstance(ours, tuple) and isinstance(peer, tuple) and len(ours) >= 2 and len(peer) >= 2):
+        return False
+    return from_this_machine((str(ours[0]), int(ours[1])), (str(peer[0]), int(peer[1])))
 
 
 def _local_uid(ws: ServerConnection) -> int | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import http
 import logging
+import os
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
@@ -41,8 +42,12 @@ def _one(request: Request, name: str) -> str | None:
 class UiFront:
     """Routes the dashboard's requests and admits its cookie-authenticated upgrades."""
 
-    def __init__(self, tls: bool, host_names: Iterable[str] = (), origins: Iterable[str] = ()) -> None:
+    def __init__(
+        self, tls: bool, host_names: Iterable[str] = (), origins: Iterable[str] = (), owner: int | None = None
+    ) -> None:
         self.tls = tls
+        self.owner = os.getuid() if owner is None else owner
+        """The uid a local browser must run as to log in: the daemon's own."""
         self.logins = Logins()
         self.files = StaticFiles()
         self.hosts = allowed_hosts(host_names, origins)
@@ -51,10 +56,11 @@ class UiFront:
         """True for the paths the dashboard answers (``/``, ``/ui`` and below)."""
         return path in ("/", "/ui") or path.startswith(UI_PATH)
 
-    def respond(self, request: Request, uid: Callable[[], int | None]) -> Response:
+    def respond(self, request: Request, who: Callable[[], tuple[int | None, bool]]) -> Response:
         """The answer to a GET of one of the dashboard's paths (see :meth:`serves`).
 
-        ``uid()`` tells the local user who opened the connection (asked only to log in).
+        ``who()`` tells the local uid that opened the connection (None: remote or
+        unknown) and whether the peer is this machine; asked only to log in.
         """
         split = urlsplit(request.path)
         path = split.path
@@ -68,15 +74,29 @@ class UiFront:
         if path in ("/", "/ui"):
             return simple_response(http.HTTPStatus.FOUND, b"", _HTML, [*extra, ("Location", UI_PATH)])
         if path == LOGIN_PATH:
-            return self._login(dict(parse_qsl(split.query)).get("t", ""), uid(), extra)
+            return self._login(dict(parse_qsl(split.query)).get("t", ""), who(), extra)
         if path == UI_PATH:
             return self.files.get("index.html", _one(request, "If-None-Match"), extra)
         if path.startswith(_STATIC_PREFIX):
             return self.files.get(path[len(_STATIC_PREFIX) :], _one(request, "If-None-Match"), extra)
         return simple_response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain", extra)
 
-    def _login(self, secret: str, uid: int | None, extra: list[tuple[str, str]]) -> Response:
-        """Trade a one-time secret for the session cookie, and leave the address bar without it."""
+    def _login(self, secret: str, who: tuple[int | None, bool], extra: list[tuple[str, str]]) -> Response:
+        """Trade a one-time secret for the session cookie, and leave the address bar without it.
+
+        Another local user can read the URL off the browser's command line: a local
+        login counts only from the daemon's own uid, and a refused one does not spend it.
+        """
+        uid, local = who
+        if uid != self.owner and (uid is not None or local):
+            log.warning(
+                "refused a dashboard login from %s: only uid %d may log in from this machine",
+                f"uid {uid}" if uid is not None else "an unidentified local user",
+                self.owner,
+            )
+            page = _page("Login refused", "Only the user who runs ccxd can log in from this machine.")
+            headers = [*extra, ("Cache-Control", "no-store")]
+            return simple_response(http.HTTPStatus.FORBIDDEN, page, _HTML, headers)
         session = self.logins.redeem(secret, uid) if secret else None
         if session is None:
             log.warning("refused a dashboard login: the link was used already, expired or never made")

@@ -8,6 +8,9 @@ object per attempt on stdout:
   creates MARKER; report the HTTP status and what came back.
 * ``cookie HOST PORT MARKER COOKIE``: as ``ws``, with a dashboard session cookie
   and the dashboard's own ``Origin`` instead of a token.
+* ``login HOST PORT MARKER PATH``: redeem the one-time login PATH (``/ui/login?t=…``,
+  as another user reads it off the browser's command line), then as ``cookie``
+  with the session cookie it got; one object for the login, one for the upgrade.
 * ``guess HOST PORT N``: N opening handshakes, each with another wrong token.
 * ``http HOST PORT [TOKEN]``: ``GET /metrics``; the status and the body.
 * ``unix PATH``: ``GET /metrics`` over a Unix socket; the status, or the error.
@@ -91,6 +94,26 @@ def main() -> None:
         host, port, marker, cookie = args[0], int(args[1]), args[2], args[3]
         request = {"jsonrpc": "2.0", "id": 1, "method": "job.start", "params": {"command": f"touch {marker}"}}
         extra = f"Origin: http://{host}:{port}\r\nCookie: ccxd_session={cookie}\r\n"
+        print(json.dumps(upgrade(host, port, None, frame(json.dumps(request)), extra)), flush=True)
+    elif mode == "login":  # a login URL read off the victim's browser command line
+        host, port, marker, path = args[0], int(args[1]), args[2], args[3]
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            got = b""
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                got += data
+        head = got.partition(b"\r\n\r\n")[0].decode("latin-1")
+        status = int(head.split(" ", 2)[1]) if head.startswith("HTTP/1.1 ") else 0
+        cookie = ""
+        for line in head.split("\r\n"):
+            if line.lower().startswith("set-cookie: ccxd_session="):
+                cookie = line.split("=", 1)[1].split(";", 1)[0]
+        print(json.dumps({"status": status, "cookie": bool(cookie)}), flush=True)
+        request = {"jsonrpc": "2.0", "id": 1, "method": "job.start", "params": {"command": f"touch {marker}"}}
+        extra = f"Origin: http://{host}:{port}\r\nCookie: ccxd_session={cookie or 'none'}\r\n"
         print(json.dumps(upgrade(host, port, None, frame(json.dumps(request)), extra)), flush=True)
     elif mode == "guess":
         host, port, n = args[0], int(args[1]), int(args[2])

@@ -20,17 +20,22 @@ from tests.security.test_loopback import host_port, intrude
 from tests.ui.conftest import rpc
 
 
-def _log_in(d: DaemonProcess) -> str:
-    """The session cookie a browser of the victim gets from a one-time login URL."""
-    url = urlsplit(rpc(d, "ui.login_url")["url"])
+def _get(d: DaemonProcess, path: str) -> tuple[int, str]:
+    """GET ``path`` of the dashboard as the victim: the status and the Set-Cookie header."""
+    url = urlsplit(d.ws_url)
     conn = http.client.HTTPConnection(str(url.hostname), url.port, timeout=10)
     try:
-        conn.request("GET", f"{url.path}?{url.query}")
+        conn.request("GET", path)
         res = conn.getresponse()
-        assert res.status == 303, res.status
-        cookie = res.getheader("Set-Cookie") or ""
+        return res.status, res.getheader("Set-Cookie") or ""
     finally:
         conn.close()
+
+
+def _log_in(d: DaemonProcess) -> str:
+    """The session cookie a browser of the victim gets from a one-time login URL."""
+    status, cookie = _get(d, rpc(d, "ui.login_url")["path"])
+    assert status == 303, status
     assert cookie.startswith("ccxd_session=") and "HttpOnly" in cookie
     return cookie.split(";", 1)[0].split("=", 1)[1]
 
@@ -55,3 +60,20 @@ async def test_another_user_with_the_victims_cookie_and_origin_is_refused(
             if reply.get("id") == 7:
                 break
     assert reply["result"]["pong"] is True
+
+
+async def test_another_user_who_reads_the_login_url_first_cannot_log_in(
+    daemon_factory, lair: Path, tmp_root: Path, attacker: int
+):
+    # The login URL is on the browser's command line, which every local user can read.
+    d: DaemonProcess = daemon_factory()
+    host, port = host_port(d.ws_url)
+    path = rpc(d, "ui.login_url")["path"]
+    marker = tmp_root / "attacker-was-here"
+    login, tried = intrude(lair, "login", host, port, str(marker), path)
+    assert login == {"status": 403, "cookie": False}, login
+    assert tried["status"] == 401 and '"result"' not in tried["got"], tried
+    assert rpc(d, "job.list")["jobs"] == [] and not marker.exists()
+    assert f"uid {attacker}" in d.log(), "the refusal is logged"
+    # The link is not spent: the victim's browser still logs in with it.
+    assert _get(d, path)[0] == 303

@@ -99,17 +99,29 @@ def _request(path: str, **headers: str) -> Request:
 
 
 def test_login_sets_an_httponly_strict_cookie_and_redirects_without_the_secret() -> None:
-    front = UiFront(tls=False)
+    front = UiFront(tls=False, owner=1000)
     secret = front.logins.issue()
-    response = front.respond(_request(f"/ui/login?t={secret}", Host="127.0.0.1:8003"), lambda: 1000)
+    response = front.respond(_request(f"/ui/login?t={secret}", Host="127.0.0.1:8003"), lambda: (1000, True))
     assert response.status_code == http.HTTPStatus.SEE_OTHER
     assert response.headers["Location"] == "/ui/"
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     assert "Secure" not in cookie
-    again = front.respond(_request(f"/ui/login?t={secret}", Host="127.0.0.1:8003"), lambda: 1000)
+    again = front.respond(_request(f"/ui/login?t={secret}", Host="127.0.0.1:8003"), lambda: (1000, True))
     assert again.status_code == http.HTTPStatus.FORBIDDEN
     assert "Set-Cookie" not in again.headers
+
+
+def test_login_counts_only_from_the_daemons_own_uid_or_another_machine() -> None:
+    front = UiFront(tls=False, owner=1000)
+    secret = front.logins.issue()
+    login = _request(f"/ui/login?t={secret}", Host="127.0.0.1:8003")
+    for who in ((1001, True), (None, True), (0, False)):  # another user; a local one unidentified
+        refused = front.respond(login, lambda who=who: who)
+        assert refused.status_code == http.HTTPStatus.FORBIDDEN and "Set-Cookie" not in refused.headers
+        assert b"Only the user who runs ccxd" in refused.body
+    remote = front.respond(login, lambda: (None, False))  # not spent by the refusals
+    assert remote.status_code == http.HTTPStatus.SEE_OTHER and "Set-Cookie" in remote.headers
 
 
 def test_cookie_upgrade_needs_the_pages_own_origin() -> None:
@@ -133,14 +145,17 @@ def test_cookie_upgrade_needs_the_pages_own_origin() -> None:
 
 def test_pages_carry_a_strict_csp_and_refuse_foreign_hosts() -> None:
     front = UiFront(tls=False)
-    page = front.respond(_request("/ui/", Host="127.0.0.1:8003"), lambda: None)
+    page = front.respond(_request("/ui/", Host="127.0.0.1:8003"), lambda: (None, False))
     assert page.status_code == 200
     assert b'<script type="module" src="/ui/static/app.js">' in page.body
     csp = page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert "connect-src 'self' ws://127.0.0.1:8003 wss://127.0.0.1:8003" in csp
-    assert front.respond(_request("/", Host="127.0.0.1:8003"), lambda: None).headers["Location"] == "/ui/"
-    rebound = front.respond(_request("/ui/", Host="evil.example:8003"), lambda: None)
+    assert (
+        front.respond(_request("/", Host="127.0.0.1:8003"), lambda: (None, False)).headers["Location"]
+        == "/ui/"
+    )
+    rebound = front.respond(_request("/ui/", Host="evil.example:8003"), lambda: (None, False))
     assert rebound.status_code == http.HTTPStatus.MISDIRECTED_REQUEST
 
 
