@@ -163,7 +163,10 @@ class History:
     def describe(self) -> str:
         """``redis (embedded)``, ``redis``, ``memory``, or ``… degraded (N pending)``."""
         text = self.writer.describe()
-        if self.embedded is not None and not self.writer.degraded:
+        if self.embedded is not None and self.embedded.loading:
+            # A restarted server loads its append-only file (seconds for a big store); writes are journaled.
+            text += " (embedded): loading its data"
+        elif self.embedded is not None and not self.writer.degraded:
             # Between its death and its restart the writer may not have noticed yet.
             text += " (embedded)" if self.embedded.running else " (embedded): restarting"
         if self.warning is not None:

@@ -83,3 +83,28 @@ async def test_a_server_that_never_answers_is_ended_not_left_beside_the_next(fak
     finally:
         await server.stop()
         reaper.stop()
+
+
+async def test_status_says_the_store_is_loading_while_the_server_loads(fake_redis: Path) -> None:
+    from ccxd.config import Config
+    from ccxd.history.service import History
+    from ccxd.store.memory import MemoryStore
+    from ccxd.store.writer import StoreWriter
+
+    server, reaper = await _start(fake_redis, 100)
+    store = MemoryStore("node")  # the writer's own store: only the embedded server's state is looked at
+    history = History(
+        Config(), store, StoreWriter(store, fake_redis / "journal", journal_limit=1 << 20), server
+    )
+    starting = asyncio.get_running_loop().create_task(server.start(timeout=0.5))
+    try:
+        while not server.loading:
+            assert not starting.done(), "the server never said it was loading"
+            await asyncio.sleep(0.01)
+        assert history.describe() == "memory (embedded): loading its data"
+        await starting
+        assert history.describe() == "memory (embedded)"
+    finally:
+        starting.cancel()
+        await server.stop()
+        reaper.stop()
