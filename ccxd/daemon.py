@@ -33,6 +33,7 @@ from ccxd.hooks.metrics_http import MetricsServer
 from ccxd.hooks.prometheus import render as render_prometheus
 from ccxd.hooks.runner import HookRunner
 from ccxd.notify import Notifier
+from ccxd.proc.reaper import Reaper, become_subreaper
 from ccxd.protocol import CommandMetrics, HistoryParams, Listener, Refusals, ReloadResult
 from ccxd.rpc.claude_methods import register_claude_methods
 from ccxd.rpc.dispatcher import Dispatcher
@@ -43,7 +44,6 @@ from ccxd.rpc.methods import DaemonInfo, register_methods
 from ccxd.rpc.worktree_methods import register_worktree_methods
 from ccxd.store.base import StoreUnavailable
 from ccxd.supervision import jobfile
-from ccxd.supervision.reaper import Reaper, become_subreaper
 from ccxd.supervision.shimjob import load_records
 from ccxd.supervision.supervisor import Supervisor
 from ccxd.systemd_job import unit_job_type

@@ -130,7 +130,7 @@ class ResourceControl:
     def prepare(self, job: ControlledJob, argv: list[str], env: dict[str, str]) -> list[str]:
         """Make the job's group; return the argv that starts the job inside it.
 
-        Raises :class:`ccxd.supervision.spawn.SpawnError` for a program that
+        Raises :class:`ccxd.proc.spawn.SpawnError` for a program that
         cannot run (the wrapper must not turn that into an exit status).
         """
         join_files = self.prepare_group(job)

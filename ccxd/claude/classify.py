@@ -40,7 +40,7 @@ from typing import Final
 
 from msgspec import Struct
 
-from ccxd.claude.events import ApiRetry, Assistant, ClaudeEvent, Init, RateLimit, Result, TextLine
+from ccxd.protocol.claude_events import ApiRetry, Assistant, ClaudeEvent, Init, RateLimit, Result, TextLine
 
 __all__ = ["CLASSES", "Classification", "RunFacts", "classify", "parse_reset_clock"]
 

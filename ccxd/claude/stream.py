@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from ccxd.claude.events import (
+from ccxd.protocol.claude_events import (
     ApiRetry,
     Assistant,
     ClaudeEvent,
