@@ -10,9 +10,10 @@ or serves HTTP/1.1 itself for ``/mcp``.
 
 An ``/mcp`` request is authenticated like a WebSocket handshake
 (:meth:`~ccxd.transports.auth.Authenticator.check`: bearer token, Origin,
-failure limits, ``ws_auth = false`` for the daemon's own user); one that is
-refused gets its status (401, 403, 429) and the connection is closed, having
-reached nothing else.  An authenticated request goes to an ASGI application
+failure limits, ``ws_auth = false`` for the daemon's own user, and then only
+with a ``Host`` that names the daemon: DNS rebinding); one that is refused gets
+its status (401, 403, 421, 429) and the connection is closed, having reached
+nothing else.  An authenticated request goes to an ASGI application
 (``ccxd.mcp.http``, when the ``mcp`` extra is installed; else 501 says so).
 Bodies are bounded by ``max_message_bytes``, open HTTP connections count
 against ``max_connections`` with the WebSocket ones, and an idle keep-alive
@@ -32,6 +33,8 @@ from typing import Any, Protocol, cast
 from ccxd.transports.admission import AdmissionGate, Refusal, Ticket
 from ccxd.transports.auth import Authenticator
 from ccxd.trust import local_peer_uid
+from ccxd.ui.front import UiFront
+from ccxd.ui.guard import host_allowed
 
 __all__ = ["MCP_PATH", "NO_MCP", "App", "HttpFront"]
 
@@ -55,6 +58,7 @@ class Port(Protocol):
     auth: Authenticator
     gate: AdmissionGate
     connections: Any  # the open WebSocket connections (a sized collection)
+    ui: UiFront  # its host names, which a request without a token must name
 
     def _refused_on_accept(self, peer: str, why: Refusal) -> None: ...
 
@@ -328,6 +332,12 @@ class _FrontProtocol(asyncio.Protocol):
             log.log(logging.WARNING if verdict.warn else logging.INFO, "/mcp: %s", verdict.log)
         if verdict.status:
             self._refuse(verdict.status, verdict.body, verdict.headers)
+            return False
+        hosts = headers.get_all("Host")
+        if verdict.via == "none" and not (len(hosts) == 1 and host_allowed(hosts[0], port.ui.hosts)):
+            # Let in without a token (ws_auth = false): a page whose name was rebound to us must not be.
+            log.warning("refused %s at /mcp: Host %r is not this daemon's name", host, ", ".join(hosts)[:100])
+            self._refuse(421, "unknown host\n")
             return False
         if not self.counted:
             if len(port.connections) + self.front.http_open >= port.config.max_connections:

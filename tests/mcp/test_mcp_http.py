@@ -312,3 +312,19 @@ async def test_wrong_tokens_at_mcp_count_with_the_websockets(daemon_factory: obj
         async with ws_connect(daemon.ws_url, additional_headers={"Authorization": f"Bearer {daemon.token}"}):
             pass
     assert refused.value.response.status_code == 429
+
+
+def test_with_ws_auth_off_a_page_whose_name_was_rebound_to_the_port_is_refused(
+    daemon_factory: object,
+) -> None:
+    # DNS rebinding: the browser (the user's uid) believes it talks to evil.example, and may omit Origin.
+    daemon = daemon_factory({"CCXD_WS_AUTH": "false"})  # type: ignore[operator]
+    rebound = f"Host: evil.example:{daemon.ws_port}".encode()
+    for request in (post(INIT, {}, close=True), b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"):
+        answer = raw_exchange(daemon, request.replace(b"Host: 127.0.0.1", rebound))
+        head = answer.partition(b"\r\n\r\n")[0].lower()
+        assert answer.startswith(b"HTTP/1.1 421 ") and b"mcp-session-id" not in head, answer
+    # A client with the token may use any name for the host (a remote one, through its DNS).
+    with_token = post(INIT, {"Authorization": f"Bearer {daemon.token}"}, close=True)
+    assert raw_exchange(daemon, with_token.replace(b"Host: 127.0.0.1", rebound)).startswith(b"HTTP/1.1 200 ")
+
