@@ -13,7 +13,6 @@ or change a job.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import functools
 import logging
 import os
@@ -188,7 +187,7 @@ class Supervisor:
         params = self.factory.prepare(params)
         ends = await stored_ends(params, self.jobs, self.recorder, self.config.store_timeout)
         job_id = new_job_id()
-        outcomes: builtins.list[HookOutcome] = []
+        outcomes: list[HookOutcome] = []
         notes: dict[str, object] = {}
         if self.hooks is not None:  # may change the params, or refuse (HOOK_REFUSED)
             params, outcomes, notes = await self.hooks.pre(params, job_id, peer)
