@@ -13,7 +13,9 @@ An ``/mcp`` request is authenticated like a WebSocket handshake
 failure limits, ``ws_auth = false`` for the daemon's own user, and then only
 with a ``Host`` that names the daemon: DNS rebinding); one that is refused gets
 its status (401, 403, 421, 429) and the connection is closed, having reached
-nothing else.  An authenticated request goes to an ASGI application
+nothing else.  Heads are parsed strictly (no ``Transfer-Encoding``, plain-digit
+``Content-Length``, no control characters): a proxy in front must not read
+another request than the one answered here.  An authenticated request goes to an ASGI application
 (``ccxd.mcp.http``, when the ``mcp`` extra is installed; else 501 says so).
 Bodies are bounded by ``max_message_bytes``, open HTTP connections count
 against ``max_connections`` with the WebSocket ones, and an idle keep-alive
@@ -26,6 +28,7 @@ import asyncio
 import http
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any, Protocol, cast
@@ -44,6 +47,9 @@ MCP_PATH = "/mcp"
 _MAX_LINE = 8192  # longest request line we wait for (websockets' own limit)
 _MAX_HEAD = 64 * 1024  # request line and headers of an /mcp request
 _MAX_BUFFERED = 64 * 1024  # bytes of a next request kept while one is answered
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a method or header name (RFC 9110 token)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # in a header value or target: never valid
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -268,9 +274,10 @@ class _FrontProtocol(asyncio.Protocol):
             self.transport.resume_reading()
         if self.request is None:
             end = self.buf.find(b"\r\n\r\n")
+            if end > _MAX_HEAD or (end < 0 and len(self.buf) > _MAX_HEAD):
+                self._refuse(431, "request head too large\n")
+                return
             if end < 0:
-                if len(self.buf) > _MAX_HEAD:
-                    self._refuse(431, "request head too large\n")
                 return
             request = self._parse_head(bytes(self.buf[:end]).decode("latin-1"))
             if request is None or not self._admit(request.method, request.target, _Headers(request.headers)):
@@ -294,25 +301,27 @@ class _FrontProtocol(asyncio.Protocol):
             self._refuse(400, "bad request line\n")
             return None
         method, target, version = parts
+        if not _TOKEN.fullmatch(method) or _CONTROL.search(target):
+            self._refuse(400, "bad request line\n")
+            return None
         headers: list[tuple[str, str]] = []
         for field in fields:
             name, sep, value = field.partition(":")
-            if not sep or not name or name != name.strip():
+            # A bare LF or a NUL is a line break to some parsers: a proxy in front would read other headers.
+            if not sep or not _TOKEN.fullmatch(name) or _CONTROL.search(value):
                 self._refuse(400, "bad header line\n")
                 return None
-            headers.append((name, value.strip()))
+            headers.append((name, value.strip(" \t")))
         view = _Headers(headers)
         if view.get_all("Transfer-Encoding"):
             self._refuse(411, "send the body with a Content-Length\n")
             return None
         lengths = view.get_all("Content-Length")
-        try:
-            size = int(lengths[0]) if lengths else 0
-            if len(lengths) > 1 or size < 0:
-                raise ValueError
-        except ValueError:
+        # Digits only: int() also takes "+5" and "5_0", which a proxy in front may read otherwise.
+        if len(lengths) > 1 or (lengths and not _DIGITS.fullmatch(lengths[0])):
             self._refuse(400, "bad Content-Length\n")
             return None
+        size = int(lengths[0]) if lengths else 0
         if size > self.front.port.config.max_message_bytes:
             self._refuse(413, "request body too large (max_message_bytes)\n")
             return None

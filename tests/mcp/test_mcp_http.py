@@ -328,3 +328,22 @@ def test_with_ws_auth_off_a_page_whose_name_was_rebound_to_the_port_is_refused(
     with_token = post(INIT, {"Authorization": f"Bearer {daemon.token}"}, close=True)
     assert raw_exchange(daemon, with_token.replace(b"Host: 127.0.0.1", rebound)).startswith(b"HTTP/1.1 200 ")
 
+
+def test_heads_that_another_parser_could_read_otherwise_are_refused(daemon: DaemonProcess) -> None:
+    # A proxy in front that reads them differently would see other requests than the daemon (smuggling).
+    auth = {"Authorization": f"Bearer {daemon.token}"}
+    size = str(len(json.dumps(INIT)))
+    cases = {
+        "signed length": post(INIT, auth, close=True).replace(
+            f"Content-Length: {size}".encode(), f"Content-Length: +{size}".encode()
+        ),
+        "bare LF": post(INIT, {**auth, "X-Note": "a\nContent-Length: 0"}, close=True),
+        "NUL": post(INIT, {**auth, "X-Note": "a\0b"}, close=True),
+        "space in a name": post(INIT, {**auth, "Content-Length ": "0"}, close=True),
+        "head over 64 KiB": post(INIT, {**auth, **{f"X-Pad-{i}": "y" * 1000 for i in range(70)}}, close=True),
+    }
+    for why, request in cases.items():
+        answer = raw_exchange(daemon, request)
+        assert answer.split(b" ", 2)[1] in (b"400", b"431"), (why, answer[:200])
+        assert b"mcp-session-id" not in answer.lower(), why  # the MCP app never saw it
+    assert raw_exchange(daemon, post(INIT, auth, close=True)).startswith(b"HTTP/1.1 200 ")  # still serving
