@@ -23,6 +23,7 @@ per user, not per ``127.0.0.1``.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -217,8 +218,29 @@ def local_peer_uid(sockname: tuple[str, int], peername: tuple[str, int]) -> int 
 
 
 def from_this_machine(sockname: tuple[str, int], peername: tuple[str, int]) -> bool:
-    """True when an accepted connection comes from this machine: loopback, or the address it reached."""
-    return _is_loopback(peername[0]) or _same_address(peername[0], sockname[0])
+    """True when an accepted connection comes from this machine: loopback, or any address of its own.
+
+    A local process may connect to 127.0.0.1 from the machine's outward address;
+    whether an address is ours is asked of the kernel (can a socket be bound to it).
+    """
+    peer = peername[0]
+    return _is_loopback(peer) or _same_address(peer, sockname[0]) or _is_own_address(peer)
+
+
+def _is_own_address(host: str) -> bool:
+    try:
+        addr = _plain(host)
+    except ValueError:
+        return False
+    family = socket.AF_INET if isinstance(addr, ipaddress.IPv4Address) else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((str(addr), 0))
+    except OSError as exc:
+        # Only "not an address of this machine" says remote; anything else (a link-local
+        # address without its scope, no descriptor left) counts as local, the safe side.
+        return exc.errno != errno.EADDRNOTAVAIL
+    return True
 
 
 def _same_address(a: str, b: str) -> bool:

@@ -8,9 +8,11 @@ object per attempt on stdout:
   creates MARKER; report the HTTP status and what came back.
 * ``cookie HOST PORT MARKER COOKIE``: as ``ws``, with a dashboard session cookie
   and the dashboard's own ``Origin`` instead of a token.
-* ``login HOST PORT MARKER PATH``: redeem the one-time login PATH (``/ui/login?t=…``,
-  as another user reads it off the browser's command line), then as ``cookie``
-  with the session cookie it got; one object for the login, one for the upgrade.
+* ``login HOST PORT MARKER PATH [SOURCE]``: redeem the one-time login PATH
+  (``/ui/login?t=…``, as another user reads it off the browser's command line),
+  then as ``cookie`` with the session cookie it got; one object for the login,
+  one for the upgrade.  With SOURCE, both connect from that local address (to
+  look like a remote peer).
 * ``guess HOST PORT N``: N opening handshakes, each with another wrong token.
 * ``http HOST PORT [TOKEN]``: ``GET /metrics``; the status and the body.
 * ``unix PATH``: ``GET /metrics`` over a Unix socket; the status, or the error.
@@ -35,7 +37,9 @@ def frame(text: str) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
-def upgrade(host: str, port: int, token: str | None, then: bytes = b"", extra: str = "") -> dict:
+def upgrade(
+    host: str, port: int, token: str | None, then: bytes = b"", extra: str = "", source: str = ""
+) -> dict:
     key = base64.b64encode(os.urandom(16)).decode()
     head = (
         f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -43,7 +47,9 @@ def upgrade(host: str, port: int, token: str | None, then: bytes = b"", extra: s
     )
     if token is not None:
         head += f"Authorization: Bearer {token}\r\n"
-    with socket.create_connection((host, port), timeout=10) as sock:
+    with socket.create_connection(
+        (host, port), timeout=10, source_address=(source, 0) if source else None
+    ) as sock:
         sock.sendall(head.encode() + b"\r\n" + then)
         got = b""
         try:
@@ -97,7 +103,10 @@ def main() -> None:
         print(json.dumps(upgrade(host, port, None, frame(json.dumps(request)), extra)), flush=True)
     elif mode == "login":  # a login URL read off the victim's browser command line
         host, port, marker, path = args[0], int(args[1]), args[2], args[3]
-        with socket.create_connection((host, port), timeout=10) as sock:
+        source = args[4] if len(args) > 4 else ""
+        with socket.create_connection(
+            (host, port), timeout=10, source_address=(source, 0) if source else None
+        ) as sock:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
             got = b""
             while True:
@@ -114,7 +123,7 @@ def main() -> None:
         print(json.dumps({"status": status, "cookie": bool(cookie)}), flush=True)
         request = {"jsonrpc": "2.0", "id": 1, "method": "job.start", "params": {"command": f"touch {marker}"}}
         extra = f"Origin: http://{host}:{port}\r\nCookie: ccxd_session={cookie or 'none'}\r\n"
-        print(json.dumps(upgrade(host, port, None, frame(json.dumps(request)), extra)), flush=True)
+        print(json.dumps(upgrade(host, port, None, frame(json.dumps(request)), extra, source)), flush=True)
     elif mode == "guess":
         host, port, n = args[0], int(args[1]), int(args[2])
         for i in range(n):

@@ -13,9 +13,11 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from websockets.asyncio.client import connect
 
 from tests.conftest import DaemonProcess
+from tests.security.conftest import outward_address
 from tests.security.test_loopback import host_port, intrude
 from tests.ui.conftest import rpc
 
@@ -62,15 +64,19 @@ async def test_another_user_with_the_victims_cookie_and_origin_is_refused(
     assert reply["result"]["pong"] is True
 
 
+@pytest.mark.parametrize("source", ["loopback", "outward"])
 async def test_another_user_who_reads_the_login_url_first_cannot_log_in(
-    daemon_factory, lair: Path, tmp_root: Path, attacker: int
+    daemon_factory, lair: Path, tmp_root: Path, attacker: int, source: str
 ):
-    # The login URL is on the browser's command line, which every local user can read.
+    # The login URL is on the browser's command line, which every local user can read;
+    # from the machine's outward address the attacker's connection to 127.0.0.1 looks remote.
     d: DaemonProcess = daemon_factory()
     host, port = host_port(d.ws_url)
     path = rpc(d, "ui.login_url")["path"]
     marker = tmp_root / "attacker-was-here"
-    login, tried = intrude(lair, "login", host, port, str(marker), path)
+    login, tried = intrude(
+        lair, "login", host, port, str(marker), path, *([outward_address()] if source == "outward" else [])
+    )
     assert login == {"status": 403, "cookie": False}, login
     assert tried["status"] == 401 and '"result"' not in tried["got"], tried
     assert rpc(d, "job.list")["jobs"] == [] and not marker.exists()
