@@ -69,7 +69,9 @@ class UiFront:
             log.warning(
                 "refused a dashboard request for Host %r (not this daemon's name)", (host or "")[:100]
             )
-            return simple_response(http.HTTPStatus.MISDIRECTED_REQUEST, b"unknown host\n", "text/plain")
+            return simple_response(
+                http.HTTPStatus.MISDIRECTED_REQUEST, b"unknown host\n", "text/plain", security_headers(None)
+            )
         extra = security_headers(host.strip().lower())
         if path in ("/", "/ui"):
             return simple_response(http.HTTPStatus.FOUND, b"", _HTML, [*extra, ("Location", UI_PATH)])

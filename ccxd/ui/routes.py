@@ -33,14 +33,16 @@ _TYPES = {
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-def security_headers(host: str) -> list[tuple[str, str]]:
+def security_headers(host: str | None) -> list[tuple[str, str]]:
     """Headers every dashboard answer carries: a strict CSP (no inline script, no framing) and friends.
 
-    ``host`` is the request's checked ``Host``: the page's WebSocket goes there and nowhere else.
+    ``host`` is the request's checked ``Host``: the page's WebSocket goes there and nowhere else
+    (None for an answer to a refused ``Host``: nowhere).
     """
+    sockets = f" ws://{host} wss://{host}" if host is not None else ""
     csp = (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"font-src 'self'; connect-src 'self' ws://{host} wss://{host}; manifest-src 'self'; "
+        f"font-src 'self'; connect-src 'self'{sockets}; manifest-src 'self'; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
     return [

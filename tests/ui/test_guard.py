@@ -157,6 +157,9 @@ def test_pages_carry_a_strict_csp_and_refuse_foreign_hosts() -> None:
     )
     rebound = front.respond(_request("/ui/", Host="evil.example:8003"), lambda: (None, False))
     assert rebound.status_code == http.HTTPStatus.MISDIRECTED_REQUEST
+    # Refusals carry the same headers: a browser must not sniff or frame even an error.
+    assert rebound.headers["X-Content-Type-Options"] == "nosniff"
+    assert "connect-src 'self';" in rebound.headers["Content-Security-Policy"]
 
 
 def test_static_files_cache_and_refuse_escapes() -> None:
