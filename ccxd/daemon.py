@@ -501,7 +501,7 @@ class Daemon:
             except ImportError as exc:
                 log.warning("a client asked for MCP at /mcp, but %s: pip install 'ccxd[mcp]'", exc)
                 return None
-            app = module.McpHttpApp(socket_path, max_body)
+            app = module.McpHttpApp(socket_path, max_body, self.config.max_connections)
             await app.start()
             return cast(App, app)
 

@@ -30,12 +30,16 @@ __all__ = ["McpHttpApp"]
 log = logging.getLogger("ccxd.mcp.http")
 
 _IDLE_SESSION = 3600.0  # seconds a session with no request in flight is kept
+_MAX_SESSIONS = 1024  # each holds ~85 KiB for up to an hour; clients that never DELETE pile them up
 
 
 class McpHttpApp:
-    """The ``/mcp`` ASGI app and its session manager's lifetime (:meth:`start`, :meth:`stop`)."""
+    """The ``/mcp`` ASGI app and its session manager's lifetime (:meth:`start`, :meth:`stop`).
 
-    def __init__(self, socket_path: Path, max_body: int) -> None:
+    At most ``max_sessions`` sessions (and never over 1024) are open at once; a new one beyond gets 503.
+    """
+
+    def __init__(self, socket_path: Path, max_body: int, max_sessions: int = _MAX_SESSIONS) -> None:
         async def opener() -> Client:
             return await connect(socket_path)
 
@@ -46,6 +50,7 @@ class McpHttpApp:
             security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
             session_idle_timeout=_IDLE_SESSION,
             max_request_body_size=max_body,
+            max_sessions=min(max_sessions, _MAX_SESSIONS),
         )
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()

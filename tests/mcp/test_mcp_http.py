@@ -347,3 +347,13 @@ def test_heads_that_another_parser_could_read_otherwise_are_refused(daemon: Daem
         assert answer.split(b" ", 2)[1] in (b"400", b"431"), (why, answer[:200])
         assert b"mcp-session-id" not in answer.lower(), why  # the MCP app never saw it
     assert raw_exchange(daemon, post(INIT, auth, close=True)).startswith(b"HTTP/1.1 200 ")  # still serving
+
+
+def test_sessions_are_bounded_and_one_over_the_bound_is_told_so(daemon_factory: object) -> None:
+    # Clients that never DELETE their session must not pile them up in the daemon's memory.
+    daemon = daemon_factory({"CCXD_MAX_CONNECTIONS": "3"})  # type: ignore[operator]
+    auth = {"Authorization": f"Bearer {daemon.token}"}
+    opened = [raw_exchange(daemon, post(INIT, auth, close=True)) for _ in range(3)]
+    assert all(a.startswith(b"HTTP/1.1 200 ") and b"mcp-session-id" in a.lower() for a in opened)
+    over = raw_exchange(daemon, post(INIT, auth, close=True))
+    assert over.startswith(b"HTTP/1.1 503 ") and b"Too many open sessions" in over, over
