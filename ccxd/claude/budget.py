@@ -22,7 +22,7 @@ from ccxd.config import Config
 from ccxd.protocol import ClaudeBudget, ClaudeGroupBudget, JobInfo
 
 if TYPE_CHECKING:
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = [
     "Budgets",

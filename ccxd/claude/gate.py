@@ -33,10 +33,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ccxd.supervision.lifecycle import LifecycleObserver
+from ccxd.jobs.lifecycle import LifecycleObserver
 
 if TYPE_CHECKING:
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = ["ClaudeGate", "is_claude_job"]
 

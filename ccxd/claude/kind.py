@@ -1,4 +1,4 @@
-"""Claude jobs as a job kind: the supervisor's seam (:class:`~ccxd.supervision.observer.JobKind`).
+"""Claude jobs as a job kind: the supervisor's seam (:class:`~ccxd.jobs.observer.JobKind`).
 
 ``prepare`` builds the argv of ``kind: "claude"`` requests; ``made`` gives
 every Claude job (``kind: "claude"``, an argv whose program is ``claude``, or a
@@ -34,7 +34,7 @@ from ccxd.errors import RpcError
 from ccxd.protocol import ErrorCode, StartParams
 
 if TYPE_CHECKING:
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = ["ClaudeKind"]
 

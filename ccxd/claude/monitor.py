@@ -41,7 +41,7 @@ from ccxd.protocol import ClaudeEventNote, ClaudeInfo, JobReason, Notification, 
 
 if TYPE_CHECKING:
     from ccxd.claude.shell_command import ShellClaude
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = ["RESULT_KEEP", "ClaudeMonitor"]
 

@@ -31,15 +31,15 @@ from ccxd.claude.retry_policy import STALLED, Decision, Failure, RetrySettings, 
 from ccxd.claude.shell_command import ShellClaude, recognise
 from ccxd.config import Config
 from ccxd.errors import JobError, RpcError
+from ccxd.jobs.lifecycle import LifecycleObserver
 from ccxd.protocol import JobReason, JobRetry, StartParams
 from ccxd.redact import REDACTED, is_secret_name
 from ccxd.store.ops import ClaudeState, PendingAttempt
-from ccxd.supervision.lifecycle import LifecycleObserver
 
 if TYPE_CHECKING:
     from ccxd.history.recorder import Recorder
+    from ccxd.jobs.job import Job
     from ccxd.store.base import Store
-    from ccxd.supervision.job import Job
     from ccxd.supervision.supervisor import Supervisor
 
 __all__ = ["MAX_TOKENS_ENV", "RetryRunner", "failure_of", "settings_from_config"]

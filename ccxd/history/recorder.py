@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from ccxd.history.estimate import Estimate, Sample, estimate
 from ccxd.history.signature import signature
+from ccxd.jobs import jobfile
+from ccxd.jobs.lifecycle import LifecycleObserver
 from ccxd.output.log import Chunk
 from ccxd.output.spool import read_spool
 from ccxd.proc.tree import ProcInfo, scan_processes, send_checked
@@ -25,11 +27,9 @@ from ccxd.protocol import JobInfo, JobReason, JobState
 from ccxd.store.base import Store, StoreUnavailable
 from ccxd.store.ops import AppendOutput, ClaudeState, RecordDuration, SaveClaudeState, SaveJob
 from ccxd.store.writer import StoreWriter
-from ccxd.supervision import jobfile
-from ccxd.supervision.lifecycle import LifecycleObserver
 
 if TYPE_CHECKING:
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = ["EstimateSettings", "Recorder"]
 

@@ -43,6 +43,7 @@ from ccxd.hooks.command import HookFailure, from_json_answer, interpret, run_com
 from ccxd.hooks.context import HookContext, HookResult, OutputSummary, make_context, output_summary
 from ccxd.hooks.registry import BuiltinFactory, Registry
 from ccxd.hooks.spec import HookSpec
+from ccxd.jobs.job import Job
 from ccxd.proc.reaper import Reaper
 from ccxd.protocol import (
     ErrorCode,
@@ -56,7 +57,6 @@ from ccxd.protocol import (
     JobState,
     StartParams,
 )
-from ccxd.supervision.job import Job
 
 __all__ = ["ERROR_EVENTS", "HookRunner", "apply_update"]
 

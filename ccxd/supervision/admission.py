@@ -25,7 +25,7 @@ from ccxd.supervision.queue import JobQueue, priority_value
 if TYPE_CHECKING:
     from ccxd.cgroups.control import ResourceControl
     from ccxd.history.recorder import Recorder
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = ["Admission", "outcome", "stored_ends", "succeeded"]
 

@@ -36,7 +36,7 @@ from ccxd.supervision import shimjob
 
 if TYPE_CHECKING:
     from ccxd.cgroups.control import ResourceControl
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
     from ccxd.supervision.jobfiles import JobFiles
 
 __all__ = [

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from ccxd.protocol import JobState
 
 if TYPE_CHECKING:
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = ["LimitTimer", "due", "guard_note"]
 

@@ -26,7 +26,7 @@ from ccxd.supervision.deadline import LimitTimer, guard_note
 
 if TYPE_CHECKING:
     from ccxd.cgroups.control import ResourceControl
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = ["PIPE_LINGER", "Engine", "EngineHost", "arm_timers", "job_env", "settle_exited", "short"]
 

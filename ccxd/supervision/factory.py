@@ -15,13 +15,13 @@ import msgspec
 from ccxd.cgroups.control import ResourceControl
 from ccxd.config import Config
 from ccxd.errors import InvalidRequest
+from ccxd.jobs.job import Job
+from ccxd.jobs.observer import JobKind
 from ccxd.output.log import OutputLog
 from ccxd.protocol import Limits, StartParams
 from ccxd.redact import secret_values
 from ccxd.supervision.engine import Engine
 from ccxd.supervision.ids import new_job_id
-from ccxd.supervision.job import Job
-from ccxd.supervision.observer import JobKind
 from ccxd.supervision.requests import check_text, shell_name
 from ccxd.supervision.shell import resolve_shell
 

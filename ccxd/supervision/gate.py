@@ -3,7 +3,7 @@
 Priorities, groups and dependencies are the queue's (``queue.py``); a gate adds
 implicit groups (``claude``) and per-job waits (a retry's backoff).  A gate
 that also wants to hear jobs start and end is a
-:class:`~ccxd.supervision.lifecycle.LifecycleObserver` too: the supervisor
+:class:`~ccxd.jobs.lifecycle.LifecycleObserver` too: the supervisor
 subscribes it when it is set.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = ["JobGate", "OpenGate"]
 

@@ -15,9 +15,10 @@ import logging
 from pathlib import Path
 
 from ccxd import paths
+from ccxd.jobs import jobfile
 from ccxd.output.spool import Spool, remove_spool, spooled_jobs
 from ccxd.protocol import JobInfo
-from ccxd.supervision import jobfile, shimjob
+from ccxd.supervision import shimjob
 from ccxd.supervision.diskqueue import DiskQueue
 
 __all__ = ["JobFiles"]

@@ -21,7 +21,7 @@ from ccxd.supervision.engine import PIPE_LINGER, EngineHost, arm_timers, short
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = ["PipeEngine"]
 

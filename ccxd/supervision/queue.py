@@ -17,19 +17,13 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Final, Generic, TypeVar
+from typing import Generic, TypeVar
+
+from ccxd.jobs.priority import PRIORITIES, priority_value
 
 __all__ = ["PRIORITIES", "GroupRule", "JobQueue", "priority_value"]
 
 T = TypeVar("T")
-
-PRIORITIES: Final = {"high": 10, "normal": 0, "low": -10}
-"""Named priorities; a number may be given instead (higher starts first)."""
-
-
-def priority_value(priority: str | int) -> int:
-    """The number of a priority: ``high`` 10, ``normal`` 0, ``low`` -10, or the number given."""
-    return priority if isinstance(priority, int) else PRIORITIES[priority]
 
 
 class GroupRule:

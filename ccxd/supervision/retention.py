@@ -14,7 +14,7 @@ from ccxd.config import Config
 
 if TYPE_CHECKING:
     from ccxd.history.recorder import Recorder
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
     from ccxd.supervision.jobfiles import JobFiles
 
 __all__ = ["Retention"]

@@ -33,7 +33,7 @@ from ccxd.supervision.shimserver import ShimServer
 from ccxd.supervision.spoolwatch import SpoolWatch
 
 if TYPE_CHECKING:
-    from ccxd.supervision.job import Job
+    from ccxd.jobs.job import Job
 
 __all__ = ["ShimEngine"]
 

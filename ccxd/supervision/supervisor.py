@@ -27,6 +27,9 @@ import msgspec
 from ccxd.cgroups.control import ResourceControl
 from ccxd.config import Config
 from ccxd.errors import JobError, JobNotActive, RpcError, ShuttingDown, UnknownJob
+from ccxd.jobs.job import Job
+from ccxd.jobs.lifecycle import Lifecycle, LifecycleObserver
+from ccxd.jobs.observer import KindObservers
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.log import Chunk
 from ccxd.proc.reaper import ExitStatus, Reaper
@@ -44,10 +47,7 @@ from ccxd.supervision.engine import Engine, job_env, settle_exited
 from ccxd.supervision.factory import JobFactory
 from ccxd.supervision.gate import JobGate
 from ccxd.supervision.ids import new_job_id
-from ccxd.supervision.job import Job
 from ccxd.supervision.jobfiles import JobFiles
-from ccxd.supervision.lifecycle import Lifecycle, LifecycleObserver
-from ccxd.supervision.observer import KindObservers
 from ccxd.supervision.pipe_engine import PipeEngine
 from ccxd.supervision.queue import JobQueue
 from ccxd.supervision.requests import parse_signal
