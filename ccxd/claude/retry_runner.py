@@ -22,7 +22,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import structs
 
@@ -31,7 +31,7 @@ from ccxd.claude.retry_policy import STALLED, Decision, Failure, RetrySettings, 
 from ccxd.claude.shell_command import ShellClaude, recognise
 from ccxd.config import Config
 from ccxd.errors import JobError, RpcError
-from ccxd.jobs.lifecycle import LifecycleObserver
+from ccxd.jobs.lifecycle import Lifecycle, LifecycleObserver
 from ccxd.protocol import JobReason, JobRetry, StartParams
 from ccxd.redact import REDACTED, is_secret_name
 from ccxd.store.ops import ClaudeState, PendingAttempt
@@ -40,9 +40,8 @@ if TYPE_CHECKING:
     from ccxd.history.recorder import Recorder
     from ccxd.jobs.job import Job
     from ccxd.store.base import Store
-    from ccxd.supervision.supervisor import Supervisor
 
-__all__ = ["MAX_TOKENS_ENV", "RetryRunner", "failure_of", "settings_from_config"]
+__all__ = ["MAX_TOKENS_ENV", "Attempts", "RetryRunner", "failure_of", "settings_from_config"]
 
 log = logging.getLogger("ccxd.claude")
 
@@ -215,6 +214,21 @@ def without_session_id(params: StartParams) -> StartParams:
 # -- the runner ----------------------------------------------------------------
 
 
+class Attempts(Protocol):
+    """What the runner needs of the supervisor: make and admit attempts, hear jobs, run error hooks."""
+
+    lifecycle: Lifecycle
+
+    def make_job(self, params: StartParams, peer: str = "", job_id: str | None = None) -> Job:
+        """A job for ``params``, not admitted yet (``job_id``: a restored attempt's)."""
+
+    def admit(self, job: Job) -> None:
+        """Start or queue ``job``; a refusal raises."""
+
+    def run_error_hooks(self, job: Job, event: str) -> None:
+        """Run the error hooks of a finished job for ``event``."""
+
+
 class RetryRunner(LifecycleObserver):
     """Makes the next attempt of failed Claude jobs and keeps the waits across restarts.
 
@@ -223,7 +237,7 @@ class RetryRunner(LifecycleObserver):
 
     def __init__(
         self,
-        sup: Supervisor,
+        sup: Attempts,
         gate: ClaudeGate,
         config: Config,
         recorder: Recorder | None = None,
