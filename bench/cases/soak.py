@@ -15,7 +15,7 @@ from bench.daemon import BenchDaemon, proc_fd_targets, proc_fds, proc_rss_kib
 from bench.harness import Context
 from bench.report import Row
 from bench.stats import median
-from ccxd.supervision.tree import children_of
+from ccxd.proc.tree import children_of
 
 __all__ = ["soak"]
 

@@ -17,7 +17,7 @@ import functools
 import logging
 import os
 import signal as signal_mod
-import time  # noqa: F401 - tests/unit/test_job_id.py freezes the ids' clock through this module
+import time  # noqa: F401 - tests/supervision/test_job_id.py freezes the ids' clock through this module
 from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,8 +141,6 @@ class Supervisor:
     def start_ready(self) -> None:
         """Start whatever queued jobs may start now (a wait ended, a group grew)."""
         self.admission.start_ready()
-
-    kick = start_ready  # the older name, which tests/hooks and tests/integration still pass
 
     # -- queries --------------------------------------------------------------
 

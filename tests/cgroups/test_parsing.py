@@ -13,8 +13,8 @@ from ccxd.cgroups.limits import format_size, parse_size, resolve_limits
 from ccxd.cgroups.mounts import parse_mountinfo, parse_proc_cgroup
 from ccxd.cgroups.usage import next_usage
 from ccxd.cgroups.v1 import blkio_weight
+from ccxd.proc.spawn import SpawnError
 from ccxd.protocol import Limits
-from ccxd.supervision.spawn import SpawnError
 
 
 @pytest.mark.parametrize(

@@ -21,11 +21,11 @@ from ccxd.claude.retry_policy import Failure
 from ccxd.claude.retry_runner import RetryRunner
 from ccxd.config import Config
 from ccxd.history.recorder import EstimateSettings, Recorder
+from ccxd.proc.reaper import Reaper
 from ccxd.protocol import StartParams
 from ccxd.store.memory import MemoryStore
 from ccxd.store.writer import StoreWriter
 from ccxd.supervision.job import Job
-from ccxd.supervision.reaper import Reaper
 from ccxd.supervision.supervisor import Supervisor
 
 
@@ -68,7 +68,7 @@ def build(
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
     sup = Supervisor(config, reaper, spool, recorder)
-    gate = ClaudeGate(lambda: config.claude_max_concurrent, sup.kick, is_claude=lambda job: True)
+    gate = ClaudeGate(lambda: config.claude_max_concurrent, sup.start_ready, is_claude=lambda job: True)
     sup.gate = gate
     return Daemon(sup, gate, RetryRunner(sup, gate, config, recorder, inspect=inspect))
 

@@ -11,11 +11,11 @@ from ccxd.claude.retry_runner import RetryRunner
 from ccxd.config import Config
 from ccxd.history.recorder import EstimateSettings, Recorder
 from ccxd.hooks.runner import HookRunner
+from ccxd.proc.reaper import Reaper
 from ccxd.protocol import StartParams
 from ccxd.store.memory import MemoryStore
 from ccxd.store.writer import StoreWriter
 from ccxd.supervision.job import Job
-from ccxd.supervision.reaper import Reaper
 from ccxd.supervision.supervisor import Supervisor
 
 ERROR_HOOK = """
@@ -51,7 +51,7 @@ async def test_the_last_failed_attempt_runs_the_error_hooks(tmp_path: Path) -> N
     config = Config(claude_retry_max_attempts=1, hooks_dir=str(tmp_path / "hooks"), hooks_entry_points=False)
     (tmp_path / "spool").mkdir()
     sup = Supervisor(config, reaper, tmp_path / "spool", recorder, hooks=HookRunner(config, reaper))
-    gate = ClaudeGate(lambda: config.claude_max_concurrent, sup.kick, is_claude=lambda job: True)
+    gate = ClaudeGate(lambda: config.claude_max_concurrent, sup.start_ready, is_claude=lambda job: True)
     sup.gate = gate
     RetryRunner(sup, gate, config, recorder, inspect=lambda job: Failure(error_class="rate_limit"))
     try:

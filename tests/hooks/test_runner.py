@@ -15,9 +15,9 @@ from ccxd.config import CommandHook, Config
 from ccxd.errors import RpcError
 from ccxd.hooks.runner import HookRunner
 from ccxd.output.log import OutputLog
+from ccxd.proc.reaper import Reaper
 from ccxd.protocol import ErrorCode, HookMatch, HookTestParams, JobReason, StartParams
 from ccxd.supervision.job import Job
-from ccxd.supervision.reaper import Reaper
 
 
 @pytest.fixture

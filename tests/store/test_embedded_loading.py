@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from ccxd.proc.reaper import Reaper
 from ccxd.store.embedded import EmbeddedRedis, RedisMissing
-from ccxd.supervision.reaper import Reaper
 
 FAKE = """\
 import os, socket, sys
