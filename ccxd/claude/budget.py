@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
+from ccxd.claude.monitor import monitor_of
 from ccxd.config import Config
 from ccxd.protocol import ClaudeBudget, ClaudeGroupBudget, JobInfo
 
@@ -172,9 +173,8 @@ class Budgets:
 
     def job_finished(self, job: Job, now: float) -> None:
         """Count what a finished Claude job cost (its ``result``'s ``total_cost_usd``)."""
-        run = getattr(job, "claude", None)
-        info = getattr(run, "info", None)
-        cost = getattr(info, "cost_usd", None)
+        monitor = monitor_of(job)
+        cost = monitor.info.cost_usd if monitor is not None else None
         if cost:
             self.add(float(cost), now, job.params.group)
 

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ccxd.claude.monitor import monitor_of
 from ccxd.jobs.lifecycle import LifecycleObserver
 
 if TYPE_CHECKING:
@@ -55,13 +56,13 @@ def is_claude_job(job: Job) -> bool:
     once, when the job is made (``ClaudeKind.made`` gives them a monitor that
     knows its command).
     """
-    kind = getattr(job.params, "kind", None)
+    kind = job.params.kind
     if kind is not None:
-        return str(kind) == "claude"
+        return kind == "claude"
     if job.shell is None:
         return bool(job.argv) and os.path.basename(job.argv[0]) == "claude"
-    run = getattr(job, "claude", None)
-    return run is not None and getattr(run, "shell_command", None) is not None
+    monitor = monitor_of(job)
+    return monitor is not None and monitor.shell_command is not None
 
 
 class ClaudeGate(LifecycleObserver):

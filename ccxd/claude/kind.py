@@ -88,7 +88,7 @@ class ClaudeKind:
             words = _shell_words(job.params.command)
             if words and is_claude_argv(words):
                 stall = job.params.stall_timeout
-                job.claude = job.observer = ClaudeMonitor(
+                job.kind_state = job.observer = ClaudeMonitor(
                     job,
                     structured=wants_events(words),
                     stall_timeout=stall if stall is not None else cfg.claude_stall_timeout,
@@ -109,8 +109,7 @@ class ClaudeKind:
             exit_grace=cfg.claude_exit_grace,
             session_id=session_id,
         )
-        job.claude = monitor
-        job.observer = monitor
+        job.kind_state = job.observer = monitor
 
     def _shell_job(self, job: Job, found: ShellClaude, cfg: Config) -> None:
         """A recognised shell string: a Claude job, rendered as text when it would print text."""
@@ -142,7 +141,7 @@ class ClaudeKind:
                 exit_grace=cfg.claude_exit_grace,
                 shell_command=found,
             )
-        job.claude = job.observer = monitor
+        job.kind_state = job.observer = monitor
 
 
 def _claude_request(params: StartParams, program: str) -> bool:

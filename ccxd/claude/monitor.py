@@ -29,7 +29,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from msgspec import structs
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ccxd.claude.shell_command import ShellClaude
     from ccxd.jobs.job import Job
 
-__all__ = ["RESULT_KEEP", "ClaudeMonitor"]
+__all__ = ["RESULT_KEEP", "ClaudeMonitor", "monitor_of"]
 
 log = logging.getLogger("ccxd.claude")
 
@@ -54,6 +54,12 @@ _EVENT_BYTES_KEPT = 16 << 20  # encoded events kept for subscribers (late ones g
 _STDERR_TAIL = 8192
 EVENTS_POLL = 0.2
 """Seconds between looks at a rendered job's events file (a stat; a read only when it grew)."""
+
+
+def monitor_of(job: Job) -> ClaudeMonitor | None:
+    """The monitor of a Claude job (its ``kind_state``), None for other jobs."""
+    state = job.kind_state
+    return state if isinstance(state, ClaudeMonitor) else None
 
 
 class ClaudeMonitor:
@@ -206,6 +212,10 @@ class ClaudeMonitor:
     def snapshot(self) -> ClaudeInfo:
         """A copy of what is known so far, for the job record."""
         return structs.replace(self.info)
+
+    def info_fields(self) -> dict[str, Any]:
+        """Its part of the job record (``KindState``): ``claude``."""
+        return {"claude": self.snapshot()}
 
     # -- internals ------------------------------------------------------------
 

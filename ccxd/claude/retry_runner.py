@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from msgspec import structs
 
 from ccxd.claude.gate import ClaudeGate
+from ccxd.claude.monitor import monitor_of
 from ccxd.claude.retry_policy import STALLED, Decision, Failure, RetrySettings, add_concision, decide
 from ccxd.claude.shell_command import ShellClaude, recognise
 from ccxd.config import Config
@@ -72,7 +73,7 @@ def settings_from_config(config: Config) -> RetrySettings:
 def failure_of(job: Job) -> Failure | None:
     """What went wrong with a finished Claude job, or None if nothing retryable to say.
 
-    Reads the classification the stream-json parser attached (``job.claude``);
+    Reads the classification the stream-json parser attached (``monitor_of(job)``);
     a job ccxd killed for silence (idle timeout) counts as a stall.
     """
     if job.reason in (
@@ -83,7 +84,7 @@ def failure_of(job: Job) -> Failure | None:
         JobReason.BUDGET_EXCEEDED,
     ):
         return None  # the user's or the daemon's own decision, not the API's
-    run: Any = getattr(job, "claude", None)
+    run: Any = monitor_of(job)
     verdict: Any = getattr(run, "classification", None) if run is not None else None
     cls = getattr(verdict, "error_class", None)
     if job.reason is JobReason.IDLE_TIMEOUT and cls in (None, "no_result"):
@@ -133,7 +134,8 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
 def _resumes(job: Job) -> bool:
     if getattr(job.params, "resume", None) or getattr(job.params, "continue_session", None):
         return True
-    shell: ShellClaude | None = getattr(getattr(job, "claude", None), "shell_command", None)
+    monitor = monitor_of(job)
+    shell = monitor.shell_command if monitor is not None else None
     if shell is not None:
         return shell.resumes
     return any(a in _RESUME_FLAGS or a.startswith(("--resume=", "--continue=")) for a in job.argv[1:])

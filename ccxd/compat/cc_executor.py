@@ -363,13 +363,15 @@ _CLAUDE_ERRORS: dict[str, tuple[str, str]] = {
 
 def claude_error_notification(job: Job, session_id: str = "") -> bytes | None:
     """cc_executor's ``error.*`` notification for a Claude job that failed, or None."""
+    from ccxd.claude.monitor import monitor_of
     from ccxd.claude.retry_runner import failure_of
 
     failure = failure_of(job)
     if failure is None or failure.error_class not in _CLAUDE_ERRORS:
         return None
     method, error_type = _CLAUDE_ERRORS[failure.error_class]
-    verdict = getattr(getattr(job, "claude", None), "classification", None)
+    monitor = monitor_of(job)
+    verdict = monitor.classification if monitor is not None else None
     text = str(getattr(verdict, "message", None) or job.error or failure.error_class)
     retry = job.retry_notice
     notice = ClaudeErrorNotice(

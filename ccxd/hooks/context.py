@@ -130,9 +130,8 @@ def command_text(command: str | list[str]) -> str:
 
 def job_kind(params: StartParams) -> JobKind:
     """``claude`` when the job asks for it (``kind``) or its program is ``claude``."""
-    asked = getattr(params, "kind", None)  # a later job.start field; unknown fields are fine
-    if asked in ("shell", "claude"):
-        return asked  # type: ignore[no-any-return]
+    if params.kind is not None:
+        return params.kind
     command = params.command or ""
     if isinstance(command, list):
         program = command[0]

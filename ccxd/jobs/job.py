@@ -26,7 +26,7 @@ from ccxd.redact import REDACTED, is_secret_name, redact_argv, redact_text, secr
 
 if TYPE_CHECKING:
     from ccxd.cgroups.base import JobCgroup
-    from ccxd.claude.monitor import ClaudeMonitor
+    from ccxd.jobs.extension import KindState
     from ccxd.jobs.observer import JobObserver
 
 __all__ = ["Job"]
@@ -107,10 +107,10 @@ class Job:
         self.admission_wait: str | None = None  # the admit_* threshold it waits for (in wait_reason)
         self.hooks: list[HookOutcome] = []  # what each hook did, in order
         self.annotations: dict[str, Any] = {}  # notes hooks added
-        # Job kinds (ccxd/supervision/observer.py): more environment, an output observer.
+        # Job kinds (ccxd/jobs/observer.py): more environment, an output observer, their own record.
         self.extra_env: dict[str, str] = {}
         self.observer: JobObserver | None = None
-        self.claude: ClaudeMonitor | None = None  # Claude jobs: what the stream-json said
+        self.kind_state: KindState | None = None  # a Claude job's monitor (ccxd/jobs/extension.py)
         self.base_secrets: frozenset[str] = frozenset()  # the daemon's own secret values (redact.py)
         self.worktree: WorktreeInfo | None = None  # the git worktree it runs in (ccxd/worktree/)
         self._listeners: list[Callable[[], None]] = []
@@ -272,6 +272,6 @@ class Job:
             cgroup=self.group.path if self.group is not None else None,
             hooks=list(self.hooks),
             annotations=dict(self.annotations),
-            claude=self.claude.snapshot() if self.claude is not None else None,
             worktree=self.worktree,
+            **(self.kind_state.info_fields() if self.kind_state is not None else {}),
         )

@@ -133,10 +133,10 @@ async def pump(
                         conn.send(encode_chunk(job.id, chunk, skip))
                 offset = chunk.end
                 seq += 1
-                if job.claude is not None:  # each claude.event right after the output holding its line
-                    ev_seq = _claude_events(conn, job, ev_seq, from_offset, offset)
-            if job.claude is not None and (not with_output or seq >= out.next_seq):
-                ev_seq = _claude_events(conn, job, ev_seq, from_offset, None)
+                if job.kind_state is not None:  # each kind event right after the output holding its line
+                    ev_seq = _kind_events(conn, job, ev_seq, from_offset, offset)
+            if job.kind_state is not None and (not with_output or seq >= out.next_seq):
+                ev_seq = _kind_events(conn, job, ev_seq, from_offset, None)
             if stats and job.usage is not None and job.stats_seq != sent_stats and not job.finished:
                 sent_stats = job.stats_seq
                 conn.send(_note("job.stats", JobStats(job.id, job.usage)))
@@ -160,15 +160,15 @@ async def pump(
 def _send_frame(conn: Connection, job: Job, first: Chunk, skip: int) -> Chunk:
     """Send ``first`` (minus ``skip`` bytes) and the chunks after it that are ready, as one frame.
 
-    Only chunks of the same stream join (a frame has one), and none for Claude
-    jobs, whose ``claude.event`` notifications follow the chunk holding their
-    line.  Returns the last chunk sent.
+    Only chunks of the same stream join (a frame has one), and none for jobs
+    with a kind's record (a Claude job), whose notifications (``claude.event``)
+    follow the chunk holding their line.  Returns the last chunk sent.
     """
     out = job.log
     parts = [first.data[skip:] if skip else first.data]
     size = len(parts[0])
     last = first
-    if job.claude is None:
+    if job.kind_state is None:
         while size < FRAME_BYTES and last.seq + 1 < out.next_seq:
             nxt = out.get(last.seq + 1)
             if nxt is None or nxt.stream != first.stream:
@@ -180,10 +180,10 @@ def _send_frame(conn: Connection, job: Job, first: Chunk, skip: int) -> Chunk:
     return last
 
 
-def _claude_events(conn: Connection, job: Job, ev_seq: int, after: int, upto: int | None) -> int:
-    """Send the job's ``claude.event`` notifications whose line ended in (after, upto]."""
-    assert job.claude is not None
-    wires, ev_seq = job.claude.events_after(ev_seq, after, upto)
+def _kind_events(conn: Connection, job: Job, ev_seq: int, after: int, upto: int | None) -> int:
+    """Send the notifications of the job's kind (``claude.event``) whose line ended in (after, upto]."""
+    assert job.kind_state is not None
+    wires, ev_seq = job.kind_state.events_after(ev_seq, after, upto)
     for wire in wires:
         conn.send(wire)
     return ev_seq

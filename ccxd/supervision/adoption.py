@@ -65,9 +65,9 @@ def start_of(job: Job) -> shimjob.JobStart:
     if base is not None:
         secret.update(k for k in base.env if is_secret_name(k))
     kept = _redacted(params)
-    if base is None and job.claude is None and params.kind != "claude":
-        # Nothing will run this request again (only Claude jobs are retried): its
-        # command line is kept as shown, secrets and all redacted (redact.py).
+    if base is None and job.kind_state is None:
+        # Nothing will run this request again (only jobs a kind watches are retried):
+        # its command line is kept as shown, secrets and all redacted (redact.py).
         shown = job.info()
         kept = structs.replace(kept, command=shown.command, env=shown.env)
     return shimjob.JobStart(

@@ -22,7 +22,7 @@ def make(stall: float | None = None, grace: float = 30.0) -> tuple[Job, ClaudeMo
         node="n", peer="", timeout=None, idle_timeout=None,
     )  # fmt: skip
     mon = ClaudeMonitor(job, structured=True, stall_timeout=stall, exit_grace=grace, session_id="pre")
-    job.claude = job.observer = mon
+    job.kind_state = job.observer = mon
     return job, mon
 
 
@@ -151,7 +151,7 @@ async def test_a_rendered_job_s_events_come_from_its_events_file(tmp_path: Path)
     )  # fmt: skip
     events = tmp_path / "j2.claude"
     mon = ClaudeMonitor(job, structured=True, stall_timeout=None, exit_grace=30.0, events_file=events)
-    job.claude = job.observer = mon
+    job.kind_state = job.observer = mon
     woken: list[bool] = []
     job.add_listener(lambda: woken.append(True))
     mon.started(lambda reason: None)  # no file yet: nothing to read
@@ -176,7 +176,7 @@ def make_budget(budget: float) -> tuple[Job, ClaudeMonitor]:
         node="n", peer="", timeout=None, idle_timeout=None,
     )  # fmt: skip
     mon = ClaudeMonitor(job, structured=True, stall_timeout=None, exit_grace=30.0)
-    job.claude = job.observer = mon
+    job.kind_state = job.observer = mon
     return job, mon
 
 
