@@ -26,7 +26,6 @@ from ccxd.store.ops import (
     AppendOutput,
     ClaudeState,
     Op,
-    PendingAttempt,
     RecordDuration,
     RecordMetric,
     SaveClaudeState,
@@ -36,6 +35,7 @@ from ccxd.store.ops import (
 )
 from ccxd.store.packing import FastPacking
 from ccxd.store.query import Matcher
+from ccxd.store.sealed_state import seal_claude_state, unseal_claude_state
 
 __all__ = ["RedisStore"]
 
@@ -52,33 +52,8 @@ _OUTAGE = re.compile(r"(^|-)(LOADING|OOM|READONLY|MISCONF|BUSY|TRYAGAIN|CLUSTERD
 _job_decoder = msgspec.json.Decoder(JobInfo)
 _json = msgspec.json.Encoder()
 _sample_decoder = msgspec.msgpack.Decoder(DurationSample)
-_claude_decoder = msgspec.json.Decoder(ClaudeState)
 _msgpack = msgspec.msgpack.Encoder()
 _FastPacking = FastPacking  # its name before store/packing.py, which tests still use
-
-
-class _Sealed(msgspec.Struct):
-    """A record and its MAC (``integrity.py``); ``body`` is the exact JSON the MAC covers."""
-
-    body: msgspec.Raw
-    mac: str = ""
-
-
-class _Block(msgspec.Struct):
-    block_until: float | None
-    block_reason: str | None
-
-
-class _SealedClaudeState(msgspec.Struct, tag="sealed-1"):
-    """What ``keys.claude_state`` holds: the usage-limit block and each waiting attempt, sealed."""
-
-    block: _Sealed | None = None
-    pending: list[_Sealed] = []
-
-
-_sealed_decoder = msgspec.json.Decoder(_SealedClaudeState)
-_block_decoder = msgspec.json.Decoder(_Block)
-_pending_decoder = msgspec.json.Decoder(PendingAttempt)
 
 
 class RedisStore:
@@ -284,7 +259,7 @@ class RedisStore:
             pipe.zadd(keys.SIGNATURES_SEEN, {sig_hash: op.at})
             return 4
         if isinstance(op, SaveClaudeState):
-            pipe.set(keys.claude_state(self.node), self._seal_claude_state(op.state))
+            pipe.set(keys.claude_state(self.node), seal_claude_state(self._key, self.node, op.state))
             return 1
         assert isinstance(op, RecordMetric)
         key = keys.metrics(op.signature)
@@ -446,68 +421,7 @@ class RedisStore:
         raw = await self._guard(self.redis.get(keys.claude_state(self.node)))
         if raw is None:
             return None
-        return self._unseal_claude_state(raw)
-
-    def _context(self, what: str) -> str:
-        return f"ccxd claude {what}\0{self.node}"
-
-    def _seal(self, what: str, body: bytes) -> _Sealed:
-        return _Sealed(msgspec.Raw(body), integrity.seal(self._key, self._context(what), body))
-
-    def _seal_claude_state(self, state: ClaudeState) -> bytes:
-        """``state`` as stored: each part sealed with the store key."""
-        block = None
-        if state.block_until is not None:
-            block = self._seal("block", _json.encode(_Block(state.block_until, state.block_reason)))
-        pending = [self._seal("attempt", _json.encode(p)) for p in state.pending]
-        return _json.encode(_SealedClaudeState(block=block, pending=pending))
-
-    def _unseal_claude_state(self, raw: bytes) -> ClaudeState:
-        """The parts of a stored state whose MAC is this daemon's; each other part is logged and left out.
-
-        Whoever else can write to the Redis could otherwise make the next start
-        run a command as this user (a forged waiting attempt) or hold every
-        Claude job (a forged block).
-        """
-        try:
-            sealed = _sealed_decoder.decode(raw)
-        except msgspec.DecodeError:
-            try:
-                unsealed = _claude_decoder.decode(raw)
-            except msgspec.DecodeError:
-                log.warning("the Claude retry state in the store is unreadable: ignored")
-                return ClaudeState()
-            # The shape of versions before the MAC, or someone who lacks the key.
-            sealed = _SealedClaudeState(
-                block=_Sealed(msgspec.Raw(b"{}")) if unsealed.block_until is not None else None,
-                pending=[_Sealed(msgspec.Raw(_json.encode(p))) for p in unsealed.pending],
-            )
-        state = ClaudeState()
-        if sealed.block is not None:
-            body = bytes(sealed.block.body)
-            if integrity.verify(self._key, self._context("block"), body, sealed.block.mac):
-                try:
-                    block = _block_decoder.decode(body)
-                except msgspec.DecodeError:
-                    log.warning("the usage-limit block in the store is unreadable: ignored")
-                else:
-                    state.block_until, state.block_reason = block.block_until, block.block_reason
-            else:
-                log.warning("the usage-limit block in the store has no valid MAC: ignored")
-        for item in sealed.pending:
-            body = bytes(item.body)
-            try:
-                attempt: PendingAttempt | None = _pending_decoder.decode(body)
-            except msgspec.DecodeError:
-                attempt = None
-            name = repr(attempt.job_id[:64]) if attempt is not None else "(unreadable)"
-            if not integrity.verify(self._key, self._context("attempt"), body, item.mac):
-                log.warning("pending attempt %s in the store has no valid MAC: not run", name)
-            elif attempt is None:
-                log.warning("a pending attempt in the store is unreadable (another version?): not run")
-            else:
-                state.pending.append(attempt)
-        return state
+        return unseal_claude_state(self._key, self.node, raw)
 
     async def durations(self, signature: str, limit: int) -> list[DurationSample]:
         """Recent runs of ``signature``, newest first."""
