@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import gc
 import importlib
 import importlib.util
 import logging
 import os
 import signal
-import socket
-import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,8 +17,9 @@ from typing import cast
 
 import msgspec
 
-from ccxd import __version__, activation, fdlimit, logs, paths, trust
+from ccxd import __version__, activation, fdlimit, logs, paths
 from ccxd import config as config_mod
+from ccxd.access.auth import Authenticator
 from ccxd.cgroups.control import ResourceControl
 from ccxd.cgroups.detect import instance_name
 from ccxd.config import Config, ConfigError, LoadedConfig
@@ -47,10 +44,10 @@ from ccxd.supervision import jobfile
 from ccxd.supervision.shimjob import load_records
 from ccxd.supervision.supervisor import Supervisor
 from ccxd.systemd_job import unit_job_type
-from ccxd.transports.auth import Authenticator
-from ccxd.transports.unix import UnixServer, bind_unix_socket
+from ccxd.transports.unix import UnixServer
 from ccxd.transports.websocket import WebSocketServer
 from ccxd.ui.methods import register_ui_methods
+from ccxd.unix_claim import AlreadyRunning, UnixSocketClaim
 
 __all__ = ["AlreadyRunning", "Daemon"]
 
@@ -117,10 +114,6 @@ _RELOADABLE = (
 _LAG_INTERVAL = 0.5
 
 
-class AlreadyRunning(Exception):
-    """Another ccxd owns the socket."""
-
-
 class Daemon:
     """One running ccxd."""
 
@@ -133,81 +126,26 @@ class Daemon:
         self._stop = asyncio.Event()
         self._stop_mode: str | None = None  # daemon.shutdown's choice; else on_stop
         self._stop_drain: float | None = None
-        self._lock_fd: int | None = None
         self._auth: Authenticator | None = None
-        self._socket_path = self.config.resolved_socket_path()
-        self.activated = activation.ActivatedSockets()
+        self._claim = UnixSocketClaim(self.config.resolved_socket_path(), bool(self.config.socket_path))
+
+    @property
+    def _socket_path(self) -> Path:
+        """Where the Unix socket is (systemd's address once it passed one)."""
+        return self._claim.path
+
+    @property
+    def activated(self) -> activation.ActivatedSockets:
+        """The sockets systemd passed (none before :meth:`run`)."""
+        return self._claim.activated
 
     # -- start ----------------------------------------------------------------
-
-    def _take_lock(self) -> None:
-        lock_path = self._socket_path.with_name(self._socket_path.name + ".lock")
-        # Never through a symlink: one planted there would have us truncate its target.
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
-            raise PermissionError(
-                f"the lock file {lock_path} is a symbolic link, which ccxd never follows "
-                "(another user may have planted it): remove it"
-            ) from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
-            os.close(fd)
-            raise PermissionError(f"the lock file {lock_path} is not a regular file of ours: remove it")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise AlreadyRunning(
-                f"another ccxd (pid {holder}) is already serving {self._socket_path}"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
-
-    def _open_socket(self) -> socket.socket:
-        self.activated = activation.take()
-        if self.activated.unix is not None:
-            return self._activated_unix(self.activated.unix)
-        path = self._socket_path
-        if path.parent == paths.runtime_dir() or not self.config.socket_path:
-            paths.ensure_private_dir(path.parent)
-        else:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            try:  # clients refuse a socket others could have put there: say so now
-                trust.check_socket_dir(path)
-            except trust.Untrusted as exc:
-                raise PermissionError(str(exc)) from None
-        self._take_lock()
-        if path.exists() or path.is_symlink():
-            # We hold the lock, so whatever is there was left by a daemon that died.
-            log.info("removing stale socket %s", path)
-            path.unlink()
-        return bind_unix_socket(path)
-
-    def _activated_unix(self, sock: socket.socket) -> socket.socket:
-        """Serve the socket systemd bound: never unlink or re-create it (it outlives us)."""
-        name = sock.getsockname()
-        if isinstance(name, str) and name.startswith("/"):
-            if name != str(self._socket_path):
-                log.info("socket_path %s is unused: systemd passed %s", self._socket_path, name)
-            self._socket_path = Path(name)
-        self._take_lock()
-        return sock
-
-    def _unlink_socket(self) -> None:
-        if self.activated.unix is None:  # an activated socket belongs to systemd
-            with contextlib.suppress(OSError):
-                self._socket_path.unlink()
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit code."""
         loop = asyncio.get_running_loop()
         self.info.fd_limit = fdlimit.raise_soft_limit()
-        sock = self._open_socket()
+        sock = self._claim.open()
         sock_dir = self._socket_path.parent
         state = paths.ensure_private_dir(self.config.resolved_state_dir())
         spool_dir = paths.ensure_private_dir(state / "spool")
@@ -232,7 +170,7 @@ class Daemon:
             await history.close()
             reaper.stop()
             sock.close()
-            self._unlink_socket()
+            self._claim.unlink()
             raise
         self.hooks = self._load_hooks(reaper, history)
         self.supervisor = Supervisor(
@@ -325,7 +263,7 @@ class Daemon:
             await compat.stop()  # first: closing its connections now must not cancel their jobs
             await stop_front()  # MCP sessions end; their jobs go on
             await ws.stop()
-        self._unlink_socket()
+        self._claim.unlink()
         mode = self._stop_mode or await self._systemd_stop_mode() or self.config.on_stop
         drain = self._stop_drain if self._stop_drain is not None else self.config.drain_timeout
         log.info("stop mode: %s", mode)
@@ -447,7 +385,7 @@ class Daemon:
         """
         if self._auth is not None:
             return self._auth
-        from ccxd.transports.auth import FailureLimiter, load_or_create_token
+        from ccxd.access.auth import FailureLimiter, load_or_create_token
         from ccxd.transports.websocket import StartupRefused
 
         cfg = self.config
@@ -475,7 +413,7 @@ class Daemon:
                 self.activated.websocket.close()
                 self.activated.websocket = None
             return None
-        from ccxd.transports.auth import is_loopback_host
+        from ccxd.access.auth import is_loopback_host
         from ccxd.transports.websocket import StartupRefused
 
         ws = WebSocketServer(cfg, self._authenticator(), self.info.started_mono)

@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from ccxd.client.connection import ClientError, connect
-from ccxd.compat.lines import LineSplitter
 from ccxd.protocol import JobFinished, OutputChunk, shell_exit_code
+from ccxd.protocol.lines import LineSplitter
 
 __all__ = ["MinimalWebSocketClient", "WebSocketClient"]
 

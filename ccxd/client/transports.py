@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
-from ccxd.transports.framing import LineFramer
+from ccxd.protocol.framing import LineFramer
 
 if TYPE_CHECKING:
     import ssl
@@ -318,7 +318,7 @@ class WebSocketTransport:
         root (:func:`ccxd.trust.check_tcp_peer`), checked before the first byte;
         such a server gets the token as a bearer header.  Any other server must
         prove it knows the token by the challenge–response of
-        :mod:`ccxd.transports.challenge`, and never sees it; without a token,
+        :mod:`ccxd.protocol.challenge`, and never sees it; without a token,
         only a loopback server of the user's own is talked to.
         """
         from urllib.parse import urlsplit
@@ -467,7 +467,7 @@ class _Dialer:
 
         from ccxd.client.wsproto import HandshakeError
         from ccxd.protocol import WS_CLIENT_NONCE, WS_CLIENT_PROOF, WS_SERVER_NONCE, WS_SERVER_PROOF
-        from ccxd.transports.challenge import accept_proof, client_proof, server_proof
+        from ccxd.protocol.challenge import accept_proof, client_proof, server_proof
 
         nonce = os.urandom(16).hex()
         bearer: list[bool] = []

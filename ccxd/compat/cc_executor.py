@@ -18,7 +18,7 @@ What a cc_executor client sees:
   must queue for a slot answers when it starts).  Without ``timeout`` it has
   none, as in cc_executor (``idle_timeout`` still applies).  Then come
   ``process.started``, ``process.output`` (one per output line, as
-  cc_executor's ``readline`` loop sent them: :mod:`ccxd.compat.lines`) and
+  cc_executor's ``readline`` loop sent them: :mod:`ccxd.protocol.lines`) and
   ``process.completed`` with the real exit code: ``completed`` for 0,
   ``failed`` otherwise, 124 for a timeout, 128+N for signal N.  Every
   ``process.*`` notification carries ``job_id``.  A job that cannot run ends
@@ -61,7 +61,6 @@ import msgspec
 from msgspec import Struct
 
 from ccxd import __version__
-from ccxd.compat.lines import LineSplitter
 from ccxd.errors import JobError, RpcError
 from ccxd.output.log import STREAMS
 from ccxd.protocol import (
@@ -91,6 +90,7 @@ from ccxd.protocol import (
     legacy_notification,
     shell_exit_code,
 )
+from ccxd.protocol.lines import LineSplitter
 from ccxd.rpc.codec import Call
 from ccxd.rpc.connection import Connection
 from ccxd.rpc.dispatcher import Dispatcher

@@ -24,7 +24,7 @@ from ccxd.addresses import Listen, parse_listen
 from ccxd.hooks.prometheus import CONTENT_TYPE
 
 if TYPE_CHECKING:
-    from ccxd.transports.auth import Authenticator
+    from ccxd.access.auth import Authenticator
 
 __all__ = ["Listen", "MetricsServer", "parse_listen"]
 
@@ -35,7 +35,7 @@ _READ_TIMEOUT = 5.0
 
 
 class _Headers:
-    """Request headers as :class:`ccxd.transports.auth.HeaderView` wants them."""
+    """Request headers as :class:`ccxd.access.auth.HeaderView` wants them."""
 
     def __init__(self, lines: list[bytes]) -> None:
         self.pairs = []
@@ -151,7 +151,7 @@ class MetricsServer:
 def _bind_private_unix(path: Path) -> socket.socket:
     """A listening socket at ``path`` (mode 0600) in a directory only we (and root) control."""
     from ccxd.paths import ensure_private_dir
-    from ccxd.transports.unix import bind_unix_socket
+    from ccxd.sockets import bind_unix_socket
     from ccxd.trust import Untrusted, check_socket_dir
 
     if not path.parent.exists():

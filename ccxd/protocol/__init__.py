@@ -21,7 +21,10 @@ Modules, bottom up: ``common`` (codes, states, streams, value types),
 ``claude_events`` (Claude Code's stream-json events), ``hooks``, ``jobs``,
 ``envelopes``, ``job_methods``, ``methods``, ``notifications``, ``websocket``,
 ``frames`` (binary output frames) and ``legacy`` (cc_executor's messages).
-Every name is importable from ``ccxd.protocol`` itself.
+Every name is importable from ``ccxd.protocol`` itself.  Beside the messages,
+sans-I/O helpers both ends share, imported from their own modules:
+``challenge`` (the WebSocket challenge–response), ``framing`` (newline framing
+with a size limit) and ``lines`` (a stream's output cut into lines).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ request line, and then either hands the connection, with the bytes read, to the
 or serves HTTP/1.1 itself for ``/mcp``.
 
 An ``/mcp`` request is authenticated like a WebSocket handshake
-(:meth:`~ccxd.transports.auth.Authenticator.check`: bearer token, Origin,
+(:meth:`~ccxd.access.auth.Authenticator.check`: bearer token, Origin,
 failure limits, ``ws_auth = false`` for the daemon's own user, and then only
 with a ``Host`` that names the daemon: DNS rebinding); one that is refused gets
 its status (401, 403, 421, 429) and the connection is closed, having reached
@@ -33,8 +33,8 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any, Protocol, cast
 
+from ccxd.access.auth import Authenticator
 from ccxd.transports.admission import AdmissionGate, Refusal, Ticket
-from ccxd.transports.auth import Authenticator
 from ccxd.trust import local_peer_uid
 from ccxd.ui.front import UiFront
 from ccxd.ui.guard import host_allowed

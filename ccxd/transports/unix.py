@@ -22,14 +22,13 @@ import logging
 import os
 import resource
 import socket
-import struct
 import time
-from pathlib import Path
 
 from ccxd.protocol import ErrorCode, encode, error
+from ccxd.protocol.framing import LineFramer, TooLarge
 from ccxd.rpc.connection import Connection
 from ccxd.rpc.dispatcher import Dispatcher
-from ccxd.transports.framing import LineFramer, TooLarge
+from ccxd.sockets import bind_unix_socket, peer_credentials
 
 __all__ = ["UnixServer", "bind_unix_socket", "peer_credentials"]
 
@@ -38,27 +37,6 @@ log = logging.getLogger("ccxd.transports")
 _HIGH_WATER = 1024 * 1024
 _MAX_PENDING = 64  # requests read ahead of dispatch before reading pauses
 _GATHER_MAX = 64 * 1024  # bytes of lines gathered for one send before they go out at once
-
-
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the process at the other end of a Unix socket."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", raw)
-    return pid, uid, gid
-
-
-def bind_unix_socket(path: Path) -> socket.socket:
-    """Bind a listening socket at ``path`` with mode 0600 from the first instant."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
 
 
 class _UnixPeer(asyncio.Protocol):

@@ -13,7 +13,7 @@ has ``ws_handshake_timeout`` seconds to log in.
 Admission happens in the HTTP opening handshake (``process_request``), before
 any WebSocket exists: unknown path 404, blocked address 429, foreign
 ``Origin`` 403, missing or wrong token 401 (or the challenge of
-:mod:`ccxd.transports.challenge`, whose proof the 101 answer then carries),
+:mod:`ccxd.protocol.challenge`, whose proof the 101 answer then carries),
 connection limit 503.
 
 Limits: incoming messages over ``max_message_bytes`` close the connection with
@@ -51,11 +51,11 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from ccxd import __version__
+from ccxd.access.auth import Authenticator, is_loopback_host, select_subprotocol
 from ccxd.config import Config
 from ccxd.protocol import HEALTH_PATH, WS_PATHS, Health, WsClose, encode
 from ccxd.rpc.connection import Connection
 from ccxd.transports.admission import AdmissionGate, Refusal, Ticket, fd_budget
-from ccxd.transports.auth import Authenticator, is_loopback_host, select_subprotocol
 from ccxd.transports.wsframe import OP_BINARY, frame_header
 from ccxd.trust import from_this_machine, local_peer_uid
 from ccxd.ui.front import UiFront

@@ -5,7 +5,7 @@ handshake, before its token check: ``respond`` answers ``/``, ``/ui`` and
 everything below (pages, files, the one-time login), ``upgrade`` admits a
 WebSocket upgrade that carries a live session cookie from the page's own
 origin.  Everything else (bearer tokens, the challenge, foreign origins) stays
-with :class:`ccxd.transports.auth.Authenticator`.
+with :class:`ccxd.access.auth.Authenticator`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from websockets.http11 import Request, Response
 
-from ccxd.transports.auth import Verdict
+from ccxd.access.auth import Verdict
 from ccxd.ui.guard import COOKIE_NAME, allowed_hosts, host_allowed, same_origin, session_cookie
 from ccxd.ui.login import Logins
 from ccxd.ui.routes import StaticFiles, security_headers, simple_response
