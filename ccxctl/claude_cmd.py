@@ -14,9 +14,9 @@ import time
 from msgspec import structs
 
 from ccxctl.render import emit_event
-from ccxd.claude.events import ApiRetry, Assistant, Init
 from ccxd.client import Client
 from ccxd.protocol import ClaudeEventNote, JobFinished, JobInfo, JobRetry, StartParams
+from ccxd.protocol.claude_events import ApiRetry, Assistant, Init
 
 __all__ = ["claude_job", "describe_claude"]
 

@@ -29,6 +29,7 @@ from ccxd.hooks.builtin.metrics import Metrics
 from ccxd.hooks.metrics_http import MetricsServer
 from ccxd.hooks.prometheus import render as render_prometheus
 from ccxd.hooks.runner import HookRunner
+from ccxd.jobs import jobfile
 from ccxd.notify import Notifier
 from ccxd.proc.reaper import Reaper, become_subreaper
 from ccxd.protocol import CommandMetrics, HistoryParams, Listener, Refusals, ReloadResult
@@ -40,7 +41,6 @@ from ccxd.rpc.hook_methods import register_hook_methods
 from ccxd.rpc.methods import DaemonInfo, register_methods
 from ccxd.rpc.worktree_methods import register_worktree_methods
 from ccxd.store.base import StoreUnavailable
-from ccxd.supervision import jobfile
 from ccxd.supervision.shimjob import load_records
 from ccxd.supervision.supervisor import Supervisor
 from ccxd.systemd_job import unit_job_type

@@ -14,8 +14,8 @@ from pathlib import Path
 from ccxctl.firstrun import units
 from ccxd import config as config_mod
 from ccxd import paths
+from ccxd.access.auth import load_or_create_token
 from ccxd.config_docs import default_config_text
-from ccxd.transports.auth import load_or_create_token
 
 __all__ = ["run_init"]
 

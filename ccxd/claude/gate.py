@@ -20,7 +20,7 @@ Held-back jobs stay queued (shell jobs behind them are not held up) and carry
 A timer kicks the supervisor's queue when the earliest wait ends.
 
 The gate also hears jobs end (it is a lifecycle observer of the supervisor,
-``ccxd/supervision/lifecycle.py``) and tells its ``finished_hooks`` (what a
+``ccxd/jobs/lifecycle.py``) and tells its ``finished_hooks`` (what a
 Claude job spent counts against the budgets).
 """
 

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 from msgspec import structs
 
 from ccxd.claude.classify import Classification, RunFacts, classify
-from ccxd.claude.events import ClaudeEvent, Init, Result
 from ccxd.claude.stream import StreamJsonParser
 from ccxd.output.log import Chunk
 from ccxd.protocol import ClaudeEventNote, ClaudeInfo, JobReason, Notification, encode
+from ccxd.protocol.claude_events import ClaudeEvent, Init, Result
 
 if TYPE_CHECKING:
     from ccxd.claude.shell_command import ShellClaude

@@ -62,6 +62,7 @@ from msgspec import Struct
 
 from ccxd import __version__
 from ccxd.errors import JobError, RpcError
+from ccxd.jobs.job import Job
 from ccxd.output.log import STREAMS
 from ccxd.protocol import (
     LEGACY_METHODS,
@@ -94,7 +95,6 @@ from ccxd.protocol.lines import LineSplitter
 from ccxd.rpc.codec import Call
 from ccxd.rpc.connection import Connection
 from ccxd.rpc.dispatcher import Dispatcher
-from ccxd.supervision.job import Job
 from ccxd.supervision.supervisor import Supervisor
 
 __all__ = ["CAPABILITIES", "CompatHandler", "final_notification"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from ccxd.jobs.job import Job
 from ccxd.output.log import STREAMS, Chunk
 from ccxd.protocol import (
     HookEvent,
@@ -25,7 +26,6 @@ from ccxd.protocol import (
     output_frame_head,
 )
 from ccxd.rpc.connection import Connection
-from ccxd.supervision.job import Job
 
 __all__ = ["FRAME_BYTES", "encode_chunk", "pump"]
 

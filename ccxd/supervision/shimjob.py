@@ -29,13 +29,13 @@ from pathlib import Path
 import msgspec
 
 from ccxd import fdlimit
+from ccxd.jobs import jobfile
 from ccxd.output.follower import FollowedSpool
 from ccxd.output.shimformat import DONE_STREAM, EXIT_STREAM
 from ccxd.proc.reaper import ExitStatus
 from ccxd.proc.spawn import SpawnError, _explain
 from ccxd.proc.tree import read_stat
 from ccxd.protocol import JobInfo, StartParams
-from ccxd.supervision import jobfile
 from ccxd.supervision.shimserver import ServerGone, ShimServer
 
 __all__ = [

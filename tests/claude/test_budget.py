@@ -12,9 +12,9 @@ import pytest
 from ccxd.claude.budget import Budgets, Spend, next_day, next_month, spent
 from ccxd.claude.gate import ClaudeGate
 from ccxd.config import Config, GroupConfig
+from ccxd.jobs.job import Job
 from ccxd.output.log import OutputLog
 from ccxd.protocol import ClaudeInfo, JobInfo, JobReason, JobState, StartParams
-from ccxd.supervision.job import Job
 
 
 @pytest.fixture(autouse=True)

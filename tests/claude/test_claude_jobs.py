@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from msgspec import structs
 
-from ccxd.claude.events import Assistant, Init, Result, StreamEvent
 from ccxd.protocol import ClaudeEventNote, HistoryParams, JobFinished, JobInfo, OutputChunk, StartParams
+from ccxd.protocol.claude_events import Assistant, Init, Result, StreamEvent
 from tests.claude.cli import claude_env
 from tests.claude.fake_api import FakeApi, Hang, Stream, ToolUse, UsageLimit, overloaded, rate_limited
 

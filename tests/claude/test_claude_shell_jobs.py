@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from ccxd.claude.events import Init, Result
 from ccxd.protocol import ClaudeEventNote, JobFinished, JobInfo, JobRetry, OutputChunk, RetryParams
+from ccxd.protocol.claude_events import Init, Result
 from tests.claude.cli import claude_env
 from tests.claude.fake_api import FakeApi, Hang, Stream, ToolUse
 from tests.claude.test_claude_retry import chain

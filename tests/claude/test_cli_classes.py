@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ccxd.claude.classify import Classification, RunFacts, classify
-from ccxd.claude.events import ApiRetry, Assistant, ClaudeEvent, Init, RateLimit, Result
 from ccxd.claude.stream import StreamJsonParser
+from ccxd.protocol.claude_events import ApiRetry, Assistant, ClaudeEvent, Init, RateLimit, Result
 from tests.claude.cli import claude_env
 from tests.claude.fake_api import (
     ApiError,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from ccxd.claude.gate import CONCURRENCY_REASON, ClaudeGate, is_claude_job
+from ccxd.jobs.job import Job
 from ccxd.output.log import OutputLog
 from ccxd.protocol import StartParams
-from ccxd.supervision.job import Job
 
 
 class Clock:

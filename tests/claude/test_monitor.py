@@ -10,9 +10,9 @@ from pathlib import Path
 import msgspec
 
 from ccxd.claude.monitor import ClaudeMonitor
+from ccxd.jobs.job import Job
 from ccxd.output.log import OutputLog
 from ccxd.protocol import JobReason, Notification, StartParams
-from ccxd.supervision.job import Job
 
 
 def make(stall: float | None = None, grace: float = 30.0) -> tuple[Job, ClaudeMonitor]:

@@ -8,7 +8,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccxd.claude.events import (
+from ccxd.claude.stream import StreamJsonParser, parse_line
+from ccxd.protocol.claude_events import (
     ApiRetry,
     Assistant,
     ClaudeEvent,
@@ -22,7 +23,6 @@ from ccxd.claude.events import (
     Unknown,
     User,
 )
-from ccxd.claude.stream import StreamJsonParser, parse_line
 
 LINES = [
     {"type": "system", "subtype": "init", "session_id": "s-1", "model": "m", "cwd": "/w", "tools": ["Bash"]},

@@ -11,11 +11,11 @@ from ccxd.claude.retry_runner import RetryRunner
 from ccxd.config import Config
 from ccxd.history.recorder import EstimateSettings, Recorder
 from ccxd.hooks.runner import HookRunner
+from ccxd.jobs.job import Job
 from ccxd.proc.reaper import Reaper
 from ccxd.protocol import StartParams
 from ccxd.store.memory import MemoryStore
 from ccxd.store.writer import StoreWriter
-from ccxd.supervision.job import Job
 from ccxd.supervision.supervisor import Supervisor
 
 ERROR_HOOK = """

@@ -14,10 +14,10 @@ import pytest
 from ccxd.config import CommandHook, Config
 from ccxd.errors import RpcError
 from ccxd.hooks.runner import HookRunner
+from ccxd.jobs.job import Job
 from ccxd.output.log import OutputLog
 from ccxd.proc.reaper import Reaper
 from ccxd.protocol import ErrorCode, HookMatch, HookTestParams, JobReason, StartParams
-from ccxd.supervision.job import Job
 
 
 @pytest.fixture

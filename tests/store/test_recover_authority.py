@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from ccxd.history.recorder import EstimateSettings, Recorder
+from ccxd.jobs import jobfile
 from ccxd.protocol import JobInfo, JobReason, JobState
 from ccxd.store.ops import SaveJob
 from ccxd.store.redis_store import RedisStore
 from ccxd.store.writer import StoreWriter
-from ccxd.supervision import jobfile
 
 
 def settings() -> EstimateSettings:

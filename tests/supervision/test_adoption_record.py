@@ -10,10 +10,10 @@ from pathlib import Path
 
 from msgspec import structs
 
+from ccxd.jobs.job import Job
 from ccxd.output.log import OutputLog
 from ccxd.protocol import JobState, StartParams
 from ccxd.supervision import adoption, shimjob
-from ccxd.supervision.job import Job
 
 SECRET = "s3cret-value-never-on-disk"
 

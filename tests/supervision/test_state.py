@@ -1,4 +1,4 @@
-"""The job state machine (ccxd.supervision.state)."""
+"""The job state machine (ccxd.jobs.state)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
+from ccxd.jobs.state import TRANSITIONS, InvalidTransition, check_transition
 from ccxd.protocol import JobState
-from ccxd.supervision.state import TRANSITIONS, InvalidTransition, check_transition
 
 Q, S, R, P, F = JobState.QUEUED, JobState.STARTING, JobState.RUNNING, JobState.PAUSED, JobState.FINISHED
 

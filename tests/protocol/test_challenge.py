@@ -7,9 +7,9 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ccxd.access.auth import Authenticator, FailureLimiter, Verdict
 from ccxd.protocol import WS_CLIENT_NONCE, WS_CLIENT_PROOF, WS_SERVER_NONCE, WS_SERVER_PROOF
-from ccxd.transports.auth import Authenticator, FailureLimiter, Verdict
-from ccxd.transports.challenge import (
+from ccxd.protocol.challenge import (
     NONCE_LIFETIME,
     accept_proof,
     client_proof,
@@ -18,7 +18,7 @@ from ccxd.transports.challenge import (
     server_nonce_time,
     server_proof,
 )
-from tests.transports.test_auth import Clock, Headers
+from tests.access.test_auth import Clock, Headers
 
 TOKEN = "t0k3n-" + "x" * 40
 SECRET = TOKEN.encode()

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ccxd.compat.lines import LINE_LIMIT, LineSplitter
+from ccxd.protocol.lines import LINE_LIMIT, LineSplitter
 
 
 def feed_all(splitter: LineSplitter, chunks: list[bytes]) -> list[bytes]:

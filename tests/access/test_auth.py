@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ccxd.config import ConfigError, load
-from ccxd.transports.auth import (
+from ccxd.access.auth import (
     Authenticator,
     FailureLimiter,
     generate_token,
@@ -20,6 +19,7 @@ from ccxd.transports.auth import (
     load_or_create_token,
     select_subprotocol,
 )
+from ccxd.config import ConfigError, load
 
 TOKEN = "t0k3n-" + "x" * 40
 

@@ -1,11 +1,11 @@
-"""Newline framing with a size limit (ccxd.transports.framing)."""
+"""Newline framing with a size limit (ccxd.protocol.framing)."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccxd.transports.framing import LineFramer, TooLarge
+from ccxd.protocol.framing import LineFramer, TooLarge
 
 
 def feed_all(framer: LineFramer, pieces: list[bytes]) -> list[bytes | TooLarge]:
