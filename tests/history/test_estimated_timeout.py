@@ -94,7 +94,8 @@ async def test_an_estimate_ends_a_silent_job_and_never_a_talking_one(daemon_fact
     assert limits[SHAPE.format(n=15, pause=0.3)] == "silent 1.5s after 2s"
     assert limits[SHAPE.format(n=100, pause=0.1)] == "1.5s"
     shown = ccxctl(d, "history", "show", silent[2].id)
-    assert "timeout:  2s, then only after 1.5s without output (estimate_floor (estimate 0.1s" in shown
+    # The estimate's own figure depends on how fast the five runs were (see above).
+    assert "timeout:  2s, then only after 1.5s without output (estimate_floor (estimate " in shown
     assert "error:    no output for 2s, 2s after the start" in shown
     record = json.loads(ccxctl(d, "history", "show", silent[2].id, "--json"))["job"]
     assert (record["reason"], record["timeout"], record["timeout_silence"]) == ("timeout", FLOOR, SILENCE)
