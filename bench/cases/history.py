@@ -97,20 +97,23 @@ def populate(socket_path: str, count: int, batch: int = 20_000) -> float:
             pipe = _RespPipe()
             for i in range(start, min(start + batch, count)):
                 store._save_job(pipe, _job(i, count, now))
-            sock.sendall(pipe.out)
-            # Every reply to these commands is one line: count them, check for errors.
-            seen = 0
-            tail = b""
-            while seen < pipe.count:
-                data = sock.recv(1 << 20)
-                if not data:
-                    raise RuntimeError("redis closed the connection while loading")
-                joined = tail + data
-                if b"\n-" in b"\n" + joined:
-                    raise RuntimeError(f"redis refused a write: {joined[:200]!r}")
-                seen += joined.count(b"\r\n")
-                tail = joined[-1:]
+            send_pipe(sock, pipe)
     return time.perf_counter() - t0
+
+
+def send_pipe(sock: Any, pipe: _RespPipe) -> None:
+    """Send a pipeline and read its replies (one line each), failing on an error reply."""
+    sock.sendall(pipe.out)
+    seen, tail = 0, b""
+    while seen < pipe.count:
+        data = sock.recv(1 << 20)
+        if not data:
+            raise RuntimeError("redis closed the connection while loading")
+        joined = tail + data
+        if b"\n-" in b"\n" + joined:
+            raise RuntimeError(f"redis refused a write: {joined[:200]!r}")
+        seen += joined.count(b"\r\n")
+        tail = joined[-1:]
 
 
 def history(ctx: Context) -> list[Row]:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.cases.history import _job, _RespPipe
+from bench.cases.history import _job, _RespPipe, send_pipe
 from bench.daemon import BenchDaemon
 from bench.harness import Context
 from bench.report import Row
@@ -27,20 +27,6 @@ class _Pipe(_RespPipe):
         for k, v in fields.items():
             args += [k, v]
         self._cmd(*args)
-
-
-def _send(sock: socket.socket, pipe: _RespPipe) -> None:
-    sock.sendall(pipe.out)
-    seen, tail = 0, b""
-    while seen < pipe.count:
-        data = sock.recv(1 << 20)
-        if not data:
-            raise RuntimeError("redis closed the connection while loading")
-        joined = tail + data
-        if b"\n-" in b"\n" + joined:
-            raise RuntimeError(f"redis refused a write: {joined[:200]!r}")
-        seen += joined.count(b"\r\n")
-        tail = joined[-1:]
 
 
 def populate_big(socket_path: str, node: str, jobs: int, streams: int) -> float:
@@ -64,12 +50,12 @@ def populate_big(socket_path: str, node: str, jobs: int, streams: int) -> float:
                 data = _SEQ[: (i * 7919) % 2000 * 4]
                 if data:
                     store._queue(pipe, AppendOutput(info.id, 0, 0, 0, data))
-            _send(sock, pipe)
+            send_pipe(sock, pipe)
         for j in range(streams):
             pipe = _Pipe()
             for c in range(64):
                 store._queue(pipe, AppendOutput(f"s{j:06d}", c, 0, c * len(_STREAM_CHUNK), _STREAM_CHUNK))
-            _send(sock, pipe)
+            send_pipe(sock, pipe)
     return time.perf_counter() - t0
 
 
