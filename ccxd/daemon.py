@@ -413,7 +413,7 @@ class Daemon:
                 self.activated.websocket.close()
                 self.activated.websocket = None
             return None
-        from ccxd.access.auth import is_loopback_host
+        from ccxd.addresses import is_loopback_host
         from ccxd.transports.websocket import StartupRefused
 
         ws = WebSocketServer(cfg, self._authenticator(), self.info.started_mono)

@@ -50,7 +50,6 @@ from typing import NamedTuple, Protocol, TypeAlias
 from urllib.parse import parse_qsl, urlsplit
 
 from ccxd import secretfile
-from ccxd.addresses import is_loopback_host
 from ccxd.protocol import (
     WS_BEARER_PREFIX,
     WS_CLIENT_NONCE,
@@ -75,7 +74,6 @@ __all__ = [
     "HeaderView",
     "Verdict",
     "generate_token",
-    "is_loopback_host",
     "limit_key",
     "load_or_create_token",
     "select_subprotocol",

@@ -51,7 +51,8 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from ccxd import __version__
-from ccxd.access.auth import Authenticator, is_loopback_host, select_subprotocol
+from ccxd.access.auth import Authenticator, select_subprotocol
+from ccxd.addresses import is_loopback_host
 from ccxd.config import Config
 from ccxd.protocol import HEALTH_PATH, WS_PATHS, Health, WsClose, encode
 from ccxd.rpc.connection import Connection

@@ -18,7 +18,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from ccxd.access.auth import HeaderView, is_loopback_host
+from ccxd.access.auth import HeaderView
+from ccxd.addresses import is_loopback_host
 
 __all__ = ["COOKIE_NAME", "allowed_hosts", "host_allowed", "same_origin", "session_cookie"]
 

@@ -14,11 +14,11 @@ from ccxd.access.auth import (
     Authenticator,
     FailureLimiter,
     generate_token,
-    is_loopback_host,
     limit_key,
     load_or_create_token,
     select_subprotocol,
 )
+from ccxd.addresses import is_loopback_host
 from ccxd.config import ConfigError, load
 
 TOKEN = "t0k3n-" + "x" * 40
