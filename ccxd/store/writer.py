@@ -241,7 +241,7 @@ class StoreWriter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = self._take_batch()
+            batch, size = self._take_batch()
             try:
                 refused = await self.store.apply(batch)
             except StoreUnavailable as exc:
@@ -261,12 +261,11 @@ class StoreWriter:
                 self.written += len(batch) - len(refused)
                 self._stored += len(batch)
                 self._refused(refused)
-                self._remember(batch)
+                self._remember(batch, size)
 
-    def _remember(self, batch: list[Op]) -> None:
-        """Keep an acknowledged batch until Redis has surely written it to its file."""
+    def _remember(self, batch: list[Op], size: int) -> None:
+        """Keep an acknowledged batch (``size`` as :func:`_size` counts) until Redis surely saved it."""
         now = time.monotonic()
-        size = sum(_size(op) for op in batch)
         self._unsynced.append((now, batch, size))
         self._unsynced_bytes += size
         # An answer at ``now`` proves the server lived past every older batch's window.
@@ -287,7 +286,8 @@ class StoreWriter:
         for op in ops:
             self._journal(op)
 
-    def _take_batch(self) -> list[Op]:
+    def _take_batch(self) -> tuple[list[Op], int]:
+        """The next batch, and its size as :func:`_size` counts."""
         batch: list[Op] = []
         size = 0
         while self._queue and len(batch) < _BATCH_OPS and size < _BATCH_BYTES:
@@ -296,7 +296,7 @@ class StoreWriter:
             size += s
             self._queued_bytes -= s
             batch.append(op)
-        return batch
+        return batch, size
 
     async def _recover(self) -> None:
         """Probe until the store answers, then replay every journal segment in order."""
