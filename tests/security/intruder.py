@@ -132,6 +132,39 @@ def main() -> None:
         token = args[2] if len(args) > 2 else None
         with socket.create_connection((args[0], int(args[1])), timeout=10) as sock:
             print(json.dumps(http_get(sock, token)), flush=True)
+    elif mode == "mcp":  # MCP over HTTP: an initialize that would open a session
+        host, port = args[0], int(args[1])
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "intruder", "version": "1"},
+                },
+            }
+        ).encode()
+        head = (
+            f"POST /mcp HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(head.encode() + body)
+            got = b""
+            try:
+                while len(got) < 65536:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    got += data
+            except TimeoutError:
+                pass
+        status = int(got.split(b" ", 2)[1]) if got.startswith(b"HTTP/1.1 ") else 0
+        hdrs = got.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
+        print(json.dumps({"status": status, "session": "mcp-session-id:" in hdrs}), flush=True)
     elif mode == "unix":
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

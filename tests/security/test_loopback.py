@@ -85,6 +85,28 @@ async def test_auth_off_serves_the_owner_only_another_user_gets_401_and_runs_not
     assert with_token["status"] == 101, with_token
 
 
+async def test_auth_off_mcp_over_http_refuses_another_user_and_opens_no_session(
+    daemon_factory, lair: Path, attacker: int
+):
+    d: DaemonProcess = daemon_factory({"CCXD_WS_AUTH": "false"})
+    host, port = host_port(d.ws_url)
+    [tried] = intrude(lair, "mcp", host, port)
+    assert tried == {"status": 401, "session": False}, tried
+    assert f"(uid {attacker})" in d.log()
+    # The owner, from the same address and without a token, is not refused the same way.
+    [own] = intrude_as_owner(lair, "mcp", host, port)
+    assert own["status"] != 401, own
+
+
+def intrude_as_owner(lair: Path, *args: str) -> list[dict]:
+    """The intruder's request, made by the daemon's own user (the control case)."""
+    res = subprocess.run(
+        [SYSTEM_PYTHON, str(lair / "intruder.py"), *args], capture_output=True, timeout=120, cwd="/"
+    )
+    assert res.returncode == 0, res.stderr.decode()
+    return [json.loads(line) for line in res.stdout.splitlines()]
+
+
 # -- failed logins count per user ----------------------------------------------------
 
 
