@@ -19,8 +19,8 @@ Conventions:
 
 Modules, bottom up: ``common`` (codes, states, streams, value types),
 ``claude_events`` (Claude Code's stream-json events), ``hooks``, ``jobs``,
-``envelopes``, ``job_methods``, ``methods``, ``notifications``, ``websocket``,
-``frames`` (binary output frames) and ``legacy`` (cc_executor's messages).
+``nodes`` (a fleet's nodes), ``envelopes``, ``job_methods``, ``methods``,
+``notifications``, ``websocket``, ``frames`` (binary output frames) and ``legacy`` (cc_executor's messages).
 Every name is importable from ``ccxd.protocol`` itself.  Beside the messages,
 sans-I/O helpers both ends share, imported from their own modules:
 ``challenge`` (the WebSocket challenge–response), ``framing`` (newline framing
@@ -164,6 +164,18 @@ from ccxd.protocol.methods import (
     WorktreeRmParams,
     WorktreeRmResult,
 )
+from ccxd.protocol.nodes import (
+    LABEL_PATTERN,
+    MAX_LABELS,
+    NODE_NAME_PATTERN,
+    Label,
+    Labels,
+    NodeInfo,
+    NodeList,
+    NodeName,
+    NodeRef,
+    NodeState,
+)
 from ccxd.protocol.notifications import (
     NOTIFICATIONS,
     ClaudeEventNote,
@@ -192,9 +204,12 @@ from ccxd.protocol.websocket import (
 __all__ = [
     "HEALTH_PATH",
     "JSONRPC_VERSION",
+    "LABEL_PATTERN",
     "LEGACY_METHODS",
     "LEGACY_NOTIFICATIONS",
+    "MAX_LABELS",
     "METHODS",
+    "NODE_NAME_PATTERN",
     "NOTIFICATIONS",
     "OUTPUT_FRAME_HEADER_SIZE",
     "OUTPUT_FRAME_MAGIC",
@@ -258,11 +273,18 @@ __all__ = [
     "JobStarted",
     "JobState",
     "JobStats",
+    "Label",
+    "Labels",
     "LegacyParams",
     "LegacyPing",
     "Limits",
     "ListParams",
     "Listener",
+    "NodeInfo",
+    "NodeList",
+    "NodeName",
+    "NodeRef",
+    "NodeState",
     "Notification",
     "Ok",
     "OutputChunk",

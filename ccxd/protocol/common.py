@@ -54,6 +54,8 @@ class ErrorCode(enum.IntEnum):
     SESSION_NOT_FOUND = -32010
     BUDGET_SPENT = -32011
     """A Claude job refused: the daemon's daily or monthly Claude budget is spent."""
+    NODE_NOT_FOUND = -32012
+    """No node of the fleet has this name."""
 
 
 class JobState(enum.StrEnum):

@@ -8,6 +8,7 @@ from msgspec import Meta, Struct
 
 from ccxd.protocol.common import Cpus, GroupName, IoWeight, JobState, PidsLimit, Seconds, Size, TimeoutSeconds
 from ccxd.protocol.jobs import JobInfo, OutputChunk
+from ccxd.protocol.nodes import Labels, NodeName
 
 __all__ = [
     "JobList",
@@ -110,6 +111,15 @@ class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     worktree: bool = False
     """Run in a fresh git worktree of ``cwd``'s repository, on a new branch ``ccxd/<job-id>``
     (``worktree.*`` methods; refused when ``cwd`` is not in a git repository)."""
+    # Fleets (docs/fleet-design.md): where the job may run.
+    where: Labels = {}
+    """Run only on a node whose labels include every one of these (``{"gpu": "1"}``); outside fleet
+    mode this daemon's ``node_labels`` must."""
+    node: NodeName | None = None
+    """Run on this node only; outside fleet mode only this daemon's own name is accepted."""
+    retry_on_node_loss: bool = False
+    """When the node running it is lost, start it again on another node (a new job, ``retry_of``
+    this one); unset, it ends ``lost``.  Claude jobs are re-run either way."""
 
 
 class JobRef(Struct, forbid_unknown_fields=True):
@@ -123,6 +133,8 @@ class ListParams(Struct, forbid_unknown_fields=True, kw_only=True):
 
     state: JobState | None = None
     session: str | None = None
+    node: str | None = None
+    """Only jobs of this node (in a fleet, where they run or ran)."""
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 100
 
 

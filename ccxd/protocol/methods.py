@@ -22,6 +22,7 @@ from ccxd.protocol.job_methods import (
     SubscribeResult,
 )
 from ccxd.protocol.jobs import JobInfo
+from ccxd.protocol.nodes import NodeInfo, NodeList, NodeRef
 
 __all__ = [
     "METHODS",
@@ -193,6 +194,7 @@ class HistoryParams(Struct, forbid_unknown_fields=True, kw_only=True):
     since: float | None = None
     grep: str | None = None
     node: str | None = None
+    """Only jobs of this node (where they ran)."""
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 50
 
 
@@ -443,4 +445,8 @@ METHODS: Final[dict[str, tuple[type[Struct], type[Struct]]]] = {
     "worktree.prune": (EmptyParams, WorktreePruneResult),
     "claude.budget": (EmptyParams, ClaudeBudget),
     "ui.login_url": (EmptyParams, UiLoginUrl),
+    "node.list": (EmptyParams, NodeList),
+    "node.drain": (NodeRef, NodeInfo),
+    "node.cordon": (NodeRef, NodeInfo),
+    "node.uncordon": (NodeRef, NodeInfo),
 }

@@ -16,7 +16,17 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw, Struct
 
-from ccxd.protocol import METHODS, SIZE_PATTERN, ErrorCode, ErrorResponse, Request, RequestId, error
+from ccxd.protocol import (
+    LABEL_PATTERN,
+    METHODS,
+    NODE_NAME_PATTERN,
+    SIZE_PATTERN,
+    ErrorCode,
+    ErrorResponse,
+    Request,
+    RequestId,
+    error,
+)
 
 __all__ = ["Call", "Parsed", "decode_params", "in_words", "parse"]
 
@@ -120,6 +130,10 @@ def decode_params(method: str, params: Raw | None) -> Struct:
         # or gives none for the object itself; say where that is in the request.  Only
         # the suffix is rewritten: the message may quote the client's own text.
         message = str(exc)
+        text, sep, path = message.rpartition(" - at `key` in `$")
+        if sep and _PATH_TAIL.fullmatch(path):  # a dict's key: ``where``'s label names
+            text = in_words(text, params_type, raw, "")
+            raise ValueError(f"{text} - at a key of `$.params{path}") from None
         text, sep, path = message.rpartition(" - at `$")
         if sep and _PATH_TAIL.fullmatch(path):
             text = in_words(text, params_type, raw, path[:-1])
@@ -128,7 +142,11 @@ def decode_params(method: str, params: Raw | None) -> Struct:
 
 
 _REGEX = re.compile(r"matching regex '(.*)'$")
-_PATTERN_WORDS = {SIZE_PATTERN: "a size such as 512M, 2G or 1.5GiB (bytes, or a number with K, M, G or T)"}
+_PATTERN_WORDS = {
+    SIZE_PATTERN: "a size such as 512M, 2G or 1.5GiB (bytes, or a number with K, M, G or T)",
+    LABEL_PATTERN: "a label: 1 to 63 letters, digits, '_', '.' or '-'",
+    NODE_NAME_PATTERN: "a node name: a letter or digit, then up to 63 letters, digits, '_', '.' or '-'",
+}
 
 
 def in_words(text: str, params_type: type[Struct], raw: bytes, path: str) -> str:
