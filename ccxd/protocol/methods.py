@@ -139,6 +139,9 @@ class StatusResult(Struct, kw_only=True):
     """The daemon's file-descriptor limit (its soft limit, raised to the hard one at start)."""
     refused: Refusals = msgspec.field(default_factory=Refusals)
     """Connections turned away before they could cost the daemon's jobs anything, by cause."""
+    fleet: str = ""
+    """In fleet mode: this node, its state, its fleet slots and the fleet's nodes,
+    ``node b up, 1/4 slots used, nodes: 2 up, 1 lost``; empty outside a fleet."""
 
 
 class EmptyParams(Struct, forbid_unknown_fields=True):
