@@ -17,11 +17,15 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
+from ccxd.redis_url import is_sentinel
 from ccxd.store import integrity, keys, migrate, scripts
 from ccxd.store.base import DurationSample, StoredChunk, StoreUnavailable, WriteRefused
+from ccxd.store.connect import describe_target, open_redis
 from ccxd.store.ops import (
     AppendOutput,
     ClaudeState,
@@ -59,8 +63,6 @@ _FastPacking = FastPacking  # its name before store/packing.py, which tests stil
 class RedisStore:
     """Job history in Redis, for one node."""
 
-    name = "redis"
-
     def __init__(
         self,
         url: str,
@@ -79,15 +81,11 @@ class RedisStore:
         self.output_limit = output_limit
         self._key = key if key is not None else os.urandom(integrity.KEY_BYTES)
         """Seals the Claude retry state (the daemon's ``store.key``; unset: this instance's own)."""
-        self._tls = {
-            name: value
-            for name, value in (
-                ("ssl_ca_certs", tls_ca_file),
-                ("ssl_certfile", tls_cert_file),
-                ("ssl_keyfile", tls_key_file),
-            )
-            if value
-        }
+        self._tls = (tls_ca_file, tls_cert_file, tls_key_file)
+        self.name = describe_target(url)
+        """``redis``, or ``redis (sentinel SERVICE via …)`` and the primary it reached last."""
+        self.server = ""
+        """The server the last connection reached (its run id): another may lack what it acknowledged."""
         self._redis: aioredis.Redis | None = None
         self._scripts = True
         """Write through the Lua scripts of ``scripts.py`` (false: plain commands)."""
@@ -102,29 +100,39 @@ class RedisStore:
 
     async def open(self) -> None:
         """Create the client and check that Redis answers."""
-        # One connection, shared in turn: every command here is short, and a pool that
-        # grows with concurrency would keep its extra connections (and descriptors)
-        # for good after a burst or a reconnect.
-        tls = self._tls if self.url.startswith("rediss://") else {}
-        pool = aioredis.BlockingConnectionPool.from_url(
+        ca, cert, key = self._tls
+        self._redis = open_redis(
             self.url,
-            **tls,
-            max_connections=1,
             timeout=self.timeout,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            health_check_interval=0,
-            retry_on_timeout=False,
+            tls_ca_file=ca,
+            tls_cert_file=cert,
+            tls_key_file=key,
+            on_connect=self._identify,
         )
-        base = pool.connection_class
-        pool.connection_class = type(f"Fast{base.__name__}", (FastPacking, base), {})
-        self._redis = aioredis.Redis.from_pool(pool)
         await self.ping()
         await self._load_scripts()
         try:
             await migrate.escape_names(self._redis, self.node)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {exc or type(exc).__name__}") from None
+
+    async def _identify(self, conn: AbstractConnection) -> None:
+        """Note which server a new connection reached (a failover or restart changes it)."""
+        path = getattr(conn, "path", None)
+        address = str(path) if path else f"{getattr(conn, 'host', '')}:{getattr(conn, 'port', '')}"
+        try:
+            await conn.send_command("INFO", "server")
+            info = await conn.read_response()
+        except ResponseError:  # an ACL user without INFO: the address is the best we know
+            server = address
+        else:
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            server = next((ln[7:].strip() for ln in text.splitlines() if ln.startswith("run_id:")), address)
+        if self.server and server != self.server:
+            log.warning("the store reached another Redis server (%s, run id %s)", address, server[:12])
+        self.server = server
+        if is_sentinel(self.url):
+            self.name = f"{describe_target(self.url)}: primary {address}"
 
     async def close(self) -> None:
         """Close the client."""
@@ -138,6 +146,8 @@ class RedisStore:
             # answer, and the writer's task then never stops.
             async with asyncio.timeout(self.timeout + 1):
                 return await coro
+        except MasterNotFoundError as exc:
+            raise StoreUnavailable(f"{describe_target(self.url)}: no primary known: {exc}") from None
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc or type(exc).__name__}") from None
 
