@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import stat
 import tomllib
 import typing
 from pathlib import Path
@@ -21,9 +23,20 @@ import msgspec
 from msgspec import Meta, Struct
 
 from ccxd import paths
-from ccxd.protocol import SIZE_PATTERN, HookMatch
+from ccxd.protocol import LABEL_PATTERN, MAX_LABELS, NODE_NAME_PATTERN, SIZE_PATTERN, HookMatch, Labels
 
-__all__ = ["ENV_ALIASES", "CommandHook", "Config", "ConfigError", "GroupConfig", "LoadedConfig", "load"]
+__all__ = [
+    "ENV_ALIASES",
+    "FLEET_KEY_MIN_BYTES",
+    "RENAMED",
+    "CommandHook",
+    "Config",
+    "ConfigError",
+    "GroupConfig",
+    "LoadedConfig",
+    "load",
+    "read_fleet_key",
+]
 
 Positive = Annotated[float, Meta(gt=0)]
 NonNegative = Annotated[float, Meta(ge=0)]
@@ -166,9 +179,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     store: Literal["redis", "memory"] = "redis"
     """Where history lives: Redis (embedded or ``redis_url``), or memory (lost on restart)."""
     redis_url: str = ""
-    """Redis to use (redis://, rediss://, unix://); empty means a private embedded redis-server.  Over
-    TCP it must authenticate (``redis://USER:PASSWORD@HOST:PORT/DB``, an ACL user); a unix:// socket
-    without a password must be yours alone.  The password is never logged or printed."""
+    """Redis to use (redis://, rediss://, unix://, redis+sentinel://); empty means a private embedded
+    redis-server.  Over TCP it must authenticate (``redis://USER:PASSWORD@HOST:PORT/DB``, an ACL user);
+    a unix:// socket without a password must be yours alone.  The password is never logged or printed."""
     redis_allow_unauthenticated: bool = False
     """Use a redis_url without a password anyway (warned about at start and in ``ccxctl status``):
     whoever else reaches that Redis can read every job's output and forge history."""
@@ -327,8 +340,29 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     by default they run on and the restarted daemon adopts them."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log threshold."""
-    node_id: str = ""
-    """Name of this daemon in records; empty means the host name."""
+
+    # Fleet (several daemons on one Redis: docs/fleet-design.md)
+    fleet: bool = False
+    """Be one node of a fleet: daemons sharing redis_url run each other's jobs (``--where``,
+    ``--node``), serve each other's jobs and re-run the jobs of a node that is lost.  Needs a
+    shared redis_url (redis:// with an ACL user and password, rediss://, or redis+sentinel://)
+    and fleet_key_file; off, the daemon is a node of its own as before."""
+    node_name: str = ""
+    """Name of this daemon in records and in the fleet (a letter or digit, then up to 63 letters,
+    digits, ``_.-``); empty means the host name.  ``node_id`` is its old name, still accepted."""
+    node_labels: Labels = {}
+    """Labels of this node, ``{ gpu = "1", os = "debian" }``: a job started with ``--where gpu=1``
+    runs only on a node that has them all (keys and values: 1 to 63 letters, digits, ``_.-``)."""
+    node_slots: Annotated[int, Meta(ge=0, le=100_000)] = 0
+    """Fleet jobs this node runs at once; 0 means max_concurrent_jobs."""
+    node_lease: Annotated[float, Meta(ge=2, le=3600)] = 10.0
+    """Seconds a node may stay silent before the fleet declares it ``lost`` (its jobs end ``lost``,
+    or run again elsewhere); nodes heartbeat every node_lease / 5."""
+    fleet_key_file: str = ""
+    """The fleet's shared secret: the same file (32 bytes or more, mode 0600) on every node, made by
+    ``ccxctl fleet-key PATH``; queue entries and control requests are signed with it, so whoever
+    else writes to the Redis cannot make a node run a command.  Empty means
+    ``$XDG_CONFIG_HOME/ccxd/fleet.key``."""
 
     def resolved_socket_path(self) -> Path:
         """The Unix socket path after defaults are applied."""
@@ -342,10 +376,33 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
         """The hooks directory after defaults are applied."""
         return Path(self.hooks_dir) if self.hooks_dir else paths.config_dir() / "hooks"
 
-    def resolved_node_id(self) -> str:
-        """The node id after defaults are applied."""
-        return self.node_id or os.uname().nodename
+    def resolved_node_name(self) -> str:
+        """This node's name after defaults are applied (the host name)."""
+        return self.node_name or os.uname().nodename
 
+    def resolved_node_id(self) -> str:
+        """:meth:`resolved_node_name`, by its old name."""
+        return self.resolved_node_name()
+
+    def resolved_node_slots(self) -> int:
+        """Fleet jobs this node runs at once after defaults are applied."""
+        return self.node_slots or self.max_concurrent_jobs
+
+    def resolved_fleet_key_file(self) -> Path:
+        """The fleet key file after defaults are applied."""
+        return Path(self.fleet_key_file) if self.fleet_key_file else paths.config_dir() / "fleet.key"
+
+    def read_fleet_key(self) -> bytes:
+        """The fleet key: the key file's bytes, surrounding whitespace removed; ConfigError if unusable.
+
+        The file must be a regular file of ours that no one else may read, holding
+        at least :data:`FLEET_KEY_MIN_BYTES` bytes.
+        """
+        return read_fleet_key(self.resolved_fleet_key_file())
+
+
+FLEET_KEY_MIN_BYTES: Final = 32
+"""The shortest fleet key accepted (``ccxctl fleet-key`` writes 64 hex digits: 32 random bytes)."""
 
 ENV_PREFIX: Final = "CCXD_"
 
@@ -359,6 +416,9 @@ ENV_ALIASES: Final[dict[str, str]] = {
     "LOG_LEVEL": "log_level",
 }
 """Environment names from cc_executor's README that still work."""
+
+RENAMED: Final[dict[str, str]] = {"node_id": "node_name"}
+"""Settings under an old name: the file may use either (not both with different values)."""
 
 # Environment variables that are not settings even though they share the prefix.
 _NOT_SETTINGS: Final = frozenset(
@@ -414,12 +474,54 @@ def _coerce(key: str, value: object, source: str, from_env: bool) -> object:
                 raise ConfigError(f"{source}: {key} = {raw!r}: expected a JSON array or a list") from None
         else:
             value = [v.strip() for v in text.split(",") if v.strip()]
+    base = typing.get_args(typ)[0] if typing.get_origin(typ) is Annotated else typ
+    if from_env and isinstance(value, str) and typing.get_origin(base) is dict:
+        # CCXD_NODE_LABELS="gpu=1,os=debian" (or a JSON object)
+        value = _env_table(key, value, source)
+    if key == "node_labels" and isinstance(value, dict):
+        _check_labels(value, f"{source}: {key}")
     try:
         return msgspec.convert(value, type=typ, strict=not from_env)
     except msgspec.ValidationError as exc:
         choices = [c for c in typing.get_args(typ) if isinstance(c, str)]
         expected = f"expected one of {', '.join(choices)}" if choices else _expected(exc)
         raise ConfigError(f"{source}: {key} = {raw!r}: {expected}") from None
+
+
+_LABEL = re.compile(LABEL_PATTERN)
+
+
+def _check_labels(labels: dict[object, object], where: str) -> None:
+    """ConfigError naming the first label that is no label, or too many of them."""
+    if len(labels) > MAX_LABELS:
+        raise ConfigError(f"{where}: {len(labels)} labels, at most {MAX_LABELS}")
+    for name, value in labels.items():
+        for what, text in (("name", name), ("value", value)):
+            if not isinstance(text, str) or not _LABEL.match(text):
+                raise ConfigError(
+                    f"{where}: label {what} {text!r}"
+                    + (f" (of {name!r})" if what == "value" else "")
+                    + ": expected 1 to 63 letters, digits, '_', '.' or '-'"
+                )
+
+
+def _env_table(key: str, text: str, source: str) -> object:
+    """A table from the environment: a JSON object, or ``KEY=VALUE`` items separated by commas."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            raise ConfigError(f"{source}: {key} = {text!r}: expected a JSON object or KEY=VALUE,…") from None
+    table: dict[str, str] = {}
+    for item in (i.strip() for i in text.split(",")):
+        name, sep, value = item.partition("=")
+        if not item:
+            continue
+        if not sep:
+            raise ConfigError(f"{source}: {key}: {item!r} is not KEY=VALUE (items are separated by commas)")
+        table[name.strip()] = value.strip()
+    return table
 
 
 def default_config_path() -> Path:
@@ -446,7 +548,9 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Loa
             raise ConfigError(f"{file_path}: cannot read config file: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file_path}: invalid TOML: {exc}") from None
+        renamed: dict[str, tuple[str, object]] = {}
         for key, value in data.items():
+            key = _new_name(key, value, str(file_path), renamed)
             values[key] = _coerce(key, value, str(file_path), from_env=False)
             sources[key] = str(file_path)
 
@@ -454,10 +558,11 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Loa
         if alias in env and f"{ENV_PREFIX}{key.upper()}" not in env:
             values[key] = _coerce(key, env[alias], f"${alias}", from_env=True)
             sources[key] = f"${alias}"
+    env_renamed: dict[str, tuple[str, object]] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
             continue
-        key = name[len(ENV_PREFIX) :].lower()
+        key = _new_name(name[len(ENV_PREFIX) :].lower(), value, f"${name}", env_renamed)
         values[key] = _coerce(key, value, f"${name}", from_env=True)
         sources[key] = f"${name}"
 
@@ -467,6 +572,7 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Loa
         raise ConfigError(str(exc)) from None
     _check_websocket(config, sources)
     _check_redis(config, sources)
+    _check_fleet(config, sources)
     if config.metrics_listen:
         from ccxd.addresses import parse_listen
 
@@ -475,6 +581,24 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Loa
         except ValueError as exc:
             raise ConfigError(f"{sources['metrics_listen']}: {exc}") from None
     return LoadedConfig(config=config, sources=sources)
+
+
+def _new_name(key: str, value: object, source: str, seen: dict[str, tuple[str, object]]) -> str:
+    """``key`` under its current name (:data:`RENAMED`); ConfigError when both names differ in one source.
+
+    ``seen`` maps each current name given so far in this source to the name it was given as and its value.
+    """
+    new = RENAMED.get(key, key)
+    given = seen.get(new)
+    if given is not None and given[0] != key and given[1] != value:
+        old, current = (key, given[0]) if new != key else (given[0], key)
+        raise ConfigError(
+            f"{source}: {old} is the old name of {current} and both are set, differently "
+            f"({old} = {(value if old == key else given[1])!r}, {current} = "
+            f"{(given[1] if old == key else value)!r}); keep {current} only"
+        )
+    seen[new] = (key, value)
+    return new
 
 
 def _read_own_file(path: Path) -> str:
@@ -523,6 +647,10 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+REDIS_SCHEMES: Final = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+"""The forms of ``redis_url``; ``redis+sentinel://`` asks Sentinels for the primary (failover)."""
+
+
 def redis_auth_missing(url: str, tls_cert_file: str = "") -> bool:
     """True when ``url`` is a TCP Redis that lets in whoever reaches it (no I/O).
 
@@ -531,11 +659,11 @@ def redis_auth_missing(url: str, tls_cert_file: str = "") -> bool:
     unix:// sockets are judged at start, by who can reach the socket (``history/service.py``).
     """
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
+    if parts.scheme not in ("redis", "rediss", "redis+sentinel", "rediss+sentinel"):
         return False
     if parts.password or any(k.lower() == "password" and v for k, v in parse_qsl(parts.query)):
         return False
-    return not (parts.scheme == "rediss" and tls_cert_file)
+    return not (parts.scheme.startswith("rediss") and tls_cert_file)
 
 
 def _check_redis(config: Config, sources: dict[str, str]) -> None:
@@ -544,14 +672,14 @@ def _check_redis(config: Config, sources: dict[str, str]) -> None:
     if not url or config.store != "redis":
         return
     scheme = urlsplit(url).scheme
-    if scheme not in ("redis", "rediss", "unix"):
+    if scheme not in REDIS_SCHEMES:
         raise ConfigError(
             f"redis_url = {redact_url(url)!r} ({sources['redis_url']}): "
-            "expected a redis://, rediss:// or unix:// URL"
+            "expected a redis://, rediss://, unix:// or redis+sentinel:// URL"
         )
     tls_keys = ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
     tls = [k for k in tls_keys if getattr(config, k)]
-    if tls and scheme != "rediss":
+    if tls and not scheme.startswith("rediss"):
         raise ConfigError(f"{', '.join(tls)} ({sources[tls[0]]}) need a rediss:// redis_url")
     if bool(config.redis_tls_cert_file) != bool(config.redis_tls_key_file):
         raise ConfigError("redis_tls_cert_file and redis_tls_key_file must be set together")
@@ -562,6 +690,83 @@ def _check_redis(config: Config, sources: dict[str, str]) -> None:
             "redis://USER:PASSWORD@HOST:PORT (an ACL user), leave redis_url empty for the private "
             "embedded Redis, or set redis_allow_unauthenticated = true to accept the risk"
         )
+
+
+_NODE_NAME = re.compile(NODE_NAME_PATTERN)
+
+
+def _check_fleet(config: Config, sources: dict[str, str]) -> None:
+    """Refuse fleet settings a fleet cannot work with, or would be unsafe with (ConfigError → exit 78)."""
+    if not config.fleet:
+        return  # a lone daemon's name is only a word in its records, as before fleets
+    where = f"fleet = true ({sources['fleet']})"
+    name = config.resolved_node_name()
+    if not _NODE_NAME.match(name):
+        given = (
+            f"node_name = {name!r} ({sources['node_name']})"
+            if config.node_name
+            else f"the host name {name!r}"
+        )
+        raise ConfigError(
+            f"{where}: {given} is no node name: expected a letter or digit, then up to 63 letters, "
+            "digits, '_', '.' or '-'" + ("" if config.node_name else "; set node_name")
+        )
+    if config.store != "redis" or not config.redis_url:
+        raise ConfigError(
+            f"{where} needs the Redis every node shares: set redis_url (redis://USER:PASSWORD@HOST:PORT "
+            "with an ACL user, rediss://…, or redis+sentinel://…); the embedded Redis is this daemon's alone"
+            + (
+                f', and store = "redis" (store = {config.store!r}, {sources["store"]})'
+                if config.store != "redis"
+                else ""
+            )
+        )
+    url = config.redis_url
+    scheme = urlsplit(url).scheme
+    if scheme == "unix":
+        raise ConfigError(
+            f"{where}: redis_url = {redact_url(url)!r} ({sources['redis_url']}) is a Unix socket; "
+            "the nodes of a fleet share a Redis over TCP: redis://USER:PASSWORD@HOST:PORT, rediss://… or redis+sentinel://…"
+        )
+    if redis_auth_missing(url, config.redis_tls_cert_file):
+        raise ConfigError(
+            f"{where}: redis_url = {redact_url(url)!r} ({sources['redis_url']}) has no password; a fleet's "
+            "Redis must authenticate every node (redis://USER:PASSWORD@HOST:PORT, an ACL user), whatever "
+            "redis_allow_unauthenticated says"
+        )
+    try:
+        config.read_fleet_key()
+    except ConfigError as exc:
+        source = sources["fleet_key_file"]
+        raise ConfigError(f"{where}: fleet_key_file ({source}): {exc}") from None
+
+
+def read_fleet_key(path: Path) -> bytes:
+    """The fleet key in ``path``: its bytes, surrounding whitespace removed; ConfigError if unusable."""
+    hint = f"make one with `ccxctl fleet-key {path}` and copy it to every node (mode 0600)"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist: {hint}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path} is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise ConfigError(f"{path} is owned by uid {st.st_uid}, not by this daemon's ({os.geteuid()})")
+        if st.st_mode & 0o077:
+            raise ConfigError(
+                f"{path} may be read or written by others (mode {stat.S_IMODE(st.st_mode):04o}), so it is "
+                f"no secret: make a new one ({hint})"
+            )
+        data = os.read(fd, 1 << 16).strip()
+    finally:
+        os.close(fd)
+    if len(data) < FLEET_KEY_MIN_BYTES:
+        raise ConfigError(f"{path} holds {len(data)} bytes, fewer than {FLEET_KEY_MIN_BYTES}: {hint}")
+    return data
 
 
 def render(loaded: LoadedConfig) -> str:
@@ -593,4 +798,8 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        # A TOML inline table (node_labels), which a JSON object is not.
+        items = ", ".join(f"{msgspec.json.encode(k).decode()} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + (f" {items} " if items else "") + "}"
     return msgspec.json.encode(value).decode()
