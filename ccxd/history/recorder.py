@@ -82,6 +82,8 @@ class Recorder(LifecycleObserver):
         """Output the store keeps per job (``store_output_max_bytes``); later chunks are not queued."""
         self._samples: dict[str, tuple[float, list[Sample]]] = {}
         self.recovered: list[str] = []
+        self.fleet_epochs: dict[str, int] = {}
+        """Fleet jobs this node claimed → the epoch of the claim: their writes carry it (fenced)."""
         """Jobs :meth:`recover` saved from job files or marked lost, until :meth:`forget_recovered`."""
 
     # -- what the supervisor's lifecycle tells it -----------------------------

@@ -6,9 +6,10 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from ccxd import __version__
-from ccxd.errors import RpcError
+from ccxd.errors import InvalidRequest, RpcError
 from ccxd.output.chunker import complete_length
 from ccxd.output.log import STREAMS
 from ccxd.protocol import (
@@ -48,7 +49,52 @@ from ccxd.store.base import Store, StoreUnavailable
 from ccxd.supervision.shim import shim_state
 from ccxd.supervision.supervisor import Supervisor, parse_signal
 
-__all__ = ["DaemonInfo", "register_methods"]
+__all__ = ["DaemonInfo", "RemoteJobs", "check_placement", "register_methods"]
+
+
+class RemoteJobs(Protocol):
+    """The jobs of a fleet this daemon does not run (``ccxd/fleet/service.py``): queued or on another node.
+
+    The handlers below serve a job of this daemon themselves (no Redis on that
+    path) and ask this for any other.
+    """
+
+    async def submit(self, params: StartParams, peer: str) -> JobInfo:
+        """Queue a job fleet-wide (checked as a local start is); its ``queued`` record."""
+
+    async def get(self, job_id: str) -> JobInfo | None:
+        """A job queued fleet-wide or run by any node; None when the fleet knows none."""
+
+    async def list_jobs(self, params: ListParams, local: list[JobInfo]) -> list[JobInfo]:
+        """``job.list`` of the whole fleet: ``local`` (this daemon's) merged with the others'."""
+
+    async def follow(
+        self, conn: Connection, job_id: str, from_offset: int, output: bool, binary: bool, stats: bool
+    ) -> JobInfo | None:
+        """Follow a job another node runs (or that is still queued) on ``conn``; None if unknown."""
+
+    async def control(self, verb: str, job_id: str, signal: int | None = None) -> JobInfo | None:
+        """``cancel``/``signal``/``pause``/``resume`` a job this daemon does not run; None if unknown."""
+
+    def status_line(self) -> str:
+        """``daemon.status``'s fleet line (node, state, slots, nodes up/lost)."""
+
+
+def check_placement(params: StartParams, node: str, labels: dict[str, str]) -> None:
+    """Refuse (-32602) a ``node`` or ``where`` this daemon, outside a fleet, does not match (no I/O)."""
+    if params.node is not None and params.node != node:
+        raise InvalidRequest(
+            f"node {params.node!r} is not this daemon ({node!r}) and fleet = false: "
+            "no other node can run it - at `$.params.node`"
+        )
+    for key, want in sorted(params.where.items()):
+        have = labels.get(key)
+        if have != want:
+            has = f"has {key}={have!r}" if have is not None else f"has no label {key!r}"
+            raise InvalidRequest(
+                f"this daemon ({node!r}) {has}, the job needs {key}={want!r}, and fleet = false: "
+                f"no other node can run it - at `$.params.where.{key}`"
+            )
 
 
 class DaemonInfo:
@@ -74,15 +120,26 @@ class DaemonInfo:
 
 
 def register_methods(
-    dispatcher: Dispatcher, sup: Supervisor, info: DaemonInfo, store: Store | None = None
+    dispatcher: Dispatcher,
+    sup: Supervisor,
+    info: DaemonInfo,
+    store: Store | None = None,
+    fleet: RemoteJobs | None = None,
 ) -> None:
     """Register the job and daemon methods on ``dispatcher``.
 
     ``store`` answers ``job.get`` and ``job.read`` for jobs this daemon no longer
     holds in memory (older jobs, jobs of a previous run or of another node).
+    ``fleet`` (fleet mode) queues new jobs fleet-wide and serves the jobs this
+    daemon does not run.
     """
 
     async def stored(job_id: str) -> JobInfo:
+        if fleet is not None:
+            found_in_fleet = await fleet.get(job_id)
+            if found_in_fleet is None:
+                raise RpcError.job_not_found(job_id)
+            return found_in_fleet
         if store is None:
             raise RpcError.job_not_found(job_id)
         try:
@@ -158,6 +215,12 @@ def register_methods(
 
     async def start(p: StartParams, conn: Connection) -> JobInfo:
         conn.require_binary(p.binary)
+        if fleet is not None:
+            queued = await fleet.submit(p, conn.peer)
+            if p.subscribe:
+                await fleet.follow(conn, queued.id, 0, True, p.binary, False)
+            return queued
+        check_placement(p, sup.node, sup.config.node_labels)
         job = await sup.start(p, peer=conn.peer)
         if p.subscribe:
             follow(conn, job.id, 0, True, p.binary)
@@ -168,10 +231,17 @@ def register_methods(
         return job.info() if job is not None else await stored(p.job_id)
 
     async def list_jobs(p: ListParams, conn: Connection) -> JobList:
-        return JobList(jobs=sup.list_jobs(p))
+        local = sup.list_jobs(p)
+        return JobList(jobs=await fleet.list_jobs(p, local) if fleet is not None else local)
 
     async def subscribe(p: SubscribeParams, conn: Connection) -> SubscribeResult:
         conn.require_binary(p.binary)
+        if p.job_id not in sup.jobs and fleet is not None:
+            # Queued fleet-wide or run by another node: its output comes through Redis.
+            found = await fleet.follow(conn, p.job_id, p.from_offset, p.output, p.binary, p.stats)
+            if found is None:
+                raise RpcError.job_not_found(p.job_id)
+            return SubscribeResult(job=found)
         if p.job_id not in sup.jobs:
             # A job from history: replay what the store kept, then say it finished.
             info = await stored(p.job_id)
@@ -228,17 +298,27 @@ def register_methods(
         eof = job.finished and offset >= out.size
         return ReadResult(chunks=chunks, next_offset=offset, eof=eof, gap=gap)
 
+    async def elsewhere(verb: str, job_id: str, sig: int | None = None) -> JobInfo | None:
+        """The verb done by the fleet for a job this daemon does not run (None: not in a fleet)."""
+        if fleet is None or job_id in sup.jobs:
+            return None
+        done = await fleet.control(verb, job_id, sig)
+        if done is None:
+            raise RpcError.job_not_found(job_id)
+        return done
+
     async def cancel(p: JobRef, conn: Connection) -> JobInfo:
-        return sup.cancel(p.job_id).info()
+        return await elsewhere("cancel", p.job_id) or sup.cancel(p.job_id).info()
 
     async def send_signal(p: SignalParams, conn: Connection) -> JobInfo:
-        return sup.send_signal(p.job_id, parse_signal(p.signal)).info()
+        sig = parse_signal(p.signal)
+        return await elsewhere("signal", p.job_id, sig) or sup.send_signal(p.job_id, sig).info()
 
     async def pause(p: JobRef, conn: Connection) -> JobInfo:
-        return sup.pause(p.job_id).info()
+        return await elsewhere("pause", p.job_id) or sup.pause(p.job_id).info()
 
     async def resume(p: JobRef, conn: Connection) -> JobInfo:
-        return sup.resume(p.job_id).info()
+        return await elsewhere("resume", p.job_id) or sup.resume(p.job_id).info()
 
     async def status(p: EmptyParams, conn: Connection) -> StatusResult:
         return StatusResult(
@@ -259,6 +339,7 @@ def register_methods(
             metrics=await info.metrics() if info.metrics is not None else [],
             fd_limit=info.fd_limit,
             refused=info.refused(),
+            fleet=fleet.status_line() if fleet is not None else "",
         )
 
     async def ping(p: EmptyParams, conn: Connection) -> PingResult:

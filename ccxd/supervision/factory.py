@@ -72,24 +72,30 @@ class JobFactory:
             raise InvalidRequest('command is required (or kind: "claude" with a prompt)')
         return params
 
+    def check(self, params: StartParams) -> StartParams:
+        """``params`` prepared and checked as :meth:`make` checks them, no job made (InvalidRequest)."""
+        params = self.prepare(params)
+        check_text(params)
+        self._argv(params)
+        return params
+
+    def _argv(self, params: StartParams) -> tuple[list[str], str | None]:
+        """The argv and shell of prepared ``params``; refused when the shell asked for is not found."""
+        if not isinstance(params.command, str):
+            return list(params.command or ()), None
+        wanted = params.shell or self.config.shell
+        found = resolve_shell(shell_name(wanted), fallback=False) if params.shell is not None else None
+        shell = self.default_shell if params.shell is None else found
+        if shell is None:
+            raise InvalidRequest(f"shell {wanted!r} not found")
+        return [shell, "-c", params.command], shell
+
     def make(self, params: StartParams, peer: str, job_id: str | None = None, *, reused: bool = False) -> Job:
         """A job for ``params``, not admitted yet; ``reused``: ``job_id`` was an earlier run's."""
         params = self.prepare(params)
         check_text(params)
         job_id = job_id or new_job_id()
-        if isinstance(params.command, str):
-            wanted = params.shell or self.config.shell
-            shell = (
-                self.default_shell
-                if params.shell is None
-                else resolve_shell(shell_name(wanted), fallback=False)
-            )
-            if shell is None:
-                raise InvalidRequest(f"shell {wanted!r} not found")
-            argv = [shell, "-c", params.command]
-        else:
-            shell = None
-            argv = list(params.command or ())
+        argv, shell = self._argv(params)
         cwd = params.cwd or self.home
         # No spool makes a file here: it is made when the job first writes.
         spool = self.engine.new_spool(job_id, self.config.spool_max_bytes)

@@ -87,6 +87,8 @@ class Supervisor:
         self._job_tasks: dict[str, asyncio.Task[None]] = {}
         self._accepting = True
         self._left_running: set[str] = set()
+        self.fleet_epochs: dict[str, int] = recorder.fleet_epochs if recorder is not None else {}
+        """Fleet jobs this node claimed → the epoch of the claim (the store fences their writes by it)."""
         """Jobs a ``leave`` shutdown left running for the next daemon: not finished here."""
         self.files = JobFiles(jobs_dir or spool_dir, spool_dir)
         """Job files, adoption records and spools, changed in order off the loop (jobfiles.py)."""
@@ -159,6 +161,8 @@ class Supervisor:
                 continue
             if params.session is not None and job.params.session != params.session:
                 continue
+            if params.node is not None and job.node != params.node:
+                continue
             out.append(job.info())
             if len(out) >= params.limit:
                 break
@@ -178,13 +182,35 @@ class Supervisor:
 
     # -- making and admitting jobs --------------------------------------------
 
-    async def start(self, params: StartParams, peer: str = "") -> Job:
-        """Admit a job: start it now or queue it.  Raises :class:`JobError` (or a hook's refusal)."""
+    def check(self, params: StartParams) -> StartParams:
+        """``params`` as a job would run them, refused as :meth:`start` refuses them, no job made.
+
+        A fleet node checks a request it queues fleet-wide (another node runs it).
+        """
+        if not self._accepting:
+            raise ShuttingDown
+        return self.factory.check(params)
+
+    async def start(
+        self,
+        params: StartParams,
+        peer: str = "",
+        *,
+        job_id: str | None = None,
+        fleet_epoch: int | None = None,
+    ) -> Job:
+        """Admit a job: start it now or queue it.  Raises :class:`JobError` (or a hook's refusal).
+
+        ``job_id`` and ``fleet_epoch``: a fleet job this node claimed, under the id it
+        was submitted with; its store writes are fenced by the epoch of the claim.
+        """
         if not self._accepting:
             raise ShuttingDown
         params = self.factory.prepare(params)
         ends = await stored_ends(params, self.jobs, self.recorder, self.config.store_timeout)
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
+        if fleet_epoch is not None:
+            self.fleet_epochs[job_id] = fleet_epoch
         outcomes: list[HookOutcome] = []
         notes: dict[str, object] = {}
         if self.hooks is not None:  # may change the params, or refuse (HOOK_REFUSED)
@@ -195,7 +221,11 @@ class Supervisor:
             worktree, cwd = await self.worktrees.create(params.cwd or self.factory.home, job_id)
             params = msgspec.structs.replace(params, cwd=cwd, worktree=True)
         timeout, basis, silence = await self.factory.timeout_for(params)
-        job = self.factory.make(params, peer, job_id)
+        try:
+            job = self.factory.make(params, peer, job_id)
+        except JobError:
+            self.fleet_epochs.pop(job_id, None)
+            raise
         job.worktree = worktree
         job.timeout, job.timeout_basis, job.timeout_silence = timeout, basis, silence
         job.hooks, job.annotations = outcomes, notes
@@ -420,6 +450,26 @@ class Supervisor:
         else:
             self.stop(job, JobReason.CANCELLED)
         return job
+
+    def kill_lost(self, job_ids: Iterable[str]) -> list[Job]:
+        """Kill at once (whole tree, no grace) the fleet jobs of this node that the fleet declared lost.
+
+        Another node may run them again already: their claims are fenced, so
+        what this node still writes of them is refused by the store.
+        """
+        killed = []
+        for job_id in job_ids:
+            job = self.jobs.get(job_id)
+            if job is None or job.finished:
+                continue
+            if job.state is JobState.QUEUED:
+                self._end_queued(job, JobReason.LOST, "its node was declared lost")
+            elif job.stop_reason is None:
+                job.stop_reason, job.stop_note = JobReason.LOST, "its node was declared lost"
+                if job.tree is not None:
+                    self.background(job.tree.kill())
+            killed.append(job)
+        return killed
 
     def send_signal(self, job_id: str, sig: int) -> Job:
         """Send ``sig`` to every process of a running job."""
