@@ -39,6 +39,7 @@ from ccxd.rpc.group_methods import register_group_methods
 from ccxd.rpc.history_methods import register_history_methods
 from ccxd.rpc.hook_methods import register_hook_methods
 from ccxd.rpc.methods import DaemonInfo, register_methods
+from ccxd.rpc.node_methods import register_node_methods, single_node
 from ccxd.rpc.worktree_methods import register_worktree_methods
 from ccxd.store.base import StoreUnavailable
 from ccxd.supervision.shimjob import load_records
@@ -210,6 +211,7 @@ class Daemon:
         register_group_methods(dispatcher, self.supervisor)
         register_worktree_methods(dispatcher, self.supervisor)
         register_claude_methods(dispatcher, self.claude_budgets)
+        register_node_methods(dispatcher, single_node(self.config, self.supervisor.counts))
         register_ui_methods(dispatcher, ws.ui if ws else None, ws.url if ws else None)
         metrics_server = await self._start_metrics_server(history)
         self.info.store = history.describe

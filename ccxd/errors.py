@@ -25,6 +25,7 @@ __all__ = [
     "RpcError",
     "ShuttingDown",
     "UnknownJob",
+    "UnknownNode",
 ]
 
 
@@ -42,6 +43,14 @@ class UnknownJob(JobError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r}")
         self.job_id = job_id
+
+
+class UnknownNode(JobError):
+    """No node of the fleet has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no node named {name!r} (ccxctl nodes lists them)")
+        self.name = name
 
 
 class JobNotActive(JobError):

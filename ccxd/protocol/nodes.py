@@ -40,7 +40,7 @@ NodeState = Literal["up", "draining", "cordoned", "lost"]
 takes no new ones (its running jobs go on, it may go back ``up``); ``lost`` missed its lease."""
 
 
-class NodeInfo(Struct, omit_defaults=True, kw_only=True):
+class NodeInfo(Struct, kw_only=True):
     """One node of the fleet, as its last heartbeat (or the reaper) left it."""
 
     name: str

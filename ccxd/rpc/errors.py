@@ -13,6 +13,7 @@ from ccxd.errors import (
     RpcError,
     ShuttingDown,
     UnknownJob,
+    UnknownNode,
 )
 from ccxd.protocol import ErrorCode
 
@@ -25,6 +26,8 @@ def rpc_error(exc: JobError | RpcError) -> RpcError:
         return exc
     if isinstance(exc, UnknownJob):
         return RpcError.job_not_found(exc.job_id)
+    if isinstance(exc, UnknownNode):
+        return RpcError(ErrorCode.NODE_NOT_FOUND, exc.message, {"name": exc.name})
     if isinstance(exc, JobNotActive):
         data = {"state": exc.state} if exc.state is not None else UNSET
         return RpcError(ErrorCode.JOB_NOT_ACTIVE, exc.message, data)
