@@ -144,6 +144,11 @@ def metrics_of(sig_hash: str) -> str:
     return f"{PREFIX}:metrics:{sig_hash}"
 
 
+def fleet_job(job_id: str) -> str:
+    """HASH of a fleet job (``ccxd/fleet/keys.py``): its ``epoch`` fences the job's record and output writes."""
+    return f"{PREFIX}:fleet:job:{part(job_id)}"
+
+
 def member(node: str, job_id: str) -> str:
     """How cross-node indexes name a job."""
     return f"{node}/{job_id}"
