@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from ccxctl import cli, ui_cmd
-from ccxctl.commands import daemon, follow, groups, history, hooks, jobs, run, setup, worktree
+from ccxctl.commands import daemon, follow, groups, history, hooks, jobs, nodes, run, setup, worktree
 
 __all__ = ["app", "run_app"]
 
@@ -40,12 +40,14 @@ app.command("init")(setup.init)
 app.command("doctor")(setup.doctor)
 app.command("mcp")(setup.mcp_cmd)
 app.command("ui")(ui_cmd.ui)
+app.command("fleet-key")(nodes.fleet_key)
 
 app.add_typer(history.history_app, name="history")
 app.add_typer(history.sessions_app, name="sessions")
 app.add_typer(hooks.hooks_app, name="hooks")
 app.add_typer(groups.group_app, name="group")
 app.add_typer(worktree.worktree_app, name="worktree")
+app.add_typer(nodes.nodes_app, name="nodes")
 
 
 def run_app(args: list[str]) -> int:

@@ -137,9 +137,14 @@ def _when(ts: float | None) -> str:
 
 
 def job_rows(jobs: Sequence[JobInfo]) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows for a list of jobs (cost and tokens when there are Claude jobs)."""
+    """Headers and rows for a list of jobs (cost and tokens when there are Claude jobs).
+
+    A NODE column when the jobs ran on several nodes of a fleet (``-``: queued fleet-wide).
+    """
     claude = any(j.claude is not None for j in jobs)
+    nodes = len({j.node for j in jobs}) > 1
     headers = ["id", "state", "outcome", "started", "duration", "limit"]
+    headers += ["node"] if nodes else []
     headers += ["cost", "tokens in/out"] if claude else []
     headers.append("command")
     rows = []
@@ -153,6 +158,8 @@ def job_rows(jobs: Sequence[JobInfo]) -> tuple[list[str], list[list[str]]]:
             human_duration(j.duration),
             describe_limit(j),
         ]
+        if nodes:
+            row.append(j.node or "-")
         if claude:
             c = j.claude
             row += [_cost(c.cost_usd if c else None), _tokens(c.input_tokens, c.output_tokens) if c else "-"]

@@ -119,6 +119,9 @@ class RunOptions(Struct, kw_only=True):
     after: list[str] = []
     after_any: list[str] = []
     worktree: bool = False
+    where: dict[str, str] = {}
+    node: str | None = None
+    retry_on_node_loss: bool = False
     json: bool = False
     socket: str | None = None
     url: str | None = None
@@ -152,6 +155,9 @@ class RunOptions(Struct, kw_only=True):
             after=self.after,
             after_any=self.after_any,
             worktree=self.worktree,
+            where=self.where,
+            node=self.node,
+            retry_on_node_loss=self.retry_on_node_loss,
         )
 
 

@@ -6,13 +6,24 @@ No typer here: the fast path imports this module to parse ``run`` without it.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from msgspec import Struct
 
 from ccxctl.runjob import RunOptions, env_from, parse_priority
+from ccxd.protocol.nodes import LABEL_PATTERN, MAX_LABELS, NODE_NAME_PATTERN
 
-__all__ = ["RUN_OPTIONS", "TARGET_OPTIONS", "Opt", "OptionError", "run_options"]
+__all__ = [
+    "FLEET_OPTIONS",
+    "RUN_OPTIONS",
+    "TARGET_OPTIONS",
+    "Opt",
+    "OptionError",
+    "check_node",
+    "parse_where",
+    "run_options",
+]
 
 
 class Opt(Struct, frozen=True):
@@ -71,9 +82,26 @@ RUN_OPTIONS: tuple[Opt, ...] = (
         bool,
         "Run in a fresh git worktree of the cwd's repository (branch ccxd/ID).",
     ),
+    Opt(
+        "where",
+        ("--where",),
+        str,
+        "KEY=VALUE: run only on a fleet node with this label; repeatable (all must match).",
+        True,
+    ),
+    Opt("node", ("--node",), str, "Run on this fleet node only."),
+    Opt(
+        "retry_on_node_loss",
+        ("--retry-on-node-loss",),
+        bool,
+        "If its node is lost, start the job again on another node.",
+    ),
     Opt("json_out", ("--json",), bool, "Print machine-readable JSON."),
 )
 """``run``'s options in the order its help lists them (``claude`` shares group … json_out)."""
+
+FLEET_OPTIONS: tuple[str, ...] = ("where", "node", "retry_on_node_loss")
+"""Where a job may run in a fleet: ``run`` and ``claude`` take these."""
 
 TARGET_OPTIONS: tuple[Opt, ...] = (
     Opt("socket", ("--socket",), str, "Daemon Unix socket path.", envvar="CCXD_SOCKET"),
@@ -119,15 +147,57 @@ def run_options(
         priority = parse_priority(str(given.pop("priority") or "normal"))
     except ValueError as exc:
         raise OptionError(str(exc), "--priority") from None
-    fields: dict[str, Any] = {name: bool(given.pop(name)) for name in ("detach", "argv", "worktree")}
+    where = parse_where(given.pop("where") or [])
+    node = check_node(given.pop("node"))
+    fields: dict[str, Any] = {
+        name: bool(given.pop(name)) for name in ("detach", "argv", "worktree", "retry_on_node_loss")
+    }
     fields.update({name: given.pop(name) or [] for name in ("after", "after_any")})
     fields.update(tags=given.pop("tag") or [], json=bool(given.pop("json_out")), **given)
     return RunOptions(
         command=command,
         env=environment,
         priority=priority,
+        where=where,
+        node=node,
         socket=socket,
         url=url,
         token_file=token_file,
         **fields,
     )
+
+
+_LABEL = re.compile(LABEL_PATTERN)
+_NODE = re.compile(NODE_NAME_PATTERN)
+_LABEL_WORDS = "1 to 63 letters, digits, '_', '.' or '-'"
+
+
+def parse_where(items: list[str]) -> dict[str, str]:
+    """``--where KEY=VALUE`` items as the labels a job needs (no I/O); OptionError naming the bad one."""
+    where: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise OptionError(f"{item!r}: expected KEY=VALUE, a label the node must have", "--where")
+        for what, text in (("key", key), ("value", value)):
+            if not _LABEL.match(text):
+                raise OptionError(f"{item!r}: the {what} {text!r} is no label ({_LABEL_WORDS})", "--where")
+        if where.get(key, value) != value:
+            raise OptionError(f"{key} is given twice, as {where[key]!r} and {value!r}", "--where")
+        where[key] = value
+    if len(where) > MAX_LABELS:
+        raise OptionError(f"{len(where)} labels; at most {MAX_LABELS}", "--where")
+    return where
+
+
+def check_node(name: object) -> str | None:
+    """``--node NAME`` when it is a node name (no I/O); OptionError otherwise."""
+    if name is None:
+        return None
+    text = str(name)
+    if not _NODE.match(text):
+        raise OptionError(
+            f"{text!r} is no node name (a letter or digit, then up to 63 letters, digits, '_', '.' or '-')",
+            "--node",
+        )
+    return text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import secrets
 import stat
 import tomllib
 import typing
@@ -36,6 +37,7 @@ __all__ = [
     "LoadedConfig",
     "load",
     "read_fleet_key",
+    "write_fleet_key",
 ]
 
 Positive = Annotated[float, Meta(gt=0)]
@@ -767,6 +769,28 @@ def read_fleet_key(path: Path) -> bytes:
     if len(data) < FLEET_KEY_MIN_BYTES:
         raise ConfigError(f"{path} holds {len(data)} bytes, fewer than {FLEET_KEY_MIN_BYTES}: {hint}")
     return data
+
+
+def write_fleet_key(path: Path) -> None:
+    """Write a new fleet key to ``path``: 64 hex digits (32 random bytes) and a newline, mode 0600.
+
+    Never over an existing file (that would split a fleet) nor through a symlink; ConfigError with one line.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError(
+            f"{path} exists already: a fleet key is never overwritten (remove it first)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.write(fd, secrets.token_hex(FLEET_KEY_MIN_BYTES).encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def render(loaded: LoadedConfig) -> str:

@@ -67,6 +67,7 @@ def history_list(
     ] = None,
     since: Annotated[str | None, typer.Option(help="Only jobs queued since: 2h, 1d, a date.")] = None,
     grep: Annotated[str | None, typer.Option(help="Only commands matching this regular expression.")] = None,
+    node: Annotated[str | None, typer.Option(help="Only the jobs of this fleet node.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many jobs.")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
@@ -76,6 +77,7 @@ def history_list(
         status=status_filter,  # type: ignore[arg-type]  # the daemon checks it, naming the choices
         since=parse_since(since) if since else None,
         grep=grep,
+        node=node,
         limit=limit,
     )
     res: JobList = cli.with_client(ctx, lambda c: c.call("history.list", query))

@@ -25,13 +25,14 @@ def ps(
     ctx: typer.Context,
     all_jobs: Annotated[bool, typer.Option("--all", "-a", help="Include finished jobs.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many jobs.")] = 50,
+    node: Annotated[str | None, typer.Option(help="Only the jobs of this fleet node.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List jobs: queued, running and paused ones (all with --all), newest first."""
     finished: list[int] = []
 
     async def work(client: Client) -> list[JobInfo]:
-        jobs = await client.list(limit=limit if all_jobs else 10_000)
+        jobs = await client.list(limit=limit if all_jobs else 10_000, node=node)
         if not all_jobs:
             finished.append(sum(j.state == JobState.FINISHED for j in jobs))
             jobs = [j for j in jobs if j.state != JobState.FINISHED][:limit]

@@ -9,7 +9,7 @@ import typer
 
 from ccxctl import cli
 from ccxctl.runjob import run_job
-from ccxctl.runopts import RUN_OPTIONS, OptionError, run_options
+from ccxctl.runopts import FLEET_OPTIONS, RUN_OPTIONS, OptionError, check_node, parse_where, run_options
 from ccxd.protocol import StartParams
 
 __all__ = ["RUN_SETTINGS", "claude", "run"]
@@ -37,7 +37,7 @@ def run(
     raise typer.Exit(run_job(opts))
 
 
-@cli.with_options("group", "priority", "after", "after_any", "worktree", "json_out")
+@cli.with_options("group", "priority", "after", "after_any", "worktree", *FLEET_OPTIONS, "json_out")
 def claude(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="The prompt (passed as one argument, no shell).")],
@@ -65,6 +65,10 @@ def claude(
     """Run Claude Code as a ccxd job; print its result (exit 1 with the error class on failure)."""
     from ccxctl.claude_cmd import claude_job
 
+    try:
+        where, node = parse_where(options["where"] or []), check_node(options["node"])
+    except OptionError as exc:
+        raise cli.bad_option(exc) from None
     params = StartParams(
         kind="claude",
         prompt=prompt,
@@ -83,6 +87,9 @@ def claude(
         after=options["after"] or [],
         after_any=options["after_any"] or [],
         worktree=options["worktree"],
+        where=where,
+        node=node,
+        retry_on_node_loss=bool(options["retry_on_node_loss"]),
     )
     json_out = bool(options["json_out"])
     raise typer.Exit(
