@@ -57,6 +57,8 @@ class Store(Protocol):
     """
 
     name: str
+    server: str
+    """Which server answers now; when it changes, what the last one acknowledged may be missing."""
 
     async def open(self) -> None:
         """Connect; raise StoreUnavailable if the backend does not answer."""

@@ -25,6 +25,7 @@ class MemoryStore:
     """In-process store, bounded by ``max_jobs`` records."""
 
     name = "memory"
+    server = "memory"
 
     def __init__(self, node: str, max_jobs: int = 10_000, output_limit: int = 64 * 1024 * 1024) -> None:
         self.node = node

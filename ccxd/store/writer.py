@@ -86,8 +86,9 @@ class StoreWriter:
         self._backlog = self.journal.count + self._segment_count  # an earlier run's, replayed before ours
         self._refusals_logged: dict[str, tuple[float, int]] = {}  # key → (last logged, unlogged since)
         self._full_logged: float | None = None  # when "journal full" was last logged; None: not full
-        # Batches acknowledged within _UNSYNCED_SECONDS of the latest acknowledgement: (when, ops, bytes).
-        self._unsynced: collections.deque[tuple[float, list[Op], int]] = collections.deque()
+        # Batches acknowledged within _UNSYNCED_SECONDS of the latest acknowledgement:
+        # (when, ops, bytes, the server that had answered before the batch was sent).
+        self._unsynced: collections.deque[tuple[float, list[Op], int, str]] = collections.deque()
         self._unsynced_bytes = 0
 
     # -- public ---------------------------------------------------------------
@@ -242,6 +243,7 @@ class StoreWriter:
                 await self._wake.wait()
                 continue
             batch, size = self._take_batch()
+            server = self.store.server
             try:
                 refused = await self.store.apply(batch)
             except StoreUnavailable as exc:
@@ -261,12 +263,19 @@ class StoreWriter:
                 self.written += len(batch) - len(refused)
                 self._stored += len(batch)
                 self._refused(refused)
-                self._remember(batch, size)
+                self._remember(batch, size, server)
+                if self._unsynced[0][3] != self.store.server:
+                    # A failover (a replica that had not received them yet) or a restart
+                    # (before its fsync) may have lost what the previous server acknowledged.
+                    log.warning("the store answers from another server now; writing recent writes again")
+                    self.degraded = True
+                    self._journal_unsynced()
+                    self._spill()
 
-    def _remember(self, batch: list[Op], size: int) -> None:
-        """Keep an acknowledged batch (``size`` as :func:`_size` counts) until Redis surely saved it."""
+    def _remember(self, batch: list[Op], size: int, server: str) -> None:
+        """Keep a batch ``server`` acknowledged (``size`` as :func:`_size` counts) until surely saved."""
         now = time.monotonic()
-        self._unsynced.append((now, batch, size))
+        self._unsynced.append((now, batch, size, server))
         self._unsynced_bytes += size
         # An answer at ``now`` proves the server lived past every older batch's window.
         while self._unsynced and (
@@ -276,7 +285,7 @@ class StoreWriter:
 
     def _journal_unsynced(self) -> None:
         """Journal the recently acknowledged writes again: the failed server may have lost them."""
-        ops = [op for _, batch, _ in self._unsynced for op in batch]
+        ops = [op for _, batch, _, _ in self._unsynced for op in batch]
         self._unsynced.clear()
         self._unsynced_bytes = 0
         if ops:
