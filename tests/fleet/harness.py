@@ -482,16 +482,18 @@ class Fleet:
     def wait_states(self, want: dict[str, str], timeout: float, via: str = "A") -> dict[str, str]:
         """Wait until ``node.list`` on ``via`` shows each named node in the wanted state."""
 
-        def reached() -> dict[str, str] | None:
-            states = self.node_states(via)
-            return states if all(states.get(k) == v for k, v in want.items()) else None
+        seen: dict[str, str] = {}
 
-        return wait_until(
-            reached,
-            timeout,
-            f"nodes {want} as seen from {via}",
-            interval=0.1,
-        )
+        def reached() -> bool:
+            seen.clear()
+            seen.update(self.node_states(via))
+            return all(seen.get(k) == v for k, v in want.items())
+
+        try:
+            wait_until(reached, timeout, f"nodes {want} as seen from {via}", interval=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; node.list says {seen}") from None
+        return dict(seen)
 
 
 def default_labels(names: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -503,13 +505,13 @@ def default_labels(names: Iterable[str]) -> dict[str, dict[str, str]]:
 
 
 def make_fleet_key(path: Path) -> None:
-    """A fleet key: ``ccxd --make-fleet-key PATH`` when this ccxd has it, else 32 random bytes in hex.
+    """A fleet key as a user makes one: ``ccxctl fleet-key PATH``; 32 random bytes in hex without it.
 
-    The fallback writes what the contract describes (32+ random bytes, mode
-    0600) so the harness runs before the command exists.
+    The fallback writes what the contract describes (64 hex digits, mode 0600)
+    so the harness runs before the command exists.
     """
     proc = subprocess.run(
-        [sys.executable, "-m", "ccxd", "--make-fleet-key", str(path)], capture_output=True, check=False
+        [sys.executable, "-m", "ccxctl", "fleet-key", str(path)], capture_output=True, check=False
     )
     if proc.returncode == 0 and path.exists():
         return
