@@ -25,6 +25,7 @@ from msgspec import Meta, Struct
 
 from ccxd import paths
 from ccxd.protocol import LABEL_PATTERN, MAX_LABELS, NODE_NAME_PATTERN, SIZE_PATTERN, HookMatch, Labels
+from ccxd.redis_url import is_sentinel, parse_sentinel
 
 __all__ = [
     "ENV_ALIASES",
@@ -183,7 +184,11 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     redis_url: str = ""
     """Redis to use (redis://, rediss://, unix://, redis+sentinel://); empty means a private embedded
     redis-server.  Over TCP it must authenticate (``redis://USER:PASSWORD@HOST:PORT/DB``, an ACL user);
-    a unix:// socket without a password must be yours alone.  The password is never logged or printed."""
+    a unix:// socket without a password must be yours alone.  Through Sentinel:
+    ``redis+sentinel://USER:PASSWORD@HOST:PORT,HOST:PORT/SERVICE?sentinel_password=…`` (the sentinels,
+    the service they monitor, their own ``sentinel_username``/``sentinel_password``, ``db=N``;
+    ``rediss+sentinel://`` for TLS): after a failover ccxd finds the new primary by itself.  Passwords
+    are never logged or printed."""
     redis_allow_unauthenticated: bool = False
     """Use a redis_url without a password anyway (warned about at start and in ``ccxctl status``):
     whoever else reaches that Redis can read every job's output and forge history."""
@@ -641,7 +646,7 @@ def redact_url(url: str) -> str:
         name = user.split(":", 1)[0]
         netloc = f"{name}:***@{host}"
     query = "&".join(
-        f"{k}=***" if k.lower() == "password" else (f"{k}={v}" if v or "=" in pair else k)
+        f"{k}=***" if k.lower().endswith("password") else (f"{k}={v}" if v or "=" in pair else k)
         for pair in parts.query.split("&")
         if pair
         for k, _, v in [pair.partition("=")]
@@ -660,8 +665,14 @@ def redis_auth_missing(url: str, tls_cert_file: str = "") -> bool:
 
     unix:// sockets are judged at start, by who can reach the socket (``history/service.py``).
     """
+    if is_sentinel(url):  # the primary and the sentinels (they name the primary) must both check
+        try:
+            target = parse_sentinel(url)
+        except ValueError:
+            return True  # _check_redis says what is wrong with it
+        return not (target.tls and tls_cert_file) and not (target.password and target.sentinel_password)
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "redis+sentinel", "rediss+sentinel"):
+    if parts.scheme not in ("redis", "rediss"):
         return False
     if parts.password or any(k.lower() == "password" and v for k, v in parse_qsl(parts.query)):
         return False
@@ -679,6 +690,14 @@ def _check_redis(config: Config, sources: dict[str, str]) -> None:
             f"redis_url = {redact_url(url)!r} ({sources['redis_url']}): "
             "expected a redis://, rediss://, unix:// or redis+sentinel:// URL"
         )
+    if is_sentinel(url):
+        try:
+            parse_sentinel(url)
+        except ValueError as exc:
+            raise ConfigError(
+                f"redis_url = {redact_url(url)!r} ({sources['redis_url']}): {exc}; expected "
+                "redis+sentinel://USER:PASSWORD@HOST:PORT[,HOST:PORT…]/SERVICE?sentinel_password=…"
+            ) from None
     tls_keys = ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
     tls = [k for k in tls_keys if getattr(config, k)]
     if tls and not scheme.startswith("rediss"):
@@ -686,6 +705,14 @@ def _check_redis(config: Config, sources: dict[str, str]) -> None:
     if bool(config.redis_tls_cert_file) != bool(config.redis_tls_key_file):
         raise ConfigError("redis_tls_cert_file and redis_tls_key_file must be set together")
     if redis_auth_missing(url, config.redis_tls_cert_file) and not config.redis_allow_unauthenticated:
+        if is_sentinel(url):
+            raise ConfigError(
+                f"redis_url = {redact_url(url)!r} ({sources['redis_url']}) lacks a password for the "
+                "primary or for the sentinels: whoever reaches them could read every job's output or "
+                "name their own server as the primary; use redis+sentinel://USER:PASSWORD@HOST:PORT,…"
+                "/SERVICE?sentinel_password=… (and sentinel_username=… for a sentinel ACL user), or set "
+                "redis_allow_unauthenticated = true to accept the risk"
+            )
         raise ConfigError(
             f"redis_url = {redact_url(url)!r} ({sources['redis_url']}) has no password: whoever reaches that "
             "Redis could read every job's output and make this daemon run commands; use "
