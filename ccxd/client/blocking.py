@@ -25,7 +25,7 @@ from ccxd.trust import Untrusted, check_socket_dir, check_unix_peer
 
 __all__ = ["BlockingConnection"]
 
-_READ = 256 * 1024
+_READ = 64 * 1024  # under glibc's mmap threshold: a bigger recv buffer is an mmap per read
 
 
 class BlockingConnection:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Message", "Transport", "UnixTransport", "WebSocketTransport", "open_transport"]
 
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 64 * 1024  # under glibc's mmap threshold (128 KiB): a reused buffer anyway
 _HEAD_READ = 4096  # the handshake response is read in pieces this big
 _MAX_MESSAGE = 1 << 30  # the daemon bounds what it sends; this only stops a runaway length
 _QUEUE_HIGH, _QUEUE_LOW = 64, 16  # messages waiting for the reader: stop reading the socket, resume
@@ -66,12 +66,100 @@ class Transport(Protocol):
         """Close the connection."""
 
 
+class _LineProtocol(asyncio.BufferedProtocol):
+    """The I/O half of :class:`UnixTransport`: the kernel writes into one reused buffer.
+
+    A plain stream reader would have asyncio ``recv`` a fresh 256 KiB bytes per
+    read, which glibc serves with ``mmap``/``munmap`` each time (about 30 % more
+    client CPU per message; docs/decisions/20-benchmarks.md).
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.framer = LineFramer(_MAX_MESSAGE)
+        self.messages: collections.deque[Message] = collections.deque()
+        self.error: ConnectionError | None = None
+        self.ended = False
+        self._buf = bytearray(_READ_SIZE)
+        self._wake: asyncio.Future[None] | None = None
+        self._paused_reading = False
+        self._paused_writing = False
+        self._drained: asyncio.Future[None] | None = None
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self._buf)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        for line in self.framer.feed(bytes(memoryview(self._buf)[:nbytes])):
+            if isinstance(line, bytes):  # never TooLarge: the limit only stops a runaway line
+                self.messages.append((False, line))
+        if len(self.messages) >= _QUEUE_HIGH and not self._paused_reading and self.transport is not None:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        self._notify()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._notify()
+        return False  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.error is None:
+            self.error = ConnectionError(str(exc)) if not isinstance(exc, ConnectionError) else exc
+        self.ended = True
+        self._notify()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _notify(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def drain(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("connection to the daemon lost")
+        if self._paused_writing:
+            self._drained = self.loop.create_future()
+            await self._drained
+
+    async def next_batch(self) -> bool:
+        """Wait for messages; False once the connection has ended and none are left."""
+        while not self.messages:
+            if self.error is not None:
+                raise self.error
+            if self.ended:
+                return False
+            self._wake = self.loop.create_future()
+            await self._wake
+        return True
+
+    def resume(self) -> None:
+        if self._paused_reading and len(self.messages) <= _QUEUE_LOW and self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()
+
+
 class UnixTransport:
     """Newline-delimited JSON over a Unix socket."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: Path) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, transport: asyncio.Transport, proto: _LineProtocol, path: Path) -> None:
+        self._transport = transport
+        self._proto = proto
         self.description = f"unix:{path}"
 
     @classmethod
@@ -79,9 +167,10 @@ class UnixTransport:
         """Connect to the socket at ``path``, once :mod:`ccxd.trust` says it is the user's daemon."""
         from ccxd import trust
 
+        loop = asyncio.get_running_loop()
         try:
             where = trust.check_socket_dir(path)
-            reader, writer = await asyncio.open_unix_connection(str(where), limit=_READ_SIZE)
+            transport, proto = await loop.create_unix_connection(_LineProtocol, str(where))
         except trust.Untrusted as exc:
             raise TransportError(str(exc), untrusted=True) from None
         except FileNotFoundError:
@@ -99,33 +188,34 @@ class UnixTransport:
                 ) from None
             raise TransportError(f"cannot connect to {path}: {exc}") from None
         try:
-            trust.check_unix_peer(writer.get_extra_info("socket"), str(path))
+            trust.check_unix_peer(transport.get_extra_info("socket"), str(path))
         except trust.Untrusted as exc:
-            writer.transport.abort()
+            transport.abort()
             raise TransportError(str(exc), untrusted=True) from None
-        return cls(reader, writer, path)
+        return cls(transport, proto, path)
 
     async def send(self, data: bytes) -> None:
         """Send one message."""
-        self._writer.write(data + b"\n")
-        await self._writer.drain()
+        if self._transport.is_closing():
+            raise ConnectionResetError("connection to the daemon lost")
+        self._transport.write(data + b"\n")
+        await self._proto.drain()
 
     async def messages(self) -> AsyncIterator[Message]:
         """Yield each line as it arrives."""
-        framer = LineFramer(1 << 62)
-        while True:
-            data = await self._reader.read(_READ_SIZE)
-            if not data:
-                return
-            for line in framer.feed(data):
-                assert isinstance(line, bytes)
-                yield False, line
+        proto = self._proto
+        queue = proto.messages
+        while await proto.next_batch():
+            while queue:
+                yield queue.popleft()
+                proto.resume()
 
     async def close(self) -> None:
         """Close the socket."""
-        self._writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await self._writer.wait_closed()
+        self._transport.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await asyncio.shield(self._proto.lost)
 
 
 class _WsProtocol(asyncio.BufferedProtocol):
