@@ -12,7 +12,7 @@ Case = Callable[[Context], list[Row]]
 
 def registry() -> dict[str, Case]:
     """Every case by name, in the order they run."""
-    from bench.cases import history, jobs, latency, restart, scale, soak, stream, websocket
+    from bench.cases import fleet, history, jobs, latency, restart, scale, soak, stream, websocket
 
     return {
         "unix-stream": stream.unix_stream,
@@ -25,5 +25,9 @@ def registry() -> dict[str, Case]:
         "history": history.history,
         "persistence": stream.persistence_cost,
         "restart": restart.restart,
+        "fleet-dispatch": fleet.fleet_dispatch,
+        "fleet-throughput": fleet.fleet_throughput,
+        "fleet-attach": fleet.fleet_attach,
+        "fleet-loss": fleet.fleet_loss,
         "soak": soak.soak,  # only with --soak (or --only soak)
     }
