@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import msgspec
 
@@ -49,6 +49,9 @@ from ccxd.transports.unix import UnixServer
 from ccxd.transports.websocket import WebSocketServer
 from ccxd.ui.methods import register_ui_methods
 from ccxd.unix_claim import AlreadyRunning, UnixSocketClaim
+
+if TYPE_CHECKING:
+    from ccxd.fleet.service import Fleet
 
 __all__ = ["AlreadyRunning", "Daemon"]
 
@@ -205,13 +208,16 @@ class Daemon:
         # job group of the previous run goes, except groups of jobs this daemon already has.
         await resources.clean_leftovers(keep=frozenset(self.supervisor.jobs))
         dispatcher = Dispatcher()
-        register_methods(dispatcher, self.supervisor, self.info, history.store)
+        fleet = await self._start_fleet(history)
+        register_methods(dispatcher, self.supervisor, self.info, history.store, fleet)
         register_history_methods(dispatcher, history, self.supervisor)
         register_hook_methods(dispatcher, self.hooks)
         register_group_methods(dispatcher, self.supervisor)
         register_worktree_methods(dispatcher, self.supervisor)
         register_claude_methods(dispatcher, self.claude_budgets)
-        register_node_methods(dispatcher, single_node(self.config, self.supervisor.counts))
+        register_node_methods(
+            dispatcher, fleet if fleet is not None else single_node(self.config, self.supervisor.counts)
+        )
         register_ui_methods(dispatcher, ws.ui if ws else None, ws.url if ws else None)
         metrics_server = await self._start_metrics_server(history)
         self.info.store = history.describe
@@ -269,7 +275,11 @@ class Daemon:
         mode = self._stop_mode or await self._systemd_stop_mode() or self.config.on_stop
         drain = self._stop_drain if self._stop_drain is not None else self.config.drain_timeout
         log.info("stop mode: %s", mode)
+        if fleet is not None:
+            await fleet.stop()  # claim nothing more; the jobs running here end as the mode says
         await self.supervisor.shutdown(mode, drain)
+        if fleet is not None:
+            await fleet.close()
         if await history.writer.flush(self.config.store_timeout):
             # Finished jobs' records are in the store (or its journal): their job files are done.
             for job in self.supervisor.jobs.values():
@@ -289,6 +299,18 @@ class Daemon:
         self.notifier.flush(timeout=1.0)
         log.info("stopped")
         return 0
+
+    async def _start_fleet(self, history: History) -> Fleet | None:
+        """This node of the fleet, joined (``fleet = true``); None outside a fleet."""
+        if not self.config.fleet:
+            return None
+        from ccxd.fleet.service import Fleet
+
+        fleet = Fleet(self.config, self.supervisor, history.store, self.config.read_fleet_key())
+        await fleet.start()
+        self.fleet = fleet
+        log.info("fleet: node %s, %d slots, lease %.1f s", fleet.name, fleet.slots, self.config.node_lease)
+        return fleet
 
     async def _start_claude(self, history: History) -> set[str]:
         """The Claude limits and retries; returns the ids of retry attempts queued again."""
@@ -453,7 +475,9 @@ class Daemon:
 
     def _status_line(self) -> str:
         c = self.supervisor.counts()
-        return f"{c['running'] + c['paused']} running, {c['queued']} queued, {c['finished']} finished"
+        line = f"{c['running'] + c['paused']} running, {c['queued']} queued, {c['finished']} finished"
+        fleet = getattr(self, "fleet", None)
+        return f"{line}; {fleet.status_line()}" if fleet is not None else line
 
     async def _monitor(self) -> None:
         """Measure event-loop lag and keep systemd's STATUS= current."""

@@ -1,0 +1,638 @@
+"""The fleet in the daemon: this node's heartbeat, reaper, dispatcher and control, and remote jobs.
+
+Started only with ``fleet = true`` (docs/fleet-design.md).  The primitives it
+puts to work are the other modules of ``ccxd.fleet``; this file decides when:
+
+* the heartbeat renews this node's lease every ``node_lease / 5``, learns the
+  node's state (an operator may drain or cordon it from any node) and the
+  fleet's up nodes; a heartbeat that answers ``lost`` (the fleet gave this
+  node's jobs up) kills the fleet jobs still running here and rejoins with a
+  new incarnation.  A node that cannot renew its lease for a whole lease stops
+  its re-runnable jobs itself: another node runs them again.
+* the reaper (once connected for a full lease) declares silent nodes lost;
+* the dispatcher claims jobs while this node is ``up`` with a free slot and
+  admits each to the local supervisor under the id it was submitted with
+  (hooks, cgroups, the Claude retry as for any job); the job's end is told
+  back (``finish``);
+* the control server answers other nodes' ``cancel``/``signal``/``pause``/
+  ``resume``/``stats`` for the jobs this node runs.
+
+It also serves the RPC methods for jobs this daemon does not run
+(``rpc.methods.RemoteJobs``) and the ``node.*`` methods (``NodeControl``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Coroutine
+from typing import Any, Final
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ccxd import __version__
+from ccxd.config import Config
+from ccxd.errors import InvalidRequest, JobError, JobNotActive, RpcError, UnknownNode
+from ccxd.fleet.control import ControlChannel, ControlError
+from ccxd.fleet.entry import JobEntry
+from ccxd.fleet.queue import Claimed, FleetQueue
+from ccxd.fleet.registry import NodeLost, NodeRegistry
+from ccxd.fleet.registry import UnknownNode as FleetUnknownNode
+from ccxd.fleet.service_follow import remote_pump
+from ccxd.jobs.job import Job
+from ccxd.jobs.lifecycle import LifecycleObserver
+from ccxd.jobs.priority import priority_value
+from ccxd.protocol import (
+    ErrorCode,
+    JobInfo,
+    JobReason,
+    JobState,
+    ListParams,
+    NodeInfo,
+    NodeState,
+    StartParams,
+)
+from ccxd.redact import redact_argv, redact_text, secret_values
+from ccxd.rpc.connection import Connection
+from ccxd.store.base import Store, StoredChunk, StoreUnavailable
+from ccxd.store.connect import open_redis
+from ccxd.store.keys import output as output_key
+from ccxd.supervision.ids import new_job_id
+from ccxd.supervision.supervisor import Supervisor
+
+__all__ = ["Fleet"]
+
+log = logging.getLogger("ccxd.fleet")
+
+_BLOCK_MS: Final = 1000
+"""Longest wait of the dispatcher's XREADGROUP (it also looks at its state and slots this often)."""
+_CONTROL_TIMEOUT: Final = 5.0
+
+_info_json = msgspec.json.Encoder()
+_info_decoder = msgspec.json.Decoder(JobInfo)
+
+
+class _Verb(msgspec.Struct, array_like=True):
+    job_id: str
+    signal: int | None = None
+
+
+_verb_encoder = msgspec.msgpack.Encoder()
+_verb_decoder = msgspec.msgpack.Decoder(_Verb)
+
+
+class Fleet(LifecycleObserver):
+    """This daemon as one node of a fleet (see the module's docstring)."""
+
+    def __init__(self, config: Config, sup: Supervisor, store: Store, key: bytes) -> None:
+        self.config = config
+        self.sup = sup
+        self.store = store
+        self.key = key
+        self.name = config.resolved_node_name()
+        self.labels = dict(config.node_labels)
+        self.slots = config.resolved_node_slots()
+        self.lease_ms = int(config.node_lease * 1000)
+        self.state: NodeState = "up"
+        self.incarnation = 0
+        self.running: dict[str, int] = {}
+        """Fleet jobs claimed here and not finished → the epoch of the claim."""
+        self.rerunnable: set[str] = set()
+        """Of those, the ones the fleet runs again when this node is lost (self-stopped then)."""
+        self.submitted: dict[str, JobInfo] = {}
+        """Jobs submitted here and not claimed yet as far as this node knows (``job.list``)."""
+        self.nodes_seen: list[NodeInfo] = []
+        self._up_nodes: list[str] = []
+        self._joined = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._connected_since: float | None = None
+        self._last_renewed = time.monotonic()
+        self._self_stopped = False
+        self._outage_logged = False
+
+    # -- start and stop -------------------------------------------------------
+
+    def _client(self, *, blocking: bool, connections: int) -> aioredis.Redis:
+        c = self.config
+        timeout = max(c.store_timeout, 1.0)
+        return open_redis(
+            c.redis_url,
+            timeout=timeout,
+            # A blocking read waits up to 5 s (control) on its own: its answer may take that long.
+            socket_timeout=timeout + 6 if blocking else -1.0,
+            max_connections=connections,
+            tls_ca_file=c.redis_tls_ca_file,
+            tls_cert_file=c.redis_tls_cert_file,
+            tls_key_file=c.redis_tls_key_file,
+        )
+
+    async def start(self) -> None:
+        """Open the clients, join the fleet and start the loops (the daemon's READY waits for the join)."""
+        self.redis = self._client(blocking=False, connections=4)
+        """Scripts, records and the registry: short commands."""
+        self.blocking = self._client(blocking=True, connections=64)
+        """Blocking reads that each hold a connection: control, replies, remote followers."""
+        self._dispatch_redis = self._client(blocking=True, connections=1)
+        """The dispatcher's XREADGROUP alone."""
+        self.queue = FleetQueue(self.redis, self.key, mint_id=new_job_id)
+        self._taker = FleetQueue(self._dispatch_redis, self.key, mint_id=new_job_id)
+        self.registry = NodeRegistry(self.redis, self.lease_ms)
+        self.control_channel = ControlChannel(self.blocking, self.key, sender=self.name)
+        self.sup.lifecycle.subscribe(self)
+        await self._take_back()
+        loop = asyncio.get_running_loop()
+        serving = asyncio.Event()
+        self._tasks = [
+            loop.create_task(self._heartbeat_loop(), name="fleet-heartbeat"),
+            loop.create_task(self._dispatch_loop(), name="fleet-dispatch"),
+            loop.create_task(self._serve_control(serving), name="fleet-control"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.node_lease):
+                await self._joined.wait()
+                await serving.wait()
+        if not self._joined.is_set():
+            log.warning("fleet: not joined yet (Redis does not answer); jobs are taken once it does")
+
+    async def stop(self) -> None:
+        """Stop claiming and serving; jobs running here end as the daemon's stop mode says."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    async def close(self) -> None:
+        """Tell the fleet the jobs that ended during the stop, then close the clients."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=self.config.store_timeout + 1)
+        for client in (self.redis, self.blocking, self._dispatch_redis):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _take_back(self) -> None:
+        """The fleet jobs a previous run of this node claimed: adopted ones go on; the others are done."""
+        try:
+            claimed = await self.queue.running(self.name)
+        except (RedisError, OSError) as exc:
+            log.warning("fleet: cannot read this node's claimed jobs: %s", exc)
+            return
+        for job_id in claimed:
+            try:
+                queued = await self.queue.queued_info(job_id)
+            except (RedisError, OSError):
+                continue
+            if queued is None or queued.node != self.name:
+                continue
+            job = self.sup.jobs.get(job_id)
+            if job is not None and not job.finished:  # adopted: it runs on, fenced by its claim
+                self.running[job_id] = queued.epoch
+                self.sup.fleet_epochs[job_id] = queued.epoch
+            else:
+                await self.queue.finish(job_id, self.name, queued.epoch, "done")
+
+    # -- heartbeat and reaper -------------------------------------------------
+
+    def _info(self) -> NodeInfo:
+        try:
+            load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        except OSError:
+            load = 0.0
+        return NodeInfo(
+            name=self.name,
+            labels=self.labels,
+            slots=self.slots,
+            used=len(self.running),
+            load=round(load, 2),
+            version=__version__,
+            heartbeat=time.time(),
+            state=self.state,
+            incarnation=self.incarnation,
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.config.node_lease / 5
+        while True:
+            try:
+                await self._beat()
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._connected_since = None
+                if not self._outage_logged:
+                    self._outage_logged = True
+                    log.warning("fleet: cannot reach Redis to renew this node's lease: %s", exc)
+            self._check_lease()
+            await asyncio.sleep(interval)
+
+    async def _beat(self) -> None:
+        if not self.incarnation:
+            self.incarnation = await self.registry.new_incarnation(self.name)
+        result = await self.registry.heartbeat(self._info())
+        now = time.monotonic()
+        self._last_renewed = now
+        if self._outage_logged:
+            self._outage_logged = False
+            log.info("fleet: Redis answers again; lease renewed")
+        if self._connected_since is None:
+            self._connected_since = now
+        if result == "lost":
+            await self._was_lost()
+            return
+        if result == "joined":
+            self._self_stopped = False
+            log.info("fleet: node %s joined (incarnation %d)", self.name, self.incarnation)
+            requeued = await self.queue.requeue_parked()
+            if requeued:
+                log.info("fleet: %d parked job(s) queued again", requeued)
+        nodes = await self.registry.nodes()
+        self.nodes_seen = nodes
+        self._up_nodes = [n.name for n in nodes if n.state == "up"]
+        me = next((n for n in nodes if n.name == self.name), None)
+        if me is not None and me.state != "lost":
+            if me.state != self.state:
+                log.info("fleet: node %s is now %s", self.name, me.state)
+                self._slot_freed.set()
+            self.state = me.state
+        self._joined.set()
+        if now - self._connected_since >= self.config.node_lease:
+            reaped = await self.registry.reap(may_reap=True)
+            if reaped:
+                requeued = await self.queue.requeue_parked()
+                if requeued:
+                    log.info("fleet: %d parked job(s) queued again", requeued)
+
+    async def _was_lost(self) -> None:
+        """The fleet declared this incarnation lost: its jobs are another's now; kill ours, rejoin."""
+        ids = list(self.running)
+        killed = self.sup.kill_lost(ids)
+        log.warning(
+            "fleet: node %s was declared lost; killed %d fleet job(s) still running here (%s); rejoining",
+            self.name,
+            len(killed),
+            ", ".join(j.id for j in killed) or "none",
+        )
+        self.running.clear()
+        self.rerunnable.clear()
+        self.incarnation = await self.registry.new_incarnation(self.name)
+        self._joined.clear()
+        result = await self.registry.heartbeat(self._info())
+        if result == "joined":
+            await self.queue.requeue_parked()
+        self._joined.set()
+        self._slot_freed.set()
+
+    def _check_lease(self) -> None:
+        """Past a whole lease without renewal: stop the jobs the fleet runs again elsewhere."""
+        if self._self_stopped or time.monotonic() - self._last_renewed < self.config.node_lease:
+            return
+        ids = [i for i in self.running if i in self.rerunnable]
+        self._self_stopped = True
+        if ids:
+            killed = self.sup.kill_lost(ids)
+            log.warning(
+                "fleet: lease not renewed for %.1f s: stopped %d re-runnable job(s) (%s); "
+                "the fleet runs them again elsewhere",
+                self.config.node_lease,
+                len(killed),
+                ", ".join(j.id for j in killed),
+            )
+
+    # -- dispatcher -----------------------------------------------------------
+
+    def free_slots(self) -> int:
+        """Fleet jobs this node may claim now."""
+        return self.slots - len(self.running)
+
+    async def _dispatch_loop(self) -> None:
+        last_stale = 0.0
+        while True:
+            if not self._joined.is_set() or self.state != "up" or self.free_slots() <= 0:
+                self._slot_freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.config.node_lease / 5):
+                        await self._slot_freed.wait()
+                continue
+            try:
+                now = time.monotonic()
+                if now - last_stale >= self.config.node_lease:
+                    last_stale = now
+                    await self._taker.take_stale(self.name, self.lease_ms)
+                claimed = await self._taker.next(
+                    self.name, self.incarnation, self.labels, self._up_nodes or [self.name], _BLOCK_MS
+                )
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.debug("fleet dispatcher: %s", exc)
+                await asyncio.sleep(self.config.node_lease / 5)
+                continue
+            if claimed is not None:
+                await self._admit(claimed)
+
+    async def _admit(self, claimed: Claimed) -> None:
+        """Run a claimed job here as an admitted job under its own id."""
+        e = claimed.entry
+        job_id = claimed.job_id
+        self.running[job_id] = claimed.epoch
+        if e.rerunnable:
+            self.rerunnable.add(job_id)
+        self.submitted.pop(job_id, None)
+        peer = e.peer or f"fleet node {e.submitter}"
+        try:
+            job = await self.sup.start(e.params, peer, job_id=job_id, fleet_epoch=claimed.epoch)
+        except JobError as exc:
+            log.warning("fleet job %s (from %s) refused here: %s", job_id, e.submitter, exc.message)
+            self._refused(claimed, exc.message)
+            return
+        except Exception:
+            log.exception("fleet job %s: cannot start", job_id)
+            self._refused(claimed, "internal error starting the job")
+            return
+        job.queued_at = e.queued_at or job.queued_at
+        if e.retry_of is not None:
+            job.retry_of, job.attempt = e.retry_of, e.attempt
+        log.debug("fleet job %s claimed (epoch %d) from %s", job_id, claimed.epoch, claimed.stream)
+
+    def _refused(self, claimed: Claimed, why: str) -> None:
+        """A claimed job this node could not start: its record says so, the fleet hears it ended."""
+        e = claimed.entry
+        now = time.time()
+        info = _queued_record(e, self.name)
+        info = msgspec.structs.replace(
+            info, state=JobState.FINISHED, reason=JobReason.FAILED_TO_START, error=why, finished_at=now
+        )
+        recorder = self.sup.recorder
+        if recorder is not None:
+            recorder.job_finished(info)
+        self._ended(claimed.job_id)
+
+    def job_ended(self, job: Job) -> None:
+        """A job reached its end: a fleet job's claim is settled (``finish``) and its slot freed."""
+        if job.id in self.running:
+            self._ended(job.id)
+
+    def _ended(self, job_id: str) -> None:
+        epoch = self.running.pop(job_id, None)
+        self.rerunnable.discard(job_id)
+        self._slot_freed.set()
+        if epoch is None:
+            return
+        self._spawn(self._finish(job_id, epoch))
+
+    async def _finish(self, job_id: str, epoch: int) -> None:
+        try:
+            if not await self.queue.finish(job_id, self.name, epoch, "done"):
+                log.info(
+                    "fleet job %s: ended here after its claim moved on (epoch %d); fenced", job_id, epoch
+                )
+        except (RedisError, OSError) as exc:
+            log.warning("fleet job %s: cannot tell the fleet it ended: %s", job_id, exc)
+        # Its last record is queued already (it carries the epoch); later ones are hooks' notes.
+        asyncio.get_running_loop().call_later(60, self.sup.fleet_epochs.pop, job_id, None)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- control of the jobs this node runs -----------------------------------
+
+    async def _serve_control(self, started: asyncio.Event) -> None:
+        while True:
+            try:
+                await self.control_channel.serve(self.name, self._handle, started)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.debug("fleet control: %s", exc)
+                started.set()
+                await asyncio.sleep(self.config.node_lease / 5)
+
+    async def _handle(self, method: str, params: bytes) -> bytes:
+        verb = _verb_decoder.decode(params)
+        sup = self.sup
+        if method == "cancel":
+            job = sup.cancel(verb.job_id)
+        elif method == "signal" and verb.signal is not None:
+            job = sup.send_signal(verb.job_id, verb.signal)
+        elif method == "pause":
+            job = sup.pause(verb.job_id)
+        elif method == "resume":
+            job = sup.resume(verb.job_id)
+        elif method == "get":
+            job = sup.get(verb.job_id)
+        else:
+            raise ValueError(f"unknown control method {method!r}")
+        return _info_json.encode(job.info())
+
+    # -- what rpc/methods.py asks (RemoteJobs) --------------------------------
+
+    async def submit(self, params: StartParams, peer: str) -> JobInfo:
+        """Check the request as a local start would, then queue it fleet-wide; its ``queued`` record."""
+        self.sup.check(params)
+        if params.node is not None and params.node not in {n.name for n in self.nodes_seen}:
+            nodes = await self._guard(self.registry.nodes())
+            if params.node not in {n.name for n in nodes}:
+                raise UnknownNode(params.node)
+        job_id = new_job_id()
+        entry = JobEntry(job_id=job_id, params=params, submitter=self.name, peer=peer, queued_at=time.time())
+        record = _queued_record(entry, "")
+        await self._guard(self.queue.submit(entry, record))
+        self.submitted[job_id] = record
+        if len(self.submitted) > 10_000:
+            self.submitted.pop(next(iter(self.submitted)))
+        return record
+
+    async def _guard(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            async with asyncio.timeout(self.config.store_timeout + 1):
+                return await coro
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RpcError(ErrorCode.STORE_UNAVAILABLE, f"the fleet's Redis does not answer: {exc}") from None
+
+    async def get(self, job_id: str) -> JobInfo | None:
+        """A job of the fleet: its record (whichever node wrote it), else its queue entry's."""
+        try:
+            found = await self.store.get_job(job_id)
+        except StoreUnavailable as exc:
+            raise RpcError(ErrorCode.STORE_UNAVAILABLE, f"history is unavailable: {exc}") from None
+        if found is not None:
+            if found.state is not JobState.QUEUED:
+                self.submitted.pop(job_id, None)
+            return found
+        queued = await self._guard(self.queue.queued_info(job_id))
+        if queued is None:
+            return None
+        record = queued.record or JobInfo(id=job_id, state=JobState.QUEUED, command="")
+        if queued.state == "cancelled":
+            return msgspec.structs.replace(record, state=JobState.FINISHED, reason=JobReason.CANCELLED)
+        if queued.state in ("claimed", "done", "lost"):
+            self.submitted.pop(job_id, None)
+            return msgspec.structs.replace(record, node=queued.node)
+        return record
+
+    async def list_jobs(self, params: ListParams, local: list[JobInfo]) -> list[JobInfo]:
+        """This daemon's jobs, then the fleet's others from the store and those queued from here."""
+        from ccxd.protocol import HistoryParams
+
+        seen = {j.id for j in local}
+        out = list(local)
+        try:
+            stored = await self.store.list_jobs(
+                HistoryParams(session=params.session, node=params.node, limit=min(params.limit * 4, 10_000))
+            )
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.debug("job.list: the store does not answer: %s", exc)
+            stored = []
+        extra = [j for j in stored if j.id not in seen]
+        if params.node in (None, ""):
+            extra += [j for j in self.submitted.values() if j.id not in seen]
+        for info in extra:
+            if info.id in seen:
+                continue
+            if params.state is not None and info.state != params.state:
+                continue
+            if params.session is not None and info.session != params.session:
+                continue
+            if params.node is not None and info.node != params.node:
+                continue
+            seen.add(info.id)
+            out.append(info)
+        out.sort(key=lambda j: j.queued_at, reverse=True)
+        return out[: params.limit]
+
+    async def follow(
+        self, conn: Connection, job_id: str, from_offset: int, output: bool, binary: bool, stats: bool
+    ) -> JobInfo | None:
+        """Follow a job this daemon does not run (replay from ``from_offset``, then live)."""
+        info = await self.get(job_id)
+        if info is None:
+            return None
+        task = asyncio.get_running_loop().create_task(
+            remote_pump(conn, self, job_id, from_offset, output, binary, stats)
+        )
+        conn.add_subscription(job_id, task)
+        return info
+
+    async def control(self, verb: str, job_id: str, signal: int | None = None) -> JobInfo | None:
+        """A verb on a job this daemon does not run: asked of its node, or a queued job cancelled."""
+        info = await self.get(job_id)
+        if info is None:
+            return None
+        if info.state is JobState.FINISHED:
+            raise JobNotActive(f"job {job_id} already finished ({info.reason})", info.state.value)
+        if not info.node:
+            if verb != "cancel":
+                raise JobNotActive(f"job {job_id} is queued, not running", JobState.QUEUED.value)
+            if await self._guard(self.queue.cancel_queued(job_id)):
+                done = msgspec.structs.replace(
+                    info, state=JobState.FINISHED, reason=JobReason.CANCELLED, finished_at=time.time()
+                )
+                self.submitted.pop(job_id, None)
+                if self.sup.recorder is not None:
+                    self.sup.recorder.job_finished(msgspec.structs.replace(done, node=self.name))
+                return done
+            info = await self.get(job_id)  # claimed meanwhile: its node cancels it
+            if info is None or not info.node:
+                raise JobNotActive(f"job {job_id} is no longer queued")
+        if info.node == self.name:  # a record of this node's previous run: not running here
+            self.sup.get(job_id)
+        try:
+            raw = await self.control_channel.request(
+                info.node, verb, _verb_encoder.encode(_Verb(job_id, signal)), _CONTROL_TIMEOUT
+            )
+        except TimeoutError as exc:
+            raise RpcError(ErrorCode.INTERNAL_ERROR, f"job {job_id}: {exc}") from None
+        except ControlError as exc:
+            raise JobNotActive(f"job {job_id} on node {info.node}: {exc}") from None
+        except (RedisError, OSError) as exc:
+            raise RpcError(ErrorCode.STORE_UNAVAILABLE, f"the fleet's Redis does not answer: {exc}") from None
+        return _info_decoder.decode(raw)
+
+    def status_line(self) -> str:
+        """``node A up, 1/4 slots used, nodes: 2 up, 1 lost``."""
+        states = [n.state for n in self.nodes_seen]
+        up = sum(1 for s in states if s != "lost")
+        lost = len(states) - up
+        joined = "" if self._joined.is_set() else " (not joined: Redis does not answer)"
+        return (
+            f"node {self.name} {self.state}{joined}, {len(self.running)}/{self.slots} slots used, "
+            f"nodes: {up} up, {lost} lost"
+        )
+
+    # -- what the remote follower reads (service_follow.RemoteSource) ---------
+
+    async def info(self, job_id: str) -> JobInfo | None:
+        """The job's record, or its queued entry's."""
+        try:
+            return await self.get(job_id)
+        except RpcError as exc:
+            raise StoreUnavailable(exc.message) from None
+
+    async def chunks(self, job_id: str, offset: int, max_bytes: int) -> list[StoredChunk]:
+        """Stored output from ``offset``."""
+        return await self.store.read_output(job_id, offset, max_bytes)
+
+    async def wait_output(self, job: JobInfo, offset: int, timeout: float) -> None:
+        """Block on the job's output stream for an entry past ``offset`` (or sleep while it is queued)."""
+        if not job.node or job.state is JobState.QUEUED:
+            await asyncio.sleep(timeout)
+            return
+        try:
+            await self.blocking.xread(
+                {output_key(job.node, job.id): f"{offset}-0"}, count=1, block=int(timeout * 1000)
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from None
+
+    # -- node.* (rpc/node_methods.NodeControl) --------------------------------
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Every node the fleet knows."""
+        nodes: list[NodeInfo] = await self._guard(self.registry.nodes())
+        self.nodes_seen = nodes
+        return nodes
+
+    async def set_state(self, name: str, state: NodeState) -> NodeInfo:
+        """Drain, cordon or uncordon a node (any node may ask); parked jobs are queued again on ``up``."""
+        try:
+            info: NodeInfo = await self._guard(self.registry.set_state(name, state))
+        except FleetUnknownNode:
+            raise UnknownNode(name) from None
+        except NodeLost as exc:
+            raise InvalidRequest(str(exc)) from None
+        if state == "up":
+            await self._guard(self.queue.requeue_parked())
+        if name == self.name:
+            self.state = info.state if info.state != "lost" else self.state
+            self._slot_freed.set()
+        log.info("fleet: node %s set %s", name, state)
+        return info
+
+
+def _queued_record(entry: JobEntry, node: str) -> JobInfo:
+    """What ``job.start`` answers for a job queued fleet-wide (secrets redacted as in every record)."""
+    p = entry.params
+    secrets = secret_values(p.env)
+    command: str | list[str] = p.command if p.command is not None else ["claude", "-p", "…"]
+    shown = redact_text(command, secrets) if isinstance(command, str) else redact_argv(command, secrets)
+    return JobInfo(
+        id=entry.job_id,
+        state=JobState.QUEUED,
+        command=shown,
+        cwd=p.cwd or "",
+        session=p.session,
+        tags=p.tags,
+        queued_at=entry.queued_at,
+        node=node,
+        peer=entry.peer,
+        attempt=entry.attempt,
+        retry_of=entry.retry_of,
+        group=p.group,
+        priority=priority_value(p.priority),
+        after=p.after,
+        after_any=p.after_any,
+    )
