@@ -145,7 +145,7 @@ def metrics_of(sig_hash: str) -> str:
 
 
 def fleet_job(job_id: str) -> str:
-    """HASH of a fleet job (``ccxd/fleet/keys.py``): its ``epoch`` fences the job's record and output writes."""
+    """HASH of a fleet job (``ccxd/fleet/keys.py``); its ``epoch`` fences the job's writes."""
     return f"{PREFIX}:fleet:job:{part(job_id)}"
 
 

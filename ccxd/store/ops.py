@@ -20,13 +20,15 @@ __all__ = [
 ]
 
 
-class SaveJob(Struct, tag="job"):
+class SaveJob(Struct, tag="job", omit_defaults=True):
     """Create or replace a job's record (idempotent)."""
 
     info: JobInfo
+    fleet_epoch: int = 0
+    """A fleet job's epoch when it was claimed (0: not a fleet job): written only while it holds."""
 
 
-class AppendOutput(Struct, tag="out"):
+class AppendOutput(Struct, tag="out", omit_defaults=True):
     """Append one output chunk; chunk ``seq`` is written at most once."""
 
     job_id: str
@@ -34,6 +36,8 @@ class AppendOutput(Struct, tag="out"):
     stream: int
     offset: int
     data: bytes
+    fleet_epoch: int = 0
+    """As :attr:`SaveJob.fleet_epoch`."""
 
 
 class RecordDuration(Struct, tag="dur"):

@@ -186,6 +186,14 @@ class RedisStore:
             at = 0
             for op, n in sent:
                 for res in results[at : at + n]:
+                    if res == 0 and isinstance(op, SaveJob | AppendOutput) and op.fleet_epoch:
+                        # Fenced: the fleet job moved on to another epoch (its node was declared lost).
+                        log.info(
+                            "not written (fleet epoch %d is no longer the job's): %s",
+                            op.fleet_epoch,
+                            describe(op),
+                        )
+                        continue
                     if not isinstance(res, Exception) or "equal or smaller" in str(res):
                         continue
                     if isinstance(res, NoScriptError):  # Redis restarted: nothing of it ran
@@ -250,10 +258,15 @@ class RedisStore:
             if op.offset + len(op.data) > self.output_limit:
                 return 0
             key = keys.output(self.node, op.job_id)
+            if op.fleet_epoch:
+                fence = self._fence(op.job_id)
+                args = (op.fleet_epoch, f"{op.offset + 1}-0", op.stream, op.data)
+                pipe.evalsha(scripts.FENCED_APPEND.sha, 2, fence, key, *args)
+                return 1
             pipe.xadd(key, {"s": op.stream, "d": op.data}, id=f"{op.offset + 1}-0")
             return 1
         if isinstance(op, SaveJob):
-            return self._save_job(pipe, op.info)
+            return self._save_job(pipe, op.info, op.fleet_epoch)
         if isinstance(op, RecordDuration):
             key = keys.durations(op.signature)
             sample = _msgpack.encode(DurationSample(op.duration, op.ok, op.censored, op.at))
@@ -293,12 +306,25 @@ class RedisStore:
         pipe.zadd(keys.SIGNATURES_SEEN, {sig_hash: at})
         return 7 if exit_field else 6
 
-    def _save_job(self, pipe: Any, info: JobInfo) -> int:
+    def _fence(self, job_id: str) -> str:
+        """The hash whose epoch fences a fleet job's writes; only with the Lua scripts."""
+        if not self._scripts:
+            raise ValueError("a fleet job's writes need Redis scripting (EVALSHA)")
+        return keys.fleet_job(job_id)
+
+    def _save_job(self, pipe: Any, info: JobInfo, fleet_epoch: int = 0) -> int:
         node = info.node or self.node
         member = keys.member(node, info.id)
         record = _json.encode(info)
         finished = info.state is JobState.FINISHED
         last = info.finished_at or info.started_at or info.queued_at
+        if fleet_epoch:
+            names = [self._fence(info.id), *self._job_keys(info)]
+            fenced: list[Any] = [fleet_epoch, record, info.id, node, member, info.queued_at, int(finished)]
+            if info.session:
+                fenced += [last, info.session]
+            pipe.evalsha(scripts.FENCED_SAVE_JOB.sha, len(names), *names, *fenced)
+            return 1
         if self._scripts:
             names = self._job_keys(info)
             args: list[Any] = [record, info.id, node, member, info.queued_at, 1 if finished else 0]

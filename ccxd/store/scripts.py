@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["RECORD_DURATION", "RECORD_METRIC", "SAVE_JOB", "Script"]
+__all__ = ["FENCED_APPEND", "FENCED_SAVE_JOB", "RECORD_DURATION", "RECORD_METRIC", "SAVE_JOB", "Script"]
 
 
 class Script:
@@ -77,4 +77,29 @@ return 1
 """
 )
 
-ALL = (SAVE_JOB, RECORD_DURATION, RECORD_METRIC)
+# A fleet job's writes (docs/fleet-design.md): only while the job's hash still holds the
+# writer's epoch; a node declared lost (its epoch moved on) writes nothing more.
+_FENCE = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+"""
+
+FENCED_SAVE_JOB = Script(
+    """
+-- KEYS: fleet job hash, then SAVE_JOB's.  ARGV: epoch, then SAVE_JOB's.  0: fenced, nothing written.
+"""
+    + _FENCE
+    + "table.remove(KEYS, 1)\ntable.remove(ARGV, 1)\n"
+    + SAVE_JOB.source
+)
+
+FENCED_APPEND = Script(
+    """
+-- KEYS: fleet job hash, output stream.  ARGV: epoch, entry id, stream code, data.  0: fenced.
+"""
+    + _FENCE
+    + """redis.call('XADD', KEYS[2], ARGV[2], 's', ARGV[3], 'd', ARGV[4])
+return 1
+"""
+)
+
+ALL = (SAVE_JOB, RECORD_DURATION, RECORD_METRIC, FENCED_SAVE_JOB, FENCED_APPEND)
