@@ -99,6 +99,7 @@ class FleetQueue:
         stream = keys.pinned(pin) if pin is not None else keys.queue(entry.bucket)
         stub = _json.encode(record) if record is not None else b""
         spec = pack_entry(self.key, entry)
+        await self._ensure_groups([stream])
         got = await self.scripts.submit(entry.job_id, stream, spec, entry.bucket, entry.rerunnable, stub)
         if got is None:
             raise DuplicateJob(f"fleet job {entry.job_id} exists already")
@@ -282,10 +283,10 @@ class FleetQueue:
         await self._ensure_groups(streams)
         taken = 0
         for stream in streams:
-            reply = await self.redis.xautoclaim(
+            ids: Any = await self.redis.xautoclaim(
                 stream, keys.GROUP, node, lease_ms, start_id="0-0", count=_STALE_BATCH, justid=True
             )
-            taken += len(reply[1]) if len(reply) > 1 else 0
+            taken += len(ids)  # redis-py gives JUSTID's ids alone
         if taken:
             self._pending = True
             log.info("took %d queue entries a silent node had read", taken)
