@@ -21,11 +21,12 @@ from redis.asyncio.sentinel import (
     SentinelManagedSSLConnection,
 )
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, RedisError
 
 from ccxd.redis_url import SentinelURL, is_sentinel, parse_sentinel
 from ccxd.store.packing import FastPacking
 
-__all__ = ["OnConnect", "describe_target", "open_redis"]
+__all__ = ["OnConnect", "describe_target", "explain", "open_redis"]
 
 OnConnect = Callable[[AbstractConnection], Awaitable[None]]
 """Called on every new connection after its handshake (AUTH, SELECT), before its first command."""
@@ -54,6 +55,32 @@ def describe_target(url: str) -> str:
     if is_sentinel(url):
         return f"redis ({parse_sentinel(url).describe()})"
     return "redis"
+
+
+async def explain(client: aioredis.Redis, service: str) -> str:
+    """Why no sentinel of ``client`` (from :func:`open_redis`) names a primary for ``service``: one line."""
+    sentinels = getattr(client, "sentinels", None)
+    if not isinstance(sentinels, Sentinel):
+        return "not a sentinel client"
+    said: dict[str, list[str]] = {}  # what sentinels said → which said it
+    for s in sentinels.sentinels:
+        kwargs = s.connection_pool.connection_kwargs
+        where = f"{kwargs.get('host')}:{kwargs.get('port')}"
+        try:
+            found = await s.sentinel_masters()
+        except AuthenticationError as exc:
+            what = f"refused the sentinel credentials ({str(exc).rstrip('.')}; check sentinel_password)"
+        except (RedisError, OSError) as exc:
+            what = str(exc) or type(exc).__name__
+        else:
+            masters = found if isinstance(found, dict) else {str(m.get("name")): m for m in found}
+            state = masters.get(service)
+            if state is None:
+                what = f"monitor no service {service!r} (only {', '.join(masters) or 'none'})"
+            else:
+                what = f"see the primary {state['ip']}:{state['port']} down (failing over?)"
+        said.setdefault(what, []).append(where)
+    return "; ".join(f"{', '.join(where)}: {what}" for what, where in said.items())
 
 
 def open_redis(

@@ -22,10 +22,10 @@ from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ccxd.protocol import CommandMetrics, HistoryParams, JobInfo, JobState, SessionDetail, SessionInfo
-from ccxd.redis_url import is_sentinel
+from ccxd.redis_url import is_sentinel, parse_sentinel
 from ccxd.store import integrity, keys, migrate, scripts
 from ccxd.store.base import DurationSample, StoredChunk, StoreUnavailable, WriteRefused
-from ccxd.store.connect import describe_target, open_redis
+from ccxd.store.connect import describe_target, explain, open_redis
 from ccxd.store.ops import (
     AppendOutput,
     ClaudeState,
@@ -109,7 +109,13 @@ class RedisStore:
             tls_key_file=key,
             on_connect=self._identify,
         )
-        await self.ping()
+        try:
+            await self.ping()
+        except StoreUnavailable as exc:
+            if not is_sentinel(self.url):
+                raise
+            why = await explain(self._redis, parse_sentinel(self.url).service)
+            raise StoreUnavailable(f"{describe_target(self.url)}: no primary: {why or exc}") from None
         await self._load_scripts()
         try:
             await migrate.escape_names(self._redis, self.node)
