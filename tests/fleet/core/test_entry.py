@@ -13,7 +13,9 @@ KEY = os.urandom(32)
 
 
 def entry(job_id: str = "j1", **params: object) -> JobEntry:
-    return JobEntry(job_id=job_id, params=StartParams(command="echo hi", **params), submitter="A", queued_at=1.5)
+    return JobEntry(
+        job_id=job_id, params=StartParams(command="echo hi", **params), submitter="A", queued_at=1.5
+    )
 
 
 def test_round_trip_keeps_everything() -> None:

@@ -10,8 +10,24 @@ from ccxd.fleet.scripts import Scripts
 from ccxd.store.keys import part
 
 NAMES = [
-    "plain", "j00001", "with space", "colon:inside", "pct%41", "glob*?[x]", "{tag}", "back\\slash",
-    "tab\there", "nul\x00", "del\x7f", "c1\x80\x9f", "é-ü", "ā-ő", "日本", "😀", "\u00a0nbsp", "\u0085nel",
+    "plain",
+    "j00001",
+    "with space",
+    "colon:inside",
+    "pct%41",
+    "glob*?[x]",
+    "{tag}",
+    "back\\slash",
+    "tab\there",
+    "nul\x00",
+    "del\x7f",
+    "c1\x80\x9f",
+    "é-ü",
+    "ā-ő",
+    "日本",
+    "😀",
+    "\u00a0nbsp",
+    "\u0085nel",
 ]
 
 

@@ -17,8 +17,18 @@ from ccxd.fleet.placement import (
 
 @pytest.mark.parametrize(
     ("priority", "expected"),
-    [("high", "high"), ("normal", "normal"), ("low", "low"), (5, "high"), (1000, "high"),
-     (4, "normal"), (0, "normal"), (-4, "normal"), (-5, "low"), (-1000, "low")],
+    [
+        ("high", "high"),
+        ("normal", "normal"),
+        ("low", "low"),
+        (5, "high"),
+        (1000, "high"),
+        (4, "normal"),
+        (0, "normal"),
+        (-4, "normal"),
+        (-5, "low"),
+        (-1000, "low"),
+    ],
 )
 def test_priority_buckets(priority: str | int, expected: str) -> None:
     assert bucket(priority) == expected
