@@ -260,7 +260,9 @@ class Fleet(LifecycleObserver):
                 log.info("fleet: node %s is now %s", self.name, me.state)
                 self._slot_freed.set()
             self.state = me.state
-        self._joined.set()
+        if not self._joined.is_set():
+            self._joined.set()
+            self._slot_freed.set()  # the dispatcher starts claiming now
         if now - self._connected_since >= self.config.node_lease:
             reaped = await self.registry.reap(may_reap=True)
             if reaped:

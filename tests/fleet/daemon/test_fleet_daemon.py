@@ -1,0 +1,227 @@
+"""Two real daemons, A and B, on one password-protected redis-server with ``fleet = true``.
+
+Each has its own state and runtime directories and ports (no network
+namespaces: tests/fleet/test_fleet.py drives those); the tests talk to each
+over its Unix socket as ccxctl and the client library do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ccxd.protocol import JobFinished, OutputChunk
+from tests.fleet.harness import Fleet, wait_until
+
+pytestmark = pytest.mark.redis
+
+LABELS = {"A": {"zone": "a"}, "B": {"zone": "b", "gpu": "1"}}
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[Fleet]:
+    with Fleet(netns=False, names=("A", "B"), lease=3.0, slots=4, labels=LABELS) as f:
+        yield f
+
+
+def finished(node: Any, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The job's record, as ``job.get`` on ``node`` gives it, once it says finished."""
+
+    def done() -> dict[str, Any] | None:
+        info: dict[str, Any] = node.call("job.get", {"job_id": job_id})
+        return info if info["state"] == "finished" else None
+
+    return wait_until(done, timeout, f"job {job_id} finished")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_both_nodes_are_listed_up_with_their_labels_and_status_names_the_fleet(fleet: Fleet) -> None:
+    nodes = {n["name"]: n for n in fleet["B"].call("node.list")["nodes"]}
+    assert {n: i["state"] for n, i in nodes.items()} == {"A": "up", "B": "up"}
+    assert nodes["B"]["labels"] == {"zone": "b", "gpu": "1"} and nodes["A"]["slots"] == 4
+    # Each node refreshes what it knows of the others with its heartbeat (every lease / 5).
+    line = wait_until(
+        lambda: (lambda s: s if "nodes: 2 up" in s else None)(fleet["A"].call("daemon.status")["fleet"]),
+        5,
+        "A's status counts both nodes",
+    )
+    assert line == "node A up, 0/4 slots used, nodes: 2 up, 0 lost"
+
+
+def test_a_job_submitted_on_a_pinned_to_b_runs_on_b_and_a_reads_its_output(fleet: Fleet) -> None:
+    queued = fleet["A"].call("job.start", {"command": "echo ran on $CCXD_JOB_ID; exit 3", "node": "B"})
+    assert queued["state"] == "queued" and queued.get("node", "") == ""
+    info = finished(fleet["A"], queued["id"])
+    assert info["node"] == "B" and info["exit_code"] == 3
+    # B ran it: it is B's job in memory, not A's.
+    assert fleet["B"].call("job.list", {"node": "B"})["jobs"][0]["id"] == queued["id"]
+    read = fleet["A"].call("job.read", {"job_id": queued["id"]})
+    assert "".join(c["data"] for c in read["chunks"]) == f"ran on {queued['id']}\n" and read["eof"]
+
+
+async def _follow(node: Any, job_id: str, offset: int) -> tuple[bytes, list[int], dict[str, Any] | None]:
+    """Every output byte of ``job_id`` from ``offset`` as followed through ``node``, the offsets, the end."""
+    got = b""
+    offsets = []
+    end = None
+    async with await node.client() as client:
+        async for event in client.follow(job_id, offset):
+            if isinstance(event, OutputChunk):
+                offsets.append(event.offset)
+                assert event.offset == offset + len(got), "a byte missed or repeated"
+                got += event.raw()
+            elif isinstance(event, JobFinished):
+                end = {
+                    "state": event.job.state,
+                    "node": event.job.node,
+                    "output_bytes": event.job.output_bytes,
+                }
+    return got, offsets, end
+
+
+def test_a_follows_a_streaming_job_on_b_from_offset_0_and_from_the_middle(fleet: Fleet) -> None:
+    lines = 40
+    # Each line is 6 bytes ("NNNNN\n"); the job writes them over about two seconds.
+    cmd = f"for i in $(seq 10001 {10000 + lines}); do echo $i; sleep 0.05; done"
+    queued = fleet["A"].call("job.start", {"command": cmd, "node": "B"})
+    job_id = queued["id"]
+
+    def some_output() -> bool:
+        return int(fleet["A"].call("job.get", {"job_id": job_id}).get("output_bytes", 0)) >= 60
+
+    wait_until(some_output, 20, "the job on B has written ten lines")
+
+    async def both() -> list[tuple[bytes, list[int], dict[str, Any] | None]]:
+        return list(await asyncio.gather(_follow(fleet["A"], job_id, 0), _follow(fleet["A"], job_id, 33)))
+
+    (whole, _, end), (middle, offsets, end2) = asyncio.run(both())
+    want = "".join(f"{i}\n" for i in range(10001, 10001 + lines)).encode()
+    assert whole == want
+    assert middle == want[33:] and offsets[0] == 33
+    assert end == end2 == {"state": "finished", "node": "B", "output_bytes": len(want)}
+
+
+def test_cancel_from_a_kills_the_whole_tree_of_a_job_on_b(fleet: Fleet, tmp_path: Any) -> None:
+    pidfile = tmp_path / "child.pid"
+    # A grandchild in its own session, as a daemon would fork: the whole tree must go.
+    cmd = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 600' & echo started; wait"
+    queued = fleet["A"].call("job.start", {"command": cmd, "node": "B"})
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 20, "the grandchild wrote its pid")
+    child = int(pidfile.read_text())
+    assert alive(child)
+    cancelled = fleet["A"].call("job.cancel", {"job_id": queued["id"]})
+    assert cancelled["node"] == "B"
+    info = finished(fleet["A"], queued["id"])
+    assert info["reason"] == "cancelled"
+    wait_until(lambda: not alive(child), 10, f"the grandchild {child} is gone")
+
+
+def test_where_places_a_job_on_the_node_whose_labels_match(fleet: Fleet) -> None:
+    on_b = fleet["A"].call("job.start", {"command": "true", "where": {"gpu": "1"}})
+    on_a = fleet["B"].call("job.start", {"command": "true", "where": {"zone": "a"}})
+    assert finished(fleet["A"], on_b["id"])["node"] == "B"
+    assert finished(fleet["B"], on_a["id"])["node"] == "A"
+
+
+def test_a_queued_job_cancelled_before_any_node_claims_it_never_runs(fleet: Fleet, tmp_path: Any) -> None:
+    marker = tmp_path / "ran"
+    fleet["A"].call("node.cordon", {"name": "B"})
+    try:
+        wait_until(lambda: fleet.node_states("B")["B"] == "cordoned", 10, "B cordoned")
+        queued = fleet["A"].call("job.start", {"command": f"touch {marker}", "node": "B"})
+        assert fleet["A"].call("job.get", {"job_id": queued["id"]})["state"] == "queued"
+        cancelled = fleet["A"].call("job.cancel", {"job_id": queued["id"]})
+        assert cancelled["state"] == "finished" and cancelled["reason"] == "cancelled"
+        assert fleet["B"].call("job.get", {"job_id": queued["id"]})["reason"] == "cancelled"
+    finally:
+        fleet["A"].call("node.uncordon", {"name": "B"})
+    # B takes jobs again (a later job pinned to it runs) and the cancelled one never ran.
+    later = fleet["A"].call("job.start", {"command": "true", "node": "B"})
+    assert finished(fleet["A"], later["id"])["node"] == "B"
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("verb", ["node.drain", "node.cordon"])
+def test_a_drained_or_cordoned_node_claims_nothing_until_uncordoned(fleet: Fleet, verb: str) -> None:
+    fleet["B"].call(verb, {"name": "A"})
+    try:
+        state = "draining" if verb == "node.drain" else "cordoned"
+        wait_until(lambda: fleet.node_states("A")["A"] == state, 10, f"A {state}")
+        jobs = [
+            fleet["B"].call("job.start", {"command": "true", "where": {"zone": "a"}})["id"] for _ in range(3)
+        ]
+        # B does not match them and A claims none: they stay queued.
+        wait_until(
+            lambda: all(fleet["B"].call("job.get", {"job_id": j})["state"] == "queued" for j in jobs),
+            5,
+            "the jobs wait",
+        )
+        info = fleet.node_infos("B")["A"]
+        assert info["state"] == state and info["used"] == 0
+    finally:
+        fleet["B"].call("node.uncordon", {"name": "A"})
+    for job_id in jobs:
+        assert finished(fleet["B"], job_id)["node"] == "A"
+
+
+def test_outside_a_fleet_a_node_or_where_this_daemon_does_not_match_is_refused(daemon_factory: Any) -> None:
+    d = daemon_factory({"CCXD_NODE_NAME": "solo", "CCXD_NODE_LABELS": "zone=x"})
+    from tests.helpers import RawConnection
+
+    conn = RawConnection(d.socket)
+    try:
+        other = conn.call("job.start", {"command": "true", "node": "elsewhere"})
+        assert other["error"]["code"] == -32602 and "'elsewhere'" in other["error"]["message"]
+        label = conn.call("job.start", {"command": "true", "where": {"zone": "y"}}, req_id=2)
+        assert label["error"]["code"] == -32602 and "zone" in label["error"]["message"]
+        ok = conn.call("job.start", {"command": "true", "node": "solo", "where": {"zone": "x"}}, req_id=3)
+        assert ok["result"]["node"] == "solo"
+    finally:
+        conn.close()
+
+
+def test_a_killed_node_is_lost_within_its_lease_and_its_rerunnable_job_runs_on_the_other() -> None:
+    with Fleet(netns=False, names=("A", "B"), lease=3.0, slots=4, labels=LABELS) as f:
+        plain = f["A"].call("job.start", {"command": "sleep 600", "node": "B"})
+        # A takes nothing while cordoned, so B claims the re-runnable job, which may run anywhere.
+        f["A"].call("node.cordon", {"name": "A"})
+        again = f["A"].call(
+            "job.start", {"command": "echo run $CCXD_JOB_ID; sleep 600", "retry_on_node_loss": True}
+        )
+        for job_id in (plain["id"], again["id"]):
+            wait_until(
+                lambda j=job_id: f["A"].call("job.get", {"job_id": j})["state"] == "running",
+                20,
+                f"{job_id} runs",
+            )
+        assert f["A"].call("job.get", {"job_id": again["id"]})["node"] == "B"
+        f["A"].call("node.uncordon", {"name": "A"})
+        f.kill9("B", everything=True)
+        f.wait_states({"B": "lost"}, 3.0 + 5)
+        lost = finished(f["A"], plain["id"], timeout=5)
+        assert lost["reason"] == "lost" and lost["node"] == "B"
+        first = finished(f["A"], again["id"], timeout=5)
+        assert first["reason"] == "lost"
+
+        def rerun() -> dict[str, Any] | None:
+            info: dict[str, Any] = f["A"].call("job.get", {"job_id": again["id"]})
+            return info if info.get("retried_by") else None
+
+        new_id = wait_until(rerun, 10, "the lost job is run again")["retried_by"]
+        info = f["A"].call("job.get", {"job_id": new_id})
+        assert info["node"] == "A" and info["retry_of"] == again["id"]
+        wait_until(lambda: f["A"].call("job.read", {"job_id": new_id})["chunks"], 10, "the re-run writes")
+        assert f["A"].call("job.read", {"job_id": new_id})["chunks"][0]["data"] == f"run {new_id}\n"
+        # The job without re-run stays lost: nothing runs it again.
+        assert "retried_by" not in f["A"].call("job.get", {"job_id": plain["id"]})
