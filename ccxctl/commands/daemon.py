@@ -31,6 +31,7 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         ["version", st.version],
         ["pid", str(st.pid)],
         ["node", st.node],
+        *([["fleet", st.fleet]] if st.fleet else []),
         ["uptime", human_duration(st.uptime)],
         ["jobs", jobs],
         ["listeners", ", ".join(f"{x.kind} {x.address}" for x in st.listeners)],
