@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+import redis
 
 from ccxd.store import keys
 from ccxd.store.base import StoreUnavailable
@@ -67,3 +68,43 @@ async def test_writes_the_primary_acknowledged_but_never_replicated_survive_a_fa
     finally:
         await writer.close()
         await store.close()
+
+
+async def test_a_primary_that_refuses_writes_without_its_replica_makes_the_writer_journal_until_it_is_back(
+    redis_topology: RedisTopology, tmp_root
+):
+    # min-replicas-to-write (decision 23-sentinel-failover) bounds what a failover can lose.
+    topo = redis_topology
+    topo.primary.admin().config_set("min-replicas-to-write", 1)
+    store = RedisStore(topo.url(), "n1", timeout=0.5)
+    await store.open()
+    writer = StoreWriter(store, tmp_root / "journal", journal_limit=64 << 20)
+    writer.start()
+    try:
+        topo.replica.stop()
+        deadline = time.monotonic() + 20
+        while "NOREPLICAS" not in str(_refusal(topo)):  # the primary notices its replica is gone
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        writer.submit(SaveJob(job("while alone")))
+        await writer.wait_degraded(True, 10)
+        assert writer.dropped == 0 and writer.refused == 0  # an outage, not a refusal
+
+        topo.replica.start()
+        await writer.wait_degraded(False, 30)
+        assert await store.get_job("while alone") is not None
+        deadline = time.monotonic() + 10
+        while not topo.replica.admin().exists(keys.job("n1", "while alone")):  # replicated behind the answer
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    finally:
+        await writer.close()
+        await store.close()
+
+
+def _refusal(topo: RedisTopology) -> redis.RedisError | None:
+    try:
+        topo.client().set("probe", "1")
+    except redis.RedisError as exc:
+        return exc
+    return None
