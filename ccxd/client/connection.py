@@ -426,7 +426,7 @@ class Client:
         return info
 
     async def list(self, **filters: Any) -> list[JobInfo]:
-        """Jobs newest first (filters: state, session, limit)."""
+        """Jobs newest first (filters: state, session, node, limit)."""
         res: JobList = await self.call("job.list", ListParams(**filters))
         return res.jobs
 
