@@ -754,8 +754,9 @@ def _check_fleet(config: Config, sources: dict[str, str]) -> None:
     scheme = urlsplit(url).scheme
     if scheme == "unix":
         raise ConfigError(
-            f"{where}: redis_url = {redact_url(url)!r} ({sources['redis_url']}) is a Unix socket; "
-            "the nodes of a fleet share a Redis over TCP: redis://USER:PASSWORD@HOST:PORT, rediss://… or redis+sentinel://…"
+            f"{where}: redis_url = {redact_url(url)!r} ({sources['redis_url']}) is a Unix socket; the "
+            "nodes of a fleet share a Redis over TCP: redis://USER:PASSWORD@HOST:PORT, rediss://… or "
+            "redis+sentinel://…"
         )
     if redis_auth_missing(url, config.redis_tls_cert_file):
         raise ConfigError(
