@@ -24,6 +24,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the effective config with the source of each value, then exit",
     )
+    p.add_argument(
+        "--make-fleet-key",
+        type=Path,
+        metavar="PATH",
+        help="write a new fleet key (as `ccxctl fleet-key PATH`), then exit",
+    )
     p.add_argument("--version", action="version", version=f"ccxd {__version__}")
     return p
 
@@ -33,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from ccxd import config as config_mod
 
+    if args.make_fleet_key is not None:  # before the config: a fleet config refuses to load without one
+        try:
+            config_mod.write_fleet_key(args.make_fleet_key)
+        except config_mod.ConfigError as exc:
+            print(f"ccxd: {exc}", file=sys.stderr)
+            return 1
+        print(f"{args.make_fleet_key}: a new fleet key; copy it to every node (mode 0600)")
+        return 0
     try:
         loaded = config_mod.load(args.config)
     except config_mod.ConfigError as exc:

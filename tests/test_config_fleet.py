@@ -175,3 +175,18 @@ def test_fleet_key_writes_a_private_random_key_once(tmp_root):
     assert path.read_text() == text
     nowhere = ccxctl("fleet-key", str(tmp_root / "no" / "k"), tmp=tmp_root)
     assert nowhere.returncode == 1 and "No such file or directory" in nowhere.stderr
+
+
+def test_ccxd_makes_the_key_its_own_fleet_config_asks_for(tmp_root):
+    default = tmp_root / "cfg" / "ccxd" / "fleet.key"
+    refusal(with_config(tmp_root, f'fleet = true\nredis_url = "{GOOD_URL}"\n'))  # no key yet
+    made = ccxd("--make-fleet-key", str(default), env={}, tmp=tmp_root)
+    assert made.returncode == 0 and "a new fleet key" in made.stdout, made.stderr
+    assert len(default.read_text().strip()) == 64 and os.stat(default).st_mode & 0o777 == 0o600
+    assert ccxd("--print-config", env={}, tmp=tmp_root).returncode == 0
+    again = ccxd("--make-fleet-key", str(default), env={}, tmp=tmp_root)
+    assert (
+        again.returncode == 1
+        and again.stderr
+        == f"ccxd: {default} exists already: a fleet key is never overwritten (remove it first)\n"
+    )
