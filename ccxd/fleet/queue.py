@@ -85,6 +85,7 @@ class FleetQueue:
         self._groups: set[str] = set()
         self._pending = True  # this consumer may hold read, unsettled entries (at start, after XAUTOCLAIM)
         self._replicas: tuple[float, int] | None = None
+        self._passed_again = False
 
     # -- submitting -----------------------------------------------------------
 
@@ -93,7 +94,8 @@ class FleetQueue:
 
         ``record`` is the job's queued record (what ``job.start`` answered): the
         reaper finishes it as lost when the claimer died before writing its own.
-        With replicas, waits (≤ 1 s) until one has it, so a failover keeps it.
+        With replicas, waits (``WAIT``, ≤ 1 s, holding the connection) until one has
+        it, so a failover keeps it.
         """
         pin = entry.params.node
         stream = keys.pinned(pin) if pin is not None else keys.queue(entry.bucket)
@@ -179,8 +181,26 @@ class FleetQueue:
                     if i + 1 < len(entries):
                         self._pending = True
                     return claimed
+            if self._passed_again:
+                # A job this node passed came back to it: the nodes that could run it are busy.
+                # Reading on would only hand it round; wait on the jobs pinned here instead.
+                self._passed_again = False
+                return await self._pinned_only(node, incarnation, labels, up_nodes, deadline)
             if time.monotonic() >= deadline and not self._pending:
                 return None
+
+    async def _pinned_only(
+        self, node: str, incarnation: int, labels: dict[str, str], up_nodes: Sequence[str], deadline: float
+    ) -> Claimed | None:
+        pinned = keys.pinned(node)
+        left = int((deadline - time.monotonic()) * 1000)
+        if left < 1:
+            return None
+        for stream, entry_id, fields in await self._read(node, {pinned: ">"}, left):
+            claimed = await self._settle(node, incarnation, labels, up_nodes, stream, entry_id, fields)
+            if claimed is not None:
+                return claimed
+        return None
 
     async def _read(
         self, node: str, streams: dict[Any, Any], block: int | None
@@ -214,7 +234,8 @@ class FleetQueue:
         fields = {text(k): text(v) for k, v in (raw_fields or {}).items()}
         raw_id = fields.get("id") or fields.get("retry_of")
         if raw_id is None:
-            log.warning("fleet queue %s: entry %s names no job; dropped", stream, entry_id)
+            if raw_fields is not None:  # None: deleted while pending here (another node settled it)
+                log.warning("fleet queue %s: entry %s names no job; dropped", stream, entry_id)
             await self._drop(stream, entry_id)
             return None
         job_id, rerun = raw_id, "id" not in fields
@@ -235,6 +256,7 @@ class FleetQueue:
         if why:
             result = await self.scripts.pass_on(stream, entry_id, job_id, node, [node] if pin else up_nodes)
             log.debug("job %s passed on (%s): %s", job_id, why, result)
+            self._passed_again |= result == "again"
             return None
         records = (store_keys.job(node, job_id), store_keys.node_active(node), store_keys.node_jobs(node))
         if not rerun:

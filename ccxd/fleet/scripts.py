@@ -41,7 +41,8 @@ __all__ = [
 
 Heartbeat = Literal["ok", "joined", "lost"]
 """``joined``: a new incarnation (requeue parked jobs); ``lost``: the reaper declared this one lost."""
-PassResult = Literal["requeued", "parked", "gone"]
+PassResult = Literal["requeued", "again", "parked", "gone"]
+"""``again``: requeued, and this node had passed it before (it should stop reading that queue a while)."""
 
 
 class Reaped(msgspec.Struct, frozen=True):
@@ -164,7 +165,8 @@ else return 'gone' end
 local skipped = f[4] or ''
 local seen = {}
 for n in string.gmatch(skipped, '[^,]+') do seen[n] = true end
-if not seen[ARGV[3]] then
+local again = seen[ARGV[3]]
+if not again then
   seen[ARGV[3]] = true
   skipped = (skipped == '' and ARGV[3]) or (skipped .. ',' .. ARGV[3])
   redis.call('HSET', KEYS[1], 'skipped', skipped)
@@ -172,7 +174,7 @@ end
 for i = 5, #ARGV do
   if not seen[ARGV[i]] then
     redis.call('XADD', KEYS[2], '*', field, ARGV[4])
-    return 'requeued'
+    return (again and 'again') or 'requeued'
   end
 end
 redis.call('ZADD', KEYS[3], now_ms(), ARGV[4])
@@ -379,8 +381,9 @@ class Scripts:
     ) -> PassResult:
         """``node`` does not match the job: queue it again at the tail, or park it.
 
-        Parked once every up node in ``up_nodes`` passed it; ``gone`` when it was no
-        longer queued (the entry is dropped).
+        Parked once every up node in ``up_nodes`` passed it; ``again`` when requeued
+        though this node had passed it before (the nodes that could run it are busy);
+        ``gone`` when it was no longer queued (the entry is dropped).
         """
         ks = [keys.job(job_id), stream, keys.PARKED]
         result = text(await self._pass(keys=ks, args=[keys.GROUP, entry, node, job_id, *up_nodes]))

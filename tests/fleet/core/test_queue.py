@@ -198,3 +198,28 @@ async def test_submit_to_a_pinned_node_sealed_for_its_id(r: aioredis.Redis, flee
     assert await r.xlen(keys.pinned("B")) == 1
     assert await r.hget(keys.job(e.job_id), "spec") == pack_entry(fleet_key, e)
     assert await q.spec(e.job_id) == e
+
+
+async def test_a_job_only_a_busy_node_matches_is_not_handed_round(
+    r: aioredis.Redis, fleet_key: bytes
+) -> None:
+    reg = NodeRegistry(r, 10_000)
+    inc_a, inc_b = await join(reg, "A", {"zone": "a"}), await join(reg, "B", {"zone": "b"})
+    q = queue(r, fleet_key)
+    e = entry(where={"zone": "b"})
+    await q.submit(e)
+    # B has no free slot, so it does not read: A passes the job, gets it back once, then waits.
+    waiting = asyncio.create_task(q.next("A", inc_a, {"zone": "a"}, ["A", "B"], 500))
+
+    async def handed_twice() -> bool:
+        return (await r.xinfo_stream(keys.queue("normal")))["entries-added"] >= 3
+
+    await until(handed_twice)
+    pinned = entry(node="A")
+    await q.submit(pinned)  # a job pinned to A still reaches it meanwhile
+    got = await waiting
+    assert got is not None and got.job_id == pinned.job_id
+    assert (await r.xinfo_stream(keys.queue("normal")))["entries-added"] == 3  # submitted, passed twice
+    assert await r.zcard(keys.PARKED) == 0
+    claimed = await q.next("B", inc_b, {"zone": "b"}, ["A", "B"], 100)
+    assert claimed is not None and claimed.job_id == e.job_id
