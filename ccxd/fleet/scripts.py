@@ -72,6 +72,9 @@ local function part(s)
   end)
   return s
 end
+-- A settled job's hash outlives it a week (job.get of a job no node recorded, links to a re-run);
+-- a write fenced by it after that is refused all the same (no epoch matches).
+local SETTLED_TTL = 7 * 86400
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), t
@@ -139,6 +142,7 @@ redis.call('XDEL', KEYS[3], ARGV[2])
 local f = redis.call('HMGET', KEYS[1], 'state', 'rerun', 'retried_by', 'prio', 'stream', 'rkey')
 if f[1] ~= 'lost' or f[2] ~= '1' or f[3] or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'retried_by', ARGV[6])
+redis.call('EXPIRE', KEYS[1], SETTLED_TTL)
 local now = now_ms()
 redis.call('HSET', KEYS[2], 'spec', ARGV[7], 'state', 'claimed', 'epoch', 1, 'prio', f[4],
   'stream', f[5], 'rerun', '1', 'stub', ARGV[11], 'queued', now, 'node', ARGV[3], 'inc', ARGV[4],
@@ -206,6 +210,7 @@ _FINISH = """
 local f = redis.call('HMGET', KEYS[1], 'epoch', 'node', 'state')
 if f[1] ~= ARGV[3] or f[2] ~= ARGV[2] or f[3] ~= 'claimed' then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[4])
+redis.call('EXPIRE', KEYS[1], SETTLED_TTL)
 redis.call('SREM', KEYS[2], ARGV[1])
 return 1
 """
@@ -214,6 +219,7 @@ _CANCEL_QUEUED = """
 -- KEYS: job hash, parked.  ARGV: id
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'cancelled')
+redis.call('EXPIRE', KEYS[1], SETTLED_TTL)
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
@@ -303,8 +309,11 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
       if f[3] == '1' and f[4] then
         redis.call('XADD', f[4], '*', 'retry_of', id)
         if outcome == 'lost' then outcome = 'rerun' end
+      else
+        redis.call('EXPIRE', h, SETTLED_TTL)
       end
     end
+    if outcome == 'done' then redis.call('EXPIRE', h, SETTLED_TTL) end
     table.insert(out, id)
     table.insert(out, outcome)
   end

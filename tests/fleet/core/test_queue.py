@@ -169,10 +169,13 @@ async def test_cancel_queued_and_finish(r: aioredis.Redis, fleet_key: bytes) -> 
     assert got.entry == run
     assert not await q.cancel_queued(run.job_id)  # claimed: the running node cancels it
     assert await q.running("A") == {run.job_id}
+    assert await r.ttl(keys.job(run.job_id)) == -1  # a running job's hash (its fence) never expires
     assert not await q.finish(run.job_id, "A", got.epoch + 1)
     assert not await q.finish(run.job_id, "B", got.epoch)
     assert await q.finish(run.job_id, "A", got.epoch)
     assert await q.running("A") == set()
+    for settled in (run, cancelled):  # settled hashes go after a week
+        assert 6 * 86400 < await r.ttl(keys.job(settled.job_id)) <= 7 * 86400
     info = await q.queued_info(cancelled.job_id)
     assert info is not None and info.state == "cancelled"
     assert await q.queued_info("nope") is None

@@ -120,6 +120,8 @@ async def test_reaping_fences_finishes_and_reruns_only_what_allows_it(
             never_recorded.job_id: "rerun",
         }
         assert await reg.reap(may_reap=True) == []  # once
+        assert await r.ttl(keys.job(plain.job_id)) > 0  # settled: goes after a week
+        assert await r.ttl(keys.job(rerun.job_id)) == -1  # kept until its re-run is claimed
         assert await q.running("B") == set()
 
         for e in (plain, rerun):
@@ -169,6 +171,7 @@ async def test_reaping_fences_finishes_and_reruns_only_what_allows_it(
             assert (c.epoch, c.entry.attempt, c.entry.job_id) == (1, 2, c.job_id)
             old = await q.queued_info(c.entry.retry_of or "")
             assert old is not None and old.retried_by == c.job_id
+            assert await r.ttl(keys.job(c.entry.retry_of or "")) > 0
             assert (await q.spec(c.job_id)) == c.entry  # sealed for its new id
         record = await store.get_job(rerun.job_id)
         assert record is not None and record.retried_by in {c.job_id for c in reruns}
