@@ -162,7 +162,8 @@ class RedisTopology:
             return False
         for s in self.sentinels:
             c = s.admin()
-            if len(c.sentinel_sentinels(SERVICE)) < 2 or not c.sentinel_slaves(SERVICE):
+            peers = c.sentinel_sentinels(SERVICE)
+            if not isinstance(peers, list) or len(peers) < 2 or not c.sentinel_slaves(SERVICE):
                 return False
         return True
 
@@ -190,11 +191,9 @@ class RedisTopology:
                 continue
             with contextlib.suppress(redis.RedisError):
                 found = s.admin().sentinel_get_master_addr_by_name(SERVICE)
-                if found:
-                    addr = (
-                        found[0].decode() if isinstance(found[0], bytes) else str(found[0]),
-                        int(found[1]),
-                    )
+                if isinstance(found, tuple):
+                    host, port = found
+                    addr = (host.decode() if isinstance(host, bytes) else host, int(port))
                     votes[addr] = votes.get(addr, 0) + 1
         best = max(votes.items(), key=lambda kv: kv[1], default=None)
         return best[0] if best is not None and best[1] >= 2 else None
