@@ -7,8 +7,9 @@ the node answers on ``fleet:reply:<rid>`` (sealed for that request, expires afte
 30 s).  A request older than the reply's lifetime when its node reads it (the
 node was down) is not acted on.
 
-Both ends block on Redis (``BLPOP``, ``XREAD BLOCK``): give them a client whose
-pool may open a connection of their own, not the store's single shared one.
+Both ends block on Redis (``BLPOP``, ``XREAD BLOCK`` of 5 s): give them a client
+whose pool may open a connection of their own, not the store's single shared one,
+and whose socket timeout is longer than those waits (or none).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ written after its last output chunk by the same writer, so once the record says
 finished, what the stream holds after one more read is all of it.
 
 ``XREAD BLOCK`` holds its connection: give it a client whose pool may open one
-of its own, not the store's single shared one.
+of its own, not the store's single shared one, with a socket timeout longer than
+``block_ms``.
 """
 
 from __future__ import annotations

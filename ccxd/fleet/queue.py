@@ -8,6 +8,10 @@ the job's epoch grows, the node's running set holds it) or passes it on
 An entry is acknowledged only by those scripts, so an entry read by a node that
 died before either is still pending and another node takes it
 (:meth:`FleetQueue.take_stale`, ``XAUTOCLAIM`` after a lease).
+
+:meth:`FleetQueue.next` blocks on Redis (``XREADGROUP … BLOCK``) and
+:meth:`FleetQueue.submit` may (``WAIT``): give the queue a client whose socket
+timeout is longer than those waits, on a connection the store does not share.
 """
 
 from __future__ import annotations
