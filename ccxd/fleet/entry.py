@@ -20,6 +20,7 @@ from ccxd.store import integrity
 __all__ = [
     "BadSeal",
     "JobEntry",
+    "Unreadable",
     "job_context",
     "open_sealed",
     "pack_entry",
@@ -33,6 +34,10 @@ _MAC_LEN: Final = 64  # hex HMAC-SHA256
 
 class BadSeal(ValueError):
     """Sealed bytes whose MAC is missing or wrong, or whose body is unreadable: never acted on."""
+
+
+class Unreadable(BadSeal):
+    """Sealed with the fleet key but not readable here: another version's entry (a newer node may run it)."""
 
 
 class JobEntry(msgspec.Struct, kw_only=True):
@@ -96,7 +101,7 @@ def unpack_entry(key: bytes, job_id: str, raw: bytes) -> JobEntry:
     try:
         entry = _decoder.decode(body)
     except msgspec.DecodeError as exc:
-        raise BadSeal(f"fleet:job:{job_id}: sealed but unreadable ({exc})") from None
+        raise Unreadable(f"fleet:job:{job_id}: sealed but unreadable here ({exc})") from None
     if entry.job_id != job_id:  # cannot happen with a good MAC; never run another job's spec
         raise BadSeal(f"fleet:job:{job_id}: the spec is job {entry.job_id}'s")
     return entry

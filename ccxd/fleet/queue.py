@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from ccxd.fleet import keys
-from ccxd.fleet.entry import BadSeal, JobEntry, pack_entry, unpack_entry
+from ccxd.fleet.entry import BadSeal, JobEntry, Unreadable, pack_entry, unpack_entry
 from ccxd.fleet.placement import mismatch
 from ccxd.fleet.scripts import Scripts, text
 from ccxd.protocol import JobInfo, JobState
@@ -251,6 +251,12 @@ class FleetQueue:
             return None
         try:
             entry = unpack_entry(self.key, job_id, spec)
+        except Unreadable as exc:  # a newer node's entry: one of them runs it (or it is parked)
+            log.warning("fleet queue: %s; passed on", exc)
+            self._passed_again |= (
+                await self.scripts.pass_on(stream, entry_id, job_id, node, up_nodes) == "again"
+            )
+            return None
         except BadSeal as exc:
             log.warning("fleet queue: not running %s; dropped", exc)
             await self._drop(stream, entry_id)

@@ -6,11 +6,12 @@ import asyncio
 import logging
 import os
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from ccxd.fleet import keys
-from ccxd.fleet.entry import pack_entry
+from ccxd.fleet.entry import job_context, pack_entry, seal_bytes
 from ccxd.fleet.queue import Claimed, DuplicateJob, FleetQueue
 from ccxd.fleet.registry import NodeRegistry
 from tests.fleet.core.fleetutil import entry, join, queue, until
@@ -226,3 +227,23 @@ async def test_a_job_only_a_busy_node_matches_is_not_handed_round(
     assert await r.zcard(keys.PARKED) == 0
     claimed = await q.next("B", inc_b, {"zone": "b"}, ["A", "B"], 100)
     assert claimed is not None and claimed.job_id == e.job_id
+
+
+async def test_a_newer_versions_entry_is_kept_for_a_node_that_reads_it(
+    r: aioredis.Redis, fleet_key: bytes, caplog
+) -> None:
+    reg = NodeRegistry(r, 10_000)
+    inc = await join(reg, "A")
+    q = queue(r, fleet_key)
+    e = entry()
+    await q.submit(e)
+    newer = msgspec.msgpack.encode(
+        {"job_id": e.job_id, "submitter": "C", "params": {"command": "echo hi", "option_of_tomorrow": 1}}
+    )
+    await r.hset(keys.job(e.job_id), "spec", seal_bytes(fleet_key, job_context(e.job_id), newer))
+    caplog.set_level(logging.WARNING, "ccxd.fleet")
+    assert await q.next("A", inc, {}, ["A"], 100) is None
+    assert "sealed but unreadable here" in caplog.text
+    info = await q.queued_info(e.job_id)
+    assert info is not None and info.state == "queued"  # not dropped: parked until a node that reads it joins
+    assert await r.zscore(keys.PARKED, e.job_id) is not None
