@@ -209,7 +209,15 @@ class FleetQueue:
     async def _read(
         self, node: str, streams: dict[Any, Any], block: int | None
     ) -> list[tuple[str, str, dict[Any, Any] | None]]:
-        got: Any = await self.redis.xreadgroup(keys.GROUP, node, streams, count=1, block=block)
+        try:
+            got: Any = await self.redis.xreadgroup(keys.GROUP, node, streams, count=1, block=block)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # The Redis lost the streams (restarted without its data, a failover to an empty replica).
+            self._groups.clear()
+            await self._ensure_groups(list(streams))
+            return []
         # RESP2: [[stream, [(id, fields), …]], …]; fields is None for an entry deleted while pending.
         by_stream = {text(name): entries for name, entries in (got or [])}
         out: list[tuple[str, str, dict[Any, Any] | None]] = []
@@ -315,9 +323,15 @@ class FleetQueue:
         await self._ensure_groups(streams)
         taken = 0
         for stream in streams:
-            ids: Any = await self.redis.xautoclaim(
-                stream, keys.GROUP, node, lease_ms, start_id="0-0", count=_STALE_BATCH, justid=True
-            )
+            try:
+                ids: Any = await self.redis.xautoclaim(
+                    stream, keys.GROUP, node, lease_ms, start_id="0-0", count=_STALE_BATCH, justid=True
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._groups.discard(stream)  # gone with its stream: nothing to take, made again on use
+                continue
             taken += len(ids)  # redis-py gives JUSTID's ids alone
         if taken:
             self._pending = True

@@ -247,3 +247,17 @@ async def test_a_newer_versions_entry_is_kept_for_a_node_that_reads_it(
     info = await q.queued_info(e.job_id)
     assert info is not None and info.state == "queued"  # not dropped: parked until a node that reads it joins
     assert await r.zscore(keys.PARKED, e.job_id) is not None
+
+
+async def test_a_redis_that_lost_the_queues_is_read_again(r: aioredis.Redis, fleet_key: bytes) -> None:
+    reg = NodeRegistry(r, 10_000)
+    inc = await join(reg, "A")
+    q = queue(r, fleet_key)
+    assert await q.next("A", inc, {}, ["A"], 10) is None  # the groups exist now
+    await r.delete(*q.streams("A"))  # as after a restart without the data
+    assert await q.take_stale("A", 0) == 0
+    assert await q.next("A", inc, {}, ["A"], 10) is None
+    e = entry()
+    await q.submit(e)
+    got = await q.next("A", inc, {}, ["A"], 100)
+    assert got is not None and got.job_id == e.job_id
