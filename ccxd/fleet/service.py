@@ -116,6 +116,7 @@ class Fleet(LifecycleObserver):
         self._last_renewed = time.monotonic()
         self._self_stopped = False
         self._outage_logged = False
+        self._last_requeue = 0.0
 
     # -- start and stop -------------------------------------------------------
 
@@ -265,7 +266,10 @@ class Fleet(LifecycleObserver):
             self._slot_freed.set()  # the dispatcher starts claiming now
         if now - self._connected_since >= self.config.node_lease:
             reaped = await self.registry.reap(may_reap=True)
-            if reaped:
+            # Parked jobs are queued again when a node joins or is uncordoned, and here once a
+            # lease too: a node that passed a job on a stale view of the up nodes parked it early.
+            if reaped or now - self._last_requeue >= self.config.node_lease:
+                self._last_requeue = now
                 requeued = await self.queue.requeue_parked()
                 if requeued:
                     log.info("fleet: %d parked job(s) queued again", requeued)
@@ -346,7 +350,10 @@ class Fleet(LifecycleObserver):
         self.submitted.pop(job_id, None)
         peer = e.peer or f"fleet node {e.submitter}"
         try:
-            job = await self.sup.start(e.params, peer, job_id=job_id, fleet_epoch=claimed.epoch)
+            origin = (e.queued_at or time.time(), e.retry_of, e.attempt)
+            await self.sup.start(
+                e.params, peer, job_id=job_id, fleet_epoch=claimed.epoch, fleet_origin=origin
+            )
         except JobError as exc:
             log.warning("fleet job %s (from %s) refused here: %s", job_id, e.submitter, exc.message)
             self._refused(claimed, exc.message)
@@ -355,9 +362,6 @@ class Fleet(LifecycleObserver):
             log.exception("fleet job %s: cannot start", job_id)
             self._refused(claimed, "internal error starting the job")
             return
-        job.queued_at = e.queued_at or job.queued_at
-        if e.retry_of is not None:
-            job.retry_of, job.attempt = e.retry_of, e.attempt
         log.debug("fleet job %s claimed (epoch %d) from %s", job_id, claimed.epoch, claimed.stream)
 
     def _refused(self, claimed: Claimed, why: str) -> None:

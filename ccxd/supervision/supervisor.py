@@ -198,11 +198,14 @@ class Supervisor:
         *,
         job_id: str | None = None,
         fleet_epoch: int | None = None,
+        fleet_origin: tuple[float, str | None, int] | None = None,
     ) -> Job:
         """Admit a job: start it now or queue it.  Raises :class:`JobError` (or a hook's refusal).
 
         ``job_id`` and ``fleet_epoch``: a fleet job this node claimed, under the id it
         was submitted with; its store writes are fenced by the epoch of the claim.
+        ``fleet_origin``: its submission time, the job it runs again (lost with its
+        node) and its attempt, in its first record.
         """
         if not self._accepting:
             raise ShuttingDown
@@ -230,6 +233,8 @@ class Supervisor:
         job.timeout, job.timeout_basis, job.timeout_silence = timeout, basis, silence
         job.hooks, job.annotations = outcomes, notes
         job.stored_ends = ends
+        if fleet_origin is not None:
+            job.queued_at, job.retry_of, job.attempt = fleet_origin
         self.admit(job)
         written = self.files.admission(job.id)
         if written is not None:
