@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -199,3 +200,42 @@ async def test_a_node_that_heartbeats_is_never_reaped(r: aioredis.Redis, fleet_k
     assert await r.hget(keys.STATES, "A") == f"{inc_a} up".encode()
     assert await r.hget(keys.STATES, "B") == f"{inc_b} lost".encode()
     assert await q.running("A") == {e.job_id}
+
+
+async def test_each_lost_job_runs_again_once_with_two_nodes_racing(redis_server, fleet_key: bytes) -> None:
+    clients = [aioredis.Redis.from_url(redis_server.url) for _ in range(3)]
+    try:
+        reg = NodeRegistry(clients[0], LEASE_MS)
+        q = queue(clients[0], fleet_key)
+        inc_b = await join(reg, "B")
+        lost = [entry(retry_on_node_loss=True) for _ in range(40)]
+        for e in lost:
+            await q.submit(e)
+        for _ in lost:
+            assert await q.next("B", inc_b, {}, ["B"], 100) is not None
+        incs = {"A": await join(reg, "A"), "C": await join(reg, "C")}
+
+        async def beat_others() -> bool:
+            for name, inc in incs.items():
+                await reg.heartbeat(NodeInfo(name=name, incarnation=inc))
+            return "B" in await reg.scripts.stale(LEASE_MS)
+
+        await until(beat_others)
+        assert len(await reg.reap(may_reap=True)) == 40
+        reruns: dict[str, list[str]] = {"A": [], "C": []}
+
+        async def consume(name: str, client: aioredis.Redis) -> None:
+            taker = queue(client, fleet_key)
+            while len(reruns["A"]) + len(reruns["C"]) < 40:
+                await taker.take_stale(name, 0)
+                got = await taker.next(name, incs[name], {}, ["A", "C"], 20)
+                if got is not None:
+                    reruns[name].append(got.entry.retry_of or "")
+
+        await asyncio.wait_for(asyncio.gather(consume("A", clients[1]), consume("C", clients[2])), 60)
+        assert sorted(reruns["A"] + reruns["C"]) == sorted(e.job_id for e in lost)
+        for name in ("A", "C"):  # nothing more comes
+            assert await queue(clients[0], fleet_key).next(name, incs[name], {}, ["A", "C"], 20) is None
+    finally:
+        for c in clients:
+            await c.aclose()
