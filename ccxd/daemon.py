@@ -306,7 +306,8 @@ class Daemon:
             return None
         from ccxd.fleet.service import Fleet
 
-        fleet = Fleet(self.config, self.supervisor, history.store, self.config.read_fleet_key())
+        key = self.config.read_fleet_key()
+        fleet = Fleet(self.config, self.supervisor, history.store, key, self.claude_gate)
         await fleet.start()
         self.fleet = fleet
         log.info("fleet: node %s, %d slots, lease %.1f s", fleet.name, fleet.slots, self.config.node_lease)

@@ -29,7 +29,7 @@ import logging
 import os
 import time
 from collections.abc import Coroutine
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from ccxd import __version__
 from ccxd.config import Config
 from ccxd.errors import InvalidRequest, JobError, JobNotActive, RpcError, UnknownNode
+from ccxd.fleet.claude_block import ClaudeBlock, current_block, publish_block
 from ccxd.fleet.control import ControlChannel, ControlError
 from ccxd.fleet.entry import JobEntry
 from ccxd.fleet.queue import Claimed, FleetQueue
@@ -86,11 +87,26 @@ _verb_encoder = msgspec.msgpack.Encoder()
 _verb_decoder = msgspec.msgpack.Decoder(_Verb)
 
 
+class ClaudeHold(Protocol):
+    """The local Claude gate's usage-limit block (``claude/gate.py`` ``ClaudeGate``)."""
+
+    block_until: float | None
+    block_reason: str
+
+    def block(self, until: float, reason: str = ...) -> None:
+        """Hold every Claude job until ``until``; a later block wins."""
+
+
 class Fleet(LifecycleObserver):
     """This daemon as one node of a fleet (see the module's docstring)."""
 
-    def __init__(self, config: Config, sup: Supervisor, store: Store, key: bytes) -> None:
+    def __init__(
+        self, config: Config, sup: Supervisor, store: Store, key: bytes, claude: ClaudeHold | None = None
+    ) -> None:
         self.config = config
+        self.claude = claude
+        """The local Claude gate: a usage limit it blocks for holds every node's Claude jobs."""
+        self._published_block = 0.0
         self.sup = sup
         self.store = store
         self.key = key
@@ -264,6 +280,7 @@ class Fleet(LifecycleObserver):
         if not self._joined.is_set():
             self._joined.set()
             self._slot_freed.set()  # the dispatcher starts claiming now
+        await self._share_claude_block()
         if now - self._connected_since >= self.config.node_lease:
             reaped = await self.registry.reap(may_reap=True)
             # Parked jobs are queued again when a node joins or is uncordoned, and here once a
@@ -273,6 +290,30 @@ class Fleet(LifecycleObserver):
                 requeued = await self.queue.requeue_parked()
                 if requeued:
                     log.info("fleet: %d parked job(s) queued again", requeued)
+
+    async def _share_claude_block(self) -> None:
+        """One usage limit holds the account's Claude jobs on every node: publish ours, take the fleet's."""
+        gate = self.claude
+        if gate is None:
+            return
+        now = time.time()
+        mine = gate.block_until
+        if mine is not None and mine > now and mine > self._published_block:
+            block = await publish_block(self.redis, self.key, ClaudeBlock(mine, gate.block_reason, self.name))
+            self._published_block = block.until
+            log.info(
+                "fleet: Claude jobs held on every node until %s (%s)", time.ctime(block.until), block.reason
+            )
+        fleet_block = await current_block(self.redis, self.key)
+        if fleet_block is not None and (gate.block_until is None or fleet_block.until > gate.block_until):
+            self._published_block = max(self._published_block, fleet_block.until)
+            reason = fleet_block.reason or "usage limit"
+            gate.block(fleet_block.until, f"{reason} (hit on node {fleet_block.node})")
+            log.info(
+                "fleet: Claude jobs held here until %s: node %s hit a usage limit",
+                time.ctime(fleet_block.until),
+                fleet_block.node,
+            )
 
     async def _was_lost(self) -> None:
         """The fleet declared this incarnation lost: its jobs are another's now; kill ours, rejoin."""

@@ -101,7 +101,7 @@ class Recorder(LifecycleObserver):
 
     def job_changed(self, info: JobInfo) -> None:
         """A job was admitted or changed state."""
-        self.writer.submit(SaveJob(info))
+        self.writer.submit(SaveJob(info, self.fleet_epochs.get(info.id, 0)))
 
     def output(self, job_id: str, chunk: Chunk) -> None:
         """A job produced a chunk of output."""
@@ -109,11 +109,12 @@ class Recorder(LifecycleObserver):
             # The store would drop it anyway; queueing it would only make a long
             # stream outrun the store and spill to the journal for nothing.
             return
-        self.writer.submit(AppendOutput(job_id, chunk.seq, chunk.stream, chunk.offset, chunk.data))
+        epoch = self.fleet_epochs.get(job_id, 0)
+        self.writer.submit(AppendOutput(job_id, chunk.seq, chunk.stream, chunk.offset, chunk.data, epoch))
 
     def job_finished(self, info: JobInfo) -> None:
         """A job finished: save it and learn its duration."""
-        self.writer.submit(SaveJob(info))
+        self.writer.submit(SaveJob(info, self.fleet_epochs.get(info.id, 0)))
         if info.duration is None or info.reason not in (
             JobReason.EXITED,
             JobReason.TIMEOUT,
