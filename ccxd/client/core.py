@@ -101,6 +101,7 @@ class ClientCore:
         # they are that subscription's (the daemon sends a new one's events after it).
         self.resubscribing: dict[str, int] = {}
         self.quiet: set[str] = set()  # jobs followed without their output
+        self.binary = False  # ask for output as binary frames (the bytes as written, no JSON)
         self._started: set[str] = set()
 
     # -- requests -------------------------------------------------------------
@@ -136,16 +137,16 @@ class ClientCore:
         """The JSON-RPC envelope of one message (raises msgspec.DecodeError)."""
         return _reply_decoder.decode(line)
 
-    def receive(self, line: bytes) -> Received | None:
+    def receive(self, line: bytes | bytearray) -> Received | None:
         """What one text message is; None for one with nothing to do (raises msgspec errors)."""
         if line.startswith(OUTPUT_NOTIFICATION_PREFIX):  # the bulk: decoded in one step
             chunk = _output_decoder().decode(line).params
             return self._delivery(chunk.job_id, chunk)
         return self.receive_envelope(_reply_decoder.decode(line))
 
-    def receive_binary(self, frame: bytes) -> Delivery | None:
-        """An output chunk in a binary WebSocket frame."""
-        from ccxd import protocol  # binary frames exist only on WebSocket connections
+    def receive_binary(self, frame: bytes | bytearray) -> Delivery | None:
+        """An output chunk in a binary frame (WebSocket, or a NUL-led record on the Unix socket)."""
+        from ccxd import protocol  # only subscribers that asked for binary output get them
 
         chunk, size = protocol.decode_output_frame_sized(frame)
         return self._delivery(chunk.job_id, chunk, size)
@@ -203,7 +204,12 @@ class ClientCore:
     def resubscriptions(self) -> list[SubscribeParams]:
         """What to ask a new connection for every followed job to go on where its output stopped."""
         return [
-            SubscribeParams(job_id=job_id, from_offset=offset, output=job_id not in self.quiet)
+            SubscribeParams(
+                job_id=job_id,
+                from_offset=offset,
+                output=job_id not in self.quiet,
+                binary=self.binary and job_id not in self.quiet,
+            )
             for job_id, offset in self.next_offset.items()
             if job_id in self.followed and job_id not in self.resubscribing  # a follower makes its own
         ]

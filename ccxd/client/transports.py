@@ -1,7 +1,7 @@
 """How the client reaches a daemon: a Unix socket or a WebSocket URL.
 
 Both transports carry the same JSON-RPC messages; each yields whole messages
-(text for JSON, bytes for binary output frames on a WebSocket).
+(text for JSON, bytes for binary output frames).
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
-from ccxd.protocol.framing import LineFramer
-
 if TYPE_CHECKING:
     import ssl
 
 __all__ = ["Message", "Transport", "UnixTransport", "WebSocketTransport", "open_transport"]
 
-_READ_SIZE = 64 * 1024  # under glibc's mmap threshold (128 KiB): a reused buffer anyway
 _HEAD_READ = 4096  # the handshake response is read in pieces this big
 _MAX_MESSAGE = 1 << 30  # the daemon bounds what it sends; this only stops a runaway length
 _QUEUE_HIGH, _QUEUE_LOW = 64, 16  # messages waiting for the reader: stop reading the socket, resume
@@ -47,7 +44,7 @@ class TransportError(Exception):
         self.untrusted = untrusted
 
 
-Message = tuple[bool, bytes]
+Message = tuple[bool, bytes | bytearray]
 """(is_binary, payload): JSON text, or a binary output frame."""
 
 
@@ -66,8 +63,8 @@ class Transport(Protocol):
         """Close the connection."""
 
 
-class _LineProtocol(asyncio.BufferedProtocol):
-    """The I/O half of :class:`UnixTransport`: the kernel writes into one reused buffer.
+class _UnixProtocol(asyncio.BufferedProtocol):
+    """The I/O half of :class:`UnixTransport`: the kernel writes into :class:`MessageReader`'s buffers.
 
     A plain stream reader would have asyncio ``recv`` a fresh 256 KiB bytes per
     read, which glibc serves with ``mmap``/``munmap`` each time (about 30 % more
@@ -75,13 +72,14 @@ class _LineProtocol(asyncio.BufferedProtocol):
     """
 
     def __init__(self) -> None:
+        from ccxd.client.unixproto import MessageReader
+
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.framer = LineFramer(_MAX_MESSAGE)
-        self.messages: collections.deque[Message] = collections.deque()
+        self.reader = MessageReader(_MAX_MESSAGE)
+        self.messages = self.reader.messages
         self.error: ConnectionError | None = None
         self.ended = False
-        self._buf = bytearray(_READ_SIZE)
         self._wake: asyncio.Future[None] | None = None
         self._paused_reading = False
         self._paused_writing = False
@@ -92,12 +90,17 @@ class _LineProtocol(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return memoryview(self._buf)
+        return self.reader.buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        for line in self.framer.feed(bytes(memoryview(self._buf)[:nbytes])):
-            if isinstance(line, bytes):  # never TooLarge: the limit only stops a runaway line
-                self.messages.append((False, line))
+        from ccxd.client.unixproto import UnixProtocolError
+
+        try:
+            self.reader.received(nbytes)
+        except UnixProtocolError as exc:
+            self.error = ConnectionError(f"the daemon sent something that is not ccxd's protocol: {exc}")
+            if self.transport is not None:
+                self.transport.abort()
         if len(self.messages) >= _QUEUE_HIGH and not self._paused_reading and self.transport is not None:
             self._paused_reading = True
             self.transport.pause_reading()
@@ -157,7 +160,7 @@ class _LineProtocol(asyncio.BufferedProtocol):
 class UnixTransport:
     """Newline-delimited JSON over a Unix socket."""
 
-    def __init__(self, transport: asyncio.Transport, proto: _LineProtocol, path: Path) -> None:
+    def __init__(self, transport: asyncio.Transport, proto: _UnixProtocol, path: Path) -> None:
         self._transport = transport
         self._proto = proto
         self.description = f"unix:{path}"
@@ -170,7 +173,7 @@ class UnixTransport:
         loop = asyncio.get_running_loop()
         try:
             where = trust.check_socket_dir(path)
-            transport, proto = await loop.create_unix_connection(_LineProtocol, str(where))
+            transport, proto = await loop.create_unix_connection(_UnixProtocol, str(where))
         except trust.Untrusted as exc:
             raise TransportError(str(exc), untrusted=True) from None
         except FileNotFoundError:
@@ -321,7 +324,7 @@ class _WsProtocol(asyncio.BufferedProtocol):
         while events:
             op, data = events.popleft()
             if op == OP_BINARY:
-                self.messages.append((True, data))  # type: ignore[arg-type]  # bytearray is bytes-like
+                self.messages.append((True, data))
             elif op == OP_TEXT:
                 self.messages.append((False, bytes(data)))
             elif op == OP_PING:

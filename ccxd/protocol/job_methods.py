@@ -56,7 +56,7 @@ class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
     input: str | None = None
     subscribe: bool = False
     binary: bool = False
-    """With ``subscribe``: output as binary WebSocket frames (:func:`encode_output_frame`)."""
+    """With ``subscribe``: output as binary frames (:func:`encode_output_frame`; NUL-led records on Unix)."""
     retry: RetryParams | None = None
     """Claude jobs: overrides of the config's retry policy."""
     memory: Size | None = None
@@ -151,7 +151,7 @@ class SubscribeParams(Struct, forbid_unknown_fields=True, kw_only=True):
     from_offset: Annotated[int, Meta(ge=0)] = 0
     output: bool = True
     binary: bool = False
-    """Output as binary WebSocket frames (:func:`encode_output_frame`); WebSocket only."""
+    """Output as binary frames (:func:`encode_output_frame`; NUL-led records on the Unix socket)."""
     stats: bool = False
     """Also send ``job.stats`` resource samples."""
 

@@ -31,7 +31,7 @@ class Sink(Protocol):
 
 @runtime_checkable
 class BinarySink(Sink, Protocol):
-    """A sink that can also send binary messages (WebSocket binary frames)."""
+    """A sink that can also send binary messages (WebSocket binary frames, NUL-led records on Unix)."""
 
     def write_binary(self, message: bytes) -> None:
         """Queue one binary message."""
@@ -57,7 +57,7 @@ class Connection:
         if wanted and self._binary is None:
             raise RpcError(
                 ErrorCode.INVALID_PARAMS,
-                f"binary output needs the WebSocket transport (this is {self.transport})",
+                f"binary output needs the WebSocket or Unix transport (this is {self.transport})",
             )
 
     def send_binary(self, frame: bytes) -> None:

@@ -1,5 +1,10 @@
 """The Unix-socket front-end: newline-delimited JSON, private to the daemon's user.
 
+A subscriber that asked for ``binary`` output gets binary output frames
+between the lines, each as a NUL byte, its length (u32, little endian) and the
+frame (:func:`ccxd.protocol.encode_output_frame`): a JSON line never holds a
+NUL, so the two cannot be confused, and the output goes out as the job wrote it.
+
 The socket lives in a 0700 directory and is itself 0600; on top of that the
 peer's uid (SO_PEERCRED) must be the daemon's own or root.
 
@@ -22,7 +27,9 @@ import logging
 import os
 import resource
 import socket
+import struct
 import time
+from collections.abc import Sequence
 
 from ccxd.protocol import ErrorCode, encode, error
 from ccxd.protocol.framing import LineFramer, TooLarge
@@ -37,6 +44,7 @@ log = logging.getLogger("ccxd.transports")
 _HIGH_WATER = 1024 * 1024
 _MAX_PENDING = 64  # requests read ahead of dispatch before reading pauses
 _GATHER_MAX = 64 * 1024  # bytes of lines gathered for one send before they go out at once
+_BINARY_HEAD = struct.Struct("<BI")  # a binary record: NUL, then the frame's length
 
 
 class _UnixPeer(asyncio.Protocol):
@@ -74,6 +82,27 @@ class _UnixPeer(asyncio.Protocol):
         if self._out_bytes >= _GATHER_MAX:
             # A subscriber replaying a backlog writes without yielding: the transport must
             # see it now, or drain() would never push back and the turn would gather it all.
+            self._flush()
+
+    def write_binary(self, message: bytes) -> None:
+        self.write_binary_parts((message,))
+
+    def write_binary_parts(self, parts: Sequence[bytes]) -> None:
+        # Gathered with the lines of the same turn, in order; the parts are not copied.
+        if self.transport is None or self._closing:
+            return
+        size = 0
+        for part in parts:
+            size += len(part)
+        head = _BINARY_HEAD.pack(0, size)
+        if self._out is None:
+            self._out = [head, *parts]
+            self._out_bytes = size
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._out += (head, *parts)
+            self._out_bytes += size
+        if self._out_bytes >= _GATHER_MAX:
             self._flush()
 
     def _flush(self) -> None:

@@ -24,15 +24,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import connect as sync_connect
 
-from ccxd.client import RemoteError
 from ccxd.client import connect as client_connect
 from ccxd.protocol import (
     METHODS,
     ErrorCode,
     JobFinished,
     OutputChunk,
-    StartParams,
-    SubscribeParams,
     decode_output_frame,
     encode_output_frame,
     unpack_output_frame,
@@ -508,18 +505,6 @@ async def test_binary_frames_carry_several_chunks_of_one_stream_to_a_reader_that
     assert max(sizes) > 64 * 1024, "no frame carried more than one chunk"
     assert max(sizes) <= FRAME_BYTES + 64 * 1024
     assert len(sizes) < 3_600_000 // (64 * 1024)
-
-
-async def test_binary_output_is_refused_on_the_unix_socket(client):
-    for method, params in (
-        ("job.start", StartParams(command="echo no", subscribe=True, binary=True)),
-        ("job.subscribe", SubscribeParams(job_id="whatever", binary=True)),
-    ):
-        with pytest.raises(RemoteError) as info:
-            await client.call(method, params)
-        assert info.value.code == -32602
-        assert "binary output needs the WebSocket transport" in info.value.message
-    assert await client.list() == []  # nothing was started
 
 
 def test_the_binary_frame_layout():
