@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from ccxd.protocol import JobFinished, OutputChunk
 from tests.fleet.harness import Fleet, wait_until
+from tests.helpers import RawConnection
 
 pytestmark = pytest.mark.redis
 
@@ -178,8 +180,6 @@ def test_a_drained_or_cordoned_node_claims_nothing_until_uncordoned(fleet: Fleet
 
 def test_outside_a_fleet_a_node_or_where_this_daemon_does_not_match_is_refused(daemon_factory: Any) -> None:
     d = daemon_factory({"CCXD_NODE_NAME": "solo", "CCXD_NODE_LABELS": "zone=x"})
-    from tests.helpers import RawConnection
-
     conn = RawConnection(d.socket)
     try:
         other = conn.call("job.start", {"command": "true", "node": "elsewhere"})
@@ -226,3 +226,80 @@ def test_a_killed_node_is_lost_within_its_lease_and_its_rerunnable_job_runs_on_t
         assert f["A"].call("job.read", {"job_id": new_id})["chunks"][0]["data"] == f"run {new_id}\n"
         # The job without re-run stays lost: nothing runs it again.
         assert "retried_by" not in f["A"].call("job.get", {"job_id": plain["id"]})
+
+
+def test_start_with_subscribe_on_a_streams_a_job_that_runs_on_b(fleet: Fleet) -> None:
+    async def run() -> tuple[bytes, Any]:
+        out = b""
+        end = None
+        async with await fleet["A"].client() as client:
+            async for event in client.run("echo one; sleep 0.2; echo two >&2; exit 4", node="B"):
+                if isinstance(event, OutputChunk):
+                    out += event.raw()
+                elif isinstance(event, JobFinished):
+                    end = event.job
+            waited = await client.wait(end.id) if end is not None else None
+        assert waited is not None and waited.exit_code == 4
+        return out, end
+
+    out, end = asyncio.run(run())
+    assert out == b"one\ntwo\n"
+    assert end is not None and end.node == "B" and end.exit_code == 4 and end.stderr_bytes == 4
+
+
+def test_pause_resume_and_signal_from_a_reach_a_job_on_b(fleet: Fleet) -> None:
+    cmd = "trap 'echo got usr1; exit 7' USR1; while true; do sleep 0.05; done"
+    queued = fleet["A"].call("job.start", {"command": cmd, "node": "B", "shell": "bash"})
+    job_id = queued["id"]
+    wait_until(
+        lambda: fleet["A"].call("job.get", {"job_id": job_id})["state"] == "running", 20, "running on B"
+    )
+    assert fleet["A"].call("job.pause", {"job_id": job_id})["state"] == "paused"
+    assert fleet["B"].call("job.get", {"job_id": job_id})["state"] == "paused"
+    assert fleet["A"].call("job.resume", {"job_id": job_id})["state"] == "running"
+    fleet["A"].call("job.signal", {"job_id": job_id, "signal": "USR1"})
+    info = finished(fleet["A"], job_id)
+    assert info["exit_code"] == 7
+    read = fleet["A"].call("job.read", {"job_id": job_id})
+    # The whole job got it (its sleep too): the trap ran.
+    assert "".join(c["data"] for c in read["chunks"]).startswith("got usr1\n")
+    # A finished job cannot be paused, wherever it ran: the same refusal as on its own node.
+    reply = RawConnection(fleet["A"].socket)
+    try:
+        refused = reply.call("job.pause", {"job_id": job_id})
+    finally:
+        reply.close()
+    assert refused["error"]["code"] == -32003
+
+
+def test_a_node_that_comes_back_after_being_declared_lost_kills_its_job_and_leaves_the_record_lost(
+    tmp_path: Any,
+) -> None:
+    pidfile = tmp_path / "pid"
+    with Fleet(netns=False, names=("A", "B"), lease=3.0, slots=4, labels=LABELS) as f:
+        queued = f["A"].call("job.start", {"command": f"echo $$ > {pidfile}; exec sleep 600", "node": "B"})
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 20, "the job runs on B")
+        pid = int(pidfile.read_text())
+        # B stops answering (as a machine that hangs) while its job runs on.
+        os.kill(f["B"].pid, signal.SIGSTOP)
+        try:
+            f.wait_states({"B": "lost"}, 3.0 + 5)
+            lost = finished(f["A"], queued["id"], timeout=5)
+            assert lost["reason"] == "lost"
+        finally:
+            os.kill(f["B"].pid, signal.SIGCONT)
+        # Back, B hears it was lost: it kills the job (it is no longer its own) and rejoins.
+        wait_until(lambda: not alive(pid), 10, "B killed the job the fleet gave up")
+        f.wait_states({"B": "up"}, 10)
+        assert "was declared lost" in f["B"].log()
+        # What B wrote of the job's end afterwards was refused: the record is the reaper's.
+        wait_until(
+            lambda: f["B"].call("job.get", {"job_id": queued["id"]}).get("finished_at"),
+            10,
+            "B settled the job",
+        )
+        record = f["A"].call("job.get", {"job_id": queued["id"]})
+        assert record["reason"] == "lost" and "was lost" in record["error"]
+        # And B takes jobs again.
+        later = f["A"].call("job.start", {"command": "true", "node": "B"})
+        assert finished(f["A"], later["id"])["node"] == "B"
