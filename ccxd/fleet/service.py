@@ -635,6 +635,22 @@ class Fleet(LifecycleObserver):
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from None
 
+    async def usage(self, job: JobInfo) -> JobInfo | None:
+        """The job as its node sees it now (``job.stats`` of a remote subscriber)."""
+        try:
+            raw = await self.control_channel.request(
+                job.node, "get", _verb_encoder.encode(_Verb(job.id)), _CONTROL_TIMEOUT
+            )
+        except (TimeoutError, ControlError, RedisError, OSError) as exc:
+            log.debug("job %s: no sample from node %s: %s", job.id, job.node, exc)
+            return None
+        return _info_decoder.decode(raw)
+
+    @property
+    def stats_interval(self) -> float:
+        """Seconds between ``job.stats`` samples (``stats_interval``)."""
+        return self.config.stats_interval
+
     # -- node.* (rpc/node_methods.NodeControl) --------------------------------
 
     async def nodes(self) -> list[NodeInfo]:

@@ -10,6 +10,8 @@ A job this daemon runs never comes here: its subscribers read the spool
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Protocol
 
 from ccxd.output.log import STREAMS
@@ -49,6 +51,13 @@ class RemoteSource(Protocol):
     async def wait_output(self, job: JobInfo, offset: int, timeout: float) -> None:
         """Return once output at or past ``offset`` may be stored, or after ``timeout`` seconds."""
 
+    async def usage(self, job: JobInfo) -> JobInfo | None:
+        """The job as its node sees it now (its latest resource sample); None if it cannot tell."""
+
+    @property
+    def stats_interval(self) -> float:
+        """Seconds between ``job.stats`` samples."""
+
 
 async def remote_pump(
     conn: Connection,
@@ -64,6 +73,7 @@ async def remote_pump(
     seq = 0
     sent_queued = sent_started = False
     sent_usage: object = None
+    sampled = 0.0
     while not conn.closing:
         try:
             info = await source.info(job_id)
@@ -82,14 +92,15 @@ async def remote_pump(
                 job_id, info.pid, pgid, info.timeout, info.timeout_basis, info.timeout_silence
             )
             conn.send(_note("job.started", started))
-        if (
-            stats
-            and info.usage is not None
-            and info.usage != sent_usage
-            and info.state is not JobState.FINISHED
-        ):
-            sent_usage = info.usage
-            conn.send(_note("job.stats", JobStats(job_id, info.usage)))
+        running = info.state in (JobState.RUNNING, JobState.PAUSED)
+        if stats and running and info.node and time.monotonic() - sampled >= source.stats_interval:
+            # The record holds the usage of its last change only: ask the node for its latest sample.
+            sampled = time.monotonic()
+            live = await source.usage(info)
+            usage = live.usage if live is not None else None
+            if usage is not None and usage != sent_usage:
+                sent_usage = usage
+                conn.send(_note("job.stats", JobStats(job_id, usage)))
         # The record was read before the output: once it says finished, the output read
         # after it is complete (the node stores a job's output before its final record).
         got = 0
@@ -134,8 +145,6 @@ async def _pause(source: RemoteSource, info: JobInfo | None, offset: int) -> Non
         else:
             await source.wait_output(info, offset, _WAIT)
     except StoreUnavailable:
-        import asyncio
-
         await asyncio.sleep(_WAIT)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ccxd.fleet import keys as fleet_keys
 from ccxd.protocol import JobFinished, OutputChunk
 from tests.fleet.harness import Fleet, wait_until
 from tests.helpers import RawConnection
@@ -303,3 +304,48 @@ def test_a_node_that_comes_back_after_being_declared_lost_kills_its_job_and_leav
         # And B takes jobs again.
         later = f["A"].call("job.start", {"command": "true", "node": "B"})
         assert finished(f["A"], later["id"])["node"] == "B"
+
+
+def test_a_subscriber_on_a_gets_the_resource_samples_of_a_job_on_b(fleet: Fleet) -> None:
+    queued = fleet["A"].call("job.start", {"command": "while true; do :; done", "node": "B", "timeout": 60})
+    job_id = queued["id"]
+    wait_until(
+        lambda: fleet["A"].call("job.get", {"job_id": job_id})["state"] == "running", 20, "running on B"
+    )
+    conn = RawConnection(fleet["A"].socket)
+    try:
+        reply = conn.call("job.subscribe", {"job_id": job_id, "output": False, "stats": True})
+        assert reply["result"]["job"]["node"] == "B"
+        samples = []
+        while len(samples) < 2:
+            note = conn.recv()
+            if note.get("method") == "job.stats":
+                samples.append(note["params"]["usage"])
+    finally:
+        conn.close()
+        fleet["A"].call("job.cancel", {"job_id": job_id})
+    # Live samples from B (the record alone would not change while the job runs): CPU time grows.
+    assert 0 < samples[0]["cpu_seconds"] < samples[1]["cpu_seconds"]
+
+
+def test_a_node_restarted_within_its_lease_adopts_its_fleet_job_and_settles_it(tmp_path: Any) -> None:
+    with Fleet(netns=False, names=("A", "B"), lease=5.0, slots=4, labels=LABELS) as f:
+        go = tmp_path / "go"
+        cmd = f"echo before; while [ ! -e {go} ]; do sleep 0.05; done; echo after"
+        queued = f["A"].call("job.start", {"command": cmd, "node": "B"})
+        job_id = queued["id"]
+        wait_until(lambda: f["A"].call("job.read", {"job_id": job_id})["chunks"], 20, "the job on B wrote")
+        f.kill9("B")  # the daemon only: the job runs on under its shim
+        f.restart("B")
+        go.touch()
+        info = finished(f["A"], job_id)
+        assert info["reason"] == "exited" and info["exit_code"] == 0 and info["node"] == "B"
+        read = f["A"].call("job.read", {"job_id": job_id})
+        assert "".join(c["data"] for c in read["chunks"]) == "before\nafter\n"
+        # B was never lost, and the restarted B settled the claim of the job it adopted.
+        assert f.node_states("A")["B"] == "up"
+        assert f.redis is not None
+        with f.redis.client() as r:
+            wait_until(lambda: r.hget(fleet_keys.job(job_id), "state") == b"done", 5, "the claim settled")
+            assert r.smembers(fleet_keys.running("B")) == set()
+        assert f"{job_id} adopted" in f["B"].log()
