@@ -151,7 +151,7 @@ class ShimLink:
     def _readable(self) -> None:
         exited = self.leader_exited.done()
         try:
-            data = os.read(self.fd, 1 << 20)
+            data = os.read(self.fd, 65536)  # under glibc's mmap threshold: a bigger buffer is an mmap per read
         except BlockingIOError:
             return
         except OSError:
