@@ -77,8 +77,10 @@ async def explain(client: aioredis.Redis, service: str) -> str:
             state = masters.get(service)
             if state is None:
                 what = f"monitor no service {service!r} (only {', '.join(masters) or 'none'})"
-            else:
+            elif state.get("is_sdown") or state.get("is_odown"):
                 what = f"see the primary {state['ip']}:{state['port']} down (failing over?)"
+            else:
+                what = f"name the primary {state['ip']}:{state['port']}"
         said.setdefault(what, []).append(where)
     return "; ".join(f"{', '.join(where)}: {what}" for what, where in said.items())
 

@@ -115,7 +115,7 @@ class RedisStore:
             if not is_sentinel(self.url):
                 raise
             why = await explain(self._redis, parse_sentinel(self.url).service)
-            raise StoreUnavailable(f"{describe_target(self.url)}: no primary: {why or exc}") from None
+            raise StoreUnavailable(f"{exc}; the sentinels: {why}") from None
         await self._load_scripts()
         try:
             await migrate.escape_names(self._redis, self.node)
@@ -152,8 +152,8 @@ class RedisStore:
             # answer, and the writer's task then never stops.
             async with asyncio.timeout(self.timeout + 1):
                 return await coro
-        except MasterNotFoundError as exc:
-            raise StoreUnavailable(f"{describe_target(self.url)}: no primary known: {exc}") from None
+        except MasterNotFoundError:
+            raise StoreUnavailable(f"{describe_target(self.url)}: no primary known") from None
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc or type(exc).__name__}") from None
 

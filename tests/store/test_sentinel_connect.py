@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from redis.exceptions import AuthenticationError
 
 from ccxd.store.connect import open_redis
 from tests.redis_topology import RedisTopology, redis_topology
@@ -42,7 +43,7 @@ async def test_a_wrong_primary_password_is_refused_by_the_primary_not_the_sentin
 ):
     client = open_redis(redis_topology.url(password="wrong"))
     try:
-        with pytest.raises(Exception, match="invalid username-password pair"):
+        with pytest.raises(AuthenticationError, match="invalid username-password pair"):
             await client.ping()
     finally:
         await client.aclose()
