@@ -25,7 +25,10 @@ def test_the_config_accepts_it_and_never_shows_either_password() -> None:
     loaded = load(None, environ={"CCXD_REDIS_URL": URL})
     text = render(loaded)
     assert "s3cret" not in text and "sent1nel" not in text
-    assert "redis+sentinel://ccxd:***@10.0.0.1:26379,10.0.0.2,[::1]:26380/jobs?sentinel_password=***&db=2" in text
+    assert (
+        "redis+sentinel://ccxd:***@10.0.0.1:26379,10.0.0.2,[::1]:26380/jobs?sentinel_password=***&db=2"
+        in text
+    )
 
 
 @pytest.mark.parametrize(
