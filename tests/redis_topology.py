@@ -20,13 +20,14 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from tests.conftest import free_port, require_tool
 
-__all__ = ["RedisNode", "RedisTopology", "redis_topology"]
+__all__ = ["TLS", "RedisNode", "RedisTopology", "redis_topology"]
 
 SERVICE = "ccxd"
 USER = "ccxd"
@@ -36,11 +37,33 @@ SENTINEL_PASSWORD = "sentinel-pw"
 HOST = "127.0.0.1"
 
 
+class TLS:
+    """Certificates for a TLS topology (``rediss+sentinel://``): every server's and the CA that signed them."""
+
+    def __init__(self, ca: Path, cert: Path, key: Path) -> None:
+        self.ca, self.cert, self.key = ca, cert, key
+
+    def server_lines(self) -> list[str]:
+        return [
+            f"tls-cert-file {self.cert}",
+            f"tls-key-file {self.key}",
+            f"tls-ca-cert-file {self.ca}",
+            "tls-auth-clients no",  # the passwords authenticate; TLS keeps them and the data private
+            "tls-replication yes",  # replicas and sentinels talk TLS to the others too
+        ]
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {"ssl": True, "ssl_ca_certs": str(self.ca)}
+
+
 class RedisNode:
     """One redis-server process (a data server or, with ``sentinel``, a sentinel)."""
 
-    def __init__(self, root: Path, name: str, lines: list[str], *, sentinel: bool = False) -> None:
+    def __init__(
+        self, root: Path, name: str, lines: list[str], *, sentinel: bool = False, tls: TLS | None = None
+    ) -> None:
         self.root = root / name
+        self.tls = tls
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.name = name
         self.port = free_port()
@@ -50,7 +73,8 @@ class RedisNode:
         self.conf.write_text(
             "\n".join(
                 [
-                    f"port {self.port}",
+                    *([f"port {self.port}"] if tls is None else ["port 0", f"tls-port {self.port}"]),
+                    *(tls.server_lines() if tls is not None else []),
                     f"bind {HOST}",
                     f"dir {self.root}",
                     "loglevel notice",
@@ -86,7 +110,12 @@ class RedisNode:
     def admin(self) -> redis.Redis:
         """A client with the server's own password (the default user)."""
         return redis.Redis(
-            host=HOST, port=self.port, password=self.password, socket_timeout=5, socket_connect_timeout=5
+            host=HOST,
+            port=self.port,
+            password=self.password,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            **(self.tls.client_kwargs() if self.tls is not None else {}),
         )
 
     def log(self) -> str:
@@ -116,16 +145,17 @@ class RedisNode:
 class RedisTopology:
     """A primary, one replica and three sentinels (quorum 2) in ``root``."""
 
-    def __init__(self, root: Path, *, down_after_ms: int = 1000) -> None:
+    def __init__(self, root: Path, *, down_after_ms: int = 1000, tls: TLS | None = None) -> None:
         self.root = root
+        self.tls = tls
         data = [
             f"user {USER} on >{PASSWORD} ~* &* +@all",
             f"masterauth {ADMIN_PASSWORD}",
             "appendonly no",
             'save ""',
         ]
-        self.primary = RedisNode(root, "primary", data)
-        self.replica = RedisNode(root, "replica", [*data, f"replicaof {HOST} {self.primary.port}"])
+        self.primary = RedisNode(root, "primary", data, tls=tls)
+        self.replica = RedisNode(root, "replica", [*data, f"replicaof {HOST} {self.primary.port}"], tls=tls)
         self.data_nodes = [self.primary, self.replica]
         self.sentinels = [
             RedisNode(
@@ -141,6 +171,7 @@ class RedisTopology:
                     f"sentinel sentinel-pass {SENTINEL_PASSWORD}",
                 ],
                 sentinel=True,
+                tls=tls,
             )
             for i in range(3)
         ]
@@ -209,8 +240,9 @@ class RedisTopology:
     def client(self, *, decode_responses: bool = False) -> redis.Redis:
         """A client (the ACL user) of the server the sentinels name primary now."""
         host, port = self.current_primary().address
+        tls = self.tls.client_kwargs() if self.tls is not None else {}
         return redis.Redis(
-            host=host, port=port, username=USER, password=PASSWORD, decode_responses=decode_responses
+            host=host, port=port, username=USER, password=PASSWORD, decode_responses=decode_responses, **tls
         )
 
     def kill_primary(self) -> tuple[str, int]:

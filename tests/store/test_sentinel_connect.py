@@ -6,10 +6,13 @@ import asyncio
 import time
 
 import pytest
+import redis
+from redis.asyncio.connection import SSLConnection
 from redis.exceptions import AuthenticationError
 
 from ccxd.store.connect import open_redis
-from tests.redis_topology import RedisTopology, redis_topology
+from tests.redis_topology import TLS, RedisTopology, redis_topology
+from tests.security.test_redis_authority import make_pki
 
 pytestmark = pytest.mark.redis
 __all__ = ["redis_topology"]
@@ -47,3 +50,31 @@ async def test_a_wrong_primary_password_is_refused_by_the_primary_not_the_sentin
             await client.ping()
     finally:
         await client.aclose()
+
+
+async def test_rediss_sentinel_talks_tls_to_the_sentinels_and_the_primary_and_follows_a_failover(tmp_root):
+    pki = make_pki(tmp_root)
+    topo = RedisTopology(tmp_root / "topology", tls=TLS(pki["ca"], pki["server"], pki["server-key"])).start()
+    client = open_redis(topo.url(scheme="rediss+sentinel"), tls_ca_file=str(pki["ca"]))
+    try:
+        await client.set("over", "tls")
+        new = await asyncio.to_thread(topo.failover)
+        deadline = time.monotonic() + 20
+        while True:  # the first command after the kill meets the dead connection
+            try:
+                assert await client.get("over") == b"tls"  # replicated before the kill
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+        conn = await client.connection_pool.get_connection()
+        assert (conn.host, conn.port) == new and isinstance(conn, SSLConnection)  # type: ignore[attr-defined]
+        await client.connection_pool.release(conn)
+        # Another CA's word is not taken, from the sentinels or the primary.
+        other = open_redis(topo.url(scheme="rediss+sentinel"), tls_ca_file=str(pki["other-ca"]), timeout=1)
+        with pytest.raises(redis.ConnectionError, match="No master found"):
+            await other.ping()
+        await other.aclose()
+    finally:
+        await client.aclose()
+        topo.stop()
