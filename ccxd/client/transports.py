@@ -137,8 +137,11 @@ class _UnixProtocol(asyncio.BufferedProtocol):
         if self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection to the daemon lost")
         if self._paused_writing:
-            self._drained = self.loop.create_future()
-            await self._drained
+            # One future for every sender waiting: a future per waiter would leave all but the last
+            # waiting forever once writing resumes (300 concurrent job.start calls hung).
+            if self._drained is None or self._drained.done():
+                self._drained = self.loop.create_future()
+            await asyncio.shield(self._drained)
 
     async def next_batch(self) -> bool:
         """Wait for messages; False once the connection has ended and none are left."""
@@ -371,8 +374,11 @@ class _WsProtocol(asyncio.BufferedProtocol):
 
     async def drain(self) -> None:
         if self._paused_writing:
-            self._drained = self.loop.create_future()
-            await self._drained
+            # One future for every sender waiting: a future per waiter would leave all but the last
+            # waiting forever once writing resumes (300 concurrent job.start calls hung).
+            if self._drained is None or self._drained.done():
+                self._drained = self.loop.create_future()
+            await asyncio.shield(self._drained)
 
     async def next_batch(self) -> bool:
         """Wait for messages; False once the connection has ended and none are left."""
