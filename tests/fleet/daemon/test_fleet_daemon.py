@@ -349,3 +349,12 @@ def test_a_node_restarted_within_its_lease_adopts_its_fleet_job_and_settles_it(t
             wait_until(lambda: r.hget(fleet_keys.job(job_id), "state") == b"done", 5, "the claim settled")
             assert r.smembers(fleet_keys.running("B")) == set()
         assert f"{job_id} adopted" in f["B"].log()
+
+
+def test_a_job_pinned_to_a_node_the_fleet_does_not_know_is_refused(fleet: Fleet) -> None:
+    conn = RawConnection(fleet["A"].socket)
+    try:
+        reply = conn.call("job.start", {"command": "true", "node": "Z"})
+    finally:
+        conn.close()
+    assert reply["error"]["code"] == -32012 and "'Z'" in reply["error"]["message"]
