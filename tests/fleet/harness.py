@@ -20,7 +20,8 @@ Sentinel failover test uses, whose Redis topology lives on loopback.
 
 Teardown (:meth:`Fleet.close`) runs even after a failed start: it stops every
 daemon, kills whatever still runs in the node namespaces (jobs under ccxd-shim
-outlive a killed daemon), stops Redis and deletes the namespaces.
+outlive a killed daemon), stops Redis and deletes the namespaces.  With
+``CCXD_FLEET_KEEP=1`` the directory with every node's log is kept.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -79,8 +81,9 @@ class Netns:
     def __init__(self, names: Iterable[str]) -> None:
         require_tool("ip")
         require_tool("nsenter")
-        # Unique per test run: parallel workers and earlier crashed runs never collide.
-        self.tag = f"ccxf{os.getpid() % 100000}{secrets.token_hex(2)}"
+        # Unique per test run (parallel workers never collide); the pid lets a later run remove
+        # what a killed one left (:func:`sweep_stale`).
+        self.tag = f"ccxf{os.getpid()}x{secrets.token_hex(2)}"
         # The subnet lives only inside our namespaces; random so a leftover of a crashed run
         # is never mistaken for ours when reading addresses in a log.
         self.prefix = f"10.231.{secrets.randbelow(256)}"
@@ -106,6 +109,7 @@ class Netns:
 
     def create(self) -> None:
         """Make the hub, its bridge, and a wired namespace per node."""
+        sweep_stale()
         self._add(self.hub)
         _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.hub, "addr", "add", f"{self.hub_address}/24", "dev", "br0")
@@ -152,6 +156,23 @@ class Netns:
                 time.sleep(0.02)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         self.made.clear()
+
+
+def sweep_stale() -> None:
+    """Delete the namespaces (and kill their processes) of harness runs whose process is gone.
+
+    A run killed outright (SIGKILL, a CI timeout) cannot tear down; its
+    namespaces are named ``ccxf<pid>x…``.
+    """
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    for ns in (line.split()[0] for line in out.splitlines() if line.strip()):
+        m = re.fullmatch(r"ccxf(\d+)x[0-9a-f]{4}-\w+", ns)
+        if m is None or Path(f"/proc/{m.group(1)}").exists():
+            continue
+        for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
 class FleetRedis:
@@ -447,6 +468,9 @@ class Fleet:
         for node in self.nodes.values():
             with contextlib.suppress(Exception):
                 remove_cgroups_of(node.daemon)
+        if os.environ.get("CCXD_FLEET_KEEP") == "1":
+            print(f"fleet logs kept in {self.root}", file=sys.stderr)  # debugging a failed run
+            return
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- helpers the tests use ------------------------------------------------
