@@ -4,46 +4,40 @@ Exit codes: the job's own; 128+N when a signal N killed it; 124 when it hit its
 timeout or idle timeout (like ``timeout(1)``); 130 after Ctrl-C (which cancels
 the job and waits for it to stop); 127 when it could not start; 69 when the
 daemon is not running; 77 when it refused us (token missing or wrong).
+
+On a Unix socket this imports neither msgspec, the protocol's Structs, pathlib
+nor typing: starting a short job should cost little more than starting Python
+(docs/decisions/25-cli-start.md).  It speaks JSON with the names of
+:mod:`ccxd.wire` through :mod:`ccxd.client.blocking`, and takes the output as
+binary frames, written out as they come.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
-import msgspec
-from msgspec import UNSET, Struct
+from ccxd import wire
+from ccxd.client.errors import ClientError, ConnectionLost
 
-from ccxctl.render import emit_event, emit_event_raw
-from ccxd.client.errors import ClientError, ConnectionLost, RemoteError
-from ccxd.protocol import (
-    ErrorCode,
-    HookEvent,
-    JobFinished,
-    JobInfo,
-    JobRef,
-    JobRetry,
-    OutputChunk,
-    StartParams,
-    SubscribeParams,
-    shell_exit_code,
-)
-
+TYPE_CHECKING = False  # typing's own, without importing typing
 if TYPE_CHECKING:
-    from ccxd.client.blocking import BlockingConnection
+    from collections.abc import Mapping
+    from typing import Any, BinaryIO
+
+    from ccxd.client.blocking import BlockingConnection, Message
+    from ccxd.protocol import JobInfo
 
 __all__ = [
     "EX_NOPERM",
     "EX_NOT_RUNNING",
     "RunOptions",
+    "default_socket_path",
     "env_from",
     "exit_code_for",
     "exit_code_for_error",
+    "finish_note",
     "parse_env",
     "run_job",
 ]
@@ -98,67 +92,142 @@ def env_from(items: list[str], files: list[str], environ: Mapping[str, str]) -> 
     return env
 
 
-class RunOptions(Struct, kw_only=True):
-    """Everything ``ccxctl run`` was asked to do."""
+class RunOptions:
+    """Everything ``ccxctl run`` was asked to do (equal when every option is).
 
-    command: list[str]
-    argv: bool = False
-    detach: bool = False
-    timeout: float | None = None
-    idle_timeout: float | None = None
-    cwd: str | None = None
-    env: dict[str, str] = {}
-    shell: str | None = None
-    session: str | None = None
-    tags: list[str] = []
-    memory: str | None = None
-    cpus: float | None = None
-    pids: int | None = None
-    group: str | None = None
-    priority: str | int = "normal"
-    after: list[str] = []
-    after_any: list[str] = []
-    worktree: bool = False
-    where: dict[str, str] = {}
-    node: str | None = None
-    retry_on_node_loss: bool = False
-    json: bool = False
-    socket: str | None = None
-    url: str | None = None
-    token_file: str | None = None
+    A plain class, not a msgspec Struct or a dataclass: both cost milliseconds
+    to import, at every ``ccxctl run``.
+    """
 
-    def start_params(self, remote: bool = False) -> StartParams:
-        """The ``job.start`` params these options ask for.
+    __slots__ = (
+        "after",
+        "after_any",
+        "argv",
+        "command",
+        "cpus",
+        "cwd",
+        "detach",
+        "env",
+        "group",
+        "idle_timeout",
+        "json",
+        "memory",
+        "node",
+        "pids",
+        "priority",
+        "retry_on_node_loss",
+        "session",
+        "shell",
+        "socket",
+        "tags",
+        "timeout",
+        "token_file",
+        "url",
+        "where",
+        "worktree",
+    )
+
+    def __init__(
+        self,
+        *,
+        command: list[str],
+        argv: bool = False,
+        detach: bool = False,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        shell: str | None = None,
+        session: str | None = None,
+        tags: list[str] | None = None,
+        memory: str | None = None,
+        cpus: float | None = None,
+        pids: int | None = None,
+        group: str | None = None,
+        priority: str | int = "normal",
+        after: list[str] | None = None,
+        after_any: list[str] | None = None,
+        worktree: bool = False,
+        where: dict[str, str] | None = None,
+        node: str | None = None,
+        retry_on_node_loss: bool = False,
+        json: bool = False,
+        socket: str | None = None,
+        url: str | None = None,
+        token_file: str | None = None,
+    ) -> None:
+        """Options as the typer command and the fast path read them (unset lists and maps: empty)."""
+        self.command = command
+        self.argv = argv
+        self.detach = detach
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout
+        self.cwd = cwd
+        self.env = env or {}
+        self.shell = shell
+        self.session = session
+        self.tags = tags or []
+        self.memory = memory
+        self.cpus = cpus
+        self.pids = pids
+        self.group = group
+        self.priority = priority
+        self.after = after or []
+        self.after_any = after_any or []
+        self.worktree = worktree
+        self.where = where or {}
+        self.node = node
+        self.retry_on_node_loss = retry_on_node_loss
+        self.json = json
+        self.socket = socket
+        self.url = url
+        self.token_file = token_file
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunOptions):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return f"RunOptions({', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)})"
+
+    def start_params(self, remote: bool = False) -> dict[str, object]:
+        """The ``job.start`` params these options ask for, as JSON (StartParams' fields; unset ones left out).
 
         Locally the job runs where ccxctl was started (a relative ``--cwd`` is
-        resolved here); a remote daemon gets ``--cwd`` as given, or none (its home).
+        resolved here) and its output comes as binary frames, unless ``--json``
+        shows the notifications themselves; a remote daemon gets ``--cwd`` as
+        given, or none (its home).
         """
-        command: str | list[str] = list(self.command) if self.argv else " ".join(self.command)
         cwd = self.cwd
         if not remote:
             cwd = os.path.abspath(cwd) if cwd is not None else os.getcwd()
-        return StartParams(
-            command=command,
-            cwd=cwd,
-            env=self.env,
-            shell=self.shell,
-            timeout=self.timeout,
-            idle_timeout=self.idle_timeout,
-            session=self.session,
-            tags=self.tags,
-            subscribe=not self.detach,
-            memory=self.memory,
-            cpus=self.cpus,
-            pids=self.pids,
-            group=self.group,
-            priority=self.priority,  # type: ignore[arg-type]  # checked by the daemon (or typer)
-            after=self.after,
-            after_any=self.after_any,
-            worktree=self.worktree,
-            where=self.where,
-            node=self.node,
-            retry_on_node_loss=self.retry_on_node_loss,
-        )
+        params: dict[str, object] = {
+            "command": list(self.command) if self.argv else " ".join(self.command),
+            "cwd": cwd,
+            "env": self.env,
+            "shell": self.shell,
+            "timeout": self.timeout,
+            "idle_timeout": self.idle_timeout,
+            "session": self.session,
+            "tags": self.tags,
+            "subscribe": not self.detach,
+            "binary": not (self.detach or self.json or remote),
+            "memory": self.memory,
+            "cpus": self.cpus,
+            "pids": self.pids,
+            "group": self.group,
+            "priority": self.priority,
+            "after": self.after,
+            "after_any": self.after_any,
+            "worktree": self.worktree,
+            "where": self.where,
+            "node": self.node,
+            "retry_on_node_loss": self.retry_on_node_loss,
+        }
+        return {name: value for name, value in params.items() if value is not None}
 
 
 def parse_priority(text: str) -> str | int:
@@ -177,28 +246,53 @@ def parse_priority(text: str) -> str | int:
 
 def exit_code_for_error(code: int) -> int:
     """The exit code for a JSON-RPC error: params the daemon refused are a usage error (2)."""
-    return EX_USAGE if code == ErrorCode.INVALID_PARAMS else 1
+    return EX_USAGE if code == wire.INVALID_PARAMS else 1
 
 
 def exit_code_for(job: JobInfo, interrupted: bool = False) -> int:
     """The exit code ``ccxctl run`` reports for a finished job."""
+    return _exit_code(job.reason, job.exit_code, job.signal, interrupted)
+
+
+def _exit_code(reason: str | None, exit_code: int | None, signum: int | None, interrupted: bool) -> int:
     if interrupted:
         return EX_INTERRUPTED
-    if job.reason in ("failed_to_start", "dependency_failed"):
+    if reason in ("failed_to_start", "dependency_failed"):
         return EX_CANNOT_START
-    code = shell_exit_code(job.reason, job.exit_code, job.signal)
+    code = wire.shell_exit_code(reason, exit_code, signum)
     return code if code is not None else 1
 
 
-def _socket_path(opts: RunOptions) -> Path:
-    if opts.socket:
-        return Path(opts.socket)
+def finish_note(job: Mapping[str, Any]) -> str | None:
+    """What ``ccxctl run`` says on stderr of how a job (``JobInfo`` as JSON) ended, if anything (no I/O)."""
+    reason = job.get("reason")
+    error = job.get("error")
+    if reason == "failed_to_start":
+        return f"job {job['id']} could not start: {error}"
+    if reason == "dependency_failed":
+        return f"job {job['id']} did not run: {error}"
+    if reason == "timeout" and job.get("timeout_silence") is not None:
+        return f"job {job['id']} stopped: timeout: {error or 'estimated timeout'}"
+    if reason in ("timeout", "idle_timeout"):
+        limit = job.get("timeout") if reason == "timeout" else job.get("idle_timeout")
+        return f"job {job['id']} stopped: {reason.replace('_', ' ')} after {limit:g}s"
+    if reason == "oom":
+        return f"job {job['id']} killed: {error}"
+    return None
+
+
+def default_socket_path() -> str:
+    """Where the daemon listens by default, as :func:`ccxd.client.connection.default_socket` says.
+
+    Spelled out here without pathlib (ccxctl run's start); a test checks both agree.
+    """
     env = os.environ.get("CCXD_SOCKET")
     if env:
-        return Path(env)
-    from ccxd import paths
-
-    return paths.runtime_dir() / "ccxd.sock"
+        return env
+    base = os.environ.get("XDG_RUNTIME_DIR", "")
+    if base and os.path.isabs(base):
+        return os.path.join(base, "ccxd", "ccxd.sock")
+    return f"/tmp/ccxd-{os.getuid()}/ccxd.sock"
 
 
 def _say(message: str) -> None:
@@ -214,7 +308,7 @@ def not_running_hint(detail: str) -> str:
 def run_job(opts: RunOptions) -> int:
     """Run the job and return the exit code for ``ccxctl``."""
     url = opts.url or (os.environ.get("CCXD_URL") if not opts.socket else None)
-    path: Path | None = None
+    path: str | None = None
     if url:
         from ccxd.client.urls import BadAddress, parse_address
 
@@ -225,14 +319,12 @@ def run_job(opts: RunOptions) -> int:
             return EX_USAGE
         if address.kind == "ws":
             return _run_remote(opts, address.where)
-        path = Path(address.where)
+        path = address.where
     from ccxd.client.blocking import BlockingConnection
-    from ccxd.client.errors import ClientError, DaemonNotRunning, UntrustedDaemon
+    from ccxd.client.errors import DaemonNotRunning, UntrustedDaemon
 
-    if path is None:
-        path = _socket_path(opts)
     try:
-        conn = BlockingConnection(path)
+        conn = BlockingConnection(path or opts.socket or default_socket_path())
     except DaemonNotRunning as exc:
         _say(not_running_hint(str(exc)))
         return EX_NOT_RUNNING
@@ -266,19 +358,19 @@ def _stream(conn: BlockingConnection, opts: RunOptions) -> int:
         if started and not opts.detach:
             # Wait for the answer: closing at once with output unread resets the
             # connection, and the daemon could drop it before reading the cancel.
-            with contextlib.suppress(ClientError):  # it ended meanwhile, or the daemon went
-                conn.call("job.cancel", JobRef(started[-1]))
+            try:  # noqa: SIM105 - contextlib is one more import at every start
+                conn.call(wire.JOB_CANCEL, {"job_id": started[-1]})
+            except ClientError:  # it ended meanwhile, or the daemon went
+                pass
         return EX_BROKEN_PIPE
 
 
 def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> int:
     """Start the job and copy its output until it ends; ``started`` gets the ids followed."""
-    start_id = conn.send("job.start", opts.start_params())
-    out: BinaryIO = sys.stdout.buffer
-    err: BinaryIO = sys.stderr.buffer
-    chunk_decoder: msgspec.json.Decoder[OutputChunk] | None = None  # made at the first output
+    start_id = conn.send(wire.JOB_START, opts.start_params())
+    streams: tuple[BinaryIO, BinaryIO] = (sys.stdout.buffer, sys.stderr.buffer)
     job_id: str | None = None
-    retry: JobRetry | None = None  # a failed Claude attempt is followed by its next attempt
+    retry: Message | None = None  # a failed Claude attempt is followed by its next attempt
     interrupted = False
     cancel_sent = False
     # Ctrl-C arrives as a byte on a pipe, never as an exception in the middle of a read.
@@ -286,9 +378,9 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGINT, lambda *_: None)
     while True:
-        item = conn.next_message(wake_r)
-        if isinstance(item, int):
-            if item != signal.SIGINT:
+        msg = conn.next_message(wake_r)
+        if isinstance(msg, int):
+            if msg != signal.SIGINT:
                 continue
             if cancel_sent or (interrupted and job_id is None):
                 return EX_INTERRUPTED  # a second Ctrl-C leaves; the daemon finishes the cancel
@@ -296,26 +388,33 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
             if job_id is not None:
                 cancel_sent = True
                 _say(f"cancelling job {job_id}")
-                conn.send("job.cancel", JobRef(job_id))
+                conn.send(wire.JOB_CANCEL, {"job_id": job_id})
             continue
-        if item is None:
+        if msg is None:
             lost = f"lost the connection to ccxd at {conn.path}: the daemon closed the connection"
             _say(f"{lost} (`ccxctl attach {job_id}` follows the job once ccxd is back)" if job_id else lost)
             return 1
-        _, msg = item
-        if msg.id is None and msg.error is not UNSET:
-            _say(msg.error.message)  # the daemon turned the connection away (max_connections, no descriptors)
+        if not isinstance(msg, dict):  # a binary output frame: the bytes as the job wrote them
+            try:
+                code, data = wire.output_frame_data(msg)
+            except ValueError as exc:
+                lost = f"ccxd at {conn.path} sent something that is not its protocol: {exc}"
+                raise ConnectionLost(lost) from None
+            streams[code].write(data)
+            streams[code].flush()
+            continue
+        msg_id = msg.get("id")
+        if msg_id is None and "error" in msg:
+            _say(msg["error"]["message"])  # turned away (max_connections, no descriptors)
             return 1
-        if msg.id == start_id:
-            answer = conn.core.answer(msg)
-            assert answer is not None
-            if isinstance(answer.error, RemoteError):
-                _say(answer.error.message)
-                return exit_code_for_error(answer.error.code)
-            if answer.error is not None:
-                raise ConnectionLost(f"ccxd at {conn.path}: {answer.error}")
-            info: JobInfo = answer.result
-            job_id = info.id
+        if msg_id == start_id:
+            if "error" in msg:
+                _say(msg["error"]["message"])
+                return exit_code_for_error(msg["error"]["code"])
+            info = msg.get("result")
+            if not isinstance(info, dict) or not isinstance(info.get("id"), str):
+                raise ConnectionLost(f"ccxd at {conn.path}: unexpected reply to job.start: {str(info)[:80]}")
+            job_id = info["id"]
             started.append(job_id)
             if opts.detach:
                 print(job_id)
@@ -323,58 +422,68 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
             if interrupted:  # Ctrl-C came before the daemon had answered
                 cancel_sent = True
                 _say(f"cancelling job {job_id}")
-                conn.send("job.cancel", JobRef(job_id))
+                conn.send(wire.JOB_CANCEL, {"job_id": job_id})
             continue
-        if msg.method is UNSET or msg.params is UNSET:
-            if msg.error is not UNSET and msg.id is not None and not isinstance(msg.id, int):
-                _say(msg.error.message)
+        method, params = msg.get("method"), msg.get("params")
+        if not isinstance(method, str) or not isinstance(params, dict):
+            if "error" in msg and msg_id is not None and not isinstance(msg_id, int):
+                _say(msg["error"]["message"])
             continue
         if opts.json:
-            emit_event_raw(msg.method, bytes(msg.params))
-        if msg.method == "job.output":
-            if opts.json:
-                continue
-            if chunk_decoder is None:
-                chunk_decoder = msgspec.json.Decoder(OutputChunk)
-            chunk = chunk_decoder.decode(msg.params)
-            stream = out if chunk.stream == "stdout" else err
-            stream.write(chunk.raw())
-            stream.flush()
-        elif msg.method == "job.retry":
-            retry = msgspec.json.decode(msg.params, type=JobRetry)
+            _emit_event(method, params)
+        if method == wire.JOB_OUTPUT:
+            if not opts.json:  # output as JSON, though frames were asked for: a daemon that has none
+                stream = streams[wire.STREAMS.index(params["stream"])]
+                stream.write(_chunk_bytes(params))
+                stream.flush()
+        elif method == wire.JOB_RETRY:
+            retry = params
             if not opts.json:
-                _say(f"job {retry.job_id}: {retry.reason} (job {retry.next_job_id})")
-        elif msg.method.startswith("hook.") and not opts.json:
-            hook = msgspec.json.decode(msg.params, type=HookEvent).hook
-            if hook.result in ("failed", "timeout"):
-                _say(f"hook {hook.name} ({hook.point}) {hook.result}: {hook.message}")
-        elif msg.method == "job.finished":
-            job = msgspec.json.decode(msg.params, type=JobFinished).job
-            if retry is not None and retry.job_id == job.id and not interrupted:
-                job_id = retry.next_job_id
+                _say(f"job {params['job_id']}: {params['reason']} (job {params['next_job_id']})")
+        elif method.startswith(wire.HOOK_PREFIX) and not opts.json:
+            hook = params["hook"]
+            if hook.get("result") in ("failed", "timeout"):
+                _say(f"hook {hook['name']} ({hook['point']}) {hook['result']}: {hook.get('message')}")
+        elif method == wire.JOB_FINISHED:
+            job = params["job"]
+            if retry is not None and retry["job_id"] == job["id"] and not interrupted:
+                job_id = retry["next_job_id"]
                 started.append(job_id)
                 retry = None
-                conn.send("job.subscribe", SubscribeParams(job_id=job_id))
+                conn.send(wire.JOB_SUBSCRIBE, {"job_id": job_id, "binary": not opts.json})
                 continue
-            if job.reason == "failed_to_start" and not opts.json:
-                _say(f"job {job.id} could not start: {job.error}")
-            elif job.reason == "dependency_failed" and not opts.json:
-                _say(f"job {job.id} did not run: {job.error}")
-            elif job.reason == "timeout" and job.timeout_silence is not None and not opts.json:
-                _say(f"job {job.id} stopped: timeout: {job.error or 'estimated timeout'}")
-            elif job.reason in ("timeout", "idle_timeout") and not opts.json:
-                limit = job.timeout if job.reason == "timeout" else job.idle_timeout
-                _say(f"job {job.id} stopped: {job.reason.replace('_', ' ')} after {limit:g}s")
-            elif job.reason == "oom" and not opts.json:
-                _say(f"job {job.id} killed: {job.error}")
-            return exit_code_for(job, interrupted)
+            note = None if opts.json else finish_note(job)
+            if note:
+                _say(note)
+            return _exit_code(job.get("reason"), job.get("exit_code"), job.get("signal"), interrupted)
+
+
+def _chunk_bytes(chunk: Mapping[str, Any]) -> bytes:
+    """The bytes a ``job.output`` chunk (as JSON) carries: its text, or its base64 decoded."""
+    if chunk.get("encoding") == "base64":
+        import base64
+
+        return base64.b64decode(chunk["data"])
+    return str(chunk["data"]).encode()
+
+
+def _emit_event(method: str, params: object) -> None:
+    """Print one event as :func:`ccxctl.render.emit_event` does: ``{"event": METHOD, "data": PARAMS}``."""
+    import json
+
+    line = json.dumps({"event": method, "data": params}, ensure_ascii=False, separators=(",", ":"))
+    # A lone surrogate (escaped in the daemon's JSON) goes out as the same \\uXXXX escape.
+    sys.stdout.buffer.write(line.encode("utf-8", "backslashreplace") + b"\n")
+    sys.stdout.flush()
 
 
 def _run_remote(opts: RunOptions, url: str) -> int:
     """``run`` over a WebSocket URL, through the async client library."""
     import asyncio
 
-    from ccxd.client import AccessDenied, ClientError, DaemonNotRunning, UntrustedDaemon, connect
+    from ccxctl.render import emit_event
+    from ccxd.client import AccessDenied, DaemonNotRunning, RemoteError, UntrustedDaemon, connect
+    from ccxd.protocol import JobFinished, OutputChunk
 
     async def go() -> int:
         try:
@@ -389,10 +498,10 @@ def _run_remote(opts: RunOptions, url: str) -> int:
             _say(str(exc))
             return 1
         try:
-            params = opts.start_params(remote=True)
-            options = {f: getattr(params, f) for f in params.__struct_fields__ if f != "command"}
+            fields = opts.start_params(remote=True)
+            command = fields.pop("command")
             try:
-                job = await client.start(params.command or [], **options)
+                job = await client.start(command, **fields)  # type: ignore[arg-type]
             except RemoteError as exc:  # refused as on the Unix socket: its words, its exit code
                 _say(exc.message)
                 return exit_code_for_error(exc.code)

@@ -1,18 +1,19 @@
 """The options of ``ccxctl run``, declared once: the typer command and the fast path read this table.
 
-No typer here: the fast path imports this module to parse ``run`` without it.
+Neither typer nor msgspec here: the fast path imports this module to parse ``run`` without them.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any
-
-from msgspec import Struct
 
 from ccxctl.runjob import RunOptions, env_from, parse_priority
-from ccxd.protocol.nodes import LABEL_PATTERN, MAX_LABELS, NODE_NAME_PATTERN
+from ccxd.wire import LABEL_PATTERN, MAX_LABELS, NODE_NAME_PATTERN
+
+TYPE_CHECKING = False  # typing's own, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "FLEET_OPTIONS",
@@ -26,16 +27,29 @@ __all__ = [
 ]
 
 
-class Opt(Struct, frozen=True):
+class Opt:
     """One command-line option: its parameter name, spellings, value type and help."""
 
-    name: str
-    flags: tuple[str, ...]
-    type: type  # bool for a flag; str, float or int for a value
-    help: str
-    many: bool = False  # repeatable, a list
-    default: str | None = None
-    envvar: str | None = None
+    __slots__ = ("default", "envvar", "flags", "help", "many", "name", "type")
+
+    def __init__(
+        self,
+        name: str,
+        flags: tuple[str, ...],
+        type: type,  # bool for a flag; str, float or int for a value
+        help: str,
+        many: bool = False,  # repeatable, a list
+        default: str | None = None,
+        envvar: str | None = None,
+    ) -> None:
+        """The option ``name`` spelled ``flags``."""
+        self.name = name
+        self.flags = flags
+        self.type = type
+        self.help = help
+        self.many = many
+        self.default = default
+        self.envvar = envvar
 
 
 RUN_OPTIONS: tuple[Opt, ...] = (

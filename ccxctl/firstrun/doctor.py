@@ -232,7 +232,7 @@ def _daemon_status(sock: Path) -> dict[str, object]:
     """``daemon.status`` of the daemon on ``sock`` as plain JSON (raises ClientError)."""
     conn = BlockingConnection(sock, timeout=5)
     try:
-        result = conn.call("daemon.status", result_type=dict[str, object])
+        result = conn.call("daemon.status")
     finally:
         conn.close()
     assert isinstance(result, dict)

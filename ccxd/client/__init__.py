@@ -15,10 +15,10 @@ import asyncio.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing's own, without importing typing (ccxctl run's start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ccxd.client.connection import Client, Event, connect, default_socket
     from ccxd.client.errors import (
         AccessDenied,
@@ -56,6 +56,8 @@ def __getattr__(name: str) -> Any:
     """Import ``name``'s module on first use (errors without asyncio, the rest with the async client)."""
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
     module = importlib.import_module("ccxd.client.errors" if name in _ERRORS else "ccxd.client.connection")
     value = getattr(module, name)
     globals()[name] = value

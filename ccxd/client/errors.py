@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing's own, without importing typing: ccxctl run imports this module
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "AccessDenied",
