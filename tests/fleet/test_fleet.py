@@ -356,6 +356,8 @@ async def test_a_partitioned_node_does_not_double_run_a_fenced_job_when_it_retur
     ticker = f"print -r -- $CCXD_JOB_ID >> {runs}; i=0; while :; do print tick $((i++)); sleep 0.1; done"
     async with await fleet["A"].client() as a:
         first = await start_on_b(fleet, a, ticker, retry_on_node_loss=True)
+        plain = await a.start("sleep 600", node="B")  # not re-runnable: B may run it on while cut off
+        await running(a, plain.id)
         await poll(lambda: len(job_pids(first.id)) >= 1, 10, "the job's processes on B")
         incarnation = fleet.node_infos()["B"]["incarnation"]
 
@@ -372,8 +374,11 @@ async def test_a_partitioned_node_does_not_double_run_a_fenced_job_when_it_retur
         assert time.monotonic() - cut_at < 2 * LOST_WITHIN
         assert fleet.node_states()["B"] == "lost"
 
+        assert (await finished(a, plain.id, timeout=5)).reason == "lost"
+
         fleet.link_up("B")
         fleet.wait_states({"B": "up"}, 3 * LEASE + 5)
+        await poll(lambda: not job_pids(plain.id), 10, "B's copy of its lost plain job killed on its return")
         assert fleet.node_infos()["B"]["incarnation"] > incarnation
         # B's writes from while it was cut off (journaled) reach Redis now, and are refused.
         wait_until(
@@ -389,6 +394,8 @@ async def test_a_partitioned_node_does_not_double_run_a_fenced_job_when_it_retur
         assert (after.finished_at, after.output_bytes) == (lost.finished_at, lost.output_bytes)
         stored = await read_all(a, first.id)
         assert len(stored) == lost.output_bytes, "the stored output is what it was when lost"
+        plain_after = await a.get(plain.id)
+        assert (plain_after.state, plain_after.reason) == ("finished", "lost"), "B's kill is not recorded"
         now = await a.get(second_id)
         assert (now.state, now.node, now.pid) == ("running", second.node, second.pid), "the successor stands"
         assert lines_of(runs) == [first.id, second_id], "run once on B, once on its successor, never again"
