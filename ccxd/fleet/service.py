@@ -73,6 +73,8 @@ log = logging.getLogger("ccxd.fleet")
 _BLOCK_MS: Final = 1000
 """Longest wait of the dispatcher's XREADGROUP (it also looks at its state and slots this often)."""
 _CONTROL_TIMEOUT: Final = 5.0
+_NO_CLAIM: Final = -1
+"""The epoch of a job this node no longer holds: it matches no claim, so the store refuses its writes."""
 
 _info_json = msgspec.json.Encoder()
 _info_decoder = msgspec.json.Decoder(JobInfo)
@@ -215,6 +217,28 @@ class Fleet(LifecycleObserver):
                 self.sup.fleet_epochs[job_id] = queued.epoch
             else:
                 await self.queue.finish(job_id, self.name, queued.epoch, "done")
+        # Adopted fleet jobs whose claim is gone (the fleet declared this node lost while no
+        # daemon ran here): another node may run them again; they are not ours to run on.
+        given_up = []
+        for job in list(self.sup.active_jobs):
+            if job.id in self.running:
+                continue
+            try:
+                queued = await self.queue.queued_info(job.id)
+            except (RedisError, OSError):
+                continue
+            if queued is None:
+                continue  # not a fleet job
+            # An epoch no claim has: every write of the job is refused from now on (fenced).
+            self.sup.fleet_epochs[job.id] = _NO_CLAIM
+            given_up.append(job.id)
+        if given_up:
+            killed = self.sup.kill_lost(given_up)
+            log.warning(
+                "fleet: killed %d adopted fleet job(s) the fleet gave up while this node was away: %s",
+                len(killed),
+                ", ".join(j.id for j in killed),
+            )
 
     # -- heartbeat and reaper -------------------------------------------------
 

@@ -263,7 +263,7 @@ def test_pause_resume_and_signal_from_a_reach_a_job_on_b(fleet: Fleet) -> None:
     assert info["exit_code"] == 7
     read = fleet["A"].call("job.read", {"job_id": job_id})
     # The whole job got it (its sleep too): the trap ran.
-    assert "".join(c["data"] for c in read["chunks"]).startswith("got usr1\n")
+    assert "got usr1\n" in "".join(c["data"] for c in read["chunks"])
     # A finished job cannot be paused, wherever it ran: the same refusal as on its own node.
     reply = RawConnection(fleet["A"].socket)
     try:
