@@ -33,6 +33,7 @@ __all__ = [
     "EX_NOPERM",
     "EX_NOT_RUNNING",
     "RunOptions",
+    "chunk_bytes",
     "default_socket_path",
     "env_from",
     "exit_code_for",
@@ -434,7 +435,7 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
         if method == wire.JOB_OUTPUT:
             if not opts.json:  # output as JSON, though frames were asked for: a daemon that has none
                 stream = streams[wire.STREAMS.index(params["stream"])]
-                stream.write(_chunk_bytes(params))
+                stream.write(chunk_bytes(params))
                 stream.flush()
         elif method == wire.JOB_RETRY:
             retry = params
@@ -458,7 +459,7 @@ def _follow(conn: BlockingConnection, opts: RunOptions, started: list[str]) -> i
             return _exit_code(job.get("reason"), job.get("exit_code"), job.get("signal"), interrupted)
 
 
-def _chunk_bytes(chunk: Mapping[str, Any]) -> bytes:
+def chunk_bytes(chunk: Mapping[str, Any]) -> bytes:
     """The bytes a ``job.output`` chunk (as JSON) carries: its text, or its base64 decoded."""
     if chunk.get("encoding") == "base64":
         import base64
