@@ -183,6 +183,9 @@ class Daemon:
         restored = await self._start_claude(history)
         # Jobs a previous daemon left running under their shims are adopted, not lost.
         adoptable = self.supervisor.adoptable(load_records(jobs_dir))
+        fleet = self._open_fleet(history)
+        if fleet is not None:  # before anything of them is written: the fleet may have given them up
+            await fleet.fence_adopted([rec.info.id for rec in adoptable])
         imported = {}
         for rec in adoptable:  # before any new output: the store takes chunks in order
             imported[rec.info.id] = (await history.recorder.import_spool(rec.info.id, spool_dir))[2]
@@ -208,7 +211,10 @@ class Daemon:
         # job group of the previous run goes, except groups of jobs this daemon already has.
         await resources.clean_leftovers(keep=frozenset(self.supervisor.jobs))
         dispatcher = Dispatcher()
-        fleet = await self._start_fleet(history)
+        if fleet is not None:
+            await fleet.start()
+            lease = self.config.node_lease
+            log.info("fleet: node %s, %d slots, lease %.1f s", fleet.name, fleet.slots, lease)
         register_methods(dispatcher, self.supervisor, self.info, history.store, fleet)
         register_history_methods(dispatcher, history, self.supervisor)
         register_hook_methods(dispatcher, self.hooks)
@@ -300,17 +306,16 @@ class Daemon:
         log.info("stopped")
         return 0
 
-    async def _start_fleet(self, history: History) -> Fleet | None:
-        """This node of the fleet, joined (``fleet = true``); None outside a fleet."""
+    def _open_fleet(self, history: History) -> Fleet | None:
+        """This node of the fleet, its clients made, not joined yet; None outside a fleet (``fleet``)."""
         if not self.config.fleet:
             return None
         from ccxd.fleet.service import Fleet
 
         key = self.config.read_fleet_key()
         fleet = Fleet(self.config, self.supervisor, history.store, key, self.claude_gate)
-        await fleet.start()
+        fleet.open()
         self.fleet = fleet
-        log.info("fleet: node %s, %d slots, lease %.1f s", fleet.name, fleet.slots, self.config.node_lease)
         return fleet
 
     async def _start_claude(self, history: History) -> set[str]:

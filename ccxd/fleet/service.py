@@ -152,8 +152,8 @@ class Fleet(LifecycleObserver):
             tls_key_file=c.redis_tls_key_file,
         )
 
-    async def start(self) -> None:
-        """Open the clients, join the fleet and start the loops (the daemon's READY waits for the join)."""
+    def open(self) -> None:
+        """Make the clients (they connect on first use); before the jobs of a previous run are adopted."""
         self.redis = self._client(blocking=False, connections=4)
         """Scripts, records and the registry: short commands."""
         self.blocking = self._client(blocking=True, connections=64)
@@ -164,6 +164,29 @@ class Fleet(LifecycleObserver):
         self._taker = FleetQueue(self._dispatch_redis, self.key, mint_id=new_job_id)
         self.registry = NodeRegistry(self.redis, self.lease_ms)
         self.control_channel = ControlChannel(self.blocking, self.key, sender=self.name)
+
+    async def fence_adopted(self, job_ids: list[str]) -> None:
+        """Before adopting a previous run's jobs: the fleet jobs among them write under their claim.
+
+        A job this node still holds keeps its claim's epoch; one the fleet gave up
+        while no daemon ran here (declared lost) gets an epoch no claim has, so
+        nothing the adoption writes of it (its spooled output, its record) lands.
+        """
+        for job_id in job_ids:
+            try:
+                queued = await self.queue.queued_info(job_id)
+            except (RedisError, OSError) as exc:
+                log.warning("fleet: cannot tell whether job %s is still this node's: %s", job_id, exc)
+                continue
+            if queued is None:
+                continue  # not a fleet job
+            mine = queued.node == self.name and queued.state == "claimed"
+            self.sup.fleet_epochs[job_id] = queued.epoch if mine else _NO_CLAIM
+
+    async def start(self) -> None:
+        """Join the fleet and start the loops (the daemon's READY waits for the join)."""
+        if not hasattr(self, "queue"):
+            self.open()
         self.sup.lifecycle.subscribe(self)
         await self._take_back()
         loop = asyncio.get_running_loop()

@@ -358,3 +358,22 @@ def test_a_job_pinned_to_a_node_the_fleet_does_not_know_is_refused(fleet: Fleet)
     finally:
         conn.close()
     assert reply["error"]["code"] == -32012 and "'Z'" in reply["error"]["message"]
+
+
+def test_a_node_restarted_after_it_was_declared_lost_kills_the_jobs_it_would_adopt(tmp_path: Any) -> None:
+    pidfile = tmp_path / "pid"
+    with Fleet(netns=False, names=("A", "B"), lease=3.0, slots=4, labels=LABELS) as f:
+        queued = f["A"].call("job.start", {"command": f"echo $$ > {pidfile}; exec sleep 600", "node": "B"})
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 20, "the job runs on B")
+        pid = int(pidfile.read_text())
+        f.kill9("B")  # the daemon only: its job runs on under its shim
+        f.wait_states({"B": "lost"}, 3.0 + 5)
+        lost = finished(f["A"], queued["id"], timeout=5)
+        assert lost["reason"] == "lost" and alive(pid)
+        f.restart("B")
+        # The restarted B would adopt the job, but the fleet gave it up: B kills it instead.
+        wait_until(lambda: not alive(pid), 10, "B killed the job it found")
+        f.wait_states({"B": "up"}, 10)
+        wait_until(lambda: "adopted fleet job(s) the fleet gave up" in f["B"].log(), 10, "B says so")
+        record = f["A"].call("job.get", {"job_id": queued["id"]})
+        assert (record["reason"], record["finished_at"]) == ("lost", lost["finished_at"])
