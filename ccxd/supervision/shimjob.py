@@ -151,7 +151,8 @@ class ShimLink:
     def _readable(self) -> None:
         exited = self.leader_exited.done()
         try:
-            data = os.read(self.fd, 65536)  # under glibc's mmap threshold: a bigger buffer is an mmap per read
+            # Under glibc's mmap threshold: a bigger buffer is an mmap per read.
+            data = os.read(self.fd, 65536)
         except BlockingIOError:
             return
         except OSError:
