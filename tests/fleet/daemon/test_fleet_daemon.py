@@ -377,3 +377,32 @@ def test_a_node_restarted_after_it_was_declared_lost_kills_the_jobs_it_would_ado
         wait_until(lambda: "adopted fleet job(s) the fleet gave up" in f["B"].log(), 10, "B says so")
         record = f["A"].call("job.get", {"job_id": queued["id"]})
         assert (record["reason"], record["finished_at"]) == ("lost", lost["finished_at"])
+
+
+def test_a_websocket_client_of_a_follows_a_job_on_b_in_binary_frames(fleet: Fleet) -> None:
+    from ccxd.client import connect
+
+    want = "".join(f"line {i}\n" for i in range(2000)).encode()
+    queued = fleet["A"].call(
+        "job.start", {"command": "for i in {0..1999}; do echo line $i; done; sleep 0.3", "node": "B"}
+    )
+    daemon = fleet["A"].daemon
+
+    async def follow() -> tuple[bytes, Any]:
+        got = b""
+        end = None
+        client = await connect(daemon.ws_url, token=daemon.token, reconnect=False, binary=True)
+        try:
+            async for event in client.follow(queued["id"], 100):
+                if isinstance(event, OutputChunk):
+                    assert event.offset == 100 + len(got)
+                    got += event.raw()
+                elif isinstance(event, JobFinished):
+                    end = event.job
+        finally:
+            await client.close()
+        return got, end
+
+    got, end = asyncio.run(follow())
+    assert got == want[100:]
+    assert end is not None and end.node == "B" and end.output_bytes == len(want)
