@@ -67,8 +67,12 @@ def test_a_job_submitted_on_a_pinned_to_b_runs_on_b_and_a_reads_its_output(fleet
     assert queued["state"] == "queued" and queued.get("node", "") == ""
     info = finished(fleet["A"], queued["id"])
     assert info["node"] == "B" and info["exit_code"] == 3
-    # B ran it: it is B's job in memory, not A's.
+    # B ran it: it is B's job in memory, not A's; job.list on either node shows it as B's.
     assert fleet["B"].call("job.list", {"node": "B"})["jobs"][0]["id"] == queued["id"]
+    listed = {j["id"]: j["node"] for j in fleet["A"].call("job.list", {"limit": 1000})["jobs"]}
+    assert listed[queued["id"]] == "B"
+    assert queued["id"] not in {j["id"] for j in fleet["A"].call("job.list", {"node": "A"})["jobs"]}
+    assert fleet["A"].call("job.list", {"node": "B", "limit": 1})["jobs"][0]["id"] == queued["id"]
     read = fleet["A"].call("job.read", {"job_id": queued["id"]})
     assert "".join(c["data"] for c in read["chunks"]) == f"ran on {queued['id']}\n" and read["eof"]
 
@@ -157,10 +161,15 @@ def test_a_queued_job_cancelled_before_any_node_claims_it_never_runs(fleet: Flee
 
 @pytest.mark.parametrize("verb", ["node.drain", "node.cordon"])
 def test_a_drained_or_cordoned_node_claims_nothing_until_uncordoned(fleet: Fleet, verb: str) -> None:
+    running = fleet["B"].call("job.start", {"command": "sleep 0.5; echo still ran", "node": "A"})["id"]
+    wait_until(lambda: fleet["B"].call("job.get", {"job_id": running})["state"] == "running", 20, "running")
     fleet["B"].call(verb, {"name": "A"})
     try:
         state = "draining" if verb == "node.drain" else "cordoned"
         wait_until(lambda: fleet.node_states("A")["A"] == state, 10, f"A {state}")
+        # What A runs goes on to its end.
+        ended = finished(fleet["B"], running)
+        assert (ended["reason"], ended["exit_code"], ended["node"]) == ("exited", 0, "A")
         jobs = [
             fleet["B"].call("job.start", {"command": "true", "where": {"zone": "a"}})["id"] for _ in range(3)
         ]
