@@ -351,6 +351,13 @@ class Fleet(LifecycleObserver):
             log.info(
                 "fleet: Claude jobs held on every node until %s (%s)", time.ctime(block.until), block.reason
             )
+        await self._take_claude_block()
+
+    async def _take_claude_block(self) -> None:
+        """Hold this node's Claude jobs for the fleet's usage limit, if one is set."""
+        gate = self.claude
+        if gate is None:
+            return
         fleet_block = await current_block(self.redis, self.key)
         if fleet_block is not None and (gate.block_until is None or fleet_block.until > gate.block_until):
             self._published_block = max(self._published_block, fleet_block.until)
@@ -437,6 +444,10 @@ class Fleet(LifecycleObserver):
             self.rerunnable.add(job_id)
         self.submitted.pop(job_id, None)
         peer = e.peer or f"fleet node {e.submitter}"
+        if e.params.kind == "claude" or (e.params.kind is None and "claude" in str(e.params.command)):
+            # A usage limit set since the last heartbeat holds it too (the gate decides if it is Claude's).
+            with contextlib.suppress(RedisError, OSError):
+                await self._take_claude_block()
         try:
             origin = (e.queued_at or time.time(), e.retry_of, e.attempt)
             await self.sup.start(

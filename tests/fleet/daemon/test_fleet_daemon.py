@@ -415,3 +415,41 @@ def test_a_websocket_client_of_a_follows_a_job_on_b_in_binary_frames(fleet: Flee
     got, end = asyncio.run(follow())
     assert got == want[100:]
     assert end is not None and end.node == "B" and end.output_bytes == len(want)
+
+
+def test_a_usage_limit_published_to_the_fleet_holds_claude_jobs_on_every_node(fleet: Fleet) -> None:
+    import time
+
+    from ccxd.fleet.claude_block import ClaudeBlock, publish_block
+    from ccxd.store.connect import open_redis
+
+    key = fleet.key_file.read_bytes().strip()
+
+    async def publish() -> None:
+        redis = open_redis(fleet.redis_url)
+        try:
+            await publish_block(redis, key, ClaudeBlock(time.time() + 60, "usage limit", "Z"))
+        finally:
+            await redis.aclose()
+
+    asyncio.run(publish())
+    try:
+        job = fleet["A"].call("job.start", {"kind": "claude", "prompt": "hello", "node": "B"})
+
+        def held() -> dict[str, Any] | None:
+            info: dict[str, Any] = fleet["A"].call("job.get", {"job_id": job["id"]})
+            return (
+                info
+                if info.get("node") == "B" and "hit on node Z" in (info.get("wait_reason") or "")
+                else None
+            )
+
+        info = wait_until(held, 10, "B holds the Claude job for the fleet's usage limit")
+        assert info["state"] == "queued" and info["wait_until"] > time.time() + 30
+        # A plain job is not held.
+        plain = fleet["A"].call("job.start", {"command": "true", "node": "B"})
+        assert finished(fleet["A"], plain["id"])["exit_code"] == 0
+    finally:
+        fleet["A"].call("job.cancel", {"job_id": job["id"]})
+        with fleet.redis.client() as r:  # type: ignore[union-attr]
+            r.delete(fleet_keys.CLAUDE_BLOCK)
