@@ -292,6 +292,8 @@ class Fleet(LifecycleObserver):
                 if not self._outage_logged:
                     self._outage_logged = True
                     log.warning("fleet: cannot reach Redis to renew this node's lease: %s", exc)
+            except Exception:  # a bug must not end the heartbeat: the fleet would call this node lost
+                log.exception("fleet: heartbeat failed")
             self._check_lease()
             await asyncio.sleep(interval)
 
@@ -432,6 +434,10 @@ class Fleet(LifecycleObserver):
                 log.debug("fleet dispatcher: %s", exc)
                 await asyncio.sleep(self.config.node_lease / 5)
                 continue
+            except Exception:
+                log.exception("fleet dispatcher failed; trying again")
+                await asyncio.sleep(self.config.node_lease / 5)
+                continue
             if claimed is not None:
                 await self._admit(claimed)
 
@@ -513,6 +519,10 @@ class Fleet(LifecycleObserver):
                 await self.control_channel.serve(self.name, self._handle, started)
             except (RedisError, OSError, TimeoutError) as exc:
                 log.debug("fleet control: %s", exc)
+                started.set()
+                await asyncio.sleep(self.config.node_lease / 5)
+            except Exception:
+                log.exception("fleet control failed; serving again")
                 started.set()
                 await asyncio.sleep(self.config.node_lease / 5)
 
