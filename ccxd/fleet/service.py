@@ -647,14 +647,14 @@ class Fleet(LifecycleObserver):
                     info, state=JobState.FINISHED, reason=JobReason.CANCELLED, finished_at=time.time()
                 )
                 self.submitted.pop(job_id, None)
-                if self.sup.recorder is not None:
-                    self.sup.recorder.job_finished(msgspec.structs.replace(done, node=self.name))
+                if self.sup.recorder is not None:  # no node ran it: its record names none
+                    self.sup.recorder.job_finished(done)
                 return done
             info = await self.get(job_id)  # claimed meanwhile: its node cancels it
             if info is None or not info.node:
                 raise JobNotActive(f"job {job_id} is no longer queued")
-        if info.node == self.name:  # a record of this node's previous run: not running here
-            self.sup.get(job_id)
+        if info.node == self.name:  # not in memory here: a record of this node's previous run
+            raise JobNotActive(f"job {job_id} does not run on this node ({info.state})", info.state.value)
         try:
             raw = await self.control_channel.request(
                 info.node, verb, _verb_encoder.encode(_Verb(job_id, signal)), _CONTROL_TIMEOUT
