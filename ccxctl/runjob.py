@@ -15,7 +15,6 @@ binary frames, written out as they come.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from ccxd import wire
@@ -23,11 +22,14 @@ from ccxd.client.errors import ClientError, ConnectionLost
 
 TYPE_CHECKING = False  # typing's own, without importing typing
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Mapping
     from typing import Any, BinaryIO
 
     from ccxd.client.blocking import BlockingConnection, Message
     from ccxd.protocol import JobInfo
+else:  # signal.py's functions and numbers without its enums (a millisecond at every start)
+    import _signal as signal
 
 __all__ = [
     "EX_NOPERM",

@@ -6,7 +6,6 @@ Neither typer nor msgspec here: the fast path imports this module to parse ``run
 from __future__ import annotations
 
 import os
-import re
 
 from ccxctl.runjob import RunOptions, env_from, parse_priority
 from ccxd.wire import LABEL_PATTERN, MAX_LABELS, NODE_NAME_PATTERN
@@ -181,20 +180,20 @@ def run_options(
     )
 
 
-_LABEL = re.compile(LABEL_PATTERN)
-_NODE = re.compile(NODE_NAME_PATTERN)
 _LABEL_WORDS = "1 to 63 letters, digits, '_', '.' or '-'"
 
 
 def parse_where(items: list[str]) -> dict[str, str]:
     """``--where KEY=VALUE`` items as the labels a job needs (no I/O); OptionError naming the bad one."""
+    import re  # here, not at the top: most runs name no label, and json's re is not imported either
+
     where: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise OptionError(f"{item!r}: expected KEY=VALUE, a label the node must have", "--where")
         for what, text in (("key", key), ("value", value)):
-            if not _LABEL.match(text):
+            if not re.match(LABEL_PATTERN, text):
                 raise OptionError(f"{item!r}: the {what} {text!r} is no label ({_LABEL_WORDS})", "--where")
         if where.get(key, value) != value:
             raise OptionError(f"{key} is given twice, as {where[key]!r} and {value!r}", "--where")
@@ -208,8 +207,10 @@ def check_node(name: object) -> str | None:
     """``--node NAME`` when it is a node name (no I/O); OptionError otherwise."""
     if name is None:
         return None
+    import re
+
     text = str(name)
-    if not _NODE.match(text):
+    if not re.match(NODE_NAME_PATTERN, text):
         raise OptionError(
             f"{text!r} is no node name (a letter or digit, then up to 63 letters, digits, '_', '.' or '-')",
             "--node",

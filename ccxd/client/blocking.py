@@ -3,20 +3,21 @@
 ``ccxctl run`` uses it so that starting a short job costs little more than
 starting Python (the benchmark compares ``ccxctl run true`` with ``python3 -c
 pass``): importing asyncio, msgspec or the protocol's Structs would cost more
-than the job.  So messages are the standard library's JSON, as plain dicts,
-with the names of :mod:`ccxd.wire`; binary output frames (asked for with
-``binary``) come as bytes, split from the stream by :mod:`ccxd.client.unixproto`.
+than the job.  So messages are plain dicts, JSON read and written through
+Python's own C accelerator (:mod:`ccxd.client.jsonlite`), with the names of
+:mod:`ccxd.wire`; binary output frames (asked for with ``binary``) come as
+bytes, split from the stream by :mod:`ccxd.client.unixproto`.
 """
 
 from __future__ import annotations
 
 import _socket  # socket.py turns its constants into enums at import: milliseconds at every start
 import errno
-import json
 import os
 import select
 
 from ccxd import wire
+from ccxd.client import jsonlite
 from ccxd.client.errors import ClientError, ConnectionLost, DaemonNotRunning, RemoteError, UntrustedDaemon
 from ccxd.client.unixproto import MessageReader, UnixProtocolError
 from ccxd.trust import Untrusted, check_socket_path, check_unix_peer
@@ -68,9 +69,10 @@ class BlockingConnection:
     def send(self, method: str, params: Mapping[str, object] | None = None) -> int:
         """Send a request; return its id (its reply carries it)."""
         self._ids += 1
-        request = {"jsonrpc": wire.JSONRPC_VERSION, "method": method, "params": params or {}, "id": self._ids}
+        params = dict(params or {})
+        request = {"jsonrpc": wire.JSONRPC_VERSION, "method": method, "params": params, "id": self._ids}
         try:
-            self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+            self._sock.sendall(jsonlite.dumps(request).encode() + b"\n")
         except OSError as exc:
             raise _lost(self._refusal() or self._lost(exc), exc) from None
         return self._ids
@@ -108,7 +110,7 @@ class BlockingConnection:
             if binary:
                 continue
             try:
-                msg = json.loads(payload)
+                msg = jsonlite.loads(payload)
                 if msg.get("id") is None and "error" in msg:
                     return str(msg["error"]["message"])
             except (ValueError, AttributeError, TypeError, KeyError):
@@ -146,7 +148,7 @@ class BlockingConnection:
         if binary:
             return payload
         try:
-            msg = json.loads(payload)
+            msg = jsonlite.loads(payload)
         except ValueError:
             msg = None
         if not isinstance(msg, dict):

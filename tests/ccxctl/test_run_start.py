@@ -21,7 +21,7 @@ import ccxd
 from ccxctl.fastpath import parse_run
 from ccxctl.runjob import chunk_bytes, default_socket_path, exit_code_for, finish_note
 from ccxd.client.connection import default_socket
-from ccxd.protocol import JobInfo, OutputChunk, StartParams
+from ccxd.protocol import JobInfo, JobState, OutputChunk, StartParams
 from tests.ccxctl.test_run_options import CASES
 
 REPO = Path(ccxd.__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ def test_the_start_params_are_the_protocols_start_params(args: list[str]) -> Non
 
 def job(**fields: Any) -> dict[str, Any]:
     """A finished job as the daemon sends it."""
-    info = JobInfo(id="j1", state="finished", command="x", **fields)
+    info = JobInfo(id="j1", state=JobState.FINISHED, command="x", **fields)
     as_json: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(info))
     return as_json
 
@@ -128,7 +128,7 @@ def test_a_finished_job_is_told_and_exits_as_its_record_says(
 ) -> None:
     said = finish_note(job(**fields))
     assert said == note if note is None else said is not None and said.startswith(f"job j1 {note}")
-    assert exit_code_for(JobInfo(id="j1", state="finished", command="x", **fields)) == code
+    assert exit_code_for(JobInfo(id="j1", state=JobState.FINISHED, command="x", **fields)) == code
 
 
 def test_output_sent_as_json_gives_the_same_bytes() -> None:
