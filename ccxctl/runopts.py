@@ -185,9 +185,11 @@ _LABEL_WORDS = "1 to 63 letters, digits, '_', '.' or '-'"
 
 def parse_where(items: list[str]) -> dict[str, str]:
     """``--where KEY=VALUE`` items as the labels a job needs (no I/O); OptionError naming the bad one."""
-    import re  # here, not at the top: most runs name no label, and json's re is not imported either
-
     where: dict[str, str] = {}
+    if not items:
+        return where
+    import re  # here, not at the top: most runs name no label, and nothing else on their path imports re
+
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
