@@ -50,6 +50,7 @@ from ccxd.jobs.lifecycle import LifecycleObserver
 from ccxd.jobs.priority import priority_value
 from ccxd.protocol import (
     ErrorCode,
+    HistoryParams,
     JobInfo,
     JobReason,
     JobState,
@@ -81,6 +82,8 @@ _info_decoder = msgspec.json.Decoder(JobInfo)
 
 
 class _Verb(msgspec.Struct, array_like=True):
+    """A control request's params: the job, and the signal of ``signal``."""
+
     job_id: str
     signal: int | None = None
 
@@ -591,8 +594,6 @@ class Fleet(LifecycleObserver):
 
     async def list_jobs(self, params: ListParams, local: list[JobInfo]) -> list[JobInfo]:
         """This daemon's jobs, then the fleet's others from the store and those queued from here."""
-        from ccxd.protocol import HistoryParams
-
         seen = {j.id for j in local}
         out = list(local)
         try:
