@@ -604,6 +604,9 @@ class Fleet(LifecycleObserver):
             log.debug("job.list: the store does not answer: %s", exc)
             stored = []
         extra = [j for j in stored if j.id not in seen]
+        for info in stored:  # a node recorded it: it is no longer only queued from here
+            if info.state is not JobState.QUEUED or info.node:
+                self.submitted.pop(info.id, None)
         if params.node in (None, ""):
             extra += [j for j in self.submitted.values() if j.id not in seen]
         for info in extra:
