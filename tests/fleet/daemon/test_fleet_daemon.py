@@ -8,6 +8,7 @@ over its Unix socket as ccxctl and the client library do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 
 from ccxd.fleet import keys as fleet_keys
 from ccxd.protocol import JobFinished, OutputChunk
+from tests.conftest import free_port
 from tests.fleet.harness import Fleet, wait_until
 from tests.helpers import RawConnection
 
@@ -453,3 +455,96 @@ def test_a_usage_limit_published_to_the_fleet_holds_claude_jobs_on_every_node(fl
         fleet["A"].call("job.cancel", {"job_id": job["id"]})
         with fleet.redis.client() as r:  # type: ignore[union-attr]
             r.delete(fleet_keys.CLAUDE_BLOCK)
+
+
+class _Proxy:
+    """A TCP relay to Redis that the test can cut (every connection closed, new ones refused) and heal."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+        import threading
+
+        self.target = target
+        self.port = free_port()
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.listener: socket.socket | None = None
+        self.listen()
+
+    def listen(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: Any) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(2)
+
+    def cut(self) -> None:
+        assert self.listener is not None
+        self.listener.close()
+        with self.lock:
+            for s in self.conns:
+                with contextlib.suppress(OSError):
+                    s.shutdown(2)
+                s.close()
+            self.conns.clear()
+
+
+def test_a_node_cut_off_from_redis_stops_its_rerunnable_job_and_comes_back_clean(tmp_path: Any) -> None:
+    pidfile = tmp_path / "pid"
+    with Fleet(netns=False, names=("A", "B"), lease=3.0, slots=4, labels=LABELS) as f:
+        assert f.redis is not None
+        proxy = _Proxy((f.redis.host, f.redis.port))
+        # B reaches Redis only through the relay.
+        f["B"].stop()
+        f["B"].settings["redis_url"] = f.redis.url.replace(f":{f.redis.port}/", f":{proxy.port}/")
+        f["B"].write_config()
+        f["B"].start()
+        f.wait_states({"B": "up"}, 10)
+        f["A"].call("node.cordon", {"name": "A"})
+        cmd = f"echo $$ >> {pidfile}; exec sleep 600"
+        job = f["A"].call("job.start", {"command": cmd, "retry_on_node_loss": True})
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 20, "B runs the job")
+        first = int(pidfile.read_text().split()[0])
+        f["A"].call("node.uncordon", {"name": "A"})
+        proxy.cut()
+        # B cannot renew its lease: within a lease (and a heartbeat) it stops the job itself,
+        # before it learns anything from the fleet.
+        wait_until(lambda: not alive(first), 3.0 + 3, "B stopped its re-runnable job while cut off")
+        lost = finished(f["A"], job["id"], timeout=5)
+        assert lost["reason"] == "lost"
+        wait_until(lambda: len(pidfile.read_text().split()) == 2, 10, "the job runs again on A")
+        rerun = f["A"].call("job.get", {"job_id": job["id"]})["retried_by"]
+        assert f["A"].call("job.get", {"job_id": rerun})["node"] == "A"
+        proxy.listen()
+        f.wait_states({"B": "up"}, 15)
+        assert len(pidfile.read_text().split()) == 2, "no third run"
+        record = f["A"].call("job.get", {"job_id": job["id"]})
+        assert (record["reason"], record["finished_at"]) == ("lost", lost["finished_at"])
+        f["A"].call("job.cancel", {"job_id": rerun})
