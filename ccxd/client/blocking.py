@@ -94,7 +94,7 @@ class BlockingConnection:
             if msg.get("id") != req_id:
                 continue
             if "error" in msg:
-                raise remote_error(msg)
+                raise _remote_error(msg)
             return msg.get("result")
 
     def _refusal(self) -> str | None:
@@ -165,7 +165,7 @@ class BlockingConnection:
         self._sock.close()
 
 
-def remote_error(msg: Message) -> RemoteError:
+def _remote_error(msg: Message) -> RemoteError:
     """The :class:`RemoteError` of an error reply."""
     err = msg["error"]
     return RemoteError(err["code"], err["message"], err.get("data"))
