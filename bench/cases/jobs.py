@@ -14,7 +14,7 @@ from pathlib import Path
 import ccxctl as ccxctl_pkg
 import ccxd
 from bench.daemon import BenchDaemon, proc_cpu_seconds
-from bench.harness import Context, CpuMeter
+from bench.harness import ROOT, Context, CpuMeter
 from bench.report import Row
 from bench.stats import interleave, median
 
@@ -146,8 +146,8 @@ def _installed_ccxctl(where: Path) -> tuple[str, str]:
     """A venv at ``where`` with ccxd and ccxctl laid out as an install has them: (its ccxctl, its python).
 
     The packages are copied into its site-packages and compiled (pip compiles, the
-    .deb's postinst runs compileall); its ``ccxctl`` is the console script pip
-    wrote for this checkout, pointed at the new venv's interpreter; dependencies
+    .deb's postinst runs compileall); its ``ccxctl`` is the .deb's launcher
+    (``packaging/ccxctl-launcher``), pointed at the new venv's interpreter; dependencies
     come from this venv through a path line.  The development install itself is
     no measure: its editable-install hook costs every Python start in the venv
     about 16 ms, ``python -c pass`` included, which hides what ccxctl's own start
@@ -172,9 +172,9 @@ def _installed_ccxctl(where: Path) -> tuple[str, str]:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    console_script = Path(sys.executable).with_name("ccxctl").read_text().split("\n", 1)[1]
+    launcher = (ROOT / "packaging" / "ccxctl-launcher").read_text()  # the .deb's ccxctl
     ccxctl = where / "bin" / "ccxctl"
-    ccxctl.write_text(f"#!{python}\n{console_script}")
+    ccxctl.write_text(f"#!{python}\n{launcher}")
     ccxctl.chmod(0o755)
     return str(ccxctl), str(python)
 
@@ -225,7 +225,7 @@ def cli_start(ctx: Context) -> list[Row]:
             cpu_unit="ms/run",
             cpu_samples=cpu.samples,
             note=(
-                "installed as pip lays it out (its console script, compiled, no editable hook), "
+                "installed as the .deb lays it out (its launcher, compiled, no editable hook), "
                 "python3 from the same venv; includes connecting, starting `zsh -c true`, "
                 "streaming its end and exiting with its code"
             ),

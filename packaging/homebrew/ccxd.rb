@@ -117,6 +117,9 @@ class Ccxd < Formula
 
   def install
     virtualenv_install_with_resources
+    # ccxctl's lean launcher instead of pip's console script, which imports re at every start.
+    launcher = (buildpath/"packaging/ccxctl-launcher").read
+    (libexec/"bin/ccxctl").atomic_write "#!#{libexec}/bin/python\n#{launcher}"
     man1.install "man/ccxctl.1"
     man5.install "man/ccxd.toml.5"
     man8.install "man/ccxd.8"
