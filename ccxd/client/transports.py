@@ -537,6 +537,8 @@ class _Dialer:
                 # Before the first byte: is the other end of a loopback connection ours?
                 sockname = transport.get_extra_info("sockname")
                 peername = transport.get_extra_info("peername")
+                if sockname is None or peername is None:  # reset already (a daemon going away)
+                    raise ConnectionResetError("the connection was reset as it opened")
                 local = trust.check_tcp_peer(sockname[:2], peername[:2], self.url)
                 proto.write(handshake_request(self.netloc, self.resource, key, headers(local)))
                 await proto.opened
