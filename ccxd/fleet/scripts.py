@@ -92,12 +92,18 @@ local function entry_fields(h)
 end
 -- A stored JobInfo JSON finished as lost, changed in place (cjson would round numbers and turn
 -- empty lists into objects): state, then the fields it lacks.
-local function lost_record(rec, fin, finished_s, err, node)
+local function lost_record(rec, fin, finished_s, err, node, stored)
   local ok, t = pcall(cjson.decode, rec)
   if not ok or type(t) ~= 'table' then return nil end
   local out, n = string.gsub(rec, '^({"id":"[^"\\]*","state":)"[a-z_]+"', '%1"finished"', 1)
   if n ~= 1 then return nil end
   local add = ''
+  -- The output that reached Redis may be past the last record's count (records lag output).
+  if stored and stored > (tonumber(t.output_bytes) or 0) then
+    local m
+    out, m = string.gsub(out, '"output_bytes":%d+', '"output_bytes":' .. stored, 1)
+    if m == 0 then add = add .. ',"output_bytes":' .. stored end
+  end
   if t.reason == nil then add = add .. ',"reason":"lost"' end
   if t.finished_at == nil then add = add .. ',"finished_at":' .. fin end
   if t.error == nil then add = add .. ',"error":' .. cjson.encode(err) end
@@ -293,7 +299,17 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
     else
       redis.call('HSET', h, 'state', 'lost')
       local fresh = not rec
-      local new = lost_record(rec or f[8] or '', fin, fin_s, err, ARGV[1])
+      local stored = nil
+      if f[5] then  -- the record's key names the node's output stream: ...:job:<id> -> ...:out:<id>
+        local okey = string.gsub(f[5], ':job:([^:]*)$', ':out:%1')
+        local last = redis.call('XREVRANGE', okey, '+', '-', 'COUNT', 1)[1]
+        if last then
+          local d = ''
+          for i = 1, #last[2], 2 do if last[2][i] == 'd' then d = last[2][i + 1] end end
+          stored = tonumber(string.match(last[1], '^(%d+)')) - 1 + #d
+        end
+      end
+      local new = lost_record(rec or f[8] or '', fin, fin_s, err, ARGV[1], stored)
       if new and f[5] then
         redis.call('SET', f[5], new)
         if f[6] then redis.call('SREM', f[6], id) end

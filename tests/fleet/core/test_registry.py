@@ -134,6 +134,7 @@ async def test_reaping_fences_finishes_and_reruns_only_what_allows_it(
             assert got.duration is not None and got.duration >= 0
             assert "node B was lost" in (got.error or "")
             assert [c.data for c in await store.read_output(e.job_id, 0, 1000)] == [b"so far\n"]
+            assert got.output_bytes == 7  # what reached Redis, though the last record said 0
             info = await q.queued_info(e.job_id)
             assert info is not None and (info.state, info.epoch) == ("lost", claims[e.job_id].epoch + 1)
         finished = await store.get_job(done.job_id)
