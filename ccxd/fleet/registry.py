@@ -58,6 +58,10 @@ class NodeRegistry:
         """
         return await self.scripts.heartbeat(info.name, info.incarnation, _encoder.encode(info))
 
+    async def leave(self, name: str, incarnation: int) -> bool:
+        """A clean stop: ``name`` leaves the registry unless it is drained, cordoned or holds claims."""
+        return await self.scripts.leave(name, incarnation)
+
     async def nodes(self) -> list[NodeInfo]:
         """Every node that ever joined, by name; ``lost`` for one whose lease ran out, reaped or not."""
         pipe = self.redis.pipeline(transaction=False)

@@ -264,6 +264,18 @@ redis.call('HSET', KEYS[1], ARGV[1], inc .. ' ' .. ARGV[2])
 return 'ok'
 """
 
+_LEAVE = """
+-- KEYS: states, alive, nodes, running set.  ARGV: name, incarnation.
+-- A node stopping cleanly with no claimed job leaves the registry; a drained or cordoned one
+-- stays (that state outlives a restart), and so does one that still holds claims.
+local inc, st = node_state(KEYS[1], ARGV[1])
+if inc ~= ARGV[2] or st ~= 'up' or redis.call('SCARD', KEYS[4]) > 0 then return 'kept' end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 'left'
+"""
+
 _STALE = """
 -- KEYS: alive, states.  ARGV: lease ms.  Nodes whose lease ran out and that are not reaped.
 local now = now_ms()
@@ -356,6 +368,7 @@ class Scripts:
         self._new_incarnation = reg(_LIB + _NEW_INCARNATION)
         self._set_state = reg(_LIB + _SET_STATE)
         self._stale = reg(_LIB + _STALE)
+        self._leave = reg(_LIB + _LEAVE)
         self._reap_node = reg(_LIB + _REAP_NODE)
         self._part = reg(_LIB + "return part(ARGV[1])")
 
@@ -441,6 +454,11 @@ class Scripts:
         """Give a known, not lost node ``state``."""
         result = text(await self._set_state(keys=[keys.STATES], args=[name, state]))
         return result  # type: ignore[return-value]  # the script returns one of these
+
+    async def leave(self, name: str, incarnation: int) -> bool:
+        """Take ``name`` (stopping cleanly in ``incarnation``) out of the registry; False if it stays."""
+        ks = [keys.STATES, keys.ALIVE, keys.NODES, keys.running(name)]
+        return text(await self._leave(keys=ks, args=[name, str(incarnation)])) == "left"
 
     async def stale(self, lease_ms: int) -> list[str]:
         """Nodes silent for longer than ``lease_ms`` and not yet reaped."""

@@ -219,6 +219,11 @@ class Fleet(LifecycleObserver):
         """Tell the fleet the jobs that ended during the stop, then close the clients."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=self.config.store_timeout + 1)
+        if self.incarnation and not self.running:
+            # Not shown lost for good after a clean stop (a drained or cordoned node stays).
+            with contextlib.suppress(RedisError, OSError):
+                if await self.registry.leave(self.name, self.incarnation):
+                    log.info("fleet: node %s left the fleet", self.name)
         for client in (self.redis, self.blocking, self._dispatch_redis):
             with contextlib.suppress(Exception):
                 await client.aclose()

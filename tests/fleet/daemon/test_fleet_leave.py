@@ -1,0 +1,24 @@
+"""A node stopped cleanly leaves the fleet's list; a cordoned one stays, and is cordoned again on return."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fleet.harness import Fleet, wait_until
+
+pytestmark = pytest.mark.redis
+
+
+def test_a_clean_stop_leaves_the_list_and_a_cordoned_node_keeps_its_place() -> None:
+    with Fleet(netns=False, names=("A", "B", "C"), lease=3.0, slots=2) as fleet:
+        wait_until(lambda: fleet.node_states() == {"A": "up", "B": "up", "C": "up"}, 10, "three nodes up")
+        fleet["B"].stop()
+        # Gone at once, not shown lost for good.
+        assert "B" not in fleet.node_states()
+        fleet["A"].call("node.cordon", {"name": "C"})
+        fleet["C"].stop()
+        assert fleet.node_states()["C"] in ("cordoned", "lost")
+        fleet.restart("C")
+        assert wait_until(lambda: fleet.node_states().get("C") == "cordoned", 10, "C back, cordoned")
+        fleet.restart("B")
+        assert wait_until(lambda: fleet.node_states().get("B") == "up", 10, "B back, up")
