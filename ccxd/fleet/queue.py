@@ -364,6 +364,41 @@ class FleetQueue:
             record=record,
         )
 
+    async def waiting(self, nodes: Sequence[str], limit: int) -> list[JobInfo]:
+        """Jobs queued fleet-wide and not claimed yet (their queued records), at most ``limit`` a queue.
+
+        Read from every priority queue, the queues pinned to ``nodes`` and the parked
+        jobs; a job whose record the submitter left none of (a re-run) is not shown.
+        """
+        streams = [*(keys.queue(b) for b in keys.BUCKETS), *(keys.pinned(n) for n in nodes)]
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xrange(stream, count=limit)
+        pipe.zrange(keys.PARKED, 0, limit - 1)
+        *ranges, parked = await pipe.execute()
+        ids: list[str] = []
+        for entries in ranges:
+            for _entry_id, fields in entries:
+                job_id = fields.get(b"id")
+                if job_id is not None:
+                    ids.append(text(job_id))
+        ids += [text(i) for i in parked]
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(keys.job(job_id), ["state", "stub"])
+        out: list[JobInfo] = []
+        for state, stub in await pipe.execute():
+            if state is None or text(state) != "queued" or not stub:
+                continue
+            try:
+                out.append(_info_decoder.decode(stub))
+            except msgspec.DecodeError:
+                continue
+        return out
+
     async def running(self, node: str) -> set[str]:
         """The job ids ``node`` has claimed and not finished."""
         return {text(i) for i in await self.redis.smembers(keys.running(node))}

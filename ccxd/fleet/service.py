@@ -614,6 +614,10 @@ class Fleet(LifecycleObserver):
                 self.submitted.pop(info.id, None)
         if params.node in (None, ""):
             extra += [j for j in self.submitted.values() if j.id not in seen]
+            if params.state in (None, JobState.QUEUED):  # queued fleet-wide from any node
+                with contextlib.suppress(RedisError, OSError):
+                    names = [n.name for n in await self.registry.nodes()]
+                    extra += await self.queue.waiting(names, params.limit)
         for info in extra:
             if info.id in seen:
                 continue

@@ -1,4 +1,4 @@
-"""A node stopped cleanly leaves the fleet's list; a cordoned one stays, and is cordoned again on return."""
+"""The fleet's lists: jobs queued from any node; a node stopped cleanly leaves, a cordoned one stays."""
 
 from __future__ import annotations
 
@@ -12,6 +12,16 @@ pytestmark = pytest.mark.redis
 def test_a_clean_stop_leaves_the_list_and_a_cordoned_node_keeps_its_place() -> None:
     with Fleet(netns=False, names=("A", "B", "C"), lease=3.0, slots=2) as fleet:
         wait_until(lambda: fleet.node_states() == {"A": "up", "B": "up", "C": "up"}, 10, "three nodes up")
+        # A job queued on C for a cordoned node waits fleet-wide: A's ps lists it.
+        fleet["A"].call("node.cordon", {"name": "B"})
+        queued = fleet["C"].call("job.start", {"command": "echo waited", "node": "B"})
+        listed = {j["id"]: j for j in fleet["A"].call("job.list", {"state": "queued"})["jobs"]}
+        assert queued["id"] in listed and listed[queued["id"]].get("node", "") == ""
+        fleet["A"].call("node.uncordon", {"name": "B"})
+        wait_until(
+            lambda: fleet["A"].call("job.get", {"job_id": queued["id"]})["state"] == "finished", 10, "it ran"
+        )
+        assert queued["id"] not in {j["id"] for j in fleet["A"].call("job.list", {"state": "queued"})["jobs"]}
         fleet["B"].stop()
         # Gone at once, not shown lost for good.
         assert "B" not in fleet.node_states()
