@@ -74,6 +74,8 @@ log = logging.getLogger("ccxd.fleet")
 _BLOCK_MS: Final = 1000
 """Longest wait of the dispatcher's XREADGROUP (it also looks at its state and slots this often)."""
 _CONTROL_TIMEOUT: Final = 5.0
+_LIVE_TIMEOUT: Final = 1.0
+"""How long ``job.get`` of a job running on another node waits for that node before the stored record."""
 _NO_CLAIM: Final = -1
 """The epoch of a job this node no longer holds: it matches no claim, so the store refuses its writes."""
 
@@ -462,11 +464,13 @@ class Fleet(LifecycleObserver):
             # A usage limit set since the last heartbeat holds it too (the gate decides if it is Claude's).
             with contextlib.suppress(RedisError, OSError):
                 await self._take_claude_block()
+        params = e.params
+        resumes = params.resume or params.continue_session
+        if e.retry_of is not None and params.kind == "claude" and not resumes:
+            params = await self._resumed(params, e.retry_of)
         try:
             origin = (e.queued_at or time.time(), e.retry_of, e.attempt)
-            await self.sup.start(
-                e.params, peer, job_id=job_id, fleet_epoch=claimed.epoch, fleet_origin=origin
-            )
+            await self.sup.start(params, peer, job_id=job_id, fleet_epoch=claimed.epoch, fleet_origin=origin)
         except JobError as exc:
             log.warning("fleet job %s (from %s) refused here: %s", job_id, e.submitter, exc.message)
             self._refused(claimed, exc.message)
@@ -476,6 +480,20 @@ class Fleet(LifecycleObserver):
             self._refused(claimed, "internal error starting the job")
             return
         log.debug("fleet job %s claimed (epoch %d) from %s", job_id, claimed.epoch, claimed.stream)
+
+    async def _resumed(self, params: StartParams, lost_id: str) -> StartParams:
+        """A Claude job run again after its node was lost goes on with its session, where its cwd is here."""
+        try:
+            lost = await self.store.get_job(lost_id)
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.warning("fleet: job %s: cannot read the lost run's session: %s", lost_id, exc)
+            return params
+        session = lost.claude.session_id if lost is not None and lost.claude is not None else None
+        cwd = params.cwd or (lost.cwd if lost is not None else "")
+        if not session or not cwd or not os.path.isdir(cwd):
+            return params
+        log.info("fleet: job %s lost with its node: run again resuming Claude session %s", lost_id, session)
+        return msgspec.structs.replace(params, resume=session)
 
     def _refused(self, claimed: Claimed, why: str) -> None:
         """A claimed job this node could not start: its record says so, the fleet hears it ended."""
@@ -585,6 +603,11 @@ class Fleet(LifecycleObserver):
         if found is not None:
             if found.state is not JobState.QUEUED:
                 self.submitted.pop(job_id, None)
+            if found.state is JobState.RUNNING and found.node and found.node != self.name:
+                # Records are written at state changes: the running node knows the output so far.
+                live = await self.usage(found, timeout=_LIVE_TIMEOUT)
+                if live is not None:
+                    return live
             return found
         queued = await self._guard(self.queue.queued_info(job_id))
         if queued is None:
@@ -716,12 +739,11 @@ class Fleet(LifecycleObserver):
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from None
 
-    async def usage(self, job: JobInfo) -> JobInfo | None:
-        """The job as its node sees it now (``job.stats`` of a remote subscriber)."""
+    async def usage(self, job: JobInfo, timeout: float = _CONTROL_TIMEOUT) -> JobInfo | None:
+        """The job as its node sees it now (``job.stats`` of a remote subscriber, ``job.get``)."""
         try:
-            raw = await self.control_channel.request(
-                job.node, "get", _verb_encoder.encode(_Verb(job.id)), _CONTROL_TIMEOUT
-            )
+            verb = _verb_encoder.encode(_Verb(job.id))
+            raw = await self.control_channel.request(job.node, "get", verb, timeout)
         except (TimeoutError, ControlError, RedisError, OSError) as exc:
             log.debug("job %s: no sample from node %s: %s", job.id, job.node, exc)
             return None
