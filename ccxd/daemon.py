@@ -215,7 +215,8 @@ class Daemon:
             await fleet.start()
             lease = self.config.node_lease
             log.info("fleet: node %s, %d slots, lease %.1f s", fleet.name, fleet.slots, lease)
-        register_methods(dispatcher, self.supervisor, self.info, history.store, fleet)
+        jobs = fleet.jobs if fleet is not None else None
+        register_methods(dispatcher, self.supervisor, self.info, history.store, jobs)
         register_history_methods(dispatcher, history, self.supervisor)
         register_hook_methods(dispatcher, self.hooks)
         register_group_methods(dispatcher, self.supervisor)

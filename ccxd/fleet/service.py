@@ -1,4 +1,4 @@
-"""The fleet in the daemon: this node's heartbeat, reaper, dispatcher and control, and remote jobs.
+"""The fleet in the daemon: this node's heartbeat, reaper, dispatcher and control.
 
 Started only with ``fleet = true`` (docs/fleet-design.md).  The primitives it
 puts to work are the other modules of ``ccxd.fleet``; this file decides when:
@@ -17,8 +17,9 @@ puts to work are the other modules of ``ccxd.fleet``; this file decides when:
 * the control server answers other nodes' ``cancel``/``signal``/``pause``/
   ``resume``/``stats`` for the jobs this node runs.
 
-It also serves the RPC methods for jobs this daemon does not run
-(``rpc.methods.RemoteJobs``) and the ``node.*`` methods (``NodeControl``).
+The jobs this daemon does not run are served to its clients by
+``service_jobs.FleetJobs`` (``self.jobs``); this class serves the ``node.*``
+methods (``NodeControl``).
 """
 
 from __future__ import annotations
@@ -37,33 +38,25 @@ from redis.exceptions import RedisError
 
 from ccxd import __version__
 from ccxd.config import Config
-from ccxd.errors import InvalidRequest, JobError, JobNotActive, RpcError, UnknownNode
+from ccxd.errors import InvalidRequest, JobError, UnknownNode
 from ccxd.fleet.claude_block import ClaudeBlock, current_block, publish_block
-from ccxd.fleet.control import ControlChannel, ControlError
-from ccxd.fleet.entry import JobEntry
+from ccxd.fleet.control import ControlChannel
 from ccxd.fleet.queue import Claimed, FleetQueue
 from ccxd.fleet.registry import NodeLost, NodeRegistry
 from ccxd.fleet.registry import UnknownNode as FleetUnknownNode
-from ccxd.fleet.service_follow import remote_pump
+from ccxd.fleet.service_jobs import FleetJobs, guarded, queued_record, verb_decoder
 from ccxd.jobs.job import Job
 from ccxd.jobs.lifecycle import LifecycleObserver
-from ccxd.jobs.priority import priority_value
 from ccxd.protocol import (
-    ErrorCode,
-    HistoryParams,
     JobInfo,
     JobReason,
     JobState,
-    ListParams,
     NodeInfo,
     NodeState,
     StartParams,
 )
-from ccxd.redact import redact_argv, redact_text, secret_values
-from ccxd.rpc.connection import Connection
-from ccxd.store.base import Store, StoredChunk, StoreUnavailable
+from ccxd.store.base import Store, StoreUnavailable
 from ccxd.store.connect import open_redis
-from ccxd.store.keys import output as output_key
 from ccxd.supervision.ids import new_job_id
 from ccxd.supervision.supervisor import Supervisor
 
@@ -73,25 +66,13 @@ log = logging.getLogger("ccxd.fleet")
 
 _BLOCK_MS: Final = 1000
 """Longest wait of the dispatcher's XREADGROUP (it also looks at its state and slots this often)."""
-_CONTROL_TIMEOUT: Final = 5.0
-_LIVE_TIMEOUT: Final = 1.0
-"""How long ``job.get`` of a job running on another node waits for that node before the stored record."""
 _NO_CLAIM: Final = -1
 """The epoch of a job this node no longer holds: it matches no claim, so the store refuses its writes."""
 
 _info_json = msgspec.json.Encoder()
-_info_decoder = msgspec.json.Decoder(JobInfo)
 
 
-class _Verb(msgspec.Struct, array_like=True):
-    """A control request's params: the job, and the signal of ``signal``."""
 
-    job_id: str
-    signal: int | None = None
-
-
-_verb_encoder = msgspec.msgpack.Encoder()
-_verb_decoder = msgspec.msgpack.Decoder(_Verb)
 
 
 class ClaudeHold(Protocol):
@@ -169,6 +150,8 @@ class Fleet(LifecycleObserver):
         self._taker = FleetQueue(self._dispatch_redis, self.key, mint_id=new_job_id)
         self.registry = NodeRegistry(self.redis, self.lease_ms)
         self.control_channel = ControlChannel(self.blocking, self.key, sender=self.name)
+        self.jobs = FleetJobs(self)
+        """The fleet's jobs as this node serves them to its clients."""
 
     async def fence_adopted(self, job_ids: list[str]) -> None:
         """Before adopting a previous run's jobs: the fleet jobs among them write under their claim.
@@ -499,7 +482,7 @@ class Fleet(LifecycleObserver):
         """A claimed job this node could not start: its record says so, the fleet hears it ended."""
         e = claimed.entry
         now = time.time()
-        info = _queued_record(e, self.name)
+        info = queued_record(e, self.name)
         info = msgspec.structs.replace(
             info, state=JobState.FINISHED, reason=JobReason.FAILED_TO_START, error=why, finished_at=now
         )
@@ -553,7 +536,7 @@ class Fleet(LifecycleObserver):
                 await asyncio.sleep(self.config.node_lease / 5)
 
     async def _handle(self, method: str, params: bytes) -> bytes:
-        verb = _verb_decoder.decode(params)
+        verb = verb_decoder.decode(params)
         sup = self.sup
         if method == "cancel":
             job = sup.cancel(verb.job_id)
@@ -569,140 +552,6 @@ class Fleet(LifecycleObserver):
             raise ValueError(f"unknown control method {method!r}")
         return _info_json.encode(job.info())
 
-    # -- what rpc/methods.py asks (RemoteJobs) --------------------------------
-
-    async def submit(self, params: StartParams, peer: str) -> JobInfo:
-        """Check the request as a local start would, then queue it fleet-wide; its ``queued`` record."""
-        self.sup.check(params)
-        if params.node is not None and params.node not in {n.name for n in self.nodes_seen}:
-            nodes = await self._guard(self.registry.nodes())
-            if params.node not in {n.name for n in nodes}:
-                raise UnknownNode(params.node)
-        job_id = new_job_id()
-        entry = JobEntry(job_id=job_id, params=params, submitter=self.name, peer=peer, queued_at=time.time())
-        record = _queued_record(entry, "")
-        await self._guard(self.queue.submit(entry, record))
-        self.submitted[job_id] = record
-        if len(self.submitted) > 10_000:
-            self.submitted.pop(next(iter(self.submitted)))
-        return record
-
-    async def _guard(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        try:
-            async with asyncio.timeout(self.config.store_timeout + 1):
-                return await coro
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise RpcError(ErrorCode.STORE_UNAVAILABLE, f"the fleet's Redis does not answer: {exc}") from None
-
-    async def get(self, job_id: str) -> JobInfo | None:
-        """A job of the fleet: its record (whichever node wrote it), else its queue entry's."""
-        try:
-            found = await self.store.get_job(job_id)
-        except StoreUnavailable as exc:
-            raise RpcError(ErrorCode.STORE_UNAVAILABLE, f"history is unavailable: {exc}") from None
-        if found is not None:
-            if found.state is not JobState.QUEUED:
-                self.submitted.pop(job_id, None)
-            if found.state is JobState.RUNNING and found.node and found.node != self.name:
-                # Records are written at state changes: the running node knows the output so far.
-                live = await self.usage(found, timeout=_LIVE_TIMEOUT)
-                if live is not None:
-                    return live
-            return found
-        queued = await self._guard(self.queue.queued_info(job_id))
-        if queued is None:
-            return None
-        record = queued.record or JobInfo(id=job_id, state=JobState.QUEUED, command="")
-        if queued.state == "cancelled":
-            return msgspec.structs.replace(record, state=JobState.FINISHED, reason=JobReason.CANCELLED)
-        if queued.state in ("claimed", "done", "lost"):
-            self.submitted.pop(job_id, None)
-            return msgspec.structs.replace(record, node=queued.node)
-        return record
-
-    async def list_jobs(self, params: ListParams, local: list[JobInfo]) -> list[JobInfo]:
-        """This daemon's jobs, then the fleet's others from the store and those queued from here."""
-        seen = {j.id for j in local}
-        out = list(local)
-        try:
-            stored = await self.store.list_jobs(
-                HistoryParams(session=params.session, node=params.node, limit=min(params.limit * 4, 10_000))
-            )
-        except (StoreUnavailable, TimeoutError) as exc:
-            log.debug("job.list: the store does not answer: %s", exc)
-            stored = []
-        extra = [j for j in stored if j.id not in seen]
-        for info in stored:  # a node recorded it: it is no longer only queued from here
-            if info.state is not JobState.QUEUED or info.node:
-                self.submitted.pop(info.id, None)
-        if params.node in (None, ""):
-            extra += [j for j in self.submitted.values() if j.id not in seen]
-            if params.state in (None, JobState.QUEUED):  # queued fleet-wide from any node
-                with contextlib.suppress(RedisError, OSError):
-                    names = [n.name for n in await self.registry.nodes()]
-                    extra += await self.queue.waiting(names, params.limit)
-        for info in extra:
-            if info.id in seen:
-                continue
-            if params.state is not None and info.state != params.state:
-                continue
-            if params.session is not None and info.session != params.session:
-                continue
-            if params.node is not None and info.node != params.node:
-                continue
-            seen.add(info.id)
-            out.append(info)
-        out.sort(key=lambda j: j.queued_at, reverse=True)
-        return out[: params.limit]
-
-    async def follow(
-        self, conn: Connection, job_id: str, from_offset: int, output: bool, binary: bool, stats: bool
-    ) -> JobInfo | None:
-        """Follow a job this daemon does not run (replay from ``from_offset``, then live)."""
-        info = await self.get(job_id)
-        if info is None:
-            return None
-        task = asyncio.get_running_loop().create_task(
-            remote_pump(conn, self, job_id, from_offset, output, binary, stats)
-        )
-        conn.add_subscription(job_id, task)
-        return info
-
-    async def control(self, verb: str, job_id: str, signal: int | None = None) -> JobInfo | None:
-        """A verb on a job this daemon does not run: asked of its node, or a queued job cancelled."""
-        info = await self.get(job_id)
-        if info is None:
-            return None
-        if info.state is JobState.FINISHED:
-            raise JobNotActive(f"job {job_id} already finished ({info.reason})", info.state.value)
-        if not info.node:
-            if verb != "cancel":
-                raise JobNotActive(f"job {job_id} is queued, not running", JobState.QUEUED.value)
-            if await self._guard(self.queue.cancel_queued(job_id)):
-                done = msgspec.structs.replace(
-                    info, state=JobState.FINISHED, reason=JobReason.CANCELLED, finished_at=time.time()
-                )
-                self.submitted.pop(job_id, None)
-                if self.sup.recorder is not None:  # no node ran it: its record names none
-                    self.sup.recorder.job_finished(done)
-                return done
-            info = await self.get(job_id)  # claimed meanwhile: its node cancels it
-            if info is None or not info.node:
-                raise JobNotActive(f"job {job_id} is no longer queued")
-        if info.node == self.name:  # not in memory here: a record of this node's previous run
-            raise JobNotActive(f"job {job_id} does not run on this node ({info.state})", info.state.value)
-        try:
-            raw = await self.control_channel.request(
-                info.node, verb, _verb_encoder.encode(_Verb(job_id, signal)), _CONTROL_TIMEOUT
-            )
-        except TimeoutError as exc:
-            raise RpcError(ErrorCode.INTERNAL_ERROR, f"job {job_id}: {exc}") from None
-        except ControlError as exc:
-            raise JobNotActive(f"job {job_id} on node {info.node}: {exc}") from None
-        except (RedisError, OSError) as exc:
-            raise RpcError(ErrorCode.STORE_UNAVAILABLE, f"the fleet's Redis does not answer: {exc}") from None
-        return _info_decoder.decode(raw)
-
     def status_line(self) -> str:
         """``node A up, 1/4 slots used, nodes: 2 up, 1 lost``."""
         states = [n.state for n in self.nodes_seen]
@@ -714,91 +563,26 @@ class Fleet(LifecycleObserver):
             f"nodes: {up} up, {lost} lost"
         )
 
-    # -- what the remote follower reads (service_follow.RemoteSource) ---------
-
-    async def info(self, job_id: str) -> JobInfo | None:
-        """The job's record, or its queued entry's."""
-        try:
-            return await self.get(job_id)
-        except RpcError as exc:
-            raise StoreUnavailable(exc.message) from None
-
-    async def chunks(self, job_id: str, offset: int, max_bytes: int) -> list[StoredChunk]:
-        """Stored output from ``offset``."""
-        return await self.store.read_output(job_id, offset, max_bytes)
-
-    async def wait_output(self, job: JobInfo, offset: int, timeout: float) -> None:
-        """Block on the job's output stream for an entry past ``offset`` (or sleep while it is queued)."""
-        if not job.node or job.state is JobState.QUEUED:
-            await asyncio.sleep(timeout)
-            return
-        try:
-            await self.blocking.xread(
-                {output_key(job.node, job.id): f"{offset}-0"}, count=1, block=int(timeout * 1000)
-            )
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from None
-
-    async def usage(self, job: JobInfo, timeout: float = _CONTROL_TIMEOUT) -> JobInfo | None:
-        """The job as its node sees it now (``job.stats`` of a remote subscriber, ``job.get``)."""
-        try:
-            verb = _verb_encoder.encode(_Verb(job.id))
-            raw = await self.control_channel.request(job.node, "get", verb, timeout)
-        except (TimeoutError, ControlError, RedisError, OSError) as exc:
-            log.debug("job %s: no sample from node %s: %s", job.id, job.node, exc)
-            return None
-        return _info_decoder.decode(raw)
-
-    @property
-    def stats_interval(self) -> float:
-        """Seconds between ``job.stats`` samples (``stats_interval``)."""
-        return self.config.stats_interval
-
     # -- node.* (rpc/node_methods.NodeControl) --------------------------------
 
     async def nodes(self) -> list[NodeInfo]:
         """Every node the fleet knows."""
-        nodes: list[NodeInfo] = await self._guard(self.registry.nodes())
+        nodes: list[NodeInfo] = await guarded(self.config, self.registry.nodes())
         self.nodes_seen = nodes
         return nodes
 
     async def set_state(self, name: str, state: NodeState) -> NodeInfo:
         """Drain, cordon or uncordon a node (any node may ask); parked jobs are queued again on ``up``."""
         try:
-            info: NodeInfo = await self._guard(self.registry.set_state(name, state))
+            info: NodeInfo = await guarded(self.config, self.registry.set_state(name, state))
         except FleetUnknownNode:
             raise UnknownNode(name) from None
         except NodeLost as exc:
             raise InvalidRequest(str(exc)) from None
         if state == "up":
-            await self._guard(self.queue.requeue_parked())
+            await guarded(self.config, self.queue.requeue_parked())
         if name == self.name:
             self.state = info.state if info.state != "lost" else self.state
             self._slot_freed.set()
         log.info("fleet: node %s set %s", name, state)
         return info
-
-
-def _queued_record(entry: JobEntry, node: str) -> JobInfo:
-    """What ``job.start`` answers for a job queued fleet-wide (secrets redacted as in every record)."""
-    p = entry.params
-    secrets = secret_values(p.env)
-    command: str | list[str] = p.command if p.command is not None else ["claude", "-p", "…"]
-    shown = redact_text(command, secrets) if isinstance(command, str) else redact_argv(command, secrets)
-    return JobInfo(
-        id=entry.job_id,
-        state=JobState.QUEUED,
-        command=shown,
-        cwd=p.cwd or "",
-        session=p.session,
-        tags=p.tags,
-        queued_at=entry.queued_at,
-        node=node,
-        peer=entry.peer,
-        attempt=entry.attempt,
-        retry_of=entry.retry_of,
-        group=p.group,
-        priority=priority_value(p.priority),
-        after=p.after,
-        after_any=p.after_any,
-    )
