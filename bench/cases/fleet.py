@@ -44,6 +44,16 @@ async def _finished(client: Any, job_id: str, timeout: float = 120) -> Any:
         await asyncio.sleep(0.01)
 
 
+async def _running(client: Any, job_id: str, timeout: float = 60) -> Any:
+    """The job's record once it runs."""
+    deadline = time.monotonic() + timeout
+    while (info := await client.get(job_id)).state != "running":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job_id} not running within {timeout} s: {info.state}")
+        await asyncio.sleep(0.01)
+    return info
+
+
 async def _dispatch_latencies(submit_to: Any, n: int, **options: Any) -> list[float]:
     """ms from sending ``job.start`` to the record's ``started_at``, one job at a time."""
     out = []
@@ -243,16 +253,14 @@ async def _loss_times(fleet: BenchFleet, jobs: int) -> tuple[float, float]:
             rpc(a_sock, "node.cordon", {"name": name})
         try:
             rerun = await a.start("sleep 600", retry_on_node_loss=True)
-            while (info := await a.get(rerun.id)).state != "running":
-                await asyncio.sleep(0.01)
+            info = await _running(a, rerun.id)
         finally:
             for name in ("A", "C"):
                 rpc(a_sock, "node.uncordon", {"name": name})
         if info.node != "B":
             raise RuntimeError(f"the re-runnable job ran on {info.node}, not B")
         for j in plain:
-            while (await a.get(j.id)).state != "running":
-                await asyncio.sleep(0.01)
+            await _running(a, j.id)
         t0 = time.monotonic()
         fleet.nodes["B"].kill()
         for j in [*plain, rerun]:
@@ -277,9 +285,10 @@ def fleet_loss(ctx: Context) -> list[Row]:
     """Time from a node's SIGKILL to its jobs ``lost`` and re-run, against its lease."""
     lease = 3.0
     runs = ctx.pick(ctx.runs, 1)
-    jobs = ctx.pick(20, 4)
+    slots = 8
+    jobs = ctx.pick(slots - 1, 4)  # and the re-runnable one: every job of B running at once
     lost, rerun = [], []
-    with BenchFleet(ctx.log_dir, lease=lease, name="fleet-loss") as fleet:
+    with BenchFleet(ctx.log_dir, slots=slots, lease=lease, name="fleet-loss") as fleet:
         for _ in range(runs):
             a, b = asyncio.run(_loss_times(fleet, jobs))
             lost.append(a)
