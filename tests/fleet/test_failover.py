@@ -8,6 +8,8 @@ with its own state, runtime and config directories.
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,19 @@ import pytest
 
 from ccxd.client import ClientError
 from tests.fleet.harness import Fleet
-from tests.fleet.test_fleet import finished, read_all
+from tests.fleet.test_fleet import finished, poll, read_all
 from tests.redis_topology import RedisTopology
 
 pytestmark = [pytest.mark.redis]
 
 LEASE = 4.0
 """Longer than a failover takes here (down-after 1 s, then an election): no node may look lost."""
+
+
+async def read_output(client: Any, job_id: str, want: bytes) -> bool:
+    got = await read_all(client, job_id)
+    assert want.startswith(got), f"job {job_id}'s stored output: {got!r}"
+    return got == want
 
 
 @pytest.fixture
@@ -48,20 +56,29 @@ async def test_primary_killed_mid_run_loses_no_acknowledged_job_or_finished_reco
             mid_run = [await a.start("sleep 2; print -r -- survived") for _ in range(6)]
 
             old = topology.kill_primary()
-            # Submissions while the sentinels elect a new primary: those acknowledged count.
-            acknowledged = []
-            for i in range(10):
+            # Submissions while the sentinels elect a new primary and after: each either refused in
+            # words or acknowledged, and then run.
+            acknowledged, refused = [], []
+            promoted = False
+            deadline = time.monotonic() + 30
+            while not (promoted and len(acknowledged) >= 3) and time.monotonic() < deadline:
                 try:
-                    acknowledged.append(await b.start(f"print -r -- during {i}"))
-                except ClientError:
-                    pass  # refused in words: the client knows it was not taken
+                    acknowledged.append(await b.start(f"print -r -- during {len(refused)}"))
+                except ClientError as exc:
+                    refused.append(str(exc))
+                promoted = promoted or topology.primary_address() not in (None, old)
                 await asyncio.sleep(0.1)
             topology.wait_promoted(old)
+            assert len(acknowledged) >= 3, refused[-3:]
+            assert all(refused), "a refusal says why"
 
             for job in mid_run:
                 record = await finished(b, job.id, timeout=30)
                 assert (record.exit_code, record.node in ("A", "B")) == (0, True), record
-                assert await read_all(b, job.id) == b"survived\n"
+                # Written while Redis was away: journaled by its node, stored once a primary answers.
+                await poll(
+                    functools.partial(read_output, b, job.id, b"survived\n"), 20, f"{job.id}'s output stored"
+                )
             for job in acknowledged:
                 record = await finished(a, job.id, timeout=30)
                 assert record.exit_code == 0, record
