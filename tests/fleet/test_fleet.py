@@ -370,8 +370,9 @@ async def test_a_partitioned_node_does_not_double_run_a_fenced_job_when_it_retur
         assert second.retry_of == first.id and second.node in ("A", "C")
         # B, unable to renew its lease for a whole lease, stopped its re-runnable job itself:
         # while cut off, not only once it is back.
-        await poll(lambda: not job_pids(first.id), LOST_WITHIN, "B stopped its copy while cut off")
-        assert time.monotonic() - cut_at < 2 * LOST_WITHIN
+        # (Measured from the cut: a loaded machine may take a while to see the re-run running.)
+        left = 2 * LOST_WITHIN - (time.monotonic() - cut_at)
+        await poll(lambda: not job_pids(first.id), left, "B stopped its copy while cut off")
         assert fleet.node_states()["B"] == "lost"
 
         assert (await finished(a, plain.id, timeout=5)).reason == "lost"
