@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -555,10 +555,3 @@ def _kill_leftovers(root: Path) -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
         except (OSError, ProcessLookupError):
             continue
-
-
-@contextlib.contextmanager
-def fleet(**options: Any) -> Iterator[Fleet]:
-    """``with fleet(...) as f``: a started :class:`Fleet`, torn down on the way out."""
-    with Fleet(**options) as f:
-        yield f
