@@ -34,9 +34,11 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -296,7 +298,18 @@ class Node:
 
     def start(self, timeout: float = 30.0) -> Node:
         self.daemon.start(timeout)
+        # A fleet node's STATUS= changes with every heartbeat: read them as a service manager
+        # would, or the daemon queues them and waits for them on its way out.
+        threading.Thread(target=self._read_notify, args=(self.daemon._notify,), daemon=True).start()
         return self
+
+    def _read_notify(self, sock: socket.socket) -> None:
+        sock.settimeout(None)
+        while True:
+            try:
+                self.daemon.notify_messages.append(sock.recv(4096).decode())
+            except OSError:  # closed (or made non-blocking) by DaemonProcess.stop
+                return
 
     def stop(self) -> None:
         self.daemon.stop()
