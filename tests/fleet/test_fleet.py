@@ -175,6 +175,27 @@ async def test_300_jobs_submitted_on_one_node_run_once_each_on_all_three(fleet: 
         assert max_overlap(mine) <= SLOTS, f"{name} ran more than node_slots at once"
 
 
+async def test_a_node_with_a_free_slot_starts_the_fleets_high_priority_jobs_before_low_ones(
+    whole: Fleet,
+) -> None:
+    fleet = whole
+    cordon(fleet, "A", "B")
+    async with await fleet["A"].client() as a:
+        blockers = [await a.start("sleep 600", node="C") for _ in range(SLOTS)]
+        for job in blockers:
+            await running(a, job.id)
+        # C is full: these wait in the fleet's queues, the low ones queued first.
+        low = [await a.start("sleep 0.3", priority="low") for _ in range(SLOTS)]
+        high = [await a.start("sleep 0.3", priority="high") for _ in range(SLOTS)]
+        for job in blockers:
+            await a.cancel(job.id)
+        records = {j.id: await finished(a, j.id) for j in [*low, *high]}
+    assert {r.node for r in records.values()} == {"C"}
+    last_high = max(records[j.id].started_at or 0.0 for j in high)
+    first_low = min(records[j.id].started_at or 0.0 for j in low)
+    assert last_high <= first_low, "every high job started before any low one"
+
+
 def test_ccxctl_run_where_and_node_choose_the_node_and_stream_its_output(fleet: Fleet) -> None:
     on_gpu = fleet["A"].ctl("run", "--where", "gpu=1", "readlink /proc/self/ns/net")
     assert on_gpu.stdout.strip() == netns_of(fleet, "C")
