@@ -172,6 +172,10 @@ class FleetQueue:
                 if not entries:
                     self._pending = False
                     continue
+                # Entries queued since in a stream ahead of the first held one go before it.
+                ahead = streams[: streams.index(entries[0][0])]
+                if ahead:
+                    entries = await self._read(node, dict.fromkeys(ahead, ">"), None) + entries
             else:
                 left = int((deadline - time.monotonic()) * 1000)
                 entries = await self._read(node, dict.fromkeys(streams, ">"), left if left >= 1 else None)

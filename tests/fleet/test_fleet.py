@@ -179,17 +179,18 @@ async def test_a_node_with_a_free_slot_starts_the_fleets_high_priority_jobs_befo
     whole: Fleet,
 ) -> None:
     fleet = whole
-    cordon(fleet, "A", "B")
-    async with await fleet["A"].client() as a:
-        blockers = [await a.start("sleep 600", node="C") for _ in range(SLOTS)]
+    for name in ("A", "B"):  # C alone takes work: no other reader hands the entries round
+        fleet[name].stop()
+    async with await fleet["C"].client() as c:
+        blockers = [await c.start("sleep 600") for _ in range(SLOTS)]
         for job in blockers:
-            await running(a, job.id)
+            await running(c, job.id)
         # C is full: these wait in the fleet's queues, the low ones queued first.
-        low = [await a.start("sleep 0.3", priority="low") for _ in range(SLOTS)]
-        high = [await a.start("sleep 0.3", priority="high") for _ in range(SLOTS)]
+        low = [await c.start("sleep 0.3", priority="low") for _ in range(SLOTS)]
+        high = [await c.start("sleep 0.3", priority="high") for _ in range(SLOTS)]
         for job in blockers:
-            await a.cancel(job.id)
-        records = {j.id: await finished(a, j.id) for j in [*low, *high]}
+            await c.cancel(job.id)
+        records = {j.id: await finished(c, j.id) for j in [*low, *high]}
     assert {r.node for r in records.values()} == {"C"}
     last_high = max(records[j.id].started_at or 0.0 for j in high)
     first_low = min(records[j.id].started_at or 0.0 for j in low)
