@@ -505,13 +505,20 @@ class Fleet(LifecycleObserver):
         self._spawn(self._finish(job_id, epoch))
 
     async def _finish(self, job_id: str, epoch: int) -> None:
-        try:
-            if not await self.queue.finish(job_id, self.name, epoch, "done"):
-                log.info(
-                    "fleet job %s: ended here after its claim moved on (epoch %d); fenced", job_id, epoch
-                )
-        except (RedisError, OSError) as exc:
-            log.warning("fleet job %s: cannot tell the fleet it ended: %s", job_id, exc)
+        # Told until Redis hears it (a restart of this node settles it too: _take_back).
+        delay = 0.5
+        while True:
+            try:
+                if not await self.queue.finish(job_id, self.name, epoch, "done"):
+                    log.info(
+                        "fleet job %s: ended here after its claim moved on (epoch %d); fenced", job_id, epoch
+                    )
+                break
+            except (RedisError, OSError) as exc:
+                if delay == 0.5:
+                    log.warning("fleet job %s: cannot tell the fleet it ended yet: %s", job_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
         # Its last record is queued already (it carries the epoch); later ones are hooks' notes.
         asyncio.get_running_loop().call_later(60, self.sup.fleet_epochs.pop, job_id, None)
 

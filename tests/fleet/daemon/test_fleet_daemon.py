@@ -476,7 +476,8 @@ class _Proxy:
         import threading
 
         listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        self.listener = listener
+        with self.lock:
+            self.listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def _accept(self, listener: Any) -> None:
@@ -490,6 +491,10 @@ class _Proxy:
                 return
             upstream = socket.create_connection(self.target)
             with self.lock:
+                if listener is not self.listener:  # accepted as the relay was cut: cut it too
+                    client.close()
+                    upstream.close()
+                    return
                 self.conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -507,8 +512,9 @@ class _Proxy:
 
     def cut(self) -> None:
         assert self.listener is not None
-        self.listener.close()
         with self.lock:
+            self.listener.close()
+            self.listener = None
             for s in self.conns:
                 with contextlib.suppress(OSError):
                     s.shutdown(2)
@@ -548,3 +554,37 @@ def test_a_node_cut_off_from_redis_stops_its_rerunnable_job_and_comes_back_clean
         record = f["A"].call("job.get", {"job_id": job["id"]})
         assert (record["reason"], record["finished_at"]) == ("lost", lost["finished_at"])
         f["A"].call("job.cancel", {"job_id": rerun})
+
+
+def test_a_job_that_ends_while_its_node_cannot_reach_redis_is_settled_once_it_can(tmp_path: Any) -> None:
+    import redis as redis_sync
+
+    pidfile = tmp_path / "pid"
+    with Fleet(netns=False, names=("A", "B"), lease=3.0, slots=4, labels=LABELS) as f:
+        assert f.redis is not None
+        proxy = _Proxy((f.redis.host, f.redis.port))
+        f["B"].stop()
+        f["B"].settings["redis_url"] = f.redis.url.replace(f":{f.redis.port}/", f":{proxy.port}/")
+        f["B"].write_config()
+        f["B"].start()
+        f.wait_states({"B": "up"}, 10)
+        f["A"].call("node.cordon", {"name": "A"})
+        job = f["A"].call("job.start", {"command": f"echo $$ > {pidfile}; exec sleep 0.6"})
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 20, "B runs the job")
+        pid = int(pidfile.read_text())
+        proxy.cut()
+        wait_until(lambda: not alive(pid), 5, "the job ends while B is cut off")
+        wait_until(lambda: "cannot tell the fleet it ended" in f["B"].log(), 10, "B's first try to fail")
+        proxy.listen()  # within the lease: B is not declared lost
+        r = redis_sync.Redis.from_url(f.redis.url)
+        try:
+            state = wait_until(
+                lambda: (lambda s: s if s == b"done" else None)(r.hget(fleet_keys.job(job["id"]), "state")),
+                15,
+                "the fleet hears that the job ended",
+            )
+            assert state == b"done" and not r.smembers(fleet_keys.running("B"))
+        finally:
+            r.close()
+        assert finished(f["A"], job["id"])["node"] == "B"
+        assert f.node_states() == {"A": "cordoned", "B": "up"}
