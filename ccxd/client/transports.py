@@ -63,21 +63,13 @@ class Transport(Protocol):
         """Close the connection."""
 
 
-class _UnixProtocol(asyncio.BufferedProtocol):
-    """The I/O half of :class:`UnixTransport`: the kernel writes into :class:`MessageReader`'s buffers.
+class _QueuedProtocol(asyncio.BufferedProtocol):
+    """What both transports' protocols share: messages queued for one reader, flow control both ways."""
 
-    A plain stream reader would have asyncio ``recv`` a fresh 256 KiB bytes per
-    read, which glibc serves with ``mmap``/``munmap`` each time (about 30 % more
-    client CPU per message; docs/decisions/20-benchmarks.md).
-    """
-
-    def __init__(self) -> None:
-        from ccxd.client.unixproto import MessageReader
-
+    def __init__(self, messages: collections.deque[Message]) -> None:
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.reader = MessageReader(_MAX_MESSAGE)
-        self.messages = self.reader.messages
+        self.messages = messages
         self.error: ConnectionError | None = None
         self.ended = False
         self._wake: asyncio.Future[None] | None = None
@@ -88,6 +80,75 @@ class _UnixProtocol(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _gone(self) -> None:
+        """The connection is lost: wake every waiter."""
+        self._notify()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def _queued(self) -> None:
+        """Messages were queued: stop reading the socket while the reader is behind, and wake it."""
+        if len(self.messages) >= _QUEUE_HIGH and not self._paused_reading and self.transport is not None:
+            self._paused_reading = True
+            self.transport.pause_reading()
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def _finished(self) -> bool:
+        return self.ended
+
+    async def drain(self) -> None:
+        if self._paused_writing:
+            # One future for every sender waiting: a future per waiter would leave all but the last
+            # waiting forever once writing resumes (300 concurrent job.start calls hung).
+            if self._drained is None or self._drained.done():
+                self._drained = self.loop.create_future()
+            await asyncio.shield(self._drained)
+
+    async def next_batch(self) -> bool:
+        """Wait for messages; False once the connection has ended and none are left."""
+        while not self.messages:
+            if self.error is not None:
+                raise self.error
+            if self._finished():
+                return False
+            self._wake = self.loop.create_future()
+            await self._wake
+        return True
+
+    def resume(self) -> None:
+        if self._paused_reading and len(self.messages) <= _QUEUE_LOW and self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()
+
+
+class _UnixProtocol(_QueuedProtocol):
+    """The I/O half of :class:`UnixTransport`: the kernel writes into :class:`MessageReader`'s buffers.
+
+    A plain stream reader would have asyncio ``recv`` a fresh 256 KiB bytes per
+    read, which glibc serves with ``mmap``/``munmap`` each time (about 30 % more
+    client CPU per message; docs/decisions/20-benchmarks.md).
+    """
+
+    def __init__(self) -> None:
+        from ccxd.client.unixproto import MessageReader
+
+        self.reader = MessageReader(_MAX_MESSAGE)
+        super().__init__(self.reader.messages)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.reader.buffer()
@@ -101,10 +162,7 @@ class _UnixProtocol(asyncio.BufferedProtocol):
             self.error = ConnectionError(f"the daemon sent something that is not ccxd's protocol: {exc}")
             if self.transport is not None:
                 self.transport.abort()
-        if len(self.messages) >= _QUEUE_HIGH and not self._paused_reading and self.transport is not None:
-            self._paused_reading = True
-            self.transport.pause_reading()
-        self._notify()
+        self._queued()
 
     def eof_received(self) -> bool:
         self.ended = True
@@ -115,49 +173,12 @@ class _UnixProtocol(asyncio.BufferedProtocol):
         if exc is not None and self.error is None:
             self.error = ConnectionError(str(exc)) if not isinstance(exc, ConnectionError) else exc
         self.ended = True
-        self._notify()
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-        if not self.lost.done():
-            self.lost.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._paused_writing = True
-
-    def resume_writing(self) -> None:
-        self._paused_writing = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    def _notify(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        self._gone()
 
     async def drain(self) -> None:
         if self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection to the daemon lost")
-        if self._paused_writing:
-            # One future for every sender waiting: a future per waiter would leave all but the last
-            # waiting forever once writing resumes (300 concurrent job.start calls hung).
-            if self._drained is None or self._drained.done():
-                self._drained = self.loop.create_future()
-            await asyncio.shield(self._drained)
-
-    async def next_batch(self) -> bool:
-        """Wait for messages; False once the connection has ended and none are left."""
-        while not self.messages:
-            if self.error is not None:
-                raise self.error
-            if self.ended:
-                return False
-            self._wake = self.loop.create_future()
-            await self._wake
-        return True
-
-    def resume(self) -> None:
-        if self._paused_reading and len(self.messages) <= _QUEUE_LOW and self.transport is not None:
-            self._paused_reading = False
-            self.transport.resume_reading()
+        await super().drain()
 
 
 class UnixTransport:
@@ -224,34 +245,23 @@ class UnixTransport:
                 await asyncio.shield(self._proto.lost)
 
 
-class _WsProtocol(asyncio.BufferedProtocol):
+class _WsProtocol(_QueuedProtocol):
     """The I/O half of :class:`WebSocketTransport`: the kernel writes into :class:`FrameReader`'s buffers."""
 
     def __init__(self, key: str, max_size: int) -> None:
         from ccxd.client.wsproto import FrameReader
 
+        super().__init__(collections.deque())
         self.key = key
         self.reader = FrameReader(max_size)
-        self.transport: asyncio.Transport | None = None
-        self.loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = self.loop.create_future()
-        self.messages: collections.deque[Message] = collections.deque()
-        self.error: ConnectionError | None = None
         self.response_headers: dict[str, list[str]] = {}  # of the 101 answer (lower-case names)
-        self.ended = False  # the server closed normally (1000/1001) or we did
+        # ``ended``: the server closed normally (1000/1001) or we did.
         self.close_sent = False
         self._head: bytearray | None = bytearray(_HEAD_READ)
         self._head_len = 0
-        self._wake: asyncio.Future[None] | None = None
-        self._paused_reading = False
-        self._paused_writing = False
-        self._drained: asyncio.Future[None] | None = None
-        self.lost: asyncio.Future[None] = self.loop.create_future()
 
     # -- asyncio callbacks --------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._head is not None:
@@ -289,19 +299,7 @@ class _WsProtocol(asyncio.BufferedProtocol):
             self.opened.set_exception(HandshakeError(f"connection closed during the handshake: {exc}"))
         if not self.ended and self.error is None:
             self.error = ConnectionError(f"websocket closed: no close frame received ({exc or 'EOF'})")
-        self._notify()
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-        if not self.lost.done():
-            self.lost.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._paused_writing = True
-
-    def resume_writing(self) -> None:
-        self._paused_writing = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        self._gone()
 
     # -- the rest ---------------------------------------------------------------
 
@@ -342,10 +340,7 @@ class _WsProtocol(asyncio.BufferedProtocol):
                 else:
                     reason = bytes(data[2:]).decode("utf-8", "replace")
                     self.error = ConnectionError(f"websocket closed: {code} {reason}".rstrip())
-        if len(self.messages) >= _QUEUE_HIGH and not self._paused_reading and self.transport is not None:
-            self._paused_reading = True
-            self.transport.pause_reading()
-        self._notify()
+        self._queued()
 
     def _fail(self, code: int, reason: str) -> None:
         from ccxd.client.wsproto import OP_CLOSE, close_payload, encode_frame
@@ -364,37 +359,12 @@ class _WsProtocol(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _notify(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
-
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    async def drain(self) -> None:
-        if self._paused_writing:
-            # One future for every sender waiting: a future per waiter would leave all but the last
-            # waiting forever once writing resumes (300 concurrent job.start calls hung).
-            if self._drained is None or self._drained.done():
-                self._drained = self.loop.create_future()
-            await asyncio.shield(self._drained)
-
-    async def next_batch(self) -> bool:
-        """Wait for messages; False once the connection has ended and none are left."""
-        while not self.messages:
-            if self.error is not None:
-                raise self.error
-            if self.ended or (self.transport is not None and self.transport.is_closing()):
-                return False
-            self._wake = self.loop.create_future()
-            await self._wake
-        return True
-
-    def resume(self) -> None:
-        if self._paused_reading and len(self.messages) <= _QUEUE_LOW and self.transport is not None:
-            self._paused_reading = False
-            self.transport.resume_reading()
+    def _finished(self) -> bool:
+        return self.ended or (self.transport is not None and self.transport.is_closing())
 
 
 class WebSocketTransport:

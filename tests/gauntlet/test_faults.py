@@ -260,9 +260,13 @@ async def test_500_clients_connecting_subscribing_and_vanishing_leave_memory_and
     base_targets = proc_fd_targets(pid)
     rounds = 0
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline or rounds < 3:
+    half_rss = 0
+    while time.monotonic() < deadline or rounds < 6:
         await round_of(500)
         rounds += 1
+        if not half_rss and time.monotonic() >= deadline - seconds / 2 and rounds >= 3:
+            await settled()
+            half_rss, half_rounds = daemon_rss(pid), rounds
 
     await settled()
     # Another process can see a descriptor the daemon holds for an instant (a stats sample,
@@ -271,8 +275,14 @@ async def test_500_clients_connecting_subscribing_and_vanishing_leave_memory_and
     while daemon_fds(pid) != base_fds and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert daemon_fds(pid) == base_fds, describe_new_fds(pid, base_targets)
-    grown = daemon_rss(pid) - base_rss
-    assert grown < max(8 << 20, base_rss // 10), f"RSS grew {grown >> 20} MiB over {rounds} rounds"
+    # A leak grows with every round; the allocator's fragmentation (more under a loaded
+    # machine) comes early and levels off. So: bounded in all, and flat over the second half.
+    end_rss = daemon_rss(pid)
+    grown, late = end_rss - base_rss, end_rss - half_rss
+    assert grown < max(16 << 20, base_rss // 5), f"RSS grew {grown >> 20} MiB over {rounds} rounds"
+    assert late < max(4 << 20, base_rss // 20), (
+        f"RSS grew {late >> 10} KiB over the last {rounds - half_rounds} rounds ({grown >> 10} KiB in all)"
+    )
     await c.cancel(streamer.id)
     async for ev in c.follow(streamer.id, from_offset=(await c.get(streamer.id)).output_bytes):
         if isinstance(ev, JobFinished):

@@ -522,17 +522,22 @@ class _Proxy:
             self.conns.clear()
 
 
+def _b_through_relay(f: Fleet) -> _Proxy:
+    """Node B restarted to reach Redis only through a relay the test can cut."""
+    assert f.redis is not None
+    proxy = _Proxy((f.redis.host, f.redis.port))
+    f["B"].stop()
+    f["B"].settings["redis_url"] = f.redis.url.replace(f":{f.redis.port}/", f":{proxy.port}/")
+    f["B"].write_config()
+    f["B"].start()
+    f.wait_states({"B": "up"}, 10)
+    return proxy
+
+
 def test_a_node_cut_off_from_redis_stops_its_rerunnable_job_and_comes_back_clean(tmp_path: Any) -> None:
     pidfile = tmp_path / "pid"
     with Fleet(netns=False, names=("A", "B"), lease=3.0, slots=4, labels=LABELS) as f:
-        assert f.redis is not None
-        proxy = _Proxy((f.redis.host, f.redis.port))
-        # B reaches Redis only through the relay.
-        f["B"].stop()
-        f["B"].settings["redis_url"] = f.redis.url.replace(f":{f.redis.port}/", f":{proxy.port}/")
-        f["B"].write_config()
-        f["B"].start()
-        f.wait_states({"B": "up"}, 10)
+        proxy = _b_through_relay(f)
         f["A"].call("node.cordon", {"name": "A"})
         cmd = f"echo $$ >> {pidfile}; exec sleep 600"
         job = f["A"].call("job.start", {"command": cmd, "retry_on_node_loss": True})
@@ -561,13 +566,7 @@ def test_a_job_that_ends_while_its_node_cannot_reach_redis_is_settled_once_it_ca
 
     pidfile = tmp_path / "pid"
     with Fleet(netns=False, names=("A", "B"), lease=3.0, slots=4, labels=LABELS) as f:
-        assert f.redis is not None
-        proxy = _Proxy((f.redis.host, f.redis.port))
-        f["B"].stop()
-        f["B"].settings["redis_url"] = f.redis.url.replace(f":{f.redis.port}/", f":{proxy.port}/")
-        f["B"].write_config()
-        f["B"].start()
-        f.wait_states({"B": "up"}, 10)
+        proxy = _b_through_relay(f)
         f["A"].call("node.cordon", {"name": "A"})
         job = f["A"].call("job.start", {"command": f"echo $$ > {pidfile}; exec sleep 0.6"})
         wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 20, "B runs the job")
