@@ -230,7 +230,13 @@ class RunOptions:
             "node": self.node,
             "retry_on_node_loss": self.retry_on_node_loss,
         }
-        return {name: value for name, value in params.items() if value is not None}
+        # Only what differs from the protocol's defaults: a daemon older than a field still
+        # takes a request that leaves it out (it refuses unknown fields).
+        return {
+            name: value
+            for name, value in params.items()
+            if value is not None and value is not False and value != {} and value != []  # 0 is sent
+        }
 
 
 def parse_priority(text: str) -> str | int:

@@ -40,7 +40,7 @@ class RetryParams(Struct, forbid_unknown_fields=True, kw_only=True, omit_default
     """Give up on a usage limit that resets later than this many seconds from now."""
 
 
-class StartParams(Struct, forbid_unknown_fields=True, kw_only=True):
+class StartParams(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """``job.start``: run ``command`` (a shell string, or an argv list without a shell)."""
 
     command: Annotated[str, Meta(min_length=1)] | Annotated[list[str], Meta(min_length=1)] | None = None
@@ -128,7 +128,7 @@ class JobRef(Struct, forbid_unknown_fields=True):
     job_id: str
 
 
-class ListParams(Struct, forbid_unknown_fields=True, kw_only=True):
+class ListParams(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """``job.list``: newest first, optionally filtered."""
 
     state: JobState | None = None

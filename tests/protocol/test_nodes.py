@@ -9,7 +9,16 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from ccxd.protocol import HistoryParams, ListParams, NodeInfo, NodeList, NodeRef, StartParams, encode
+from ccxd.protocol import (
+    HistoryParams,
+    JobState,
+    ListParams,
+    NodeInfo,
+    NodeList,
+    NodeRef,
+    StartParams,
+    encode,
+)
 from ccxd.rpc.codec import decode_params
 
 
@@ -96,3 +105,11 @@ def test_node_info_always_says_its_state_and_round_trips():
     assert (lost.state, lost.incarnation) == ("lost", 3)
     with pytest.raises(msgspec.ValidationError, match="state"):
         msgspec.json.decode(b'{"name":"b","state":"gone"}', type=NodeInfo)
+
+
+def test_a_request_leaves_out_what_it_does_not_set_so_older_daemons_take_it() -> None:
+    # A daemon refuses fields it does not know: a client must not send the fleet's (or any
+    # newer) fields at their defaults.
+    sent = msgspec.json.decode(msgspec.json.encode(StartParams(command="true", subscribe=True)))
+    assert sent == {"command": "true", "subscribe": True}
+    assert msgspec.json.decode(msgspec.json.encode(ListParams(state=JobState.RUNNING))) == {"state": "running"}
